@@ -1,0 +1,60 @@
+//! The event header shared by Rust and C (DESIGN.md §1).
+//!
+//! One fixed `repr(C)` layout, 32 bytes, 8-byte aligned, no padding: it is written once by the
+//! producer straight into ring memory and read in place by the consumer.
+
+/// Event kind: an ordinary data event.
+pub const KIND_DATA: u16 = 0;
+/// Event kind: an in-band flip (control) event; its payload is a flip record.
+pub const KIND_FLIP: u16 = 1;
+/// Event kind: a heartbeat carrying no payload, used to advance time and detect lag.
+pub const KIND_HEARTBEAT: u16 = 2;
+
+/// Flag: the fanout path reported a retry or fault for this event.
+pub const FLAG_UPSTREAM_ERROR: u16 = 1 << 0;
+
+/// The fixed header of every event.
+///
+/// Field order puts the three `u64`s first so the struct has no interior padding and the same
+/// layout on every C ABI: `pos` at 0, `seq` at 8, `ts_ns` at 16, `origin` at 24, `kind` at 28,
+/// `flags` at 30 (checked by a test and by `const` assertions below).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EventHeader {
+    /// Absolute position in its stream: stream-local, strictly increasing.
+    pub pos: u64,
+    /// Logical sequence number within the origin; the same in every stream.
+    pub seq: u64,
+    /// Upstream event time, nanoseconds.
+    pub ts_ns: u64,
+    /// Dense origin index, `< max_origins`.
+    pub origin: u32,
+    /// [`KIND_DATA`], [`KIND_FLIP`] or [`KIND_HEARTBEAT`].
+    pub kind: u16,
+    /// Bit set; see [`FLAG_UPSTREAM_ERROR`].
+    pub flags: u16,
+}
+
+/// Size of [`EventHeader`] in bytes.
+pub const EVENT_HEADER_SIZE: usize = core::mem::size_of::<EventHeader>();
+
+const _: () = assert!(EVENT_HEADER_SIZE == 32);
+const _: () = assert!(core::mem::align_of::<EventHeader>() == 8);
+const _: () = assert!(core::mem::offset_of!(EventHeader, origin) == 24);
+const _: () = assert!(core::mem::offset_of!(EventHeader, flags) == 30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_the_c_layout() {
+        assert_eq!(core::mem::offset_of!(EventHeader, pos), 0);
+        assert_eq!(core::mem::offset_of!(EventHeader, seq), 8);
+        assert_eq!(core::mem::offset_of!(EventHeader, ts_ns), 16);
+        assert_eq!(core::mem::offset_of!(EventHeader, origin), 24);
+        assert_eq!(core::mem::offset_of!(EventHeader, kind), 28);
+        assert_eq!(core::mem::offset_of!(EventHeader, flags), 30);
+        assert_eq!(EVENT_HEADER_SIZE, 32);
+    }
+}

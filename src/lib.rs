@@ -1,0 +1,21 @@
+//! # harmonizer
+//!
+//! Receiver-side stream switching: the same logical events arrive over several streams, and
+//! in-band flip events move this recipient between them. harmonizer delivers every event once,
+//! in order, across switches and switchbacks, pre-buffering the likely next stream so a switch
+//! costs microseconds. The contract is `DESIGN.md`; design notes live in `docs/`.
+//!
+//! ## Contents
+//!
+//! - [`event`]: the fixed `repr(C)` event header shared with C.
+//! - [`ring`]: the lock-free SPSC event ring with active, staged and idle roles and the epoch
+//!   switch between them.
+//!
+//! Internal: `sync`, the one shim every lock-free protocol imports its atomics from (loom's
+//! under `--cfg loom`).
+
+#![warn(missing_docs)]
+
+pub mod event;
+pub mod ring;
+mod sync;

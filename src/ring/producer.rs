@@ -1,0 +1,333 @@
+//! The producer end: reserve, fill, commit; evict when staged.
+
+use core::cell::Cell;
+use core::marker::PhantomData;
+
+use super::layout::{advance, distance, frame_size, Frame, Head, Role, FRAME_HEADER_SIZE, RECORD_PREFIX};
+use super::shared::Shared;
+use super::storage::{HeapStorage, Storage};
+use super::PushError;
+use crate::event::EventHeader;
+use crate::sync::{Arc, Ordering};
+
+/// The producer end of a ring. `Send`, so it can move to the thread that feeds it, but not
+/// `Sync`: one thread uses it at a time.
+///
+/// ```compile_fail
+/// fn needs_sync<T: Sync>() {}
+/// needs_sync::<harmonizer::ring::Producer>();
+/// ```
+///
+/// ```
+/// fn needs_send<T: Send>() {}
+/// needs_send::<harmonizer::ring::Producer>();
+/// ```
+pub struct Producer<S: Storage = HeapStorage> {
+    shared: Arc<Shared<S>>,
+    /// Where the next frame starts. Runs ahead of `published` inside a batch.
+    tail: u64,
+    /// The last value stored to `shared.tail`.
+    published: u64,
+    /// The head position last loaded. Never ahead of the real head, so the free space computed
+    /// from it is a lower bound: reloading only when it looks too small saves a cache miss on the
+    /// consumer's line per push (the rtrb technique).
+    cached_head: u64,
+    /// The role last loaded with `cached_head`.
+    cached_role: Role,
+    /// The epoch seen when `cached_role` was loaded.
+    cached_epoch: u64,
+    /// Number of the next record (mod 2^32), for window accounting.
+    next_rec: u32,
+    /// A record was shed; flag the next one stored.
+    loss_pending: bool,
+    evicted: u64,
+    dropped: u64,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+/// Where a reserved record goes.
+#[derive(Clone, Copy)]
+struct Placement {
+    /// Bytes of pad frame before the record (0, or the space left before the buffer's end).
+    pad: u64,
+    /// The record's frame size.
+    frame: u64,
+}
+
+impl<S: Storage> Producer<S> {
+    pub(super) fn new(shared: Arc<Shared<S>>) -> Self {
+        let head = Head::decode(shared.head.load(Ordering::Acquire));
+        let epoch = shared.control.epoch.load(Ordering::Acquire);
+        Producer {
+            shared,
+            tail: 0,
+            published: 0,
+            cached_head: head.pos,
+            cached_role: head.role,
+            cached_epoch: epoch,
+            next_rec: 0,
+            loss_pending: false,
+            evicted: 0,
+            dropped: 0,
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// Largest payload this ring takes.
+    pub fn max_payload(&self) -> usize {
+        self.shared.max_payload
+    }
+
+    /// Capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity as usize
+    }
+
+    /// Copies one record in and publishes it.
+    #[inline]
+    pub fn push(&mut self, header: &EventHeader, payload: &[u8]) -> Result<(), PushError> {
+        let mut slot = self.reserve(payload.len())?;
+        *slot.header_mut() = *header;
+        slot.payload_mut().copy_from_slice(payload);
+        slot.commit();
+        Ok(())
+    }
+
+    /// Reserves room for a record of `payload_len` bytes; fill it through the slot and `commit`.
+    /// Dropping the slot without committing writes nothing.
+    ///
+    /// Errors: [`PushError::TooLarge`]; active: [`PushError::Full`]; idle:
+    /// [`PushError::NotSubscribed`]; staged: [`PushError::Shed`] only while the consumer holds the
+    /// front and no byte is free. A staged ring otherwise always succeeds, evicting its oldest
+    /// records as needed.
+    #[inline]
+    pub fn reserve(&mut self, payload_len: usize) -> Result<WriteSlot<'_, S>, PushError> {
+        let placement = self.place_record(payload_len)?;
+        Ok(self.slot(placement, payload_len, true))
+    }
+
+    /// Starts a batch: records reserved through it are published together, with one store,
+    /// when it is dropped or [`published`](WriteBatch::publish).
+    pub fn batch(&mut self) -> WriteBatch<'_, S> {
+        WriteBatch { producer: self }
+    }
+
+    /// Records evicted from the front of this ring while staged (producer's count).
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Records shed while staged (producer's count).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The ring's role as this producer last saw it (refreshed on every push).
+    pub fn role(&self) -> Role {
+        self.cached_role
+    }
+
+    /// The role epoch as this producer last saw it.
+    pub fn epoch(&self) -> u64 {
+        self.cached_epoch
+    }
+
+    #[inline]
+    fn place_record(&mut self, payload_len: usize) -> Result<Placement, PushError> {
+        if payload_len > self.shared.max_payload {
+            return Err(PushError::TooLarge { len: payload_len, max: self.shared.max_payload });
+        }
+        let frame = frame_size(payload_len);
+        // Fast path: still active in the epoch we know, and room by the cached head.
+        if self.cached_role == Role::Active && self.shared.control.epoch.load(Ordering::Relaxed) == self.cached_epoch {
+            if let Some(p) = self.fits(frame, self.cached_head) {
+                return Ok(p);
+            }
+        }
+        self.place_slow(frame)
+    }
+
+    /// Where a frame of `frame` bytes goes if the consumer's position is `head`, if it fits.
+    #[inline]
+    fn fits(&self, frame: u64, head: u64) -> Option<Placement> {
+        let cap = self.shared.capacity;
+        let to_end = cap - (self.tail & (cap - 1));
+        let (pad, need) = if frame <= to_end { (0, frame) } else { (to_end, to_end + frame) };
+        let used = distance(self.tail, head);
+        debug_assert!(used <= cap, "used {used} > capacity {cap}");
+        (used + need <= cap).then_some(Placement { pad, frame })
+    }
+
+    /// Records between `pos` (a frame start at or after the head) and `self.tail`.
+    fn records_from(&self, pos: u64) -> u64 {
+        if pos == self.tail {
+            return 0;
+        }
+        // SAFETY: `pos` is a frame start in [head, tail) that this producer wrote and has not
+        // overwritten (it only writes at `tail`, and tail - pos <= capacity). The consumer only
+        // reads frames, so nobody writes these bytes now.
+        let front = unsafe { self.shared.read_frame(pos) };
+        u64::from(self.next_rec.wrapping_sub(front.rec_no))
+    }
+
+    #[cold]
+    fn place_slow(&mut self, frame: u64) -> Result<Placement, PushError> {
+        let sh = Arc::clone(&self.shared);
+        self.cached_epoch = sh.control.epoch.load(Ordering::Acquire);
+        let mut word = sh.head.load(Ordering::Acquire);
+        loop {
+            let head = Head::decode(word);
+            self.cached_head = head.pos;
+            self.cached_role = head.role;
+            match head.role {
+                Role::Idle => return Err(PushError::NotSubscribed),
+                Role::Active => return self.fits(frame, head.pos).ok_or(PushError::Full),
+                Role::Staged => {}
+            }
+            let placement = self.fits(frame, head.pos);
+            let window = sh.control.window.load(Ordering::Relaxed);
+            if let Some(p) = placement {
+                // Within the window, or the consumer holds the front: store it. (Under the lock
+                // the window may be exceeded until the next push after the unlock.)
+                if head.locked || self.records_from(head.pos) < window {
+                    return Ok(p);
+                }
+            }
+            if head.locked {
+                self.dropped += 1;
+                sh.counters.dropped.store(self.dropped, Ordering::Relaxed);
+                self.loss_pending = true;
+                return Err(PushError::Shed);
+            }
+            if head.pos == self.published && self.tail != self.published {
+                // Everything published is gone and the rest of the room is held by this batch's
+                // unpublished records: publish them so they can be evicted in turn.
+                self.publish();
+                continue;
+            }
+            debug_assert!(head.pos != self.tail, "an empty ring always has room for one record");
+            // Evict the front frame (a record, or a pad frame on the way to one).
+            // SAFETY: as in `records_from`: a frame in [head, tail) this producer wrote.
+            let front = unsafe { sh.read_frame(head.pos) };
+            let next = Head::encode(advance(head.pos, front.span()), false, Role::Staged);
+            match sh.head.compare_exchange(word, next, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => {
+                    word = next;
+                    if !front.is_pad() {
+                        self.evicted += 1;
+                        sh.counters.evicted.store(self.evicted, Ordering::Relaxed);
+                    }
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    fn slot(&mut self, placement: Placement, payload_len: usize, publish: bool) -> WriteSlot<'_, S> {
+        let at = advance(self.tail, placement.pad);
+        let offset = self.shared.offset(at);
+        self.shared.tracker.write(offset, placement.frame as usize);
+        WriteSlot { producer: self, at, placement, payload_len, publish }
+    }
+
+    #[inline]
+    fn publish(&mut self) {
+        if self.published != self.tail {
+            self.shared.tail.store(self.tail, Ordering::Release);
+            self.published = self.tail;
+        }
+    }
+}
+
+/// A reserved record: fill the header and payload, then [`commit`](WriteSlot::commit).
+pub struct WriteSlot<'a, S: Storage = HeapStorage> {
+    producer: &'a mut Producer<S>,
+    /// Frame start of the record.
+    at: u64,
+    placement: Placement,
+    payload_len: usize,
+    /// Publish on commit (false inside a batch).
+    publish: bool,
+}
+
+impl<S: Storage> WriteSlot<'_, S> {
+    /// The event header, in ring memory (holding stale bytes until written).
+    #[inline]
+    pub fn header_mut(&mut self) -> &mut EventHeader {
+        let p = self.producer.shared.ptr(self.at);
+        // SAFETY: the frame [at, at + frame) is free space reserved for this slot alone (the
+        // consumer reads nothing past the published tail); the header sits 8 bytes in, 8-aligned,
+        // and every bit pattern is a valid EventHeader. The borrow is tied to `&mut self`.
+        unsafe { &mut *p.add(FRAME_HEADER_SIZE).cast::<EventHeader>() }
+    }
+
+    /// The payload, in ring memory, exactly the reserved length.
+    #[inline]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let p = self.producer.shared.ptr(self.at);
+        // SAFETY: as in `header_mut`; a record frame never wraps, so the payload is contiguous
+        // and inside the storage; the bytes are initialised (storage is zeroed at creation).
+        unsafe { core::slice::from_raw_parts_mut(p.add(RECORD_PREFIX), self.payload_len) }
+    }
+
+    /// Payload length reserved.
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+
+    /// Makes the record visible (now, or when its batch publishes).
+    #[inline]
+    pub fn commit(self) {
+        let p = self.producer;
+        let sh = &*p.shared;
+        if self.placement.pad != 0 {
+            // SAFETY: the pad covers free space from the current tail to the buffer's end, which
+            // this producer owns until it publishes past it.
+            unsafe { sh.write_frame(p.tail, Frame::pad(self.placement.pad, p.next_rec)) };
+        }
+        let frame = Frame::record(self.payload_len, p.next_rec, p.loss_pending);
+        sh.tracker.write(sh.offset(self.at), self.placement.frame as usize);
+        // SAFETY: the frame start of the reserved free space.
+        unsafe { sh.write_frame(self.at, frame) };
+        p.loss_pending = false;
+        p.next_rec = p.next_rec.wrapping_add(1);
+        p.tail = advance(self.at, self.placement.frame);
+        if self.publish {
+            p.publish();
+        }
+    }
+}
+
+/// Records reserved through a batch are published together with one `Release` store, when the
+/// batch is dropped or published. Uncommitted slots are not published.
+pub struct WriteBatch<'a, S: Storage = HeapStorage> {
+    producer: &'a mut Producer<S>,
+}
+
+impl<S: Storage> WriteBatch<'_, S> {
+    /// As [`Producer::reserve`], without publishing on commit.
+    #[inline]
+    pub fn reserve(&mut self, payload_len: usize) -> Result<WriteSlot<'_, S>, PushError> {
+        let placement = self.producer.place_record(payload_len)?;
+        Ok(self.producer.slot(placement, payload_len, false))
+    }
+
+    /// As [`Producer::push`], without publishing.
+    #[inline]
+    pub fn push(&mut self, header: &EventHeader, payload: &[u8]) -> Result<(), PushError> {
+        let mut slot = self.reserve(payload.len())?;
+        *slot.header_mut() = *header;
+        slot.payload_mut().copy_from_slice(payload);
+        slot.commit();
+        Ok(())
+    }
+
+    /// Publishes every committed record now (dropping the batch does the same).
+    pub fn publish(self) {}
+}
+
+impl<S: Storage> Drop for WriteBatch<'_, S> {
+    fn drop(&mut self) {
+        self.producer.publish();
+    }
+}

@@ -1,0 +1,148 @@
+//! Reading and trimming a staged ring: the consumer holds the front while it looks.
+
+use super::consumer::Consumer;
+use super::layout::{advance, Frame, Head, Role};
+use super::storage::{HeapStorage, Storage};
+use super::{Record, RingError};
+use crate::sync::Ordering;
+
+impl<S: Storage> Consumer<S> {
+    /// Holds the front of a staged ring so its records can be read and trimmed. While the view
+    /// lives the producer cannot evict (it stores new records while space remains and sheds them
+    /// after, counted and flagged); the view is meant to be short-lived.
+    pub fn staged(&mut self) -> Result<StagedView<'_, S>, RingError> {
+        if self.role != Role::Staged {
+            return Err(RingError::WrongRole { expected: Role::Staged, actual: self.role });
+        }
+        let sh = &*self.shared;
+        let mut word = sh.head.load(Ordering::Relaxed);
+        let front = loop {
+            let head = Head::decode(word);
+            debug_assert!(!head.locked && head.role == Role::Staged);
+            // Acquire: pairs with the producer's eviction exchange (we start reading at its
+            // result) and, through the tail load below, with its publishes.
+            match sh.head.compare_exchange_weak(
+                word,
+                Head::encode(head.pos, true, Role::Staged),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break head.pos,
+                Err(actual) => word = actual,
+            }
+        };
+        self.head = front;
+        self.released = front;
+        self.cached_tail = sh.tail.load(Ordering::Acquire);
+        Ok(StagedView { consumer: self, front })
+    }
+}
+
+/// The held front of a staged ring. Dropping it releases the front, trimmed to wherever
+/// [`pop_front`](StagedView::pop_front) / [`trim_while`](StagedView::trim_while) left it.
+pub struct StagedView<'a, S: Storage = HeapStorage> {
+    consumer: &'a mut Consumer<S>,
+    /// The first frame still kept.
+    front: u64,
+}
+
+impl<S: Storage> StagedView<'_, S> {
+    fn first(&mut self) -> Option<(u64, Frame)> {
+        self.consumer.next_frame(self.front)
+    }
+
+    /// The oldest record kept.
+    pub fn front(&mut self) -> Option<Record<'_>> {
+        let (pos, frame) = self.first()?;
+        // SAFETY: the front is held, so the producer cannot evict it, and it lies below the
+        // acquired tail; the borrow ends before any trim (`&mut self`).
+        let (header, payload) = unsafe { self.consumer.shared.record(pos, frame) };
+        Some(Record { header, payload, after_drop: frame.after_drop() })
+    }
+
+    /// Trims the oldest record; false when there was none.
+    pub fn pop_front(&mut self) -> bool {
+        match self.first() {
+            Some((pos, frame)) => {
+                self.front = advance(pos, frame.span());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Trims records from the front while `keep_going` says so; returns how many.
+    pub fn trim_while(&mut self, mut keep_going: impl FnMut(&Record<'_>) -> bool) -> usize {
+        let mut n = 0;
+        while let Some((pos, frame)) = self.first() {
+            // SAFETY: as in `front`.
+            let (header, payload) = unsafe { self.consumer.shared.record(pos, frame) };
+            if !keep_going(&Record { header, payload, after_drop: frame.after_drop() }) {
+                break;
+            }
+            self.front = advance(pos, frame.span());
+            n += 1;
+        }
+        n
+    }
+
+    /// Every record kept, oldest first, up to the tail seen when the view was taken (or last
+    /// refreshed by reaching it).
+    pub fn iter(&mut self) -> StagedIter<'_, S> {
+        let pos = self.front;
+        StagedIter { consumer: self.consumer, pos }
+    }
+
+    /// Records kept from the front to the producer's published tail.
+    pub fn len(&mut self) -> usize {
+        let mut n = 0;
+        let mut pos = self.front;
+        while let Some((p, frame)) = self.consumer.next_frame(pos) {
+            n += 1;
+            pos = advance(p, frame.span());
+        }
+        n
+    }
+
+    /// True when no record is kept.
+    pub fn is_empty(&mut self) -> bool {
+        self.first().is_none()
+    }
+
+    /// Total records evicted by the producer (see [`Consumer::evicted`]).
+    pub fn evicted(&self) -> u64 {
+        self.consumer.evicted()
+    }
+}
+
+impl<S: Storage> Drop for StagedView<'_, S> {
+    fn drop(&mut self) {
+        let c = &mut *self.consumer;
+        let sh = &*c.shared;
+        sh.track_read_span(c.released, self.front);
+        // Release: our reads happen-before any eviction that acquires this (unlocked) word.
+        // A plain store is enough: while the lock bit is set only this side writes the word.
+        sh.head.store(Head::encode(self.front, false, Role::Staged), Ordering::Release);
+        c.head = self.front;
+        c.released = self.front;
+    }
+}
+
+/// Iterator over a staged view's records.
+pub struct StagedIter<'a, S: Storage = HeapStorage> {
+    consumer: &'a mut Consumer<S>,
+    pos: u64,
+}
+
+impl<'a, S: Storage> StagedIter<'a, S> {
+    /// The next record (a lending iterator: the record borrows the iterator).
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Record<'_>> {
+        let (pos, frame) = self.consumer.next_frame(self.pos)?;
+        self.pos = advance(pos, frame.span());
+        // SAFETY: held front, below the acquired tail; the view (and so the hold) outlives this
+        // iterator, which borrows it mutably.
+        let (header, payload) = unsafe { self.consumer.shared.record(pos, frame) };
+        Some(Record { header, payload, after_drop: frame.after_drop() })
+    }
+}

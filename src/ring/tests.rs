@@ -1,0 +1,292 @@
+//! Unit tests of the ring, single-threaded (they also run under Miri).
+
+use super::*;
+use crate::event::EventHeader;
+
+fn hdr(seq: u64) -> EventHeader {
+    EventHeader { pos: seq * 10, seq, ts_ns: seq * 1000, origin: 3, kind: 0, flags: 0 }
+}
+
+fn payload(seq: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (seq as usize * 31 + i) as u8).collect()
+}
+
+fn pop(c: &mut Consumer) -> Option<(EventHeader, Vec<u8>, bool)> {
+    let r = c.peek().unwrap()?;
+    let out = (*r.header, r.payload.to_vec(), r.after_drop);
+    c.release().unwrap();
+    Some(out)
+}
+
+fn check_pop(c: &mut Consumer, seq: u64, len: usize) {
+    let (h, p, _) = pop(c).unwrap_or_else(|| panic!("expected seq {seq}"));
+    assert_eq!(h, hdr(seq));
+    assert_eq!(p, payload(seq, len));
+}
+
+#[test]
+fn config_errors_are_reported() {
+    assert_eq!(ring(RingConfig::new(0, 16)).err(), Some(RingError::ZeroCapacity));
+    assert!(matches!(ring(RingConfig::new(MAX_CAPACITY + 1, 16)).err(), Some(RingError::CapacityTooLarge { .. })));
+    assert!(matches!(ring(RingConfig::new(64, 1000)).err(), Some(RingError::CapacityTooSmall { .. })));
+    assert!(matches!(
+        ring(RingConfig::new(1 << 20, MAX_PAYLOAD_LIMIT + 1)).err(),
+        Some(RingError::MaxPayloadTooLarge { .. })
+    ));
+    assert!(matches!(
+        ring_with_storage(RingConfig::new(4096, 64), HeapStorage::new(256)).err(),
+        Some(RingError::BadStorage { .. })
+    ));
+    // Rounded up to a power of two.
+    let (p, _c) = ring(RingConfig::new(1000, 64)).unwrap();
+    assert_eq!(p.capacity(), 1024);
+    for e in [RingError::ZeroCapacity, RingError::NothingToRelease] {
+        assert!(!e.to_string().is_empty());
+    }
+}
+
+#[test]
+fn push_pop_in_order_with_variable_sizes_and_wrap() {
+    let (mut p, mut c) = ring(RingConfig::new(512, 100)).unwrap();
+    let mut next_pop = 0u64;
+    for seq in 0..500u64 {
+        let len = (seq as usize * 7) % 101;
+        loop {
+            match p.push(&hdr(seq), &payload(seq, len)) {
+                Ok(()) => break,
+                Err(PushError::Full) => {
+                    let l = (next_pop as usize * 7) % 101;
+                    check_pop(&mut c, next_pop, l);
+                    next_pop += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    while next_pop < 500 {
+        check_pop(&mut c, next_pop, (next_pop as usize * 7) % 101);
+        next_pop += 1;
+    }
+    assert!(pop(&mut c).is_none());
+}
+
+#[test]
+fn full_active_ring_pushes_back_and_oversize_is_rejected() {
+    let (mut p, mut c) = ring(RingConfig::new(256, 24)).unwrap();
+    // 64-byte frames: exactly four fit.
+    for s in 0..4 {
+        p.push(&hdr(s), &payload(s, 24)).unwrap();
+    }
+    assert_eq!(p.push(&hdr(4), &payload(4, 24)), Err(PushError::Full));
+    assert_eq!(p.push(&hdr(4), &[0; 25]), Err(PushError::TooLarge { len: 25, max: 24 }));
+    check_pop(&mut c, 0, 24);
+    p.push(&hdr(4), &payload(4, 24)).unwrap();
+    for s in 1..5 {
+        check_pop(&mut c, s, 24);
+    }
+}
+
+#[test]
+fn release_without_peek_is_an_error() {
+    let (mut p, mut c) = ring(RingConfig::new(256, 24)).unwrap();
+    assert_eq!(c.release(), Err(RingError::NothingToRelease));
+    p.push(&hdr(0), &[]).unwrap();
+    assert!(c.peek().unwrap().is_some());
+    c.release().unwrap();
+    assert_eq!(c.release(), Err(RingError::NothingToRelease));
+}
+
+#[test]
+fn peek_twice_returns_the_same_record() {
+    let (mut p, mut c) = ring(RingConfig::new(256, 24)).unwrap();
+    p.push(&hdr(0), &[1]).unwrap();
+    p.push(&hdr(1), &[2]).unwrap();
+    assert_eq!(c.peek().unwrap().unwrap().header.seq, 0);
+    assert_eq!(c.peek().unwrap().unwrap().header.seq, 0);
+    c.release().unwrap();
+    assert_eq!(c.peek().unwrap().unwrap().header.seq, 1);
+}
+
+#[test]
+fn wrong_role_calls_are_errors() {
+    let (_p, mut c) = ring(RingConfig::new(256, 24).with_role(Role::Staged)).unwrap();
+    assert!(matches!(c.peek(), Err(RingError::WrongRole { expected: Role::Active, actual: Role::Staged })));
+    assert!(c.read_chunk(4).is_err());
+    c.set_role(Role::Active);
+    assert!(matches!(c.staged().err(), Some(RingError::WrongRole { expected: Role::Staged, actual: Role::Active })));
+}
+
+#[test]
+fn idle_ring_discards() {
+    let (mut p, mut c) = ring(RingConfig::new(256, 24).with_role(Role::Idle)).unwrap();
+    assert_eq!(p.push(&hdr(0), &[]), Err(PushError::NotSubscribed));
+    let e = c.set_role(Role::Active);
+    assert_eq!(e, 1);
+    p.push(&hdr(1), &[]).unwrap();
+    assert_eq!(p.epoch(), 1);
+    assert_eq!(p.role(), Role::Active);
+    check_pop(&mut c, 1, 0);
+    // Active -> idle discards what is waiting; the producer sees it on its next push.
+    p.push(&hdr(2), &[]).unwrap();
+    c.set_role(Role::Idle);
+    assert_eq!(p.push(&hdr(3), &[]), Err(PushError::NotSubscribed));
+    c.set_role(Role::Active);
+    assert!(pop(&mut c).is_none());
+}
+
+#[test]
+fn staged_ring_keeps_the_most_recent_window() {
+    let (mut p, mut c) = ring(RingConfig::new(4096, 24).with_role(Role::Staged).with_window(5)).unwrap();
+    for s in 0..20 {
+        p.push(&hdr(s), &payload(s, 24)).unwrap(); // never Full
+    }
+    assert_eq!(c.evicted(), 15);
+    {
+        let mut v = c.staged().unwrap();
+        assert_eq!(v.len(), 5);
+        assert_eq!(v.front().unwrap().header.seq, 15);
+    }
+    // Shrinking the window applies at the next push.
+    assert_eq!(c.set_window(2), 2);
+    p.push(&hdr(20), &payload(20, 24)).unwrap();
+    {
+        let mut v = c.staged().unwrap();
+        let mut it = v.iter();
+        assert_eq!(it.next().unwrap().header.seq, 19);
+        assert_eq!(it.next().unwrap().header.seq, 20);
+        assert!(it.next().is_none());
+    }
+    assert_eq!(c.set_window(0), 1);
+    assert_eq!(c.set_window(usize::MAX), c.max_records());
+}
+
+#[test]
+fn staged_ring_evicts_by_bytes_when_records_are_large() {
+    // 512 bytes hold at most 4 frames of 128; window 100 is capped by space.
+    let (mut p, mut c) = ring(RingConfig::new(512, 88).with_role(Role::Staged)).unwrap();
+    for s in 0..50 {
+        p.push(&hdr(s), &payload(s, 88)).unwrap();
+    }
+    let mut v = c.staged().unwrap();
+    assert_eq!(v.len(), 4);
+    assert_eq!(v.front().unwrap().header.seq, 46);
+    let mut it = v.iter();
+    for s in 46..50 {
+        let r = it.next().unwrap();
+        assert_eq!((r.header.seq, r.payload), (s, &payload(s, 88)[..]));
+    }
+}
+
+#[test]
+fn consumer_trims_staged_records() {
+    let (mut p, mut c) = ring(RingConfig::new(4096, 24).with_role(Role::Staged).with_window(50)).unwrap();
+    for s in 0..10 {
+        p.push(&hdr(s), &[]).unwrap();
+    }
+    {
+        let mut v = c.staged().unwrap();
+        assert_eq!(v.trim_while(|r| r.header.seq < 4), 4);
+        assert!(v.pop_front());
+        assert_eq!(v.front().unwrap().header.seq, 5);
+    }
+    c.set_role(Role::Active);
+    for s in 5..10 {
+        check_pop(&mut c, s, 0);
+    }
+    assert!(pop(&mut c).is_none());
+    assert_eq!(c.evicted(), 0);
+}
+
+#[test]
+fn held_front_sheds_when_full_and_flags_the_gap() {
+    let (mut p, mut c) = ring(RingConfig::new(256, 24).with_role(Role::Staged).with_window(2)).unwrap();
+    for s in 0..2 {
+        p.push(&hdr(s), &payload(s, 24)).unwrap();
+    }
+    {
+        let _held = c.staged().unwrap();
+        // Window exceeded while held but space remains: stored.
+        p.push(&hdr(2), &payload(2, 24)).unwrap();
+        p.push(&hdr(3), &payload(3, 24)).unwrap();
+        // No space: shed, counted.
+        assert_eq!(p.push(&hdr(4), &payload(4, 24)), Err(PushError::Shed));
+        assert_eq!(p.dropped(), 1);
+    }
+    assert_eq!(c.dropped(), 1);
+    p.push(&hdr(5), &payload(5, 24)).unwrap();
+    c.set_role(Role::Active);
+    let got: Vec<_> = std::iter::from_fn(|| pop(&mut c)).map(|(h, _, d)| (h.seq, d)).collect();
+    // Window 2 was restored by the push after the hold ended; seq 5 is flagged.
+    assert_eq!(got, vec![(3, false), (5, true)]);
+}
+
+#[test]
+fn active_to_staged_keeps_unread_records() {
+    let (mut p, mut c) = ring(RingConfig::new(4096, 24).with_window(3)).unwrap();
+    for s in 0..6 {
+        p.push(&hdr(s), &[]).unwrap();
+    }
+    check_pop(&mut c, 0, 0);
+    c.set_role(Role::Staged);
+    p.push(&hdr(6), &[]).unwrap(); // the producer notices the epoch and evicts down to 3
+    let mut v = c.staged().unwrap();
+    assert_eq!(v.front().unwrap().header.seq, 4);
+    assert_eq!(v.len(), 3);
+}
+
+#[test]
+fn batches_publish_once() {
+    let (mut p, mut c) = ring(RingConfig::new(4096, 24)).unwrap();
+    {
+        let mut b = p.batch();
+        for s in 0..10 {
+            b.push(&hdr(s), &payload(s, 8)).unwrap();
+        }
+        assert!(c.is_empty(), "nothing is visible before the batch publishes");
+        b.publish();
+    }
+    let mut seen = vec![];
+    {
+        let mut chunk = c.read_chunk(4).unwrap();
+        while let Some(r) = chunk.next() {
+            seen.push(r.header.seq);
+        }
+        assert_eq!(chunk.len(), 4);
+        // Dropped uncommitted: nothing freed.
+    }
+    let n = c.consume(100, |r| seen.push(r.header.seq)).unwrap();
+    assert_eq!(n, 10);
+    assert_eq!(seen, (0..4).chain(0..10).collect::<Vec<_>>());
+    assert_eq!(c.consume(100, |_| ()).unwrap(), 0);
+}
+
+#[test]
+fn uncommitted_slot_writes_nothing() {
+    let (mut p, mut c) = ring(RingConfig::new(4096, 24)).unwrap();
+    {
+        let mut s = p.reserve(8).unwrap();
+        s.payload_mut().fill(7);
+    }
+    let mut s = p.reserve(3).unwrap();
+    *s.header_mut() = hdr(9);
+    s.payload_mut().copy_from_slice(&[1, 2, 3]);
+    assert_eq!(s.payload_len(), 3);
+    s.commit();
+    let (h, pl, _) = pop(&mut c).unwrap();
+    assert_eq!((h.seq, pl), (9, vec![1, 2, 3]));
+    assert!(pop(&mut c).is_none());
+}
+
+#[test]
+fn staged_batch_larger_than_the_ring_publishes_to_evict() {
+    let (mut p, mut c) = ring(RingConfig::new(256, 24).with_role(Role::Staged).with_window(100)).unwrap();
+    {
+        let mut b = p.batch();
+        for s in 0..10 {
+            b.push(&hdr(s), &payload(s, 24)).unwrap();
+        }
+    }
+    c.set_role(Role::Active);
+    let got: Vec<_> = std::iter::from_fn(|| pop(&mut c)).map(|(h, _, _)| h.seq).collect();
+    assert_eq!(got, vec![6, 7, 8, 9]);
+}
