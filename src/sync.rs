@@ -34,11 +34,13 @@ impl AccessTracker {
         AccessTracker { words }
     }
 
+    #[track_caller]
     fn words(&self, offset: usize, len: usize) -> &[loom::cell::UnsafeCell<()>] {
         &self.words[offset / 8..(offset + len).div_ceil(8)]
     }
 
     /// Records a write of `len` bytes at byte `offset` (no wrap: callers split at the end).
+    #[track_caller]
     pub(crate) fn write(&self, offset: usize, len: usize) {
         for w in self.words(offset, len) {
             w.with_mut(|_| ());
@@ -46,6 +48,7 @@ impl AccessTracker {
     }
 
     /// Records a read of `len` bytes at byte `offset`.
+    #[track_caller]
     pub(crate) fn read(&self, offset: usize, len: usize) {
         for w in self.words(offset, len) {
             w.with(|_| ());

@@ -40,7 +40,10 @@
 //! never an overlap.
 //!
 //! **Eviction against trim (staged role).** In the staged role the producer also moves the head
-//! word, to evict the oldest record, with `compare_exchange(expected, expected + len)`. The
+//! word, to evict the oldest record, with `compare_exchange(expected, expected + len)`, `AcqRel`.
+//! Its `Release` half matters because the consumer takes its read position from this word: a
+//! consumer that acquires an evicted position must also see the tail the producer published
+//! before evicting, or it could start reading at a head beyond its (stale) tail. The
 //! consumer reads a staged ring only while it holds the lock bit, which it takes with a
 //! compare-exchange (`Acquire`) and releases with a `Release` store of the new (unlocked) word.
 //! The producer's exchange expects an unlocked, staged word, so while the consumer holds the lock

@@ -210,7 +210,11 @@ impl<S: Storage> Producer<S> {
             // SAFETY: as in `records_from`: a frame in [head, tail) this producer wrote.
             let front = unsafe { sh.read_frame(head.pos) };
             let next = Head::encode(advance(head.pos, front.span()), false, Role::Staged);
-            match sh.head.compare_exchange(word, next, Ordering::Acquire, Ordering::Acquire) {
+            // AcqRel. Acquire: the consumer's reads before its last unlock/role change happen
+            // before we overwrite the evicted space. Release: a consumer that later takes its
+            // position from this word (lock, role change) also sees the tail we published before
+            // evicting, so its cached tail is never behind its head (loom found this one).
+            match sh.head.compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     word = next;
                     if !front.is_pad() {

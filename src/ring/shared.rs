@@ -77,6 +77,7 @@ impl<S: Storage> Shared<S> {
     /// `pos` is a frame start the caller may read: published and not yet released or evicted
     /// (consumer), or written by this producer and not yet overwritten (producer).
     #[inline]
+    #[track_caller]
     pub(crate) unsafe fn read_frame(&self, pos: u64) -> Frame {
         self.tracker.read(self.offset(pos), FRAME_HEADER_SIZE);
         // SAFETY: the storage is 8-aligned and frames start at multiples of 8; the caller
@@ -89,6 +90,7 @@ impl<S: Storage> Shared<S> {
     /// # Safety
     /// Only the producer calls this, on space that is free (not between head and tail).
     #[inline]
+    #[track_caller]
     pub(crate) unsafe fn write_frame(&self, pos: u64, frame: Frame) {
         self.tracker.write(self.offset(pos), FRAME_HEADER_SIZE);
         // SAFETY: aligned as in `read_frame`; the caller owns the free space.
@@ -117,6 +119,7 @@ impl<S: Storage> Shared<S> {
     /// # Safety
     /// As for `read_frame`, for the whole record, for the lifetime `'a` chosen by the caller.
     #[inline]
+    #[track_caller]
     pub(crate) unsafe fn record<'a>(&self, pos: u64, frame: Frame) -> (&'a EventHeader, &'a [u8]) {
         let start = self.ptr(pos);
         self.tracker.read(self.offset(pos), frame.len() as usize);

@@ -1,0 +1,195 @@
+//! loom models of the ring's protocols (see the `# Orderings` section of `harmonizer::ring`).
+//!
+//! Run with: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release --test loom_ring`.
+//! The ring reports every byte it reads or writes to loom through shadow cells (`sync.rs`), so
+//! loom flags an unsynchronised access to record memory as a data race, besides checking the
+//! assertions here in every interleaving.
+
+#![cfg(loom)]
+
+use harmonizer::event::EventHeader;
+use harmonizer::ring::{ring, Consumer, Producer, PushError, Record, RingConfig, Role};
+use loom::thread;
+
+const MAX_PAYLOAD: usize = 8;
+
+fn header(seq: u64) -> EventHeader {
+    EventHeader { pos: seq + 100, seq, ts_ns: 0, origin: 0, kind: 0, flags: 0 }
+}
+
+/// Payload lengths chosen so three records wrap a 128-byte ring with a pad frame.
+fn len(seq: u64) -> usize {
+    [8, 0, 8, 3][seq as usize % 4]
+}
+
+fn push(p: &mut Producer, seq: u64) -> Result<(), PushError> {
+    let mut slot = p.reserve(len(seq))?;
+    *slot.header_mut() = header(seq);
+    slot.payload_mut().fill(seq as u8 + 1);
+    slot.commit();
+    Ok(())
+}
+
+/// Pushes until stored, yielding to the consumer on backpressure.
+fn push_retrying(p: &mut Producer, seq: u64) {
+    loop {
+        match push(p, seq) {
+            Ok(()) => return,
+            Err(PushError::Full) => thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn verify(r: &Record<'_>) -> u64 {
+    let seq = r.header.seq;
+    assert_eq!(*r.header, header(seq), "torn header");
+    assert_eq!(r.payload.len(), len(seq));
+    assert!(r.payload.iter().all(|b| *b == seq as u8 + 1), "torn payload");
+    seq
+}
+
+fn pop(c: &mut Consumer) -> Option<u64> {
+    let seq = verify(&c.peek().unwrap()?);
+    c.release().unwrap();
+    Some(seq)
+}
+
+/// Push/pop across the wrap: three records through a ring that holds two, so the producer wraps
+/// (writing a pad frame) while the consumer reads.
+#[test]
+fn loom_push_pop_across_the_wrap() {
+    loom::model(|| {
+        let (mut p, mut c) = ring(RingConfig::new(128, MAX_PAYLOAD)).unwrap();
+        assert_eq!(p.capacity(), 128);
+        let t = thread::spawn(move || {
+            for seq in 0..3 {
+                push_retrying(&mut p, seq);
+            }
+        });
+        let mut next = 0;
+        while next < 3 {
+            match pop(&mut c) {
+                Some(seq) => {
+                    assert_eq!(seq, next);
+                    next += 1;
+                }
+                None => thread::yield_now(),
+            }
+        }
+        t.join().unwrap();
+        assert_eq!(pop(&mut c), None);
+    });
+}
+
+/// A batch published with one store, read with one chunk: the consumer sees none or all.
+#[test]
+fn loom_batch_publish_is_all_or_nothing() {
+    loom::model(|| {
+        let (mut p, mut c) = ring(RingConfig::new(256, MAX_PAYLOAD)).unwrap();
+        let t = thread::spawn(move || {
+            let mut b = p.batch();
+            for seq in 0..3 {
+                let mut slot = b.reserve(len(seq)).unwrap();
+                *slot.header_mut() = header(seq);
+                slot.payload_mut().fill(seq as u8 + 1);
+                slot.commit();
+            }
+        });
+        let mut got = vec![];
+        c.consume(8, |r| got.push(verify(&r))).unwrap();
+        assert!(got.is_empty() || got == [0, 1, 2], "{got:?}");
+        t.join().unwrap();
+    });
+}
+
+/// Window eviction against consumer trim: a staged ring with a one-record window; the producer
+/// evicts as it pushes while the consumer holds the front to read and trim it.
+#[test]
+fn loom_window_eviction_against_trim() {
+    loom::model(|| {
+        let cfg = RingConfig::new(128, MAX_PAYLOAD).with_role(Role::Staged).with_window(1);
+        let (mut p, mut c) = ring(cfg).unwrap();
+        let t = thread::spawn(move || {
+            let mut stored = 0;
+            for seq in 0..3 {
+                match push(&mut p, seq) {
+                    Ok(()) => stored += 1,
+                    Err(PushError::Shed) => {}
+                    Err(e) => panic!("staged push failed: {e}"),
+                }
+            }
+            stored
+        });
+        let mut trimmed = vec![];
+        for _ in 0..2 {
+            let mut v = c.staged().unwrap();
+            if let Some(r) = v.front() {
+                let seq = verify(&r);
+                trimmed.push(seq);
+                assert!(v.pop_front());
+            }
+        }
+        let stored = t.join().unwrap();
+        assert!(trimmed.windows(2).all(|w| w[0] < w[1]), "{trimmed:?}");
+        let remaining = c.staged().unwrap().len() as u64;
+        assert_eq!(stored, trimmed.len() as u64 + c.evicted() + remaining);
+        assert_eq!(c.dropped(), 3 - stored);
+    });
+}
+
+/// The staged → active switch racing a push: before the switch the producer evicts down to a
+/// one-record window; after it, it gets backpressure. The consumer reads an in-order, untorn
+/// suffix ending with the last record, and every record is read or was evicted.
+#[test]
+fn loom_staged_to_active_switch_racing_a_push() {
+    loom::model(|| {
+        let cfg = RingConfig::new(128, MAX_PAYLOAD).with_role(Role::Staged).with_window(1);
+        let (mut p, mut c) = ring(cfg).unwrap();
+        let t = thread::spawn(move || {
+            for seq in 0..3 {
+                push_retrying(&mut p, seq);
+            }
+        });
+        c.set_role(Role::Active);
+        let mut read = vec![];
+        while read.last() != Some(&2) {
+            match pop(&mut c) {
+                Some(seq) => read.push(seq),
+                None => thread::yield_now(),
+            }
+        }
+        t.join().unwrap();
+        assert!(read.windows(2).all(|w| w[0] < w[1]), "{read:?}");
+        assert_eq!(read.len() as u64 + c.evicted(), 3, "read {read:?}, evicted {}", c.evicted());
+        assert_eq!(c.dropped(), 0);
+    });
+}
+
+/// Active → staged → active while the producer pushes: records unread at the first switch stay
+/// and are read in order after the second; nothing is read twice.
+#[test]
+fn loom_active_staged_active_round_trip() {
+    loom::model(|| {
+        let cfg = RingConfig::new(256, MAX_PAYLOAD).with_window(2);
+        let (mut p, mut c) = ring(cfg).unwrap();
+        let t = thread::spawn(move || {
+            for seq in 0..3 {
+                push_retrying(&mut p, seq);
+            }
+        });
+        let mut read = vec![];
+        read.extend(pop(&mut c));
+        c.set_role(Role::Staged);
+        c.set_role(Role::Active);
+        while read.last() != Some(&2) {
+            match pop(&mut c) {
+                Some(seq) => read.push(seq),
+                None => thread::yield_now(),
+            }
+        }
+        t.join().unwrap();
+        assert!(read.windows(2).all(|w| w[0] < w[1]), "{read:?}");
+        assert_eq!(read.len() as u64 + c.evicted(), 3);
+    });
+}
