@@ -19,3 +19,8 @@
 pub mod event;
 pub mod ring;
 mod sync;
+
+/// The README's Rust examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

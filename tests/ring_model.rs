@@ -277,6 +277,12 @@ fn run(cap: usize, window: usize, ops: Vec<Op>) {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: if cfg!(miri) { 4 } else { 256 },
+        // Miri runs isolated (no file system): keep failures in memory there.
+        failure_persistence: if cfg!(miri) {
+            None
+        } else {
+            ProptestConfig::default().failure_persistence
+        },
         ..ProptestConfig::default()
     })]
 

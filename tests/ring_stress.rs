@@ -138,7 +138,9 @@ fn ten_million_records_in_order_with_intact_payloads() {
 #[test]
 fn role_switches_under_a_running_producer_lose_nothing_unaccounted() {
     let n: u64 = if cfg!(miri) { 200 } else { 2_000_000 };
-    let cfg = RingConfig::new(if cfg!(miri) { 512 } else { 8192 }, MAX_PAYLOAD).with_role(Role::Staged).with_window(16);
+    let cfg = RingConfig::new(if cfg!(miri) { 512 } else { 8192 }, MAX_PAYLOAD)
+        .with_role(Role::Staged)
+        .with_window(16);
     let (mut p, mut c) = ring(cfg).unwrap();
     let producer = thread::spawn(move || {
         let (mut stored, mut shed) = (0u64, 0u64);
@@ -162,7 +164,7 @@ fn role_switches_under_a_running_producer_lose_nothing_unaccounted() {
     let mut last: Option<u64> = None;
     let mut seen = 0u64;
     let mut round = 0u64;
-    let mut check = |r: &Record<'_>, last: &mut Option<u64>| {
+    let check = |r: &Record<'_>, last: &mut Option<u64>| {
         if let Some(l) = *last {
             assert!(r.header.seq > l, "seq {} after {l}", r.header.seq);
         }
@@ -211,5 +213,10 @@ fn role_switches_under_a_running_producer_lose_nothing_unaccounted() {
         }
     }
     assert_eq!(c.dropped(), shed);
-    assert_eq!(stored, seen + c.evicted(), "stored {stored} != read/trimmed {seen} + evicted {}", c.evicted());
+    assert_eq!(
+        stored,
+        seen + c.evicted(),
+        "stored {stored} != read/trimmed {seen} + evicted {}",
+        c.evicted()
+    );
 }

@@ -209,7 +209,12 @@ impl<S: Storage> Consumer<S> {
             // AcqRel: acquire the producer's last eviction (we read from its result), release our
             // reads before the word the producer acquires next. Only evictions race with this,
             // and they expect the old role bits, so after this succeeds none can.
-            match sh.head.compare_exchange(word, Head::encode(pos, false, role), Ordering::AcqRel, Ordering::Acquire) {
+            match sh.head.compare_exchange(
+                word,
+                Head::encode(pos, false, role),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => break pos,
                 Err(actual) => word = actual,
             }

@@ -78,7 +78,7 @@ pub use consumer::{Consumer, ReadChunk};
 pub use layout::Role;
 pub use producer::{Producer, WriteBatch, WriteSlot};
 pub use staged::{StagedIter, StagedView};
-pub use storage::{HeapStorage, Storage};
+pub use storage::{HeapStorage, Storage, HEAP_ALIGN};
 
 use core::fmt;
 
@@ -134,7 +134,10 @@ impl RingConfig {
     /// Checks the configuration and returns the capacity the ring will have.
     pub fn validate(&self) -> Result<usize, RingError> {
         if self.max_payload > MAX_PAYLOAD_LIMIT {
-            return Err(RingError::MaxPayloadTooLarge { requested: self.max_payload, limit: MAX_PAYLOAD_LIMIT });
+            return Err(RingError::MaxPayloadTooLarge {
+                requested: self.max_payload,
+                limit: MAX_PAYLOAD_LIMIT,
+            });
         }
         if self.capacity_bytes == 0 {
             return Err(RingError::ZeroCapacity);
@@ -160,7 +163,7 @@ fn min_capacity(max_payload: usize) -> usize {
 /// Builds a ring on the heap and returns its two ends.
 pub fn ring(config: RingConfig) -> Result<(Producer, Consumer), RingError> {
     let capacity = config.validate()?;
-    ring_with_storage(config, HeapStorage::new(capacity))
+    ring_with_storage(config, HeapStorage::new(capacity)?)
 }
 
 /// Builds a ring on caller-provided storage, whose length must be the power of two that

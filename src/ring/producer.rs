@@ -139,7 +139,9 @@ impl<S: Storage> Producer<S> {
         }
         let frame = frame_size(payload_len);
         // Fast path: still active in the epoch we know, and room by the cached head.
-        if self.cached_role == Role::Active && self.shared.control.epoch.load(Ordering::Relaxed) == self.cached_epoch {
+        if self.cached_role == Role::Active
+            && self.shared.control.epoch.load(Ordering::Relaxed) == self.cached_epoch
+        {
             if let Some(p) = self.fits(frame, self.cached_head) {
                 return Ok(p);
             }

@@ -128,7 +128,8 @@ impl<S: Storage> Shared<S> {
         // EventHeader; the caller guarantees the bytes stay unwritten for 'a.
         unsafe {
             let header = &*start.add(FRAME_HEADER_SIZE).cast::<EventHeader>();
-            let payload = core::slice::from_raw_parts(start.add(super::layout::RECORD_PREFIX), frame.payload_len());
+            let payload =
+                core::slice::from_raw_parts(start.add(super::layout::RECORD_PREFIX), frame.payload_len());
             (header, payload)
         }
     }

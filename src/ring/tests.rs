@@ -27,16 +27,22 @@ fn check_pop(c: &mut Consumer, seq: u64, len: usize) {
 #[test]
 fn config_errors_are_reported() {
     assert_eq!(ring(RingConfig::new(0, 16)).err(), Some(RingError::ZeroCapacity));
-    assert!(matches!(ring(RingConfig::new(MAX_CAPACITY + 1, 16)).err(), Some(RingError::CapacityTooLarge { .. })));
+    assert!(matches!(
+        ring(RingConfig::new(MAX_CAPACITY + 1, 16)).err(),
+        Some(RingError::CapacityTooLarge { .. })
+    ));
     assert!(matches!(ring(RingConfig::new(64, 1000)).err(), Some(RingError::CapacityTooSmall { .. })));
     assert!(matches!(
         ring(RingConfig::new(1 << 20, MAX_PAYLOAD_LIMIT + 1)).err(),
         Some(RingError::MaxPayloadTooLarge { .. })
     ));
     assert!(matches!(
-        ring_with_storage(RingConfig::new(4096, 64), HeapStorage::new(256)).err(),
+        ring_with_storage(RingConfig::new(4096, 64), HeapStorage::new(256).unwrap()).err(),
         Some(RingError::BadStorage { .. })
     ));
+    assert!(HeapStorage::new(100).is_err());
+    assert!(HeapStorage::new(0).is_err());
+    assert_eq!(HeapStorage::new(128).unwrap().as_ptr() as usize % storage::HEAP_ALIGN, 0);
     // Rounded up to a power of two.
     let (p, _c) = ring(RingConfig::new(1000, 64)).unwrap();
     assert_eq!(p.capacity(), 1024);
@@ -113,7 +119,10 @@ fn wrong_role_calls_are_errors() {
     assert!(matches!(c.peek(), Err(RingError::WrongRole { expected: Role::Active, actual: Role::Staged })));
     assert!(c.read_chunk(4).is_err());
     c.set_role(Role::Active);
-    assert!(matches!(c.staged().err(), Some(RingError::WrongRole { expected: Role::Staged, actual: Role::Active })));
+    assert!(matches!(
+        c.staged().err(),
+        Some(RingError::WrongRole { expected: Role::Staged, actual: Role::Active })
+    ));
 }
 
 #[test]

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Every check harmonizer has, in the order CI runs them. This is the README's one test command:
+#
+#     scripts/check.sh
+#
+# It installs what it needs (the nightly Miri component) and needs nothing else but the
+# stable and nightly toolchains rustup provides. Each step prints a banner; the first failure
+# stops the run. Set SKIP_MIRI=1 or SKIP_LOOM=1 to skip the slow steps while iterating.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Keep loom and Miri builds out of the main target dir so they do not invalidate each other.
+TARGET=${CARGO_TARGET_DIR:-target}
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+step "clippy (warnings denied)"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "unit, integration, model and stress tests; benches smoke-run in test mode"
+cargo test --all-targets --locked
+
+step "doc tests (including the compile-fail Send/!Sync pins)"
+cargo test --doc --locked
+
+if [[ "${SKIP_LOOM:-0}" != 1 ]]; then
+    step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3})"
+    RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" CARGO_TARGET_DIR="$TARGET/loom" \
+        cargo test --release --locked --test loom_ring
+    RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$TARGET/loom" \
+        cargo clippy --locked --test loom_ring -- -D warnings
+fi
+
+if [[ "${SKIP_MIRI:-0}" != 1 ]]; then
+    step "Miri (nightly): unit tests, the model test and the two-thread tests, shrunk"
+    if ! cargo +nightly miri --version >/dev/null 2>&1; then
+        rustup component add --toolchain nightly miri rust-src
+    fi
+    MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" CARGO_TARGET_DIR="$TARGET/miri" \
+        cargo +nightly miri test --locked --lib --test ring_model --test ring_stress
+fi
+
+step "all checks passed"
