@@ -8,6 +8,7 @@
 //! ## Contents
 //!
 //! - [`event`]: the fixed `repr(C)` event header shared with C.
+//! - [`flip`]: the flip record (encode, decode with precise rejections) and the cohort rule.
 //! - [`ring`]: the lock-free SPSC event ring with active, staged and idle roles and the epoch
 //!   switch between them.
 //!
@@ -16,7 +17,9 @@
 
 #![warn(missing_docs)]
 
+mod crc32c;
 pub mod event;
+pub mod flip;
 pub mod ring;
 mod sync;
 
