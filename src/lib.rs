@@ -11,6 +11,7 @@
 //! - [`flip`]: the flip record (encode, decode with precise rejections) and the cohort rule.
 //! - [`ring`]: the lock-free SPSC event ring with active, staged and idle roles and the epoch
 //!   switch between them.
+//! - [`tracker`]: per-origin last delivered seq; duplicates, gaps, trimming.
 //!
 //! Internal: `sync`, the one shim every lock-free protocol imports its atomics from (loom's
 //! under `--cfg loom`).
@@ -22,6 +23,7 @@ pub mod event;
 pub mod flip;
 pub mod ring;
 mod sync;
+pub mod tracker;
 
 /// The README's Rust examples are compiled and run as doc tests.
 #[cfg(doctest)]
