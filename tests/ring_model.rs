@@ -19,7 +19,8 @@ enum Op {
     Push(usize),
     Batch(Vec<usize>),
     Pop,
-    Chunk(usize),
+    /// Read up to n in a chunk; put the last one back when the flag is set.
+    Chunk(usize, bool),
     Trim(usize),
     Window(usize),
     SetRole(Role),
@@ -34,7 +35,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => len.clone().prop_map(Op::Push),
         2 => prop::collection::vec(0..=MAX_PAYLOAD, 1..12).prop_map(Op::Batch),
         4 => Just(Op::Pop),
-        2 => (1usize..10).prop_map(Op::Chunk),
+        2 => (1usize..10, any::<bool>()).prop_map(|(n, u)| Op::Chunk(n, u)),
         2 => (1usize..6).prop_map(Op::Trim),
         1 => (0usize..40).prop_map(Op::Window),
         1 => prop_oneof![Just(Role::Idle), Just(Role::Staged), Just(Role::Active)].prop_map(Op::SetRole),
@@ -226,14 +227,26 @@ fn run(cap: usize, window: usize, ops: Vec<Op>) {
                 }
                 Err(e) => assert_eq!(e, RingError::WrongRole { expected: Role::Active, actual: m.role }),
             },
-            Op::Chunk(n) => match c.read_chunk(n) {
+            Op::Chunk(n, unread) => match c.read_chunk(n) {
                 Ok(mut chunk) => {
+                    let mut last = None;
                     while let Some(r) = chunk.next() {
+                        let head_before = m.head;
                         let w = m.pop().expect("ring has more records than the model");
                         check(&w, r.header, r.payload, r.after_drop);
+                        last = Some((w, head_before));
                     }
                     if chunk.len() < n {
                         assert!(m.q.is_empty());
+                    }
+                    if unread {
+                        assert_eq!(chunk.unread(), last.is_some());
+                        if let Some((w, head_before)) = last {
+                            m.q.push_front(w);
+                            // A commit frees up to the record put back, pad frame included;
+                            // with nothing left to commit, nothing moves.
+                            m.head = if chunk.is_empty() { head_before } else { w.start };
+                        }
                     }
                     chunk.commit();
                 }

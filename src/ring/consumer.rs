@@ -169,7 +169,7 @@ impl<S: Storage> Consumer<S> {
         self.require(Role::Active)?;
         self.peeked = None;
         let cursor = self.head;
-        Ok(ReadChunk { consumer: self, cursor, remaining: max, read: 0 })
+        Ok(ReadChunk { consumer: self, cursor, remaining: max, read: 0, last: None })
     }
 
     #[inline]
@@ -235,6 +235,8 @@ pub struct ReadChunk<'a, S: Storage = HeapStorage> {
     cursor: u64,
     remaining: usize,
     read: usize,
+    /// Frame start of the record `next` returned last, until `unread`.
+    last: Option<u64>,
 }
 
 impl<S: Storage> ReadChunk<'_, S> {
@@ -249,10 +251,25 @@ impl<S: Storage> ReadChunk<'_, S> {
         self.cursor = advance(pos, frame.span());
         self.remaining -= 1;
         self.read += 1;
+        self.last = Some(pos);
         // SAFETY: published and not released until `commit`, which needs the chunk by value,
         // so no record borrowed from `&mut self` survives it.
         let (header, payload) = unsafe { self.consumer.shared.record(pos, frame) };
         Some(Record { header, payload, after_drop: frame.after_drop() })
+    }
+
+    /// Puts back the record `next` returned last: it is not freed by `commit` and the next
+    /// read returns it again. Returns false when there is nothing to put back (one level only).
+    pub fn unread(&mut self) -> bool {
+        match self.last.take() {
+            Some(pos) => {
+                self.cursor = pos;
+                self.remaining += 1;
+                self.read -= 1;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Records read so far.

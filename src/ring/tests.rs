@@ -299,3 +299,21 @@ fn staged_batch_larger_than_the_ring_publishes_to_evict() {
     let got: Vec<_> = std::iter::from_fn(|| pop(&mut c)).map(|(h, _, _)| h.seq).collect();
     assert_eq!(got, vec![6, 7, 8, 9]);
 }
+
+#[test]
+fn unread_puts_the_last_record_back() {
+    let (mut p, mut c) = ring(RingConfig::new(4096, 24)).unwrap();
+    for s in 0..3 {
+        p.push(&hdr(s), &[]).unwrap();
+    }
+    let mut chunk = c.read_chunk(10).unwrap();
+    assert!(!chunk.unread());
+    assert_eq!(chunk.next().unwrap().header.seq, 0);
+    assert_eq!(chunk.next().unwrap().header.seq, 1);
+    assert!(chunk.unread());
+    assert!(!chunk.unread(), "one level only");
+    assert_eq!(chunk.len(), 1);
+    chunk.commit();
+    check_pop(&mut c, 1, 0);
+    check_pop(&mut c, 2, 0);
+}
