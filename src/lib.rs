@@ -7,6 +7,8 @@
 //!
 //! ## Contents
 //!
+//! - [`engine`]: the harmonization engine: poll loop, flips, switching, staging, notices.
+//! - [`clock`]: the engine's time source (monotonic, or virtual for simulation and tests).
 //! - [`event`]: the fixed `repr(C)` event header shared with C.
 //! - [`flip`]: the flip record (encode, decode with precise rejections) and the cohort rule.
 //! - [`ring`]: the lock-free SPSC event ring with active, staged and idle roles and the epoch
@@ -18,7 +20,9 @@
 
 #![warn(missing_docs)]
 
+pub mod clock;
 mod crc32c;
+pub mod engine;
 pub mod event;
 pub mod flip;
 pub mod ring;

@@ -1,0 +1,379 @@
+//! The harmonization engine: streams, producers, the poll loop, flips, the tracker, staging,
+//! the switch and switchback (DESIGN.md §§1–4). Design notes: `docs/engine.md`.
+//!
+//! One [`StreamProducer`] per stream feeds a ring; one consumer, [`Engine::poll`], reads the
+//! active stream's ring and hands events and [`Notice`]s to a [`Handler`], zero-copy and in order.
+//! Candidate streams sit in staged rings, trimmed to what the active stream has not delivered
+//! yet; a SWITCH flip makes the target's ring active with one epoch change (the ring's role
+//! switch, `ring` module `# Orderings`) and delivery goes on from it, the tracker dropping what
+//! was already delivered. Nothing on the poll path allocates.
+
+mod notice;
+mod policy;
+mod poll;
+mod stats;
+
+pub use notice::{BadEventReason, Handler, Notice, RejectReason};
+pub use policy::{AlwaysStage, ArmingPolicy, Candidate, ManualStage, NeverStage, StagePlan, MAX_STREAMS};
+pub use stats::Stats;
+
+use core::fmt;
+
+use crate::clock::{Clock, MonotonicClock};
+use crate::event::EventHeader;
+use crate::flip::MAX_LOCATOR;
+use crate::ring::{ring, Consumer, Producer, PushError, RingConfig, RingError, Role, WriteBatch};
+use crate::tracker::{SeqMode, Tracker, TrackerError};
+
+/// What to do with a gap no staged candidate can fill (strict mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GapPolicy {
+    /// Report `Gap`, ask for the stream to be re-read (`Subscribe` from the position after the
+    /// last one delivered) and skip its events until the re-read arrives (its positions go
+    /// back). Nothing is given up.
+    ReRead,
+    /// Report `Gap` and `Lost`, and go on.
+    ReportLost,
+}
+
+/// One stream's ring.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamConfig {
+    /// The stream id flips use.
+    pub id: u32,
+    /// Ring bytes (rounded up to a power of two).
+    pub capacity_bytes: usize,
+}
+
+/// How to build an engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// This recipient.
+    pub recipient_id: u64,
+    /// The streams, at most [`MAX_STREAMS`], ids unique.
+    pub streams: Vec<StreamConfig>,
+    /// The stream active at start.
+    pub initial_stream: u32,
+    /// Largest payload.
+    pub max_payload: usize,
+    /// Origins are `0 .. max_origins`.
+    pub max_origins: u32,
+    /// Strict or monotonic seqs.
+    pub seq_mode: SeqMode,
+    /// Unfillable gaps.
+    pub gap_policy: GapPolicy,
+    /// Most bytes of staged windows at once (window × maximal frame, summed).
+    pub staging_budget_bytes: usize,
+    /// Default staging window, records (DESIGN.md §5: 100).
+    pub default_window: usize,
+    /// After a switch, keep the old stream as a candidate (the policy may stage it) rather than
+    /// releasing it with `Unsubscribe`.
+    pub keep_previous: bool,
+}
+
+impl EngineConfig {
+    /// Two or more streams of `capacity_bytes` each, ids `0..n`, starting on stream 0, strict
+    /// mode, gaps re-read, a budget for every candidate at the default window.
+    pub fn new(recipient_id: u64, streams: u32, capacity_bytes: usize, max_payload: usize) -> Self {
+        EngineConfig {
+            recipient_id,
+            streams: (0..streams).map(|id| StreamConfig { id, capacity_bytes }).collect(),
+            initial_stream: 0,
+            max_payload,
+            max_origins: 64,
+            seq_mode: SeqMode::Strict,
+            gap_policy: GapPolicy::ReRead,
+            staging_budget_bytes: usize::MAX,
+            default_window: 100,
+            keep_previous: true,
+        }
+    }
+}
+
+/// Engine construction errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineError {
+    /// No streams, or more than [`MAX_STREAMS`].
+    StreamCount(usize),
+    /// Two streams share an id.
+    DuplicateStream(u32),
+    /// `initial_stream` is not one of the streams.
+    UnknownInitialStream(u32),
+    /// A ring configuration error, for the stream named.
+    Ring(u32, RingError),
+    /// A tracker configuration error.
+    Tracker(TrackerError),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::StreamCount(n) => write!(f, "{n} streams configured; need 1..={MAX_STREAMS}"),
+            EngineError::DuplicateStream(id) => write!(f, "stream id {id} configured twice"),
+            EngineError::UnknownInitialStream(id) => write!(f, "initial stream {id} is not configured"),
+            EngineError::Ring(id, e) => write!(f, "stream {id}: {e}"),
+            EngineError::Tracker(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// The producer of one stream: moves to the thread that receives it; not `Sync`.
+pub struct StreamProducer {
+    stream: u32,
+    producer: Producer,
+}
+
+impl StreamProducer {
+    /// The stream this producer feeds.
+    pub fn stream(&self) -> u32 {
+        self.stream
+    }
+    /// Pushes one event. `Ok` means accepted; [`PushError::Full`] is backpressure (active stream
+    /// only); [`PushError::NotSubscribed`] means the stream is idle and the event was discarded;
+    /// [`PushError::Shed`] means a staged ring shed it (counted; nothing to do).
+    #[inline]
+    pub fn push(&mut self, header: &EventHeader, payload: &[u8]) -> Result<(), PushError> {
+        self.producer.push(header, payload)
+    }
+    /// A batch, published with one store when dropped.
+    pub fn batch(&mut self) -> WriteBatch<'_> {
+        self.producer.batch()
+    }
+    /// The ring's role as last seen by this producer.
+    pub fn role(&self) -> Role {
+        self.producer.role()
+    }
+}
+
+/// Per-stream engine state.
+struct Stream {
+    id: u32,
+    consumer: Consumer,
+    /// Window while staged, records.
+    window: usize,
+    announced: bool,
+    armed: bool,
+    /// Locator from the last flip naming this stream.
+    locator: [u8; MAX_LOCATOR],
+    locator_len: usize,
+    /// Position of the last event delivered from this stream.
+    last_pos: u64,
+    /// Position of the last event consumed from this stream (a re-read shows as a step back).
+    last_read_pos: u64,
+}
+
+impl Stream {
+    fn locator(&self) -> &[u8] {
+        &self.locator[..self.locator_len]
+    }
+    fn set_locator(&mut self, loc: &[u8]) {
+        let n = loc.len().min(MAX_LOCATOR);
+        self.locator[..n].copy_from_slice(&loc[..n]);
+        self.locator_len = n;
+    }
+}
+
+/// A switch waiting for its cut-over point.
+#[derive(Clone, Copy, Debug)]
+struct PendingSwitch {
+    to: usize,
+    flip_id: u64,
+    cutover_pos: u64,
+    not_before_ns: u64,
+    resume_pos: u64,
+}
+
+/// A switch made, whose `Switched` notice waits for the first event of the new stream.
+#[derive(Clone, Copy, Debug)]
+struct SwitchInFlight {
+    from_id: u32,
+    to_id: u32,
+    flip_id: u64,
+    staged: bool,
+    started_ns: u64,
+    resume_pos: u64,
+    /// A gap was met before the first delivery (the window did not reach back).
+    gapped: bool,
+}
+
+/// Remembers the last [`FLIP_MEMORY`] flip ids applied, so a flip arriving on both streams is
+/// applied once.
+const FLIP_MEMORY: usize = 1024;
+
+struct FlipIds {
+    ids: Box<[u64; FLIP_MEMORY]>,
+    len: usize,
+    next: usize,
+}
+
+impl FlipIds {
+    fn new() -> Self {
+        FlipIds { ids: Box::new([0; FLIP_MEMORY]), len: 0, next: 0 }
+    }
+    fn contains(&self, id: u64) -> bool {
+        self.ids[..self.len].contains(&id)
+    }
+    fn insert(&mut self, id: u64) {
+        self.ids[self.next] = id;
+        self.next = (self.next + 1) % FLIP_MEMORY;
+        self.len = (self.len + 1).min(FLIP_MEMORY);
+    }
+}
+
+/// The engine: the consumer side of every stream. Lives on the poll thread.
+pub struct Engine {
+    recipient_id: u64,
+    gap_policy: GapPolicy,
+    keep_previous: bool,
+    default_window: usize,
+    budget: u64,
+    max_frame: u64,
+    streams: Box<[Stream]>,
+    active: usize,
+    previous: Option<usize>,
+    tracker: Tracker,
+    policy: Box<dyn ArmingPolicy>,
+    clock: Box<dyn Clock>,
+    flips: FlipIds,
+    pending: Option<PendingSwitch>,
+    in_flight: Option<SwitchInFlight>,
+    /// Gap policy `ReRead`: skipping the active stream's events until its positions go back.
+    rereading: bool,
+    /// A gap already offered to the staged candidates: `(origin, seq)` of the event after it.
+    fill_tried: Option<(u32, u64)>,
+    plan: StagePlan,
+    candidates: [Candidate; MAX_STREAMS],
+    flip_scratch: poll::FlipCopy,
+    stats: Stats,
+    now_ns: u64,
+    last_tick_ns: Option<u64>,
+}
+
+impl Engine {
+    /// Builds an engine and one producer per stream (in configuration order), with the
+    /// [`ManualStage`] policy and the monotonic clock.
+    pub fn new(config: EngineConfig) -> Result<(Engine, Vec<StreamProducer>), EngineError> {
+        Self::with(config, Box::new(ManualStage), Box::new(MonotonicClock::new()))
+    }
+
+    /// As [`new`](Engine::new), with a policy and a clock.
+    pub fn with(
+        config: EngineConfig,
+        policy: Box<dyn ArmingPolicy>,
+        clock: Box<dyn Clock>,
+    ) -> Result<(Engine, Vec<StreamProducer>), EngineError> {
+        let n = config.streams.len();
+        if n == 0 || n > MAX_STREAMS {
+            return Err(EngineError::StreamCount(n));
+        }
+        for (i, s) in config.streams.iter().enumerate() {
+            if config.streams[..i].iter().any(|t| t.id == s.id) {
+                return Err(EngineError::DuplicateStream(s.id));
+            }
+        }
+        let active = config
+            .streams
+            .iter()
+            .position(|s| s.id == config.initial_stream)
+            .ok_or(EngineError::UnknownInitialStream(config.initial_stream))?;
+        let tracker = Tracker::new(config.max_origins, config.seq_mode).map_err(EngineError::Tracker)?;
+        let mut streams = Vec::with_capacity(n);
+        let mut producers = Vec::with_capacity(n);
+        for (i, s) in config.streams.iter().enumerate() {
+            let role = if i == active { Role::Active } else { Role::Idle };
+            let cfg = RingConfig::new(s.capacity_bytes, config.max_payload)
+                .with_role(role)
+                .with_window(config.default_window);
+            let (p, c) = ring(cfg).map_err(|e| EngineError::Ring(s.id, e))?;
+            producers.push(StreamProducer { stream: s.id, producer: p });
+            streams.push(Stream {
+                id: s.id,
+                consumer: c,
+                window: config.default_window,
+                announced: false,
+                armed: false,
+                locator: [0; MAX_LOCATOR],
+                locator_len: 0,
+                last_pos: 0,
+                last_read_pos: 0,
+            });
+        }
+        let max_frame = (crate::event::EVENT_HEADER_SIZE + 8 + config.max_payload).next_multiple_of(8) as u64;
+        let empty = Candidate { stream: 0, staged: false, announced: false, armed: false, previous: false };
+        let engine = Engine {
+            recipient_id: config.recipient_id,
+            gap_policy: config.gap_policy,
+            keep_previous: config.keep_previous,
+            default_window: config.default_window.max(1),
+            budget: config.staging_budget_bytes as u64,
+            max_frame,
+            streams: streams.into_boxed_slice(),
+            active,
+            previous: None,
+            tracker,
+            policy,
+            clock,
+            flips: FlipIds::new(),
+            pending: None,
+            in_flight: None,
+            rereading: false,
+            fill_tried: None,
+            plan: StagePlan::default(),
+            candidates: [empty; MAX_STREAMS],
+            flip_scratch: poll::FlipCopy::EMPTY,
+            stats: Stats::default(),
+            now_ns: 0,
+            last_tick_ns: None,
+        };
+        Ok((engine, producers))
+    }
+
+    /// This recipient's id.
+    pub fn recipient_id(&self) -> u64 {
+        self.recipient_id
+    }
+    /// The active stream's id.
+    pub fn active_stream(&self) -> u32 {
+        self.streams[self.active].id
+    }
+    /// Streams staged now.
+    pub fn staged_streams(&self) -> impl Iterator<Item = u32> + '_ {
+        self.streams.iter().filter(|s| s.consumer.role() == Role::Staged).map(|s| s.id)
+    }
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    /// The delivery tracker (per-origin frontier).
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+    /// Mutable tracker, e.g. to `resume_at` an application checkpoint before the first poll.
+    pub fn tracker_mut(&mut self) -> &mut Tracker {
+        &mut self.tracker
+    }
+    /// The policy's name.
+    pub fn policy_name(&self) -> &'static str {
+        self.policy.name()
+    }
+    /// True while a switch waits for its cut-over point.
+    pub fn switch_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Asks for `stream` to be staged (the [`ManualStage`] policy honours it). Returns false for
+    /// an unknown stream.
+    pub fn arm(&mut self, stream: u32) -> bool {
+        self.index_of(stream).map(|i| self.streams[i].armed = true).is_some()
+    }
+    /// Withdraws [`arm`](Engine::arm).
+    pub fn disarm(&mut self, stream: u32) -> bool {
+        self.index_of(stream).map(|i| self.streams[i].armed = false).is_some()
+    }
+
+    fn index_of(&self, stream: u32) -> Option<usize> {
+        self.streams.iter().position(|s| s.id == stream)
+    }
+}

@@ -1,0 +1,123 @@
+//! Arming policies: which candidate streams to stage, and each one's window (DESIGN.md §5).
+//!
+//! The engine asks its policy for a plan at the start of every `poll` and applies it within the
+//! staging budget, in the plan's order. The predictor (a later module) is one more policy; the
+//! three here are the baselines every report shows beside it.
+
+use crate::ring::Record;
+
+/// The most streams an engine has; plans are fixed arrays of this size (no allocation).
+pub const MAX_STREAMS: usize = 16;
+
+/// What the policy knows of one non-active stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// Stream id.
+    pub stream: u32,
+    /// Staged now.
+    pub staged: bool,
+    /// An ANNOUNCE for it was applied and not cancelled.
+    pub announced: bool,
+    /// The application armed it (`Engine::arm`).
+    pub armed: bool,
+    /// It was the active stream before the last switch (the switchback target).
+    pub previous: bool,
+}
+
+/// A plan: streams to stage, most important first, with their windows in records.
+#[derive(Clone, Copy, Debug)]
+pub struct StagePlan {
+    entries: [(u32, usize); MAX_STREAMS],
+    len: usize,
+}
+
+impl Default for StagePlan {
+    fn default() -> Self {
+        StagePlan { entries: [(0, 0); MAX_STREAMS], len: 0 }
+    }
+}
+
+impl StagePlan {
+    /// Empties the plan.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+    /// Asks for `stream` to be staged with a window of `window` records. Extra entries beyond
+    /// [`MAX_STREAMS`] are ignored.
+    pub fn stage(&mut self, stream: u32, window: usize) {
+        if self.len < MAX_STREAMS {
+            self.entries[self.len] = (stream, window);
+            self.len += 1;
+        }
+    }
+    /// The entries, in order.
+    pub fn entries(&self) -> &[(u32, usize)] {
+        &self.entries[..self.len]
+    }
+    /// The window asked for `stream`, if any.
+    pub fn window_of(&self, stream: u32) -> Option<usize> {
+        self.entries().iter().find(|(s, _)| *s == stream).map(|(_, w)| *w)
+    }
+}
+
+/// Decides staging. Called on the engine's thread only; must not allocate or block.
+pub trait ArmingPolicy: Send {
+    /// Short name for reports.
+    fn name(&self) -> &'static str;
+    /// Every event read from the active stream, with the clock of this poll batch. Default:
+    /// ignored.
+    fn observe(&mut self, _stream: u32, _record: &Record<'_>, _now_ns: u64) {}
+    /// Fills `plan` for the non-active `candidates`; `default_window` is the engine's.
+    fn plan(&mut self, candidates: &[Candidate], default_window: usize, now_ns: u64, plan: &mut StagePlan);
+}
+
+/// Never stages: every switch is cold. The cheapest baseline.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NeverStage;
+
+impl ArmingPolicy for NeverStage {
+    fn name(&self) -> &'static str {
+        "never"
+    }
+    fn plan(&mut self, _: &[Candidate], _: usize, _: u64, plan: &mut StagePlan) {
+        plan.clear();
+    }
+}
+
+/// Stages every candidate, always: seamless whenever the window reaches, at full cost.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AlwaysStage;
+
+impl ArmingPolicy for AlwaysStage {
+    fn name(&self) -> &'static str {
+        "always"
+    }
+    fn plan(&mut self, candidates: &[Candidate], window: usize, _: u64, plan: &mut StagePlan) {
+        plan.clear();
+        for c in candidates {
+            plan.stage(c.stream, window);
+        }
+    }
+}
+
+/// Stages what the operators and the application say: announced streams, streams armed with
+/// `Engine::arm`, and the previous stream after a switch (the switchback target).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ManualStage;
+
+impl ArmingPolicy for ManualStage {
+    fn name(&self) -> &'static str {
+        "manual"
+    }
+    fn plan(&mut self, candidates: &[Candidate], window: usize, _: u64, plan: &mut StagePlan) {
+        plan.clear();
+        // Announced first (a switch is expected), then armed, then the switchback target.
+        for pick in [|c: &Candidate| c.announced, |c: &Candidate| c.armed && !c.announced, |c: &Candidate| {
+            c.previous && !c.armed && !c.announced
+        }] {
+            for c in candidates.iter().filter(|c| pick(c)) {
+                plan.stage(c.stream, window);
+            }
+        }
+    }
+}

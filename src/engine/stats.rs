@@ -1,0 +1,63 @@
+//! Counters the engine keeps; read with `Engine::stats`.
+
+/// Engine statistics. Counts are totals since creation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Events handed to the handler.
+    pub delivered: u64,
+    /// Events dropped because the tracker had delivered them already.
+    pub duplicates_dropped: u64,
+    /// Events delivered from a staged candidate to fill a gap in the active stream.
+    pub gap_filled: u64,
+    /// Gaps reported (`Notice::Gap`).
+    pub gaps: u64,
+    /// Events given up for lost (`Notice::Lost`).
+    pub lost: u64,
+    /// Re-reads asked for (gap policy `ReRead`).
+    pub rereads: u64,
+    /// Events skipped while waiting for a re-read (they come again).
+    pub skipped_for_reread: u64,
+    /// Events dropped because they precede a switch's `resume_pos`.
+    pub before_resume_pos: u64,
+    /// Flips applied to this recipient.
+    pub flips_applied: u64,
+    /// Flips for other recipients (evidence of a rollout).
+    pub flips_ignored: u64,
+    /// Flips seen again (same id, e.g. on the other stream).
+    pub flips_repeated: u64,
+    /// Flips rejected (`Notice::FlipRejected`).
+    pub flips_rejected: u64,
+    /// Events whose origin is out of range (`Notice::BadEvent`).
+    pub bad_events: u64,
+    /// Events of a kind the engine does not know (delivered as data).
+    pub unknown_kinds: u64,
+    /// Switches whose target was staged and whose window reached the switch point.
+    pub switches_seamless: u64,
+    /// Other switches.
+    pub switches_cold: u64,
+    /// Stall of the last switch, ns.
+    pub stall_last_ns: u64,
+    /// Largest stall, ns.
+    pub stall_max_ns: u64,
+    /// Sum of stalls, ns.
+    pub stall_total_ns: u64,
+    /// Staged window bytes now: sum over staged streams of window × maximal frame.
+    pub staged_bytes: u64,
+    /// Largest `staged_bytes` seen.
+    pub peak_staged_bytes: u64,
+    /// Clock ns with at least one stream staged.
+    pub staged_ns: u64,
+    /// Clock ns observed in total (first poll to last).
+    pub observed_ns: u64,
+}
+
+impl Stats {
+    /// Fraction of observed time with at least one candidate staged.
+    pub fn duty_cycle(&self) -> f64 {
+        if self.observed_ns == 0 {
+            0.0
+        } else {
+            self.staged_ns as f64 / self.observed_ns as f64
+        }
+    }
+}
