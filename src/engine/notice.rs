@@ -21,7 +21,9 @@ impl core::fmt::Display for RejectReason {
         match self {
             RejectReason::Malformed(e) => write!(f, "{e}"),
             RejectReason::UnknownStream(s) => write!(f, "flip names unknown stream {s}"),
-            RejectReason::AlreadyActive(s) => write!(f, "flip switches to stream {s}, which is already active"),
+            RejectReason::AlreadyActive(s) => {
+                write!(f, "flip switches to stream {s}, which is already active")
+            }
             RejectReason::NoPreviousStream => f.write_str("switchback with no previous stream"),
         }
     }

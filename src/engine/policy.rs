@@ -112,9 +112,11 @@ impl ArmingPolicy for ManualStage {
     fn plan(&mut self, candidates: &[Candidate], window: usize, _: u64, plan: &mut StagePlan) {
         plan.clear();
         // Announced first (a switch is expected), then armed, then the switchback target.
-        for pick in [|c: &Candidate| c.announced, |c: &Candidate| c.armed && !c.announced, |c: &Candidate| {
-            c.previous && !c.armed && !c.announced
-        }] {
+        for pick in [
+            |c: &Candidate| c.announced,
+            |c: &Candidate| c.armed && !c.announced,
+            |c: &Candidate| c.previous && !c.armed && !c.announced,
+        ] {
             for c in candidates.iter().filter(|c| pick(c)) {
                 plan.stage(c.stream, window);
             }

@@ -200,7 +200,12 @@ impl Engine {
                         Verdict::Gap { expected } => {
                             chunk.unread();
                             examined -= 1;
-                            break Step::Gap { origin: hdr.origin, from: expected, to: hdr.seq - 1, seq: hdr.seq };
+                            break Step::Gap {
+                                origin: hdr.origin,
+                                from: expected,
+                                to: hdr.seq - 1,
+                                seq: hdr.seq,
+                            };
                         }
                         Verdict::UnknownOrigin => {
                             stream.last_read_pos = hdr.pos;
@@ -342,11 +347,8 @@ impl Engine {
             }
             GapPolicy::ReRead => {
                 let s = &self.streams[self.active];
-                let from_pos = if s.last_pos != 0 {
-                    s.last_pos + 1
-                } else {
-                    self.in_flight.map_or(0, |f| f.resume_pos)
-                };
+                let from_pos =
+                    if s.last_pos != 0 { s.last_pos + 1 } else { self.in_flight.map_or(0, |f| f.resume_pos) };
                 self.stats.rereads += 1;
                 h.notice(&Notice::Subscribe { stream, locator: s.locator(), from_pos });
                 self.rereading = true;

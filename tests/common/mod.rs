@@ -1,0 +1,166 @@
+//! Helpers shared by the engine tests: an engine on a manual clock, a recording handler, and
+//! event/flip builders.
+
+#![allow(dead_code)]
+
+use harmonizer::clock::ManualClock;
+use harmonizer::engine::{ArmingPolicy, Engine, EngineConfig, Handler, Notice, StreamProducer};
+use harmonizer::event::{EventHeader, KIND_DATA, KIND_FLIP};
+use harmonizer::flip::{Flip, FlipAction, Selector};
+use harmonizer::ring::{PushError, Record};
+
+/// An owned copy of a notice, for assertions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum N {
+    Subscribe { stream: u32, locator: Vec<u8>, from_pos: u64 },
+    Unsubscribe { stream: u32 },
+    Switched { from: u32, to: u32, flip_id: u64, seamless: bool },
+    Gap { stream: u32, origin: u32, from: u64, to: u64 },
+    Lost { origin: u32, from: u64, to: u64 },
+    Rejected { stream: u32, pos: u64, reason: String },
+    Bad { stream: u32, pos: u64 },
+}
+
+/// What the handler saw, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seen {
+    Event { stream: u32, origin: u32, seq: u64, pos: u64 },
+    Notice(N),
+}
+
+#[derive(Default)]
+pub struct Recorder {
+    pub seen: Vec<Seen>,
+}
+
+impl Handler for Recorder {
+    fn event(&mut self, stream: u32, r: &Record<'_>) {
+        // The payload carries the seq and origin: check it is the event's own.
+        assert_eq!(
+            r.payload,
+            payload(r.header.origin, r.header.seq).as_slice(),
+            "payload of a delivered event"
+        );
+        self.seen.push(Seen::Event { stream, origin: r.header.origin, seq: r.header.seq, pos: r.header.pos });
+    }
+    fn notice(&mut self, n: &Notice<'_>) {
+        let n = match *n {
+            Notice::Subscribe { stream, locator, from_pos } => {
+                N::Subscribe { stream, locator: locator.to_vec(), from_pos }
+            }
+            Notice::Unsubscribe { stream } => N::Unsubscribe { stream },
+            Notice::Switched { from, to, flip_id, seamless, .. } => {
+                N::Switched { from, to, flip_id, seamless }
+            }
+            Notice::Gap { stream, origin, from_seq, to_seq } => {
+                N::Gap { stream, origin, from: from_seq, to: to_seq }
+            }
+            Notice::Lost { origin, from_seq, to_seq } => N::Lost { origin, from: from_seq, to: to_seq },
+            Notice::FlipRejected { stream, pos, reason } => {
+                N::Rejected { stream, pos, reason: reason.to_string() }
+            }
+            Notice::BadEvent { stream, pos, .. } => N::Bad { stream, pos },
+        };
+        self.seen.push(Seen::Notice(n));
+    }
+}
+
+impl Recorder {
+    /// (origin, seq) of every delivered event, in order.
+    pub fn delivered(&self) -> Vec<(u32, u64)> {
+        self.seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Event { origin, seq, .. } => Some((*origin, *seq)),
+                _ => None,
+            })
+            .collect()
+    }
+    /// Streams the events came from, in order.
+    pub fn streams(&self) -> Vec<u32> {
+        self.seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Event { stream, .. } => Some(*stream),
+                _ => None,
+            })
+            .collect()
+    }
+    pub fn notices(&self) -> Vec<N> {
+        self.seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Notice(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+pub fn payload(origin: u32, seq: u64) -> Vec<u8> {
+    let mut p = seq.to_le_bytes().to_vec();
+    p.extend_from_slice(&origin.to_le_bytes());
+    p
+}
+
+/// Position of `seq` in `stream`: streams number positions differently.
+pub fn pos_of(stream: u32, seq: u64) -> u64 {
+    1_000 * (u64::from(stream) + 1) + seq * (u64::from(stream) + 2)
+}
+
+pub fn data(stream: u32, origin: u32, seq: u64) -> EventHeader {
+    EventHeader { pos: pos_of(stream, seq), seq, ts_ns: seq * 1_000, origin, kind: KIND_DATA, flags: 0 }
+}
+
+pub fn push_data(p: &mut StreamProducer, origin: u32, seq: u64) -> Result<(), PushError> {
+    let stream = p.stream();
+    p.push(&data(stream, origin, seq), &payload(origin, seq))
+}
+
+pub fn flip(action: FlipAction, flip_id: u64, target: u32) -> Flip<'static> {
+    Flip {
+        action,
+        flip_id,
+        target,
+        cutover_pos: 0,
+        resume_pos: 0,
+        not_before_ns: 0,
+        expected_in_ns: 0,
+        selector: Selector::All,
+        locator: b"loc",
+    }
+}
+
+/// Pushes a flip event at position `pos` (its seq/origin are not tracked).
+pub fn push_flip(p: &mut StreamProducer, pos: u64, f: &Flip<'_>) {
+    let bytes = f.to_vec().unwrap();
+    push_raw_flip(p, pos, &bytes);
+}
+
+pub fn push_raw_flip(p: &mut StreamProducer, pos: u64, bytes: &[u8]) {
+    let h = EventHeader { pos, seq: 0, ts_ns: 0, origin: 0, kind: KIND_FLIP, flags: 0 };
+    p.push(&h, bytes).unwrap();
+}
+
+/// An engine of `streams` streams on a manual clock, with `policy`.
+pub fn engine(
+    cfg: EngineConfig,
+    policy: Box<dyn ArmingPolicy>,
+) -> (Engine, Vec<StreamProducer>, ManualClock) {
+    let clock = ManualClock::at(1);
+    let (e, p) = Engine::with(cfg, policy, Box::new(clock.clone())).unwrap();
+    (e, p, clock)
+}
+
+/// Polls until several polls in a row deliver nothing (a poll may consume duplicates, flips or
+/// skipped events without delivering any).
+pub fn poll_all(e: &mut Engine, r: &mut Recorder) -> usize {
+    let mut total = 0;
+    let mut idle = 0;
+    while idle < 8 {
+        let n = e.poll(64, r);
+        total += n;
+        idle = if n == 0 { idle + 1 } else { 0 };
+    }
+    total
+}
