@@ -120,7 +120,7 @@ fn push_poll_flips_switches_and_gaps_allocate_nothing() {
     let announce = mk(FlipAction::Announce, 1, 1);
     let switch = mk(FlipAction::Switch, 2, 1);
     let back = mk(FlipAction::Switchback, 3, 0);
-    let bad = vec![1u8, 2, 3];
+    let bad = [1u8, 2, 3];
     let flip_header = |pos| EventHeader { pos, seq: 0, ts_ns: 0, origin: 0, kind: KIND_FLIP, flags: 0 };
     let payload = [7u8; 48];
     let mut h = Check::default();
