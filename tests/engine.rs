@@ -458,3 +458,27 @@ fn flip_record_round_trips_through_the_ring() {
     poll_all(&mut e, &mut r);
     assert!(r.notices().contains(&N::Subscribe { stream: 1, locator: loc, from_pos: 0 }));
 }
+
+#[test]
+fn a_switch_before_the_previous_one_delivered_still_reports_both() {
+    let (mut e, mut p, _) = engine(EngineConfig::new(7, 3, 1 << 16, MAX_PAYLOAD), Box::new(ManualStage));
+    let mut r = Recorder::default();
+    push_data(&mut p[0], 0, 0).unwrap();
+    push_flip(&mut p[0], 5, &flip(FlipAction::Switch, 1, 1));
+    poll_all(&mut e, &mut r);
+    // Stream 1 (cold) delivers nothing before a flip on it moves on to stream 2.
+    push_flip(&mut p[1], 7, &flip(FlipAction::Switch, 2, 2));
+    poll_all(&mut e, &mut r);
+    push_data(&mut p[2], 0, 1).unwrap();
+    poll_all(&mut e, &mut r);
+    let switched: Vec<N> = r.notices().into_iter().filter(|n| matches!(n, N::Switched { .. })).collect();
+    assert_eq!(
+        switched,
+        vec![
+            N::Switched { from: 0, to: 1, flip_id: 1, seamless: false },
+            N::Switched { from: 1, to: 2, flip_id: 2, seamless: false }
+        ]
+    );
+    assert_eq!(seqs(&r, 0), vec![0, 1]);
+    assert_eq!(e.stats().switches_cold, 2);
+}

@@ -289,6 +289,12 @@ impl Engine {
     fn switch<H: Handler>(&mut self, p: PendingSwitch, h: &mut H) {
         let from = self.active;
         let to = p.to;
+        if let Some(f) = self.in_flight.as_mut() {
+            // The previous switch delivered nothing before this one: report it now, not
+            // seamless (its target gave no event), so every switch gets its notice.
+            f.gapped = true;
+            emit_switched(&mut self.in_flight, &mut self.stats, &*self.clock, h);
+        }
         let started_ns = self.clock.now_ns();
         let staged = self.streams[to].consumer.role() == Role::Staged;
         self.streams[to].consumer.set_role(Role::Active);
