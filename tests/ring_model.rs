@@ -97,7 +97,10 @@ impl Model {
             return Err(PushError::TooLarge { len, max: MAX_PAYLOAD });
         }
         match self.role {
-            Role::Idle => Err(PushError::NotSubscribed),
+            Role::Idle => {
+                self.loss_pending = true; // the next stored record is flagged
+                Err(PushError::NotSubscribed)
+            }
             Role::Active => self.fits(len).map(|s| self.store(s, len)).ok_or(PushError::Full),
             Role::Staged => loop {
                 if let Some(start) = self.fits(len) {

@@ -59,7 +59,8 @@ impl<S: Storage> Consumer<S> {
 
     /// The most records the ring can hold (all with empty payloads); the window's upper bound.
     pub fn max_records(&self) -> usize {
-        (self.shared.capacity / MIN_FRAME) as usize
+        // Capped so window arithmetic on 32-bit record numbers never wraps.
+        (self.shared.capacity / MIN_FRAME).min(u64::from(u32::MAX)) as usize
     }
 
     /// The staging window, in records.
@@ -199,7 +200,9 @@ impl<S: Storage> Consumer<S> {
         let mut word = sh.head.load(Ordering::Acquire);
         let pos = loop {
             let head = Head::decode(word);
-            debug_assert!(!head.locked && head.role == self.role);
+            // The lock bit may be set if a `StagedView` was leaked (mem::forget): changing role
+            // clears it, which is correct, so only the role is asserted.
+            debug_assert!(head.role == self.role);
             let pos = if role == Role::Idle {
                 self.cached_tail = sh.tail.load(Ordering::Acquire);
                 self.cached_tail

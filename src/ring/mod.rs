@@ -87,8 +87,9 @@ use crate::sync::Arc;
 use layout::{frame_size, MIN_FRAME};
 use shared::Shared;
 
-/// The largest capacity a ring accepts: 1 TiB. Anything larger is a configuration mistake.
-pub const MAX_CAPACITY: usize = 1 << 40;
+/// The largest capacity a ring accepts: 1 TiB on 64-bit targets (1 GiB on 32-bit ones).
+/// Anything larger is a configuration mistake.
+pub const MAX_CAPACITY: usize = if usize::BITS >= 64 { (1u64 << 40) as usize } else { 1 << 30 };
 /// The largest `max_payload` a ring accepts: 16 MiB.
 pub const MAX_PAYLOAD_LIMIT: usize = 1 << 24;
 
@@ -177,7 +178,8 @@ pub fn ring_with_storage<S: Storage>(
     if !len.is_power_of_two() || len < needed || len > MAX_CAPACITY || storage.as_ptr().align_offset(8) != 0 {
         return Err(RingError::BadStorage { len, needed });
     }
-    let max_records = len as u64 / MIN_FRAME;
+    // Record numbers are 32 bits (`layout::Frame::rec_no`): the window must stay below 2^32.
+    let max_records = (len as u64 / MIN_FRAME).min(u64::from(u32::MAX));
     let window = (config.window as u64).clamp(1, max_records);
     let shared = Arc::new(Shared::new(storage, config.max_payload, config.role, window));
     Ok((Producer::new(Arc::clone(&shared)), Consumer::new(shared, config.role)))
@@ -190,15 +192,18 @@ pub struct Record<'a> {
     pub header: &'a EventHeader,
     /// The payload bytes.
     pub payload: &'a [u8],
-    /// True when a staged ring shed one or more records immediately before this one (its
-    /// consumer held the front while the ring was full). The gap is real: the records are gone.
+    /// True when one or more records immediately before this one were not stored: shed by a
+    /// staged ring (its consumer held the front while the ring was full) or discarded by an idle
+    /// one. The gap is real: those records are gone.
     pub after_drop: bool,
 }
 
 /// Why a push was not stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PushError {
-    /// Active ring with no room: backpressure. Retry after the consumer catches up.
+    /// Active ring with no room: backpressure. Retry after the consumer catches up. Inside a
+    /// batch, the records the batch already holds are published first, so the consumer can
+    /// make room.
     Full,
     /// The payload is larger than the ring's `max_payload`. Nothing was written.
     TooLarge {

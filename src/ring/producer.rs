@@ -94,7 +94,9 @@ impl<S: Storage> Producer<S> {
     }
 
     /// Reserves room for a record of `payload_len` bytes; fill it through the slot and `commit`.
-    /// Dropping the slot without committing writes nothing.
+    /// Dropping the slot without committing publishes no record; in the staged role, though, the
+    /// reservation may already have evicted old records (counted) and published an open batch's
+    /// records to do so.
     ///
     /// Errors: [`PushError::TooLarge`]; active: [`PushError::Full`]; idle:
     /// [`PushError::NotSubscribed`]; staged: [`PushError::Shed`] only while the consumer holds the
@@ -182,8 +184,23 @@ impl<S: Storage> Producer<S> {
             self.cached_head = head.pos;
             self.cached_role = head.role;
             match head.role {
-                Role::Idle => return Err(PushError::NotSubscribed),
-                Role::Active => return self.fits(frame, head.pos).ok_or(PushError::Full),
+                Role::Idle => {
+                    // The record is discarded. A record placed before the switch to idle may
+                    // still be published (a straggler), so flag the next stored record: the
+                    // reader must not take straggler and successor for one unbroken run.
+                    self.loss_pending = true;
+                    return Err(PushError::NotSubscribed);
+                }
+                Role::Active => {
+                    if let Some(p) = self.fits(frame, head.pos) {
+                        return Ok(p);
+                    }
+                    // Full. If an open batch holds unpublished records, publish them: the
+                    // consumer cannot free space it cannot see, so a retry loop inside the
+                    // batch would otherwise spin forever.
+                    self.publish();
+                    return Err(PushError::Full);
+                }
                 Role::Staged => {}
             }
             let placement = self.fits(frame, head.pos);

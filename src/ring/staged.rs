@@ -9,7 +9,10 @@ use crate::sync::Ordering;
 impl<S: Storage> Consumer<S> {
     /// Holds the front of a staged ring so its records can be read and trimmed. While the view
     /// lives the producer cannot evict (it stores new records while space remains and sheds them
-    /// after, counted and flagged); the view is meant to be short-lived.
+    /// after, counted and flagged); the view is meant to be short-lived. Leaking it
+    /// (`mem::forget`) is safe but leaves the front held: the producer sheds once the ring is
+    /// full, trims made through the leaked view are lost, and the next `staged()` or
+    /// `set_role` takes the front back.
     pub fn staged(&mut self) -> Result<StagedView<'_, S>, RingError> {
         if self.role != Role::Staged {
             return Err(RingError::WrongRole { expected: Role::Staged, actual: self.role });
@@ -18,7 +21,8 @@ impl<S: Storage> Consumer<S> {
         let mut word = sh.head.load(Ordering::Relaxed);
         let front = loop {
             let head = Head::decode(word);
-            debug_assert!(!head.locked && head.role == Role::Staged);
+            // Locked already only if a view was leaked: taking it again is correct.
+            debug_assert!(head.role == Role::Staged);
             // Acquire: pairs with the producer's eviction exchange (we start reading at its
             // result) and, through the tail load below, with its publishes.
             match sh.head.compare_exchange_weak(

@@ -317,3 +317,53 @@ fn unread_puts_the_last_record_back() {
     check_pop(&mut c, 1, 0);
     check_pop(&mut c, 2, 0);
 }
+
+/// Review finding R1: a record discarded while idle leaves a hole behind a straggler that was
+/// placed before the switch; the record after the hole is flagged.
+#[test]
+fn idle_hole_behind_a_straggler_is_flagged() {
+    for back_to in [Role::Active, Role::Staged] {
+        let (mut p, mut c) = ring(RingConfig::new(4096, 8)).unwrap();
+        {
+            let mut b = p.batch();
+            b.push(&hdr(0), &[]).unwrap(); // placed before the switch: a straggler
+            c.set_role(Role::Idle);
+            assert_eq!(b.push(&hdr(1), &[]), Err(PushError::NotSubscribed));
+        } // publishes seq 0
+        c.set_role(back_to);
+        p.push(&hdr(2), &[]).unwrap();
+        c.set_role(Role::Active);
+        let mut got = vec![];
+        c.consume(10, |r| got.push((r.header.seq, r.after_drop))).unwrap();
+        assert_eq!(got, vec![(0, false), (2, true)], "{back_to:?}");
+    }
+}
+
+/// Review finding R2: a batch that fills an active ring publishes what it holds on `Full`, so
+/// the consumer can make room and a retry loop inside the batch ends.
+#[test]
+fn full_inside_a_batch_publishes_the_batch() {
+    let (mut p, mut c) = ring(RingConfig::new(128, 8)).unwrap();
+    let mut b = p.batch();
+    b.push(&hdr(0), &[0; 8]).unwrap();
+    b.push(&hdr(1), &[0; 8]).unwrap();
+    assert_eq!(b.push(&hdr(2), &[0; 8]), Err(PushError::Full));
+    assert_eq!(c.consume(10, |_| {}).unwrap(), 2, "the batch's records became visible");
+    b.push(&hdr(2), &[0; 8]).unwrap();
+}
+
+/// Review finding R3: a leaked `StagedView` is safe: the producer sheds once full, and the next
+/// `staged()` or `set_role` takes the front back without panicking.
+#[test]
+fn a_leaked_staged_view_is_recovered() {
+    let (mut p, mut c) = ring(RingConfig::new(128, 8).with_role(Role::Staged).with_window(1)).unwrap();
+    std::mem::forget(c.staged().unwrap());
+    let shed = (0..10).filter(|s| p.push(&hdr(*s), &[0; 8]) == Err(PushError::Shed)).count();
+    assert_eq!(shed, 8, "two fit, then the held front sheds the rest");
+    drop(c.staged().unwrap()); // takes the front back and releases it
+    p.push(&hdr(10), &[0; 8]).unwrap();
+    assert_eq!(c.staged().unwrap().len(), 1, "window 1 is honoured again");
+    std::mem::forget(c.staged().unwrap());
+    c.set_role(Role::Active);
+    assert!(c.peek().unwrap().is_some());
+}
