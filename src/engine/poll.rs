@@ -48,8 +48,9 @@ enum Step {
     Flip,
     /// The pending switch's cut-over point was reached (the event after it is left unread).
     Switch(PendingSwitch),
-    /// Strict mode: events `from ..= to` of `origin` are missing before the event left unread.
-    Gap { origin: u32, from: u64, to: u64, seq: u64 },
+    /// Strict mode: events `from ..= to` of `origin` are missing before the event left unread
+    /// (`seq` at `pos`).
+    Gap { origin: u32, from: u64, to: u64, seq: u64, pos: u64 },
 }
 
 impl Engine {
@@ -77,7 +78,7 @@ impl Engine {
                     self.apply_flip(&f, handler)
                 }
                 Step::Switch(p) => self.switch(p, handler),
-                Step::Gap { origin, from, to, seq } => self.on_gap(origin, from, to, seq, handler),
+                Step::Gap { origin, from, to, seq, pos } => self.on_gap(origin, from, to, seq, pos, handler),
             }
         }
         delivered
@@ -205,6 +206,7 @@ impl Engine {
                                 from: expected,
                                 to: hdr.seq - 1,
                                 seq: hdr.seq,
+                                pos: hdr.pos,
                             };
                         }
                         Verdict::UnknownOrigin => {
@@ -329,7 +331,7 @@ impl Engine {
     }
 
     /// A gap before `(origin, seq)`: fill it from staged candidates, else apply the gap policy.
-    fn on_gap<H: Handler>(&mut self, origin: u32, from: u64, to: u64, seq: u64, h: &mut H) {
+    fn on_gap<H: Handler>(&mut self, origin: u32, from: u64, to: u64, seq: u64, pos: u64, h: &mut H) {
         if self.fill_tried != Some((origin, seq)) {
             self.fill_tried = Some((origin, seq));
             self.fill_from_candidates(origin, to, h);
@@ -358,6 +360,11 @@ impl Engine {
                 self.stats.rereads += 1;
                 h.notice(&Notice::Subscribe { stream, locator: s.locator(), from_pos });
                 self.rereading = true;
+                // The event after the gap is still unread. Skip it too (it comes again with the
+                // re-read): only positions going back below it mark the re-read's start. Without
+                // this, an event at the same position (a re-read that still lacks the gap) would
+                // end the re-read at once and the same gap would be reported again and again.
+                self.streams[self.active].last_read_pos = pos.saturating_sub(1);
             }
         }
     }
