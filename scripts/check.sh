@@ -29,9 +29,9 @@ cargo test --doc --locked
 if [[ "${SKIP_LOOM:-0}" != 1 ]]; then
     step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3})"
     RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" CARGO_TARGET_DIR="$TARGET/loom" \
-        cargo test --release --locked --test loom_ring
+        cargo test --release --locked --test loom_ring --test loom_engine
     RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$TARGET/loom" \
-        cargo clippy --locked --test loom_ring -- -D warnings
+        cargo clippy --locked --test loom_ring --test loom_engine -- -D warnings
 fi
 
 if [[ "${SKIP_MIRI:-0}" != 1 ]]; then
