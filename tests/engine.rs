@@ -482,3 +482,47 @@ fn a_switch_before_the_previous_one_delivered_still_reports_both() {
     assert_eq!(seqs(&r, 0), vec![0, 1]);
     assert_eq!(e.stats().switches_cold, 2);
 }
+
+#[test]
+fn a_flip_behind_the_frontier_on_the_new_stream_is_stale() {
+    let (mut e, mut p, _) = engine(cfg(), Box::new(AlwaysStage));
+    let mut r = Recorder::default();
+    poll_all(&mut e, &mut r);
+    // Stream 1 alone carries a SWITCH to 0 at point 5, meant for recipients reading stream 1
+    // then. This recipient reads stream 0 until point 15, so that flip is history by then.
+    for s in 0..20 {
+        if s == 5 {
+            push_flip(&mut p[1], pos_of(1, 5) - 1, &flip(FlipAction::Switch, 50, 0));
+        }
+        if s == 15 {
+            push_flip(&mut p[0], pos_of(0, 15) - 1, &flip(FlipAction::Switch, 1, 1));
+        }
+        push_data(&mut p[0], 0, s).unwrap();
+        let _ = push_data(&mut p[1], 0, s);
+    }
+    poll_all(&mut e, &mut r);
+    assert_eq!(e.active_stream(), 1, "the stale flip did not switch back");
+    assert_eq!(e.stats().flips_stale, 1);
+    assert_eq!(seqs(&r, 0), (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_flip_at_the_frontier_on_the_new_stream_applies() {
+    let (mut e, mut p, _) = engine(EngineConfig::new(7, 3, 1 << 16, MAX_PAYLOAD), Box::new(AlwaysStage));
+    let mut r = Recorder::default();
+    poll_all(&mut e, &mut r);
+    // Stream 1 carries, at point 15, an ANNOUNCE only it has; the switch to it is at 15 too.
+    for s in 0..20 {
+        if s == 15 {
+            push_flip(&mut p[0], pos_of(0, 15) - 1, &flip(FlipAction::Switch, 1, 1));
+            push_flip(&mut p[1], pos_of(1, 15) - 1, &flip(FlipAction::Switch, 60, 2));
+        }
+        for pr in p.iter_mut() {
+            let _ = push_data(pr, 0, s);
+        }
+    }
+    poll_all(&mut e, &mut r);
+    assert_eq!(e.active_stream(), 2, "the flip at the frontier was applied");
+    assert_eq!(e.stats().flips_stale, 0);
+    assert_eq!(seqs(&r, 0), (0..20).collect::<Vec<_>>());
+}

@@ -246,6 +246,8 @@ pub struct Engine {
     plan: StagePlan,
     candidates: [Candidate; MAX_STREAMS],
     flip_scratch: poll::FlipCopy,
+    /// `flip_scratch` holds a flip met while catching up after a switch, not yet applied.
+    flip_deferred: bool,
     stats: Stats,
     now_ns: u64,
     last_tick_ns: Option<u64>,
@@ -323,6 +325,7 @@ impl Engine {
             plan: StagePlan::default(),
             candidates: [empty; MAX_STREAMS],
             flip_scratch: poll::FlipCopy::EMPTY,
+            flip_deferred: false,
             stats: Stats::default(),
             now_ns: 0,
             last_tick_ns: None,

@@ -100,6 +100,7 @@ impl Engine {
             clock,
             now_ns,
             flip_scratch,
+            flip_deferred,
             ..
         } = self;
         let stream = &mut streams[*active];
@@ -157,7 +158,7 @@ impl Engine {
                                 stats.flips_ignored += 1;
                                 continue;
                             }
-                            let c = flip_scratch;
+                            let c = &mut *flip_scratch;
                             c.action = f.action;
                             c.flip_id = f.flip_id;
                             c.target = f.target;
@@ -168,6 +169,18 @@ impl Engine {
                             c.stream = sid;
                             c.locator_len = f.locator.len();
                             c.locator[..f.locator.len()].copy_from_slice(f.locator);
+                            if in_flight.is_some_and(|f| f.staged) {
+                                // Catching up after a switch to a staged stream, whose window
+                                // may hold history: this flip may lie before the delivery
+                                // frontier (it reached only this stream, while another was
+                                // active). Apply it only if the next data event is new; drop it
+                                // if that event was already delivered.
+                                if *flip_deferred {
+                                    stats.flips_stale += 1; // two flips with no data between
+                                }
+                                *flip_deferred = true;
+                                continue;
+                            }
                             break Step::Flip;
                         }
                     }
@@ -178,10 +191,27 @@ impl Engine {
                         if f.resume_pos != 0 && hdr.pos < f.resume_pos {
                             stream.last_read_pos = hdr.pos;
                             stats.before_resume_pos += 1;
+                            if core::mem::take(flip_deferred) {
+                                stats.flips_stale += 1;
+                            }
                             continue;
                         }
                     }
-                    match tracker.check(hdr.origin, hdr.seq) {
+                    let verdict = tracker.check(hdr.origin, hdr.seq);
+                    if *flip_deferred {
+                        if matches!(verdict, Verdict::Duplicate) {
+                            // The deferred flip lay behind the frontier: stale.
+                            *flip_deferred = false;
+                            stats.flips_stale += 1;
+                        } else {
+                            // It lies at the frontier: apply it before this event.
+                            *flip_deferred = false;
+                            chunk.unread();
+                            examined -= 1;
+                            break Step::Flip;
+                        }
+                    }
+                    match verdict {
                         Verdict::Deliver => {
                             if kind != KIND_DATA {
                                 stats.unknown_kinds += 1;
@@ -291,6 +321,9 @@ impl Engine {
     fn switch<H: Handler>(&mut self, p: PendingSwitch, h: &mut H) {
         let from = self.active;
         let to = p.to;
+        if core::mem::take(&mut self.flip_deferred) {
+            self.stats.flips_stale += 1; // it belonged to the stream we are leaving
+        }
         if let Some(f) = self.in_flight.as_mut() {
             // The previous switch delivered nothing before this one: report it now, not
             // seamless (its target gave no event), so every switch gets its notice.

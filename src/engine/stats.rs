@@ -25,6 +25,9 @@ pub struct Stats {
     pub flips_ignored: u64,
     /// Flips seen again (same id, e.g. on the other stream).
     pub flips_repeated: u64,
+    /// Flips met while catching up after a switch that lay behind the delivery frontier (they
+    /// reached only the new stream, while another was active): dropped, not applied.
+    pub flips_stale: u64,
     /// Flips rejected (`Notice::FlipRejected`).
     pub flips_rejected: u64,
     /// Events whose origin is out of range (`Notice::BadEvent`).
