@@ -35,12 +35,12 @@ if [[ "${SKIP_LOOM:-0}" != 1 ]]; then
 fi
 
 if [[ "${SKIP_MIRI:-0}" != 1 ]]; then
-    step "Miri (nightly): unit tests, the model test and the two-thread tests, shrunk"
+    step "Miri (nightly): unit tests, the ring model and two-thread tests (shrunk), the engine tests"
     if ! cargo +nightly miri --version >/dev/null 2>&1; then
         rustup component add --toolchain nightly miri rust-src
     fi
     MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" CARGO_TARGET_DIR="$TARGET/miri" \
-        cargo +nightly miri test --locked --lib --test ring_model --test ring_stress
+        cargo +nightly miri test --locked --lib --test ring_model --test ring_stress --test engine
 fi
 
 step "all checks passed"

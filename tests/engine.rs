@@ -526,3 +526,28 @@ fn a_flip_at_the_frontier_on_the_new_stream_applies() {
     assert_eq!(e.stats().flips_stale, 0);
     assert_eq!(seqs(&r, 0), (0..20).collect::<Vec<_>>());
 }
+
+#[test]
+fn extreme_positions_and_seqs_do_not_panic() {
+    let mut c = cfg();
+    c.gap_policy = GapPolicy::ReRead;
+    let (mut e, mut p, _) = engine(c, Box::new(NeverStage));
+    let mut r = Recorder::default();
+    let h = |seq: u64, pos: u64| harmonizer::event::EventHeader {
+        pos,
+        seq,
+        ts_ns: u64::MAX,
+        origin: 0,
+        kind: 0,
+        flags: u16::MAX,
+    };
+    p[0].push(&h(0, u64::MAX), &payload(0, 0)).unwrap();
+    p[0].push(&h(u64::MAX, u64::MAX), &payload(0, u64::MAX)).unwrap(); // a gap at the very top
+    p[0].push(&h(5, 0), &payload(0, 5)).unwrap();
+    poll_all(&mut e, &mut r);
+    assert_eq!(seqs(&r, 0), vec![0]);
+    // Position 0 after u64::MAX looks like the start of a re-read, still without 1..=4: a second
+    // gap, and no more (one per re-read, never a spin).
+    assert_eq!(e.stats().gaps, 2);
+    assert!(r.notices().contains(&N::Subscribe { stream: 0, locator: vec![], from_pos: u64::MAX }));
+}

@@ -241,6 +241,8 @@ pub struct Engine {
     in_flight: Option<SwitchInFlight>,
     /// Gap policy `ReRead`: skipping the active stream's events until its positions go back.
     rereading: bool,
+    /// The event after the gap is still unread: skip it first, whatever its position.
+    reread_skip_next: bool,
     /// A gap already offered to the staged candidates: `(origin, seq)` of the event after it.
     fill_tried: Option<(u32, u64)>,
     plan: StagePlan,
@@ -321,6 +323,7 @@ impl Engine {
             pending: None,
             in_flight: None,
             rereading: false,
+            reread_skip_next: false,
             fill_tried: None,
             plan: StagePlan::default(),
             candidates: [empty; MAX_STREAMS],

@@ -49,8 +49,8 @@ enum Step {
     /// The pending switch's cut-over point was reached (the event after it is left unread).
     Switch(PendingSwitch),
     /// Strict mode: events `from ..= to` of `origin` are missing before the event left unread
-    /// (`seq` at `pos`).
-    Gap { origin: u32, from: u64, to: u64, seq: u64, pos: u64 },
+    /// (`seq`).
+    Gap { origin: u32, from: u64, to: u64, seq: u64 },
 }
 
 impl Engine {
@@ -78,7 +78,7 @@ impl Engine {
                     self.apply_flip(&f, handler)
                 }
                 Step::Switch(p) => self.switch(p, handler),
-                Step::Gap { origin, from, to, seq, pos } => self.on_gap(origin, from, to, seq, pos, handler),
+                Step::Gap { origin, from, to, seq } => self.on_gap(origin, from, to, seq, handler),
             }
         }
         delivered
@@ -101,6 +101,7 @@ impl Engine {
             now_ns,
             flip_scratch,
             flip_deferred,
+            reread_skip_next,
             ..
         } = self;
         let stream = &mut streams[*active];
@@ -130,7 +131,7 @@ impl Engine {
             }
             examined += 1;
             if *rereading {
-                if hdr.pos > stream.last_read_pos {
+                if core::mem::take(reread_skip_next) || hdr.pos > stream.last_read_pos {
                     // The stream runs on past the gap: these events come again with the re-read.
                     stream.last_read_pos = hdr.pos;
                     stats.skipped_for_reread += 1;
@@ -236,7 +237,6 @@ impl Engine {
                                 from: expected,
                                 to: hdr.seq - 1,
                                 seq: hdr.seq,
-                                pos: hdr.pos,
                             };
                         }
                         Verdict::UnknownOrigin => {
@@ -337,6 +337,7 @@ impl Engine {
         self.previous = Some(from);
         self.pending = None;
         self.rereading = false;
+        self.reread_skip_next = false;
         self.fill_tried = None;
         self.streams[to].announced = false;
         let old = &mut self.streams[from];
@@ -364,7 +365,7 @@ impl Engine {
     }
 
     /// A gap before `(origin, seq)`: fill it from staged candidates, else apply the gap policy.
-    fn on_gap<H: Handler>(&mut self, origin: u32, from: u64, to: u64, seq: u64, pos: u64, h: &mut H) {
+    fn on_gap<H: Handler>(&mut self, origin: u32, from: u64, to: u64, seq: u64, h: &mut H) {
         if self.fill_tried != Some((origin, seq)) {
             self.fill_tried = Some((origin, seq));
             self.fill_from_candidates(origin, to, h);
@@ -388,8 +389,11 @@ impl Engine {
             }
             GapPolicy::ReRead => {
                 let s = &self.streams[self.active];
-                let from_pos =
-                    if s.last_pos != 0 { s.last_pos + 1 } else { self.in_flight.map_or(0, |f| f.resume_pos) };
+                let from_pos = if s.last_pos != 0 {
+                    s.last_pos.saturating_add(1)
+                } else {
+                    self.in_flight.map_or(0, |f| f.resume_pos)
+                };
                 self.stats.rereads += 1;
                 h.notice(&Notice::Subscribe { stream, locator: s.locator(), from_pos });
                 self.rereading = true;
@@ -397,7 +401,7 @@ impl Engine {
                 // re-read): only positions going back below it mark the re-read's start. Without
                 // this, an event at the same position (a re-read that still lacks the gap) would
                 // end the re-read at once and the same gap would be reported again and again.
-                self.streams[self.active].last_read_pos = pos.saturating_sub(1);
+                self.reread_skip_next = true;
             }
         }
     }
