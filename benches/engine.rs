@@ -28,7 +28,7 @@ use harmonizer::engine::{
     AlwaysStage, ArmingPolicy, Engine, EngineConfig, Handler, NeverStage, Notice, StreamProducer,
 };
 use harmonizer::event::{EventHeader, KIND_DATA, KIND_FLIP};
-use harmonizer::flip::{Flip, FlipAction, Selector};
+use harmonizer::flip::{Flip, FlipAction};
 use harmonizer::ring::{ring, Producer, Record, RingConfig};
 
 const PAYLOAD: usize = 32;
@@ -200,19 +200,7 @@ fn one_switch(staged: bool) -> Duration {
             p[1].push(&header(s), &payload).unwrap();
         }
     }
-    let flip = Flip {
-        action: FlipAction::Switch,
-        flip_id: 1,
-        target: 1,
-        cutover_pos: 0,
-        resume_pos: 0,
-        not_before_ns: 0,
-        expected_in_ns: 0,
-        selector: Selector::All,
-        locator: b"",
-    }
-    .to_vec()
-    .unwrap();
+    let flip = Flip::new(FlipAction::Switch, 1, 1).to_vec().unwrap();
     while e.poll(64, &mut app) > 0 {} // deliver 0..50 from stream 0
     p[0].push(&EventHeader { pos: 1000, seq: 0, ts_ns: 0, origin: 0, kind: KIND_FLIP, flags: 0 }, &flip)
         .unwrap();

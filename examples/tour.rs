@@ -16,26 +16,19 @@ use std::time::Instant;
 
 use harmonizer::engine::{AlwaysStage, Engine, EngineConfig, Handler, Notice, StreamProducer};
 use harmonizer::event::{EventHeader, KIND_DATA, KIND_FLIP};
-use harmonizer::flip::{Flip, FlipAction, Selector};
+use harmonizer::flip::{Flip, FlipAction};
 use harmonizer::ring::{PushError, Record};
 
 const ORIGINS: u64 = 4;
 const RECIPIENT: u64 = 42;
 
 fn flip_bytes(action: FlipAction, id: u64, target: u32) -> Vec<u8> {
-    Flip {
-        action,
-        flip_id: id,
-        target,
-        cutover_pos: 0,
-        resume_pos: 0,
-        not_before_ns: 0,
-        expected_in_ns: if action == FlipAction::Announce { 1_000_000 } else { 0 },
-        selector: Selector::All,
-        locator: b"tour://stream",
+    let mut f = Flip::new(action, id, target);
+    f.locator = b"tour://stream";
+    if action == FlipAction::Announce {
+        f.expected_in_ns = 1_000_000;
     }
-    .to_vec()
-    .expect("a valid flip")
+    f.to_vec().expect("a valid flip")
 }
 
 /// One fanout path: events `0..n` (origin = i % 4, seq = i / 4), flips at fixed points, paced to

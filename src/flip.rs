@@ -273,6 +273,24 @@ impl<'a> Reader<'a> {
     }
 }
 
+impl Flip<'static> {
+    /// A flip for every recipient with no cut-over condition, no resume point and no locator:
+    /// set the other fields on the value as needed.
+    pub const fn new(action: FlipAction, flip_id: u64, target: u32) -> Flip<'static> {
+        Flip {
+            action,
+            flip_id,
+            target,
+            cutover_pos: 0,
+            resume_pos: 0,
+            not_before_ns: 0,
+            expected_in_ns: 0,
+            selector: Selector::All,
+            locator: b"",
+        }
+    }
+}
+
 impl<'a> Flip<'a> {
     /// Decodes a flip record. Structure first (to find the CRC), then the CRC, then the values,
     /// so a corrupted record reports `BadCrc` rather than whatever its bytes happen to say.

@@ -13,7 +13,7 @@
 use harmonizer::clock::ManualClock;
 use harmonizer::engine::{AlwaysStage, Engine, EngineConfig, Handler, Notice, StreamProducer};
 use harmonizer::event::{EventHeader, KIND_DATA, KIND_FLIP};
-use harmonizer::flip::{Flip, FlipAction, Selector};
+use harmonizer::flip::{Flip, FlipAction};
 use harmonizer::ring::{PushError, Record};
 use loom::thread;
 
@@ -57,19 +57,7 @@ fn data(stream: u32, seq: u64) -> EventHeader {
 
 #[test]
 fn loom_switch_between_two_streams_is_exactly_once() {
-    let flip = Flip {
-        action: FlipAction::Switch,
-        flip_id: 1,
-        target: 1,
-        cutover_pos: 0,
-        resume_pos: 0,
-        not_before_ns: 0,
-        expected_in_ns: 0,
-        selector: Selector::All,
-        locator: b"",
-    }
-    .to_vec()
-    .unwrap();
+    let flip = Flip::new(FlipAction::Switch, 1, 1).to_vec().unwrap();
     // The engine does many atomic operations per poll; a preemption bound of 2 and a bounded
     // concurrent section keep the model to minutes.
     let mut model = loom::model::Builder::new();

@@ -12,7 +12,7 @@ use std::cell::Cell;
 use harmonizer::clock::ManualClock;
 use harmonizer::engine::{AlwaysStage, Engine, EngineConfig, GapPolicy, Handler, Notice};
 use harmonizer::event::{EventHeader, KIND_DATA, KIND_FLIP};
-use harmonizer::flip::{Flip, FlipAction, Selector};
+use harmonizer::flip::{Flip, FlipAction};
 use harmonizer::ring::Record;
 
 struct Counting;
@@ -103,19 +103,9 @@ fn push_poll_flips_switches_and_gaps_allocate_nothing() {
     let clock = ManualClock::at(1);
     let (mut e, mut p) = Engine::with(cfg, Box::new(AlwaysStage), Box::new(clock.clone())).unwrap();
     let mk = |action, id, target| {
-        Flip {
-            action,
-            flip_id: id,
-            target,
-            cutover_pos: 0,
-            resume_pos: 0,
-            not_before_ns: 0,
-            expected_in_ns: 0,
-            selector: Selector::All,
-            locator: b"somewhere",
-        }
-        .to_vec()
-        .unwrap()
+        let mut f = Flip::new(action, id, target);
+        f.locator = b"somewhere";
+        f.to_vec().unwrap()
     };
     let announce = mk(FlipAction::Announce, 1, 1);
     let switch = mk(FlipAction::Switch, 2, 1);

@@ -6,7 +6,7 @@
 use harmonizer::clock::ManualClock;
 use harmonizer::engine::{ArmingPolicy, Engine, EngineConfig, Handler, Notice, StreamProducer};
 use harmonizer::event::{EventHeader, KIND_DATA, KIND_FLIP};
-use harmonizer::flip::{Flip, FlipAction, Selector};
+use harmonizer::flip::{Flip, FlipAction};
 use harmonizer::ring::{PushError, Record};
 
 /// An owned copy of a notice, for assertions.
@@ -118,17 +118,9 @@ pub fn push_data(p: &mut StreamProducer, origin: u32, seq: u64) -> Result<(), Pu
 }
 
 pub fn flip(action: FlipAction, flip_id: u64, target: u32) -> Flip<'static> {
-    Flip {
-        action,
-        flip_id,
-        target,
-        cutover_pos: 0,
-        resume_pos: 0,
-        not_before_ns: 0,
-        expected_in_ns: 0,
-        selector: Selector::All,
-        locator: b"loc",
-    }
+    let mut f = Flip::new(action, flip_id, target);
+    f.locator = b"loc";
+    f
 }
 
 /// Pushes a flip event at position `pos` (its seq/origin are not tracked).
