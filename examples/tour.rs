@@ -31,9 +31,21 @@ fn flip_bytes(action: FlipAction, id: u64, target: u32) -> Vec<u8> {
     f.to_vec().expect("a valid flip")
 }
 
+/// Progress shared between the feeds and the engine loop.
+struct Pace {
+    /// Events the engine has delivered.
+    frontier: Arc<AtomicU64>,
+    /// Events this feed has pushed.
+    mine: Arc<AtomicU64>,
+    /// Stream 0 never runs ahead of stream 1, so when the engine finds stream 0's upstream gap,
+    /// stream 1 already holds the missing events (otherwise the engine would ask the application
+    /// for a re-read, which this tour does not perform).
+    wait_for: Option<Arc<AtomicU64>>,
+}
+
 /// One fanout path: events `0..n` (origin = i % 4, seq = i / 4), flips at fixed points, paced to
 /// run at most `lead` events ahead of what the engine has delivered.
-fn feed(mut p: StreamProducer, n: u64, frontier: Arc<AtomicU64>, lead: u64) -> u64 {
+fn feed(mut p: StreamProducer, n: u64, pace: Pace, lead: u64) -> u64 {
     let stream = p.stream();
     let flips: [(u64, Vec<u8>); 4] = [
         (n / 5, flip_bytes(FlipAction::Announce, 1, 1)),
@@ -53,7 +65,9 @@ fn feed(mut p: StreamProducer, n: u64, frontier: Arc<AtomicU64>, lead: u64) -> u
         }
     };
     for i in 0..n {
-        while i > frontier.load(Ordering::Relaxed) + lead {
+        while i > pace.frontier.load(Ordering::Relaxed) + lead
+            || pace.wait_for.as_ref().is_some_and(|w| w.load(Ordering::Acquire) <= i)
+        {
             thread::yield_now();
         }
         let pos = 100 + i * (u64::from(stream) + 2);
@@ -65,11 +79,13 @@ fn feed(mut p: StreamProducer, n: u64, frontier: Arc<AtomicU64>, lead: u64) -> u
         }
         // Stream 0 loses 3 events of origin 1 upstream, just after 30%.
         if stream == 0 && (n * 3 / 10..n * 3 / 10 + 12).contains(&i) && i % ORIGINS == 1 {
+            pace.mine.store(i + 1, Ordering::Release);
             continue;
         }
         let (origin, seq) = ((i % ORIGINS) as u32, i / ORIGINS);
         let h = EventHeader { pos, seq, ts_ns: i, origin, kind: KIND_DATA, flags: 0 };
         push(&mut p, &h, &i.to_le_bytes());
+        pace.mine.store(i + 1, Ordering::Release);
     }
     full
 }
@@ -127,11 +143,17 @@ fn main() {
     let mut check = Check::default();
     engine.poll(1, &mut check); // stage stream 1 before the feeds start
     let frontier = Arc::new(AtomicU64::new(0));
+    let progress = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
     let feeds: Vec<_> = producers
         .into_iter()
         .map(|p| {
-            let f = frontier.clone();
-            thread::spawn(move || feed(p, n, f, 2048))
+            let s = p.stream() as usize;
+            let pace = Pace {
+                frontier: frontier.clone(),
+                mine: progress[s].clone(),
+                wait_for: (s == 0).then(|| progress[1].clone()),
+            };
+            thread::spawn(move || feed(p, n, pace, 2048))
         })
         .collect();
     let start = Instant::now();
