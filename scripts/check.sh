@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every check harmonizer has, in the order CI runs them. This is the README's one test command:
 #
-#     scripts/check.sh
+#     bash scripts/check.sh
 #
 # It installs what it needs (the nightly Miri component) and needs nothing else but the
 # stable and nightly toolchains rustup provides. Each step prints a banner; the first failure

@@ -176,9 +176,8 @@ impl<S: Storage> Producer<S> {
 
     #[cold]
     fn place_slow(&mut self, frame: u64) -> Result<Placement, PushError> {
-        let sh = Arc::clone(&self.shared);
-        self.cached_epoch = sh.control.epoch.load(Ordering::Acquire);
-        let mut word = sh.head.load(Ordering::Acquire);
+        self.cached_epoch = self.shared.control.epoch.load(Ordering::Acquire);
+        let mut word = self.shared.head.load(Ordering::Acquire);
         loop {
             let head = Head::decode(word);
             self.cached_head = head.pos;
@@ -204,7 +203,7 @@ impl<S: Storage> Producer<S> {
                 Role::Staged => {}
             }
             let placement = self.fits(frame, head.pos);
-            let window = sh.control.window.load(Ordering::Relaxed);
+            let window = self.shared.control.window.load(Ordering::Relaxed);
             if let Some(p) = placement {
                 // Within the window, or the consumer holds the front: store it. (Under the lock
                 // the window may be exceeded until the next push after the unlock.)
@@ -214,7 +213,7 @@ impl<S: Storage> Producer<S> {
             }
             if head.locked {
                 self.dropped += 1;
-                sh.counters.dropped.store(self.dropped, Ordering::Relaxed);
+                self.shared.counters.dropped.store(self.dropped, Ordering::Relaxed);
                 self.loss_pending = true;
                 return Err(PushError::Shed);
             }
@@ -227,18 +226,18 @@ impl<S: Storage> Producer<S> {
             debug_assert!(head.pos != self.tail, "an empty ring always has room for one record");
             // Evict the front frame (a record, or a pad frame on the way to one).
             // SAFETY: as in `records_from`: a frame in [head, tail) this producer wrote.
-            let front = unsafe { sh.read_frame(head.pos) };
+            let front = unsafe { self.shared.read_frame(head.pos) };
             let next = Head::encode(advance(head.pos, front.span()), false, Role::Staged);
             // AcqRel. Acquire: the consumer's reads before its last unlock/role change happen
             // before we overwrite the evicted space. Release: a consumer that later takes its
             // position from this word (lock, role change) also sees the tail we published before
             // evicting, so its cached tail is never behind its head (loom found this one).
-            match sh.head.compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire) {
+            match self.shared.head.compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     word = next;
                     if !front.is_pad() {
                         self.evicted += 1;
-                        sh.counters.evicted.store(self.evicted, Ordering::Relaxed);
+                        self.shared.counters.evicted.store(self.evicted, Ordering::Relaxed);
                     }
                 }
                 Err(actual) => word = actual,
