@@ -29,7 +29,7 @@ use harmonizer::engine::{
 };
 use harmonizer::event::{EventHeader, KIND_DATA, KIND_FLIP};
 use harmonizer::flip::{Flip, FlipAction};
-use harmonizer::ring::{ring, Producer, Record, RingConfig};
+use harmonizer::ring::{ring, Record, RingConfig, WriteBatch};
 
 const PAYLOAD: usize = 32;
 const CAPACITY: usize = 1 << 19;
@@ -51,26 +51,11 @@ fn produce(push_batch: &mut dyn FnMut(u64, u64) -> u64, first: u64, n: u64) {
     }
 }
 
-fn push_batch_ring(p: &mut Producer, seq: u64, n: u64) -> u64 {
-    let mut b = p.batch();
+/// Pushes up to `n` events from `seq` into a batch (published when it drops); returns how many
+/// fitted.
+fn fill(mut b: WriteBatch<'_>, seq: u64, n: u64) -> u64 {
     let payload = [7u8; PAYLOAD];
-    for i in 0..n {
-        if b.push(&header(seq + i), &payload).is_err() {
-            return i;
-        }
-    }
-    n
-}
-
-fn push_batch_stream(p: &mut StreamProducer, seq: u64, n: u64) -> u64 {
-    let mut b = p.batch();
-    let payload = [7u8; PAYLOAD];
-    for i in 0..n {
-        if b.push(&header(seq + i), &payload).is_err() {
-            return i;
-        }
-    }
-    n
+    (0..n).find(|i| b.push(&header(seq + i), &payload).is_err()).unwrap_or(n)
 }
 
 /// A producer thread that produces `n` events on request and reports when done.
@@ -117,23 +102,30 @@ impl Handler for Sum {
     fn notice(&mut self, _: &Notice<'_>) {}
 }
 
+/// Times one sample: the feeder produces `iters` events while `consume_some` drains them into
+/// the checksum.
+fn sample(feeder: &Feeder, sum: &mut Sum, iters: u64, mut consume_some: impl FnMut(&mut Sum)) -> Duration {
+    let target = sum.n + iters;
+    let t0 = Instant::now();
+    feeder.go.send(iters).unwrap();
+    while sum.n < target {
+        consume_some(sum);
+    }
+    let t = t0.elapsed();
+    feeder.done.recv().unwrap();
+    black_box(sum.sum);
+    t
+}
+
 fn raw_ring(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    let (p, mut c) = ring(RingConfig::new(CAPACITY, PAYLOAD)).unwrap();
-    let mut p = Some(p);
-    let feeder = Feeder::spawn(move |seq, n| push_batch_ring(p.as_mut().unwrap(), seq, n));
+    let (mut p, mut c) = ring(RingConfig::new(CAPACITY, PAYLOAD)).unwrap();
+    let feeder = Feeder::spawn(move |seq, n| fill(p.batch(), seq, n));
     let mut sum = Sum::default();
     group.bench_function("raw_ring", |b| {
         b.iter_custom(|iters| {
-            let target = sum.n + iters;
-            let t0 = Instant::now();
-            feeder.go.send(iters).unwrap();
-            while sum.n < target {
+            sample(&feeder, &mut sum, iters, |sum| {
                 c.consume(64, |r| sum.add(&r)).unwrap();
-            }
-            let t = t0.elapsed();
-            feeder.done.recv().unwrap();
-            black_box(sum.sum);
-            t
+            })
         })
     });
 }
@@ -141,21 +133,14 @@ fn raw_ring(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
 fn end_to_end(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     let cfg = EngineConfig::new(1, 2, CAPACITY, PAYLOAD);
     let (mut e, mut producers) = Engine::new(cfg).unwrap();
-    let mut p0 = Some(producers.swap_remove(0));
-    let feeder = Feeder::spawn(move |seq, n| push_batch_stream(p0.as_mut().unwrap(), seq, n));
+    let mut p0 = producers.swap_remove(0);
+    let feeder = Feeder::spawn(move |seq, n| fill(p0.batch(), seq, n));
     let mut sum = Sum::default();
     group.bench_function("end_to_end", |b| {
         b.iter_custom(|iters| {
-            let target = sum.n + iters;
-            let t0 = Instant::now();
-            feeder.go.send(iters).unwrap();
-            while sum.n < target {
-                e.poll(64, &mut sum);
-            }
-            let t = t0.elapsed();
-            feeder.done.recv().unwrap();
-            black_box(sum.sum);
-            t
+            sample(&feeder, &mut sum, iters, |sum| {
+                e.poll(64, sum);
+            })
         })
     });
     assert_eq!(e.stats().duplicates_dropped, 0);

@@ -49,6 +49,15 @@ fn verify(r: &Record<'_>) -> u64 {
     seq
 }
 
+/// Holds a staged ring's front and checks every record it keeps is whole.
+fn verify_staged(c: &mut Consumer) {
+    let mut v = c.staged().unwrap();
+    let mut it = v.iter();
+    while let Some(r) = it.next() {
+        verify(&r);
+    }
+}
+
 fn pop(c: &mut Consumer) -> Option<u64> {
     let seq = verify(&c.peek().unwrap()?);
     c.release().unwrap();
@@ -240,13 +249,7 @@ fn loom_active_idle_staged_view() {
         });
         c.set_role(Role::Idle);
         c.set_role(Role::Staged);
-        {
-            let mut v = c.staged().unwrap();
-            let mut it = v.iter();
-            while let Some(r) = it.next() {
-                verify(&r);
-            }
-        }
+        verify_staged(&mut c);
         t.join().unwrap();
     });
 }
@@ -268,11 +271,7 @@ fn loom_staged_batch_evicts_own_records_against_view() {
             }
         });
         for _ in 0..2 {
-            let mut v = c.staged().unwrap();
-            let mut it = v.iter();
-            while let Some(r) = it.next() {
-                verify(&r);
-            }
+            verify_staged(&mut c);
         }
         t.join().unwrap();
     });

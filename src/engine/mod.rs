@@ -151,8 +151,6 @@ impl StreamProducer {
 struct Stream {
     id: u32,
     consumer: Consumer,
-    /// Window while staged, records.
-    window: usize,
     announced: bool,
     armed: bool,
     /// Locator from the last flip naming this stream.
@@ -295,7 +293,6 @@ impl Engine {
             streams.push(Stream {
                 id: s.id,
                 consumer: c,
-                window: config.default_window,
                 announced: false,
                 armed: false,
                 locator: [0; MAX_LOCATOR],

@@ -112,12 +112,14 @@ impl ArmingPolicy for ManualStage {
     fn plan(&mut self, candidates: &[Candidate], window: usize, _: u64, plan: &mut StagePlan) {
         plan.clear();
         // Announced first (a switch is expected), then armed, then the switchback target.
-        for pick in [
-            |c: &Candidate| c.announced,
-            |c: &Candidate| c.armed && !c.announced,
-            |c: &Candidate| c.previous && !c.armed && !c.announced,
-        ] {
-            for c in candidates.iter().filter(|c| pick(c)) {
+        let rank = |c: &Candidate| match (c.announced, c.armed, c.previous) {
+            (true, _, _) => Some(0),
+            (false, true, _) => Some(1),
+            (false, false, true) => Some(2),
+            _ => None,
+        };
+        for r in 0..3 {
+            for c in candidates.iter().filter(|c| rank(c) == Some(r)) {
                 plan.stage(c.stream, window);
             }
         }

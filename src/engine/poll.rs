@@ -7,9 +7,9 @@ use crate::ring::{Record, Role};
 use crate::tracker::Verdict;
 
 /// A flip applied to this recipient, copied out of ring memory so its record can be released.
-/// Lives in the engine (`flip_scratch`), so applying a flip allocates nothing.
+/// The scalars are `Copy`; the locator stays in the engine's buffer (`FlipCopy`).
 #[derive(Clone, Copy)]
-pub(super) struct FlipCopy {
+struct FlipCmd {
     action: FlipAction,
     flip_id: u64,
     target: u32,
@@ -19,20 +19,28 @@ pub(super) struct FlipCopy {
     /// Position of the flip event in the stream it arrived on.
     pos: u64,
     stream: u32,
+}
+
+/// The engine's one flip slot (`Engine::flip_scratch`), so applying a flip allocates nothing and
+/// copies its locator once.
+pub(super) struct FlipCopy {
+    cmd: FlipCmd,
     locator: [u8; MAX_LOCATOR],
     locator_len: usize,
 }
 
 impl FlipCopy {
     pub(super) const EMPTY: FlipCopy = FlipCopy {
-        action: FlipAction::Switch,
-        flip_id: 0,
-        target: 0,
-        cutover_pos: 0,
-        resume_pos: 0,
-        not_before_ns: 0,
-        pos: 0,
-        stream: 0,
+        cmd: FlipCmd {
+            action: FlipAction::Switch,
+            flip_id: 0,
+            target: 0,
+            cutover_pos: 0,
+            resume_pos: 0,
+            not_before_ns: 0,
+            pos: 0,
+            stream: 0,
+        },
         locator: [0; MAX_LOCATOR],
         locator_len: 0,
     };
@@ -73,10 +81,7 @@ impl Engine {
             match step {
                 Step::Drained => break,
                 Step::More => {}
-                Step::Flip => {
-                    let f = self.flip_scratch;
-                    self.apply_flip(&f, handler)
-                }
+                Step::Flip => self.apply_flip(handler),
                 Step::Switch(p) => self.switch(p, handler),
                 Step::Gap { origin, from, to, seq } => self.on_gap(origin, from, to, seq, handler),
             }
@@ -139,10 +144,11 @@ impl Engine {
                 }
                 *rereading = false; // positions went back: the re-read has begun
             }
+            // Consumed from here on, or put back and read again at the same position.
+            stream.last_read_pos = hdr.pos;
             policy.observe(sid, &rec, *now_ns);
             match hdr.kind {
                 KIND_FLIP => {
-                    stream.last_read_pos = hdr.pos;
                     match Flip::decode(rec.payload) {
                         Err(e) => {
                             stats.flips_rejected += 1;
@@ -159,17 +165,18 @@ impl Engine {
                                 stats.flips_ignored += 1;
                                 continue;
                             }
-                            let c = &mut *flip_scratch;
-                            c.action = f.action;
-                            c.flip_id = f.flip_id;
-                            c.target = f.target;
-                            c.cutover_pos = f.cutover_pos;
-                            c.resume_pos = f.resume_pos;
-                            c.not_before_ns = f.not_before_ns;
-                            c.pos = hdr.pos;
-                            c.stream = sid;
-                            c.locator_len = f.locator.len();
-                            c.locator[..f.locator.len()].copy_from_slice(f.locator);
+                            flip_scratch.cmd = FlipCmd {
+                                action: f.action,
+                                flip_id: f.flip_id,
+                                target: f.target,
+                                cutover_pos: f.cutover_pos,
+                                resume_pos: f.resume_pos,
+                                not_before_ns: f.not_before_ns,
+                                pos: hdr.pos,
+                                stream: sid,
+                            };
+                            flip_scratch.locator_len = f.locator.len();
+                            flip_scratch.locator[..f.locator.len()].copy_from_slice(f.locator);
                             if in_flight.is_some_and(|f| f.staged) {
                                 // Catching up after a switch to a staged stream, whose window
                                 // may hold history: this flip may lie before the delivery
@@ -186,11 +193,10 @@ impl Engine {
                         }
                     }
                 }
-                KIND_HEARTBEAT => stream.last_read_pos = hdr.pos,
+                KIND_HEARTBEAT => {}
                 kind => {
                     if let Some(f) = in_flight {
                         if f.resume_pos != 0 && hdr.pos < f.resume_pos {
-                            stream.last_read_pos = hdr.pos;
                             stats.before_resume_pos += 1;
                             if core::mem::take(flip_deferred) {
                                 stats.flips_stale += 1;
@@ -199,14 +205,12 @@ impl Engine {
                         }
                     }
                     let verdict = tracker.check(hdr.origin, hdr.seq);
-                    if *flip_deferred {
+                    if core::mem::take(flip_deferred) {
                         if matches!(verdict, Verdict::Duplicate) {
                             // The deferred flip lay behind the frontier: stale.
-                            *flip_deferred = false;
                             stats.flips_stale += 1;
                         } else {
                             // It lies at the frontier: apply it before this event.
-                            *flip_deferred = false;
                             chunk.unread();
                             examined -= 1;
                             break Step::Flip;
@@ -222,13 +226,9 @@ impl Engine {
                             tracker.advance(hdr.origin, hdr.seq);
                             stats.delivered += 1;
                             stream.last_pos = hdr.pos;
-                            stream.last_read_pos = hdr.pos;
                             delivered += 1;
                         }
-                        Verdict::Duplicate => {
-                            stream.last_read_pos = hdr.pos;
-                            stats.duplicates_dropped += 1;
-                        }
+                        Verdict::Duplicate => stats.duplicates_dropped += 1,
                         Verdict::Gap { expected } => {
                             chunk.unread();
                             examined -= 1;
@@ -240,7 +240,6 @@ impl Engine {
                             };
                         }
                         Verdict::UnknownOrigin => {
-                            stream.last_read_pos = hdr.pos;
                             stats.bad_events += 1;
                             h.notice(&Notice::BadEvent {
                                 stream: sid,
@@ -258,7 +257,8 @@ impl Engine {
         (delivered, examined, step)
     }
 
-    fn apply_flip<H: Handler>(&mut self, f: &FlipCopy, h: &mut H) {
+    fn apply_flip<H: Handler>(&mut self, h: &mut H) {
+        let f = self.flip_scratch.cmd;
         let reject = |this: &mut Engine, h: &mut H, reason| {
             this.stats.flips_rejected += 1;
             h.notice(&Notice::FlipRejected { stream: f.stream, pos: f.pos, reason });
@@ -273,8 +273,9 @@ impl Engine {
                 None => return reject(self, h, RejectReason::UnknownStream(f.target)),
             },
         };
-        if f.locator_len > 0 {
-            self.streams[target].set_locator(&f.locator[..f.locator_len]);
+        let n = self.flip_scratch.locator_len;
+        if n > 0 {
+            self.streams[target].set_locator(&self.flip_scratch.locator[..n]);
         }
         match f.action {
             FlipAction::Switch | FlipAction::Switchback => {
@@ -476,12 +477,12 @@ impl Engine {
                 (0, _) => {}
                 (w, Role::Idle) => {
                     s.consumer.set_role(Role::Staged);
-                    s.window = s.consumer.set_window(w);
+                    s.consumer.set_window(w);
                     h.notice(&Notice::Subscribe { stream: s.id, locator: s.locator(), from_pos: 0 });
                 }
                 (w, _) => {
-                    if s.window != w {
-                        s.window = s.consumer.set_window(w);
+                    if s.consumer.window() != w {
+                        s.consumer.set_window(w);
                     }
                 }
             }
