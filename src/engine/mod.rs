@@ -160,6 +160,8 @@ struct Stream {
     last_pos: u64,
     /// Position of the last event consumed from this stream (a re-read shows as a step back).
     last_read_pos: u64,
+    /// Staged: bytes its window held after the last trim.
+    retained_bytes: u64,
 }
 
 impl Stream {
@@ -299,10 +301,20 @@ impl Engine {
                 locator_len: 0,
                 last_pos: 0,
                 last_read_pos: 0,
+                retained_bytes: 0,
             });
         }
         let max_frame = (crate::event::EVENT_HEADER_SIZE + 8 + config.max_payload).next_multiple_of(8) as u64;
-        let empty = Candidate { stream: 0, staged: false, announced: false, armed: false, previous: false };
+        let empty = Candidate {
+            stream: 0,
+            staged: false,
+            announced: false,
+            armed: false,
+            previous: false,
+            retained_bytes: 0,
+            evicted: 0,
+            window: 0,
+        };
         let engine = Engine {
             recipient_id: config.recipient_id,
             gap_policy: config.gap_policy,

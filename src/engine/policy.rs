@@ -4,6 +4,7 @@
 //! staging budget, in the plan's order. The predictor (a later module) is one more policy; the
 //! three here are the baselines every report shows beside it.
 
+use crate::flip::Flip;
 use crate::ring::Record;
 
 /// The most streams an engine has; plans are fixed arrays of this size (no allocation).
@@ -22,6 +23,14 @@ pub struct Candidate {
     pub armed: bool,
     /// It was the active stream before the last switch (the switchback target).
     pub previous: bool,
+    /// Staged: bytes its window held after the last trim, i.e. its events beyond the delivery
+    /// frontier (frames of 8 + 32 + payload bytes, rounded up to 8). 0 when not staged.
+    pub retained_bytes: u64,
+    /// Records its ring has evicted while staged, in total: a rising count while staged means
+    /// the window is smaller than the candidate's lead.
+    pub evicted: u64,
+    /// Its window now, records (0 when not staged).
+    pub window: usize,
 }
 
 /// A plan: streams to stage, most important first, with their windows in records.
@@ -67,6 +76,15 @@ pub trait ArmingPolicy: Send {
     /// Every event read from the active stream, with the clock of this poll batch. Default:
     /// ignored.
     fn observe(&mut self, _stream: u32, _record: &Record<'_>, _now_ns: u64) {}
+    /// A flip read from the active stream for the first time (not a repeat), decoded;
+    /// `for_us` says whether its selector includes this recipient. Called after `observe` of its
+    /// record and before the engine applies it. Default: ignored.
+    fn flip(&mut self, _stream: u32, _flip: &Flip<'_>, _for_us: bool, _now_ns: u64) {}
+    /// The tracker found `missing` events absent on the active stream (before any fill from a
+    /// candidate). Default: ignored.
+    fn gap(&mut self, _stream: u32, _missing: u64, _now_ns: u64) {}
+    /// The active stream changed from `from` to `to`. Default: ignored.
+    fn switched(&mut self, _from: u32, _to: u32, _now_ns: u64) {}
     /// Fills `plan` for the non-active `candidates`; `default_window` is the engine's.
     fn plan(&mut self, candidates: &[Candidate], default_window: usize, now_ns: u64, plan: &mut StagePlan);
 }

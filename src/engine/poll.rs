@@ -161,7 +161,9 @@ impl Engine {
                         Ok(f) if flips.contains(f.flip_id) => stats.flips_repeated += 1,
                         Ok(f) => {
                             flips.insert(f.flip_id);
-                            if !f.selector.selects(*recipient_id) {
+                            let for_us = f.selector.selects(*recipient_id);
+                            policy.flip(sid, &f, for_us, *now_ns);
+                            if !for_us {
                                 stats.flips_ignored += 1;
                                 continue;
                             }
@@ -341,6 +343,7 @@ impl Engine {
         self.reread_skip_next = false;
         self.fill_tried = None;
         self.streams[to].announced = false;
+        self.policy.switched(self.streams[from].id, self.streams[to].id, self.now_ns);
         let old = &mut self.streams[from];
         if self.keep_previous {
             old.consumer.set_role(Role::Staged);
@@ -369,6 +372,8 @@ impl Engine {
     fn on_gap<H: Handler>(&mut self, origin: u32, from: u64, to: u64, seq: u64, h: &mut H) {
         if self.fill_tried != Some((origin, seq)) {
             self.fill_tried = Some((origin, seq));
+            let stream = self.streams[self.active].id;
+            self.policy.gap(stream, to + 1 - from, self.now_ns);
             self.fill_from_candidates(origin, to, h);
             if self.tracker.last(origin).is_some_and(|last| last >= to) {
                 return; // filled: the event after the gap now delivers in order
@@ -439,12 +444,16 @@ impl Engine {
         let mut n = 0;
         for (i, s) in self.streams.iter().enumerate() {
             if i != self.active {
+                let staged = s.consumer.role() == Role::Staged;
                 self.candidates[n] = Candidate {
                     stream: s.id,
-                    staged: s.consumer.role() == Role::Staged,
+                    staged,
                     announced: s.announced,
                     armed: s.armed,
                     previous: self.previous == Some(i),
+                    retained_bytes: if staged { s.retained_bytes } else { 0 },
+                    evicted: s.consumer.evicted(),
+                    window: if staged { s.consumer.window() } else { 0 },
                 };
                 n += 1;
             }
@@ -500,6 +509,7 @@ impl Engine {
             }
             if let Ok(mut view) = s.consumer.staged() {
                 view.trim_while(|r| trimmable(r, tracker, flips));
+                s.retained_bytes = view.retained_bytes();
             }
         }
     }

@@ -113,6 +113,13 @@ impl<S: Storage> StagedView<'_, S> {
         self.first().is_none()
     }
 
+    /// Bytes from the front to the tail last seen (frames, pads included): what the window
+    /// holds, without walking it. The tail is the one loaded when the view was taken or when a
+    /// read last reached it.
+    pub fn retained_bytes(&self) -> u64 {
+        super::layout::distance(self.consumer.cached_tail, self.front)
+    }
+
     /// Total records evicted by the producer (see [`Consumer::evicted`]).
     pub fn evicted(&self) -> u64 {
         self.consumer.evicted()
