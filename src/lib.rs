@@ -11,6 +11,10 @@
 //! - [`clock`]: the engine's time source (monotonic, or virtual for simulation and tests).
 //! - [`event`]: the fixed `repr(C)` event header shared with C.
 //! - [`flip`]: the flip record (encode, decode with precise rejections) and the cohort rule.
+//! - [`predict`]: the switch predictor: per-event features, the logistic model, the arming
+//!   policy built on it, and training.
+//! - [`sim`]: scenario traces with ground-truth switches, replay through a real engine, and the
+//!   metrics that compare arming policies.
 //! - [`ring`]: the lock-free SPSC event ring with active, staged and idle roles and the epoch
 //!   switch between them.
 //! - [`tracker`]: per-origin last delivered seq; duplicates, gaps, trimming.
@@ -25,7 +29,9 @@ mod crc32c;
 pub mod engine;
 pub mod event;
 pub mod flip;
+pub mod predict;
 pub mod ring;
+pub mod sim;
 mod sync;
 pub mod tracker;
 

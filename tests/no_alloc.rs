@@ -1,4 +1,5 @@
-//! Guarantee 6 (DESIGN.md §2): push, poll, the tracker and the switch allocate nothing.
+//! Guarantee 6 (DESIGN.md §2): push, poll, the tracker and the switch allocate nothing, with
+//! the baseline policy, the predictor and the phi rule.
 //!
 //! A counting global allocator counts allocations made by this thread while a flag is set; the
 //! test builds everything first (construction may allocate), then runs pushes, polls, flips,
@@ -10,9 +11,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use harmonizer::clock::ManualClock;
-use harmonizer::engine::{AlwaysStage, Engine, EngineConfig, GapPolicy, Handler, Notice};
+use harmonizer::engine::{AlwaysStage, ArmingPolicy, Engine, EngineConfig, GapPolicy, Handler, Notice};
 use harmonizer::event::{EventHeader, KIND_DATA, KIND_FLIP};
-use harmonizer::flip::{Flip, FlipAction};
+use harmonizer::flip::{Flip, FlipAction, Selector};
+use harmonizer::predict::{PhiRule, Predictor, PredictorConfig, Preset};
 use harmonizer::ring::Record;
 
 struct Counting;
@@ -98,10 +100,27 @@ fn the_counter_counts() {
 
 #[test]
 fn push_poll_flips_switches_and_gaps_allocate_nothing() {
+    run_without_allocating(Box::new(AlwaysStage));
+}
+
+/// The predictor's per-event features, its flip, gap and switch hooks, and its per-poll plan
+/// (scoring, threshold, windows) allocate nothing either.
+#[test]
+fn the_predictor_allocates_nothing() {
+    let cfg = PredictorConfig::preset(Preset::Aggressive);
+    run_without_allocating(Box::new(Predictor::with_default_model(1, cfg)));
+}
+
+#[test]
+fn the_phi_rule_allocates_nothing() {
+    run_without_allocating(Box::new(PhiRule::new(3.0, 0.1)));
+}
+
+fn run_without_allocating(policy: Box<dyn ArmingPolicy>) {
     let mut cfg = EngineConfig::new(1, 2, 1 << 20, 2048);
     cfg.gap_policy = GapPolicy::ReportLost;
     let clock = ManualClock::at(1);
-    let (mut e, mut p) = Engine::with(cfg, Box::new(AlwaysStage), Box::new(clock.clone())).unwrap();
+    let (mut e, mut p) = Engine::with(cfg, policy, Box::new(clock.clone())).unwrap();
     let mk = |action, id, target| {
         let mut f = Flip::new(action, id, target);
         f.locator = b"somewhere";
@@ -110,6 +129,10 @@ fn push_poll_flips_switches_and_gaps_allocate_nothing() {
     let announce = mk(FlipAction::Announce, 1, 1);
     let switch = mk(FlipAction::Switch, 2, 1);
     let back = mk(FlipAction::Switchback, 3, 0);
+    // A rollout stage for others: the predictor's cohort features read it.
+    let mut cohort = Flip::new(FlipAction::Switch, 4, 1);
+    cohort.selector = Selector::Cohort { basis_points: 0, salt: 99 };
+    let cohort = cohort.to_vec().unwrap();
     let bad = [1u8, 2, 3];
     let flip_header = |pos| EventHeader { pos, seq: 0, ts_ns: 0, origin: 0, kind: KIND_FLIP, flags: 0 };
     let payload = [7u8; 48];
@@ -128,10 +151,11 @@ fn push_poll_flips_switches_and_gaps_allocate_nothing() {
                 }
                 seq += 1;
             }
-            let flip = match round % 4 {
+            let flip = match round % 5 {
                 0 => &announce[..],
                 1 => &switch[..],
                 2 => &back[..],
+                3 => &cohort[..],
                 _ => &bad[..],
             };
             for pr in p.iter_mut() {
@@ -141,8 +165,9 @@ fn push_poll_flips_switches_and_gaps_allocate_nothing() {
             while e.poll(64, &mut h) > 0 {}
         }
     });
-    assert_eq!(allocations, 0, "the hot path allocated");
+    assert_eq!(allocations, 0, "the hot path allocated ({})", e.policy_name());
     assert!(h.events > 900, "delivered {}", h.events);
     assert!(h.switches >= 2, "switches {}", h.switches);
     assert!(e.stats().flips_rejected >= 1);
+    assert!(e.stats().flips_ignored >= 1, "the cohort flip reached the policy");
 }

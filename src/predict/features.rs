@@ -1,0 +1,500 @@
+//! The predictor's features: time-decayed statistics of the active stream and of the flips it
+//! carries, updated per event without allocating and read once per poll.
+//!
+//! # Decay over irregular arrivals
+//!
+//! Every statistic is an exponentially weighted sum in which an event that arrived `Δt` ago
+//! weighs `exp(-Δt/τ)`. With arrivals at irregular times the update is
+//! `S ← S · exp(-(t - t_prev)/τ) + x`, and a rate is `S_count / τ` (events per unit time), a mean
+//! `S_x / S_count`. The engine reads its clock once per poll, so every event of one poll batch
+//! has the same arrival time and `Δt = 0` between them: the per-event work is adding to the
+//! batch's sums, and the decay runs once per batch, when the next batch begins ([`fold`]). That
+//! is the exact update, not an approximation, and it keeps the per-event cost to a compare and a
+//! few adds. The decay uses [`exp_neg`], a pure-arithmetic `e^-x` (relative error below 1e-9)
+//! that gives the same bits on every platform, so a model trained on one machine replays
+//! identically on another.
+//!
+//! [`fold`]: FeatureState::fold
+//!
+//! # Time constants
+//!
+//! `TAU_SHORT` (1 s), `TAU_MID` (10 s) and `TAU_LONG` (120 s) for the stream's own statistics,
+//! `TAU_FLIPS` (60 s) for evidence from flips, `TAU_SWITCH` (5 s) for the memory of the last
+//! switch. They are part of what each feature means: changing one changes the features, so a
+//! model file records the feature names, and a new definition gets new names.
+//!
+//! # The features (model order, [`FEATURE_NAMES`])
+//!
+//! Global, the same for every candidate:
+//! - `load_burst`: `ln((rate₁ₛ + 1/s) / (rate₁₂₀ₛ + 1/s))`, a surge in event rate.
+//! - `load_sustained`: the same with the 10 s rate: a surge that lasts.
+//! - `error_rate`: share of data events flagged `UPSTREAM_ERROR` (1 s).
+//! - `gap_rate`: gaps the tracker found on the active stream, per second (10 s).
+//! - `lag_excess_ms`: mean lag (arrival − `ts_ns`) over 1 s minus over 120 s. Lag itself mixes
+//!   the upstream clock with ours; the difference of two means does not depend on their offset.
+//! - `lag_trend_ms`: mean lag over 1 s minus over 10 s: rising lag.
+//! - `overload_s`: seconds the 1 s rate has stayed above 1.8× the 120 s rate (capped at 30 s;
+//!   0 when it is not above): a surge that holds, as opposed to a burst. Checked at each
+//!   read of the features (once per poll).
+//! - `rollout_wait_s`: seconds since the last SWITCH or ANNOUNCE with a cohort selector that
+//!   excluded this recipient, times how near the recipient was to that cohort (below); 0 when
+//!   that was more than 30 s ago. A rollout is under way and its next stage draws nearer with
+//!   every second. Flips for listed ids do not count: they move those recipients alone.
+//! - `cohort_near`: how close this recipient is to the last cohort flip that excluded it:
+//!   `1 - (own − flip basis points) / 10000`, decayed over 60 s.
+//! - `since_switch`: `exp(-(now − last switch) / 5 s)`, 0 before the first.
+//! - `post_switch_errors`: `error_rate × since_switch`: a fresh stream going bad (switchback).
+//!
+//! Per candidate:
+//! - `cand_announced`: 1 while an ANNOUNCE for it is in force, fading as `exp(-overdue / 5 s)`
+//!   once its expected time has passed with no switch.
+//! - `cand_announce_due`: `exp(-|time to the announced switch| / 2 s)`: peaks at the expected
+//!   time; 0 with no announce.
+//! - `cand_rollout_target`: cohort flips excluding this recipient that name it as target (60 s
+//!   count).
+//! - `cand_previous`: 1 for the switchback target, times `since_switch`.
+//! - `cand_armed`: 1 when the application armed it.
+
+use crate::engine::{Candidate, MAX_STREAMS};
+use crate::event::{EventHeader, FLAG_UPSTREAM_ERROR, KIND_FLIP, KIND_HEARTBEAT};
+use crate::flip::{splitmix64, Flip, FlipAction, Selector};
+
+/// How many features the model sees per candidate.
+pub const N_FEATURES: usize = 16;
+
+/// How many of the features are global (the rest describe one candidate).
+pub const N_GLOBAL: usize = 11;
+
+/// The feature names, in model order. The first [`N_GLOBAL`] describe the active stream and the
+/// recipient; the last 5 describe one candidate stream.
+pub const FEATURE_NAMES: [&str; N_FEATURES] = [
+    "load_burst",
+    "load_sustained",
+    "error_rate",
+    "gap_rate",
+    "lag_excess_ms",
+    "lag_trend_ms",
+    "overload_s",
+    "rollout_wait_s",
+    "cohort_near",
+    "since_switch",
+    "post_switch_errors",
+    "cand_announced",
+    "cand_announce_due",
+    "cand_rollout_target",
+    "cand_previous",
+    "cand_armed",
+];
+
+const SEC: f64 = 1e9;
+/// Short time constant: 1 s.
+pub const TAU_SHORT_NS: f64 = 1.0 * SEC;
+/// Middle time constant: 10 s.
+pub const TAU_MID_NS: f64 = 10.0 * SEC;
+/// Long time constant: 120 s.
+pub const TAU_LONG_NS: f64 = 120.0 * SEC;
+/// Flip evidence time constant: 60 s.
+pub const TAU_FLIPS_NS: f64 = 60.0 * SEC;
+/// Memory of the last switch: 5 s.
+pub const TAU_SWITCH_NS: f64 = 5.0 * SEC;
+/// Announce urgency scale: 2 s.
+pub const TAU_ANNOUNCE_NS: f64 = 2.0 * SEC;
+/// How fast an overdue announce fades: 5 s.
+pub const TAU_OVERDUE_NS: f64 = 5.0 * SEC;
+
+/// `e^-x` for `x >= 0` (and 1 for `x <= 0`, 0 past 700), by pure arithmetic: `e^-x = 2^-k ·
+/// e^-y` with `y = x − k·ln 2 ∈ [0, ln 2)` and a degree-11 Taylor polynomial for `e^-y`
+/// (truncation error below `ln2^12 / 12! < 2e-11`). The same bits on every platform, unlike
+/// the C library's `exp`, and a few nanoseconds.
+#[inline]
+pub fn exp_neg(x: f64) -> f64 {
+    if x.is_nan() || x <= 0.0 {
+        return 1.0;
+    }
+    if x >= 700.0 {
+        return 0.0;
+    }
+    let k = (x * core::f64::consts::LOG2_E) as u64; // floor: x > 0
+    let y = x - k as f64 * core::f64::consts::LN_2;
+    // e^-y by Horner: Σ (-y)^n / n!, n = 0..=11.
+    let t = -y;
+    let mut p = 1.0 / 39_916_800.0; // 1/11!
+    p = p * t + 1.0 / 3_628_800.0;
+    p = p * t + 1.0 / 362_880.0;
+    p = p * t + 1.0 / 40_320.0;
+    p = p * t + 1.0 / 5_040.0;
+    p = p * t + 1.0 / 720.0;
+    p = p * t + 1.0 / 120.0;
+    p = p * t + 1.0 / 24.0;
+    p = p * t + 1.0 / 6.0;
+    p = p * t + 0.5;
+    p = p * t + 1.0;
+    p = p * t + 1.0;
+    // 2^-k, k ≤ 1010: a normal f64 built from its exponent bits.
+    p * f64::from_bits((1023 - k) << 52)
+}
+
+/// A value that decays with `τ` between updates made at known times.
+#[derive(Clone, Copy, Debug, Default)]
+struct Decayed {
+    value: f64,
+    at_ns: u64,
+}
+
+impl Decayed {
+    fn at(&self, now_ns: u64, tau_ns: f64) -> f64 {
+        if self.value == 0.0 {
+            return 0.0;
+        }
+        self.value * exp_neg(now_ns.saturating_sub(self.at_ns) as f64 / tau_ns)
+    }
+    fn add(&mut self, now_ns: u64, tau_ns: f64, x: f64) {
+        self.value = self.at(now_ns, tau_ns) + x;
+        self.at_ns = now_ns;
+    }
+    fn max_with(&mut self, now_ns: u64, tau_ns: f64, x: f64) {
+        self.value = self.at(now_ns, tau_ns).max(x);
+        self.at_ns = now_ns;
+    }
+}
+
+/// Sums of one poll batch (events sharing an arrival time). Integers, so the per-event path
+/// is integer adds; converted to `f64` once per batch in [`FeatureState::fold`].
+#[derive(Clone, Copy, Debug, Default)]
+struct Batch {
+    at_ns: u64,
+    events: u64,
+    errors: u64,
+    /// Sum of (lag − `lag_ref`), ns, wrapping (differences of nearby lags never wrap).
+    lag_ns: i64,
+    gaps: u64,
+    payload_bytes: u64,
+}
+
+/// Decayed sums over the three stream time constants.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sums {
+    n: [f64; 3],
+    lag: [f64; 3],
+    errors_short: f64,
+    gaps_mid: f64,
+}
+
+/// A cohort flip older than this no longer counts as a rollout in progress, seconds.
+const ROLLOUT_WAIT_MAX_S: f64 = 30.0;
+
+/// Short rate over long rate above which the stream counts as overloaded.
+const OVERLOAD: f64 = 1.8;
+
+const TAUS: [f64; 3] = [TAU_SHORT_NS, TAU_MID_NS, TAU_LONG_NS];
+
+/// The feature state of one engine: updated by the policy hooks, read by [`global`] and
+/// [`candidate`]. Fixed size, no allocation.
+///
+/// [`global`]: FeatureState::global
+/// [`candidate`]: FeatureState::candidate
+#[derive(Clone, Debug)]
+pub struct FeatureState {
+    recipient_id: u64,
+    batch: Batch,
+    sums: Sums,
+    /// Time `sums` are decayed to.
+    sums_ns: u64,
+    /// Lag offset: (arrival − ts) of the first data event, so sums stay small.
+    lag_ref: i64,
+    has_lag_ref: bool,
+    /// Mean frame of the active stream's data events (8 + 32 + payload, rounded), bytes.
+    frame_bytes: f64,
+    last_arrival_ns: Option<u64>,
+    /// Since when the short rate has been above `OVERLOAD` times the long rate.
+    overload_since_ns: Option<u64>,
+    /// Arrival of the first event: rates are corrected for the sums' warm-up.
+    first_arrival_ns: Option<u64>,
+    last_switch_ns: Option<u64>,
+    /// The last cohort flip that excluded this recipient: when, and how near it came.
+    last_cohort: Option<(u64, f64)>,
+    cohort_near: Decayed,
+    rollout_target: [Decayed; MAX_STREAMS],
+    /// Per stream id (< MAX_STREAMS): when the announced switch to it is due, if announced.
+    announce_due_ns: [Option<u64>; MAX_STREAMS],
+}
+
+impl FeatureState {
+    /// Empty state for the engine of `recipient_id` (the cohort features need it).
+    pub fn new(recipient_id: u64) -> Self {
+        FeatureState {
+            recipient_id,
+            batch: Batch::default(),
+            sums: Sums::default(),
+            sums_ns: 0,
+            lag_ref: 0,
+            has_lag_ref: false,
+            frame_bytes: 48.0,
+            last_arrival_ns: None,
+            overload_since_ns: None,
+            first_arrival_ns: None,
+            last_switch_ns: None,
+            last_cohort: None,
+            cohort_near: Decayed::default(),
+            rollout_target: [Decayed::default(); MAX_STREAMS],
+            announce_due_ns: [None; MAX_STREAMS],
+        }
+    }
+
+    /// One event read from the active stream at `now_ns`. The per-event path: a compare and a
+    /// few integer adds (the decay runs once per batch of equal arrival times).
+    #[inline]
+    pub fn on_event(&mut self, header: &EventHeader, payload_len: usize, now_ns: u64) {
+        if now_ns != self.batch.at_ns {
+            self.fold();
+            self.batch.at_ns = now_ns;
+        }
+        if header.kind == KIND_FLIP || header.kind == KIND_HEARTBEAT {
+            self.last_arrival_ns = Some(now_ns);
+            return;
+        }
+        // Upstream and local clocks may differ by anything: wrapping, then relative to the
+        // first lag seen, leaves small numbers.
+        let lag = now_ns.wrapping_sub(header.ts_ns) as i64;
+        if !self.has_lag_ref {
+            (self.lag_ref, self.has_lag_ref) = (lag, true);
+        }
+        let b = &mut self.batch;
+        b.events += 1;
+        b.errors += u64::from(header.flags & FLAG_UPSTREAM_ERROR);
+        b.lag_ns = b.lag_ns.wrapping_add(lag.wrapping_sub(self.lag_ref));
+        b.payload_bytes += payload_len as u64;
+    }
+
+    /// The tracker found `missing` events absent on the active stream.
+    pub fn on_gap(&mut self, _missing: u64, now_ns: u64) {
+        if now_ns != self.batch.at_ns {
+            self.fold();
+            self.batch.at_ns = now_ns;
+        }
+        self.batch.gaps += 1;
+    }
+
+    /// A flip met for the first time on the active stream.
+    pub fn on_flip(&mut self, flip: &Flip<'_>, for_us: bool, now_ns: u64) {
+        let target = flip.target as usize;
+        if for_us {
+            match flip.action {
+                FlipAction::Announce if target < MAX_STREAMS => {
+                    self.announce_due_ns[target] = Some(now_ns.saturating_add(flip.expected_in_ns));
+                }
+                FlipAction::Cancel if target < MAX_STREAMS => self.announce_due_ns[target] = None,
+                _ => {}
+            }
+            return;
+        }
+        // Only cohort flips are rollout evidence: a flip for listed ids moves those recipients
+        // alone and says nothing of this one.
+        let Selector::Cohort { basis_points, salt } = flip.selector else { return };
+        if !matches!(flip.action, FlipAction::Switch | FlipAction::Announce) {
+            return;
+        }
+        if target < MAX_STREAMS {
+            self.rollout_target[target].add(now_ns, TAU_FLIPS_NS, 1.0);
+        }
+        let own = splitmix64(self.recipient_id ^ salt) % 10_000;
+        let near = 1.0 - own.saturating_sub(u64::from(basis_points)) as f64 / 10_000.0;
+        self.cohort_near.max_with(now_ns, TAU_FLIPS_NS, near);
+        self.last_cohort = Some((now_ns, near));
+    }
+
+    /// The active stream changed to `to`. Clears the rollout evidence, which was about leaving
+    /// the old stream.
+    pub fn on_switch(&mut self, to: u32, now_ns: u64) {
+        self.last_switch_ns = Some(now_ns);
+        // Rollout evidence was about leaving the old stream: this recipient has moved.
+        self.last_cohort = None;
+        self.cohort_near = Decayed::default();
+        self.rollout_target = [Decayed::default(); MAX_STREAMS];
+        if let Some(due) = self.announce_due_ns.get_mut(to as usize) {
+            *due = None;
+        }
+    }
+
+    /// Folds the pending batch into the decayed sums (the batch's events arrived at its time).
+    /// Runs at most once per distinct arrival time.
+    pub fn fold(&mut self) {
+        let b = self.batch;
+        if b.at_ns > self.sums_ns {
+            let dt = (b.at_ns - self.sums_ns) as f64;
+            let s = &mut self.sums;
+            for (i, tau) in TAUS.iter().enumerate() {
+                let d = exp_neg(dt / tau);
+                s.n[i] *= d;
+                s.lag[i] *= d;
+                if i == 0 {
+                    s.errors_short *= d;
+                } else if i == 1 {
+                    s.gaps_mid *= d;
+                }
+            }
+            self.sums_ns = b.at_ns;
+        }
+        if b.events > 0 {
+            self.first_arrival_ns.get_or_insert(b.at_ns);
+            self.last_arrival_ns = Some(b.at_ns);
+            let n = b.events as f64;
+            let s = &mut self.sums;
+            let lag_ms = b.lag_ns as f64 * 1e-6;
+            for i in 0..3 {
+                s.n[i] += n;
+                s.lag[i] += lag_ms;
+            }
+            s.errors_short += b.errors as f64;
+            // Frame: 8-byte frame header, 32-byte event header, payload rounded up to 8.
+            let frame = 40.0 + (b.payload_bytes as f64 / n + 7.0);
+            self.frame_bytes += (frame - self.frame_bytes) * (n / (n + 64.0));
+        }
+        self.sums.gaps_mid += b.gaps as f64;
+        self.batch = Batch { at_ns: b.at_ns, ..Batch::default() };
+    }
+
+    /// Mean frame size of the active stream's data events, bytes (to turn a window's bytes
+    /// into records).
+    pub fn frame_bytes(&self) -> f64 {
+        self.frame_bytes
+    }
+
+    /// Events per second over time constant `i` (0 short, 1 mid, 2 long), decayed to `now_ns`.
+    /// A sum that started `e` ago holds `1 − e^(−e/τ)` of its steady-state weight; dividing by
+    /// that removes the warm-up bias (as Adam's moment estimates do), so a steady stream shows
+    /// the same rate on every time constant from the start.
+    fn rate(&self, i: usize, decay: &[f64; 3], now_ns: u64) -> f64 {
+        let elapsed = self.first_arrival_ns.map_or(0, |t| now_ns.saturating_sub(t)).max(1_000_000);
+        let warm = 1.0 - exp_neg(elapsed as f64 / TAUS[i]);
+        self.sums.n[i] * decay[i] / TAUS[i] * SEC / warm
+    }
+
+    /// Writes the global features at `now_ns` into `out[..N_GLOBAL]`. Folds the pending batch.
+    pub fn global(&mut self, now_ns: u64, out: &mut [f64; N_FEATURES]) {
+        self.fold();
+        let dt = now_ns.saturating_sub(self.sums_ns) as f64;
+        let decay = [exp_neg(dt / TAUS[0]), exp_neg(dt / TAUS[1]), exp_neg(dt / TAUS[2])];
+        let s = &self.sums;
+        let (r_short, r_mid, r_long) =
+            (self.rate(0, &decay, now_ns), self.rate(1, &decay, now_ns), self.rate(2, &decay, now_ns));
+        let mean_lag = |i: usize| if s.n[i] > 1e-9 { s.lag[i] / s.n[i] } else { 0.0 };
+        let error_rate = if s.n[0] > 1e-9 { (s.errors_short / s.n[0]).min(1.0) } else { 0.0 };
+        let since_switch =
+            self.last_switch_ns.map_or(0.0, |t| exp_neg(now_ns.saturating_sub(t) as f64 / TAU_SWITCH_NS));
+        if r_short > OVERLOAD * r_long && r_long > 0.0 {
+            self.overload_since_ns.get_or_insert(now_ns);
+        } else {
+            self.overload_since_ns = None;
+        }
+        let overload =
+            self.overload_since_ns.map_or(0.0, |t| (now_ns.saturating_sub(t) as f64 / SEC).min(30.0));
+        out[0] = ((r_short + 1.0) / (r_long + 1.0)).ln();
+        out[1] = ((r_mid + 1.0) / (r_long + 1.0)).ln();
+        out[2] = error_rate;
+        out[3] = s.gaps_mid * decay[1] / TAU_MID_NS * SEC;
+        out[4] = mean_lag(0) - mean_lag(2);
+        out[5] = mean_lag(0) - mean_lag(1);
+        out[6] = overload;
+        out[7] = self.last_cohort.map_or(0.0, |(t, near)| {
+            let wait = now_ns.saturating_sub(t) as f64 / SEC;
+            if wait <= ROLLOUT_WAIT_MAX_S {
+                wait * near
+            } else {
+                0.0
+            }
+        });
+        out[8] = self.cohort_near.at(now_ns, TAU_FLIPS_NS);
+        out[9] = since_switch;
+        out[10] = error_rate * since_switch;
+    }
+
+    /// Writes candidate `c`'s features into `out[N_GLOBAL..]`, after [`global`](Self::global)
+    /// filled the rest for the same `now_ns`.
+    pub fn candidate(&self, c: &Candidate, now_ns: u64, out: &mut [f64; N_FEATURES]) {
+        let i = c.stream as usize;
+        let due = if c.announced { self.announce_due_ns.get(i).copied().flatten() } else { None };
+        // An announce whose time has passed with no switch fades: it was probably abandoned.
+        let overdue = due.map_or(0, |d| now_ns.saturating_sub(d)) as f64;
+        out[11] = if c.announced { exp_neg(overdue / TAU_OVERDUE_NS) } else { 0.0 };
+        out[12] = due.map_or(0.0, |d| exp_neg(d.abs_diff(now_ns) as f64 / TAU_ANNOUNCE_NS));
+        out[13] = self.rollout_target.get(i).map_or(0.0, |r| r.at(now_ns, TAU_FLIPS_NS));
+        out[14] = if c.previous { out[9] } else { 0.0 };
+        out[15] = f64::from(u8::from(c.armed));
+    }
+
+    /// Mean events per second over the short time constant, at the last fold.
+    pub fn rate_per_sec(&self) -> f64 {
+        self.sums.n[0] / TAU_SHORT_NS * SEC
+    }
+
+    /// Time of the last switch, if any.
+    pub fn last_switch_ns(&self) -> Option<u64> {
+        self.last_switch_ns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::KIND_DATA;
+
+    #[test]
+    fn exp_neg_matches_exp() {
+        let mut x = 0.0;
+        while x < 60.0 {
+            let (a, b) = (exp_neg(x), (-x).exp());
+            assert!(((a - b) / b).abs() < 1e-9, "x={x}: {a} vs {b}");
+            x += 0.013;
+        }
+        assert_eq!(exp_neg(-1.0), 1.0);
+        assert_eq!(exp_neg(0.0), 1.0);
+        assert_eq!(exp_neg(f64::NAN), 1.0);
+        assert_eq!(exp_neg(800.0), 0.0);
+        assert_eq!(exp_neg(f64::INFINITY), 0.0);
+        assert!(exp_neg(699.9) > 0.0);
+    }
+
+    fn data(ts_ns: u64, flags: u16) -> EventHeader {
+        EventHeader { pos: 1, seq: 1, ts_ns, origin: 0, kind: KIND_DATA, flags }
+    }
+
+    /// Irregular arrivals: the batched update equals the textbook per-event formula.
+    #[test]
+    fn decay_is_exact_for_irregular_arrivals() {
+        let mut f = FeatureState::new(7);
+        let times = [1_000_000u64, 1_000_000, 3_500_000, 900_000_000, 900_000_000, 2_400_000_000];
+        let mut reference = 0.0f64;
+        let mut last = 0u64;
+        for &t in &times {
+            f.on_event(&data(t, 0), 0, t);
+            reference = reference * (-((t - last) as f64) / TAU_SHORT_NS).exp() + 1.0;
+            last = t;
+        }
+        let mut out = [0.0; N_FEATURES];
+        f.global(last, &mut out);
+        let got = f.sums.n[0];
+        assert!((got - reference).abs() < 1e-9, "{got} vs {reference}");
+    }
+
+    #[test]
+    fn error_rate_and_lag_move() {
+        let mut f = FeatureState::new(7);
+        let mut out = [0.0; N_FEATURES];
+        // 60 s at 100/s, lag 1 ms, no errors.
+        for i in 0..6000u64 {
+            let t = 1_000_000_000 + i * 10_000_000;
+            f.on_event(&data(t - 1_000_000, 0), 0, t);
+        }
+        f.global(61_000_000_000, &mut out);
+        assert!(out[2] < 1e-9 && out[4].abs() < 1e-6 && out[0].abs() < 0.05, "{out:?}");
+        // 2 s of errors and 20 ms extra lag.
+        for i in 0..200u64 {
+            let t = 61_000_000_000 + i * 10_000_000;
+            f.on_event(&data(t - 21_000_000, FLAG_UPSTREAM_ERROR), 0, t);
+        }
+        f.global(63_000_000_000, &mut out);
+        assert!(out[2] > 0.8, "error rate {out:?}");
+        assert!(out[4] > 15.0 && out[5] > 5.0, "lag {out:?}");
+    }
+}

@@ -1,0 +1,433 @@
+//! The predictor as an arming policy: per-candidate switch probabilities against an adaptive
+//! threshold, with hysteresis, a minimum hold and windows sized from the measured lead.
+//!
+//! # Deciding
+//!
+//! Once per poll, for each candidate `c`, the model gives a logit `z_c` for "this recipient
+//! switches to `c` within the model's horizon". `c` is staged when `z_c` exceeds the threshold's
+//! logit `θ`; a staged candidate stays while `z_c > θ − hysteresis` or for the first
+//! `min_hold_ns` after it was staged. Comparing logits, not probabilities, keeps `exp` out of the
+//! decision. Candidates are planned in decreasing `z`, so under the engine's staging budget the
+//! most likely ones win. A candidate the application armed (`Engine::arm`) is always staged.
+//!
+//! # The threshold
+//!
+//! `θ = logit(p*) + shift`, with `p*` from a preset or a cost ratio (`p* = 1 / (1 + r)`, where
+//! `r` is what a cold switch costs relative to staging one candidate for one horizon: stage
+//! when `p · r > 1 − p`). The adaptive `shift` moves with the stream:
+//! - error rate: `−error_gain · min(error_rate / 5%, 2)`: a failing stream lowers the bar;
+//! - load: `+load_gain · max(load_burst, 0)`: staging during a surge costs more bandwidth;
+//! - duty target (optional): an integral controller on the measured duty cycle (decayed over
+//!   `duty_tau_ns`) raises `θ` while duty runs above the target and lowers it while below.
+//!
+//! The sum is clamped to `±max_shift`.
+//!
+//! # Windows (DESIGN.md §5)
+//!
+//! What a staged window must hold is the candidate's events beyond the delivery frontier: its
+//! lead. Once staged, the lead is measured every poll (`Candidate::retained_bytes` over the
+//! mean frame size) with its mean and deviation. The window is
+//! `lead + k·deviation + rate · min(t̂, horizon) · drift`, where `t̂` is the expected time to the
+//! switch from a constant per-step hazard matching `p` over the horizon: a switch predicted
+//! sooner leaves less time for the lead to drift, so the window tightens. A window that shed
+//! records (the ring's eviction count rose) doubles the lead estimate. Before any measurement
+//! the engine's default window (100) is used.
+
+use super::features::{exp_neg, FeatureState, N_FEATURES};
+use super::model::{Model, ModelError};
+use crate::engine::{ArmingPolicy, Candidate, StagePlan, MAX_STREAMS};
+use crate::flip::Flip;
+use crate::ring::Record;
+
+/// The default model, trained by `cargo run --release --example predictor -- train` on the
+/// generator's training trace (`ScenarioParams::train()`, see `docs/predictor.md`); a test
+/// retrains it and checks the file is what the tool produces.
+pub const DEFAULT_MODEL_JSON: &str = include_str!("../../models/default.json");
+
+/// Named aggressiveness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// Stages only when a switch is likely: threshold 0.75, DESIGN.md's default (cost ratio
+    /// 1/3). The lowest duty cycle; misses the slower warnings.
+    Conservative,
+    /// Threshold 0.5: a cold switch costs as much as staging one candidate for one horizon.
+    Balanced,
+    /// Threshold 0.2: a cold switch costs 4× that. The preset that meets issue 4's goal on
+    /// the test trace (≥ 95% of predictable switches seamless at ≤ 20% duty).
+    Aggressive,
+}
+
+impl Preset {
+    /// The threshold probability.
+    pub fn threshold(self) -> f64 {
+        match self {
+            Preset::Conservative => 0.75,
+            Preset::Balanced => 0.5,
+            Preset::Aggressive => 0.2,
+        }
+    }
+    /// Parses `conservative`, `balanced` or `aggressive`.
+    pub fn from_name(name: &str) -> Option<Preset> {
+        match name {
+            "conservative" => Some(Preset::Conservative),
+            "balanced" => Some(Preset::Balanced),
+            "aggressive" => Some(Preset::Aggressive),
+            _ => None,
+        }
+    }
+}
+
+/// The adaptive part of the threshold (logit units).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adaptive {
+    /// Lowers θ by this much at 5% upstream errors (twice at 10% and more).
+    pub error_gain: f64,
+    /// Raises θ by this much per unit of `load_burst`.
+    pub load_gain: f64,
+    /// Duty cycle to hold, if any.
+    pub target_duty: Option<f64>,
+    /// Integral gain: θ moves by this much per second per unit of duty error.
+    pub duty_gain: f64,
+    /// Time constant of the measured duty cycle.
+    pub duty_tau_ns: u64,
+    /// Bound on the total shift, either way.
+    pub max_shift: f64,
+}
+
+impl Default for Adaptive {
+    fn default() -> Self {
+        Adaptive {
+            error_gain: 0.5,
+            load_gain: 0.5,
+            target_duty: None,
+            duty_gain: 0.2,
+            duty_tau_ns: 300_000_000_000,
+            max_shift: 3.0,
+        }
+    }
+}
+
+/// Window sizing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WindowConfig {
+    /// Smallest window, records.
+    pub min: usize,
+    /// Largest window, records (the engine also caps it to the ring).
+    pub max: usize,
+    /// Deviations of lead to add.
+    pub jitter_k: f64,
+    /// Share of the events until the predicted switch allowed for drift of the lead.
+    pub drift: f64,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig { min: 16, max: 1 << 16, jitter_k: 4.0, drift: 0.02 }
+    }
+}
+
+/// How the predictor decides.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PredictorConfig {
+    /// Stage when the probability of a switch to the candidate within the horizon exceeds
+    /// this (before the adaptive shift). In (0, 1).
+    pub threshold: f64,
+    /// Logit units below θ before a staged candidate is released.
+    pub hysteresis: f64,
+    /// A staged candidate stays at least this long.
+    pub min_hold_ns: u64,
+    /// The adaptive threshold.
+    pub adaptive: Adaptive,
+    /// Window sizing.
+    pub window: WindowConfig,
+}
+
+impl PredictorConfig {
+    /// A preset.
+    pub fn preset(p: Preset) -> Self {
+        PredictorConfig {
+            threshold: p.threshold(),
+            hysteresis: 1.0,
+            min_hold_ns: 2_000_000_000,
+            adaptive: Adaptive::default(),
+            window: WindowConfig::default(),
+        }
+    }
+    /// From a cost ratio `r` (a cold switch costs `r` times staging a candidate for one
+    /// horizon): threshold `1 / (1 + r)`. `r` must be positive and finite.
+    pub fn from_cost_ratio(r: f64) -> Option<Self> {
+        (r.is_finite() && r > 0.0).then(|| PredictorConfig { threshold: 1.0 / (1.0 + r), ..Self::default() })
+    }
+}
+
+impl Default for PredictorConfig {
+    /// [`Preset::Conservative`]: DESIGN.md §5's default threshold, 0.75.
+    fn default() -> Self {
+        Self::preset(Preset::Conservative)
+    }
+}
+
+/// Per-candidate decision state.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    staged_since_ns: Option<u64>,
+    /// Measured lead, records: mean and mean absolute deviation (decayed).
+    lead: f64,
+    lead_dev: f64,
+    measured: bool,
+    last_evicted: u64,
+    logit: f64,
+}
+
+/// The predictive arming policy. Allocation-free after construction.
+pub struct Predictor {
+    model: Model,
+    cfg: PredictorConfig,
+    features: FeatureState,
+    slots: [Slot; MAX_STREAMS],
+    /// Shift from the duty controller (logit units).
+    duty_shift: f64,
+    /// Measured duty cycle, decayed.
+    duty: f64,
+    last_plan_ns: Option<u64>,
+    /// Threshold logit of the last plan.
+    theta: f64,
+    /// The last plan's feature vectors and logits, per candidate (for probes and reports).
+    last: [(u32, f64, [f64; N_FEATURES]); MAX_STREAMS],
+    last_len: usize,
+}
+
+impl Predictor {
+    /// A predictor for the engine of `recipient_id`.
+    pub fn new(recipient_id: u64, model: Model, cfg: PredictorConfig) -> Self {
+        Predictor {
+            model,
+            cfg,
+            features: FeatureState::new(recipient_id),
+            slots: [Slot::default(); MAX_STREAMS],
+            duty_shift: 0.0,
+            duty: 0.0,
+            last_plan_ns: None,
+            theta: 0.0,
+            last: [(0, 0.0, [0.0; N_FEATURES]); MAX_STREAMS],
+            last_len: 0,
+        }
+    }
+
+    /// A predictor with the shipped default model.
+    pub fn with_default_model(recipient_id: u64, cfg: PredictorConfig) -> Self {
+        Self::new(recipient_id, default_model(), cfg)
+    }
+
+    /// Replaces the model. Takes a validated [`Model`], so the current one stays on any error
+    /// upstream of this call.
+    pub fn set_model(&mut self, model: Model) {
+        self.model = model;
+    }
+
+    /// Parses, validates and installs a JSON model; on error the current model stays.
+    pub fn load_model_json(&mut self, text: &str) -> Result<(), ModelError> {
+        self.model = Model::from_json(text)?;
+        Ok(())
+    }
+
+    /// The model in use.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PredictorConfig {
+        &self.cfg
+    }
+
+    /// The threshold logit θ of the last plan (after the adaptive shift).
+    pub fn threshold_logit(&self) -> f64 {
+        self.theta
+    }
+
+    /// Per candidate at the last plan: stream, logit, feature vector.
+    pub fn last_scores(&self) -> &[(u32, f64, [f64; N_FEATURES])] {
+        &self.last[..self.last_len]
+    }
+
+    fn shift(&mut self, now_ns: u64, global: &[f64; N_FEATURES], staged_any: bool) -> f64 {
+        let a = &self.cfg.adaptive;
+        if let Some(last) = self.last_plan_ns {
+            let dt = now_ns.saturating_sub(last);
+            if dt > 0 {
+                let d = exp_neg(dt as f64 / a.duty_tau_ns as f64);
+                self.duty = self.duty * d + f64::from(u8::from(staged_any)) * (1.0 - d);
+                if let Some(target) = a.target_duty {
+                    let step = a.duty_gain * (self.duty - target) * dt as f64 * 1e-9;
+                    self.duty_shift = (self.duty_shift + step).clamp(-a.max_shift, a.max_shift);
+                }
+            }
+        }
+        self.last_plan_ns = Some(now_ns);
+        let errors = -a.error_gain * (global[2] / 0.05).min(2.0);
+        let load = a.load_gain * global[0].max(0.0);
+        (errors + load + self.duty_shift).clamp(-a.max_shift, a.max_shift)
+    }
+
+    fn window_for(&mut self, c: &Candidate, z: f64, default_window: usize) -> usize {
+        let w = self.cfg.window;
+        let slot = &mut self.slots[c.stream as usize];
+        if !c.staged {
+            return default_window.clamp(w.min, w.max);
+        }
+        if c.evicted > slot.last_evicted {
+            // It shed records while staged: the window is below the lead.
+            slot.lead = slot.lead.max(c.window as f64) * 2.0;
+            slot.measured = true;
+        }
+        slot.last_evicted = c.evicted;
+        let lead = c.retained_bytes as f64 / self.features.frame_bytes();
+        if slot.measured {
+            let dev = (lead - slot.lead).abs();
+            slot.lead += 0.1 * (lead - slot.lead);
+            slot.lead_dev += 0.1 * (dev - slot.lead_dev);
+            slot.lead = slot.lead.max(lead);
+        } else {
+            (slot.lead, slot.lead_dev, slot.measured) = (lead, lead * 0.5, true);
+        }
+        // Expected time to the switch: a constant hazard per tenth of the horizon matching p.
+        let p = sigmoid(z);
+        let horizon = self.model.horizon_ns as f64;
+        let step_hazard = 1.0 - (1.0 - p.clamp(1e-6, 1.0 - 1e-9)).powf(0.1);
+        let tts_ns = (horizon * 0.1 / step_hazard).min(horizon);
+        let rate = self.features.rate_per_sec();
+        let need = slot.lead + w.jitter_k * slot.lead_dev + rate * tts_ns * 1e-9 * w.drift;
+        (need.ceil() as usize).clamp(w.min, w.max)
+    }
+}
+
+/// `1 / (1 + e^-z)`, stable for either sign.
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + exp_neg(z))
+    } else {
+        let e = exp_neg(-z);
+        e / (1.0 + e)
+    }
+}
+
+/// The shipped default model.
+pub fn default_model() -> Model {
+    // The file is checked at build time by a test (`default_model_loads`); a failure here would
+    // be a packaging error, caught before release.
+    Model::from_json(DEFAULT_MODEL_JSON).expect("the shipped default model is valid")
+}
+
+/// `ln(p / (1 − p))`.
+pub fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
+impl ArmingPolicy for Predictor {
+    fn name(&self) -> &'static str {
+        "predictor"
+    }
+
+    #[inline]
+    fn observe(&mut self, _stream: u32, record: &Record<'_>, now_ns: u64) {
+        self.features.on_event(record.header, record.payload.len(), now_ns);
+    }
+
+    fn flip(&mut self, _stream: u32, flip: &Flip<'_>, for_us: bool, now_ns: u64) {
+        self.features.on_flip(flip, for_us, now_ns);
+    }
+
+    fn gap(&mut self, _stream: u32, missing: u64, now_ns: u64) {
+        self.features.on_gap(missing, now_ns);
+    }
+
+    fn switched(&mut self, _from: u32, to: u32, now_ns: u64) {
+        self.features.on_switch(to, now_ns);
+        if let Some(s) = self.slots.get_mut(to as usize) {
+            *s = Slot::default();
+        }
+    }
+
+    fn plan(&mut self, candidates: &[Candidate], default_window: usize, now_ns: u64, plan: &mut StagePlan) {
+        plan.clear();
+        let mut x = [0.0; N_FEATURES];
+        self.features.global(now_ns, &mut x);
+        let staged_any = candidates.iter().any(|c| c.staged);
+        self.theta = logit(self.cfg.threshold) + self.shift(now_ns, &x, staged_any);
+        // Score and decide each candidate.
+        let mut chosen = [(0usize, f64::NEG_INFINITY); MAX_STREAMS];
+        let mut n = 0;
+        self.last_len = 0;
+        for (ci, c) in candidates.iter().enumerate() {
+            let i = c.stream as usize;
+            if i >= MAX_STREAMS {
+                continue;
+            }
+            self.features.candidate(c, now_ns, &mut x);
+            let z = self.model.logit(&x);
+            self.last[self.last_len] = (c.stream, z, x);
+            self.last_len += 1;
+            let slot = &mut self.slots[i];
+            slot.logit = z;
+            let held = c.staged
+                && slot.staged_since_ns.is_some_and(|t| now_ns.saturating_sub(t) < self.cfg.min_hold_ns);
+            let keep = if c.staged { z > self.theta - self.cfg.hysteresis || held } else { z > self.theta };
+            if keep || c.armed {
+                if !c.staged {
+                    slot.staged_since_ns = Some(now_ns);
+                    slot.measured = false;
+                    slot.last_evicted = c.evicted;
+                } else if slot.staged_since_ns.is_none() {
+                    slot.staged_since_ns = Some(now_ns); // staged by the engine (previous stream)
+                }
+                chosen[n] = (ci, if c.armed { f64::INFINITY } else { z });
+                n += 1;
+            } else {
+                slot.staged_since_ns = None;
+            }
+        }
+        // Most likely first: under the budget they win.
+        chosen[..n].sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+        for &(ci, z) in &chosen[..n] {
+            let c = candidates[ci];
+            let w = self.window_for(&c, z, default_window);
+            plan.stage(c.stream, w);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_model_loads() {
+        let m = Model::from_json(DEFAULT_MODEL_JSON).unwrap();
+        assert!(m.horizon_ns > 0);
+    }
+
+    #[test]
+    fn presets_and_cost_ratio() {
+        assert_eq!(PredictorConfig::from_cost_ratio(1.0).unwrap().threshold, 0.5);
+        assert!((PredictorConfig::from_cost_ratio(1.0 / 3.0).unwrap().threshold - 0.75).abs() < 1e-12);
+        assert!(PredictorConfig::from_cost_ratio(0.0).is_none());
+        assert!(PredictorConfig::from_cost_ratio(f64::NAN).is_none());
+        assert_eq!(Preset::from_name("aggressive"), Some(Preset::Aggressive));
+        assert_eq!(Preset::from_name("reckless"), None);
+    }
+
+    #[test]
+    fn logistic_pieces() {
+        assert!(logit(0.5).abs() < 1e-12);
+        assert!((logit(0.75) - 3f64.ln()).abs() < 1e-12);
+        for z in [-40.0, -2.0, 0.0, 0.3, 2.0, 40.0] {
+            let z: f64 = z;
+            let d = (sigmoid(z) - 1.0 / (1.0 + (-z).exp())).abs();
+            assert!(d < 1e-10, "{z}: {d}"); // exp_neg: relative error ~1e-11
+        }
+        for z in [-3.0, -0.5, 0.0, 0.5, 3.0] {
+            assert!((logit(sigmoid(z)) - z).abs() < 1e-9, "{z}");
+        }
+    }
+}
