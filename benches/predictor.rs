@@ -32,6 +32,7 @@ fn header(seq: u64) -> EventHeader {
 fn candidate(stream: u32, staged: bool) -> Candidate {
     Candidate {
         stream,
+        index: stream as usize,
         staged,
         announced: false,
         armed: false,
@@ -43,7 +44,7 @@ fn candidate(stream: u32, staged: bool) -> Candidate {
 }
 
 fn predictor() -> Predictor {
-    Predictor::with_default_model(7, PredictorConfig::preset(Preset::Aggressive))
+    Predictor::with_default_model(7, PredictorConfig::preset(Preset::Aggressive)).expect("valid preset")
 }
 
 struct Sink(u64);

@@ -3,14 +3,14 @@
 //!
 //! ```text
 //! cargo run --release --example predictor -- train [-o models/default.json] [--l2 1.0]
-//! cargo run --release --example predictor -- eval [--model FILE]
+//! cargo run --release --example predictor -- eval [--model FILE] [--validation | --seed N]
 //! ```
 //!
 //! `train` generates the training trace (`ScenarioParams::train()`), fits the model and writes
 //! it; `models/default.json`, shipped in the crate, is its output with the defaults. `eval`
-//! generates the test trace (another seed), tunes the phi rule's thresholds on the training
-//! trace (the same budget the predictor's training had), and replays the test trace once per
-//! policy, printing one row each.
+//! generates the held-out test trace (another seed; `--validation` takes the development trace
+//! instead), tunes the phi rule's thresholds on the training trace (where the predictor's own
+//! choices were made), and replays the test trace once per policy, printing one row each.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -18,7 +18,7 @@ use std::time::Instant;
 use harmonizer::engine::{AlwaysStage, NeverStage};
 use harmonizer::predict::policy::{default_model, Predictor, PredictorConfig, Preset};
 use harmonizer::predict::{Model, PhiRule};
-use harmonizer::sim::eval::{evaluate, train, Report, TrainSettings};
+use harmonizer::sim::eval::{evaluate, train, tune_phi, Report, TrainSettings};
 use harmonizer::sim::replay::ReplayConfig;
 use harmonizer::sim::scenario::{generate, ScenarioParams, Trace};
 
@@ -27,7 +27,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("train") => cmd_train(&args[1..]),
         Some("eval") => cmd_eval(&args[1..]),
-        _ => Err("usage: predictor train [-o FILE] [--l2 X] | predictor eval [--model FILE]".into()),
+        _ => {
+            Err("usage: predictor train [-o FILE] [--l2 X] | predictor eval [--model FILE] [--validation | --seed N]"
+                .into())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -88,46 +91,48 @@ fn cmd_eval(args: &[String]) -> Result<(), String> {
         None => default_model(),
     };
     let train_trace = trace(&ScenarioParams::train(), "training")?;
-    let test = trace(&ScenarioParams::test(), "test")?;
+    let test = if args.iter().any(|a| a == "--validation") {
+        trace(&ScenarioParams::validation(), "validation")?
+    } else if let Some(seed) = flag(args, &["--seed"]) {
+        let seed = parse_seed(seed)?;
+        trace(&ScenarioParams { seed, ..ScenarioParams::test() }, "test (other seed)")?
+    } else {
+        trace(&ScenarioParams::test(), "test")?
+    };
     let cfg = ReplayConfig { horizon_ns: model.horizon_ns, ..Default::default() };
     let t0 = Instant::now();
-    let (phi_t, err_t) = tune_phi(&train_trace, &cfg);
+    let (phi_t, err_t) = tune_phi(&train_trace, &cfg, 0.2).map_err(|e| e.to_string())?;
     eprintln!(
         "phi rule tuned on the training trace: phi >= {phi_t}, errors >= {err_t} ({:.1} s)",
         t0.elapsed().as_secs_f64()
     );
     let id = test.recipient_id;
     let mut rows = Vec::new();
+    let mut run = |name: String, r: Result<Report, _>| -> Result<(), String> {
+        rows.push(r.map_err(|e: harmonizer::engine::EngineError| format!("{name}: {e}"))?);
+        Ok(())
+    };
+    let predictor = |c: PredictorConfig| Predictor::new(id, model.clone(), c).map_err(|e| e.to_string());
     for preset in [Preset::Conservative, Preset::Balanced, Preset::Aggressive] {
-        let c = PredictorConfig::preset(preset);
-        let p = Predictor::new(id, model.clone(), c);
-        rows.push(evaluate(&test, format!("predictor/{preset:?}").to_lowercase(), p, c.threshold, &cfg));
+        let name = format!("predictor/{preset:?}").to_lowercase();
+        run(name.clone(), evaluate(&test, name, predictor(PredictorConfig::preset(preset))?, &cfg))?;
     }
     let mut c = PredictorConfig::preset(Preset::Aggressive);
-    c.adaptive.target_duty = Some(0.15);
-    rows.push(evaluate(&test, "predictor/duty15%", Predictor::new(id, model.clone(), c), c.threshold, &cfg));
-    rows.push(evaluate(&test, "never", NeverStage, 0.5, &cfg));
-    rows.push(evaluate(&test, "always", AlwaysStage, 0.5, &cfg));
-    rows.push(evaluate(&test, "phi", PhiRule::new(phi_t, err_t), 0.5, &cfg));
+    c.adaptive.target_duty = Some(0.10);
+    run("duty".into(), evaluate(&test, "predictor/duty10%", predictor(c)?, &cfg))?;
+    run("never".into(), evaluate(&test, "never", NeverStage, &cfg))?;
+    run("always".into(), evaluate(&test, "always", AlwaysStage, &cfg))?;
+    run("phi".into(), evaluate(&test, "phi", PhiRule::new(phi_t, err_t), &cfg))?;
     print_table(&rows);
     Ok(())
 }
 
-/// The phi rule's best thresholds on the training trace: most predictable switches seamless at
-/// a duty cycle of at most 20% (the goal the predictor is held to), ties to lower duty.
-fn tune_phi(t: &Trace, cfg: &ReplayConfig) -> (f64, f64) {
-    let cfg = ReplayConfig { snapshot_every_ns: 0, ..cfg.clone() };
-    let mut best = (f64::NEG_INFINITY, 0.0, (8.0, 0.1));
-    for phi in [2.0, 3.0, 5.0, 8.0, 12.0] {
-        for err in [0.02, 0.05, 0.1, 0.2, 0.4] {
-            let r = evaluate(t, "phi", PhiRule::new(phi, err), 0.5, &cfg);
-            let score = if r.duty_cycle <= 0.2 { r.seamless_rate_predictable() } else { -r.duty_cycle };
-            if score > best.0 || (score == best.0 && r.duty_cycle < best.1) {
-                best = (score, r.duty_cycle, (phi, err));
-            }
-        }
-    }
-    best.2
+fn parse_seed(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("--seed: not a number: {s}"))
 }
 
 fn print_table(rows: &[Report]) {

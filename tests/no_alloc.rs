@@ -108,7 +108,7 @@ fn push_poll_flips_switches_and_gaps_allocate_nothing() {
 #[test]
 fn the_predictor_allocates_nothing() {
     let cfg = PredictorConfig::preset(Preset::Aggressive);
-    run_without_allocating(Box::new(Predictor::with_default_model(1, cfg)));
+    run_without_allocating(Box::new(Predictor::with_default_model(1, cfg).unwrap()));
 }
 
 #[test]

@@ -307,6 +307,7 @@ impl Engine {
         let max_frame = (crate::event::EVENT_HEADER_SIZE + 8 + config.max_payload).next_multiple_of(8) as u64;
         let empty = Candidate {
             stream: 0,
+            index: 0,
             staged: false,
             announced: false,
             armed: false,
@@ -372,6 +373,11 @@ impl Engine {
     /// The policy's name.
     pub fn policy_name(&self) -> &'static str {
         self.policy.name()
+    }
+    /// The policy, if it is a `P` that exposes itself ([`ArmingPolicy::as_any_mut`]): e.g. to
+    /// load a new model into a running predictor.
+    pub fn policy_mut<P: ArmingPolicy + 'static>(&mut self) -> Option<&mut P> {
+        self.policy.as_any_mut()?.downcast_mut::<P>()
     }
     /// True while a switch waits for its cut-over point.
     pub fn switch_pending(&self) -> bool {

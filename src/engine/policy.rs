@@ -15,6 +15,9 @@ pub const MAX_STREAMS: usize = 16;
 pub struct Candidate {
     /// Stream id.
     pub stream: u32,
+    /// The stream's place in the engine's configuration, `< MAX_STREAMS`: a dense index for
+    /// per-stream policy state (ids are arbitrary `u32`s).
+    pub index: usize,
     /// Staged now.
     pub staged: bool,
     /// An ANNOUNCE for it was applied and not cancelled.
@@ -73,8 +76,9 @@ impl StagePlan {
 pub trait ArmingPolicy: Send {
     /// Short name for reports.
     fn name(&self) -> &'static str;
-    /// Every event read from the active stream, with the clock of this poll batch. Default:
-    /// ignored.
+    /// Every data event the active stream delivers (not duplicates or events skipped for a
+    /// re-read), and every flip and heartbeat read from it, with the clock of this poll batch.
+    /// Default: ignored.
     fn observe(&mut self, _stream: u32, _record: &Record<'_>, _now_ns: u64) {}
     /// A flip read from the active stream for the first time (not a repeat), decoded;
     /// `for_us` says whether its selector includes this recipient. Called after `observe` of its
@@ -85,6 +89,11 @@ pub trait ArmingPolicy: Send {
     fn gap(&mut self, _stream: u32, _missing: u64, _now_ns: u64) {}
     /// The active stream changed from `from` to `to`. Default: ignored.
     fn switched(&mut self, _from: u32, _to: u32, _now_ns: u64) {}
+    /// The policy as `Any`, so [`Engine::policy_mut`](super::Engine::policy_mut) can hand a
+    /// concrete policy back to the application. Default: `None` (not reachable).
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        None
+    }
     /// Fills `plan` for the non-active `candidates`; `default_window` is the engine's.
     fn plan(&mut self, candidates: &[Candidate], default_window: usize, now_ns: u64, plan: &mut StagePlan);
 }

@@ -146,9 +146,9 @@ impl Engine {
             }
             // Consumed from here on, or put back and read again at the same position.
             stream.last_read_pos = hdr.pos;
-            policy.observe(sid, &rec, *now_ns);
             match hdr.kind {
                 KIND_FLIP => {
+                    policy.observe(sid, &rec, *now_ns);
                     match Flip::decode(rec.payload) {
                         Err(e) => {
                             stats.flips_rejected += 1;
@@ -195,7 +195,7 @@ impl Engine {
                         }
                     }
                 }
-                KIND_HEARTBEAT => {}
+                KIND_HEARTBEAT => policy.observe(sid, &rec, *now_ns),
                 kind => {
                     if let Some(f) = in_flight {
                         if f.resume_pos != 0 && hdr.pos < f.resume_pos {
@@ -224,6 +224,7 @@ impl Engine {
                                 stats.unknown_kinds += 1;
                             }
                             emit_switched(in_flight, stats, &**clock, h);
+                            policy.observe(sid, &rec, *now_ns);
                             h.event(sid, &rec);
                             tracker.advance(hdr.origin, hdr.seq);
                             stats.delivered += 1;
@@ -447,6 +448,7 @@ impl Engine {
                 let staged = s.consumer.role() == Role::Staged;
                 self.candidates[n] = Candidate {
                     stream: s.id,
+                    index: i,
                     staged,
                     announced: s.announced,
                     armed: s.armed,

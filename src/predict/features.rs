@@ -28,14 +28,19 @@
 //! Global, the same for every candidate:
 //! - `load_burst`: `ln((rate₁ₛ + 1/s) / (rate₁₂₀ₛ + 1/s))`, a surge in event rate.
 //! - `load_sustained`: the same with the 10 s rate: a surge that lasts.
+//! - `rate_log`: `ln(1 + rate₁ₛ)`, the absolute load. Load-driven switches happen when a stream
+//!   carries more than its path can take, a level the relative features cannot see once
+//!   a recent surge has raised the 120 s baseline. It makes a model specific to the
+//!   deployment's rates: train on your own history.
 //! - `error_rate`: share of data events flagged `UPSTREAM_ERROR` (1 s).
 //! - `gap_rate`: gaps the tracker found on the active stream, per second (10 s).
 //! - `lag_excess_ms`: mean lag (arrival − `ts_ns`) over 1 s minus over 120 s. Lag itself mixes
 //!   the upstream clock with ours; the difference of two means does not depend on their offset.
 //! - `lag_trend_ms`: mean lag over 1 s minus over 10 s: rising lag.
-//! - `overload_s`: seconds the 1 s rate has stayed above 1.8× the 120 s rate (capped at 30 s;
-//!   0 when it is not above): a surge that holds, as opposed to a burst. Checked at each
-//!   read of the features (once per poll).
+//! - `overload_s`: time the 1 s rate has spent above 1.8× the 120 s rate, exponentially
+//!   weighted over 10 s (so it saturates at 10): a surge that holds, as opposed to a burst, and
+//!   one that a momentary dip does not erase. Checked at each read of the features (once per
+//!   poll), the condition held constant in between.
 //! - `rollout_wait_s`: seconds since the last SWITCH or ANNOUNCE with a cohort selector that
 //!   excluded this recipient, times how near the recipient was to that cohort (below); 0 when
 //!   that was more than 30 s ago. A rollout is under way and its next stage draws nearer with
@@ -53,7 +58,9 @@
 //! - `cand_rollout_target`: cohort flips excluding this recipient that name it as target (60 s
 //!   count).
 //! - `cand_previous`: 1 for the switchback target, times `since_switch`.
-//! - `cand_armed`: 1 when the application armed it.
+//!
+//! A candidate the application armed is staged by the policy whatever its score, so arming is
+//! not a feature.
 
 use crate::engine::{Candidate, MAX_STREAMS};
 use crate::event::{EventHeader, FLAG_UPSTREAM_ERROR, KIND_FLIP, KIND_HEARTBEAT};
@@ -62,14 +69,20 @@ use crate::flip::{splitmix64, Flip, FlipAction, Selector};
 /// How many features the model sees per candidate.
 pub const N_FEATURES: usize = 16;
 
+/// Index of `load_burst` in the feature vector.
+pub const LOAD_BURST: usize = 0;
+/// Index of `error_rate` in the feature vector.
+pub const ERROR_RATE: usize = 3;
+
 /// How many of the features are global (the rest describe one candidate).
-pub const N_GLOBAL: usize = 11;
+pub const N_GLOBAL: usize = 12;
 
 /// The feature names, in model order. The first [`N_GLOBAL`] describe the active stream and the
-/// recipient; the last 5 describe one candidate stream.
+/// recipient; the last 4 describe one candidate stream.
 pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "load_burst",
     "load_sustained",
+    "rate_log",
     "error_rate",
     "gap_rate",
     "lag_excess_ms",
@@ -83,7 +96,6 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "cand_announce_due",
     "cand_rollout_target",
     "cand_previous",
-    "cand_armed",
 ];
 
 const SEC: f64 = 1e9;
@@ -168,6 +180,7 @@ struct Batch {
     /// Sum of (lag − `lag_ref`), ns, wrapping (differences of nearby lags never wrap).
     lag_ns: i64,
     gaps: u64,
+    /// Payload bytes, each rounded up to 8 as in the ring.
     payload_bytes: u64,
 }
 
@@ -176,6 +189,8 @@ struct Batch {
 struct Sums {
     n: [f64; 3],
     lag: [f64; 3],
+    /// Events in `lag` (since the last switch: lag is per stream).
+    lag_n: [f64; 3],
     errors_short: f64,
     gaps_mid: f64,
 }
@@ -205,9 +220,8 @@ pub struct FeatureState {
     has_lag_ref: bool,
     /// Mean frame of the active stream's data events (8 + 32 + payload, rounded), bytes.
     frame_bytes: f64,
-    last_arrival_ns: Option<u64>,
     /// Since when the short rate has been above `OVERLOAD` times the long rate.
-    overload_since_ns: Option<u64>,
+    overload_s: Decayed,
     /// Arrival of the first event: rates are corrected for the sums' warm-up.
     first_arrival_ns: Option<u64>,
     last_switch_ns: Option<u64>,
@@ -215,8 +229,12 @@ pub struct FeatureState {
     last_cohort: Option<(u64, f64)>,
     cohort_near: Decayed,
     rollout_target: [Decayed; MAX_STREAMS],
-    /// Per stream id (< MAX_STREAMS): when the announced switch to it is due, if announced.
+    /// Per candidate slot (`Candidate::index`): when the announced switch to it is due.
     announce_due_ns: [Option<u64>; MAX_STREAMS],
+    /// Stream id of each slot, learned from the candidates: flips name streams by id.
+    ids: [Option<u32>; MAX_STREAMS],
+    /// Events per second (1 s), decayed to the last [`global`](Self::global) call.
+    rate_now: f64,
 }
 
 impl FeatureState {
@@ -230,14 +248,15 @@ impl FeatureState {
             lag_ref: 0,
             has_lag_ref: false,
             frame_bytes: 48.0,
-            last_arrival_ns: None,
-            overload_since_ns: None,
+            overload_s: Decayed::default(),
             first_arrival_ns: None,
             last_switch_ns: None,
             last_cohort: None,
             cohort_near: Decayed::default(),
             rollout_target: [Decayed::default(); MAX_STREAMS],
             announce_due_ns: [None; MAX_STREAMS],
+            ids: [None; MAX_STREAMS],
+            rate_now: 0.0,
         }
     }
 
@@ -250,7 +269,6 @@ impl FeatureState {
             self.batch.at_ns = now_ns;
         }
         if header.kind == KIND_FLIP || header.kind == KIND_HEARTBEAT {
-            self.last_arrival_ns = Some(now_ns);
             return;
         }
         // Upstream and local clocks may differ by anything: wrapping, then relative to the
@@ -263,7 +281,7 @@ impl FeatureState {
         b.events += 1;
         b.errors += u64::from(header.flags & FLAG_UPSTREAM_ERROR);
         b.lag_ns = b.lag_ns.wrapping_add(lag.wrapping_sub(self.lag_ref));
-        b.payload_bytes += payload_len as u64;
+        b.payload_bytes += (payload_len as u64).next_multiple_of(8);
     }
 
     /// The tracker found `missing` events absent on the active stream.
@@ -277,13 +295,13 @@ impl FeatureState {
 
     /// A flip met for the first time on the active stream.
     pub fn on_flip(&mut self, flip: &Flip<'_>, for_us: bool, now_ns: u64) {
-        let target = flip.target as usize;
+        let target = self.slot_of(flip.target);
         if for_us {
-            match flip.action {
-                FlipAction::Announce if target < MAX_STREAMS => {
-                    self.announce_due_ns[target] = Some(now_ns.saturating_add(flip.expected_in_ns));
+            match (flip.action, target) {
+                (FlipAction::Announce, Some(i)) => {
+                    self.announce_due_ns[i] = Some(now_ns.saturating_add(flip.expected_in_ns));
                 }
-                FlipAction::Cancel if target < MAX_STREAMS => self.announce_due_ns[target] = None,
+                (FlipAction::Cancel, Some(i)) => self.announce_due_ns[i] = None,
                 _ => {}
             }
             return;
@@ -294,8 +312,8 @@ impl FeatureState {
         if !matches!(flip.action, FlipAction::Switch | FlipAction::Announce) {
             return;
         }
-        if target < MAX_STREAMS {
-            self.rollout_target[target].add(now_ns, TAU_FLIPS_NS, 1.0);
+        if let Some(i) = target {
+            self.rollout_target[i].add(now_ns, TAU_FLIPS_NS, 1.0);
         }
         let own = splitmix64(self.recipient_id ^ salt) % 10_000;
         let near = 1.0 - own.saturating_sub(u64::from(basis_points)) as f64 / 10_000.0;
@@ -306,14 +324,33 @@ impl FeatureState {
     /// The active stream changed to `to`. Clears the rollout evidence, which was about leaving
     /// the old stream.
     pub fn on_switch(&mut self, to: u32, now_ns: u64) {
+        self.fold();
         self.last_switch_ns = Some(now_ns);
         // Rollout evidence was about leaving the old stream: this recipient has moved.
         self.last_cohort = None;
         self.cohort_near = Decayed::default();
         self.rollout_target = [Decayed::default(); MAX_STREAMS];
-        if let Some(due) = self.announce_due_ns.get_mut(to as usize) {
-            *due = None;
+        if let Some(i) = self.slot_of(to) {
+            self.announce_due_ns[i] = None;
         }
+        // Lag mixes the upstream clock with ours, and each stream may differ: the new
+        // stream's lag is measured against itself.
+        self.sums.lag = [0.0; 3];
+        self.sums.lag_n = [0.0; 3];
+        self.has_lag_ref = false;
+    }
+
+    /// Records which stream id each candidate slot holds (flips name streams by id).
+    pub fn learn(&mut self, candidates: &[Candidate]) {
+        for c in candidates {
+            if let Some(slot) = self.ids.get_mut(c.index) {
+                *slot = Some(c.stream);
+            }
+        }
+    }
+
+    fn slot_of(&self, id: u32) -> Option<usize> {
+        self.ids.iter().position(|s| *s == Some(id))
     }
 
     /// Folds the pending batch into the decayed sums (the batch's events arrived at its time).
@@ -327,6 +364,7 @@ impl FeatureState {
                 let d = exp_neg(dt / tau);
                 s.n[i] *= d;
                 s.lag[i] *= d;
+                s.lag_n[i] *= d;
                 if i == 0 {
                     s.errors_short *= d;
                 } else if i == 1 {
@@ -337,17 +375,17 @@ impl FeatureState {
         }
         if b.events > 0 {
             self.first_arrival_ns.get_or_insert(b.at_ns);
-            self.last_arrival_ns = Some(b.at_ns);
             let n = b.events as f64;
             let s = &mut self.sums;
             let lag_ms = b.lag_ns as f64 * 1e-6;
             for i in 0..3 {
                 s.n[i] += n;
                 s.lag[i] += lag_ms;
+                s.lag_n[i] += n;
             }
             s.errors_short += b.errors as f64;
             // Frame: 8-byte frame header, 32-byte event header, payload rounded up to 8.
-            let frame = 40.0 + (b.payload_bytes as f64 / n + 7.0);
+            let frame = 40.0 + b.payload_bytes as f64 / n;
             self.frame_bytes += (frame - self.frame_bytes) * (n / (n + 64.0));
         }
         self.sums.gaps_mid += b.gaps as f64;
@@ -378,25 +416,26 @@ impl FeatureState {
         let s = &self.sums;
         let (r_short, r_mid, r_long) =
             (self.rate(0, &decay, now_ns), self.rate(1, &decay, now_ns), self.rate(2, &decay, now_ns));
-        let mean_lag = |i: usize| if s.n[i] > 1e-9 { s.lag[i] / s.n[i] } else { 0.0 };
+        self.rate_now = r_short;
+        let mean_lag = |i: usize| if s.lag_n[i] > 1e-9 { s.lag[i] / s.lag_n[i] } else { 0.0 };
         let error_rate = if s.n[0] > 1e-9 { (s.errors_short / s.n[0]).min(1.0) } else { 0.0 };
         let since_switch =
             self.last_switch_ns.map_or(0.0, |t| exp_neg(now_ns.saturating_sub(t) as f64 / TAU_SWITCH_NS));
-        if r_short > OVERLOAD * r_long && r_long > 0.0 {
-            self.overload_since_ns.get_or_insert(now_ns);
-        } else {
-            self.overload_since_ns = None;
-        }
-        let overload =
-            self.overload_since_ns.map_or(0.0, |t| (now_ns.saturating_sub(t) as f64 / SEC).min(30.0));
+        // ∫ 1[overloaded] e^(−age/τ) dt over the time since the last read, in seconds.
+        let over = r_short > OVERLOAD * r_long && r_long > 0.0;
+        let since = now_ns.saturating_sub(self.overload_s.at_ns) as f64;
+        let gained = if over { TAU_MID_NS / SEC * (1.0 - exp_neg(since / TAU_MID_NS)) } else { 0.0 };
+        self.overload_s.add(now_ns, TAU_MID_NS, gained);
+        let overload = self.overload_s.value;
         out[0] = ((r_short + 1.0) / (r_long + 1.0)).ln();
         out[1] = ((r_mid + 1.0) / (r_long + 1.0)).ln();
-        out[2] = error_rate;
-        out[3] = s.gaps_mid * decay[1] / TAU_MID_NS * SEC;
-        out[4] = mean_lag(0) - mean_lag(2);
-        out[5] = mean_lag(0) - mean_lag(1);
-        out[6] = overload;
-        out[7] = self.last_cohort.map_or(0.0, |(t, near)| {
+        out[2] = r_short.ln_1p();
+        out[3] = error_rate;
+        out[4] = s.gaps_mid * decay[1] / TAU_MID_NS * SEC;
+        out[5] = mean_lag(0) - mean_lag(2);
+        out[6] = mean_lag(0) - mean_lag(1);
+        out[7] = overload;
+        out[8] = self.last_cohort.map_or(0.0, |(t, near)| {
             let wait = now_ns.saturating_sub(t) as f64 / SEC;
             if wait <= ROLLOUT_WAIT_MAX_S {
                 wait * near
@@ -404,28 +443,28 @@ impl FeatureState {
                 0.0
             }
         });
-        out[8] = self.cohort_near.at(now_ns, TAU_FLIPS_NS);
-        out[9] = since_switch;
-        out[10] = error_rate * since_switch;
+        out[9] = self.cohort_near.at(now_ns, TAU_FLIPS_NS);
+        out[10] = since_switch;
+        out[11] = error_rate * since_switch;
     }
 
     /// Writes candidate `c`'s features into `out[N_GLOBAL..]`, after [`global`](Self::global)
     /// filled the rest for the same `now_ns`.
     pub fn candidate(&self, c: &Candidate, now_ns: u64, out: &mut [f64; N_FEATURES]) {
-        let i = c.stream as usize;
+        let i = c.index;
         let due = if c.announced { self.announce_due_ns.get(i).copied().flatten() } else { None };
         // An announce whose time has passed with no switch fades: it was probably abandoned.
         let overdue = due.map_or(0, |d| now_ns.saturating_sub(d)) as f64;
-        out[11] = if c.announced { exp_neg(overdue / TAU_OVERDUE_NS) } else { 0.0 };
-        out[12] = due.map_or(0.0, |d| exp_neg(d.abs_diff(now_ns) as f64 / TAU_ANNOUNCE_NS));
-        out[13] = self.rollout_target.get(i).map_or(0.0, |r| r.at(now_ns, TAU_FLIPS_NS));
-        out[14] = if c.previous { out[9] } else { 0.0 };
-        out[15] = f64::from(u8::from(c.armed));
+        out[12] = if c.announced { exp_neg(overdue / TAU_OVERDUE_NS) } else { 0.0 };
+        out[13] = due.map_or(0.0, |d| exp_neg(d.abs_diff(now_ns) as f64 / TAU_ANNOUNCE_NS));
+        out[14] = self.rollout_target.get(i).map_or(0.0, |r| r.at(now_ns, TAU_FLIPS_NS));
+        out[15] = if c.previous { out[10] } else { 0.0 };
     }
 
-    /// Mean events per second over the short time constant, at the last fold.
+    /// Events per second over the short time constant, as of the last
+    /// [`global`](Self::global) call (decayed to its time, warm-up corrected).
     pub fn rate_per_sec(&self) -> f64 {
-        self.sums.n[0] / TAU_SHORT_NS * SEC
+        self.rate_now
     }
 
     /// Time of the last switch, if any.
@@ -487,14 +526,15 @@ mod tests {
             f.on_event(&data(t - 1_000_000, 0), 0, t);
         }
         f.global(61_000_000_000, &mut out);
-        assert!(out[2] < 1e-9 && out[4].abs() < 1e-6 && out[0].abs() < 0.05, "{out:?}");
+        assert!(out[3] < 1e-9 && out[5].abs() < 1e-6 && out[0].abs() < 0.05, "{out:?}");
+        assert!((out[2] - 101f64.ln()).abs() < 0.05, "rate_log {out:?}");
         // 2 s of errors and 20 ms extra lag.
         for i in 0..200u64 {
             let t = 61_000_000_000 + i * 10_000_000;
             f.on_event(&data(t - 21_000_000, FLAG_UPSTREAM_ERROR), 0, t);
         }
         f.global(63_000_000_000, &mut out);
-        assert!(out[2] > 0.8, "error rate {out:?}");
-        assert!(out[4] > 15.0 && out[5] > 5.0, "lag {out:?}");
+        assert!(out[3] > 0.8, "error rate {out:?}");
+        assert!(out[5] > 15.0 && out[6] > 5.0, "lag {out:?}");
     }
 }

@@ -6,9 +6,15 @@
 //! cold and nothing about staging leaks into the features) and takes a snapshot of every
 //! candidate's features each `snapshot_every_ns` (100 ms): the same feature code as online,
 //! through the same engine hooks. A snapshot is labelled positive when the recipient switches
-//! to that candidate within the horizon. The snapshots are split by time: the first
-//! `fit_share` are fitted (Newton/IRLS with L2, positives weighted up to balance the classes
-//! in the loss only when `balance` is set), the rest held out to report the fit.
+//! to that candidate within the horizon. The snapshots are split by time: those before
+//! `fit_share` of the trace, less one horizon (so no fitted label looks past the split), are
+//! fitted by Newton/IRLS with L2; those after the split are held out to report the fit.
+//!
+//! Training replays never stage, so every training switch is cold and its aftermath (a
+//! fetch, a burst of catch-up deliveries) is what the post-switch features learn from; under a
+//! staging policy most switches are seamless instead. The features that matter most before a
+//! switch do not depend on this, but the post-switch ones (switchback) see a slightly
+//! different world in evaluation than in training.
 //!
 //! # Evaluation
 //!
@@ -16,16 +22,19 @@
 //! run, and reports:
 //! - seamless switches, overall and on the switches the trace marks predictable;
 //! - duty cycle (share of time with a candidate staged), mean and peak staged bytes;
-//! - on the 100 ms snapshots, per candidate: precision and recall at the policy's own
-//!   operating point (it staged the candidate) against "a switch to it follows within the
-//!   horizon", PR-AUC (average precision) and the Brier score of its probability;
+//! - on the 100 ms snapshots, per candidate: precision and recall of what the policy actually
+//!   staged (its plan at that moment, every adaptive shift, hold and hysteresis included)
+//!   against "a switch to it follows within the horizon", PR-AUC (average precision) of its
+//!   score and the Brier score of its probability (meaningful only for a calibrated one);
 //! - the engine's delivery check: duplicates, out-of-order, missing (all must be 0).
 
 use super::metrics::{brier, pr_auc, Confusion};
 use super::replay::{replay, Outcome, ReplayConfig, Scored, Snapshot};
 use super::scenario::Trace;
+use crate::engine::EngineError;
 use crate::predict::features::{FEATURE_NAMES, N_FEATURES};
 use crate::predict::model::{Model, ModelMeta};
+use crate::predict::phi::PhiRule;
 use crate::predict::policy::{Predictor, PredictorConfig};
 use crate::predict::train::{column_stats, fit_logistic, Samples, TrainConfig, TrainError};
 
@@ -72,6 +81,8 @@ pub struct Report {
     pub missing: u64,
     /// Events given up for lost by the engine.
     pub lost: u64,
+    /// Records the simulated application had to drop (must be 0).
+    pub push_dropped: u64,
 }
 
 impl Report {
@@ -94,7 +105,7 @@ fn ratio(a: usize, b: usize) -> f64 {
 }
 
 /// Summarises one replay.
-pub fn report(trace: &Trace, name: String, o: &Outcome, staged_threshold: f64) -> Report {
+pub fn report(trace: &Trace, name: String, o: &Outcome) -> Report {
     let predictable = trace.switches.iter().filter(|w| w.predictable).count();
     let seamless_predictable =
         o.switches.iter().filter(|s| s.seamless && trace.switches[s.truth].predictable).count();
@@ -104,8 +115,8 @@ pub fn report(trace: &Trace, name: String, o: &Outcome, staged_threshold: f64) -
     let probs: Vec<f64> = o.snapshots.iter().map(|s| s.prob).collect();
     let labels: Vec<bool> = o.snapshots.iter().map(|s| s.label).collect();
     let mut c = Confusion { tp: 0, fp: 0, tn: 0, fn_: 0 };
-    for (p, &l) in probs.iter().zip(&labels) {
-        match (*p >= staged_threshold, l) {
+    for row in &o.snapshots {
+        match (row.staged, row.label) {
             (true, true) => c.tp += 1,
             (true, false) => c.fp += 1,
             (false, false) => c.tn += 1,
@@ -133,20 +144,37 @@ pub fn report(trace: &Trace, name: String, o: &Outcome, staged_threshold: f64) -
         out_of_order: o.out_of_order,
         missing: o.missing,
         lost: o.stats.lost,
+        push_dropped: o.push_dropped,
     }
 }
 
-/// Replays `trace` with `policy` and summarises; `staged_threshold` is the score at which the
-/// policy stages (its operating point for precision and recall).
+/// Replays `trace` with `policy` and summarises.
 pub fn evaluate<P: Scored + 'static>(
     trace: &Trace,
     name: impl Into<String>,
     policy: P,
-    staged_threshold: f64,
     cfg: &ReplayConfig,
-) -> Report {
-    let o = replay(trace, policy, cfg);
-    report(trace, name.into(), &o, staged_threshold)
+) -> Result<Report, EngineError> {
+    let o = replay(trace, policy, cfg)?;
+    Ok(report(trace, name.into(), &o))
+}
+
+/// The phi rule's thresholds that make the most predictable switches seamless on `trace` at a
+/// duty cycle of at most `max_duty` (ties to lower duty); if none stays under, the lowest
+/// duty. Run it on the training trace, as the predictor's own choices were made there.
+pub fn tune_phi(trace: &Trace, cfg: &ReplayConfig, max_duty: f64) -> Result<(f64, f64), EngineError> {
+    let cfg = ReplayConfig { snapshot_every_ns: 0, ..cfg.clone() };
+    let mut best = (f64::NEG_INFINITY, f64::INFINITY, (8.0, 0.1));
+    for phi in [2.0, 3.0, 5.0, 8.0, 12.0] {
+        for err in [0.02, 0.05, 0.1, 0.2, 0.4] {
+            let r = evaluate(trace, "phi", PhiRule::new(phi, err), &cfg)?;
+            let score = if r.duty_cycle <= max_duty { r.seamless_rate_predictable() } else { -r.duty_cycle };
+            if score > best.0 || (score == best.0 && r.duty_cycle < best.1) {
+                best = (score, r.duty_cycle, (phi, err));
+            }
+        }
+    }
+    Ok(best.2)
 }
 
 /// Training settings.
@@ -198,6 +226,48 @@ pub struct Trained {
     pub iterations: usize,
 }
 
+/// Why training failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EvalError {
+    /// A [`TrainSettings`] value is out of range (named).
+    Settings(&'static str),
+    /// The trace cannot make an engine.
+    Engine(EngineError),
+    /// The fit failed.
+    Train(TrainError),
+}
+
+impl core::fmt::Display for EvalError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EvalError::Settings(what) => write!(f, "training settings: {what}"),
+            EvalError::Engine(e) => write!(f, "replay engine: {e}"),
+            EvalError::Train(e) => write!(f, "fit: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EvalError {}
+
+impl TrainSettings {
+    /// Checks every field's range.
+    pub fn validate(&self) -> Result<(), EvalError> {
+        if self.horizon_ns == 0 {
+            return Err(EvalError::Settings("horizon_ns must be > 0"));
+        }
+        if self.snapshot_every_ns == 0 {
+            return Err(EvalError::Settings("snapshot_every_ns must be > 0"));
+        }
+        if !(self.fit_share > 0.0 && self.fit_share < 1.0) {
+            return Err(EvalError::Settings("fit_share must be in (0, 1)"));
+        }
+        if !(self.clip.is_finite() && self.clip > 0.0) {
+            return Err(EvalError::Settings("clip must be finite and > 0"));
+        }
+        Ok(())
+    }
+}
+
 /// A model that never stages (bias −30, no weights): used to record features for training.
 pub fn silent_model(horizon_ns: u64) -> Model {
     Model {
@@ -212,21 +282,26 @@ pub fn silent_model(horizon_ns: u64) -> Model {
 }
 
 /// Snapshots of the features on `trace`, labelled, recorded with a predictor that never stages.
-pub fn feature_snapshots(trace: &Trace, s: &TrainSettings) -> Vec<Snapshot> {
+pub fn feature_snapshots(trace: &Trace, s: &TrainSettings) -> Result<Vec<Snapshot>, EvalError> {
+    s.validate()?;
     let cfg = ReplayConfig {
         snapshot_every_ns: s.snapshot_every_ns,
         horizon_ns: s.horizon_ns,
         ..Default::default()
     };
-    let p = Predictor::new(trace.recipient_id, silent_model(s.horizon_ns), PredictorConfig::default());
-    replay(trace, p, &cfg).snapshots
+    let p = Predictor::new(trace.recipient_id, silent_model(s.horizon_ns), PredictorConfig::default())
+        .map_err(|_| EvalError::Settings("horizon_ns makes an invalid model"))?;
+    Ok(replay(trace, p, &cfg).map_err(EvalError::Engine)?.snapshots)
 }
 
 /// Trains a model on `trace`.
-pub fn train(trace: &Trace, s: &TrainSettings) -> Result<Trained, TrainError> {
-    let rows = feature_snapshots(trace, s);
+pub fn train(trace: &Trace, s: &TrainSettings) -> Result<Trained, EvalError> {
+    let rows = feature_snapshots(trace, s)?;
     let split_t = (trace.duration_ns as f64 * s.fit_share) as u64;
-    let (fit, held): (Vec<&Snapshot>, Vec<&Snapshot>) = rows.iter().partition(|r| r.t_ns < split_t);
+    // Fitted rows end one horizon before the split: their labels look no further than it.
+    let fit_end = split_t.saturating_sub(s.horizon_ns);
+    let fit: Vec<&Snapshot> = rows.iter().filter(|r| r.t_ns < fit_end).collect();
+    let held: Vec<&Snapshot> = rows.iter().filter(|r| r.t_ns >= split_t).collect();
     let x: Vec<f64> = fit.iter().flat_map(|r| r.features).collect();
     let y: Vec<bool> = fit.iter().map(|r| r.label).collect();
     let (mean, scale) = column_stats(N_FEATURES, &x);
@@ -238,7 +313,8 @@ pub fn train(trace: &Trace, s: &TrainSettings) -> Result<Trained, TrainError> {
         z
     };
     let z: Vec<f64> = fit.iter().flat_map(|r| standardised(&r.features)).collect();
-    let f = fit_logistic(&Samples { dim: N_FEATURES, x: &z, y: &y, w: None }, &s.irls)?;
+    let f = fit_logistic(&Samples { dim: N_FEATURES, x: &z, y: &y, w: None }, &s.irls)
+        .map_err(EvalError::Train)?;
     let mut model = Model {
         horizon_ns: s.horizon_ns,
         mean: [0.0; N_FEATURES],

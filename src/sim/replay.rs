@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use super::scenario::{Trace, TraceRecord, NO_FLIP};
 use crate::clock::ManualClock;
 use crate::engine::{
-    AlwaysStage, ArmingPolicy, Candidate, Engine, EngineConfig, Handler, NeverStage, Notice, StagePlan,
-    Stats, StreamProducer,
+    AlwaysStage, ArmingPolicy, Candidate, Engine, EngineConfig, EngineError, Handler, NeverStage, Notice,
+    StagePlan, Stats, StreamProducer,
 };
 use crate::event::{EventHeader, KIND_DATA};
 use crate::flip::{Flip, MAX_FLIP_LEN};
@@ -82,6 +82,9 @@ pub struct Snapshot {
     pub prob: f64,
     /// The predictor's feature vector (zeros for other policies).
     pub features: [f64; N_FEATURES],
+    /// The policy's plan at that moment staged the candidate: its operating point, with every
+    /// adaptive shift, hold and hysteresis applied.
+    pub staged: bool,
     /// Label: a switch to `stream` follows within the horizon.
     pub label: bool,
 }
@@ -122,6 +125,9 @@ pub struct Outcome {
     pub snapshots: Vec<Snapshot>,
     /// Stalls of the switches that happened, ns.
     pub stalls_ns: Vec<u64>,
+    /// Records the application could not push because the active ring stayed full (must be
+    /// 0: the engine drains it).
+    pub push_dropped: u64,
 }
 
 impl Outcome {
@@ -177,12 +183,37 @@ impl Scored for AlwaysStage {
     }
 }
 
-/// Wraps a policy to take score snapshots on a time cadence.
+/// What the simulated application learns, in the order the engine says it.
+#[derive(Clone, Copy, Debug)]
+enum AppEvent {
+    Subscribe {
+        stream: u32,
+        from_pos: u64,
+    },
+    Unsubscribe {
+        stream: u32,
+    },
+    /// The active stream changed (from the policy hook, which the engine calls before the
+    /// switch's notices).
+    Active {
+        stream: u32,
+    },
+}
+
+type AppLog = Arc<Mutex<Vec<AppEvent>>>;
+
+fn log(l: &AppLog, e: AppEvent) {
+    l.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+}
+
+/// Wraps a policy to take score snapshots on a time cadence and to tell the application
+/// when the active stream changes.
 struct Probed<P> {
     inner: P,
     every_ns: u64,
     next_ns: u64,
     rows: Arc<Mutex<Vec<Snapshot>>>,
+    app: AppLog,
 }
 
 impl<P: Scored> ArmingPolicy for Probed<P> {
@@ -199,6 +230,7 @@ impl<P: Scored> ArmingPolicy for Probed<P> {
         self.inner.gap(stream, missing, now_ns);
     }
     fn switched(&mut self, from: u32, to: u32, now_ns: u64) {
+        log(&self.app, AppEvent::Active { stream: to });
         self.inner.switched(from, to, now_ns);
     }
     fn plan(&mut self, candidates: &[Candidate], window: usize, now_ns: u64, plan: &mut StagePlan) {
@@ -214,6 +246,7 @@ impl<P: Scored> ArmingPolicy for Probed<P> {
                 stream,
                 prob,
                 features: x.copied().unwrap_or([0.0; N_FEATURES]),
+                staged: plan.window_of(stream).is_some(),
                 label: false,
             });
         });
@@ -240,8 +273,7 @@ struct Collect {
     delivered: u64,
     duplicates: u64,
     out_of_order: u64,
-    subscribes: Vec<(u32, u64)>,
-    unsubscribes: Vec<u32>,
+    app: AppLog,
     switched: Vec<(u64, bool, u64)>,
 }
 
@@ -260,8 +292,10 @@ impl Handler for Collect {
     }
     fn notice(&mut self, n: &Notice<'_>) {
         match *n {
-            Notice::Subscribe { stream, from_pos, .. } => self.subscribes.push((stream, from_pos)),
-            Notice::Unsubscribe { stream } => self.unsubscribes.push(stream),
+            Notice::Subscribe { stream, from_pos, .. } => {
+                log(&self.app, AppEvent::Subscribe { stream, from_pos })
+            }
+            Notice::Unsubscribe { stream } => log(&self.app, AppEvent::Unsubscribe { stream }),
             Notice::Switched { flip_id, seamless, stall_ns, .. } => {
                 self.switched.push((flip_id, seamless, stall_ns))
             }
@@ -271,18 +305,29 @@ impl Handler for Collect {
 }
 
 /// Replays `trace` with `policy`. Snapshots (if `cfg.snapshot_every_ns > 0`) are labelled from
-/// the trace's ground truth.
-pub fn replay<P: Scored + 'static>(trace: &Trace, policy: P, cfg: &ReplayConfig) -> Outcome {
+/// the trace's ground truth. Fails only if the trace cannot make an engine (e.g. more than
+/// [`MAX_STREAMS`](crate::engine::MAX_STREAMS) streams).
+pub fn replay<P: Scored + 'static>(
+    trace: &Trace,
+    policy: P,
+    cfg: &ReplayConfig,
+) -> Result<Outcome, EngineError> {
     let rows = Arc::new(Mutex::new(Vec::new()));
+    let app: AppLog = Arc::new(Mutex::new(Vec::new()));
     let name = policy.name();
-    let probed = Probed { inner: policy, every_ns: cfg.snapshot_every_ns, next_ns: 0, rows: rows.clone() };
+    let probed = Probed {
+        inner: policy,
+        every_ns: cfg.snapshot_every_ns,
+        next_ns: 0,
+        rows: rows.clone(),
+        app: app.clone(),
+    };
     let n_streams = trace.streams.len() as u32;
     let mut ecfg = EngineConfig::new(trace.recipient_id, n_streams, cfg.capacity_bytes, MAX_FLIP_LEN);
     ecfg.initial_stream = trace.initial_stream;
     ecfg.staging_budget_bytes = cfg.staging_budget_bytes;
     let clock = ManualClock::at(0);
-    let (mut engine, mut producers) =
-        Engine::with(ecfg, Box::new(probed), Box::new(clock.clone())).expect("a valid replay engine");
+    let (mut engine, mut producers) = Engine::with(ecfg, Box::new(probed), Box::new(clock.clone()))?;
     let mut feeds: Vec<Feed> = (0..trace.streams.len())
         .map(|s| Feed {
             cursor: 0,
@@ -298,10 +343,12 @@ pub fn replay<P: Scored + 'static>(trace: &Trace, policy: P, cfg: &ReplayConfig)
         delivered: 0,
         duplicates: 0,
         out_of_order: 0,
-        subscribes: Vec::new(),
-        unsubscribes: Vec::new(),
+        app: app.clone(),
         switched: Vec::new(),
     };
+    let mut active = trace.initial_stream;
+    let mut push_dropped = 0u64;
+    let mut pending = Vec::new();
     let mut staged_byte_ns = 0f64;
     let mut last_t = 0u64;
     let mut switched = Vec::new();
@@ -325,25 +372,40 @@ pub fn replay<P: Scored + 'static>(trace: &Trace, policy: P, cfg: &ReplayConfig)
         clock.set(t);
         staged_byte_ns += engine.stats().staged_bytes as f64 * t.saturating_sub(last_t) as f64;
         last_t = t;
-        deliver_one(trace, s, &mut feeds[s], &mut producers[s], &mut engine, &mut h);
-        drain(&mut engine, &mut h);
-        // The application's side of the notices.
-        for (stream, from_pos) in h.subscribes.drain(..) {
-            let i = stream as usize;
-            if stream == engine.active_stream() {
-                let frontier = engine.tracker().last(0).unwrap_or(0);
-                start_fetch(&trace.streams[i], &mut feeds[i], from_pos, frontier, t, t + cfg.fetch_delay_ns);
-            } else {
-                let f = &mut feeds[i];
-                let from = t + cfg.subscribe_delay_ns;
-                f.cursor = trace.streams[i].partition_point(|r| r.arrival_ns < from);
-                f.subscribed = true;
-                f.not_before_ns = from;
-                f.fetching = false;
-            }
+        if !deliver_one(trace, s, &mut feeds[s], &mut producers[s], &mut engine, &mut h) {
+            push_dropped += 1;
         }
-        for stream in h.unsubscribes.drain(..) {
-            feeds[stream as usize].subscribed = false;
+        drain(&mut engine, &mut h);
+        // The application's side of the notices, in the engine's order.
+        pending.append(&mut app.lock().unwrap_or_else(|e| e.into_inner()));
+        for e in pending.drain(..) {
+            match e {
+                AppEvent::Active { stream } => active = stream,
+                AppEvent::Unsubscribe { stream } => feeds[stream as usize].subscribed = false,
+                AppEvent::Subscribe { stream, from_pos } if stream == active => {
+                    // A cold switch or a re-read: fetch from the archive.
+                    let i = stream as usize;
+                    let frontier = engine.tracker().last(0).unwrap_or(0);
+                    start_fetch(
+                        &trace.streams[i],
+                        &mut feeds[i],
+                        from_pos,
+                        frontier,
+                        t,
+                        t + cfg.fetch_delay_ns,
+                    );
+                }
+                AppEvent::Subscribe { stream, .. } => {
+                    // Staging a candidate: live, after the subscription latency.
+                    let i = stream as usize;
+                    let f = &mut feeds[i];
+                    let from = t + cfg.subscribe_delay_ns;
+                    f.cursor = trace.streams[i].partition_point(|r| r.arrival_ns < from);
+                    f.subscribed = true;
+                    f.not_before_ns = from;
+                    f.fetching = false;
+                }
+            }
         }
         switched.append(&mut h.switched);
     }
@@ -361,9 +423,9 @@ pub fn replay<P: Scored + 'static>(trace: &Trace, policy: P, cfg: &ReplayConfig)
     drop(engine);
     let mut snapshots = std::mem::take(&mut *rows.lock().unwrap_or_else(|e| e.into_inner()));
     for row in &mut snapshots {
-        row.label = trace.switch_within(row.t_ns, cfg.horizon_ns).is_some_and(|w| w.to == row.stream);
+        row.label = switch_to_within(trace, row.t_ns, cfg.horizon_ns, row.stream);
     }
-    Outcome {
+    Ok(Outcome {
         policy: name,
         stats,
         switches: outcomes,
@@ -374,7 +436,18 @@ pub fn replay<P: Scored + 'static>(trace: &Trace, policy: P, cfg: &ReplayConfig)
         mean_staged_bytes: if last_t > 0 { staged_byte_ns / last_t as f64 } else { 0.0 },
         snapshots,
         stalls_ns: stalls,
-    }
+        push_dropped,
+    })
+}
+
+/// True when the recipient switches to `stream` in `(t_ns, t_ns + horizon_ns]` (any switch, not
+/// only the first: a switch and its switchback may both fall in one horizon).
+pub fn switch_to_within(trace: &Trace, t_ns: u64, horizon_ns: u64, stream: u32) -> bool {
+    let first = trace.switches.partition_point(|w| w.at_ns <= t_ns);
+    trace.switches[first..]
+        .iter()
+        .take_while(|w| w.at_ns <= t_ns.saturating_add(horizon_ns))
+        .any(|w| w.to == stream)
 }
 
 /// When the feed's next record (or owed dropped event) becomes available.
@@ -392,7 +465,7 @@ fn deliver_one(
     p: &mut StreamProducer,
     engine: &mut Engine,
     h: &mut Collect,
-) {
+) -> bool {
     let records = &trace.streams[s];
     let r = records[f.cursor];
     if f.fetching && r.arrival_ns > f.live_after_ns {
@@ -410,8 +483,7 @@ fn deliver_one(
             header.pos = prev_pos * POS_SCALE + (owed - base);
             header.flags = 0;
             f.fetch_seq = owed + 1;
-            push(p, engine, h, &header, &[]);
-            return;
+            return push(p, engine, h, &header, &[]);
         }
     }
     let mut header = r.header;
@@ -421,7 +493,7 @@ fn deliver_one(
     }
     f.cursor += 1;
     let payload: &[u8] = if r.flip == NO_FLIP { &[] } else { &trace.flips[r.flip as usize] };
-    push(p, engine, h, &header, payload);
+    push(p, engine, h, &header, payload)
 }
 
 /// Seq of the last data record before `cursor` (0 if none). Data records are dense, so the
@@ -445,18 +517,26 @@ fn first_after(records: &[TraceRecord], frontier: u64) -> usize {
     lo
 }
 
-fn push(p: &mut StreamProducer, engine: &mut Engine, h: &mut Collect, header: &EventHeader, payload: &[u8]) {
-    loop {
+/// Pushes one record; false if the active ring stayed full through many polls (counted by the
+/// caller, never silently dropped).
+fn push(
+    p: &mut StreamProducer,
+    engine: &mut Engine,
+    h: &mut Collect,
+    header: &EventHeader,
+    payload: &[u8],
+) -> bool {
+    for _ in 0..1024 {
         match p.push(header, payload) {
+            // Only the active ring blocks: let the engine drain it. A poll may consume without
+            // delivering (duplicates, a re-read's skips), so retry whatever it returns.
             Err(PushError::Full) => {
-                // Only the active ring blocks: let the engine drain it.
-                if engine.poll(1024, h) == 0 {
-                    return; // cannot drain (not the active ring any more): drop, as upstream would
-                }
+                engine.poll(1024, h);
             }
-            _ => return, // stored, shed by a staged ring, or refused by an idle one
+            _ => return true, // stored, shed by a staged ring, or refused by an idle one
         }
     }
+    false
 }
 
 fn drain(engine: &mut Engine, h: &mut Collect) {

@@ -262,15 +262,22 @@ impl Default for ScenarioParams {
 }
 
 impl ScenarioParams {
-    /// The training scenario: defaults, seed `0x7261696e` ("rain"), 1800 s.
+    /// The training scenario: defaults, seed `0x7261696e` ("rain"), 3600 s.
     pub fn train() -> Self {
         ScenarioParams { seed: 0x7261_696e, duration_ns: 3600 * SEC, ..ScenarioParams::default() }
     }
 
-    /// The evaluation scenario: defaults, seed `0x74657374` ("test"), 1800 s; a different trace
-    /// from [`train`](ScenarioParams::train).
-    pub fn test() -> Self {
+    /// The development scenario: defaults, seed `0x74657374` ("test"), 1800 s. The predictor's
+    /// features and settings were developed looking at this trace, so it is not held out: it
+    /// was the first test trace, and became the validation trace when that was noticed.
+    pub fn validation() -> Self {
         ScenarioParams { seed: 0x7465_7374, ..ScenarioParams::default() }
+    }
+
+    /// The held-out evaluation scenario: defaults, seed `0x66696e61` ("fina"), 1800 s. Nothing
+    /// was tuned on it; reports quote it.
+    pub fn test() -> Self {
+        ScenarioParams { seed: 0x6669_6e61, ..ScenarioParams::default() }
     }
 
     /// A short scenario for tests: defaults but 120 s, and incidents every 8 s on average (so a
