@@ -26,7 +26,7 @@ cargo test --all-targets --locked
 step "doc tests (including the compile-fail Send/!Sync pins)"
 cargo test --doc --locked
 
-step "predictor, release: the shipped model is what the tool trains; issue 4's goals on the test trace"
+step "predictor, release: the shipped model is what the tool trains; held-out results against the phi rule"
 cargo test --release --locked --test predictor -- --ignored
 
 if [[ "${SKIP_LOOM:-0}" != 1 ]]; then
