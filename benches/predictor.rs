@@ -12,6 +12,9 @@
 //! - `poll64_never` / `poll64_predictor`: single-threaded, 64 events pushed and delivered by
 //!   `Engine::poll(64)` with `NeverStage` and with the predictor: the difference is the
 //!   predictor's cost per event in place (observe per event, plan per poll).
+//! - `replay_small_trace`: a generated 120 s scenario (`ScenarioParams::small(1)`) replayed
+//!   through a real engine with the predictor, per trace record: what training and evaluation
+//!   runs cost (one poll per arrival, the simulated application around it).
 
 use std::hint::black_box;
 
@@ -23,6 +26,8 @@ use harmonizer::engine::{
 use harmonizer::event::{EventHeader, FLAG_UPSTREAM_ERROR, KIND_DATA};
 use harmonizer::predict::{Predictor, PredictorConfig, Preset};
 use harmonizer::ring::Record;
+use harmonizer::sim::replay::{replay, ReplayConfig};
+use harmonizer::sim::scenario::{generate, ScenarioParams};
 
 fn header(seq: u64) -> EventHeader {
     let flags = if seq % 97 == 0 { FLAG_UPSTREAM_ERROR } else { 0 };
@@ -135,6 +140,20 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(64));
     poll64(&mut g, "poll64_never", Box::new(NeverStage));
     poll64(&mut g, "poll64_predictor", Box::new(predictor()));
+    let trace = generate(&ScenarioParams::small(1)).expect("a valid scenario");
+    let cfg = ReplayConfig { snapshot_every_ns: 0, ..Default::default() };
+    g.throughput(Throughput::Elements(trace.records() as u64));
+    g.sample_size(10);
+    g.bench_function("replay_small_trace", |b| {
+        b.iter(|| {
+            let p = Predictor::with_default_model(
+                trace.recipient_id,
+                PredictorConfig::preset(Preset::Aggressive),
+            )
+            .expect("valid preset");
+            black_box(replay(&trace, p, &cfg).expect("a valid engine").delivered)
+        })
+    });
     g.finish();
 }
 
