@@ -29,9 +29,9 @@ pub struct EventHeader {
     pub ts_ns: u64,
     /// Dense origin index, `< max_origins`.
     pub origin: u32,
-    /// [`KIND_DATA`], [`KIND_FLIP`] or [`KIND_HEARTBEAT`].
+    /// [`KIND_DATA`], [`KIND_FLIP`] or [`KIND_HEARTBEAT`] (`HZ_KIND_*` in C).
     pub kind: u16,
-    /// Bit set; see [`FLAG_UPSTREAM_ERROR`].
+    /// Bit set; see [`FLAG_UPSTREAM_ERROR`] (`HZ_FLAG_UPSTREAM_ERROR` in C).
     pub flags: u16,
 }
 

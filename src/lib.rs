@@ -10,6 +10,7 @@
 //! - [`engine`]: the harmonization engine: poll loop, flips, switching, staging, notices.
 //! - [`clock`]: the engine's time source (monotonic, or virtual for simulation and tests).
 //! - [`event`]: the fixed `repr(C)` event header shared with C.
+//! - [`ffi`]: the C API (`hz_*`), generated into `include/harmonizer.h`.
 //! - [`flip`]: the flip record (encode, decode with precise rejections) and the cohort rule.
 //! - [`predict`]: the switch predictor: per-event features, the logistic model, the arming
 //!   policy built on it, and training.
@@ -28,6 +29,7 @@ pub mod clock;
 mod crc32c;
 pub mod engine;
 pub mod event;
+pub mod ffi;
 pub mod flip;
 pub mod predict;
 pub mod ring;

@@ -1,0 +1,506 @@
+//! `hz_engine`: the consumer side: poll with callbacks, notices, statistics, model loading.
+
+use std::ffi::{c_char, c_void, CStr};
+
+use super::config::*;
+use super::producer::hz_producer;
+use super::{bytes, guard, LastError};
+use super::{
+    HZ_ERR_CONFIG, HZ_ERR_INVALID, HZ_ERR_IO, HZ_ERR_MODEL, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_ERR_STATE, HZ_OK,
+};
+use crate::clock::MonotonicClock;
+use crate::engine::{
+    AlwaysStage, ArmingPolicy, BadEventReason, Engine, Handler, ManualStage, NeverStage, Notice,
+    RejectReason, StreamProducer,
+};
+use crate::event::EventHeader;
+use crate::predict::policy::{Predictor, PredictorConfig, Preset};
+use crate::predict::Model;
+use crate::ring::Record;
+
+/// The engine: one recipient's consumer of every stream. Opaque.
+#[allow(non_camel_case_types)]
+pub struct hz_engine {
+    engine: Engine,
+    producers: Vec<Option<StreamProducer>>,
+    /// Stream id of each producer slot.
+    ids: Vec<u32>,
+    err: LastError,
+}
+
+/// Notice kind: start (or restart) feeding `stream` from `from_pos` (0: your choice, e.g. live);
+/// `locator`/`locator_len` come from the flip that named the stream.
+pub const HZ_NOTICE_SUBSCRIBE: u32 = 1;
+/// Notice kind: stop feeding `stream`.
+pub const HZ_NOTICE_UNSUBSCRIBE: u32 = 2;
+/// Notice kind: the active stream changed from `stream` to `to_stream` (flip `flip_id`);
+/// `seamless` and `stall_ns` say how it went. Comes right before the first event from it.
+pub const HZ_NOTICE_SWITCHED: u32 = 3;
+/// Notice kind: seqs `from_seq..=to_seq` of `origin` are missing on `stream`.
+pub const HZ_NOTICE_GAP: u32 = 4;
+/// Notice kind: seqs `from_seq..=to_seq` of `origin` are given up for lost.
+pub const HZ_NOTICE_LOST: u32 = 5;
+/// Notice kind: the flip at `pos` on `stream` was not applied; `reason` says why.
+pub const HZ_NOTICE_FLIP_REJECTED: u32 = 6;
+/// Notice kind: the event (`origin`, `seq`) at `pos` on `stream` cannot be tracked.
+pub const HZ_NOTICE_BAD_EVENT: u32 = 7;
+
+/// Flip rejection: the record is malformed.
+pub const HZ_REJECT_MALFORMED: u32 = 1;
+/// Flip rejection: it names a stream this engine does not have.
+pub const HZ_REJECT_UNKNOWN_STREAM: u32 = 2;
+/// Flip rejection: it switches to the stream already active.
+pub const HZ_REJECT_ALREADY_ACTIVE: u32 = 3;
+/// Flip rejection: a switchback with no earlier stream.
+pub const HZ_REJECT_NO_PREVIOUS: u32 = 4;
+/// Bad event: its origin is not below `max_origins`.
+pub const HZ_BAD_EVENT_UNKNOWN_ORIGIN: u32 = 1;
+
+/// A notice, as a tagged struct: `kind` says which fields mean something (see the
+/// `HZ_NOTICE_*` constants); the others are 0. `locator` borrows engine or ring memory and is
+/// valid during the callback only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)]
+pub struct hz_notice {
+    /// `HZ_NOTICE_*`.
+    pub kind: u32,
+    /// The stream concerned (for `SWITCHED`, the one switched from).
+    pub stream: u32,
+    /// `SWITCHED`: the stream switched to.
+    pub to_stream: u32,
+    /// `GAP`, `LOST`, `BAD_EVENT`: the origin.
+    pub origin: u32,
+    /// `SWITCHED`: 1 when seamless.
+    pub seamless: u32,
+    /// `FLIP_REJECTED`: `HZ_REJECT_*`; `BAD_EVENT`: `HZ_BAD_EVENT_*`.
+    pub reason: u32,
+    /// `SWITCHED`: the flip's id.
+    pub flip_id: u64,
+    /// `FLIP_REJECTED`, `BAD_EVENT`: the record's position.
+    pub pos: u64,
+    /// `SUBSCRIBE`: where to read from (0: your choice).
+    pub from_pos: u64,
+    /// `GAP`, `LOST`: first missing seq; `BAD_EVENT`: the event's seq.
+    pub from_seq: u64,
+    /// `GAP`, `LOST`: last missing seq.
+    pub to_seq: u64,
+    /// `SWITCHED`: clock ns from the cut-over to the first event of the new stream.
+    pub stall_ns: u64,
+    /// `SUBSCRIBE`: the locator bytes (may be NULL when `locator_len` is 0).
+    pub locator: *const u8,
+    /// `SUBSCRIBE`: locator length.
+    pub locator_len: usize,
+}
+
+/// Engine statistics (totals since creation), as `hz_engine_stats` fills them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(non_camel_case_types)]
+pub struct hz_stats {
+    /// Events delivered.
+    pub delivered: u64,
+    /// Events dropped as already delivered.
+    pub duplicates_dropped: u64,
+    /// Events delivered from a staged candidate to fill a gap.
+    pub gap_filled: u64,
+    /// Gaps reported.
+    pub gaps: u64,
+    /// Events given up for lost.
+    pub lost: u64,
+    /// Re-reads asked for.
+    pub rereads: u64,
+    /// Events skipped while waiting for a re-read.
+    pub skipped_for_reread: u64,
+    /// Events dropped as before a switch's resume position.
+    pub before_resume_pos: u64,
+    /// Flips applied.
+    pub flips_applied: u64,
+    /// Flips for other recipients.
+    pub flips_ignored: u64,
+    /// Flips seen again.
+    pub flips_repeated: u64,
+    /// Flips dropped as behind the delivery frontier.
+    pub flips_stale: u64,
+    /// Flips rejected.
+    pub flips_rejected: u64,
+    /// Events that could not be tracked.
+    pub bad_events: u64,
+    /// Events of unknown kinds (delivered as data).
+    pub unknown_kinds: u64,
+    /// Seamless switches.
+    pub switches_seamless: u64,
+    /// Other switches.
+    pub switches_cold: u64,
+    /// Stall of the last switch, ns.
+    pub stall_last_ns: u64,
+    /// Largest stall, ns.
+    pub stall_max_ns: u64,
+    /// Sum of stalls, ns.
+    pub stall_total_ns: u64,
+    /// Staged window bytes now.
+    pub staged_bytes: u64,
+    /// Largest staged bytes seen.
+    pub peak_staged_bytes: u64,
+    /// Clock ns with a candidate staged.
+    pub staged_ns: u64,
+    /// Clock ns observed.
+    pub observed_ns: u64,
+    /// Calls on this engine that returned an error (bad input counted).
+    pub api_errors: u64,
+}
+
+/// Called once per delivered event with the stream, the header and the payload (borrowed from
+/// ring memory: valid during the call only).
+#[allow(non_camel_case_types)]
+pub type hz_event_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        stream: u32,
+        header: *const EventHeader,
+        payload: *const u8,
+        payload_len: usize,
+    ),
+>;
+
+/// Called once per notice, in order with the events (the notice is valid during the call only).
+#[allow(non_camel_case_types)]
+pub type hz_notice_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, notice: *const hz_notice)>;
+
+/// Builds an engine from `config` (which stays owned by the caller and may be freed after).
+///
+/// Ownership: on `HZ_OK`, `*out` is a new engine, freed with `hz_engine_free`. Its producers are
+/// taken with `hz_engine_take_producer`. Errors: `HZ_ERR_NULL`; `HZ_ERR_CONFIG` with the reason
+/// in `hz_config_last_error(config)` (capacity, payload limit, initial stream...). Any thread;
+/// the engine is then used from one thread at a time.
+#[no_mangle]
+pub extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a live configuration, used by this thread only during the call.
+        let Some(c) = (unsafe { config.as_mut() }) else { return HZ_ERR_NULL };
+        if out.is_null() {
+            return c.err.set(HZ_ERR_NULL, "out is NULL");
+        }
+        let recipient = c.cfg.recipient_id;
+        let policy: Box<dyn ArmingPolicy> = match c.policy {
+            HZ_POLICY_NEVER => Box::new(NeverStage),
+            HZ_POLICY_ALWAYS => Box::new(AlwaysStage),
+            HZ_POLICY_PREDICTOR => {
+                let preset = match c.preset {
+                    HZ_PRESET_BALANCED => Preset::Balanced,
+                    HZ_PRESET_AGGRESSIVE => Preset::Aggressive,
+                    _ => Preset::Conservative,
+                };
+                match Predictor::with_default_model(recipient, PredictorConfig::preset(preset)) {
+                    Ok(p) => Box::new(p),
+                    Err(e) => return c.err.set(HZ_ERR_CONFIG, e.to_string()),
+                }
+            }
+            _ => Box::new(ManualStage),
+        };
+        match Engine::with(c.cfg.clone(), policy, Box::new(MonotonicClock::new())) {
+            Ok((engine, producers)) => {
+                let ids = producers.iter().map(StreamProducer::stream).collect();
+                let producers = producers.into_iter().map(Some).collect();
+                let e = hz_engine { engine, producers, ids, err: LastError::default() };
+                // SAFETY: `out` is non-null and writable per contract.
+                unsafe { *out = Box::into_raw(Box::new(e)) };
+                HZ_OK
+            }
+            Err(e) => c.err.set(HZ_ERR_CONFIG, e.to_string()),
+        }
+    })
+}
+
+/// Frees an engine. NULL is a no-op. Producers already taken stay valid (their pushes report
+/// `HZ_ERR_NOT_SUBSCRIBED` or fill their ring) and are freed separately. Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_free(engine: *mut hz_engine) {
+    guard((), || {
+        if !engine.is_null() {
+            // SAFETY: made by `hz_engine_new` and not freed before, per contract.
+            drop(unsafe { Box::from_raw(engine) });
+        }
+    })
+}
+
+fn with(engine: *mut hz_engine, f: impl FnOnce(&mut hz_engine) -> u32) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a live engine used by one thread at a time, per contract.
+        match unsafe { engine.as_mut() } {
+            Some(e) => f(e),
+            None => HZ_ERR_NULL,
+        }
+    })
+}
+
+/// Takes the producer of stream `stream` (an id `0..streams`), to be moved to the thread that
+/// receives that stream. Each producer can be taken once.
+///
+/// Ownership: on `HZ_OK`, `*out` is the caller's, freed with `hz_producer_free`. Errors:
+/// `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream), `HZ_ERR_STATE` (already taken). Poll
+/// thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_take_producer(
+    engine: *mut hz_engine,
+    stream: u32,
+    out: *mut *mut hz_producer,
+) -> u32 {
+    with(engine, |e| {
+        if out.is_null() {
+            return e.err.set(HZ_ERR_NULL, "out is NULL");
+        }
+        let Some(i) = e.ids.iter().position(|&id| id == stream) else {
+            return e.err.set(HZ_ERR_INVALID, format!("no stream {stream}"));
+        };
+        let Some(p) = e.producers[i].take() else {
+            return e.err.set(HZ_ERR_STATE, format!("the producer of stream {stream} was already taken"));
+        };
+        // SAFETY: `out` is non-null and writable per contract.
+        unsafe { *out = Box::into_raw(Box::new(hz_producer::new(p))) };
+        HZ_OK
+    })
+}
+
+struct CHandler {
+    on_event: unsafe extern "C" fn(*mut c_void, u32, *const EventHeader, *const u8, usize),
+    on_notice: hz_notice_fn,
+    user: *mut c_void,
+}
+
+impl Handler for CHandler {
+    fn event(&mut self, stream: u32, r: &Record<'_>) {
+        // SAFETY: the caller's callback, with pointers valid for the call.
+        unsafe { (self.on_event)(self.user, stream, r.header, r.payload.as_ptr(), r.payload.len()) }
+    }
+    fn notice(&mut self, n: &Notice<'_>) {
+        let Some(f) = self.on_notice else { return };
+        let c = to_c(n);
+        // SAFETY: the caller's callback, with a notice valid for the call.
+        unsafe { f(self.user, &c) }
+    }
+}
+
+fn to_c(n: &Notice<'_>) -> hz_notice {
+    let mut c = hz_notice {
+        kind: 0,
+        stream: 0,
+        to_stream: 0,
+        origin: 0,
+        seamless: 0,
+        reason: 0,
+        flip_id: 0,
+        pos: 0,
+        from_pos: 0,
+        from_seq: 0,
+        to_seq: 0,
+        stall_ns: 0,
+        locator: core::ptr::null(),
+        locator_len: 0,
+    };
+    match *n {
+        Notice::Subscribe { stream, locator, from_pos } => {
+            (c.kind, c.stream, c.from_pos) = (HZ_NOTICE_SUBSCRIBE, stream, from_pos);
+            (c.locator, c.locator_len) = (locator.as_ptr(), locator.len());
+        }
+        Notice::Unsubscribe { stream } => (c.kind, c.stream) = (HZ_NOTICE_UNSUBSCRIBE, stream),
+        Notice::Switched { from, to, flip_id, seamless, stall_ns } => {
+            (c.kind, c.stream, c.to_stream, c.flip_id) = (HZ_NOTICE_SWITCHED, from, to, flip_id);
+            (c.seamless, c.stall_ns) = (u32::from(seamless), stall_ns);
+        }
+        Notice::Gap { stream, origin, from_seq, to_seq } => {
+            (c.kind, c.stream, c.origin, c.from_seq, c.to_seq) =
+                (HZ_NOTICE_GAP, stream, origin, from_seq, to_seq);
+        }
+        Notice::Lost { origin, from_seq, to_seq } => {
+            (c.kind, c.origin, c.from_seq, c.to_seq) = (HZ_NOTICE_LOST, origin, from_seq, to_seq);
+        }
+        Notice::FlipRejected { stream, pos, reason } => {
+            (c.kind, c.stream, c.pos) = (HZ_NOTICE_FLIP_REJECTED, stream, pos);
+            c.reason = match reason {
+                RejectReason::Malformed(_) => HZ_REJECT_MALFORMED,
+                RejectReason::UnknownStream(_) => HZ_REJECT_UNKNOWN_STREAM,
+                RejectReason::AlreadyActive(_) => HZ_REJECT_ALREADY_ACTIVE,
+                RejectReason::NoPreviousStream => HZ_REJECT_NO_PREVIOUS,
+            };
+        }
+        Notice::BadEvent { stream, pos, origin, seq, reason } => {
+            (c.kind, c.stream, c.pos, c.origin, c.from_seq) = (HZ_NOTICE_BAD_EVENT, stream, pos, origin, seq);
+            c.reason = match reason {
+                BadEventReason::UnknownOrigin => HZ_BAD_EVENT_UNKNOWN_ORIGIN,
+            };
+        }
+    }
+    c
+}
+
+/// Delivers up to `max` events to `on_event`, with the notices between them to `on_notice`
+/// (which may be NULL to ignore notices: then `SUBSCRIBE` requests go unseen), both called with
+/// `user_data`. On `HZ_OK`, `*delivered` (if not NULL) is the number of events delivered.
+/// Allocation-free. Errors: `HZ_ERR_NULL` (`engine`, `on_event`). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_poll(
+    engine: *mut hz_engine,
+    max: usize,
+    on_event: hz_event_fn,
+    on_notice: hz_notice_fn,
+    user_data: *mut c_void,
+    delivered: *mut usize,
+) -> u32 {
+    with(engine, |e| {
+        let Some(on_event) = on_event else { return e.err.set(HZ_ERR_NULL, "on_event is NULL") };
+        let mut h = CHandler { on_event, on_notice, user: user_data };
+        let n = e.engine.poll(max, &mut h);
+        if !delivered.is_null() {
+            // SAFETY: non-null and writable per contract.
+            unsafe { *delivered = n };
+        }
+        HZ_OK
+    })
+}
+
+/// Fills `*out` with the engine's statistics. Errors: `HZ_ERR_NULL`. Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a live engine.
+        let Some(e) = (unsafe { engine.as_ref() }) else { return HZ_ERR_NULL };
+        if out.is_null() {
+            return HZ_ERR_NULL;
+        }
+        let s = e.engine.stats();
+        let c = hz_stats {
+            delivered: s.delivered,
+            duplicates_dropped: s.duplicates_dropped,
+            gap_filled: s.gap_filled,
+            gaps: s.gaps,
+            lost: s.lost,
+            rereads: s.rereads,
+            skipped_for_reread: s.skipped_for_reread,
+            before_resume_pos: s.before_resume_pos,
+            flips_applied: s.flips_applied,
+            flips_ignored: s.flips_ignored,
+            flips_repeated: s.flips_repeated,
+            flips_stale: s.flips_stale,
+            flips_rejected: s.flips_rejected,
+            bad_events: s.bad_events,
+            unknown_kinds: s.unknown_kinds,
+            switches_seamless: s.switches_seamless,
+            switches_cold: s.switches_cold,
+            stall_last_ns: s.stall_last_ns,
+            stall_max_ns: s.stall_max_ns,
+            stall_total_ns: s.stall_total_ns,
+            staged_bytes: s.staged_bytes,
+            peak_staged_bytes: s.peak_staged_bytes,
+            staged_ns: s.staged_ns,
+            observed_ns: s.observed_ns,
+            api_errors: e.err.count(),
+        };
+        // SAFETY: non-null and writable per contract.
+        unsafe { *out = c };
+        HZ_OK
+    })
+}
+
+/// Writes the active stream's id to `*out`. Errors: `HZ_ERR_NULL`. Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_active_stream(engine: *const hz_engine, out: *mut u32) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a live engine.
+        let Some(e) = (unsafe { engine.as_ref() }) else { return HZ_ERR_NULL };
+        if out.is_null() {
+            return HZ_ERR_NULL;
+        }
+        // SAFETY: non-null and writable per contract.
+        unsafe { *out = e.engine.active_stream() };
+        HZ_OK
+    })
+}
+
+/// Asks for `stream` to be staged (`hz_engine_disarm` withdraws it): every policy honours it.
+/// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_arm(engine: *mut hz_engine, stream: u32) -> u32 {
+    with(engine, |e| {
+        if e.engine.arm(stream) {
+            HZ_OK
+        } else {
+            e.err.set(HZ_ERR_INVALID, format!("no stream {stream}"))
+        }
+    })
+}
+
+/// Withdraws `hz_engine_arm`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll
+/// thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_disarm(engine: *mut hz_engine, stream: u32) -> u32 {
+    with(engine, |e| {
+        if e.engine.disarm(stream) {
+            HZ_OK
+        } else {
+            e.err.set(HZ_ERR_INVALID, format!("no stream {stream}"))
+        }
+    })
+}
+
+fn install(e: &mut hz_engine, text: Result<&str, String>) -> u32 {
+    let text = match text {
+        Ok(t) => t,
+        Err(m) => return e.err.set(HZ_ERR_IO, m),
+    };
+    let Some(p) = e.engine.policy_mut::<Predictor>() else {
+        return e.err.set(HZ_ERR_STATE, "the engine's policy is not the predictor (HZ_POLICY_PREDICTOR)");
+    };
+    match Model::from_json(text) {
+        Ok(m) => match p.set_model(m) {
+            Ok(()) => HZ_OK,
+            Err(err) => e.err.set(HZ_ERR_MODEL, err.to_string()),
+        },
+        Err(err) => e.err.set(HZ_ERR_MODEL, err.to_string()),
+    }
+}
+
+/// Loads a predictor model (the JSON model file, `len` bytes at `json`) into the engine's
+/// predictor. On any error the previous model stays. Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (the
+/// policy is not the predictor), `HZ_ERR_MODEL` (the reason in the last error). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_load_model(engine: *mut hz_engine, json: *const u8, len: usize) -> u32 {
+    with(engine, |e| {
+        // SAFETY: `json` points to `len` readable bytes per contract (NULL only with 0).
+        let Some(b) = (unsafe { bytes(json, len) }) else { return e.err.set(HZ_ERR_NULL, "json is NULL") };
+        match std::str::from_utf8(b) {
+            Ok(t) => install(e, Ok(t)),
+            Err(err) => e.err.set(HZ_ERR_MODEL, format!("model is not UTF-8 (byte {})", err.valid_up_to())),
+        }
+    })
+}
+
+/// Loads a predictor model from the file at `path` (NUL-terminated). As `hz_engine_load_model`,
+/// plus `HZ_ERR_IO` when the file cannot be read.
+#[no_mangle]
+pub extern "C" fn hz_engine_load_model_file(engine: *mut hz_engine, path: *const c_char) -> u32 {
+    with(engine, |e| {
+        if path.is_null() {
+            return e.err.set(HZ_ERR_NULL, "path is NULL");
+        }
+        // SAFETY: a NUL-terminated string per contract.
+        let p = unsafe { CStr::from_ptr(path) }.to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&p).map_err(|err| format!("{p}: {err}"));
+        match text {
+            Ok(t) => install(e, Ok(&t)),
+            Err(m) => install(e, Err(m)),
+        }
+    })
+}
+
+/// The engine's last error message (`""` if none). Valid until the next call on this engine; do
+/// not free. NULL gives `""`.
+#[no_mangle]
+pub extern "C" fn hz_engine_last_error(engine: *const hz_engine) -> *const c_char {
+    guard(c"".as_ptr(), || {
+        // SAFETY: NULL or a live engine.
+        unsafe { engine.as_ref() }.map_or(c"".as_ptr(), |e| e.err.as_ptr())
+    })
+}
+
+const _: () = assert!(HZ_ERR_CONFIG != HZ_ERR_INVALID);

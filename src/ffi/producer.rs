@@ -1,0 +1,177 @@
+//! `hz_producer`: the feed side of one stream.
+
+use std::ffi::c_char;
+
+use super::{bytes, guard, LastError};
+use super::{
+    HZ_ERR_FULL, HZ_ERR_NOT_SUBSCRIBED, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_ERR_SHED, HZ_ERR_TOO_LARGE, HZ_OK,
+};
+use crate::engine::StreamProducer;
+use crate::event::EventHeader;
+use crate::ring::PushError;
+
+/// The producer of one stream. Opaque. Used by one thread at a time.
+#[allow(non_camel_case_types)]
+pub struct hz_producer {
+    p: StreamProducer,
+    err: LastError,
+}
+
+impl hz_producer {
+    pub(crate) fn new(p: StreamProducer) -> Self {
+        hz_producer { p, err: LastError::default() }
+    }
+}
+
+fn status(e: &mut LastError, r: Result<(), PushError>) -> u32 {
+    match r {
+        Ok(()) => HZ_OK,
+        Err(PushError::Full) => HZ_ERR_FULL, // backpressure, not bad input: not counted
+        Err(PushError::NotSubscribed) => HZ_ERR_NOT_SUBSCRIBED,
+        Err(PushError::Shed) => HZ_ERR_SHED,
+        Err(err @ PushError::TooLarge { .. }) => e.set(HZ_ERR_TOO_LARGE, err.to_string()),
+    }
+}
+
+/// Frees a producer. NULL is a no-op. Its thread.
+#[no_mangle]
+pub extern "C" fn hz_producer_free(producer: *mut hz_producer) {
+    guard((), || {
+        if !producer.is_null() {
+            // SAFETY: made by `hz_engine_take_producer`, not freed before, per contract.
+            drop(unsafe { Box::from_raw(producer) });
+        }
+    })
+}
+
+/// Pushes one event: `header` is copied, then `payload_len` bytes from `payload` (NULL allowed
+/// when 0). The ring's role decides what happens: active, stored (or `HZ_ERR_FULL`: retry after
+/// the engine polls); staged, stored, the oldest evicted if needed (`HZ_ERR_SHED` if it could
+/// not); idle, discarded (`HZ_ERR_NOT_SUBSCRIBED`). Errors: `HZ_ERR_NULL`, `HZ_ERR_TOO_LARGE`
+/// (`payload_len` above `max_payload`: nothing written). The producer's thread.
+#[no_mangle]
+pub extern "C" fn hz_producer_push(
+    producer: *mut hz_producer,
+    header: *const EventHeader,
+    payload: *const u8,
+    payload_len: usize,
+) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a live producer used by one thread at a time.
+        let Some(p) = (unsafe { producer.as_mut() }) else { return HZ_ERR_NULL };
+        // SAFETY: NULL or a readable header.
+        let Some(h) = (unsafe { header.as_ref() }) else { return p.err.set(HZ_ERR_NULL, "header is NULL") };
+        // SAFETY: `payload_len` readable bytes per contract.
+        let Some(b) = (unsafe { bytes(payload, payload_len) }) else {
+            return p.err.set(HZ_ERR_NULL, "payload is NULL with a non-zero length");
+        };
+        let r = p.p.push(h, b);
+        status(&mut p.err, r)
+    })
+}
+
+/// Pushes `n` events as one batch, published together: event `i` is `headers[i]` with
+/// `lens[i]` bytes at `payloads[i]`. Stops at the first event that is not stored. `*pushed`
+/// (if not NULL) is written with how many were stored, on `HZ_OK` (all `n`) and also on
+/// `HZ_ERR_FULL`, `HZ_ERR_TOO_LARGE`, `HZ_ERR_SHED` and `HZ_ERR_NOT_SUBSCRIBED` (the events
+/// before the one refused are published). Errors: as `hz_producer_push`, and `HZ_ERR_NULL`
+/// for a NULL array with `n > 0`. The producer's thread.
+#[no_mangle]
+pub extern "C" fn hz_producer_push_batch(
+    producer: *mut hz_producer,
+    headers: *const EventHeader,
+    payloads: *const *const u8,
+    lens: *const usize,
+    n: usize,
+    pushed: *mut usize,
+) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a live producer used by one thread at a time.
+        let Some(p) = (unsafe { producer.as_mut() }) else { return HZ_ERR_NULL };
+        if n > 0 && (headers.is_null() || payloads.is_null() || lens.is_null()) {
+            return p.err.set(HZ_ERR_NULL, "headers, payloads or lens is NULL");
+        }
+        let (headers, payloads, lens) = if n == 0 {
+            (&[][..], &[][..], &[][..])
+        } else {
+            // SAFETY: non-null arrays of `n` elements per contract.
+            unsafe {
+                (
+                    std::slice::from_raw_parts(headers, n),
+                    std::slice::from_raw_parts(payloads, n),
+                    std::slice::from_raw_parts(lens, n),
+                )
+            }
+        };
+        let mut done = 0;
+        let mut result = HZ_OK;
+        {
+            let mut batch = p.p.batch();
+            for i in 0..n {
+                // SAFETY: `lens[i]` readable bytes at `payloads[i]` per contract.
+                let Some(b) = (unsafe { bytes(payloads[i], lens[i]) }) else {
+                    result = HZ_ERR_NULL;
+                    break;
+                };
+                match batch.push(&headers[i], b) {
+                    Ok(()) => done += 1,
+                    Err(e) => {
+                        result = match e {
+                            PushError::Full => HZ_ERR_FULL,
+                            PushError::NotSubscribed => HZ_ERR_NOT_SUBSCRIBED,
+                            PushError::Shed => HZ_ERR_SHED,
+                            PushError::TooLarge { .. } => HZ_ERR_TOO_LARGE,
+                        };
+                        if let PushError::TooLarge { .. } = e {
+                            drop(batch);
+                            p.err.set(HZ_ERR_TOO_LARGE, format!("event {i}: {e}"));
+                            if !pushed.is_null() {
+                                // SAFETY: non-null and writable per contract.
+                                unsafe { *pushed = done };
+                            }
+                            return HZ_ERR_TOO_LARGE;
+                        }
+                        break;
+                    }
+                }
+            }
+        } // the batch publishes here
+        if result == HZ_ERR_NULL {
+            return p.err.set(HZ_ERR_NULL, format!("payloads[{done}] is NULL with a non-zero length"));
+        }
+        if !pushed.is_null() {
+            // SAFETY: non-null and writable per contract.
+            unsafe { *pushed = done };
+        }
+        result
+    })
+}
+
+/// The stream this producer feeds (0 for NULL). Any thread.
+#[no_mangle]
+pub extern "C" fn hz_producer_stream(producer: *const hz_producer) -> u32 {
+    guard(0, || {
+        // SAFETY: NULL or a live producer.
+        unsafe { producer.as_ref() }.map_or(0, |p| p.p.stream())
+    })
+}
+
+/// How many calls on this producer returned a bad-input error (NULL pointers, oversize
+/// payloads). Backpressure and discards are not counted. NULL gives 0.
+#[no_mangle]
+pub extern "C" fn hz_producer_error_count(producer: *const hz_producer) -> u64 {
+    guard(0, || {
+        // SAFETY: NULL or a live producer.
+        unsafe { producer.as_ref() }.map_or(0, |p| p.err.count())
+    })
+}
+
+/// The producer's last error message (`""` if none). Valid until the next call on this
+/// producer; do not free. NULL gives `""`.
+#[no_mangle]
+pub extern "C" fn hz_producer_last_error(producer: *const hz_producer) -> *const c_char {
+    guard(c"".as_ptr(), || {
+        // SAFETY: NULL or a live producer.
+        unsafe { producer.as_ref() }.map_or(c"".as_ptr(), |p| p.err.as_ptr())
+    })
+}
