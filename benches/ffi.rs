@@ -1,0 +1,98 @@
+//! The C API's cost next to the Rust API's (issue 5's goal: at least 0.8× the Rust API's
+//! throughput), same run, same work.
+//!
+//! Group `ffi`, throughput in events, single-threaded: each iteration pushes 64 events of 32
+//! payload bytes into stream 0 and polls them out in one batch, summing the seqs.
+//! - `rust_api`: `StreamProducer::push` and `Engine::poll(64, &mut handler)`.
+//! - `c_api`: `hz_producer_push` and `hz_engine_poll(64, callback)`, the callback an
+//!   `extern "C"` function: the calls a C consumer makes, through the same ABI (handles, status
+//!   codes, the panic boundary, the callback's indirect call per event).
+
+use std::ffi::c_void;
+use std::hint::black_box;
+use std::ptr;
+
+use criterion::{criterion_group, Criterion, Throughput};
+use harmonizer::clock::MonotonicClock;
+use harmonizer::engine::{Engine, EngineConfig, Handler, ManualStage, Notice};
+use harmonizer::event::{EventHeader, KIND_DATA};
+use harmonizer::ffi::*;
+use harmonizer::ring::Record;
+
+const N: u64 = 64;
+
+fn header(seq: u64) -> EventHeader {
+    EventHeader { pos: seq, seq, ts_ns: seq, origin: 0, kind: KIND_DATA, flags: 0 }
+}
+
+struct Sum(u64);
+
+impl Handler for Sum {
+    fn event(&mut self, _stream: u32, r: &Record<'_>) {
+        self.0 = self.0.wrapping_add(r.header.seq);
+    }
+    fn notice(&mut self, _: &Notice<'_>) {}
+}
+
+unsafe extern "C" fn sum(user: *mut c_void, _stream: u32, h: *const EventHeader, _p: *const u8, _n: usize) {
+    // SAFETY: the bench passes a `*mut u64`, and the engine a valid header for the call.
+    unsafe { *(user as *mut u64) = (*(user as *mut u64)).wrapping_add((*h).seq) };
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ffi");
+    g.throughput(Throughput::Elements(N));
+    let payload = [7u8; 32];
+    {
+        let cfg = EngineConfig::new(1, 2, 1 << 20, 64);
+        let (mut e, mut p) =
+            Engine::with(cfg, Box::new(ManualStage), Box::new(MonotonicClock::new())).unwrap();
+        let mut seq = 1;
+        let mut s = Sum(0);
+        g.bench_function("rust_api", |b| {
+            b.iter(|| {
+                for _ in 0..N {
+                    let _ = p[0].push(&header(seq), &payload);
+                    seq += 1;
+                }
+                black_box(e.poll(N as usize, &mut s));
+            })
+        });
+        black_box(s.0);
+    }
+    {
+        let mut cfg = ptr::null_mut();
+        assert_eq!(hz_config_new(1, 2, 1 << 20, 64, &mut cfg), HZ_OK);
+        let mut e = ptr::null_mut();
+        assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
+        hz_config_free(cfg);
+        let mut p = ptr::null_mut();
+        assert_eq!(hz_engine_take_producer(e, 0, &mut p), HZ_OK);
+        let mut seq = 1;
+        let mut total = 0u64;
+        g.bench_function("c_api", |b| {
+            b.iter(|| {
+                for _ in 0..N {
+                    let h = header(seq);
+                    let _ = hz_producer_push(p, &h, payload.as_ptr(), payload.len());
+                    seq += 1;
+                }
+                let mut n = 0usize;
+                let user = (&mut total as *mut u64).cast::<c_void>();
+                hz_engine_poll(e, N as usize, Some(sum), None, user, &mut n);
+                black_box(n);
+            })
+        });
+        black_box(total);
+        hz_producer_free(p);
+        hz_engine_free(e);
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
