@@ -29,12 +29,12 @@ fn main() {
             std::process::exit(1);
         }
     };
-    // Only the C API's files (and the event header they share with Rust): the rest of the
-    // crate's public constants are not part of the C API.
-    let mut builder = cbindgen::Builder::new().with_config(config).with_src(crate_dir.join("src/event.rs"));
-    for f in ["mod.rs", "config.rs", "engine.rs", "producer.rs", "flip.rs"] {
-        builder = builder.with_src(crate_dir.join("src/ffi").join(f));
-    }
+    // Only the C API's module (cbindgen follows its `mod` items) and the event header it shares
+    // with Rust: the rest of the crate's public constants are not part of the C API.
+    let builder = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(crate_dir.join("src/event.rs"))
+        .with_src(crate_dir.join("src/ffi/mod.rs"));
     let bindings = match builder.generate() {
         Ok(b) => b,
         Err(e) => {
