@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Builds harmonizer in release and installs the C library under a prefix:
+#
+#     bash scripts/install.sh PREFIX          # e.g. /usr/local, $HOME/.local, /opt/harmonizer
+#
+# PREFIX/include/harmonizer.h                         the C API's header
+# PREFIX/lib/libharmonizer.a                          static library
+# PREFIX/lib/libharmonizer.so.X.Y.Z                   shared library, soname libharmonizer.so.X,
+# PREFIX/lib/libharmonizer.so.X -> .so.X.Y.Z            with the usual two symlinks
+# PREFIX/lib/libharmonizer.so -> .so.X
+# PREFIX/lib/pkgconfig/harmonizer.pc                  pkg-config (Libs.private for --static)
+# PREFIX/lib/cmake/harmonizer/harmonizerConfig.cmake  CMake package: harmonizer::harmonizer (shared),
+# PREFIX/lib/cmake/harmonizer/harmonizerConfigVersion.cmake       harmonizer::harmonizer_static
+#
+# Environment:
+#   CARGO_TARGET_DIR      cargo's target directory (default: target, in the repository).
+#   HZ_SONAME=0           build with plain `cargo build --release --locked` and install an
+#                         unversioned libharmonizer.so with no DT_SONAME. The default (1) builds
+#                         with `cargo rustc --release --locked --lib -- -C
+#                         link-arg=-Wl,-soname,libharmonizer.so.X`: the flag reaches only the
+#                         harmonizer crate's own link (the cdylib), not its dependencies or build
+#                         scripts, as RUSTFLAGS would. Cargo fingerprints the extra flag, so the
+#                         next plain `cargo build --release` relinks the library without it.
+#   HZ_NATIVE_STATIC_LIBS the system libraries a static link needs (Libs.private and the static
+#                         CMake target's INTERFACE_LINK_LIBRARIES). The default is what
+#                         `cargo rustc --release --lib --crate-type staticlib -- --print
+#                         native-static-libs` prints for x86_64/aarch64-unknown-linux-gnu.
+#
+# Linux (ELF) only. Templates: packaging/*.in.
+set -euo pipefail
+
+usage() { echo "usage: bash scripts/install.sh PREFIX" >&2; exit 2; }
+[[ $# -eq 1 && -n "$1" ]] || usage
+case "$1" in -h | --help) usage ;; esac
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+if [[ "$(uname -s)" != Linux ]]; then
+    echo "install.sh: only Linux is supported (found $(uname -s))" >&2
+    exit 1
+fi
+
+mkdir -p "$1"
+PREFIX=$(cd "$1" && pwd)
+
+# --- what to install -----------------------------------------------------------------------
+
+# version and description from Cargo.toml's [package] table
+pkg_field() {
+    awk -v key="$1" '
+        /^\[/ { in_pkg = ($0 == "[package]") }
+        in_pkg && $0 ~ "^" key "[ \t]*=" {
+            sub(/^[^=]*=[ \t]*"/, ""); sub(/"[ \t]*$/, ""); print; exit
+        }' Cargo.toml
+}
+VERSION=$(pkg_field version)
+DESCRIPTION=$(pkg_field description)
+if [[ ! "$VERSION" =~ ^([0-9]+)\.([0-9]+)\.([0-9]+)$ ]]; then
+    echo "install.sh: cannot read a MAJOR.MINOR.PATCH version from Cargo.toml (got '$VERSION')" >&2
+    exit 1
+fi
+MAJOR=${BASH_REMATCH[1]} MINOR=${BASH_REMATCH[2]} PATCH=${BASH_REMATCH[3]}
+
+# The checked-in header must be the one for this version.
+hdr_macro() { awk -v m="HZ_VERSION_$1" '$1 == "#define" && $2 == m { print $3; exit }' include/harmonizer.h; }
+HDR_VERSION="$(hdr_macro MAJOR).$(hdr_macro MINOR).$(hdr_macro PATCH)"
+if [[ "$HDR_VERSION" != "$VERSION" ]]; then
+    echo "install.sh: include/harmonizer.h says $HDR_VERSION, Cargo.toml says $VERSION;" \
+        "regenerate the header (HZ_WRITE_HEADER=1 cargo build)" >&2
+    exit 1
+fi
+
+NATIVE_STATIC_LIBS=${HZ_NATIVE_STATIC_LIBS:--lgcc_s -lutil -lrt -lpthread -lm -ldl -lc}
+CMAKE_LINK_LIBS=""
+for flag in $NATIVE_STATIC_LIBS; do
+    CMAKE_LINK_LIBS+="${CMAKE_LINK_LIBS:+;}${flag#-l}"
+done
+SIZEOF_VOID_P=$(($(getconf LONG_BIT) / 8))
+
+HZ_SONAME=${HZ_SONAME:-1}
+if [[ "$HZ_SONAME" == 1 ]]; then
+    SONAME="libharmonizer.so.$MAJOR"
+    SHARED_FILE="libharmonizer.so.$VERSION"
+else
+    SONAME=""
+    SHARED_FILE="libharmonizer.so"
+fi
+
+# --- build ---------------------------------------------------------------------------------
+
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+if [[ -n "$SONAME" ]]; then
+    build=(cargo rustc --release --locked --lib -- -C "link-arg=-Wl,-soname,$SONAME")
+else
+    build=(cargo build --release --locked)
+fi
+echo "==> ${build[*]}"
+"${build[@]}"
+
+OUT="$TARGET_DIR/release"
+for f in libharmonizer.a libharmonizer.so; do
+    [[ -f "$OUT/$f" ]] || { echo "install.sh: $OUT/$f was not built" >&2; exit 1; }
+done
+if [[ -n "$SONAME" ]] && command -v readelf >/dev/null; then
+    got=$(readelf -d "$OUT/libharmonizer.so" | sed -n 's/.*Library soname: \[\(.*\)\].*/\1/p')
+    if [[ "$got" != "$SONAME" ]]; then
+        echo "install.sh: $OUT/libharmonizer.so has soname '$got', expected '$SONAME'" >&2
+        exit 1
+    fi
+fi
+
+# --- install -------------------------------------------------------------------------------
+
+installed=()
+put() { # put MODE SRC DEST
+    mkdir -p "$(dirname "$3")"
+    rm -f "$3" # replace, never write through, a library a running process may have mapped
+    install -m "$1" "$2" "$3"
+    installed+=("$3")
+}
+link() { # link TARGET NAME
+    rm -f "$2"
+    ln -s "$1" "$2"
+    installed+=("$2 -> $1")
+}
+subst() { # subst TEMPLATE DEST: replace the @VARS@ (quoted replacements: no & expansion)
+    local s
+    s=$(<"$1")
+    s=${s//@PREFIX@/"$PREFIX"}
+    s=${s//@VERSION@/"$VERSION"}
+    s=${s//@VERSION_MAJOR@/"$MAJOR"}
+    s=${s//@VERSION_MINOR@/"$MINOR"}
+    s=${s//@DESCRIPTION@/"$DESCRIPTION"}
+    s=${s//@LIBS_PRIVATE@/"$NATIVE_STATIC_LIBS"}
+    s=${s//@CMAKE_LINK_LIBS@/"$CMAKE_LINK_LIBS"}
+    s=${s//@SHARED_FILE@/"$SHARED_FILE"}
+    s=${s//@SONAME@/"$SONAME"}
+    s=${s//@SIZEOF_VOID_P@/"$SIZEOF_VOID_P"}
+    if grep -q '@[A-Z_]\+@' <<<"$s"; then
+        echo "install.sh: $1 has an unknown placeholder: $(grep -o '@[A-Z_]\+@' <<<"$s" | head -1)" >&2
+        exit 1
+    fi
+    mkdir -p "$(dirname "$2")"
+    printf '%s\n' "$s" >"$2.tmp"
+    mv -f "$2.tmp" "$2"
+    installed+=("$2")
+}
+
+LIB="$PREFIX/lib"
+put 644 include/harmonizer.h "$PREFIX/include/harmonizer.h"
+put 644 "$OUT/libharmonizer.a" "$LIB/libharmonizer.a"
+put 755 "$OUT/libharmonizer.so" "$LIB/$SHARED_FILE"
+if [[ -n "$SONAME" ]]; then
+    link "$SHARED_FILE" "$LIB/$SONAME"
+    link "$SONAME" "$LIB/libharmonizer.so"
+fi
+subst packaging/harmonizer.pc.in "$LIB/pkgconfig/harmonizer.pc"
+subst packaging/harmonizerConfig.cmake.in "$LIB/cmake/harmonizer/harmonizerConfig.cmake"
+subst packaging/harmonizerConfigVersion.cmake.in "$LIB/cmake/harmonizer/harmonizerConfigVersion.cmake"
+
+echo "==> installed harmonizer $VERSION under $PREFIX"
+printf '    %s\n' "${installed[@]}"
+echo "    soname: ${SONAME:-none (HZ_SONAME=0)}"
+echo "    static link needs: $NATIVE_STATIC_LIBS"
