@@ -289,7 +289,7 @@
 /*
  Most ids an `HZ_SELECTOR_IDS` flip lists.
  */
-#define HZ_FLIP_MAX_IDS (uint32_t)MAX_IDS
+#define HZ_FLIP_MAX_IDS 32
 
 /*
  An engine configuration. Opaque.
@@ -661,7 +661,9 @@ uint32_t hz_config_set_default_window(hz_config *config, size_t records);
 
 /*
  After a switch, keep the old stream as a staged candidate (non-zero, the default) or
- release it with `HZ_NOTICE_UNSUBSCRIBE` (0). Errors: `HZ_ERR_NULL`.
+ release it with `HZ_NOTICE_UNSUBSCRIBE` (0). The policy has the last word: the manual
+ policy stages the switchback target and always-stage stages every stream, so with those the
+ old stream is subscribed again at once. Errors: `HZ_ERR_NULL`.
  */
 uint32_t hz_config_set_keep_previous(hz_config *config, uint32_t keep);
 
@@ -727,6 +729,15 @@ uint32_t hz_engine_stats(const hz_engine *engine, hz_stats *out);
  Writes the active stream's id to `*out`. Errors: `HZ_ERR_NULL`. Poll thread.
  */
 uint32_t hz_engine_active_stream(const hz_engine *engine, uint32_t *out);
+
+/*
+ Writes the last seq delivered for `origin` to `*out` (the tracker's frontier). A
+ `HZ_NOTICE_SUBSCRIBE` with `from_pos` 0 for the active stream (a cold switch, or a re-read
+ before anything was delivered from that stream) means: resume that stream after this seq.
+ Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below `max_origins`), `HZ_ERR_STATE`
+ (nothing delivered from `origin` yet). Poll thread.
+ */
+uint32_t hz_engine_frontier(const hz_engine *engine, uint32_t origin, uint64_t *out);
 
 /*
  Asks for `stream` to be staged (`hz_engine_disarm` withdraws it): every policy honours it.
@@ -806,9 +817,10 @@ uint32_t hz_producer_push(hz_producer *producer, const hz_event_header *header, 
  Pushes `n` events as one batch, published together: event `i` is `headers[i]` with
  `lens[i]` bytes at `payloads[i]`. Stops at the first event that is not stored. `*pushed`
  (if not NULL) is written with how many were stored, on `HZ_OK` (all `n`) and also on
- `HZ_ERR_FULL`, `HZ_ERR_TOO_LARGE`, `HZ_ERR_SHED` and `HZ_ERR_NOT_SUBSCRIBED` (the events
- before the one refused are published). Errors: as `hz_producer_push`, and `HZ_ERR_NULL`
- for a NULL array with `n > 0`. The producer's thread.
+ `HZ_ERR_FULL`, `HZ_ERR_TOO_LARGE`, `HZ_ERR_SHED`, `HZ_ERR_NOT_SUBSCRIBED` and `HZ_ERR_NULL`
+ for a NULL payload with a length (the events before the one refused are published).
+ Errors: as `hz_producer_push`, and `HZ_ERR_NULL` for a NULL array with `n > 0` (nothing
+ pushed, `*pushed` not written). The producer's thread.
  */
 uint32_t hz_producer_push_batch(hz_producer *producer, const hz_event_header *headers, const uint8_t *const *payloads, const size_t *lens, size_t n, size_t *pushed);
 

@@ -3,8 +3,9 @@
 #
 #     bash scripts/check.sh
 #
-# It installs what it needs (the nightly Miri component) and needs nothing else but the
-# stable and nightly toolchains rustup provides. Each step prints a banner; the first failure
+# It installs what it needs (the nightly Miri and rust-src components; cmake and pkg-config
+# with apt-get for the packaging test) and otherwise needs the stable and nightly toolchains
+# rustup provides, gcc/g++, python3 and valgrind. Each step prints a banner; the first failure
 # stops the run. Set SKIP_MIRI=1 or SKIP_LOOM=1 to skip the slow steps while iterating.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,5 +49,11 @@ if [[ "${SKIP_MIRI:-0}" != 1 ]]; then
     MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" CARGO_TARGET_DIR="$TARGET/miri" \
         cargo +nightly miri test --locked --test ring_model --test ring_stress --test engine
 fi
+
+step "C API: C11, threads, C++17, dlopen and Python tests; again under ASan+UBSan and valgrind"
+bash ffi-tests/run.sh "$TARGET"
+
+step "packaging: install to a temporary prefix, build a C program with pkg-config and CMake"
+CARGO_TARGET_DIR="$TARGET" bash ffi-tests/packaging/run.sh
 
 step "all checks passed"

@@ -126,6 +126,10 @@ pub struct StreamProducer {
 }
 
 impl StreamProducer {
+    /// The largest payload a push accepts, bytes.
+    pub fn max_payload(&self) -> usize {
+        self.producer.max_payload()
+    }
     /// The stream this producer feeds.
     pub fn stream(&self) -> u32 {
         self.stream

@@ -172,7 +172,9 @@ pub extern "C" fn hz_config_set_default_window(config: *mut hz_config, records: 
 }
 
 /// After a switch, keep the old stream as a staged candidate (non-zero, the default) or
-/// release it with `HZ_NOTICE_UNSUBSCRIBE` (0). Errors: `HZ_ERR_NULL`.
+/// release it with `HZ_NOTICE_UNSUBSCRIBE` (0). The policy has the last word: the manual
+/// policy stages the switchback target and always-stage stages every stream, so with those the
+/// old stream is subscribed again at once. Errors: `HZ_ERR_NULL`.
 #[no_mangle]
 pub extern "C" fn hz_config_set_keep_previous(config: *mut hz_config, keep: u32) -> u32 {
     with(config, |c| {

@@ -366,7 +366,7 @@ pub extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) 
         // SAFETY: NULL or a live engine.
         let Some(e) = (unsafe { engine.as_ref() }) else { return HZ_ERR_NULL };
         if out.is_null() {
-            return HZ_ERR_NULL;
+            return e.err.set(HZ_ERR_NULL, "out is NULL");
         }
         let s = e.engine.stats();
         let c = hz_stats {
@@ -409,11 +409,38 @@ pub extern "C" fn hz_engine_active_stream(engine: *const hz_engine, out: *mut u3
         // SAFETY: NULL or a live engine.
         let Some(e) = (unsafe { engine.as_ref() }) else { return HZ_ERR_NULL };
         if out.is_null() {
-            return HZ_ERR_NULL;
+            return e.err.set(HZ_ERR_NULL, "out is NULL");
         }
         // SAFETY: non-null and writable per contract.
         unsafe { *out = e.engine.active_stream() };
         HZ_OK
+    })
+}
+
+/// Writes the last seq delivered for `origin` to `*out` (the tracker's frontier). A
+/// `HZ_NOTICE_SUBSCRIBE` with `from_pos` 0 for the active stream (a cold switch, or a re-read
+/// before anything was delivered from that stream) means: resume that stream after this seq.
+/// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below `max_origins`), `HZ_ERR_STATE`
+/// (nothing delivered from `origin` yet). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_frontier(engine: *const hz_engine, origin: u32, out: *mut u64) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a live engine.
+        let Some(e) = (unsafe { engine.as_ref() }) else { return HZ_ERR_NULL };
+        if out.is_null() {
+            return e.err.set(HZ_ERR_NULL, "out is NULL");
+        }
+        if origin >= e.engine.tracker().max_origins() {
+            return e.err.set(HZ_ERR_INVALID, format!("origin {origin} is not below max_origins"));
+        }
+        match e.engine.tracker().last(origin) {
+            Some(seq) => {
+                // SAFETY: non-null and writable per contract.
+                unsafe { *out = seq };
+                HZ_OK
+            }
+            None => e.err.set(HZ_ERR_STATE, format!("nothing delivered from origin {origin} yet")),
+        }
     })
 }
 

@@ -22,7 +22,8 @@ pub const HZ_SELECTOR_IDS: u32 = 1;
 /// Selector: the cohort `basis_points` (0..=10000) of `salt`.
 pub const HZ_SELECTOR_COHORT: u32 = 2;
 /// Most ids an `HZ_SELECTOR_IDS` flip lists.
-pub const HZ_FLIP_MAX_IDS: u32 = MAX_IDS as u32;
+pub const HZ_FLIP_MAX_IDS: u32 = 32;
+const _: () = assert!(HZ_FLIP_MAX_IDS as usize == MAX_IDS);
 
 /// A flip, as C sees it. `ids` and `locator` are borrowed: by `hz_flip_encode` from the caller;
 /// by `hz_flip_decode`, `locator` points into the decoded bytes and `ids` into the caller's
@@ -66,7 +67,7 @@ thread_local! {
 }
 
 fn fail(status: u32, message: impl Into<String>) -> u32 {
-    LAST.with(|l| l.borrow_mut().set(status, message))
+    LAST.with(|l| l.borrow().set(status, message))
 }
 
 /// The calling thread's last error from a call without a handle (`hz_flip_*`): `""` if none.

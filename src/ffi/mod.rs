@@ -134,27 +134,30 @@ pub extern "C" fn hz_status_str(status: u32) -> *const c_char {
     s.as_ptr()
 }
 
-/// The last error of a handle: a message, a status and a count.
+/// The last error of a handle: a message and a count. Interior mutability so that calls on a
+/// `const` handle (statistics, queries) can record bad input too; a handle is used by one
+/// thread at a time, and the message pointer handed out is documented as valid until the next
+/// call on the handle.
 #[derive(Default)]
 pub(crate) struct LastError {
-    message: Option<CString>,
-    count: u64,
+    message: core::cell::RefCell<Option<CString>>,
+    count: core::cell::Cell<u64>,
 }
 
 impl LastError {
     /// Records an error and returns its status.
-    pub(crate) fn set(&mut self, status: u32, message: impl Into<String>) -> u32 {
+    pub(crate) fn set(&self, status: u32, message: impl Into<String>) -> u32 {
         let mut m: String = message.into();
         m.retain(|c| c != '\0');
-        self.message = CString::new(m).ok();
-        self.count += 1;
+        *self.message.borrow_mut() = CString::new(m).ok();
+        self.count.set(self.count.get() + 1);
         status
     }
     pub(crate) fn as_ptr(&self) -> *const c_char {
-        self.message.as_deref().unwrap_or(c"").as_ptr()
+        self.message.borrow().as_deref().unwrap_or(c"").as_ptr()
     }
     pub(crate) fn count(&self) -> u64 {
-        self.count
+        self.count.get()
     }
 }
 
@@ -163,7 +166,8 @@ pub(crate) fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(on_panic)
 }
 
-/// Borrows `len` bytes at `ptr` (NULL allowed when `len` is 0).
+/// Borrows `len` bytes at `ptr` (NULL allowed when `len` is 0). `None` for NULL with a length,
+/// or a length no object can have (above `isize::MAX`).
 ///
 /// # Safety
 /// `ptr` must be NULL or point to `len` readable bytes that stay valid and unmodified for the
@@ -172,7 +176,7 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
     if len == 0 {
         return Some(&[]);
     }
-    if ptr.is_null() {
+    if ptr.is_null() || len > isize::MAX as usize {
         return None;
     }
     // SAFETY: non-null, and the caller promises `len` readable bytes for 'a.

@@ -61,6 +61,13 @@ pub extern "C" fn hz_producer_push(
         let Some(p) = (unsafe { producer.as_mut() }) else { return HZ_ERR_NULL };
         // SAFETY: NULL or a readable header.
         let Some(h) = (unsafe { header.as_ref() }) else { return p.err.set(HZ_ERR_NULL, "header is NULL") };
+        // Checked before the payload is looked at: a huge length must not become a slice.
+        let max = p.p.max_payload();
+        if payload_len > max {
+            return p
+                .err
+                .set(HZ_ERR_TOO_LARGE, format!("payload of {payload_len} bytes exceeds max_payload {max}"));
+        }
         // SAFETY: `payload_len` readable bytes per contract.
         let Some(b) = (unsafe { bytes(payload, payload_len) }) else {
             return p.err.set(HZ_ERR_NULL, "payload is NULL with a non-zero length");
@@ -73,9 +80,10 @@ pub extern "C" fn hz_producer_push(
 /// Pushes `n` events as one batch, published together: event `i` is `headers[i]` with
 /// `lens[i]` bytes at `payloads[i]`. Stops at the first event that is not stored. `*pushed`
 /// (if not NULL) is written with how many were stored, on `HZ_OK` (all `n`) and also on
-/// `HZ_ERR_FULL`, `HZ_ERR_TOO_LARGE`, `HZ_ERR_SHED` and `HZ_ERR_NOT_SUBSCRIBED` (the events
-/// before the one refused are published). Errors: as `hz_producer_push`, and `HZ_ERR_NULL`
-/// for a NULL array with `n > 0`. The producer's thread.
+/// `HZ_ERR_FULL`, `HZ_ERR_TOO_LARGE`, `HZ_ERR_SHED`, `HZ_ERR_NOT_SUBSCRIBED` and `HZ_ERR_NULL`
+/// for a NULL payload with a length (the events before the one refused are published).
+/// Errors: as `hz_producer_push`, and `HZ_ERR_NULL` for a NULL array with `n > 0` (nothing
+/// pushed, `*pushed` not written). The producer's thread.
 #[no_mangle]
 pub extern "C" fn hz_producer_push_batch(
     producer: *mut hz_producer,
@@ -103,47 +111,51 @@ pub extern "C" fn hz_producer_push_batch(
                 )
             }
         };
+        // Stops at the first event not stored; what came before is published when the batch
+        // drops, and `*pushed` says how many.
+        let max = p.p.max_payload();
         let mut done = 0;
-        let mut result = HZ_OK;
+        let mut refused: Option<(u32, String)> = None;
         {
             let mut batch = p.p.batch();
             for i in 0..n {
+                if lens[i] > max {
+                    refused = Some((
+                        HZ_ERR_TOO_LARGE,
+                        format!("event {i}: payload of {} bytes exceeds max_payload {max}", lens[i]),
+                    ));
+                    break;
+                }
                 // SAFETY: `lens[i]` readable bytes at `payloads[i]` per contract.
                 let Some(b) = (unsafe { bytes(payloads[i], lens[i]) }) else {
-                    result = HZ_ERR_NULL;
+                    refused = Some((HZ_ERR_NULL, format!("payloads[{i}] is NULL with a non-zero length")));
                     break;
                 };
                 match batch.push(&headers[i], b) {
                     Ok(()) => done += 1,
                     Err(e) => {
-                        result = match e {
+                        let status = match e {
                             PushError::Full => HZ_ERR_FULL,
                             PushError::NotSubscribed => HZ_ERR_NOT_SUBSCRIBED,
                             PushError::Shed => HZ_ERR_SHED,
                             PushError::TooLarge { .. } => HZ_ERR_TOO_LARGE,
                         };
-                        if let PushError::TooLarge { .. } = e {
-                            drop(batch);
-                            p.err.set(HZ_ERR_TOO_LARGE, format!("event {i}: {e}"));
-                            if !pushed.is_null() {
-                                // SAFETY: non-null and writable per contract.
-                                unsafe { *pushed = done };
-                            }
-                            return HZ_ERR_TOO_LARGE;
-                        }
+                        refused = Some((status, format!("event {i}: {e}")));
                         break;
                     }
                 }
             }
         } // the batch publishes here
-        if result == HZ_ERR_NULL {
-            return p.err.set(HZ_ERR_NULL, format!("payloads[{done}] is NULL with a non-zero length"));
-        }
         if !pushed.is_null() {
             // SAFETY: non-null and writable per contract.
             unsafe { *pushed = done };
         }
-        result
+        match refused {
+            None => HZ_OK,
+            // Backpressure and discards are outcomes, not bad input: not counted.
+            Some((status @ (HZ_ERR_FULL | HZ_ERR_NOT_SUBSCRIBED | HZ_ERR_SHED), _)) => status,
+            Some((status, message)) => p.err.set(status, message),
+        }
     })
 }
 

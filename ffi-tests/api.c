@@ -1,0 +1,1271 @@
+/*
+ * api.c: a C11 test of every function of include/harmonizer.h, with every error path the
+ * header documents: NULL handles and pointers, unknown enum values, oversize payloads,
+ * malformed flips, calls in the wrong state, free(NULL), out-parameters left untouched on
+ * error, status strings, version macros, and a valid predictor model loaded from a file and
+ * from a buffer.
+ *
+ * Usage: api [MODEL_JSON]   (default: models/default.json, relative to the working directory)
+ * Exits 0 on success; on failure prints file:line of the failed check and exits 1.
+ */
+#include "harmonizer.h"
+#include "common.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Sentinels: out-parameters are pre-filled with these and must be untouched on error. */
+#define SENT_PTR ((void *)(uintptr_t)0x5EA1F00Du)
+#define SENT_SIZE ((size_t)0xA5A5A5A5u)
+#define SENT_U32 0xC0FFEE11u
+#define SENT_U64 0xC0FFEE11C0FFEE11ull
+
+static const char *model_path = "models/default.json";
+
+/* ------------------------------------------------------------------------------------------ */
+/* A recorder for poll callbacks: every event and notice, in order.                           */
+
+#define MAX_REC 8192
+
+typedef struct {
+    uint32_t stream;
+    hz_event_header h;
+    size_t len;
+    uint8_t payload[64];
+    size_t order;
+} ev_rec;
+
+typedef struct {
+    hz_notice n;
+    uint8_t loc[64];
+    size_t order;
+} nt_rec;
+
+typedef struct {
+    ev_rec ev[MAX_REC];
+    size_t nev;
+    nt_rec nt[256];
+    size_t nnt;
+    size_t order;
+} recorder;
+
+static void on_event(void *user, uint32_t stream, const hz_event_header *h, const uint8_t *payload,
+                     size_t len) {
+    recorder *r = (recorder *)user;
+    CHECK(r != NULL && h != NULL);
+    CHECK(len == 0 || payload != NULL);
+    CHECK(r->nev < MAX_REC);
+    ev_rec *e = &r->ev[r->nev++];
+    e->stream = stream;
+    e->h = *h;
+    e->len = len;
+    if (len > 0) memcpy(e->payload, payload, len < sizeof e->payload ? len : sizeof e->payload);
+    e->order = r->order++;
+}
+
+static void on_notice(void *user, const hz_notice *n) {
+    recorder *r = (recorder *)user;
+    CHECK(r != NULL && n != NULL);
+    CHECK(r->nnt < 256);
+    nt_rec *x = &r->nt[r->nnt++];
+    x->n = *n;
+    CHECK(n->locator_len <= sizeof x->loc);
+    CHECK(n->locator_len == 0 || n->locator != NULL);
+    if (n->locator_len > 0) memcpy(x->loc, n->locator, n->locator_len);
+    x->n.locator = NULL; /* borrowed: valid during the callback only */
+    x->order = r->order++;
+}
+
+static recorder *rec_new(void) {
+    recorder *r = (recorder *)calloc(1, sizeof *r);
+    CHECK(r != NULL);
+    return r;
+}
+
+static void rec_clear(recorder *r) { memset(r, 0, sizeof *r); }
+
+/* Polls until a poll delivers nothing and produces no notice; returns the events delivered. */
+static size_t drain(hz_engine *e, recorder *r) {
+    size_t total = 0;
+    for (int i = 0; i < 100; i++) {
+        size_t before_nt = r->nnt;
+        size_t n = SENT_SIZE;
+        CHECK_OK(hz_engine_poll(e, 64, on_event, on_notice, r, &n));
+        CHECK(n != SENT_SIZE && n <= 64);
+        total += n;
+        if (n == 0 && r->nnt == before_nt) return total;
+    }
+    CHECK(!"drain did not settle");
+    return total;
+}
+
+static const nt_rec *find_notice(const recorder *r, uint32_t kind, size_t nth) {
+    for (size_t i = 0; i < r->nnt; i++) {
+        if (r->nt[i].n.kind == kind && nth-- == 0) return &r->nt[i];
+    }
+    return NULL;
+}
+
+static size_t count_notices(const recorder *r, uint32_t kind) {
+    size_t c = 0;
+    for (size_t i = 0; i < r->nnt; i++) c += r->nt[i].n.kind == kind;
+    return c;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Event and flip helpers.                                                                    */
+
+static hz_event_header hdr(uint64_t pos, uint64_t seq, uint16_t kind) {
+    hz_event_header h;
+    memset(&h, 0, sizeof h);
+    h.pos = pos;
+    h.seq = seq;
+    h.ts_ns = 1000 * pos;
+    h.origin = 0;
+    h.kind = kind;
+    h.flags = 0;
+    return h;
+}
+
+static uint32_t push_data(hz_producer *p, uint64_t pos, uint64_t seq) {
+    hz_event_header h = hdr(pos, seq, HZ_KIND_DATA);
+    uint8_t payload[8];
+    for (int i = 0; i < 8; i++) payload[i] = (uint8_t)(seq >> (8 * i));
+    return hz_producer_push(p, &h, payload, sizeof payload);
+}
+
+static hz_flip mkflip(uint32_t action, uint32_t target, uint64_t id) {
+    hz_flip f;
+    memset(&f, 0, sizeof f);
+    f.action = action;
+    f.target = target;
+    f.flip_id = id;
+    f.selector = HZ_SELECTOR_ALL;
+    return f;
+}
+
+static size_t encode(const hz_flip *f, uint8_t *buf, size_t cap) {
+    size_t written = SENT_SIZE;
+    CHECK_OK(hz_flip_encode(f, buf, cap, &written));
+    CHECK(written != SENT_SIZE && written <= cap && written <= HZ_MAX_FLIP_LEN);
+    return written;
+}
+
+static uint32_t push_flip(hz_producer *p, uint64_t pos, const hz_flip *f) {
+    uint8_t buf[HZ_MAX_FLIP_LEN];
+    size_t n = encode(f, buf, sizeof buf);
+    hz_event_header h = hdr(pos, 0, HZ_KIND_FLIP);
+    return hz_producer_push(p, &h, buf, n);
+}
+
+/* A config with `streams` streams of 64 KiB, payloads up to HZ_MAX_FLIP_LEN. */
+static hz_config *cfg_new(uint64_t recipient, uint32_t streams) {
+    hz_config *c = NULL;
+    CHECK_OK(hz_config_new(recipient, streams, 1 << 16, HZ_MAX_FLIP_LEN, &c));
+    CHECK(c != NULL);
+    return c;
+}
+
+static hz_engine *engine_from(hz_config *c) {
+    hz_engine *e = NULL;
+    CHECK_OK(hz_engine_new(c, &e));
+    CHECK(e != NULL);
+    return e;
+}
+
+static hz_producer *take(hz_engine *e, uint32_t stream) {
+    hz_producer *p = NULL;
+    CHECK_OK(hz_engine_take_producer(e, stream, &p));
+    CHECK(p != NULL);
+    CHECK(hz_producer_stream(p) == stream);
+    return p;
+}
+
+static hz_stats stats_of(const hz_engine *e) {
+    hz_stats s;
+    memset(&s, 0, sizeof s);
+    CHECK_OK(hz_engine_stats(e, &s));
+    return s;
+}
+
+static uint32_t active_of(const hz_engine *e) {
+    uint32_t a = SENT_U32;
+    CHECK_OK(hz_engine_active_stream(e, &a));
+    CHECK(a != SENT_U32);
+    return a;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void test_layout(void) {
+    CHECK(sizeof(hz_event_header) == 32);
+    CHECK(offsetof(hz_event_header, pos) == 0);
+    CHECK(offsetof(hz_event_header, seq) == 8);
+    CHECK(offsetof(hz_event_header, ts_ns) == 16);
+    CHECK(offsetof(hz_event_header, origin) == 24);
+    CHECK(offsetof(hz_event_header, kind) == 28);
+    CHECK(offsetof(hz_event_header, flags) == 30);
+    CHECK(HZ_MAX_FLIP_LEN == 1335);
+}
+
+static void test_versions(void) {
+    CHECK(hz_version_number() == HZ_VERSION_NUMBER);
+    CHECK(HZ_VERSION_NUMBER == HZ_VERSION_MAJOR * 10000 + HZ_VERSION_MINOR * 100 + HZ_VERSION_PATCH);
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", (int)HZ_VERSION_MAJOR, (int)HZ_VERSION_MINOR,
+             (int)HZ_VERSION_PATCH);
+    const char *v = hz_version();
+    CHECK(v != NULL);
+    CHECK(strcmp(v, want) == 0);
+    CHECK(hz_version() == v); /* static storage */
+}
+
+static void test_status_str(void) {
+    static const struct {
+        uint32_t st;
+        const char *name;
+    } all[] = {
+        {HZ_OK, "ok"},
+        {HZ_ERR_NULL, "null pointer"},
+        {HZ_ERR_INVALID, "invalid argument"},
+        {HZ_ERR_CONFIG, "invalid configuration"},
+        {HZ_ERR_FULL, "ring full"},
+        {HZ_ERR_TOO_LARGE, "payload too large"},
+        {HZ_ERR_NOT_SUBSCRIBED, "stream not subscribed"},
+        {HZ_ERR_SHED, "event shed by a staged ring"},
+        {HZ_ERR_STATE, "wrong state"},
+        {HZ_ERR_MALFORMED, "malformed flip"},
+        {HZ_ERR_BUFFER_TOO_SMALL, "buffer too small"},
+        {HZ_ERR_MODEL, "invalid model"},
+        {HZ_ERR_IO, "i/o error"},
+        {HZ_ERR_PANIC, "internal error (panic)"},
+    };
+    const size_t n = sizeof all / sizeof all[0];
+    CHECK(n == HZ_ERR_PANIC + 1);
+    for (size_t i = 0; i < n; i++) {
+        CHECK(all[i].st == i); /* the statuses are dense 0..=13 */
+        const char *s = hz_status_str(all[i].st);
+        CHECK(s != NULL);
+        CHECK(strcmp(s, all[i].name) == 0);
+        CHECK(strcmp(s, "unknown status") != 0);
+        for (size_t j = 0; j < i; j++) CHECK(strcmp(s, hz_status_str(all[j].st)) != 0);
+    }
+    const uint32_t unknown[] = {HZ_ERR_PANIC + 1, 100, 999, 0x7fffffffu, UINT32_MAX};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        CHECK(strcmp(hz_status_str(unknown[i]), "unknown status") == 0);
+    }
+}
+
+/* hz_config_*: construction, every setter, NULL and unknown values, hz_config_last_error. */
+static void test_config(void) {
+    hz_config *c = (hz_config *)SENT_PTR;
+    CHECK_ST(hz_config_new(1, 2, 4096, 64, NULL), HZ_ERR_NULL);
+    CHECK_ST(hz_config_new(1, 0, 4096, 64, &c), HZ_ERR_INVALID);
+    CHECK(c == SENT_PTR);
+    CHECK_ST(hz_config_new(1, 17, 4096, 64, &c), HZ_ERR_INVALID);
+    CHECK(c == SENT_PTR);
+    CHECK_ST(hz_config_new(1, UINT32_MAX, 4096, 64, &c), HZ_ERR_INVALID);
+    CHECK(c == SENT_PTR);
+    CHECK_OK(hz_config_new(1, 16, 4096, 64, &c));
+    CHECK(c != SENT_PTR && c != NULL);
+    hz_config_free(c);
+    c = cfg_new(1, 1); /* one stream is allowed */
+    hz_config_free(c);
+
+    /* NULL config: every setter says HZ_ERR_NULL. */
+    CHECK_ST(hz_config_set_initial_stream(NULL, 0), HZ_ERR_NULL);
+    CHECK_ST(hz_config_set_max_origins(NULL, 4), HZ_ERR_NULL);
+    CHECK_ST(hz_config_set_gap_policy(NULL, HZ_GAP_REREAD), HZ_ERR_NULL);
+    CHECK_ST(hz_config_set_seq_mode(NULL, HZ_SEQ_STRICT), HZ_ERR_NULL);
+    CHECK_ST(hz_config_set_staging_budget(NULL, 1 << 20), HZ_ERR_NULL);
+    CHECK_ST(hz_config_set_default_window(NULL, 10), HZ_ERR_NULL);
+    CHECK_ST(hz_config_set_keep_previous(NULL, 1), HZ_ERR_NULL);
+    CHECK_ST(hz_config_set_policy(NULL, HZ_POLICY_MANUAL), HZ_ERR_NULL);
+    CHECK_ST(hz_config_set_preset(NULL, HZ_PRESET_BALANCED), HZ_ERR_NULL);
+    CHECK(hz_config_last_error(NULL) != NULL);
+    CHECK(strcmp(hz_config_last_error(NULL), "") == 0);
+
+    c = cfg_new(7, 3);
+    CHECK(strcmp(hz_config_last_error(c), "") == 0);
+    /* Valid values. */
+    CHECK_OK(hz_config_set_initial_stream(c, 2));
+    CHECK_OK(hz_config_set_max_origins(c, 1));
+    CHECK_OK(hz_config_set_max_origins(c, 64));
+    CHECK_OK(hz_config_set_gap_policy(c, HZ_GAP_REPORT_LOST));
+    CHECK_OK(hz_config_set_gap_policy(c, HZ_GAP_REREAD));
+    CHECK_OK(hz_config_set_seq_mode(c, HZ_SEQ_MONOTONIC));
+    CHECK_OK(hz_config_set_seq_mode(c, HZ_SEQ_STRICT));
+    CHECK_OK(hz_config_set_staging_budget(c, 0));
+    CHECK_OK(hz_config_set_staging_budget(c, SIZE_MAX));
+    CHECK_OK(hz_config_set_default_window(c, 1));
+    CHECK_OK(hz_config_set_default_window(c, 100));
+    CHECK_OK(hz_config_set_keep_previous(c, 0));
+    CHECK_OK(hz_config_set_keep_previous(c, 7));
+    for (uint32_t p = HZ_POLICY_MANUAL; p <= HZ_POLICY_PREDICTOR; p++) CHECK_OK(hz_config_set_policy(c, p));
+    for (uint32_t p = HZ_PRESET_CONSERVATIVE; p <= HZ_PRESET_AGGRESSIVE; p++) CHECK_OK(hz_config_set_preset(c, p));
+    CHECK(strcmp(hz_config_last_error(c), "") == 0);
+
+    /* Unknown values and zeros: HZ_ERR_INVALID with a reason. */
+    CHECK_ST(hz_config_set_max_origins(c, 0), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_config_last_error(c), "max_origins");
+    CHECK_ST(hz_config_set_gap_policy(c, 2), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_config_last_error(c), "gap policy");
+    CHECK_ST(hz_config_set_gap_policy(c, UINT32_MAX), HZ_ERR_INVALID);
+    CHECK_ST(hz_config_set_seq_mode(c, 2), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_config_last_error(c), "seq mode");
+    CHECK_ST(hz_config_set_seq_mode(c, UINT32_MAX), HZ_ERR_INVALID);
+    CHECK_ST(hz_config_set_default_window(c, 0), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_config_last_error(c), "window");
+    CHECK_ST(hz_config_set_policy(c, HZ_POLICY_PREDICTOR + 1), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_config_last_error(c), "policy");
+    CHECK_ST(hz_config_set_policy(c, UINT32_MAX), HZ_ERR_INVALID);
+    CHECK_ST(hz_config_set_preset(c, HZ_PRESET_AGGRESSIVE + 1), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_config_last_error(c), "preset");
+    CHECK_ST(hz_config_set_preset(c, UINT32_MAX), HZ_ERR_INVALID);
+
+    /* A refused value leaves the previous one: policy stays PREDICTOR (set last above), so a
+       model loads (HZ_ERR_STATE otherwise). */
+    hz_engine *e = engine_from(c);
+    CHECK(active_of(e) == 2); /* initial stream 2 */
+    CHECK_OK(hz_engine_load_model_file(e, model_path));
+    hz_engine_free(e);
+
+    /* One configuration builds several engines, and may be freed before them. */
+    hz_engine *e1 = engine_from(c);
+    hz_engine *e2 = engine_from(c);
+    hz_config_free(c);
+    CHECK(active_of(e1) == 2 && active_of(e2) == 2);
+    hz_engine_free(e2);
+    hz_engine_free(e1);
+}
+
+/* hz_engine_new: NULL pointers and every kind of refused configuration (HZ_ERR_CONFIG). */
+static void test_engine_new_errors(void) {
+    hz_engine *e = (hz_engine *)SENT_PTR;
+    hz_config *c = cfg_new(1, 2);
+    CHECK_ST(hz_engine_new(NULL, &e), HZ_ERR_NULL);
+    CHECK(e == SENT_PTR);
+    CHECK_ST(hz_engine_new(c, NULL), HZ_ERR_NULL);
+    hz_config_free(c);
+
+    /* capacity 0 */
+    CHECK_OK(hz_config_new(1, 2, 0, 64, &c));
+    CHECK_ST(hz_engine_new(c, &e), HZ_ERR_CONFIG);
+    CHECK(e == SENT_PTR);
+    CHECK_CONTAINS(hz_config_last_error(c), "capacity");
+    hz_config_free(c);
+
+    /* capacity too small for one maximal record */
+    CHECK_OK(hz_config_new(1, 2, 64, 1024, &c));
+    CHECK_ST(hz_engine_new(c, &e), HZ_ERR_CONFIG);
+    CHECK(e == SENT_PTR);
+    CHECK(strlen(hz_config_last_error(c)) > 0);
+    hz_config_free(c);
+
+    /* capacity far too large */
+    CHECK_OK(hz_config_new(1, 2, SIZE_MAX, 64, &c));
+    CHECK_ST(hz_engine_new(c, &e), HZ_ERR_CONFIG);
+    CHECK(e == SENT_PTR);
+    CHECK(strlen(hz_config_last_error(c)) > 0);
+    hz_config_free(c);
+
+    /* max_payload far too large */
+    CHECK_OK(hz_config_new(1, 2, 1 << 16, SIZE_MAX, &c));
+    CHECK_ST(hz_engine_new(c, &e), HZ_ERR_CONFIG);
+    CHECK(e == SENT_PTR);
+    CHECK(strlen(hz_config_last_error(c)) > 0);
+    hz_config_free(c);
+
+    /* initial stream out of range */
+    c = cfg_new(1, 3);
+    CHECK_OK(hz_config_set_initial_stream(c, 3));
+    CHECK_ST(hz_engine_new(c, &e), HZ_ERR_CONFIG);
+    CHECK(e == SENT_PTR);
+    CHECK_CONTAINS(hz_config_last_error(c), "3");
+    /* fixed, the same config builds */
+    CHECK_OK(hz_config_set_initial_stream(c, 1));
+    e = engine_from(c);
+    CHECK(active_of(e) == 1);
+    hz_engine_free(e);
+    hz_config_free(c);
+}
+
+/* Producers: take (errors, twice -> STATE), push and push_batch with every documented status. */
+static void test_producers(recorder *r) {
+    hz_config *c = NULL;
+    CHECK_OK(hz_config_new(5, 2, 4096, 64, &c)); /* small rings: backpressure comes fast */
+    hz_engine *e = engine_from(c);
+    hz_config_free(c);
+
+    hz_producer *p = (hz_producer *)SENT_PTR;
+    CHECK_ST(hz_engine_take_producer(NULL, 0, &p), HZ_ERR_NULL);
+    CHECK(p == SENT_PTR);
+    CHECK_ST(hz_engine_take_producer(e, 0, NULL), HZ_ERR_NULL);
+    CHECK_ST(hz_engine_take_producer(e, 2, &p), HZ_ERR_INVALID);
+    CHECK(p == SENT_PTR);
+    CHECK_CONTAINS(hz_engine_last_error(e), "2");
+    CHECK_ST(hz_engine_take_producer(e, UINT32_MAX, &p), HZ_ERR_INVALID);
+    CHECK(p == SENT_PTR);
+    hz_producer *p0 = take(e, 0);
+    CHECK_ST(hz_engine_take_producer(e, 0, &p), HZ_ERR_STATE);
+    CHECK(p == SENT_PTR);
+    CHECK_CONTAINS(hz_engine_last_error(e), "already taken");
+    hz_producer *p1 = take(e, 1);
+    CHECK_ST(hz_engine_take_producer(e, 1, &p), HZ_ERR_STATE);
+    CHECK(p == SENT_PTR);
+
+    /* Queries on NULL. */
+    CHECK(hz_producer_stream(NULL) == 0);
+    CHECK(hz_producer_error_count(NULL) == 0);
+    CHECK(hz_producer_last_error(NULL) != NULL && strcmp(hz_producer_last_error(NULL), "") == 0);
+    CHECK(hz_producer_stream(p1) == 1);
+    CHECK(hz_producer_error_count(p0) == 0);
+    CHECK(strcmp(hz_producer_last_error(p0), "") == 0);
+
+    /* hz_producer_push errors. */
+    hz_event_header h = hdr(1, 1, HZ_KIND_DATA);
+    uint8_t big[65];
+    memset(big, 0x5a, sizeof big);
+    CHECK_ST(hz_producer_push(NULL, &h, big, 8), HZ_ERR_NULL);
+    CHECK_ST(hz_producer_push(p0, NULL, big, 8), HZ_ERR_NULL);
+    CHECK(hz_producer_error_count(p0) == 1);
+    CHECK_CONTAINS(hz_producer_last_error(p0), "header");
+    CHECK_ST(hz_producer_push(p0, &h, NULL, 8), HZ_ERR_NULL);
+    CHECK(hz_producer_error_count(p0) == 2);
+    CHECK_CONTAINS(hz_producer_last_error(p0), "payload");
+    CHECK_ST(hz_producer_push(p0, &h, big, 65), HZ_ERR_TOO_LARGE);
+    CHECK(hz_producer_error_count(p0) == 3);
+    CHECK_CONTAINS(hz_producer_last_error(p0), "exceeds");
+    {
+        /* A large, readable payload: refused before anything is read or written. */
+        uint8_t *mib = (uint8_t *)calloc(1, 1 << 20);
+        CHECK(mib != NULL);
+        CHECK_ST(hz_producer_push(p0, &h, mib, 1 << 20), HZ_ERR_TOO_LARGE);
+        free(mib);
+    }
+    CHECK(hz_producer_error_count(p0) == 4);
+    if (getenv("HZ_API_HUGE_LEN") != NULL) {
+        /* Repro of a library bug (README): a length above isize::MAX reaches
+           slice::from_raw_parts before the max_payload check; a debug build aborts. */
+        CHECK_ST(hz_producer_push(p0, &h, big, SIZE_MAX), HZ_ERR_TOO_LARGE);
+        CHECK(hz_producer_error_count(p0) == 5);
+        return;
+    }
+    /* Nothing was written by the failed pushes. */
+    rec_clear(r);
+    CHECK(drain(e, r) == 0);
+
+    /* NULL payload with length 0 is fine; a payload of exactly max_payload too. */
+    CHECK_OK(hz_producer_push(p0, &h, NULL, 0));
+    h = hdr(2, 2, HZ_KIND_DATA);
+    CHECK_OK(hz_producer_push(p0, &h, big, 64));
+    /* Idle stream: discarded, informational, not counted. */
+    CHECK_ST(push_data(p1, 1, 1), HZ_ERR_NOT_SUBSCRIBED);
+    CHECK(hz_producer_error_count(p1) == 0);
+    rec_clear(r);
+    CHECK(drain(e, r) == 2);
+    CHECK(r->ev[0].h.seq == 1 && r->ev[0].len == 0 && r->ev[0].stream == 0);
+    CHECK(r->ev[1].h.seq == 2 && r->ev[1].len == 64 && r->ev[1].payload[63] == 0x5a);
+    CHECK(r->ev[1].h.pos == 2 && r->ev[1].h.ts_ns == 2000 && r->ev[1].h.kind == HZ_KIND_DATA);
+
+    /* Backpressure: fill the 4 KiB active ring until HZ_ERR_FULL; not counted as an error. */
+    uint64_t seq = 3, errors = hz_producer_error_count(p0);
+    uint32_t st;
+    while ((st = push_data(p0, seq, seq)) == HZ_OK) seq++;
+    CHECK_ST(st, HZ_ERR_FULL);
+    CHECK(seq > 3 + 10);
+    CHECK(hz_producer_error_count(p0) == errors);
+    size_t stored = (size_t)(seq - 3);
+    /* push_batch on a full ring: HZ_ERR_FULL, *pushed = 0. */
+    {
+        hz_event_header hs[2] = {hdr(seq, seq, HZ_KIND_DATA), hdr(seq + 1, seq + 1, HZ_KIND_DATA)};
+        const uint8_t *ps[2] = {big, big};
+        size_t ls[2] = {8, 8};
+        size_t pushed = SENT_SIZE;
+        CHECK_ST(hz_producer_push_batch(p0, hs, ps, ls, 2, &pushed), HZ_ERR_FULL);
+        CHECK(pushed == 0);
+    }
+    rec_clear(r);
+    CHECK(drain(e, r) == stored);
+    for (size_t i = 0; i < stored; i++) CHECK(r->ev[i].h.seq == 3 + i);
+    CHECK_OK(push_data(p0, seq, seq)); /* room again */
+    seq++;
+
+    /* hz_producer_push_batch. */
+    {
+        size_t pushed = SENT_SIZE;
+        hz_event_header hs[3];
+        const uint8_t *ps[3];
+        size_t ls[3];
+        for (int i = 0; i < 3; i++) {
+            hs[i] = hdr(seq + (uint64_t)i, seq + (uint64_t)i, HZ_KIND_DATA);
+            ps[i] = big;
+            ls[i] = (size_t)(8 + i);
+        }
+        CHECK_ST(hz_producer_push_batch(NULL, hs, ps, ls, 3, &pushed), HZ_ERR_NULL);
+        CHECK(pushed == SENT_SIZE);
+        errors = hz_producer_error_count(p0);
+        CHECK_ST(hz_producer_push_batch(p0, NULL, ps, ls, 3, &pushed), HZ_ERR_NULL);
+        CHECK_ST(hz_producer_push_batch(p0, hs, NULL, ls, 3, &pushed), HZ_ERR_NULL);
+        CHECK_ST(hz_producer_push_batch(p0, hs, ps, NULL, 3, &pushed), HZ_ERR_NULL);
+        CHECK(pushed == SENT_SIZE);
+        CHECK(hz_producer_error_count(p0) == errors + 3);
+        CHECK_CONTAINS(hz_producer_last_error(p0), "NULL");
+        /* n == 0: NULL arrays are fine. */
+        CHECK_OK(hz_producer_push_batch(p0, NULL, NULL, NULL, 0, &pushed));
+        CHECK(pushed == 0);
+        pushed = SENT_SIZE;
+        CHECK_OK(hz_producer_push_batch(p0, hs, ps, ls, 3, &pushed));
+        CHECK(pushed == 3);
+        seq += 3;
+        /* `pushed` may be NULL. */
+        for (int i = 0; i < 3; i++) hs[i] = hdr(seq + (uint64_t)i, seq + (uint64_t)i, HZ_KIND_DATA);
+        CHECK_OK(hz_producer_push_batch(p0, hs, ps, ls, 3, NULL));
+        seq += 3;
+        /* Oversize in the middle: the first is published, *pushed = 1, counted with a reason. */
+        for (int i = 0; i < 3; i++) hs[i] = hdr(seq + (uint64_t)i, seq + (uint64_t)i, HZ_KIND_DATA);
+        ls[1] = 65;
+        pushed = SENT_SIZE;
+        errors = hz_producer_error_count(p0);
+        CHECK_ST(hz_producer_push_batch(p0, hs, ps, ls, 3, &pushed), HZ_ERR_TOO_LARGE);
+        CHECK(pushed == 1);
+        CHECK(hz_producer_error_count(p0) == errors + 1);
+        CHECK_CONTAINS(hz_producer_last_error(p0), "event 1");
+        seq += 1;
+        rec_clear(r);
+        CHECK(drain(e, r) == 1 + 3 + 3 + 1);
+        CHECK(r->ev[0].h.seq == seq - 8);
+        CHECK(r->ev[1].len == 8 && r->ev[2].len == 9 && r->ev[3].len == 10);
+        CHECK(r->ev[7].h.seq == seq - 1);
+        /* A NULL payload with a non-zero length in the middle: HZ_ERR_NULL, counted; the event
+           before it is published and *pushed says so. */
+        for (int i = 0; i < 3; i++) hs[i] = hdr(seq + (uint64_t)i, seq + (uint64_t)i, HZ_KIND_DATA);
+        ls[1] = 8;
+        ps[1] = NULL;
+        pushed = SENT_SIZE;
+        errors = hz_producer_error_count(p0);
+        CHECK_ST(hz_producer_push_batch(p0, hs, ps, ls, 3, &pushed), HZ_ERR_NULL);
+        CHECK(pushed == 1);
+        CHECK(hz_producer_error_count(p0) == errors + 1);
+        CHECK_CONTAINS(hz_producer_last_error(p0), "payloads[1]");
+        rec_clear(r);
+        CHECK(drain(e, r) == 1);
+        CHECK(r->ev[0].h.seq == seq);
+        seq += 1;
+        /* Idle stream: HZ_ERR_NOT_SUBSCRIBED with *pushed = 0. */
+        pushed = SENT_SIZE;
+        ps[1] = big;
+        CHECK_ST(hz_producer_push_batch(p1, hs, ps, ls, 3, &pushed), HZ_ERR_NOT_SUBSCRIBED);
+        CHECK(pushed == 0);
+        CHECK(hz_producer_error_count(p1) == 0);
+    }
+
+    /* Engine errors are counted in stats.api_errors (take_producer x5, above). */
+    hz_stats s = stats_of(e);
+    CHECK(s.api_errors == 5);
+
+    /* Producers outlive their engine: pushes then say NOT_SUBSCRIBED or FULL, never crash. */
+    hz_engine_free(e);
+    for (int i = 0; i < 200; i++) {
+        uint32_t a = push_data(p0, seq + (uint64_t)i, seq + (uint64_t)i);
+        CHECK(a == HZ_OK || a == HZ_ERR_FULL || a == HZ_ERR_NOT_SUBSCRIBED);
+        uint32_t b = push_data(p1, seq + (uint64_t)i, seq + (uint64_t)i);
+        CHECK(b == HZ_OK || b == HZ_ERR_FULL || b == HZ_ERR_NOT_SUBSCRIBED);
+    }
+    hz_producer_free(p0);
+    hz_producer_free(p1);
+}
+
+/* hz_engine_poll / stats / active_stream / arm / disarm / last_error, NULL paths and notices. */
+static void test_engine_calls(recorder *r) {
+    hz_config *c = cfg_new(42, 3);
+    hz_engine *e = engine_from(c);
+    hz_config_free(c);
+    hz_producer *p0 = take(e, 0), *p1 = take(e, 1), *p2 = take(e, 2);
+
+    CHECK(hz_engine_last_error(NULL) != NULL && strcmp(hz_engine_last_error(NULL), "") == 0);
+    CHECK(strcmp(hz_engine_last_error(e), "") == 0);
+
+    /* poll */
+    size_t n = SENT_SIZE;
+    CHECK_ST(hz_engine_poll(NULL, 10, on_event, on_notice, r, &n), HZ_ERR_NULL);
+    CHECK(n == SENT_SIZE);
+    CHECK_ST(hz_engine_poll(e, 10, NULL, on_notice, r, &n), HZ_ERR_NULL);
+    CHECK(n == SENT_SIZE);
+    CHECK_CONTAINS(hz_engine_last_error(e), "on_event");
+    CHECK_OK(hz_engine_poll(e, 10, on_event, NULL, NULL, NULL)); /* nothing queued: no callback */
+    CHECK_OK(hz_engine_poll(e, 10, on_event, on_notice, r, &n));
+    CHECK(n == 0);
+
+    /* stats: NULL paths leave *out untouched */
+    hz_stats s;
+    memset(&s, 0xab, sizeof s);
+    CHECK_ST(hz_engine_stats(NULL, &s), HZ_ERR_NULL);
+    CHECK(s.delivered == 0xababababababababULL && s.api_errors == 0xababababababababULL);
+    CHECK_ST(hz_engine_stats(e, NULL), HZ_ERR_NULL);
+
+    /* active_stream */
+    uint32_t a = SENT_U32;
+    CHECK_ST(hz_engine_active_stream(NULL, &a), HZ_ERR_NULL);
+    CHECK(a == SENT_U32);
+    uint64_t errs = stats_of(e).api_errors;
+    CHECK_ST(hz_engine_active_stream(e, NULL), HZ_ERR_NULL);
+    CHECK(stats_of(e).api_errors == errs + 1);
+    CHECK(active_of(e) == 0);
+
+    /* frontier: the last seq delivered per origin */
+    uint64_t fr = SENT_U64;
+    CHECK_ST(hz_engine_frontier(NULL, 0, &fr), HZ_ERR_NULL);
+    CHECK_ST(hz_engine_frontier(e, 0, NULL), HZ_ERR_NULL);
+    CHECK_ST(hz_engine_frontier(e, 1u << 30, &fr), HZ_ERR_INVALID);
+    CHECK(fr == SENT_U64);
+
+    /* arm / disarm */
+    CHECK_ST(hz_engine_arm(NULL, 1), HZ_ERR_NULL);
+    CHECK_ST(hz_engine_disarm(NULL, 1), HZ_ERR_NULL);
+    CHECK_ST(hz_engine_arm(e, 3), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_engine_last_error(e), "3");
+    CHECK_ST(hz_engine_disarm(e, UINT32_MAX), HZ_ERR_INVALID);
+
+    /* Data flows, with max respected. */
+    for (uint64_t i = 1; i <= 5; i++) CHECK_OK(push_data(p0, i, i));
+    CHECK_ST(push_data(p1, 1, 1), HZ_ERR_NOT_SUBSCRIBED);
+    rec_clear(r);
+    CHECK_OK(hz_engine_poll(e, 2, on_event, on_notice, r, &n));
+    CHECK(n == 2 && r->nev == 2);
+    CHECK_OK(hz_engine_poll(e, 0, on_event, on_notice, r, &n));
+    CHECK(n == 0 && r->nev == 2);
+    CHECK(drain(e, r) == 3);
+    for (size_t i = 0; i < 5; i++) CHECK(r->ev[i].h.seq == i + 1 && r->ev[i].stream == 0);
+    CHECK(r->nnt == 0);
+
+    /* arm(1): the manual policy stages it (SUBSCRIBE from 0); disarm: UNSUBSCRIBE. */
+    CHECK_OK(hz_engine_arm(e, 1));
+    rec_clear(r);
+    drain(e, r);
+    CHECK(r->nnt == 1 && r->nt[0].n.kind == HZ_NOTICE_SUBSCRIBE && r->nt[0].n.stream == 1);
+    CHECK(r->nt[0].n.from_pos == 0 && r->nt[0].n.locator_len == 0);
+    CHECK_OK(push_data(p1, 6, 6)); /* staged: stored */
+    CHECK_OK(hz_engine_disarm(e, 1));
+    rec_clear(r);
+    drain(e, r);
+    CHECK(r->nnt == 1 && r->nt[0].n.kind == HZ_NOTICE_UNSUBSCRIBE && r->nt[0].n.stream == 1);
+    CHECK_ST(push_data(p1, 7, 7), HZ_ERR_NOT_SUBSCRIBED);
+
+    /* Heartbeats are consumed; unknown kinds are delivered as data and counted. */
+    hz_event_header hb = hdr(6, 0, HZ_KIND_HEARTBEAT);
+    CHECK_OK(hz_producer_push(p0, &hb, NULL, 0));
+    hz_event_header odd = hdr(7, 6, 9);
+    CHECK_OK(hz_producer_push(p0, &odd, (const uint8_t *)"xyz", 3));
+    rec_clear(r);
+    CHECK(drain(e, r) == 1);
+    CHECK(r->ev[0].h.kind == 9 && r->ev[0].h.seq == 6 && r->ev[0].len == 3);
+    CHECK(memcmp(r->ev[0].payload, "xyz", 3) == 0);
+    s = stats_of(e);
+    CHECK(s.unknown_kinds == 1 && s.delivered == 6);
+
+    /* Bad event: origin >= max_origins (64 by default). */
+    hz_event_header bad = hdr(8, 1, HZ_KIND_DATA);
+    bad.origin = 64;
+    CHECK_OK(hz_producer_push(p0, &bad, NULL, 0));
+    rec_clear(r);
+    CHECK(drain(e, r) == 0);
+    CHECK(r->nnt == 1 && r->nt[0].n.kind == HZ_NOTICE_BAD_EVENT);
+    CHECK(r->nt[0].n.stream == 0 && r->nt[0].n.pos == 8 && r->nt[0].n.origin == 64);
+    CHECK(r->nt[0].n.from_seq == 1 && r->nt[0].n.reason == HZ_BAD_EVENT_UNKNOWN_ORIGIN);
+    CHECK(stats_of(e).bad_events == 1);
+
+    /* Flip rejections: switch to the active stream, to an unknown stream, switchback with no
+       previous stream, and a malformed record (bad CRC). */
+    hz_flip f = mkflip(HZ_FLIP_SWITCH, 0, 900);
+    CHECK_OK(push_flip(p0, 9, &f));
+    f = mkflip(HZ_FLIP_SWITCH, 7, 901);
+    CHECK_OK(push_flip(p0, 10, &f));
+    f = mkflip(HZ_FLIP_SWITCHBACK, 0, 902);
+    CHECK_OK(push_flip(p0, 11, &f));
+    {
+        uint8_t buf[HZ_MAX_FLIP_LEN];
+        f = mkflip(HZ_FLIP_SWITCH, 1, 903);
+        size_t len = encode(&f, buf, sizeof buf);
+        buf[len - 1] ^= 0xff;
+        hz_event_header fh = hdr(12, 0, HZ_KIND_FLIP);
+        CHECK_OK(hz_producer_push(p0, &fh, buf, len));
+    }
+    CHECK_OK(push_data(p0, 13, 7));
+    rec_clear(r);
+    CHECK(drain(e, r) == 1);
+    CHECK(r->nnt == 4);
+    static const uint32_t reasons[4] = {HZ_REJECT_ALREADY_ACTIVE, HZ_REJECT_UNKNOWN_STREAM,
+                                        HZ_REJECT_NO_PREVIOUS, HZ_REJECT_MALFORMED};
+    for (size_t i = 0; i < 4; i++) {
+        CHECK(r->nt[i].n.kind == HZ_NOTICE_FLIP_REJECTED);
+        CHECK(r->nt[i].n.stream == 0 && r->nt[i].n.pos == 9 + i);
+        CHECK(r->nt[i].n.reason == reasons[i]);
+    }
+    CHECK(r->ev[0].h.seq == 7 && r->ev[0].order > r->nt[3].order);
+    s = stats_of(e);
+    CHECK(s.flips_rejected == 4 && s.flips_applied == 0);
+    CHECK(active_of(e) == 0);
+
+    /* ANNOUNCE stages the target; a seamless SWITCH to it; the same flip on the target is a
+       repeat; duplicates of delivered events are dropped. */
+    f = mkflip(HZ_FLIP_ANNOUNCE, 2, 1);
+    f.expected_in_ns = 1000000;
+    CHECK_OK(push_flip(p0, 14, &f));
+    rec_clear(r);
+    drain(e, r);
+    CHECK(r->nnt == 1 && r->nt[0].n.kind == HZ_NOTICE_SUBSCRIBE && r->nt[0].n.stream == 2);
+    for (uint64_t sq = 8; sq <= 9; sq++) {
+        CHECK_OK(push_data(p0, 7 + sq, sq));
+        CHECK_OK(push_data(p2, 7 + sq, sq)); /* staged: kept */
+    }
+    f = mkflip(HZ_FLIP_SWITCH, 2, 2);
+    CHECK_OK(push_flip(p0, 17, &f));
+    CHECK_OK(push_flip(p2, 17, &f));
+    CHECK_OK(push_data(p2, 18, 10));
+    CHECK_OK(push_data(p0, 18, 10)); /* stream 0 is still active until the flip is consumed */
+    rec_clear(r);
+    CHECK(drain(e, r) == 3);
+    CHECK(r->ev[0].h.seq == 8 && r->ev[0].stream == 0);
+    CHECK(r->ev[1].h.seq == 9 && r->ev[1].stream == 0);
+    CHECK(r->ev[2].h.seq == 10 && r->ev[2].stream == 2);
+    {
+        const nt_rec *sw = find_notice(r, HZ_NOTICE_SWITCHED, 0);
+        CHECK(sw != NULL && count_notices(r, HZ_NOTICE_SWITCHED) == 1);
+        CHECK(sw->n.stream == 0 && sw->n.to_stream == 2 && sw->n.flip_id == 2 && sw->n.seamless == 1);
+        CHECK(sw->order + 1 == r->ev[2].order); /* right before the first event of stream 2 */
+    }
+    CHECK(active_of(e) == 2);
+    s = stats_of(e);
+    CHECK(s.flips_applied == 2 && s.flips_repeated == 1 && s.switches_seamless == 1);
+    CHECK(s.duplicates_dropped == 2);
+
+    /* SWITCHBACK to 0 (kept staged): seamless. */
+    CHECK_OK(push_data(p0, 19, 11));
+    f = mkflip(HZ_FLIP_SWITCHBACK, 0, 3);
+    CHECK_OK(push_flip(p2, 19, &f));
+    rec_clear(r);
+    CHECK(drain(e, r) == 1);
+    CHECK(r->ev[0].h.seq == 11 && r->ev[0].stream == 0);
+    {
+        const nt_rec *sw = find_notice(r, HZ_NOTICE_SWITCHED, 0);
+        CHECK(sw != NULL && sw->n.stream == 2 && sw->n.to_stream == 0 && sw->n.flip_id == 3);
+        CHECK(sw->n.seamless == 1);
+    }
+    CHECK(active_of(e) == 0);
+
+    /* Cohort and id selectors: 0 bp and a list without us are ignored; 10000 bp selects us.
+       A cold switch to idle stream 1 with a locator and resume_pos: SUBSCRIBE carries them,
+       events before resume_pos are dropped, SWITCHED is not seamless. */
+    f = mkflip(HZ_FLIP_SWITCH, 1, 4);
+    f.selector = HZ_SELECTOR_COHORT;
+    f.basis_points = 0;
+    f.salt = 77;
+    CHECK_OK(push_flip(p0, 20, &f));
+    {
+        static const uint64_t others[3] = {1, 2, 3};
+        f = mkflip(HZ_FLIP_SWITCH, 1, 5);
+        f.selector = HZ_SELECTOR_IDS;
+        f.ids = others;
+        f.ids_len = 3;
+        CHECK_OK(push_flip(p0, 21, &f));
+    }
+    CHECK_OK(push_data(p0, 22, 12));
+    f = mkflip(HZ_FLIP_SWITCH, 1, 6);
+    f.selector = HZ_SELECTOR_COHORT;
+    f.basis_points = 10000;
+    f.salt = 77;
+    f.resume_pos = 50;
+    f.locator = (const uint8_t *)"feed-b";
+    f.locator_len = 6;
+    CHECK_OK(push_flip(p0, 23, &f));
+    rec_clear(r);
+    CHECK(drain(e, r) == 1);
+    CHECK(r->ev[0].h.seq == 12);
+    {
+        const nt_rec *sub = find_notice(r, HZ_NOTICE_SUBSCRIBE, 0);
+        CHECK(sub != NULL && sub->n.stream == 1 && sub->n.from_pos == 50);
+        CHECK(sub->n.locator_len == 6 && memcmp(sub->loc, "feed-b", 6) == 0);
+        CHECK(count_notices(r, HZ_NOTICE_SWITCHED) == 0); /* comes with the first event */
+    }
+    CHECK(active_of(e) == 1);
+    s = stats_of(e);
+    CHECK(s.flips_ignored == 2);
+    CHECK_OK(push_data(p1, 49, 13)); /* before resume_pos: dropped */
+    CHECK_OK(push_data(p1, 50, 13));
+    CHECK_OK(push_data(p1, 51, 14));
+    rec_clear(r);
+    CHECK(drain(e, r) == 2);
+    CHECK(r->ev[0].h.seq == 13 && r->ev[0].h.pos == 50 && r->ev[0].stream == 1);
+    {
+        const nt_rec *sw = find_notice(r, HZ_NOTICE_SWITCHED, 0);
+        CHECK(sw != NULL && sw->n.stream == 0 && sw->n.to_stream == 1 && sw->n.flip_id == 6);
+        CHECK(sw->n.seamless == 0);
+        CHECK(sw->order < r->ev[0].order);
+    }
+    s = stats_of(e);
+    CHECK(s.before_resume_pos == 1 && s.switches_cold == 1 && s.switches_seamless == 2);
+
+    /* Gap with the re-read policy: GAP then SUBSCRIBE of the active stream from the position
+       after the last delivered; the re-read delivers what was missing. Stream 0 (staged, kept
+       as previous) must not hold seqs 15..16 so that no A/B fill happens. */
+    CHECK_OK(push_data(p1, 54, 17));
+    rec_clear(r);
+    CHECK(drain(e, r) == 0);
+    {
+        const nt_rec *g = find_notice(r, HZ_NOTICE_GAP, 0);
+        CHECK(g != NULL && g->n.stream == 1 && g->n.origin == 0 && g->n.from_seq == 15 && g->n.to_seq == 16);
+        const nt_rec *sub = find_notice(r, HZ_NOTICE_SUBSCRIBE, 0);
+        CHECK(sub != NULL && sub->n.stream == 1 && sub->n.from_pos == 52 && sub->order > g->order);
+    }
+    CHECK_OK(push_data(p1, 52, 15));
+    CHECK_OK(push_data(p1, 53, 16));
+    CHECK_OK(push_data(p1, 54, 17));
+    rec_clear(r);
+    CHECK(drain(e, r) == 3);
+    for (size_t i = 0; i < 3; i++) CHECK(r->ev[i].h.seq == 15 + i);
+    s = stats_of(e);
+    CHECK(s.gaps == 1 && s.rereads == 1 && s.lost == 0 && s.delivered == 17);
+    {
+        uint64_t fr = SENT_U64;
+        CHECK_OK(hz_engine_frontier(e, 0, &fr));
+        CHECK(fr == 17);
+        CHECK_ST(hz_engine_frontier(e, 1, &fr), HZ_ERR_STATE); /* nothing from origin 1 */
+        CHECK(fr == 17);
+    }
+
+    /* api_errors: poll(NULL on_event), stats(NULL out), active_stream(NULL out),
+       frontier(NULL out), frontier(bad origin), frontier(no data yet), arm(3),
+       disarm(UINT32_MAX). */
+    CHECK(stats_of(e).api_errors == 8);
+
+    hz_producer_free(p0);
+    hz_producer_free(p1);
+    hz_producer_free(p2);
+    hz_engine_free(e);
+}
+
+/* Gap policy REPORT_LOST, monotonic seqs, max_origins, keep_previous = 0, the other policies. */
+static void test_config_effects(recorder *r) {
+    /* REPORT_LOST: GAP then LOST, the tracker moves on. */
+    hz_config *c = cfg_new(1, 2);
+    CHECK_OK(hz_config_set_gap_policy(c, HZ_GAP_REPORT_LOST));
+    CHECK_OK(hz_config_set_max_origins(c, 2));
+    hz_engine *e = engine_from(c);
+    hz_config_free(c);
+    hz_producer *p0 = take(e, 0), *p1 = take(e, 1);
+    CHECK_OK(push_data(p0, 1, 1));
+    CHECK_OK(push_data(p0, 2, 4));
+    hz_event_header o2 = hdr(3, 1, HZ_KIND_DATA);
+    o2.origin = 2; /* max_origins 2: unknown */
+    CHECK_OK(hz_producer_push(p0, &o2, NULL, 0));
+    o2.origin = 1;
+    o2.pos = 4;
+    CHECK_OK(hz_producer_push(p0, &o2, NULL, 0));
+    rec_clear(r);
+    CHECK(drain(e, r) == 3);
+    CHECK(r->ev[0].h.seq == 1 && r->ev[1].h.seq == 4 && r->ev[2].h.origin == 1);
+    {
+        const nt_rec *g = find_notice(r, HZ_NOTICE_GAP, 0), *l = find_notice(r, HZ_NOTICE_LOST, 0);
+        CHECK(g && l && g->order < l->order && l->order < r->ev[1].order);
+        CHECK(l->n.origin == 0 && l->n.from_seq == 2 && l->n.to_seq == 3);
+        CHECK(count_notices(r, HZ_NOTICE_BAD_EVENT) == 1);
+    }
+    hz_stats s = stats_of(e);
+    CHECK(s.lost == 2 && s.gaps == 1 && s.rereads == 0 && s.bad_events == 1);
+    hz_producer_free(p0);
+    hz_producer_free(p1);
+    hz_engine_free(e);
+
+    /* MONOTONIC: jumps are not gaps; going back is a duplicate. */
+    c = cfg_new(1, 2);
+    CHECK_OK(hz_config_set_seq_mode(c, HZ_SEQ_MONOTONIC));
+    e = engine_from(c);
+    hz_config_free(c);
+    p0 = take(e, 0);
+    CHECK_OK(push_data(p0, 1, 1));
+    CHECK_OK(push_data(p0, 2, 5));
+    CHECK_OK(push_data(p0, 3, 3));
+    CHECK_OK(push_data(p0, 4, 9));
+    rec_clear(r);
+    CHECK(drain(e, r) == 3);
+    CHECK(r->ev[0].h.seq == 1 && r->ev[1].h.seq == 5 && r->ev[2].h.seq == 9 && r->nnt == 0);
+    s = stats_of(e);
+    CHECK(s.duplicates_dropped == 1 && s.gaps == 0);
+    hz_producer_free(p0);
+    hz_engine_free(e);
+
+    /* keep_previous = 0: the old stream is released with UNSUBSCRIBE after a switch. With the
+       NEVER policy it stays idle. (With the MANUAL policy the previous stream is the switchback
+       target, which the policy stages again at once: UNSUBSCRIBE then SUBSCRIBE; see README.) */
+    for (uint32_t pol = HZ_POLICY_MANUAL; pol <= HZ_POLICY_NEVER; pol++) {
+        c = cfg_new(1, 2);
+        CHECK_OK(hz_config_set_keep_previous(c, 0));
+        CHECK_OK(hz_config_set_policy(c, pol));
+        e = engine_from(c);
+        hz_config_free(c);
+        p0 = take(e, 0);
+        p1 = take(e, 1);
+        hz_flip f = mkflip(HZ_FLIP_SWITCH, 1, 10);
+        CHECK_OK(push_flip(p0, 1, &f));
+        rec_clear(r);
+        CHECK(drain(e, r) == 0);
+        const nt_rec *un = find_notice(r, HZ_NOTICE_UNSUBSCRIBE, 0);
+        CHECK(un != NULL && un->n.stream == 0);
+        const nt_rec *sub = find_notice(r, HZ_NOTICE_SUBSCRIBE, 0);
+        CHECK(sub != NULL && sub->n.stream == 1 && sub->order > un->order);
+        CHECK_OK(push_data(p1, 1, 1));
+        if (pol == HZ_POLICY_NEVER) {
+            CHECK(count_notices(r, HZ_NOTICE_SUBSCRIBE) == 1);
+            CHECK_ST(push_data(p0, 2, 2), HZ_ERR_NOT_SUBSCRIBED);
+        } else {
+            /* Documented: the manual policy stages the switchback target, so the released old
+               stream is subscribed again at once. */
+            const nt_rec *again = find_notice(r, HZ_NOTICE_SUBSCRIBE, 1);
+            CHECK(again != NULL && again->n.stream == 0 && again->order > un->order);
+        }
+        CHECK(drain(e, r) == 1);
+        hz_producer_free(p0);
+        hz_producer_free(p1);
+        hz_engine_free(e);
+    }
+
+    /* NEVER: an announce stages nothing. ALWAYS: every candidate is staged. A staging budget of
+       0 stages nothing either. */
+    c = cfg_new(1, 3);
+    CHECK_OK(hz_config_set_policy(c, HZ_POLICY_NEVER));
+    e = engine_from(c);
+    p0 = take(e, 0);
+    hz_flip f = mkflip(HZ_FLIP_ANNOUNCE, 1, 11);
+    CHECK_OK(push_flip(p0, 1, &f));
+    rec_clear(r);
+    drain(e, r);
+    CHECK(r->nnt == 0);
+    hz_producer_free(p0);
+    hz_engine_free(e);
+
+    CHECK_OK(hz_config_set_policy(c, HZ_POLICY_ALWAYS));
+    e = engine_from(c);
+    rec_clear(r);
+    drain(e, r);
+    CHECK(count_notices(r, HZ_NOTICE_SUBSCRIBE) == 2);
+    hz_engine_free(e);
+
+    CHECK_OK(hz_config_set_staging_budget(c, 0));
+    e = engine_from(c);
+    rec_clear(r);
+    drain(e, r);
+    CHECK(count_notices(r, HZ_NOTICE_SUBSCRIBE) == 0);
+    hz_engine_free(e);
+    hz_config_free(c);
+}
+
+static uint8_t *read_file(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    CHECK(fp != NULL);
+    CHECK(fseek(fp, 0, SEEK_END) == 0);
+    long n = ftell(fp);
+    CHECK(n > 0);
+    CHECK(fseek(fp, 0, SEEK_SET) == 0);
+    uint8_t *buf = (uint8_t *)malloc((size_t)n);
+    CHECK(buf != NULL);
+    CHECK(fread(buf, 1, (size_t)n, fp) == (size_t)n);
+    fclose(fp);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* Models: STATE on a non-predictor engine; a valid model from file and buffer; refused models
+   (HZ_ERR_MODEL, the engine keeps working); NULLs; I/O errors; every preset. */
+static void test_models(recorder *r) {
+    size_t len = 0;
+    uint8_t *json = read_file(model_path, &len);
+
+    /* Non-predictor engine: HZ_ERR_STATE for a valid model, from buffer and file. */
+    hz_config *c = cfg_new(3, 2);
+    hz_engine *e = engine_from(c);
+    CHECK_ST(hz_engine_load_model(e, json, len), HZ_ERR_STATE);
+    CHECK_CONTAINS(hz_engine_last_error(e), "predictor");
+    CHECK_ST(hz_engine_load_model_file(e, model_path), HZ_ERR_STATE);
+    CHECK_ST(hz_engine_load_model(NULL, json, len), HZ_ERR_NULL);
+    CHECK_ST(hz_engine_load_model_file(NULL, model_path), HZ_ERR_NULL);
+    hz_engine_free(e);
+
+    for (uint32_t preset = HZ_PRESET_CONSERVATIVE; preset <= HZ_PRESET_AGGRESSIVE; preset++) {
+        CHECK_OK(hz_config_set_policy(c, HZ_POLICY_PREDICTOR));
+        CHECK_OK(hz_config_set_preset(c, preset));
+        e = engine_from(c);
+        hz_producer *p0 = take(e, 0);
+        uint64_t seq = 1;
+
+        CHECK_OK(hz_engine_load_model_file(e, model_path));
+        CHECK_OK(hz_engine_load_model(e, json, len));
+
+        uint64_t errs = stats_of(e).api_errors;
+        /* NULL pointers */
+        CHECK_ST(hz_engine_load_model(e, NULL, len), HZ_ERR_NULL);
+        CHECK_ST(hz_engine_load_model_file(e, NULL), HZ_ERR_NULL);
+        /* I/O */
+        CHECK_ST(hz_engine_load_model_file(e, "/nonexistent/harmonizer-model.json"), HZ_ERR_IO);
+        CHECK_CONTAINS(hz_engine_last_error(e), "/nonexistent/harmonizer-model.json");
+        CHECK_ST(hz_engine_load_model_file(e, "/"), HZ_ERR_IO);
+        /* Refused models */
+        CHECK_ST(hz_engine_load_model(e, NULL, 0), HZ_ERR_MODEL);
+        CHECK_ST(hz_engine_load_model(e, (const uint8_t *)"{}", 2), HZ_ERR_MODEL);
+        CHECK(strlen(hz_engine_last_error(e)) > 0);
+        CHECK_ST(hz_engine_load_model(e, (const uint8_t *)"not json", 8), HZ_ERR_MODEL);
+        CHECK_ST(hz_engine_load_model(e, (const uint8_t *)"\xff\xfe", 2), HZ_ERR_MODEL);
+        CHECK_CONTAINS(hz_engine_last_error(e), "UTF-8");
+        CHECK_ST(hz_engine_load_model(e, json, len / 2), HZ_ERR_MODEL); /* truncated JSON */
+        {
+            /* A well-formed file with the wrong format tag. */
+            uint8_t *copy = (uint8_t *)malloc(len);
+            CHECK(copy != NULL);
+            memcpy(copy, json, len);
+            uint8_t *tag = (uint8_t *)strstr((char *)copy, "harmonizer-predictor");
+            if (tag != NULL && tag < copy + len) {
+                tag[0] = 'X';
+                CHECK_ST(hz_engine_load_model(e, copy, len), HZ_ERR_MODEL);
+            }
+            free(copy);
+        }
+        CHECK(stats_of(e).api_errors >= errs + 9);
+
+        /* The engine still works after refused models, and still takes a good one. */
+        for (int i = 0; i < 50; i++, seq++) CHECK_OK(push_data(p0, seq, seq));
+        rec_clear(r);
+        CHECK(drain(e, r) == 50);
+        CHECK(r->ev[49].h.seq == 50);
+        CHECK_OK(hz_engine_load_model(e, json, len));
+        CHECK_OK(push_data(p0, seq, seq));
+        CHECK(drain(e, r) == 1);
+        hz_producer_free(p0);
+        hz_engine_free(e);
+    }
+    hz_config_free(c);
+    free(json);
+}
+
+/* Flip encode/decode: every field, every error, hz_last_error. */
+static void test_flips(void) {
+    uint8_t buf[HZ_MAX_FLIP_LEN + 16];
+    size_t len = SENT_SIZE, written = SENT_SIZE;
+    hz_flip f = mkflip(HZ_FLIP_ANNOUNCE, 2, 0x1122334455667788ULL);
+    f.cutover_pos = 10;
+    f.resume_pos = 20;
+    f.not_before_ns = 30;
+    f.expected_in_ns = 40;
+    f.selector = HZ_SELECTOR_COHORT;
+    f.basis_points = 2500;
+    f.salt = 99;
+    f.locator = (const uint8_t *)"tcp://b:9000";
+    f.locator_len = 12;
+
+    /* encoded_len */
+    CHECK_ST(hz_flip_encoded_len(NULL, &len), HZ_ERR_NULL);
+    CHECK(len == SENT_SIZE);
+    CHECK_CONTAINS(hz_last_error(), "flip");
+    CHECK_ST(hz_flip_encoded_len(&f, NULL), HZ_ERR_NULL);
+    CHECK_OK(hz_flip_encoded_len(&f, &len));
+    CHECK(len > 0 && len <= HZ_MAX_FLIP_LEN);
+
+    /* encode */
+    CHECK_ST(hz_flip_encode(NULL, buf, sizeof buf, &written), HZ_ERR_NULL);
+    CHECK_ST(hz_flip_encode(&f, NULL, sizeof buf, &written), HZ_ERR_NULL);
+    CHECK_ST(hz_flip_encode(&f, buf, sizeof buf, NULL), HZ_ERR_NULL);
+    CHECK(written == SENT_SIZE);
+    CHECK_ST(hz_flip_encode(&f, buf, len - 1, &written), HZ_ERR_BUFFER_TOO_SMALL);
+    CHECK(written == SENT_SIZE);
+    CHECK_CONTAINS(hz_last_error(), "needs");
+    CHECK_ST(hz_flip_encode(&f, buf, 0, &written), HZ_ERR_BUFFER_TOO_SMALL);
+    CHECK_OK(hz_flip_encode(&f, buf, len, &written));
+    CHECK(written == len);
+
+    /* decode round trip */
+    hz_flip d;
+    uint64_t ids[32];
+    CHECK_OK(hz_flip_decode(buf, written, &d, ids, 32));
+    CHECK(d.action == HZ_FLIP_ANNOUNCE && d.target == 2 && d.flip_id == 0x1122334455667788ULL);
+    CHECK(d.cutover_pos == 10 && d.resume_pos == 20 && d.not_before_ns == 30 && d.expected_in_ns == 40);
+    CHECK(d.selector == HZ_SELECTOR_COHORT && d.basis_points == 2500 && d.salt == 99);
+    CHECK(d.ids == NULL && d.ids_len == 0);
+    CHECK(d.locator_len == 12 && memcmp(d.locator, "tcp://b:9000", 12) == 0);
+    CHECK(d.locator >= buf && d.locator + d.locator_len <= buf + written); /* points into bytes */
+    /* ALL selector, no ids buffer needed */
+    hz_flip g = mkflip(HZ_FLIP_CANCEL, 1, 5);
+    size_t n = encode(&g, buf, sizeof buf);
+    CHECK_OK(hz_flip_decode(buf, n, &d, NULL, 0));
+    CHECK(d.action == HZ_FLIP_CANCEL && d.selector == HZ_SELECTOR_ALL && d.locator_len == 0);
+    g.action = HZ_FLIP_SWITCHBACK;
+    n = encode(&g, buf, sizeof buf);
+    CHECK_OK(hz_flip_decode(buf, n, &d, NULL, 0));
+    CHECK(d.action == HZ_FLIP_SWITCHBACK);
+    g.action = HZ_FLIP_SWITCH;
+    n = encode(&g, buf, sizeof buf);
+    CHECK_OK(hz_flip_decode(buf, n, &d, NULL, 0));
+    CHECK(d.action == HZ_FLIP_SWITCH);
+
+    /* The largest flip: 32 ids and a 1024-byte locator is exactly HZ_MAX_FLIP_LEN. */
+    uint64_t many[33];
+    for (int i = 0; i < 33; i++) many[i] = 1000 + (uint64_t)i;
+    static uint8_t loc[1025];
+    memset(loc, 'L', sizeof loc);
+    hz_flip m = mkflip(HZ_FLIP_SWITCH, 3, 77);
+    m.selector = HZ_SELECTOR_IDS;
+    m.ids = many;
+    m.ids_len = HZ_FLIP_MAX_IDS;
+    m.locator = loc;
+    m.locator_len = 1024;
+    CHECK_OK(hz_flip_encoded_len(&m, &len));
+    CHECK(len == HZ_MAX_FLIP_LEN);
+    CHECK_OK(hz_flip_encode(&m, buf, sizeof buf, &written));
+    CHECK(written == HZ_MAX_FLIP_LEN);
+    memset(&d, 0x5a, sizeof d);
+    hz_flip before = d;
+    CHECK_ST(hz_flip_decode(buf, written, &d, ids, 31), HZ_ERR_BUFFER_TOO_SMALL);
+    CHECK(memcmp(&d, &before, sizeof d) == 0);
+    CHECK_CONTAINS(hz_last_error(), "32 ids");
+    CHECK_ST(hz_flip_decode(buf, written, &d, NULL, 32), HZ_ERR_BUFFER_TOO_SMALL);
+    CHECK(memcmp(&d, &before, sizeof d) == 0);
+    CHECK_OK(hz_flip_decode(buf, written, &d, ids, 32));
+    CHECK(d.selector == HZ_SELECTOR_IDS && d.ids == ids && d.ids_len == 32);
+    CHECK(ids[0] == 1000 && ids[31] == 1031 && d.locator_len == 1024 && d.locator[1023] == 'L');
+
+    /* Invalid flips: unknown action, selector; bad id counts; basis points; locator size. */
+    hz_flip bad = f;
+    static const uint32_t bad_actions[] = {0, 5, 256, UINT32_MAX};
+    for (size_t i = 0; i < sizeof bad_actions / sizeof bad_actions[0]; i++) {
+        bad.action = bad_actions[i];
+        len = SENT_SIZE;
+        CHECK_ST(hz_flip_encoded_len(&bad, &len), HZ_ERR_INVALID);
+        CHECK(len == SENT_SIZE);
+        CHECK_CONTAINS(hz_last_error(), "action");
+        written = SENT_SIZE;
+        CHECK_ST(hz_flip_encode(&bad, buf, sizeof buf, &written), HZ_ERR_INVALID);
+        CHECK(written == SENT_SIZE);
+    }
+    bad = f;
+    bad.selector = 3;
+    CHECK_ST(hz_flip_encoded_len(&bad, &len), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_last_error(), "selector");
+    bad.selector = UINT32_MAX;
+    CHECK_ST(hz_flip_encode(&bad, buf, sizeof buf, &written), HZ_ERR_INVALID);
+    bad = m;
+    bad.ids_len = 0;
+    CHECK_ST(hz_flip_encoded_len(&bad, &len), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_last_error(), "ids");
+    CHECK_ST(hz_flip_encode(&bad, buf, sizeof buf, &written), HZ_ERR_INVALID);
+    bad.ids_len = 33;
+    CHECK_ST(hz_flip_encoded_len(&bad, &len), HZ_ERR_INVALID);
+    CHECK_ST(hz_flip_encode(&bad, buf, sizeof buf, &written), HZ_ERR_INVALID);
+    bad.ids_len = 2;
+    bad.ids = NULL;
+    CHECK_ST(hz_flip_encoded_len(&bad, &len), HZ_ERR_NULL);
+    CHECK_ST(hz_flip_encode(&bad, buf, sizeof buf, &written), HZ_ERR_NULL);
+    bad = f;
+    bad.basis_points = 10001;
+    CHECK_ST(hz_flip_encoded_len(&bad, &len), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_last_error(), "10001");
+    CHECK_ST(hz_flip_encode(&bad, buf, sizeof buf, &written), HZ_ERR_INVALID);
+    bad.basis_points = 70000; /* above u16 */
+    CHECK_ST(hz_flip_encode(&bad, buf, sizeof buf, &written), HZ_ERR_INVALID);
+    bad.basis_points = 10000; /* the edge is fine */
+    CHECK_OK(hz_flip_encode(&bad, buf, sizeof buf, &written));
+    bad = f;
+    bad.locator = NULL;
+    bad.locator_len = 3;
+    CHECK_ST(hz_flip_encoded_len(&bad, &len), HZ_ERR_NULL);
+    CHECK_ST(hz_flip_encode(&bad, buf, sizeof buf, &written), HZ_ERR_NULL);
+    bad.locator_len = 0; /* NULL locator with length 0 is fine */
+    CHECK_OK(hz_flip_encode(&bad, buf, sizeof buf, &written));
+    bad = m;
+    bad.locator_len = 1025;
+    written = SENT_SIZE;
+    CHECK_ST(hz_flip_encode(&bad, buf, sizeof buf, &written), HZ_ERR_INVALID);
+    CHECK(written == SENT_SIZE);
+    CHECK_CONTAINS(hz_last_error(), "locator");
+
+    /* Malformed records: bad CRC, truncation, trailing bytes, NULLs. */
+    n = encode(&f, buf, sizeof buf);
+    memset(&d, 0x5a, sizeof d);
+    before = d;
+    CHECK_ST(hz_flip_decode(NULL, n, &d, ids, 32), HZ_ERR_NULL);
+    CHECK_ST(hz_flip_decode(buf, n, NULL, ids, 32), HZ_ERR_NULL);
+    CHECK_CONTAINS(hz_last_error(), "out");
+    buf[8] ^= 0x01; /* a bit of the target */
+    CHECK_ST(hz_flip_decode(buf, n, &d, ids, 32), HZ_ERR_MALFORMED);
+    CHECK_CONTAINS(hz_last_error(), "CRC");
+    CHECK_CONTAINS(hz_last_error(), "bad_crc");
+    CHECK(memcmp(&d, &before, sizeof d) == 0);
+    buf[8] ^= 0x01;
+    CHECK_OK(hz_flip_decode(buf, n, &d, ids, 32));
+    memset(&d, 0x5a, sizeof d);
+    for (size_t cut = 0; cut < 45 && cut < n; cut++) {
+        CHECK_ST(hz_flip_decode(buf, cut, &d, ids, 32), HZ_ERR_MALFORMED);
+        CHECK_CONTAINS(hz_last_error(), "truncated");
+        CHECK(memcmp(&d, &before, sizeof d) == 0);
+    }
+    CHECK_ST(hz_flip_decode(buf, n - 1, &d, ids, 32), HZ_ERR_MALFORMED);
+    CHECK(strlen(hz_last_error()) > 0);
+    CHECK_ST(hz_flip_decode(NULL, 0, &d, ids, 32), HZ_ERR_MALFORMED);
+    CHECK_CONTAINS(hz_last_error(), "truncated");
+    buf[n] = 0;
+    CHECK_ST(hz_flip_decode(buf, n + 1, &d, ids, 32), HZ_ERR_MALFORMED);
+    CHECK(strlen(hz_last_error()) > 0);
+    CHECK(memcmp(&d, &before, sizeof d) == 0);
+}
+
+/* hz_last_error is per thread. */
+static void *other_thread(void *arg) {
+    (void)arg;
+    CHECK(strcmp(hz_last_error(), "") == 0); /* nothing failed on this thread yet */
+    uint8_t junk[4] = {1, 2, 3, 4};
+    hz_flip d;
+    CHECK_ST(hz_flip_decode(junk, sizeof junk, &d, NULL, 0), HZ_ERR_MALFORMED);
+    CHECK_CONTAINS(hz_last_error(), "truncated");
+    return NULL;
+}
+
+static void test_last_error_per_thread(void) {
+    hz_flip d;
+    uint8_t buf[64];
+    hz_flip f = mkflip(HZ_FLIP_SWITCH, 1, 1);
+    size_t n = encode(&f, buf, sizeof buf);
+    buf[n - 2] ^= 0x10;
+    CHECK_ST(hz_flip_decode(buf, n, &d, NULL, 0), HZ_ERR_MALFORMED);
+    CHECK_CONTAINS(hz_last_error(), "CRC");
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, other_thread, NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK_CONTAINS(hz_last_error(), "CRC"); /* untouched by the other thread */
+}
+
+static void test_free_null(void) {
+    hz_config_free(NULL);
+    hz_engine_free(NULL);
+    hz_producer_free(NULL);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) model_path = argv[1];
+    CHECK(hz_last_error() != NULL && strcmp(hz_last_error(), "") == 0);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    recorder *r = rec_new();
+    test_layout();
+    test_versions();
+    test_status_str();
+    test_free_null();
+    test_config();
+    test_engine_new_errors();
+    test_producers(r);
+    test_engine_calls(r);
+    test_config_effects(r);
+    test_models(r);
+    test_flips();
+    test_last_error_per_thread();
+    free(r);
+    printf("api: all checks passed (harmonizer %s)\n", hz_version());
+    return 0;
+}
