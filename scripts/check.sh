@@ -45,7 +45,7 @@ if [[ "${SKIP_MIRI:-0}" != 1 ]]; then
     fi
     # predict:: and sim:: hold no unsafe code and their tests replay long traces: native only.
     MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" CARGO_TARGET_DIR="$TARGET/miri" \
-        cargo +nightly miri test --locked --lib -- ring:: flip:: tracker:: event:: crc32c:: clock::
+        cargo +nightly miri test --locked --lib -- ring:: flip:: tracker:: event:: crc32c:: clock:: ffi::
     MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" CARGO_TARGET_DIR="$TARGET/miri" \
         cargo +nightly miri test --locked --test ring_model --test ring_stress --test engine
 fi
