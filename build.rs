@@ -16,6 +16,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/event.rs");
     println!("cargo:rerun-if-changed=include/harmonizer.h");
     println!("cargo:rerun-if-env-changed=HZ_WRITE_HEADER");
+    println!("cargo:rerun-if-env-changed=DOCS_RS");
     if std::env::var_os("DOCS_RS").is_some() {
         return;
     }
@@ -42,10 +43,22 @@ fn main() {
             std::process::exit(1);
         }
     };
-    bindings.write_to_file(out_dir.join("harmonizer.h"));
+    let mut text = Vec::new();
+    bindings.write(&mut text);
+    if let Err(e) = std::fs::write(out_dir.join("harmonizer.h"), &text) {
+        println!("cargo:warning=could not write the header to OUT_DIR: {e}");
+        std::process::exit(1);
+    }
+    // The source tree may be read-only (a vendored or packaged crate): then only OUT_DIR gets it.
     let checked_in = crate_dir.join("include").join("harmonizer.h");
     let asked = std::env::var_os("HZ_WRITE_HEADER").is_some_and(|v| v == "1");
-    if (asked || !checked_in.exists()) && bindings.write_to_file(&checked_in) {
-        println!("cargo:warning=include/harmonizer.h regenerated");
+    let stale = std::fs::read(&checked_in).map_or(true, |old| old != text);
+    if (asked || !checked_in.exists()) && stale {
+        match std::fs::write(&checked_in, &text) {
+            Ok(()) => println!("cargo:warning=include/harmonizer.h regenerated"),
+            Err(e) => {
+                println!("cargo:warning=include/harmonizer.h not written ({e}): the header is in OUT_DIR")
+            }
+        }
     }
 }

@@ -79,12 +79,13 @@ struct Callbacks {
     std::function<void(const hz_notice &)> on_notice;
 };
 
+// noexcept: a callback must return normally (an exception must not cross the library).
 extern "C" void event_trampoline(void *user, std::uint32_t stream, const hz_event_header *h,
-                                 const std::uint8_t *payload, std::size_t len) {
+                                 const std::uint8_t *payload, std::size_t len) noexcept {
     static_cast<Callbacks *>(user)->on_event(stream, *h, payload, len);
 }
 
-extern "C" void notice_trampoline(void *user, const hz_notice *n) {
+extern "C" void notice_trampoline(void *user, const hz_notice *n) noexcept {
     static_cast<Callbacks *>(user)->on_notice(*n);
 }
 

@@ -3,7 +3,11 @@
  *
  * Conventions (details on each function):
  * - Fallible calls return a uint32_t status: HZ_OK (0) or HZ_ERR_*; out-parameters are written
- *   only on success. hz_status_str() names a status; each handle's *_last_error() explains it.
+ *   only on success (hz_producer_push_batch's *pushed also reports partial progress).
+ *   hz_status_str() names a status; each handle's *_last_error() explains it, hz_last_error()
+ *   for calls without a handle.
+ * - Callbacks run on the polling thread, must return normally (no C++ exceptions, no longjmp)
+ *   and must not call into the engine being polled (refused with HZ_ERR_STATE).
  * - Opaque handles come from *_new (or hz_engine_take_producer) and go to *_free (NULL is fine).
  * - An engine is used from one thread at a time (the poll thread); each producer likewise.
  * - Nothing panics across this boundary: an internal error is HZ_ERR_PANIC.
@@ -298,6 +302,10 @@ typedef struct hz_config hz_config;
 
 /*
  The engine: one recipient's consumer of every stream. Opaque.
+
+ Calls from inside `hz_engine_poll`'s callbacks on the same engine are refused
+ (`HZ_ERR_STATE`): `busy` is set for the duration of a poll, and every other call checks it
+ before touching `inner`. So a callback can never alias the engine the poll is using.
  */
 typedef struct hz_engine hz_engine;
 
@@ -341,14 +349,17 @@ typedef struct {
 } hz_event_header;
 
 /*
- Called once per delivered event with the stream, the header and the payload (borrowed from
- ring memory: valid during the call only).
+ Called once per delivered event with the stream, the header and the payload, both borrowed
+ from ring memory and valid during the call only. Runs on the thread that called
+ `hz_engine_poll`, before it returns. It must return normally (no C++ exception, no
+ `longjmp` out of it). It may push to producers; calls on the polling engine itself are
+ refused with `HZ_ERR_STATE` (`hz_engine_last_error` still works).
  */
 typedef void (*hz_event_fn)(void *user_data, uint32_t stream, const hz_event_header *header, const uint8_t *payload, size_t payload_len);
 
 /*
  A notice, as a tagged struct: `kind` says which fields mean something (see the
- `HZ_NOTICE_*` constants); the others are 0. `locator` borrows engine or ring memory and is
+ `HZ_NOTICE_*` constants); the others are 0 (so `stream` is meaningless for `LOST`). `locator` borrows engine or ring memory and is
  valid during the callback only.
  */
 typedef struct {
@@ -401,7 +412,7 @@ typedef struct {
    */
   uint64_t stall_ns;
   /*
-   `SUBSCRIBE`: the locator bytes (may be NULL when `locator_len` is 0).
+   `SUBSCRIBE`: the locator bytes; NULL when `locator_len` is 0.
    */
   const uint8_t *locator;
   /*
@@ -411,7 +422,10 @@ typedef struct {
 } hz_notice;
 
 /*
- Called once per notice, in order with the events (the notice is valid during the call only).
+ Called once per notice, in order with the events; the notice (and its locator) is valid
+ during the call only. Same rules as `hz_event_fn`: the polling thread, return normally, no
+ calls on the polling engine (answer a `SUBSCRIBE` after `hz_engine_poll` returns, e.g. by
+ noting it in `user_data`).
  */
 typedef void (*hz_notice_fn)(void *user_data, const hz_notice *notice);
 
@@ -613,49 +627,57 @@ const char *hz_status_str(uint32_t status);
  manual policy, default window 100, no staging budget.
 
  Ownership: on `HZ_OK`, `*out` is a new configuration the caller frees with
- `hz_config_free`. Errors: `HZ_ERR_NULL` (`out`), `HZ_ERR_INVALID` (`streams` 0 or above 16).
- Capacity and payload limits are checked by `hz_engine_new`. Any thread.
+ `hz_config_free`. Errors (the reason in `hz_last_error`): `HZ_ERR_NULL` (`out`),
+ `HZ_ERR_INVALID` (`streams` 0 or above 16). Capacity and payload limits are checked by
+ `hz_engine_new`. Any thread; the configuration is then used by one thread at a time.
  */
 uint32_t hz_config_new(uint64_t recipient_id, uint32_t streams, size_t capacity_bytes, size_t max_payload, hz_config **out);
 
 /*
- Frees a configuration. NULL is a no-op. An engine made from it does not need it.
+ Frees a configuration. NULL is a no-op. An engine made from it does not need it. The
+ configuration's thread.
  */
 void hz_config_free(hz_config *config);
 
 /*
  Sets the stream the engine starts on (an id `0..streams`; checked by `hz_engine_new`).
  Errors: `HZ_ERR_NULL`.
+ The configuration's thread (one at a time).
  */
 uint32_t hz_config_set_initial_stream(hz_config *config, uint32_t stream);
 
 /*
  Sets how many origins (`origin < max_origins`) the tracker follows (default 64).
  Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (0).
+ The configuration's thread (one at a time).
  */
 uint32_t hz_config_set_max_origins(hz_config *config, uint32_t max_origins);
 
 /*
  Sets the gap policy: `HZ_GAP_REREAD` or `HZ_GAP_REPORT_LOST`.
  Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
+ The configuration's thread (one at a time).
  */
 uint32_t hz_config_set_gap_policy(hz_config *config, uint32_t policy);
 
 /*
  Sets the sequence mode: `HZ_SEQ_STRICT` or `HZ_SEQ_MONOTONIC`.
  Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
+ The configuration's thread (one at a time).
  */
 uint32_t hz_config_set_seq_mode(hz_config *config, uint32_t mode);
 
 /*
  Sets the most bytes staged windows may take at once (window × maximal frame, summed).
  Errors: `HZ_ERR_NULL`.
+ The configuration's thread (one at a time).
  */
 uint32_t hz_config_set_staging_budget(hz_config *config, size_t bytes);
 
 /*
  Sets the default staging window, records (default 100).
  Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (0).
+ The configuration's thread (one at a time).
  */
 uint32_t hz_config_set_default_window(hz_config *config, size_t records);
 
@@ -664,12 +686,14 @@ uint32_t hz_config_set_default_window(hz_config *config, size_t records);
  release it with `HZ_NOTICE_UNSUBSCRIBE` (0). The policy has the last word: the manual
  policy stages the switchback target and always-stage stages every stream, so with those the
  old stream is subscribed again at once. Errors: `HZ_ERR_NULL`.
+ The configuration's thread (one at a time).
  */
 uint32_t hz_config_set_keep_previous(hz_config *config, uint32_t keep);
 
 /*
  Sets the arming policy: `HZ_POLICY_MANUAL`, `HZ_POLICY_NEVER`, `HZ_POLICY_ALWAYS` or
  `HZ_POLICY_PREDICTOR`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
+ The configuration's thread (one at a time).
  */
 uint32_t hz_config_set_policy(hz_config *config, uint32_t policy);
 
@@ -682,22 +706,24 @@ uint32_t hz_config_set_preset(hz_config *config, uint32_t preset);
 
 /*
  The configuration's last error message (`""` if none). Valid until the next call on this
- configuration; do not free. NULL `config` gives `""`.
+ configuration; do not free. NULL `config` gives `""`. The configuration's thread.
  */
 const char *hz_config_last_error(const hz_config *config);
 
 /*
- Builds an engine from `config` (which stays owned by the caller and may be freed after).
+ Builds an engine from `config` (which stays owned by the caller and may be freed after; an
+ error is recorded in it, so one configuration is used by one thread at a time).
 
  Ownership: on `HZ_OK`, `*out` is a new engine, freed with `hz_engine_free`. Its producers are
  taken with `hz_engine_take_producer`. Errors: `HZ_ERR_NULL`; `HZ_ERR_CONFIG` with the reason
  in `hz_config_last_error(config)` (capacity, payload limit, initial stream...). Any thread;
- the engine is then used from one thread at a time.
+ the engine is then used from one thread at a time (it may move between threads).
  */
 uint32_t hz_engine_new(hz_config *config, hz_engine **out);
 
 /*
- Frees an engine. NULL is a no-op. Producers already taken stay valid (their pushes report
+ Frees an engine. NULL is a no-op, and so is a call from inside one of this engine's poll
+ callbacks (the engine is in use). Producers already taken stay valid (their pushes report
  `HZ_ERR_NOT_SUBSCRIBED` or fill their ring) and are freed separately. Poll thread.
  */
 void hz_engine_free(hz_engine *engine);
@@ -714,9 +740,11 @@ uint32_t hz_engine_take_producer(hz_engine *engine, uint32_t stream, hz_producer
 
 /*
  Delivers up to `max` events to `on_event`, with the notices between them to `on_notice`
- (which may be NULL to ignore notices: then `SUBSCRIBE` requests go unseen), both called with
- `user_data`. On `HZ_OK`, `*delivered` (if not NULL) is the number of events delivered.
- Allocation-free. Errors: `HZ_ERR_NULL` (`engine`, `on_event`). Poll thread.
+ (which may be NULL to ignore notices: then `SUBSCRIBE` requests go unseen), both called
+ synchronously on this thread with `user_data` (not owned, passed through). On `HZ_OK`,
+ `*delivered` (if not NULL) is the number of events delivered. Allocation-free. Errors:
+ `HZ_ERR_NULL` (`engine`, `on_event`), `HZ_ERR_STATE` (called from one of this engine's own
+ callbacks). Poll thread.
  */
 uint32_t hz_engine_poll(hz_engine *engine, size_t max, hz_event_fn on_event, hz_notice_fn on_notice, void *user_data, size_t *delivered);
 
@@ -752,27 +780,29 @@ uint32_t hz_engine_arm(hz_engine *engine, uint32_t stream);
 uint32_t hz_engine_disarm(hz_engine *engine, uint32_t stream);
 
 /*
- Loads a predictor model (the JSON model file, `len` bytes at `json`) into the engine's
- predictor. On any error the previous model stays. Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (the
- policy is not the predictor), `HZ_ERR_MODEL` (the reason in the last error). Poll thread.
+ Loads a predictor model (the JSON model file, `len` bytes at `json`, not retained) into the
+ engine's predictor. On any error the previous model stays. Errors: `HZ_ERR_NULL`,
+ `HZ_ERR_STATE` (the policy is not the predictor), `HZ_ERR_MODEL` (the reason in the last
+ error). Poll thread.
  */
 uint32_t hz_engine_load_model(hz_engine *engine, const uint8_t *json, size_t len);
 
 /*
- Loads a predictor model from the file at `path` (NUL-terminated). As `hz_engine_load_model`,
- plus `HZ_ERR_IO` when the file cannot be read.
+ Loads a predictor model from the file at `path` (NUL-terminated, not retained). As
+ `hz_engine_load_model`, plus `HZ_ERR_IO` when the file cannot be read. Poll thread.
  */
 uint32_t hz_engine_load_model_file(hz_engine *engine, const char *path);
 
 /*
  The engine's last error message (`""` if none). Valid until the next call on this engine; do
- not free. NULL gives `""`.
+ not free. NULL gives `""`. Poll thread (also from inside its callbacks).
  */
 const char *hz_engine_last_error(const hz_engine *engine);
 
 /*
- The calling thread's last error from a call without a handle (`hz_flip_*`): `""` if none.
- Valid until the thread's next such call; do not free.
+ The calling thread's last error from a call without a handle (`hz_flip_*`, and
+ `hz_config_new`): `""` if none. Valid until the thread's next such call or its exit; do not
+ free. Any thread.
  */
 const char *hz_last_error(void);
 
@@ -786,7 +816,8 @@ uint32_t hz_flip_encoded_len(const hz_flip *flip, size_t *len);
 /*
  Encodes `*flip` into `out` (`cap` bytes), writing the length to `*written`. Errors:
  `HZ_ERR_NULL`, `HZ_ERR_INVALID` (as `hz_flip_encoded_len`, and a locator above 1024 bytes),
- `HZ_ERR_BUFFER_TOO_SMALL` (ask `hz_flip_encoded_len`). Any thread.
+ `HZ_ERR_BUFFER_TOO_SMALL` (ask `hz_flip_encoded_len`). `out` must not overlap the flip's
+ `ids` or `locator`. Any thread.
  */
 uint32_t hz_flip_encode(const hz_flip *flip, uint8_t *out, size_t cap, size_t *written);
 
@@ -825,19 +856,20 @@ uint32_t hz_producer_push(hz_producer *producer, const hz_event_header *header, 
 uint32_t hz_producer_push_batch(hz_producer *producer, const hz_event_header *headers, const uint8_t *const *payloads, const size_t *lens, size_t n, size_t *pushed);
 
 /*
- The stream this producer feeds (0 for NULL). Any thread.
+ The stream this producer feeds (0 for NULL). The producer's thread (one at a time, like
+ push).
  */
 uint32_t hz_producer_stream(const hz_producer *producer);
 
 /*
  How many calls on this producer returned a bad-input error (NULL pointers, oversize
- payloads). Backpressure and discards are not counted. NULL gives 0.
+ payloads). Backpressure and discards are not counted. NULL gives 0. The producer's thread.
  */
 uint64_t hz_producer_error_count(const hz_producer *producer);
 
 /*
  The producer's last error message (`""` if none). Valid until the next call on this
- producer; do not free. NULL gives `""`.
+ producer; do not free. NULL gives `""`. The producer's thread.
  */
 const char *hz_producer_last_error(const hz_producer *producer);
 

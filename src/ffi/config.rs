@@ -46,8 +46,9 @@ pub struct hz_config {
 /// manual policy, default window 100, no staging budget.
 ///
 /// Ownership: on `HZ_OK`, `*out` is a new configuration the caller frees with
-/// `hz_config_free`. Errors: `HZ_ERR_NULL` (`out`), `HZ_ERR_INVALID` (`streams` 0 or above 16).
-/// Capacity and payload limits are checked by `hz_engine_new`. Any thread.
+/// `hz_config_free`. Errors (the reason in `hz_last_error`): `HZ_ERR_NULL` (`out`),
+/// `HZ_ERR_INVALID` (`streams` 0 or above 16). Capacity and payload limits are checked by
+/// `hz_engine_new`. Any thread; the configuration is then used by one thread at a time.
 #[no_mangle]
 pub extern "C" fn hz_config_new(
     recipient_id: u64,
@@ -58,10 +59,10 @@ pub extern "C" fn hz_config_new(
 ) -> u32 {
     guard(HZ_ERR_PANIC, || {
         if out.is_null() {
-            return HZ_ERR_NULL;
+            return super::flip::fail(HZ_ERR_NULL, "out is NULL");
         }
         if streams == 0 || streams as usize > MAX_STREAMS {
-            return HZ_ERR_INVALID;
+            return super::flip::fail(HZ_ERR_INVALID, format!("{streams} streams: 1 to {MAX_STREAMS}"));
         }
         let c = hz_config {
             cfg: EngineConfig::new(recipient_id, streams, capacity_bytes, max_payload),
@@ -75,7 +76,8 @@ pub extern "C" fn hz_config_new(
     })
 }
 
-/// Frees a configuration. NULL is a no-op. An engine made from it does not need it.
+/// Frees a configuration. NULL is a no-op. An engine made from it does not need it. The
+/// configuration's thread.
 #[no_mangle]
 pub extern "C" fn hz_config_free(config: *mut hz_config) {
     guard((), || {
@@ -99,6 +101,7 @@ fn with(config: *mut hz_config, f: impl FnOnce(&mut hz_config) -> u32) -> u32 {
 
 /// Sets the stream the engine starts on (an id `0..streams`; checked by `hz_engine_new`).
 /// Errors: `HZ_ERR_NULL`.
+/// The configuration's thread (one at a time).
 #[no_mangle]
 pub extern "C" fn hz_config_set_initial_stream(config: *mut hz_config, stream: u32) -> u32 {
     with(config, |c| {
@@ -109,6 +112,7 @@ pub extern "C" fn hz_config_set_initial_stream(config: *mut hz_config, stream: u
 
 /// Sets how many origins (`origin < max_origins`) the tracker follows (default 64).
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (0).
+/// The configuration's thread (one at a time).
 #[no_mangle]
 pub extern "C" fn hz_config_set_max_origins(config: *mut hz_config, max_origins: u32) -> u32 {
     with(config, |c| {
@@ -122,6 +126,7 @@ pub extern "C" fn hz_config_set_max_origins(config: *mut hz_config, max_origins:
 
 /// Sets the gap policy: `HZ_GAP_REREAD` or `HZ_GAP_REPORT_LOST`.
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
+/// The configuration's thread (one at a time).
 #[no_mangle]
 pub extern "C" fn hz_config_set_gap_policy(config: *mut hz_config, policy: u32) -> u32 {
     with(config, |c| {
@@ -136,6 +141,7 @@ pub extern "C" fn hz_config_set_gap_policy(config: *mut hz_config, policy: u32) 
 
 /// Sets the sequence mode: `HZ_SEQ_STRICT` or `HZ_SEQ_MONOTONIC`.
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
+/// The configuration's thread (one at a time).
 #[no_mangle]
 pub extern "C" fn hz_config_set_seq_mode(config: *mut hz_config, mode: u32) -> u32 {
     with(config, |c| {
@@ -150,6 +156,7 @@ pub extern "C" fn hz_config_set_seq_mode(config: *mut hz_config, mode: u32) -> u
 
 /// Sets the most bytes staged windows may take at once (window × maximal frame, summed).
 /// Errors: `HZ_ERR_NULL`.
+/// The configuration's thread (one at a time).
 #[no_mangle]
 pub extern "C" fn hz_config_set_staging_budget(config: *mut hz_config, bytes: usize) -> u32 {
     with(config, |c| {
@@ -160,6 +167,7 @@ pub extern "C" fn hz_config_set_staging_budget(config: *mut hz_config, bytes: us
 
 /// Sets the default staging window, records (default 100).
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (0).
+/// The configuration's thread (one at a time).
 #[no_mangle]
 pub extern "C" fn hz_config_set_default_window(config: *mut hz_config, records: usize) -> u32 {
     with(config, |c| {
@@ -175,6 +183,7 @@ pub extern "C" fn hz_config_set_default_window(config: *mut hz_config, records: 
 /// release it with `HZ_NOTICE_UNSUBSCRIBE` (0). The policy has the last word: the manual
 /// policy stages the switchback target and always-stage stages every stream, so with those the
 /// old stream is subscribed again at once. Errors: `HZ_ERR_NULL`.
+/// The configuration's thread (one at a time).
 #[no_mangle]
 pub extern "C" fn hz_config_set_keep_previous(config: *mut hz_config, keep: u32) -> u32 {
     with(config, |c| {
@@ -185,6 +194,7 @@ pub extern "C" fn hz_config_set_keep_previous(config: *mut hz_config, keep: u32)
 
 /// Sets the arming policy: `HZ_POLICY_MANUAL`, `HZ_POLICY_NEVER`, `HZ_POLICY_ALWAYS` or
 /// `HZ_POLICY_PREDICTOR`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
+/// The configuration's thread (one at a time).
 #[no_mangle]
 pub extern "C" fn hz_config_set_policy(config: *mut hz_config, policy: u32) -> u32 {
     with(config, |c| {
@@ -211,7 +221,7 @@ pub extern "C" fn hz_config_set_preset(config: *mut hz_config, preset: u32) -> u
 }
 
 /// The configuration's last error message (`""` if none). Valid until the next call on this
-/// configuration; do not free. NULL `config` gives `""`.
+/// configuration; do not free. NULL `config` gives `""`. The configuration's thread.
 #[no_mangle]
 pub extern "C" fn hz_config_last_error(config: *const hz_config) -> *const c_char {
     guard(c"".as_ptr(), || {

@@ -1,6 +1,8 @@
 //! `hz_engine`: the consumer side: poll with callbacks, notices, statistics, model loading.
 
+use std::cell::{Cell, UnsafeCell};
 use std::ffi::{c_char, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::config::*;
 use super::producer::hz_producer;
@@ -19,13 +21,31 @@ use crate::predict::Model;
 use crate::ring::Record;
 
 /// The engine: one recipient's consumer of every stream. Opaque.
+///
+/// Calls from inside `hz_engine_poll`'s callbacks on the same engine are refused
+/// (`HZ_ERR_STATE`): `busy` is set for the duration of a poll, and every other call checks it
+/// before touching `inner`. So a callback can never alias the engine the poll is using.
 #[allow(non_camel_case_types)]
 pub struct hz_engine {
+    busy: Cell<bool>,
+    err: LastError,
+    inner: UnsafeCell<Inner>,
+}
+
+struct Inner {
     engine: Engine,
     producers: Vec<Option<StreamProducer>>,
     /// Stream id of each producer slot.
     ids: Vec<u32>,
-    err: LastError,
+}
+
+/// Resets `busy` when a poll ends, also by a panic.
+struct Busy<'a>(&'a Cell<bool>);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
 }
 
 /// Notice kind: start (or restart) feeding `stream` from `from_pos` (0: your choice, e.g. live);
@@ -57,7 +77,7 @@ pub const HZ_REJECT_NO_PREVIOUS: u32 = 4;
 pub const HZ_BAD_EVENT_UNKNOWN_ORIGIN: u32 = 1;
 
 /// A notice, as a tagged struct: `kind` says which fields mean something (see the
-/// `HZ_NOTICE_*` constants); the others are 0. `locator` borrows engine or ring memory and is
+/// `HZ_NOTICE_*` constants); the others are 0 (so `stream` is meaningless for `LOST`). `locator` borrows engine or ring memory and is
 /// valid during the callback only.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -87,7 +107,7 @@ pub struct hz_notice {
     pub to_seq: u64,
     /// `SWITCHED`: clock ns from the cut-over to the first event of the new stream.
     pub stall_ns: u64,
-    /// `SUBSCRIBE`: the locator bytes (may be NULL when `locator_len` is 0).
+    /// `SUBSCRIBE`: the locator bytes; NULL when `locator_len` is 0.
     pub locator: *const u8,
     /// `SUBSCRIBE`: locator length.
     pub locator_len: usize,
@@ -150,8 +170,11 @@ pub struct hz_stats {
     pub api_errors: u64,
 }
 
-/// Called once per delivered event with the stream, the header and the payload (borrowed from
-/// ring memory: valid during the call only).
+/// Called once per delivered event with the stream, the header and the payload, both borrowed
+/// from ring memory and valid during the call only. Runs on the thread that called
+/// `hz_engine_poll`, before it returns. It must return normally (no C++ exception, no
+/// `longjmp` out of it). It may push to producers; calls on the polling engine itself are
+/// refused with `HZ_ERR_STATE` (`hz_engine_last_error` still works).
 #[allow(non_camel_case_types)]
 pub type hz_event_fn = Option<
     unsafe extern "C" fn(
@@ -163,16 +186,20 @@ pub type hz_event_fn = Option<
     ),
 >;
 
-/// Called once per notice, in order with the events (the notice is valid during the call only).
+/// Called once per notice, in order with the events; the notice (and its locator) is valid
+/// during the call only. Same rules as `hz_event_fn`: the polling thread, return normally, no
+/// calls on the polling engine (answer a `SUBSCRIBE` after `hz_engine_poll` returns, e.g. by
+/// noting it in `user_data`).
 #[allow(non_camel_case_types)]
 pub type hz_notice_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, notice: *const hz_notice)>;
 
-/// Builds an engine from `config` (which stays owned by the caller and may be freed after).
+/// Builds an engine from `config` (which stays owned by the caller and may be freed after; an
+/// error is recorded in it, so one configuration is used by one thread at a time).
 ///
 /// Ownership: on `HZ_OK`, `*out` is a new engine, freed with `hz_engine_free`. Its producers are
 /// taken with `hz_engine_take_producer`. Errors: `HZ_ERR_NULL`; `HZ_ERR_CONFIG` with the reason
 /// in `hz_config_last_error(config)` (capacity, payload limit, initial stream...). Any thread;
-/// the engine is then used from one thread at a time.
+/// the engine is then used from one thread at a time (it may move between threads).
 #[no_mangle]
 pub extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine) -> u32 {
     guard(HZ_ERR_PANIC, || {
@@ -202,7 +229,11 @@ pub extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine
             Ok((engine, producers)) => {
                 let ids = producers.iter().map(StreamProducer::stream).collect();
                 let producers = producers.into_iter().map(Some).collect();
-                let e = hz_engine { engine, producers, ids, err: LastError::default() };
+                let e = hz_engine {
+                    busy: Cell::new(false),
+                    err: LastError::default(),
+                    inner: UnsafeCell::new(Inner { engine, producers, ids }),
+                };
                 // SAFETY: `out` is non-null and writable per contract.
                 unsafe { *out = Box::into_raw(Box::new(e)) };
                 HZ_OK
@@ -212,24 +243,39 @@ pub extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine
     })
 }
 
-/// Frees an engine. NULL is a no-op. Producers already taken stay valid (their pushes report
+/// Frees an engine. NULL is a no-op, and so is a call from inside one of this engine's poll
+/// callbacks (the engine is in use). Producers already taken stay valid (their pushes report
 /// `HZ_ERR_NOT_SUBSCRIBED` or fill their ring) and are freed separately. Poll thread.
 #[no_mangle]
 pub extern "C" fn hz_engine_free(engine: *mut hz_engine) {
     guard((), || {
-        if !engine.is_null() {
-            // SAFETY: made by `hz_engine_new` and not freed before, per contract.
-            drop(unsafe { Box::from_raw(engine) });
+        // SAFETY: NULL or a live engine, per contract.
+        let Some(e) = (unsafe { engine.as_ref() }) else { return };
+        if e.busy.get() {
+            e.err.set(HZ_ERR_STATE, "hz_engine_free called from inside this engine's poll callback: ignored");
+            return;
         }
+        // SAFETY: made by `hz_engine_new`, not freed before, and not in use (not busy).
+        drop(unsafe { Box::from_raw(engine) });
     })
 }
 
-fn with(engine: *mut hz_engine, f: impl FnOnce(&mut hz_engine) -> u32) -> u32 {
+/// Runs `f` on the engine's inside, unless a poll on it is running its callbacks. A panic in
+/// `f` is recorded and counted on the handle.
+fn with(engine: *const hz_engine, f: impl FnOnce(&mut Inner, &LastError, &Cell<bool>) -> u32) -> u32 {
     guard(HZ_ERR_PANIC, || {
         // SAFETY: NULL or a live engine used by one thread at a time, per contract.
-        match unsafe { engine.as_mut() } {
-            Some(e) => f(e),
-            None => HZ_ERR_NULL,
+        let Some(e) = (unsafe { engine.as_ref() }) else { return HZ_ERR_NULL };
+        if e.busy.get() {
+            return e
+                .err
+                .set(HZ_ERR_STATE, "called from inside a callback of hz_engine_poll on the same engine");
+        }
+        // SAFETY: not busy, and one thread at a time: no other reference into `inner` exists.
+        let inner = unsafe { &mut *e.inner.get() };
+        match catch_unwind(AssertUnwindSafe(|| f(inner, &e.err, &e.busy))) {
+            Ok(status) => status,
+            Err(_) => e.err.set(HZ_ERR_PANIC, "internal error (panic); free this engine"),
         }
     })
 }
@@ -246,15 +292,15 @@ pub extern "C" fn hz_engine_take_producer(
     stream: u32,
     out: *mut *mut hz_producer,
 ) -> u32 {
-    with(engine, |e| {
+    with(engine, |e, err, _| {
         if out.is_null() {
-            return e.err.set(HZ_ERR_NULL, "out is NULL");
+            return err.set(HZ_ERR_NULL, "out is NULL");
         }
         let Some(i) = e.ids.iter().position(|&id| id == stream) else {
-            return e.err.set(HZ_ERR_INVALID, format!("no stream {stream}"));
+            return err.set(HZ_ERR_INVALID, format!("no stream {stream}"));
         };
         let Some(p) = e.producers[i].take() else {
-            return e.err.set(HZ_ERR_STATE, format!("the producer of stream {stream} was already taken"));
+            return err.set(HZ_ERR_STATE, format!("the producer of stream {stream} was already taken"));
         };
         // SAFETY: `out` is non-null and writable per contract.
         unsafe { *out = Box::into_raw(Box::new(hz_producer::new(p))) };
@@ -301,7 +347,9 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
     match *n {
         Notice::Subscribe { stream, locator, from_pos } => {
             (c.kind, c.stream, c.from_pos) = (HZ_NOTICE_SUBSCRIBE, stream, from_pos);
-            (c.locator, c.locator_len) = (locator.as_ptr(), locator.len());
+            if !locator.is_empty() {
+                (c.locator, c.locator_len) = (locator.as_ptr(), locator.len());
+            }
         }
         Notice::Unsubscribe { stream } => (c.kind, c.stream) = (HZ_NOTICE_UNSUBSCRIBE, stream),
         Notice::Switched { from, to, flip_id, seamless, stall_ns } => {
@@ -335,9 +383,11 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
 }
 
 /// Delivers up to `max` events to `on_event`, with the notices between them to `on_notice`
-/// (which may be NULL to ignore notices: then `SUBSCRIBE` requests go unseen), both called with
-/// `user_data`. On `HZ_OK`, `*delivered` (if not NULL) is the number of events delivered.
-/// Allocation-free. Errors: `HZ_ERR_NULL` (`engine`, `on_event`). Poll thread.
+/// (which may be NULL to ignore notices: then `SUBSCRIBE` requests go unseen), both called
+/// synchronously on this thread with `user_data` (not owned, passed through). On `HZ_OK`,
+/// `*delivered` (if not NULL) is the number of events delivered. Allocation-free. Errors:
+/// `HZ_ERR_NULL` (`engine`, `on_event`), `HZ_ERR_STATE` (called from one of this engine's own
+/// callbacks). Poll thread.
 #[no_mangle]
 pub extern "C" fn hz_engine_poll(
     engine: *mut hz_engine,
@@ -347,9 +397,11 @@ pub extern "C" fn hz_engine_poll(
     user_data: *mut c_void,
     delivered: *mut usize,
 ) -> u32 {
-    with(engine, |e| {
-        let Some(on_event) = on_event else { return e.err.set(HZ_ERR_NULL, "on_event is NULL") };
+    with(engine, |e, err, busy| {
+        let Some(on_event) = on_event else { return err.set(HZ_ERR_NULL, "on_event is NULL") };
         let mut h = CHandler { on_event, on_notice, user: user_data };
+        busy.set(true);
+        let _done = Busy(busy);
         let n = e.engine.poll(max, &mut h);
         if !delivered.is_null() {
             // SAFETY: non-null and writable per contract.
@@ -362,11 +414,9 @@ pub extern "C" fn hz_engine_poll(
 /// Fills `*out` with the engine's statistics. Errors: `HZ_ERR_NULL`. Poll thread.
 #[no_mangle]
 pub extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) -> u32 {
-    guard(HZ_ERR_PANIC, || {
-        // SAFETY: NULL or a live engine.
-        let Some(e) = (unsafe { engine.as_ref() }) else { return HZ_ERR_NULL };
+    with(engine, |e, err, _| {
         if out.is_null() {
-            return e.err.set(HZ_ERR_NULL, "out is NULL");
+            return err.set(HZ_ERR_NULL, "out is NULL");
         }
         let s = e.engine.stats();
         let c = hz_stats {
@@ -394,7 +444,7 @@ pub extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) 
             peak_staged_bytes: s.peak_staged_bytes,
             staged_ns: s.staged_ns,
             observed_ns: s.observed_ns,
-            api_errors: e.err.count(),
+            api_errors: err.count(),
         };
         // SAFETY: non-null and writable per contract.
         unsafe { *out = c };
@@ -405,11 +455,9 @@ pub extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) 
 /// Writes the active stream's id to `*out`. Errors: `HZ_ERR_NULL`. Poll thread.
 #[no_mangle]
 pub extern "C" fn hz_engine_active_stream(engine: *const hz_engine, out: *mut u32) -> u32 {
-    guard(HZ_ERR_PANIC, || {
-        // SAFETY: NULL or a live engine.
-        let Some(e) = (unsafe { engine.as_ref() }) else { return HZ_ERR_NULL };
+    with(engine, |e, err, _| {
         if out.is_null() {
-            return e.err.set(HZ_ERR_NULL, "out is NULL");
+            return err.set(HZ_ERR_NULL, "out is NULL");
         }
         // SAFETY: non-null and writable per contract.
         unsafe { *out = e.engine.active_stream() };
@@ -424,14 +472,12 @@ pub extern "C" fn hz_engine_active_stream(engine: *const hz_engine, out: *mut u3
 /// (nothing delivered from `origin` yet). Poll thread.
 #[no_mangle]
 pub extern "C" fn hz_engine_frontier(engine: *const hz_engine, origin: u32, out: *mut u64) -> u32 {
-    guard(HZ_ERR_PANIC, || {
-        // SAFETY: NULL or a live engine.
-        let Some(e) = (unsafe { engine.as_ref() }) else { return HZ_ERR_NULL };
+    with(engine, |e, err, _| {
         if out.is_null() {
-            return e.err.set(HZ_ERR_NULL, "out is NULL");
+            return err.set(HZ_ERR_NULL, "out is NULL");
         }
         if origin >= e.engine.tracker().max_origins() {
-            return e.err.set(HZ_ERR_INVALID, format!("origin {origin} is not below max_origins"));
+            return err.set(HZ_ERR_INVALID, format!("origin {origin} is not below max_origins"));
         }
         match e.engine.tracker().last(origin) {
             Some(seq) => {
@@ -439,7 +485,7 @@ pub extern "C" fn hz_engine_frontier(engine: *const hz_engine, origin: u32, out:
                 unsafe { *out = seq };
                 HZ_OK
             }
-            None => e.err.set(HZ_ERR_STATE, format!("nothing delivered from origin {origin} yet")),
+            None => err.set(HZ_ERR_STATE, format!("nothing delivered from origin {origin} yet")),
         }
     })
 }
@@ -448,11 +494,11 @@ pub extern "C" fn hz_engine_frontier(engine: *const hz_engine, origin: u32, out:
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll thread.
 #[no_mangle]
 pub extern "C" fn hz_engine_arm(engine: *mut hz_engine, stream: u32) -> u32 {
-    with(engine, |e| {
+    with(engine, |e, err, _| {
         if e.engine.arm(stream) {
             HZ_OK
         } else {
-            e.err.set(HZ_ERR_INVALID, format!("no stream {stream}"))
+            err.set(HZ_ERR_INVALID, format!("no stream {stream}"))
         }
     })
 }
@@ -461,67 +507,63 @@ pub extern "C" fn hz_engine_arm(engine: *mut hz_engine, stream: u32) -> u32 {
 /// thread.
 #[no_mangle]
 pub extern "C" fn hz_engine_disarm(engine: *mut hz_engine, stream: u32) -> u32 {
-    with(engine, |e| {
+    with(engine, |e, err, _| {
         if e.engine.disarm(stream) {
             HZ_OK
         } else {
-            e.err.set(HZ_ERR_INVALID, format!("no stream {stream}"))
+            err.set(HZ_ERR_INVALID, format!("no stream {stream}"))
         }
     })
 }
 
-fn install(e: &mut hz_engine, text: Result<&str, String>) -> u32 {
-    let text = match text {
-        Ok(t) => t,
-        Err(m) => return e.err.set(HZ_ERR_IO, m),
-    };
+fn install(e: &mut Inner, err: &LastError, bytes: &[u8]) -> u32 {
     let Some(p) = e.engine.policy_mut::<Predictor>() else {
-        return e.err.set(HZ_ERR_STATE, "the engine's policy is not the predictor (HZ_POLICY_PREDICTOR)");
+        return err.set(HZ_ERR_STATE, "the engine's policy is not the predictor (HZ_POLICY_PREDICTOR)");
     };
-    match Model::from_json(text) {
-        Ok(m) => match p.set_model(m) {
-            Ok(()) => HZ_OK,
-            Err(err) => e.err.set(HZ_ERR_MODEL, err.to_string()),
-        },
-        Err(err) => e.err.set(HZ_ERR_MODEL, err.to_string()),
+    match Model::from_json_bytes(bytes).and_then(|m| p.set_model(m)) {
+        Ok(()) => HZ_OK,
+        Err(e) => err.set(HZ_ERR_MODEL, e.to_string()),
     }
 }
 
-/// Loads a predictor model (the JSON model file, `len` bytes at `json`) into the engine's
-/// predictor. On any error the previous model stays. Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (the
-/// policy is not the predictor), `HZ_ERR_MODEL` (the reason in the last error). Poll thread.
+/// Loads a predictor model (the JSON model file, `len` bytes at `json`, not retained) into the
+/// engine's predictor. On any error the previous model stays. Errors: `HZ_ERR_NULL`,
+/// `HZ_ERR_STATE` (the policy is not the predictor), `HZ_ERR_MODEL` (the reason in the last
+/// error). Poll thread.
 #[no_mangle]
 pub extern "C" fn hz_engine_load_model(engine: *mut hz_engine, json: *const u8, len: usize) -> u32 {
-    with(engine, |e| {
+    with(engine, |e, err, _| {
         // SAFETY: `json` points to `len` readable bytes per contract (NULL only with 0).
-        let Some(b) = (unsafe { bytes(json, len) }) else { return e.err.set(HZ_ERR_NULL, "json is NULL") };
-        match std::str::from_utf8(b) {
-            Ok(t) => install(e, Ok(t)),
-            Err(err) => e.err.set(HZ_ERR_MODEL, format!("model is not UTF-8 (byte {})", err.valid_up_to())),
-        }
+        let Some(b) = (unsafe { bytes(json, len) }) else { return err.set(HZ_ERR_NULL, "json is NULL") };
+        install(e, err, b)
     })
 }
 
-/// Loads a predictor model from the file at `path` (NUL-terminated). As `hz_engine_load_model`,
-/// plus `HZ_ERR_IO` when the file cannot be read.
+/// Loads a predictor model from the file at `path` (NUL-terminated, not retained). As
+/// `hz_engine_load_model`, plus `HZ_ERR_IO` when the file cannot be read. Poll thread.
 #[no_mangle]
 pub extern "C" fn hz_engine_load_model_file(engine: *mut hz_engine, path: *const c_char) -> u32 {
-    with(engine, |e| {
+    with(engine, |e, err, _| {
         if path.is_null() {
-            return e.err.set(HZ_ERR_NULL, "path is NULL");
+            return err.set(HZ_ERR_NULL, "path is NULL");
         }
         // SAFETY: a NUL-terminated string per contract.
-        let p = unsafe { CStr::from_ptr(path) }.to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&p).map_err(|err| format!("{p}: {err}"));
-        match text {
-            Ok(t) => install(e, Ok(&t)),
-            Err(m) => install(e, Err(m)),
+        let raw = unsafe { CStr::from_ptr(path) };
+        #[cfg(unix)]
+        let p = std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+            raw.to_bytes(),
+        ));
+        #[cfg(not(unix))]
+        let p = std::path::PathBuf::from(raw.to_string_lossy().into_owned());
+        match std::fs::read(&p) {
+            Ok(b) => install(e, err, &b),
+            Err(io) => err.set(HZ_ERR_IO, format!("{}: {io}", p.display())),
         }
     })
 }
 
 /// The engine's last error message (`""` if none). Valid until the next call on this engine; do
-/// not free. NULL gives `""`.
+/// not free. NULL gives `""`. Poll thread (also from inside its callbacks).
 #[no_mangle]
 pub extern "C" fn hz_engine_last_error(engine: *const hz_engine) -> *const c_char {
     guard(c"".as_ptr(), || {
@@ -531,3 +573,11 @@ pub extern "C" fn hz_engine_last_error(engine: *const hz_engine) -> *const c_cha
 }
 
 const _: () = assert!(HZ_ERR_CONFIG != HZ_ERR_INVALID);
+
+// Handles move between threads (DESIGN.md §6): pinned here.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<hz_engine>();
+    send::<super::producer::hz_producer>();
+    send::<super::config::hz_config>();
+};

@@ -66,15 +66,17 @@ thread_local! {
     static LAST: RefCell<LastError> = RefCell::new(LastError::default());
 }
 
-fn fail(status: u32, message: impl Into<String>) -> u32 {
-    LAST.with(|l| l.borrow().set(status, message))
+/// Records a handle-less failure in the calling thread's last error.
+pub(crate) fn fail(status: u32, message: impl Into<String>) -> u32 {
+    LAST.try_with(|l| l.borrow().set(status, message)).unwrap_or(status)
 }
 
-/// The calling thread's last error from a call without a handle (`hz_flip_*`): `""` if none.
-/// Valid until the thread's next such call; do not free.
+/// The calling thread's last error from a call without a handle (`hz_flip_*`, and
+/// `hz_config_new`): `""` if none. Valid until the thread's next such call or its exit; do not
+/// free. Any thread.
 #[no_mangle]
 pub extern "C" fn hz_last_error() -> *const c_char {
-    guard(c"".as_ptr(), || LAST.with(|l| l.borrow().as_ptr()))
+    guard(c"".as_ptr(), || LAST.try_with(|l| l.borrow().as_ptr()).unwrap_or(c"".as_ptr()))
 }
 
 /// Reads a C flip into a `Flip` borrowing its ids and locator.
@@ -152,7 +154,8 @@ pub extern "C" fn hz_flip_encoded_len(flip: *const hz_flip, len: *mut usize) -> 
 
 /// Encodes `*flip` into `out` (`cap` bytes), writing the length to `*written`. Errors:
 /// `HZ_ERR_NULL`, `HZ_ERR_INVALID` (as `hz_flip_encoded_len`, and a locator above 1024 bytes),
-/// `HZ_ERR_BUFFER_TOO_SMALL` (ask `hz_flip_encoded_len`). Any thread.
+/// `HZ_ERR_BUFFER_TOO_SMALL` (ask `hz_flip_encoded_len`). `out` must not overlap the flip's
+/// `ids` or `locator`. Any thread.
 #[no_mangle]
 pub extern "C" fn hz_flip_encode(flip: *const hz_flip, out: *mut u8, cap: usize, written: *mut usize) -> u32 {
     guard(HZ_ERR_PANIC, || {
@@ -166,8 +169,9 @@ pub extern "C" fn hz_flip_encode(flip: *const hz_flip, out: *mut u8, cap: usize,
             Ok(x) => x,
             Err(s) => return s,
         };
-        // SAFETY: `out` is non-null with `cap` writable bytes per contract.
-        let buf = unsafe { std::slice::from_raw_parts_mut(out, cap) };
+        // SAFETY: `out` is non-null with `cap` writable bytes per contract, not overlapping the
+        // flip's ids or locator (documented); no object is longer than isize::MAX.
+        let buf = unsafe { std::slice::from_raw_parts_mut(out, cap.min(isize::MAX as usize)) };
         match flip.encode(buf) {
             Ok(n) => {
                 // SAFETY: non-null and writable per contract.
@@ -212,7 +216,10 @@ pub extern "C" fn hz_flip_decode(
             }
             Selector::Ids(list) => {
                 let ids = list.as_slice();
-                if ids_buf.is_null() || ids_cap < ids.len() {
+                if ids_buf.is_null() {
+                    return fail(HZ_ERR_NULL, "ids_buf is NULL and the flip lists ids");
+                }
+                if ids_cap < ids.len() {
                     return fail(
                         HZ_ERR_BUFFER_TOO_SMALL,
                         format!("the flip lists {} ids, ids_cap is {ids_cap}", ids.len()),

@@ -3,8 +3,11 @@
 //!
 //! Conventions, for every function:
 //! - Fallible calls return a `uint32_t` status (`HZ_OK` = 0, the `HZ_ERR_*` values below);
-//!   out-parameters are written only on success. `hz_status_str` names a status; the handle's
-//!   `*_last_error` says what went wrong in words, and its error counter counts it.
+//!   out-parameters are written only on success. The one exception is
+//!   `hz_producer_push_batch`'s `*pushed`, which also reports partial progress when an event is
+//!   refused. `hz_status_str` names a status; the handle's `*_last_error` (or, for calls
+//!   without a handle, `hz_last_error`) says what went wrong in words, and its error counter
+//!   counts it. A panic inside the library is `HZ_ERR_PANIC`: free the handle.
 //! - Handles are opaque, made by `*_new` (or taken from an engine) and released by `*_free`,
 //!   which accepts NULL. A NULL handle or pointer where one is required is `HZ_ERR_NULL`.
 //! - Lengths are `size_t`; enum values cross as `uint32_t` and are validated

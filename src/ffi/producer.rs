@@ -4,7 +4,8 @@ use std::ffi::c_char;
 
 use super::{bytes, guard, LastError};
 use super::{
-    HZ_ERR_FULL, HZ_ERR_NOT_SUBSCRIBED, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_ERR_SHED, HZ_ERR_TOO_LARGE, HZ_OK,
+    HZ_ERR_FULL, HZ_ERR_INVALID, HZ_ERR_NOT_SUBSCRIBED, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_ERR_SHED,
+    HZ_ERR_TOO_LARGE, HZ_OK,
 };
 use crate::engine::StreamProducer;
 use crate::event::EventHeader;
@@ -99,6 +100,9 @@ pub extern "C" fn hz_producer_push_batch(
         if n > 0 && (headers.is_null() || payloads.is_null() || lens.is_null()) {
             return p.err.set(HZ_ERR_NULL, "headers, payloads or lens is NULL");
         }
+        if n > isize::MAX as usize / std::mem::size_of::<EventHeader>() {
+            return p.err.set(HZ_ERR_INVALID, format!("{n} events: no array is that long"));
+        }
         let (headers, payloads, lens) = if n == 0 {
             (&[][..], &[][..], &[][..])
         } else {
@@ -159,7 +163,8 @@ pub extern "C" fn hz_producer_push_batch(
     })
 }
 
-/// The stream this producer feeds (0 for NULL). Any thread.
+/// The stream this producer feeds (0 for NULL). The producer's thread (one at a time, like
+/// push).
 #[no_mangle]
 pub extern "C" fn hz_producer_stream(producer: *const hz_producer) -> u32 {
     guard(0, || {
@@ -169,7 +174,7 @@ pub extern "C" fn hz_producer_stream(producer: *const hz_producer) -> u32 {
 }
 
 /// How many calls on this producer returned a bad-input error (NULL pointers, oversize
-/// payloads). Backpressure and discards are not counted. NULL gives 0.
+/// payloads). Backpressure and discards are not counted. NULL gives 0. The producer's thread.
 #[no_mangle]
 pub extern "C" fn hz_producer_error_count(producer: *const hz_producer) -> u64 {
     guard(0, || {
@@ -179,7 +184,7 @@ pub extern "C" fn hz_producer_error_count(producer: *const hz_producer) -> u64 {
 }
 
 /// The producer's last error message (`""` if none). Valid until the next call on this
-/// producer; do not free. NULL gives `""`.
+/// producer; do not free. NULL gives `""`. The producer's thread.
 #[no_mangle]
 pub extern "C" fn hz_producer_last_error(producer: *const hz_producer) -> *const c_char {
     guard(c"".as_ptr(), || {
