@@ -5,7 +5,7 @@
 #
 # PREFIX/include/harmonizer.h                         the C API's header
 # PREFIX/lib/libharmonizer.a                          static library
-# PREFIX/lib/libharmonizer.so.X.Y.Z                   shared library, soname libharmonizer.so.X,
+# PREFIX/lib/libharmonizer.so.X.Y.Z                   shared library, soname libharmonizer.so.X (0.Y before 1.0),
 # PREFIX/lib/libharmonizer.so.X -> .so.X.Y.Z            with the usual two symlinks
 # PREFIX/lib/libharmonizer.so -> .so.X
 # PREFIX/lib/pkgconfig/harmonizer.pc                  pkg-config (Libs.private for --static)
@@ -33,6 +33,8 @@ usage() { echo "usage: bash scripts/install.sh PREFIX" >&2; exit 2; }
 [[ $# -eq 1 && -n "$1" ]] || usage
 case "$1" in -h | --help) usage ;; esac
 
+# A relative PREFIX is relative to where the command was run, not to the repository.
+case "$1" in /*) PREFIX_ARG=$1 ;; *) PREFIX_ARG=$PWD/$1 ;; esac
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
@@ -41,8 +43,8 @@ if [[ "$(uname -s)" != Linux ]]; then
     exit 1
 fi
 
-mkdir -p "$1"
-PREFIX=$(cd "$1" && pwd)
+mkdir -p "$PREFIX_ARG"
+PREFIX=$(cd "$PREFIX_ARG" && pwd)
 
 # --- what to install -----------------------------------------------------------------------
 
@@ -80,7 +82,13 @@ SIZEOF_VOID_P=$(($(getconf LONG_BIT) / 8))
 
 HZ_SONAME=${HZ_SONAME:-1}
 if [[ "$HZ_SONAME" == 1 ]]; then
-    SONAME="libharmonizer.so.$MAJOR"
+    # Before 1.0 a minor release may break the ABI (as the CMake version file assumes), so the
+    # soname carries the minor version too: libharmonizer.so.0.1, then libharmonizer.so.1.
+    if [[ "$MAJOR" == 0 ]]; then
+        SONAME="libharmonizer.so.0.$MINOR"
+    else
+        SONAME="libharmonizer.so.$MAJOR"
+    fi
     SHARED_FILE="libharmonizer.so.$VERSION"
 else
     SONAME=""
