@@ -94,6 +94,11 @@
 #define HZ_ERR_PANIC 13
 
 /*
+ Nothing to deliver now (`hz_engine_next`). Informational.
+ */
+#define HZ_ERR_EMPTY 14
+
+/*
  Event kind: an ordinary data event (`hz_event_header.kind`).
  */
 #define HZ_KIND_DATA 0
@@ -430,6 +435,29 @@ typedef struct {
 typedef void (*hz_notice_fn)(void *user_data, const hz_notice *notice);
 
 /*
+ One event lent by `hz_engine_next`: the header and payload stay valid until the next call on
+ the same engine (any `hz_engine_*` call but `hz_engine_last_error`).
+ */
+typedef struct {
+  /*
+   The stream it was delivered from.
+   */
+  uint32_t stream;
+  /*
+   The event's header.
+   */
+  const hz_event_header *header;
+  /*
+   The payload (NULL when `payload_len` is 0).
+   */
+  const uint8_t *payload;
+  /*
+   Payload length.
+   */
+  size_t payload_len;
+} hz_event_view;
+
+/*
  Engine statistics (totals since creation), as `hz_engine_stats` fills them.
  */
 typedef struct {
@@ -747,6 +775,19 @@ uint32_t hz_engine_take_producer(hz_engine *engine, uint32_t stream, hz_producer
  callbacks). Poll thread.
  */
 uint32_t hz_engine_poll(hz_engine *engine, size_t max, hz_event_fn on_event, hz_notice_fn on_notice, void *user_data, size_t *delivered);
+
+/*
+ Pulls the next event without copying it: on `HZ_OK`, `*out` describes it, and its header and
+ payload stay in the engine's memory, valid until the next call on this engine (any
+ `hz_engine_*` call but `hz_engine_last_error`). Notices that come before it go to
+ `on_notice` (may be NULL) with `user_data`, on this thread, as in `hz_engine_poll`. An event
+ filled into a gap from a staged stream's window is handed out from a copy (gap fills are
+ rare; that memory is not the engine's to hold). Mixing with `hz_engine_poll` is fine: it
+ delivers what `hz_engine_next` has taken and not handed out first. Errors: `HZ_ERR_NULL`
+ (`engine`, `out`), `HZ_ERR_EMPTY` (nothing to deliver now; `*out` untouched),
+ `HZ_ERR_STATE` (called from one of this engine's callbacks). Poll thread.
+ */
+uint32_t hz_engine_next(hz_engine *engine, hz_event_view *out, hz_notice_fn on_notice, void *user_data);
 
 /*
  Fills `*out` with the engine's statistics. Errors: `HZ_ERR_NULL`. Poll thread.

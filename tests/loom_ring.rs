@@ -299,3 +299,39 @@ fn loom_peek_then_idle_then_reuse() {
         t.join().unwrap();
     });
 }
+
+/// A record lent past the read (`ReadChunk::commit_holding_last`, behind the C API's
+/// `hz_engine_next`) stays whole while the producer pushes on and wraps: its space is not
+/// reused until the next commit frees it. loom's shadow cells flag any write to it as a race.
+#[test]
+fn loom_a_held_record_is_not_reused_until_released() {
+    loom::model(|| {
+        let (mut p, mut c) = ring(RingConfig::new(128, MAX_PAYLOAD)).unwrap();
+        let t = thread::spawn(move || {
+            for seq in 0..4 {
+                push_retrying(&mut p, seq);
+            }
+        });
+        let mut next = 0;
+        while next < 4 {
+            let mut chunk = c.read_chunk(1).unwrap();
+            let Some(r) = chunk.next() else {
+                thread::yield_now();
+                continue;
+            };
+            assert_eq!(verify(&r), next);
+            let held = chunk.commit_holding_last().expect("a record was read");
+            // The producer runs on; the held record must still read whole.
+            thread::yield_now();
+            // SAFETY: held until the next commit on this ring, which comes below.
+            let (h, payload) =
+                unsafe { (*held.header, std::slice::from_raw_parts(held.payload, held.payload_len)) };
+            assert_eq!(h, header(next), "torn held header");
+            assert!(payload.iter().all(|b| *b == next as u8 + 1), "torn held payload");
+            next += 1;
+        }
+        // Release the last held record.
+        c.read_chunk(1).unwrap().commit();
+        t.join().unwrap();
+    });
+}

@@ -254,6 +254,10 @@ pub struct Engine {
     flip_scratch: poll::FlipCopy,
     /// `flip_scratch` holds a flip met while catching up after a switch, not yet applied.
     flip_deferred: bool,
+    /// `poll_one_holding` in progress: the active chunk keeps its last record unreleased.
+    hold_last: bool,
+    /// The record that chunk kept.
+    held: Option<crate::ring::HeldRecord>,
     stats: Stats,
     now_ns: u64,
     last_tick_ns: Option<u64>,
@@ -346,6 +350,8 @@ impl Engine {
             stats: Stats::default(),
             now_ns: 0,
             last_tick_ns: None,
+            hold_last: false,
+            held: None,
         };
         Ok((engine, producers))
     }

@@ -89,6 +89,19 @@ impl Engine {
         delivered
     }
 
+    /// Delivers at most one event from the active stream's ring, like `poll(1, handler)` (gap
+    /// fills from staged candidates may deliver more, as in `poll`), and keeps that event's
+    /// record unreleased in ring memory after return: the returned pointers stay valid until
+    /// the next call on this engine that reads (`poll` or this). `None` when the event (if any)
+    /// was delivered otherwise. For the C API's zero-copy `hz_engine_next`.
+    pub fn poll_one_holding<H: Handler>(&mut self, handler: &mut H) -> Option<crate::ring::HeldRecord> {
+        self.held = None;
+        self.hold_last = true;
+        self.poll(1, handler);
+        self.hold_last = false;
+        self.held.take()
+    }
+
     /// Reads a chunk of the active ring. Returns (delivered, examined, why it stopped).
     fn read_active<H: Handler>(&mut self, limit: usize, budget: usize, h: &mut H) -> (usize, usize, Step) {
         let Engine {
@@ -107,6 +120,8 @@ impl Engine {
             flip_scratch,
             flip_deferred,
             reread_skip_next,
+            hold_last,
+            held,
             ..
         } = self;
         let stream = &mut streams[*active];
@@ -256,7 +271,12 @@ impl Engine {
                 }
             }
         };
-        chunk.commit();
+        if *hold_last && delivered > 0 && delivered == limit && matches!(step, Step::More) {
+            // The last record read is the event just delivered: lend it past the call.
+            *held = chunk.commit_holding_last();
+        } else {
+            chunk.commit();
+        }
         (delivered, examined, step)
     }
 

@@ -8,7 +8,8 @@ use super::config::*;
 use super::producer::hz_producer;
 use super::{bytes, guard, LastError};
 use super::{
-    HZ_ERR_CONFIG, HZ_ERR_INVALID, HZ_ERR_IO, HZ_ERR_MODEL, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_ERR_STATE, HZ_OK,
+    HZ_ERR_CONFIG, HZ_ERR_EMPTY, HZ_ERR_INVALID, HZ_ERR_IO, HZ_ERR_MODEL, HZ_ERR_NULL, HZ_ERR_PANIC,
+    HZ_ERR_STATE, HZ_OK,
 };
 use crate::clock::MonotonicClock;
 use crate::engine::{
@@ -18,7 +19,8 @@ use crate::engine::{
 use crate::event::EventHeader;
 use crate::predict::policy::{Predictor, PredictorConfig, Preset};
 use crate::predict::Model;
-use crate::ring::Record;
+use crate::ring::{HeldRecord, Record};
+use std::collections::VecDeque;
 
 /// The engine: one recipient's consumer of every stream. Opaque.
 ///
@@ -37,6 +39,22 @@ struct Inner {
     producers: Vec<Option<StreamProducer>>,
     /// Stream id of each producer slot.
     ids: Vec<u32>,
+    /// `hz_engine_next`: events delivered by the engine and not handed out yet, in order.
+    queue: VecDeque<Pending>,
+    /// The event handed out by the last `hz_engine_next`, kept until the next call.
+    current: Option<Pending>,
+    /// Copies of events that did not come from the active ring (gap fills from a staged
+    /// window): only appended while nothing is queued or handed out, so offsets stay valid.
+    arena: Vec<u8>,
+}
+
+/// An event `hz_engine_next` will hand out.
+#[derive(Clone, Copy)]
+enum Pending {
+    /// Still in ring memory, unreleased (zero-copy).
+    Held { stream: u32, rec: HeldRecord },
+    /// Copied into the arena: header, then payload.
+    Copied { stream: u32, header: EventHeader, off: usize, len: usize },
 }
 
 /// Resets `busy` when a poll ends, also by a panic.
@@ -232,7 +250,14 @@ pub extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine
                 let e = hz_engine {
                     busy: Cell::new(false),
                     err: LastError::default(),
-                    inner: UnsafeCell::new(Inner { engine, producers, ids }),
+                    inner: UnsafeCell::new(Inner {
+                        engine,
+                        producers,
+                        ids,
+                        queue: VecDeque::new(),
+                        current: None,
+                        arena: Vec::new(),
+                    }),
                 };
                 // SAFETY: `out` is non-null and writable per contract.
                 unsafe { *out = Box::into_raw(Box::new(e)) };
@@ -399,14 +424,151 @@ pub extern "C" fn hz_engine_poll(
 ) -> u32 {
     with(engine, |e, err, busy| {
         let Some(on_event) = on_event else { return err.set(HZ_ERR_NULL, "on_event is NULL") };
-        let mut h = CHandler { on_event, on_notice, user: user_data };
         busy.set(true);
         let _done = Busy(busy);
-        let n = e.engine.poll(max, &mut h);
+        // Events `hz_engine_next` took from the engine but did not hand out come first.
+        e.current = None;
+        let mut flushed = 0;
+        while flushed < max {
+            let Some(p) = e.queue.pop_front() else { break };
+            let v = view(&e.arena, &p);
+            // SAFETY: the caller's callback; the view's memory is held or in the arena.
+            unsafe { on_event(user_data, v.stream, v.header, v.payload, v.payload_len) };
+            flushed += 1;
+        }
+        if !e.queue.is_empty() {
+            if !delivered.is_null() {
+                // SAFETY: non-null and writable per contract.
+                unsafe { *delivered = flushed };
+            }
+            return HZ_OK;
+        }
+        e.arena.clear();
+        let mut h = CHandler { on_event, on_notice, user: user_data };
+        let n = flushed + e.engine.poll(max - flushed, &mut h);
         if !delivered.is_null() {
             // SAFETY: non-null and writable per contract.
             unsafe { *delivered = n };
         }
+        HZ_OK
+    })
+}
+
+/// One event lent by `hz_engine_next`: the header and payload stay valid until the next call on
+/// the same engine (any `hz_engine_*` call but `hz_engine_last_error`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)]
+pub struct hz_event_view {
+    /// The stream it was delivered from.
+    pub stream: u32,
+    /// The event's header.
+    pub header: *const EventHeader,
+    /// The payload (NULL when `payload_len` is 0).
+    pub payload: *const u8,
+    /// Payload length.
+    pub payload_len: usize,
+}
+
+fn view(arena: &[u8], p: &Pending) -> hz_event_view {
+    match *p {
+        Pending::Held { stream, rec } => hz_event_view {
+            stream,
+            header: rec.header,
+            payload: if rec.payload_len == 0 { core::ptr::null() } else { rec.payload },
+            payload_len: rec.payload_len,
+        },
+        Pending::Copied { stream, ref header, off, len } => hz_event_view {
+            stream,
+            header: header as *const EventHeader,
+            payload: if len == 0 { core::ptr::null() } else { arena[off..off + len].as_ptr() },
+            payload_len: len,
+        },
+    }
+}
+
+/// Collects what `poll_one_holding` delivers: the active ring's event by reference (the engine
+/// holds it), anything else (a gap filled from a staged window) by copy.
+struct Collect<'a> {
+    active: u32,
+    from_active: bool,
+    queue: &'a mut VecDeque<Pending>,
+    arena: &'a mut Vec<u8>,
+    on_notice: hz_notice_fn,
+    user: *mut c_void,
+}
+
+impl Handler for Collect<'_> {
+    fn event(&mut self, stream: u32, r: &Record<'_>) {
+        if stream == self.active {
+            self.from_active = true; // the engine returns it held, as the last event
+        } else {
+            let off = self.arena.len();
+            self.arena.extend_from_slice(r.payload);
+            self.queue.push_back(Pending::Copied { stream, header: *r.header, off, len: r.payload.len() });
+        }
+    }
+    fn notice(&mut self, n: &Notice<'_>) {
+        if let Notice::Switched { to, .. } = *n {
+            self.active = to;
+        }
+        let Some(f) = self.on_notice else { return };
+        let c = to_c(n);
+        // SAFETY: the caller's callback, with a notice valid for the call.
+        unsafe { f(self.user, &c) }
+    }
+}
+
+/// Pulls the next event without copying it: on `HZ_OK`, `*out` describes it, and its header and
+/// payload stay in the engine's memory, valid until the next call on this engine (any
+/// `hz_engine_*` call but `hz_engine_last_error`). Notices that come before it go to
+/// `on_notice` (may be NULL) with `user_data`, on this thread, as in `hz_engine_poll`. An event
+/// filled into a gap from a staged stream's window is handed out from a copy (gap fills are
+/// rare; that memory is not the engine's to hold). Mixing with `hz_engine_poll` is fine: it
+/// delivers what `hz_engine_next` has taken and not handed out first. Errors: `HZ_ERR_NULL`
+/// (`engine`, `out`), `HZ_ERR_EMPTY` (nothing to deliver now; `*out` untouched),
+/// `HZ_ERR_STATE` (called from one of this engine's callbacks). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_next(
+    engine: *mut hz_engine,
+    out: *mut hz_event_view,
+    on_notice: hz_notice_fn,
+    user_data: *mut c_void,
+) -> u32 {
+    with(engine, |e, err, busy| {
+        if out.is_null() {
+            return err.set(HZ_ERR_NULL, "out is NULL");
+        }
+        busy.set(true);
+        let _done = Busy(busy);
+        e.current = None; // the last view's memory may go now
+        if e.queue.is_empty() {
+            e.arena.clear();
+            let mut h = Collect {
+                active: e.engine.active_stream(),
+                from_active: false,
+                queue: &mut e.queue,
+                arena: &mut e.arena,
+                on_notice,
+                user: user_data,
+            };
+            let held = e.engine.poll_one_holding(&mut h);
+            let (from_active, active) = (h.from_active, h.active);
+            match held {
+                Some(rec) => e.queue.push_back(Pending::Held { stream: active, rec }),
+                None if from_active => {
+                    // The engine delivers at most one event from the active ring per call and
+                    // holds it; anything else is a bug, reported rather than lent unsafely.
+                    debug_assert!(false, "an active-ring event was not held");
+                    return err.set(HZ_ERR_PANIC, "internal error: an event could not be held");
+                }
+                None => {}
+            }
+        }
+        let Some(p) = e.queue.pop_front() else { return HZ_ERR_EMPTY };
+        // SAFETY: non-null and writable per contract.
+        unsafe { *out = view(&e.arena, &p) };
+        e.current = Some(p);
         HZ_OK
     })
 }

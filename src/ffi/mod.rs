@@ -66,6 +66,8 @@ pub const HZ_ERR_MODEL: u32 = 11;
 pub const HZ_ERR_IO: u32 = 12;
 /// A bug: Rust code panicked. The handle may be inconsistent; free it.
 pub const HZ_ERR_PANIC: u32 = 13;
+/// Nothing to deliver now (`hz_engine_next`). Informational.
+pub const HZ_ERR_EMPTY: u32 = 14;
 
 /// Event kind: an ordinary data event (`hz_event_header.kind`).
 pub const HZ_KIND_DATA: u16 = 0;
@@ -132,6 +134,7 @@ pub extern "C" fn hz_status_str(status: u32) -> *const c_char {
         HZ_ERR_MODEL => c"invalid model",
         HZ_ERR_IO => c"i/o error",
         HZ_ERR_PANIC => c"internal error (panic)",
+        HZ_ERR_EMPTY => c"nothing to deliver",
         _ => c"unknown status",
     };
     s.as_ptr()

@@ -64,7 +64,7 @@ fn statuses_and_versions() {
     let s = |v| unsafe { CStr::from_ptr(hz_status_str(v)) }.to_str().unwrap();
     assert_eq!(s(HZ_OK), "ok");
     assert_eq!(s(999), "unknown status");
-    for v in 0..=HZ_ERR_PANIC {
+    for v in 0..=HZ_ERR_EMPTY {
         assert_ne!(s(v), "unknown status", "{v}");
     }
     // SAFETY: static NUL-terminated string.
@@ -109,4 +109,47 @@ fn flips_encode_and_decode() {
     assert!(m.contains("crc"), "{m}");
     let bad = hz_flip { action: 9, ..f };
     assert_eq!(hz_flip_encoded_len(&bad, &mut len), HZ_ERR_INVALID);
+}
+
+#[test]
+fn next_lends_events_without_copying_until_the_next_call() {
+    let mut cfg = ptr::null_mut();
+    // A small ring: 4 KiB, so the producer fills it while a view is lent.
+    assert_eq!(hz_config_new(7, 2, 4096, 64, &mut cfg), HZ_OK);
+    let mut e = ptr::null_mut();
+    assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
+    hz_config_free(cfg);
+    let mut p = ptr::null_mut();
+    assert_eq!(hz_engine_take_producer(e, 0, &mut p), HZ_OK);
+    let mut view = hz_event_view { stream: 9, header: ptr::null(), payload: ptr::null(), payload_len: 0 };
+    assert_eq!(hz_engine_next(e, &mut view, None, ptr::null_mut()), HZ_ERR_EMPTY);
+    assert_eq!(view.stream, 9, "untouched on error");
+    let push = |seq: u64| {
+        let h = EventHeader { pos: seq, seq, ts_ns: seq, origin: 0, kind: KIND_DATA, flags: 0 };
+        hz_producer_push(p, &h, seq.to_le_bytes().as_ptr(), 8)
+    };
+    assert_eq!(push(1), HZ_OK);
+    assert_eq!(hz_engine_next(e, &mut view, None, ptr::null_mut()), HZ_OK);
+    // SAFETY: the view is valid until the next call on the engine.
+    let (seq, payload) =
+        unsafe { ((*view.header).seq, std::slice::from_raw_parts(view.payload, view.payload_len)) };
+    assert_eq!((view.stream, seq, payload), (0, 1, &1u64.to_le_bytes()[..]));
+    // Fill the ring: the lent record's space must not be reused while it is lent.
+    let mut seq = 2;
+    while push(seq) == HZ_OK {
+        seq += 1;
+    }
+    assert!(seq > 20, "the ring took {seq} events");
+    // SAFETY: still lent: no call on the engine since `hz_engine_next` returned it.
+    let lent = unsafe { std::slice::from_raw_parts(view.payload, view.payload_len) };
+    assert_eq!(lent, &1u64.to_le_bytes()[..]);
+    // Each next call hands out the following event, and frees the one before.
+    for want in 2..seq {
+        assert_eq!(hz_engine_next(e, &mut view, None, ptr::null_mut()), HZ_OK);
+        // SAFETY: valid until the next call.
+        assert_eq!(unsafe { (*view.header).seq }, want);
+    }
+    assert_eq!(push(seq), HZ_OK, "space came back");
+    hz_producer_free(p);
+    hz_engine_free(e);
 }

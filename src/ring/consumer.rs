@@ -7,6 +7,7 @@ use super::layout::{advance, Frame, Head, Role, MIN_FRAME};
 use super::shared::Shared;
 use super::storage::{HeapStorage, Storage};
 use super::{Record, RingError};
+use crate::event::EventHeader;
 use crate::sync::{Arc, Ordering};
 
 /// The consumer end of a ring. `Send` but not `Sync`.
@@ -232,6 +233,23 @@ impl<S: Storage> Consumer<S> {
     }
 }
 
+/// A record left unreleased by [`ReadChunk::commit_holding_last`]: raw pointers into ring
+/// memory, valid until the consumer's next commit or role change on that ring.
+#[derive(Clone, Copy, Debug)]
+pub struct HeldRecord {
+    /// The record's header.
+    pub header: *const EventHeader,
+    /// The payload's first byte.
+    pub payload: *const u8,
+    /// Payload length.
+    pub payload_len: usize,
+}
+
+// SAFETY: the pointers are addresses in ring storage, which lives as long as either ring end;
+// moving them to another thread moves no access rights beyond those of the `Consumer` (itself
+// `Send`), whose owner alone may dereference them, while the record is held.
+unsafe impl Send for HeldRecord {}
+
 /// Records read from an active ring, freed together by [`commit`](ReadChunk::commit).
 pub struct ReadChunk<'a, S: Storage = HeapStorage> {
     consumer: &'a mut Consumer<S>,
@@ -292,5 +310,28 @@ impl<S: Storage> ReadChunk<'_, S> {
             self.consumer.head = self.cursor;
             self.consumer.store_head(self.cursor);
         }
+    }
+
+    /// Frees every record read except the last, which stays in ring memory, unfreed, until the
+    /// next commit or role change of this ring; reading goes on after it. Returns a pointer to
+    /// it (header and payload), or `None` when nothing was read (then nothing is freed either).
+    ///
+    /// This is how a record can be lent past the read call (the C API's `hz_engine_next`): the
+    /// producer cannot reuse the space of a record the consumer has not released. Same single
+    /// `Release` store as [`commit`](Self::commit), with a position one record earlier.
+    pub fn commit_holding_last(self) -> Option<HeldRecord> {
+        let last = self.last?;
+        // SAFETY: `last` is the start of a published record this chunk read and has not freed.
+        let frame = unsafe { self.consumer.shared.read_frame(last) };
+        self.consumer.head = self.cursor;
+        self.consumer.store_head(last);
+        // SAFETY: `last` is a published record at or after the released position, which we
+        // just stored as `last` itself, so the producer cannot reuse it until we release further.
+        let (header, payload) = unsafe { self.consumer.shared.record(last, frame) };
+        Some(HeldRecord {
+            header: header as *const EventHeader,
+            payload: payload.as_ptr(),
+            payload_len: payload.len(),
+        })
     }
 }
