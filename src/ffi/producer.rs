@@ -24,6 +24,18 @@ impl hz_producer {
     }
 }
 
+/// The Rust producer inside a C handle, for Rust code that holds an `hz_producer *` (the FFI
+/// bench pushes through it to compare a C consumer with a Rust one on the same feed).
+///
+/// # Safety
+/// `p` must be a live producer from `hz_engine_take_producer`, not used elsewhere while the
+/// returned reference lives.
+#[doc(hidden)]
+pub unsafe fn producer_inner<'a>(p: *mut hz_producer) -> &'a mut StreamProducer {
+    // SAFETY: per this function's contract.
+    unsafe { &mut (*p).p }
+}
+
 fn status(e: &mut LastError, r: Result<(), PushError>) -> u32 {
     match r {
         Ok(()) => HZ_OK,
