@@ -8,6 +8,9 @@
 //!   `hz_engine_poll(64, callback)`, the callback an `extern "C"` function: the calls a C
 //!   consumer makes, through the same ABI (handle, status, the panic boundary, the callback's
 //!   indirect call per event). This is issue 5's comparison: a C consumer polling in batches.
+//! - `c_api_views`: the same feed, consumed by `hz_engine_poll_views(64)`: the events come
+//!   back as an array of zero-copy views and the consumer's loop sums them, with no call per
+//!   event (the batch form a C consumer uses when the callback's cost matters).
 //! - `c_api`: pushes through `hz_producer_push` too: producer and consumer both in C.
 
 use std::ffi::c_void;
@@ -61,6 +64,38 @@ fn bench(c: &mut Criterion) {
             })
         });
         black_box(s.0);
+    }
+    {
+        let mut cfg = ptr::null_mut();
+        assert_eq!(hz_config_new(1, 2, 1 << 20, 64, &mut cfg), HZ_OK);
+        let mut e = ptr::null_mut();
+        assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
+        hz_config_free(cfg);
+        let mut p = ptr::null_mut();
+        assert_eq!(hz_engine_take_producer(e, 0, &mut p), HZ_OK);
+        let empty = hz_event_view { stream: 0, header: ptr::null(), payload: ptr::null(), payload_len: 0 };
+        let mut views = [empty; N as usize];
+        let mut seq = 1;
+        let mut total = 0u64;
+        g.bench_function("c_api_views", |b| {
+            b.iter(|| {
+                for _ in 0..N {
+                    // SAFETY: a live producer; pushed the same way as `rust_api`.
+                    let _ = unsafe { harmonizer::ffi::producer_inner(p) }.push(&header(seq), &payload);
+                    seq += 1;
+                }
+                let mut n = 0usize;
+                hz_engine_poll_views(e, views.as_mut_ptr(), N as usize, &mut n, None, ptr::null_mut());
+                for v in &views[..n] {
+                    // SAFETY: lent until the next call on the engine.
+                    total = total.wrapping_add(unsafe { (*v.header).seq });
+                }
+                black_box(n);
+            })
+        });
+        black_box(total);
+        hz_producer_free(p);
+        hz_engine_free(e);
     }
     for c_producer in [false, true] {
         let mut cfg = ptr::null_mut();

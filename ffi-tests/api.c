@@ -1306,6 +1306,23 @@ static void test_next(void) {
     hz_stats st;
     CHECK_OK(hz_engine_stats(e, &st));
     CHECK(st.delivered == 9);
+    /* hz_engine_poll_views: a batch of lent views, valid until the next call. */
+    for (uint64_t s = 10; s <= 14; s++) CHECK_OK(push_data(p1, 100 + s, s));
+    hz_event_view vs[8];
+    size_t nv = 99;
+    CHECK_ST(hz_engine_poll_views(NULL, vs, 8, &nv, NULL, NULL), HZ_ERR_NULL);
+    CHECK_ST(hz_engine_poll_views(e, NULL, 8, &nv, NULL, NULL), HZ_ERR_NULL);
+    CHECK_ST(hz_engine_poll_views(e, vs, 8, NULL, NULL, NULL), HZ_ERR_NULL);
+    CHECK(nv == 99);
+    CHECK_OK(hz_engine_poll_views(e, vs, 0, &nv, NULL, NULL));
+    CHECK(nv == 0);
+    CHECK_OK(hz_engine_poll_views(e, vs, 3, &nv, NULL, NULL));
+    CHECK(nv == 3 && vs[0].header->seq == 10 && vs[2].header->seq == 12 && vs[1].stream == 1);
+    CHECK(vs[0].payload != NULL && vs[0].payload_len == 8);
+    CHECK_OK(hz_engine_poll_views(e, vs, 8, &nv, NULL, NULL));
+    CHECK(nv == 2 && vs[0].header->seq == 13 && vs[1].header->seq == 14);
+    CHECK_OK(hz_engine_poll_views(e, vs, 8, &nv, NULL, NULL));
+    CHECK(nv == 0);
     hz_producer_free(p0);
     hz_producer_free(p1);
     hz_engine_free(e);

@@ -790,6 +790,21 @@ uint32_t hz_engine_poll(hz_engine *engine, size_t max, hz_event_fn on_event, hz_
 uint32_t hz_engine_next(hz_engine *engine, hz_event_view *out, hz_notice_fn on_notice, void *user_data);
 
 /*
+ Polls up to `cap` events into `views` without copying them: on `HZ_OK`, `*n` views are
+ filled, in order, and their headers and payloads stay in the engine's memory, valid until
+ the next call on this engine (any `hz_engine_*` call but `hz_engine_last_error`). `*n` may
+ be 0. Notices go to `on_notice` (may be NULL) with `user_data`, on this thread. As with
+ `hz_engine_next`, an event filled into a gap from a staged window comes from a copy, and
+ events `hz_engine_next` took but did not hand out come first. The batch form of
+ `hz_engine_next`: the loop over the views is the caller's, with no call per event. (A call
+ that hands out events `hz_engine_next` left queued returns just those.)
+ Errors: `HZ_ERR_NULL` (`engine`, `n`, or `views` with `cap > 0`), `HZ_ERR_INVALID` (`cap`
+ above what an array can hold), `HZ_ERR_STATE` (called from one of this engine's
+ callbacks). Poll thread.
+ */
+uint32_t hz_engine_poll_views(hz_engine *engine, hz_event_view *views, size_t cap, size_t *n, hz_notice_fn on_notice, void *user_data);
+
+/*
  Fills `*out` with the engine's statistics. Errors: `HZ_ERR_NULL`. Poll thread.
  */
 uint32_t hz_engine_stats(const hz_engine *engine, hz_stats *out);

@@ -254,10 +254,15 @@ pub struct Engine {
     flip_scratch: poll::FlipCopy,
     /// `flip_scratch` holds a flip met while catching up after a switch, not yet applied.
     flip_deferred: bool,
-    /// `poll_one_holding` in progress: the active chunk keeps its last record unreleased.
-    hold_last: bool,
-    /// The record that chunk kept.
-    held: Option<crate::ring::HeldRecord>,
+    /// `poll_holding` in progress: active-ring records delivered in this call stay unreleased.
+    hold: bool,
+    /// Ring position of the first record held in this call (always on the active ring: no
+    /// switch happens after it, see `deferred`).
+    hold_from: Option<u64>,
+    /// A switch a flip asked for while records were held: made at the start of the next poll.
+    deferred: Option<PendingSwitch>,
+    /// End this poll call now (a switch was deferred).
+    stop: bool,
     stats: Stats,
     now_ns: u64,
     last_tick_ns: Option<u64>,
@@ -350,8 +355,10 @@ impl Engine {
             stats: Stats::default(),
             now_ns: 0,
             last_tick_ns: None,
-            hold_last: false,
-            held: None,
+            hold: false,
+            hold_from: None,
+            deferred: None,
+            stop: false,
         };
         Ok((engine, producers))
     }

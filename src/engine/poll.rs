@@ -70,6 +70,10 @@ impl Engine {
     pub fn poll<H: Handler>(&mut self, max: usize, handler: &mut H) -> usize {
         self.now_ns = self.clock.now_ns();
         self.tick_duty();
+        self.stop = false;
+        if let Some(p) = self.deferred.take() {
+            self.switch(p, handler); // asked for by a flip while the last call held records
+        }
         self.apply_plan(handler);
         self.trim_staged();
         let mut delivered = 0;
@@ -81,7 +85,14 @@ impl Engine {
             match step {
                 Step::Drained => break,
                 Step::More => {}
-                Step::Flip => self.apply_flip(handler),
+                Step::Flip => {
+                    self.apply_flip(handler);
+                    if self.stop {
+                        break;
+                    }
+                }
+                // Records held in this call stay on the active ring: switch next call.
+                Step::Switch(_) if self.hold_from.is_some() => break,
                 Step::Switch(p) => self.switch(p, handler),
                 Step::Gap { origin, from, to, seq } => self.on_gap(origin, from, to, seq, handler),
             }
@@ -89,17 +100,20 @@ impl Engine {
         delivered
     }
 
-    /// Delivers at most one event from the active stream's ring, like `poll(1, handler)` (gap
-    /// fills from staged candidates may deliver more, as in `poll`), and keeps that event's
-    /// record unreleased in ring memory after return: the returned pointers stay valid until
-    /// the next call on this engine that reads (`poll` or this). `None` when the event (if any)
-    /// was delivered otherwise. For the C API's zero-copy `hz_engine_next`.
-    pub fn poll_one_holding<H: Handler>(&mut self, handler: &mut H) -> Option<crate::ring::HeldRecord> {
-        self.held = None;
-        self.hold_last = true;
-        self.poll(1, handler);
-        self.hold_last = false;
-        self.held.take()
+    /// Like [`poll`](Self::poll), but the records of the events delivered from the active
+    /// stream's ring stay unreleased in ring memory after return: a handler may keep pointers to
+    /// them until the next call on this engine that polls. Events filled into a gap from a
+    /// staged window are not held (that memory is the staged ring's); a switch that a flip asks
+    /// for once records are held is made at the start of the next poll, so held records never
+    /// end up in a ring that has stopped being active. For the C API's `hz_engine_next` and
+    /// `hz_engine_poll_views`.
+    pub fn poll_holding<H: Handler>(&mut self, max: usize, handler: &mut H) -> usize {
+        self.hold = true;
+        self.hold_from = None;
+        let n = self.poll(max, handler);
+        self.hold = false;
+        self.hold_from = None;
+        n
     }
 
     /// Reads a chunk of the active ring. Returns (delivered, examined, why it stopped).
@@ -120,8 +134,8 @@ impl Engine {
             flip_scratch,
             flip_deferred,
             reread_skip_next,
-            hold_last,
-            held,
+            hold,
+            hold_from,
             ..
         } = self;
         let stream = &mut streams[*active];
@@ -136,7 +150,7 @@ impl Engine {
             if delivered == limit {
                 break Step::More;
             }
-            let Some(rec) = chunk.next() else {
+            let Some((rec_pos, rec)) = chunk.next_with_pos() else {
                 break if examined == budget { Step::More } else { Step::Drained };
             };
             let hdr = *rec.header;
@@ -240,6 +254,9 @@ impl Engine {
                             }
                             emit_switched(in_flight, stats, &**clock, h);
                             policy.observe(sid, &rec, *now_ns);
+                            if *hold && hold_from.is_none() {
+                                *hold_from = Some(rec_pos);
+                            }
                             h.event(sid, &rec);
                             tracker.advance(hdr.origin, hdr.seq);
                             stats.delivered += 1;
@@ -271,11 +288,10 @@ impl Engine {
                 }
             }
         };
-        if *hold_last && delivered > 0 && delivered == limit && matches!(step, Step::More) {
-            // The last record read is the event just delivered: lend it past the call.
-            *held = chunk.commit_holding_last();
-        } else {
-            chunk.commit();
+        match hold_from {
+            // Lend the delivered records past the call: free only what came before them.
+            Some(from) if *hold => chunk.commit_holding_from(*from),
+            _ => chunk.commit(),
         }
         (delivered, examined, step)
     }
@@ -315,7 +331,12 @@ impl Engine {
                 };
                 let at_flip = f.cutover_pos == 0 && f.not_before_ns == 0;
                 let cut_passed = f.cutover_pos != 0 && f.pos >= f.cutover_pos;
-                if at_flip || cut_passed {
+                if (at_flip || cut_passed) && self.hold_from.is_some() {
+                    // Records held in this call must stay on the active ring: switch at the
+                    // start of the next poll, before anything else is read.
+                    self.deferred = Some(p);
+                    self.stop = true;
+                } else if at_flip || cut_passed {
                     self.switch(p, h);
                 } else {
                     // A later flip replaces an earlier one still waiting for its cut-over.

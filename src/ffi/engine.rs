@@ -19,7 +19,7 @@ use crate::engine::{
 use crate::event::EventHeader;
 use crate::predict::policy::{Predictor, PredictorConfig, Preset};
 use crate::predict::Model;
-use crate::ring::{HeldRecord, Record};
+use crate::ring::Record;
 use std::collections::VecDeque;
 
 /// The engine: one recipient's consumer of every stream. Opaque.
@@ -41,20 +41,27 @@ struct Inner {
     ids: Vec<u32>,
     /// `hz_engine_next`: events delivered by the engine and not handed out yet, in order.
     queue: VecDeque<Pending>,
-    /// The event handed out by the last `hz_engine_next`, kept until the next call.
-    current: Option<Pending>,
     /// Copies of events that did not come from the active ring (gap fills from a staged
-    /// window): only appended while nothing is queued or handed out, so offsets stay valid.
+    /// window): cleared only when nothing is queued or lent, so offsets stay valid.
     arena: Vec<u8>,
+    /// Headers of copied events (`Pending::Copied::hidx`), cleared with the arena.
+    headers: Vec<EventHeader>,
+    /// `hz_engine_poll_views`: copied events' view slot, arena offset and header index.
+    fixups: Vec<(usize, usize, usize)>,
 }
 
-/// An event `hz_engine_next` will hand out.
+// SAFETY: `Held` pointers are addresses in ring storage the engine keeps alive (the rings are
+// `Arc`s it owns) and holds unreleased; they travel with the engine, whose single user at a time
+// is the only one to read them, so moving the engine to another thread is sound.
+unsafe impl Send for Pending {}
+
+/// An event delivered by a holding poll, to be handed out.
 #[derive(Clone, Copy)]
 enum Pending {
-    /// Still in ring memory, unreleased (zero-copy).
-    Held { stream: u32, rec: HeldRecord },
-    /// Copied into the arena: header, then payload.
-    Copied { stream: u32, header: EventHeader, off: usize, len: usize },
+    /// Still in ring memory, which the engine holds unreleased until its next poll.
+    Held { stream: u32, header: *const EventHeader, payload: *const u8, len: usize },
+    /// Copied: the header at `headers[hidx]`, the payload at `arena[off..off + len]`.
+    Copied { stream: u32, hidx: usize, off: usize, len: usize },
 }
 
 /// Resets `busy` when a poll ends, also by a panic.
@@ -255,8 +262,9 @@ pub extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine
                         producers,
                         ids,
                         queue: VecDeque::new(),
-                        current: None,
                         arena: Vec::new(),
+                        headers: Vec::new(),
+                        fixups: Vec::new(),
                     }),
                 };
                 // SAFETY: `out` is non-null and writable per contract.
@@ -427,11 +435,10 @@ pub extern "C" fn hz_engine_poll(
         busy.set(true);
         let _done = Busy(busy);
         // Events `hz_engine_next` took from the engine but did not hand out come first.
-        e.current = None;
         let mut flushed = 0;
         while flushed < max {
             let Some(p) = e.queue.pop_front() else { break };
-            let v = view(&e.arena, &p);
+            let v = view(&e.arena, &e.headers, &p);
             // SAFETY: the caller's callback; the view's memory is held or in the arena.
             unsafe { on_event(user_data, v.stream, v.header, v.payload, v.payload_len) };
             flushed += 1;
@@ -444,6 +451,7 @@ pub extern "C" fn hz_engine_poll(
             return HZ_OK;
         }
         e.arena.clear();
+        e.headers.clear();
         let mut h = CHandler { on_event, on_notice, user: user_data };
         let n = flushed + e.engine.poll(max - flushed, &mut h);
         if !delivered.is_null() {
@@ -470,42 +478,116 @@ pub struct hz_event_view {
     pub payload_len: usize,
 }
 
-fn view(arena: &[u8], p: &Pending) -> hz_event_view {
+fn view(arena: &[u8], headers: &[EventHeader], p: &Pending) -> hz_event_view {
     match *p {
-        Pending::Held { stream, rec } => hz_event_view {
+        Pending::Held { stream, header, payload, len } => hz_event_view {
             stream,
-            header: rec.header,
-            payload: if rec.payload_len == 0 { core::ptr::null() } else { rec.payload },
-            payload_len: rec.payload_len,
+            header,
+            payload: if len == 0 { core::ptr::null() } else { payload },
+            payload_len: len,
         },
-        Pending::Copied { stream, ref header, off, len } => hz_event_view {
+        Pending::Copied { stream, hidx, off, len } => hz_event_view {
             stream,
-            header: header as *const EventHeader,
+            header: &headers[hidx],
             payload: if len == 0 { core::ptr::null() } else { arena[off..off + len].as_ptr() },
             payload_len: len,
         },
     }
 }
 
-/// Collects what `poll_one_holding` delivers: the active ring's event by reference (the engine
-/// holds it), anything else (a gap filled from a staged window) by copy.
+/// Collects what `poll_holding` delivers: events of the active ring by reference (the engine
+/// holds them until its next poll), anything else (a gap filled from a staged window) by copy.
 struct Collect<'a> {
     active: u32,
-    from_active: bool,
     queue: &'a mut VecDeque<Pending>,
     arena: &'a mut Vec<u8>,
+    headers: &'a mut Vec<EventHeader>,
     on_notice: hz_notice_fn,
     user: *mut c_void,
 }
 
 impl Handler for Collect<'_> {
     fn event(&mut self, stream: u32, r: &Record<'_>) {
-        if stream == self.active {
-            self.from_active = true; // the engine returns it held, as the last event
+        let p = if stream == self.active {
+            Pending::Held { stream, header: r.header, payload: r.payload.as_ptr(), len: r.payload.len() }
         } else {
             let off = self.arena.len();
             self.arena.extend_from_slice(r.payload);
-            self.queue.push_back(Pending::Copied { stream, header: *r.header, off, len: r.payload.len() });
+            self.headers.push(*r.header);
+            Pending::Copied { stream, hidx: self.headers.len() - 1, off, len: r.payload.len() }
+        };
+        self.queue.push_back(p);
+    }
+    fn notice(&mut self, n: &Notice<'_>) {
+        if let Notice::Switched { to, .. } = *n {
+            self.active = to;
+        }
+        let Some(f) = self.on_notice else { return };
+        let c = to_c(n);
+        // SAFETY: the caller's callback, with a notice valid for the call.
+        unsafe { f(self.user, &c) }
+    }
+}
+
+/// Writes what `poll_holding` delivers straight into the caller's view array: active-ring
+/// events as pointers into the ring (the engine holds them), gap fills as copies in the arena
+/// (their payload pointers are set after the poll, when the arena has stopped growing). Events
+/// past `cap` (a gap fill can deliver more than asked) wait in the queue.
+struct Fill<'a> {
+    active: u32,
+    views: *mut hz_event_view,
+    cap: usize,
+    k: usize,
+    fixups: &'a mut Vec<(usize, usize, usize)>,
+    headers: &'a mut Vec<EventHeader>,
+    queue: &'a mut VecDeque<Pending>,
+    arena: &'a mut Vec<u8>,
+    on_notice: hz_notice_fn,
+    user: *mut c_void,
+}
+
+impl Handler for Fill<'_> {
+    #[inline]
+    fn event(&mut self, stream: u32, r: &Record<'_>) {
+        if self.k < self.cap && stream == self.active {
+            let v = hz_event_view {
+                stream,
+                header: r.header,
+                payload: if r.payload.is_empty() { core::ptr::null() } else { r.payload.as_ptr() },
+                payload_len: r.payload.len(),
+            };
+            // SAFETY: `k < cap` entries of the caller's array, writable per contract.
+            unsafe { self.views.add(self.k).write(v) };
+            self.k += 1;
+            return;
+        }
+        let off = self.arena.len();
+        self.arena.extend_from_slice(r.payload);
+        self.headers.push(*r.header);
+        let hidx = self.headers.len() - 1;
+        if self.k < self.cap {
+            // A copy: the header and payload pointers are set after the poll.
+            self.fixups.push((self.k, off, hidx));
+            let v = hz_event_view {
+                stream,
+                header: core::ptr::null(),
+                payload: core::ptr::null(),
+                payload_len: r.payload.len(),
+            };
+            // SAFETY: as above.
+            unsafe { self.views.add(self.k).write(v) };
+            self.k += 1;
+        } else if stream == self.active {
+            self.queue.push_back(Pending::Held {
+                stream,
+                header: r.header,
+                payload: r.payload.as_ptr(),
+                len: r.payload.len(),
+            });
+            self.arena.truncate(off);
+            self.headers.pop();
+        } else {
+            self.queue.push_back(Pending::Copied { stream, hidx, off, len: r.payload.len() });
         }
     }
     fn notice(&mut self, n: &Notice<'_>) {
@@ -541,34 +623,92 @@ pub extern "C" fn hz_engine_next(
         }
         busy.set(true);
         let _done = Busy(busy);
-        e.current = None; // the last view's memory may go now
         if e.queue.is_empty() {
             e.arena.clear();
-            let mut h = Collect {
-                active: e.engine.active_stream(),
-                from_active: false,
-                queue: &mut e.queue,
-                arena: &mut e.arena,
-                on_notice,
-                user: user_data,
-            };
-            let held = e.engine.poll_one_holding(&mut h);
-            let (from_active, active) = (h.from_active, h.active);
-            match held {
-                Some(rec) => e.queue.push_back(Pending::Held { stream: active, rec }),
-                None if from_active => {
-                    // The engine delivers at most one event from the active ring per call and
-                    // holds it; anything else is a bug, reported rather than lent unsafely.
-                    debug_assert!(false, "an active-ring event was not held");
-                    return err.set(HZ_ERR_PANIC, "internal error: an event could not be held");
-                }
-                None => {}
-            }
+            e.headers.clear();
+            let Inner { engine, queue, arena, headers, .. } = e;
+            let mut h =
+                Collect { active: engine.active_stream(), queue, arena, headers, on_notice, user: user_data };
+            engine.poll_holding(1, &mut h);
         }
         let Some(p) = e.queue.pop_front() else { return HZ_ERR_EMPTY };
         // SAFETY: non-null and writable per contract.
-        unsafe { *out = view(&e.arena, &p) };
-        e.current = Some(p);
+        unsafe { *out = view(&e.arena, &e.headers, &p) };
+        HZ_OK
+    })
+}
+
+/// Polls up to `cap` events into `views` without copying them: on `HZ_OK`, `*n` views are
+/// filled, in order, and their headers and payloads stay in the engine's memory, valid until
+/// the next call on this engine (any `hz_engine_*` call but `hz_engine_last_error`). `*n` may
+/// be 0. Notices go to `on_notice` (may be NULL) with `user_data`, on this thread. As with
+/// `hz_engine_next`, an event filled into a gap from a staged window comes from a copy, and
+/// events `hz_engine_next` took but did not hand out come first. The batch form of
+/// `hz_engine_next`: the loop over the views is the caller's, with no call per event. (A call
+/// that hands out events `hz_engine_next` left queued returns just those.)
+/// Errors: `HZ_ERR_NULL` (`engine`, `n`, or `views` with `cap > 0`), `HZ_ERR_INVALID` (`cap`
+/// above what an array can hold), `HZ_ERR_STATE` (called from one of this engine's
+/// callbacks). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_poll_views(
+    engine: *mut hz_engine,
+    views: *mut hz_event_view,
+    cap: usize,
+    n: *mut usize,
+    on_notice: hz_notice_fn,
+    user_data: *mut c_void,
+) -> u32 {
+    with(engine, |e, err, busy| {
+        if n.is_null() || (views.is_null() && cap > 0) {
+            return err.set(HZ_ERR_NULL, "views or n is NULL");
+        }
+        if cap > isize::MAX as usize / std::mem::size_of::<hz_event_view>() {
+            return err.set(HZ_ERR_INVALID, format!("cap {cap}: no array is that long"));
+        }
+        busy.set(true);
+        let _done = Busy(busy);
+        // What `hz_engine_next` took and did not hand out comes first.
+        let mut k = 0;
+        while k < cap {
+            let Some(p) = e.queue.front() else { break };
+            // SAFETY: `k < cap` entries of the caller's array, writable per contract.
+            unsafe { views.add(k).write(view(&e.arena, &e.headers, p)) };
+            e.queue.pop_front();
+            k += 1;
+        }
+        // Poll only when nothing from the queue was handed out: those views may point into the
+        // arena, which the poll may grow (and move).
+        if k == 0 && cap > 0 && e.queue.is_empty() {
+            e.arena.clear();
+            e.fixups.clear();
+            e.headers.clear();
+            let Inner { engine, queue, arena, fixups, headers, .. } = e;
+            let mut h = Fill {
+                active: engine.active_stream(),
+                views,
+                cap,
+                k,
+                fixups,
+                headers,
+                queue,
+                arena,
+                on_notice,
+                user: user_data,
+            };
+            engine.poll_holding(cap - k, &mut h);
+            k = h.k;
+            // The arena has stopped growing: point the copies' views at it.
+            for &(slot, off, hidx) in &e.fixups {
+                // SAFETY: `slot < k <= cap`, written above.
+                let v = unsafe { &mut *views.add(slot) };
+                v.header = &e.headers[hidx];
+                if v.payload_len > 0 {
+                    v.payload = e.arena[off..off + v.payload_len].as_ptr();
+                }
+            }
+        }
+        // SAFETY: non-null and writable per contract.
+        unsafe { *n = k };
         HZ_OK
     })
 }

@@ -153,3 +153,111 @@ fn next_lends_events_without_copying_until_the_next_call() {
     hz_producer_free(p);
     hz_engine_free(e);
 }
+
+#[test]
+fn poll_views_lends_a_batch_until_the_next_call() {
+    let mut cfg = ptr::null_mut();
+    assert_eq!(hz_config_new(7, 2, 4096, 64, &mut cfg), HZ_OK);
+    let mut e = ptr::null_mut();
+    assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
+    hz_config_free(cfg);
+    let mut p = ptr::null_mut();
+    assert_eq!(hz_engine_take_producer(e, 0, &mut p), HZ_OK);
+    let push = |seq: u64| {
+        let h = EventHeader { pos: seq, seq, ts_ns: seq, origin: 0, kind: KIND_DATA, flags: 0 };
+        hz_producer_push(p, &h, seq.to_le_bytes().as_ptr(), 8)
+    };
+    let empty = hz_event_view { stream: 0, header: ptr::null(), payload: ptr::null(), payload_len: 0 };
+    let mut views = [empty; 16];
+    let mut n = 99;
+    assert_eq!(hz_engine_poll_views(e, views.as_mut_ptr(), 16, &mut n, None, ptr::null_mut()), HZ_OK);
+    assert_eq!(n, 0);
+    for seq in 1..=10 {
+        assert_eq!(push(seq), HZ_OK);
+    }
+    assert_eq!(hz_engine_poll_views(e, views.as_mut_ptr(), 16, &mut n, None, ptr::null_mut()), HZ_OK);
+    assert_eq!(n, 10);
+    // The producer fills the ring; the ten lent records must not be overwritten.
+    let mut seq = 11;
+    while push(seq) == HZ_OK {
+        seq += 1;
+    }
+    for (i, v) in views[..n].iter().enumerate() {
+        // SAFETY: lent until the next call on the engine.
+        let (h, payload) = unsafe { (*v.header, std::slice::from_raw_parts(v.payload, v.payload_len)) };
+        assert_eq!(h.seq, i as u64 + 1);
+        assert_eq!(payload, &(i as u64 + 1).to_le_bytes()[..]);
+    }
+    // The next call frees them and lends the following batch.
+    let mut want = 11;
+    while want < seq {
+        assert_eq!(hz_engine_poll_views(e, views.as_mut_ptr(), 16, &mut n, None, ptr::null_mut()), HZ_OK);
+        assert!(n > 0);
+        for v in &views[..n] {
+            // SAFETY: lent until the next call.
+            assert_eq!(unsafe { (*v.header).seq }, want);
+            want += 1;
+        }
+    }
+    assert_eq!(push(seq), HZ_OK, "space came back");
+    assert_eq!(hz_engine_poll_views(e, ptr::null_mut(), 4, &mut n, None, ptr::null_mut()), HZ_ERR_NULL);
+    hz_producer_free(p);
+    hz_engine_free(e);
+}
+
+/// A gap filled from a staged window: those events are handed out from copies, in order with
+/// the lent ones, by both pull forms.
+#[test]
+fn gap_fills_come_through_the_views_in_order() {
+    for batch in [true, false] {
+        let mut cfg = ptr::null_mut();
+        assert_eq!(hz_config_new(7, 2, 1 << 16, 64, &mut cfg), HZ_OK);
+        assert_eq!(hz_config_set_policy(cfg, HZ_POLICY_ALWAYS), HZ_OK);
+        let mut e = ptr::null_mut();
+        assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
+        hz_config_free(cfg);
+        let (mut p0, mut p1) = (ptr::null_mut(), ptr::null_mut());
+        assert_eq!(hz_engine_take_producer(e, 0, &mut p0), HZ_OK);
+        assert_eq!(hz_engine_take_producer(e, 1, &mut p1), HZ_OK);
+        let empty = hz_event_view { stream: 0, header: ptr::null(), payload: ptr::null(), payload_len: 0 };
+        let mut views = [empty; 16];
+        let mut n = 0;
+        // The first poll stages stream 1.
+        assert_eq!(hz_engine_poll_views(e, views.as_mut_ptr(), 16, &mut n, None, ptr::null_mut()), HZ_OK);
+        let push = |p, pos: u64, seq: u64| {
+            let h = EventHeader { pos, seq, ts_ns: seq, origin: 0, kind: KIND_DATA, flags: 0 };
+            hz_producer_push(p, &h, seq.to_le_bytes().as_ptr(), 8)
+        };
+        for seq in 1..=5 {
+            assert_eq!(push(p1, 100 + seq, seq), HZ_OK);
+        }
+        for (pos, seq) in [(1, 1), (2, 2), (3, 5)] {
+            assert_eq!(push(p0, pos, seq), HZ_OK);
+        }
+        let mut got = Vec::new();
+        for _ in 0..8 {
+            if batch {
+                assert_eq!(
+                    hz_engine_poll_views(e, views.as_mut_ptr(), 16, &mut n, None, ptr::null_mut()),
+                    HZ_OK
+                );
+            } else {
+                n = usize::from(hz_engine_next(e, &mut views[0], None, ptr::null_mut()) == HZ_OK);
+            }
+            for v in &views[..n] {
+                // SAFETY: lent until the next call.
+                let (seq, payload) =
+                    unsafe { ((*v.header).seq, std::slice::from_raw_parts(v.payload, v.payload_len)) };
+                assert_eq!(payload, &seq.to_le_bytes()[..], "payload of {seq}");
+                got.push((seq, v.stream));
+            }
+        }
+        assert_eq!(got, [(1, 0), (2, 0), (3, 1), (4, 1), (5, 0)], "batch {batch}");
+        let mut st = hz_stats::default();
+        assert_eq!(hz_engine_stats(e, &mut st), HZ_OK);
+        assert_eq!((st.gap_filled, st.delivered), (2, 5));
+        hz_producer_free(p0);
+        hz_producer_free(p1);
+        hz_engine_free(e);
+    }
+}

@@ -7,7 +7,6 @@ use super::layout::{advance, Frame, Head, Role, MIN_FRAME};
 use super::shared::Shared;
 use super::storage::{HeapStorage, Storage};
 use super::{Record, RingError};
-use crate::event::EventHeader;
 use crate::sync::{Arc, Ordering};
 
 /// The consumer end of a ring. `Send` but not `Sync`.
@@ -233,23 +232,6 @@ impl<S: Storage> Consumer<S> {
     }
 }
 
-/// A record left unreleased by [`ReadChunk::commit_holding_last`]: raw pointers into ring
-/// memory, valid until the consumer's next commit or role change on that ring.
-#[derive(Clone, Copy, Debug)]
-pub struct HeldRecord {
-    /// The record's header.
-    pub header: *const EventHeader,
-    /// The payload's first byte.
-    pub payload: *const u8,
-    /// Payload length.
-    pub payload_len: usize,
-}
-
-// SAFETY: the pointers are addresses in ring storage, which lives as long as either ring end;
-// moving them to another thread moves no access rights beyond those of the `Consumer` (itself
-// `Send`), whose owner alone may dereference them, while the record is held.
-unsafe impl Send for HeldRecord {}
-
 /// Records read from an active ring, freed together by [`commit`](ReadChunk::commit).
 pub struct ReadChunk<'a, S: Storage = HeapStorage> {
     consumer: &'a mut Consumer<S>,
@@ -265,6 +247,13 @@ impl<S: Storage> ReadChunk<'_, S> {
     #[allow(clippy::should_implement_trait)] // a lending iterator: the record borrows the chunk
     #[inline]
     pub fn next(&mut self) -> Option<Record<'_>> {
+        self.next_with_pos().map(|(_, r)| r)
+    }
+
+    /// [`next`](Self::next), with where the record starts in the ring (for
+    /// [`commit_holding_from`](Self::commit_holding_from)).
+    #[inline]
+    pub fn next_with_pos(&mut self) -> Option<(u64, Record<'_>)> {
         if self.remaining == 0 {
             return None;
         }
@@ -276,7 +265,7 @@ impl<S: Storage> ReadChunk<'_, S> {
         // SAFETY: published and not released until `commit`, which needs the chunk by value,
         // so no record borrowed from `&mut self` survives it.
         let (header, payload) = unsafe { self.consumer.shared.record(pos, frame) };
-        Some(Record { header, payload, after_drop: frame.after_drop() })
+        Some((pos, Record { header, payload, after_drop: frame.after_drop() }))
     }
 
     /// Puts back the record `next` returned last: it is not freed by `commit` and the next
@@ -312,26 +301,24 @@ impl<S: Storage> ReadChunk<'_, S> {
         }
     }
 
-    /// Frees every record read except the last, which stays in ring memory, unfreed, until the
-    /// next commit or role change of this ring; reading goes on after it. Returns a pointer to
-    /// it (header and payload), or `None` when nothing was read (then nothing is freed either).
+    /// Where the record `next` returned last starts in the ring (its frame), if any: the
+    /// position to pass to [`commit_holding_from`](Self::commit_holding_from) to keep it.
+    pub fn last_pos(&self) -> Option<u64> {
+        self.last
+    }
+
+    /// Frees the records read before ring position `from` (a [`last_pos`](Self::last_pos) of
+    /// this chunk or of an earlier one, not freed since) and keeps the rest: their memory stays
+    /// the consumer's, unchanged, until a later commit or role change frees it, while reading
+    /// goes on after them. The same single `Release` store as [`commit`](Self::commit), of an
+    /// earlier position.
     ///
-    /// This is how a record can be lent past the read call (the C API's `hz_engine_next`): the
-    /// producer cannot reuse the space of a record the consumer has not released. Same single
-    /// `Release` store as [`commit`](Self::commit), with a position one record earlier.
-    pub fn commit_holding_last(self) -> Option<HeldRecord> {
-        let last = self.last?;
-        // SAFETY: `last` is the start of a published record this chunk read and has not freed.
-        let frame = unsafe { self.consumer.shared.read_frame(last) };
+    /// This is how records are lent past the read call (the C API's `hz_engine_next` and
+    /// `hz_engine_poll_views`): the producer cannot reuse space the consumer has not released.
+    pub fn commit_holding_from(self, from: u64) {
         self.consumer.head = self.cursor;
-        self.consumer.store_head(last);
-        // SAFETY: `last` is a published record at or after the released position, which we
-        // just stored as `last` itself, so the producer cannot reuse it until we release further.
-        let (header, payload) = unsafe { self.consumer.shared.record(last, frame) };
-        Some(HeldRecord {
-            header: header as *const EventHeader,
-            payload: payload.as_ptr(),
-            payload_len: payload.len(),
-        })
+        if from != self.consumer.released {
+            self.consumer.store_head(from);
+        }
     }
 }

@@ -38,9 +38,9 @@
 //! `Release` covers every write before it. Nothing else orders anything, so the cached copies
 //! may be stale; stale only ever means "less free" (producer) or "fewer records" (consumer),
 //! never an overlap. A consumer may also release less than it read
-//! ([`ReadChunk::commit_holding_last`] keeps the last record lent): the same `Release` store
-//! of an earlier position, so the held record's space simply stays the consumer's until a
-//! later store frees it (model: `loom_a_held_record_is_not_reused_until_released`).
+//! ([`ReadChunk::commit_holding_from`] keeps records lent past the read): the same `Release`
+//! store of an earlier position, so the held records' space simply stays the consumer's until
+//! a later store frees it (model: `loom_a_held_record_is_not_reused_until_released`).
 //!
 //! **Eviction against trim (staged role).** In the staged role the producer also moves the head
 //! word, to evict the oldest record, with `compare_exchange(expected, expected + len)`, `AcqRel`.
@@ -77,7 +77,7 @@ mod shared;
 mod staged;
 mod storage;
 
-pub use consumer::{Consumer, HeldRecord, ReadChunk};
+pub use consumer::{Consumer, ReadChunk};
 pub use layout::Role;
 pub use producer::{Producer, WriteBatch, WriteSlot};
 pub use staged::{StagedIter, StagedView};
