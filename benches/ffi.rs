@@ -30,6 +30,18 @@ fn header(seq: u64) -> EventHeader {
     EventHeader { pos: seq, seq, ts_ns: seq, origin: 0, kind: KIND_DATA, flags: 0 }
 }
 
+/// An engine and the producer of stream 0, made through the C API as in `rust_api`.
+fn c_engine() -> (*mut hz_engine, *mut hz_producer) {
+    let mut cfg = ptr::null_mut();
+    assert_eq!(hz_config_new(1, 2, 1 << 20, 64, &mut cfg), HZ_OK);
+    let mut e = ptr::null_mut();
+    assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
+    hz_config_free(cfg);
+    let mut p = ptr::null_mut();
+    assert_eq!(hz_engine_take_producer(e, 0, &mut p), HZ_OK);
+    (e, p)
+}
+
 struct Sum(u64);
 
 impl Handler for Sum {
@@ -66,13 +78,7 @@ fn bench(c: &mut Criterion) {
         black_box(s.0);
     }
     {
-        let mut cfg = ptr::null_mut();
-        assert_eq!(hz_config_new(1, 2, 1 << 20, 64, &mut cfg), HZ_OK);
-        let mut e = ptr::null_mut();
-        assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
-        hz_config_free(cfg);
-        let mut p = ptr::null_mut();
-        assert_eq!(hz_engine_take_producer(e, 0, &mut p), HZ_OK);
+        let (e, p) = c_engine();
         let empty = hz_event_view { stream: 0, header: ptr::null(), payload: ptr::null(), payload_len: 0 };
         let mut views = [empty; N as usize];
         let mut seq = 1;
@@ -98,13 +104,7 @@ fn bench(c: &mut Criterion) {
         hz_engine_free(e);
     }
     for c_producer in [false, true] {
-        let mut cfg = ptr::null_mut();
-        assert_eq!(hz_config_new(1, 2, 1 << 20, 64, &mut cfg), HZ_OK);
-        let mut e = ptr::null_mut();
-        assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
-        hz_config_free(cfg);
-        let mut p = ptr::null_mut();
-        assert_eq!(hz_engine_take_producer(e, 0, &mut p), HZ_OK);
+        let (e, p) = c_engine();
         let mut seq = 1;
         let mut total = 0u64;
         let name = if c_producer { "c_api" } else { "c_api_consumer" };

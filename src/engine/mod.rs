@@ -259,10 +259,9 @@ pub struct Engine {
     /// Ring position of the first record held in this call (always on the active ring: no
     /// switch happens after it, see `deferred`).
     hold_from: Option<u64>,
-    /// A switch a flip asked for while records were held: made at the start of the next poll.
+    /// A switch a flip asked for while records were held: made at the start of the next poll
+    /// (set during a call, it also ends that call).
     deferred: Option<PendingSwitch>,
-    /// End this poll call now (a switch was deferred).
-    stop: bool,
     stats: Stats,
     now_ns: u64,
     last_tick_ns: Option<u64>,
@@ -358,7 +357,6 @@ impl Engine {
             hold: false,
             hold_from: None,
             deferred: None,
-            stop: false,
         };
         Ok((engine, producers))
     }

@@ -70,7 +70,6 @@ impl Engine {
     pub fn poll<H: Handler>(&mut self, max: usize, handler: &mut H) -> usize {
         self.now_ns = self.clock.now_ns();
         self.tick_duty();
-        self.stop = false;
         if let Some(p) = self.deferred.take() {
             self.switch(p, handler); // asked for by a flip while the last call held records
         }
@@ -87,7 +86,7 @@ impl Engine {
                 Step::More => {}
                 Step::Flip => {
                     self.apply_flip(handler);
-                    if self.stop {
+                    if self.deferred.is_some() {
                         break;
                     }
                 }
@@ -335,7 +334,6 @@ impl Engine {
                     // Records held in this call must stay on the active ring: switch at the
                     // start of the next poll, before anything else is read.
                     self.deferred = Some(p);
-                    self.stop = true;
                 } else if at_flip || cut_passed {
                     self.switch(p, h);
                 } else {

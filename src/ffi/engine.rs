@@ -495,40 +495,6 @@ fn view(arena: &[u8], headers: &[EventHeader], p: &Pending) -> hz_event_view {
     }
 }
 
-/// Collects what `poll_holding` delivers: events of the active ring by reference (the engine
-/// holds them until its next poll), anything else (a gap filled from a staged window) by copy.
-struct Collect<'a> {
-    active: u32,
-    queue: &'a mut VecDeque<Pending>,
-    arena: &'a mut Vec<u8>,
-    headers: &'a mut Vec<EventHeader>,
-    on_notice: hz_notice_fn,
-    user: *mut c_void,
-}
-
-impl Handler for Collect<'_> {
-    fn event(&mut self, stream: u32, r: &Record<'_>) {
-        let p = if stream == self.active {
-            Pending::Held { stream, header: r.header, payload: r.payload.as_ptr(), len: r.payload.len() }
-        } else {
-            let off = self.arena.len();
-            self.arena.extend_from_slice(r.payload);
-            self.headers.push(*r.header);
-            Pending::Copied { stream, hidx: self.headers.len() - 1, off, len: r.payload.len() }
-        };
-        self.queue.push_back(p);
-    }
-    fn notice(&mut self, n: &Notice<'_>) {
-        if let Notice::Switched { to, .. } = *n {
-            self.active = to;
-        }
-        let Some(f) = self.on_notice else { return };
-        let c = to_c(n);
-        // SAFETY: the caller's callback, with a notice valid for the call.
-        unsafe { f(self.user, &c) }
-    }
-}
-
 /// Writes what `poll_holding` delivers straight into the caller's view array: active-ring
 /// events as pointers into the ring (the engine holds them), gap fills as copies in the arena
 /// (their payload pointers are set after the poll, when the arena has stopped growing). Events
@@ -623,18 +589,11 @@ pub extern "C" fn hz_engine_next(
         }
         busy.set(true);
         let _done = Busy(busy);
-        if e.queue.is_empty() {
-            e.arena.clear();
-            e.headers.clear();
-            let Inner { engine, queue, arena, headers, .. } = e;
-            let mut h =
-                Collect { active: engine.active_stream(), queue, arena, headers, on_notice, user: user_data };
-            engine.poll_holding(1, &mut h);
+        // The one-view case of `hz_engine_poll_views`: nothing is written unless an event is.
+        match pull(e, out, 1, on_notice, user_data) {
+            0 => HZ_ERR_EMPTY,
+            _ => HZ_OK,
         }
-        let Some(p) = e.queue.pop_front() else { return HZ_ERR_EMPTY };
-        // SAFETY: non-null and writable per contract.
-        unsafe { *out = view(&e.arena, &e.headers, &p) };
-        HZ_OK
     })
 }
 
@@ -667,50 +626,63 @@ pub extern "C" fn hz_engine_poll_views(
         }
         busy.set(true);
         let _done = Busy(busy);
-        // What `hz_engine_next` took and did not hand out comes first.
-        let mut k = 0;
-        while k < cap {
-            let Some(p) = e.queue.front() else { break };
-            // SAFETY: `k < cap` entries of the caller's array, writable per contract.
-            unsafe { views.add(k).write(view(&e.arena, &e.headers, p)) };
-            e.queue.pop_front();
-            k += 1;
-        }
-        // Poll only when nothing from the queue was handed out: those views may point into the
-        // arena, which the poll may grow (and move).
-        if k == 0 && cap > 0 && e.queue.is_empty() {
-            e.arena.clear();
-            e.fixups.clear();
-            e.headers.clear();
-            let Inner { engine, queue, arena, fixups, headers, .. } = e;
-            let mut h = Fill {
-                active: engine.active_stream(),
-                views,
-                cap,
-                k,
-                fixups,
-                headers,
-                queue,
-                arena,
-                on_notice,
-                user: user_data,
-            };
-            engine.poll_holding(cap - k, &mut h);
-            k = h.k;
-            // The arena has stopped growing: point the copies' views at it.
-            for &(slot, off, hidx) in &e.fixups {
-                // SAFETY: `slot < k <= cap`, written above.
-                let v = unsafe { &mut *views.add(slot) };
-                v.header = &e.headers[hidx];
-                if v.payload_len > 0 {
-                    v.payload = e.arena[off..off + v.payload_len].as_ptr();
-                }
-            }
-        }
+        let k = pull(e, views, cap, on_notice, user_data);
         // SAFETY: non-null and writable per contract.
         unsafe { *n = k };
         HZ_OK
     })
+}
+
+/// Writes up to `cap` views into `views` and returns how many: first what an earlier call
+/// queued (a gap fill can deliver more than asked), else a holding poll of the engine. Views
+/// are written only for events handed out.
+fn pull(
+    e: &mut Inner,
+    views: *mut hz_event_view,
+    cap: usize,
+    on_notice: hz_notice_fn,
+    user: *mut c_void,
+) -> usize {
+    let mut k = 0;
+    while k < cap {
+        let Some(p) = e.queue.pop_front() else { break };
+        // SAFETY: `k < cap` entries of the caller's array, writable per contract.
+        unsafe { views.add(k).write(view(&e.arena, &e.headers, &p)) };
+        k += 1;
+    }
+    // Poll only when nothing from the queue was handed out: those views may point into the
+    // arena, which the poll may grow (and move).
+    if k > 0 || cap == 0 || !e.queue.is_empty() {
+        return k;
+    }
+    e.arena.clear();
+    e.fixups.clear();
+    e.headers.clear();
+    let Inner { engine, queue, arena, fixups, headers, .. } = e;
+    let mut h = Fill {
+        active: engine.active_stream(),
+        views,
+        cap,
+        k: 0,
+        fixups,
+        headers,
+        queue,
+        arena,
+        on_notice,
+        user,
+    };
+    engine.poll_holding(cap, &mut h);
+    let k = h.k;
+    // The arena has stopped growing: point the copies' views at it.
+    for &(slot, off, hidx) in &e.fixups {
+        // SAFETY: `slot < k <= cap`, written by `Fill`.
+        let v = unsafe { &mut *views.add(slot) };
+        v.header = &e.headers[hidx];
+        if v.payload_len > 0 {
+            v.payload = e.arena[off..off + v.payload_len].as_ptr();
+        }
+    }
+    k
 }
 
 /// Fills `*out` with the engine's statistics. Errors: `HZ_ERR_NULL`. Poll thread.

@@ -287,7 +287,6 @@ struct Slot {
     lead_dev: f64,
     measured: bool,
     last_evicted: u64,
-    logit: f64,
 }
 
 /// The predictive arming policy. Allocation-free after construction.
@@ -485,7 +484,6 @@ impl ArmingPolicy for Predictor {
             let z = self.model.logit(&x);
             self.last[self.last_len] = (c.stream, z, x);
             self.last_len += 1;
-            slot.logit = z;
             let held = c.staged
                 && slot.staged_since_ns.is_some_and(|t| now_ns.saturating_sub(t) < self.cfg.min_hold_ns);
             let keep = if c.staged { z > self.theta - self.cfg.hysteresis || held } else { z > self.theta };
