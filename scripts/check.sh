@@ -19,13 +19,13 @@ step "rustfmt"
 cargo fmt --all -- --check
 
 step "clippy (warnings denied)"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "unit, integration, model and stress tests; benches smoke-run in test mode"
-cargo test --all-targets --locked
+cargo test --workspace --all-targets --locked
 
 step "doc tests (including the compile-fail Send/!Sync pins)"
-cargo test --doc --locked
+cargo test --workspace --doc --locked
 
 step "predictor, release: the shipped model is what the tool trains; held-out results against the phi rule"
 cargo test --release --locked --test predictor -- --ignored

@@ -1,0 +1,60 @@
+//! `harmonize`: harmonizer's command-line tool.
+//!
+//! - `demo`: the project's main job, on an embedded default scenario;
+//! - `sim`: the same on a scenario file;
+//! - `trace`, `train`, `eval`: the predictor's tools;
+//! - `flip encode`, `flip decode`: craft and read flip records.
+//!
+//! Every subcommand returns `Err(message)` on failure; `main` prints it on one line, prefixed
+//! with `error: `, and exits with status 1 (clap's own usage errors exit with 2).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod flip;
+mod predictor;
+
+#[derive(Parser)]
+#[command(name = "harmonize", version, about = "harmonizer's command-line tool")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the demo scenario: several recipients, three arming policies, one table.
+    Demo(demo::DemoArgs),
+    /// Run a scenario described in a TOML file.
+    Sim(demo::SimArgs),
+    /// Write a generated history to train on.
+    Trace(predictor::TraceArgs),
+    /// Train a predictor model from a history.
+    Train(predictor::TrainArgs),
+    /// Evaluate a model and the baselines on the held-out test trace.
+    Eval(predictor::EvalArgs),
+    /// Encode or decode flip records.
+    #[command(subcommand)]
+    Flip(flip::FlipCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Demo(a) => demo::run_demo(a),
+        Cmd::Sim(a) => demo::run_sim(a),
+        Cmd::Trace(a) => predictor::run_trace(a),
+        Cmd::Train(a) => predictor::run_train(a),
+        Cmd::Eval(a) => predictor::run_eval(a),
+        Cmd::Flip(c) => flip::run(c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
