@@ -174,7 +174,7 @@
 #define HZ_PRESET_BALANCED 1
 
 /*
- Predictor preset: threshold 0.13.
+ Predictor preset: threshold 0.22.
  */
 #define HZ_PRESET_AGGRESSIVE 2
 

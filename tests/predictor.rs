@@ -201,11 +201,12 @@ fn the_shipped_model_is_what_the_tool_trains() {
 
 /// Where the predictor stands on the held-out test trace, against the phi-style rule (its
 /// thresholds tuned on the training trace, as the eval tool does). Issue 4 asks for at least 95%
-/// of predictable switches seamless at a duty cycle of at most 20%: measured, the aggressive
-/// preset makes 40 of 44 (90.9%) at 19.9%, short of the goal (docs/predictor.md says why). This
-/// test pins what was measured so that a change that makes it worse fails.
+/// of predictable switches seamless at a duty cycle of at most 20%, ahead of the phi rule on both:
+/// measured, the aggressive preset makes 43 of 44 (97.7%) at 17.8%, and the balanced preset
+/// beats the rule on seamless switches and duty at once (docs/predictor.md). This test holds
+/// the goal, and pins what was measured so that a change that makes it worse fails.
 #[test]
-#[ignore = "release only: replays the training trace 25 times and the test trace twice"]
+#[ignore = "release only: replays the training trace 25 times and the test trace three times"]
 fn held_out_results_against_the_phi_rule() {
     let train_trace = generate(&ScenarioParams::train()).unwrap();
     let t = generate(&ScenarioParams::test()).unwrap();
@@ -216,8 +217,20 @@ fn held_out_results_against_the_phi_rule() {
     check_delivery(&pred);
     check_delivery(&phi);
     let (p, q) = (pred.seamless_rate_predictable(), phi.seamless_rate_predictable());
-    assert!(p >= 40.0 / 44.0 - 1e-9, "predictable seamless {p:.3} (measured 40/44)");
+    assert!(p >= 0.95, "predictable seamless {p:.3}: the goal is 95%");
+    assert!(p >= 43.0 / 44.0 - 1e-9, "predictable seamless {p:.3} (measured 43/44)");
     assert!(pred.duty_cycle <= 0.20, "duty {:.3}", pred.duty_cycle);
+    let balanced =
+        Predictor::with_default_model(t.recipient_id, PredictorConfig::preset(Preset::Balanced)).unwrap();
+    let balanced = evaluate(&t, "balanced", balanced, &cfg).unwrap();
+    check_delivery(&balanced);
+    assert!(
+        balanced.seamless_rate_predictable() > q && balanced.duty_cycle < phi.duty_cycle,
+        "balanced {:.3} at duty {:.3} vs phi {q:.3} at {:.3}",
+        balanced.seamless_rate_predictable(),
+        balanced.duty_cycle,
+        phi.duty_cycle
+    );
     assert!(p > 2.0 * q, "predictor {p:.3} vs phi {q:.3}");
     assert!(pred.seamless > 2 * phi.seamless, "{} vs {}", pred.seamless, phi.seamless);
     assert!(pred.pr_auc > 2.0 * phi.pr_auc, "PR-AUC {:.3} vs {:.3}", pred.pr_auc, phi.pr_auc);

@@ -18,7 +18,7 @@ pub const HZ_POLICY_PREDICTOR: u32 = 3;
 pub const HZ_PRESET_CONSERVATIVE: u32 = 0;
 /// Predictor preset: threshold 0.5.
 pub const HZ_PRESET_BALANCED: u32 = 1;
-/// Predictor preset: threshold 0.13.
+/// Predictor preset: threshold 0.22.
 pub const HZ_PRESET_AGGRESSIVE: u32 = 2;
 
 /// Gap policy: ask for a re-read (`HZ_NOTICE_SUBSCRIBE` of the active stream); the default.
