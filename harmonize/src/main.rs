@@ -12,8 +12,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod codec;
 mod demo;
 mod flip;
+mod history;
 mod predictor;
 
 #[derive(Parser)]

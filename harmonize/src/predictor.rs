@@ -1,27 +1,477 @@
-//! `harmonize trace`, `train` and `eval`. Not built yet: issue 6.
+//! `harmonize trace`, `train` and `eval`: the predictor's tools.
+//!
+//! - `trace` generates a scenario (by default the training trace, `ScenarioParams::train()`),
+//!   replays it with a predictor that never stages, and writes the labelled feature snapshots
+//!   as a history file (format: [`crate::history`]).
+//! - `train` fits a model to a history exactly as the library's `sim::eval::train` does
+//!   (Newton/IRLS with L2, split by time) and writes the model file. Training from `trace`'s
+//!   default output reproduces `models/default.json`.
+//! - `eval` replays the held-out test trace (`ScenarioParams::test()`) once per policy: the
+//!   predictor's three presets and a duty target, never, always, and the phi rule with its
+//!   thresholds tuned on the training trace. Nothing is tuned on the test trace.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use clap::Args;
+use harmonizer::engine::{AlwaysStage, EngineError, NeverStage};
+use harmonizer::predict::json;
+use harmonizer::predict::policy::default_model;
+use harmonizer::predict::{Model, PhiRule, Predictor, PredictorConfig, Preset};
+use harmonizer::sim::eval::{evaluate, feature_snapshots, fit_snapshots, tune_phi, Report, TrainSettings};
+use harmonizer::sim::replay::ReplayConfig;
+use harmonizer::sim::scenario::{generate, ScenarioParams, Trace};
 
-/// `harmonize trace`.
+use crate::history::{self, Encoding, Header};
+
+const SEC: u64 = 1_000_000_000;
+
+/// The `source` a history of the default training trace records, and so the `trained_on` of
+/// `models/default.json`.
+pub const DEFAULT_SOURCE: &str = "ScenarioParams::train()";
+
+/// `harmonize trace`. (The one-line description is the variant's doc in main.rs; clap lets it
+/// override an `about` here, so the longer text goes after the options.)
 #[derive(Args)]
-pub struct TraceArgs {}
+#[command(allow_negative_numbers = true, after_help = TRACE_EXAMPLE, after_long_help = TRACE_LONG_HELP)]
+pub struct TraceArgs {
+    /// Output file; `-` or absent: standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Encoding of the history.
+    #[arg(long, value_enum, default_value = "csv")]
+    format: Encoding,
+    /// Scenario seed (decimal or 0x hex); default: the training trace's, 0x7261696e.
+    #[arg(long, value_parser = parse_u64)]
+    seed: Option<u64>,
+    /// Scenario length in seconds; default: the training trace's, 3600.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    duration: Option<u64>,
+}
+
+const TRACE_EXAMPLE: &str = "\
+Example:
+  harmonize trace --seed 42 --duration 120 -o small.csv
+  harmonize trace -o history.csv && harmonize train --history history.csv -o model.json";
+
+const TRACE_LONG_HELP: &str = "\
+The history is the labelled feature snapshots that training fits. The scenario is the training
+trace, ScenarioParams::train() (seed 0x7261696e, 3600 s), unless --seed or --duration pick
+another. It is replayed through the real engine with a predictor that never stages; every
+100 ms each candidate's 16 features are recorded, labelled 1 when the recipient switches to
+that candidate within the 5 s horizon.
+
+History format, version 1 (UTF-8, one record per line):
+
+  CSV (--format csv): a header line, a column line, then one row per snapshot:
+    # harmonizer-history v1 duration_ns=3600000000000 horizon_ns=5000000000 snapshot_every_ns=100000000 source=ScenarioParams::train()
+    t_ns,candidate,label,load_burst,load_sustained,rate_log,error_rate,gap_rate,lag_excess_ms,lag_trend_ms,overload_s,rollout_wait_s,cohort_near,since_switch,post_switch_errors,cand_announced,cand_announce_due,cand_rollout_target,cand_previous
+    100589468,1,0,-0.0022443863306174294,...
+
+  JSONL (--format jsonl): a header object, then one object per snapshot:
+    {\"format\":\"harmonizer-history\",\"version\":1,\"duration_ns\":3600000000000,\"horizon_ns\":5000000000,\"snapshot_every_ns\":100000000,\"source\":\"ScenarioParams::train()\",\"features\":[\"load_burst\",...]}
+    {\"t_ns\":100589468,\"candidate\":1,\"label\":0,\"features\":[-0.0022443863306174294,...]}
+
+  t_ns: the snapshot's time from the trace's start, ns; candidate: the candidate stream's id;
+  label: 1 if the recipient switched to it within horizon_ns, else 0; then the 16 features, in
+  model order. Numbers are in Rust's shortest round-trip form, so they read back bit for bit;
+  they must be finite. `harmonize train` splits the rows by time at 80% of duration_ns, fits
+  them in file order, and stores source as the model's meta.trained_on.
+
+Example:
+  harmonize trace --seed 42 --duration 120 -o small.csv
+  harmonize trace -o history.csv && harmonize train --history history.csv -o model.json";
 
 /// `harmonize train`.
 #[derive(Args)]
-pub struct TrainArgs {}
+#[command(allow_negative_numbers = true, after_help = TRAIN_EXAMPLE, after_long_help = TRAIN_LONG_HELP)]
+pub struct TrainArgs {
+    /// The history file (CSV or JSONL, told apart by its first line); `-`: standard input.
+    #[arg(long, value_name = "FILE")]
+    history: PathBuf,
+    /// Output model file; `-` or absent: standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// L2 penalty on the weights (not the bias): a finite number >= 0.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_l2)]
+    l2: f64,
+    /// Text for the model's meta.trained_on; default: the history's source.
+    #[arg(long, value_name = "TEXT")]
+    trained_on: Option<String>,
+}
+
+const TRAIN_EXAMPLE: &str = "\
+Example:
+  harmonize trace -o history.csv
+  harmonize train --history history.csv -o model.json";
+
+const TRAIN_LONG_HELP: &str = "\
+Fits the L2-penalised logistic model by Newton/IRLS, as the library does: the rows before 80%
+of the history's duration, less one horizon, are fitted; the rows after 80% are held out and
+reported. The same history gives the same model, bit for bit: `harmonize trace` with no
+options, then `harmonize train` with no options, gives models/default.json. The history format
+is in `harmonize trace --help`.
+
+Example:
+  harmonize trace -o history.csv
+  harmonize train --history history.csv -o model.json";
 
 /// `harmonize eval`.
 #[derive(Args)]
-pub struct EvalArgs {}
-
-pub fn run_trace(_a: TraceArgs) -> Result<(), String> {
-    Err("trace: not built yet".into())
+#[command(allow_negative_numbers = true, after_help = EVAL_EXAMPLE, after_long_help = EVAL_LONG_HELP)]
+pub struct EvalArgs {
+    /// Model file; default: the shipped model (models/default.json).
+    #[arg(short, long, value_name = "FILE")]
+    model: Option<PathBuf>,
+    /// Evaluate on the development trace (ScenarioParams::validation()) instead.
+    #[arg(long, conflicts_with = "seed")]
+    validation: bool,
+    /// Test trace seed (decimal or 0x hex); default: the held-out test trace's, 0x66696e61.
+    #[arg(long, value_parser = parse_u64)]
+    seed: Option<u64>,
+    /// Test trace length in seconds; default 1800.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    duration: Option<u64>,
+    /// Use these phi-rule thresholds (phi, error share) instead of tuning them.
+    #[arg(long, value_name = "PHI,ERRORS", value_parser = parse_phi)]
+    phi: Option<(f64, f64)>,
+    /// Length in seconds of the training trace the phi rule is tuned on; default 3600, the
+    /// whole training trace (tuning replays it 25 times).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, conflicts_with = "phi")]
+    tune_duration: Option<u64>,
+    /// Print JSON: {"policies": [{"name", "seamless_rate", "seamless_rate_predictable",
+    /// "duty_cycle", "precision", "recall", "pr_auc", "brier", ...}]}.
+    #[arg(long)]
+    json: bool,
 }
 
-pub fn run_train(_a: TrainArgs) -> Result<(), String> {
-    Err("train: not built yet".into())
+const EVAL_EXAMPLE: &str = "\
+Example:
+  harmonize eval --model model.json
+  harmonize eval --duration 120 --phi 5,0.1 --json";
+
+const EVAL_LONG_HELP: &str = "\
+Replays the test trace (ScenarioParams::test(), seed 0x66696e61, 1800 s) through the real
+engine once per policy: the predictor with the conservative, balanced and aggressive presets
+and the aggressive one with a 10% duty target, never stage, always stage, and the phi rule. The
+phi rule's thresholds are tuned on the training trace (the most predictable switches seamless
+at <= 20% duty), where the predictor's own settings were chosen; nothing is tuned on the test
+trace. The whole run takes about 20 s in a release build.
+
+Per policy: seamless rate (of the switches made, and of the predictable ones), duty cycle,
+mean staged bytes, and on 100 ms snapshots per candidate, precision and recall of what it
+staged against \"a switch to it follows within the horizon\", PR-AUC and Brier score. --json
+prints the same as one object; after the keys above, each policy also has the counts and the
+delivery check (duplicates, out_of_order, missing, lost, push_dropped: all must be 0).
+
+Example:
+  harmonize eval --model model.json
+  harmonize eval --duration 120 --phi 5,0.1 --json";
+
+/// A number, decimal or `0x` hex.
+pub fn parse_u64(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("not a whole number from 0 to 2^64 - 1 (decimal or 0x hex): {s:?}"))
 }
 
-pub fn run_eval(_a: EvalArgs) -> Result<(), String> {
-    Err("eval: not built yet".into())
+/// Whole seconds, at least 1, returned in ns.
+fn parse_secs(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n > 0 => n.checked_mul(SEC).ok_or_else(|| format!("{s} s is too long")),
+        _ => Err(format!("not a whole number of seconds > 0: {s:?}")),
+    }
+}
+
+fn parse_l2(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("not a finite number >= 0: {s:?}")),
+    }
+}
+
+fn parse_phi(s: &str) -> Result<(f64, f64), String> {
+    let bad = || format!("expected PHI,ERRORS, two finite numbers >= 0 (e.g. 5,0.1): {s:?}");
+    let (a, b) = s.split_once(',').ok_or_else(bad)?;
+    let num = |t: &str| t.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
+    Ok((num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?))
+}
+
+/// Generates a trace, saying so on standard error.
+fn gen_trace(p: &ScenarioParams, what: &str) -> Result<Trace, String> {
+    let t0 = Instant::now();
+    let t = generate(p).map_err(|e| format!("{what} trace: {e}"))?;
+    eprintln!(
+        "{what} trace: seed {:#x}, {} s, {} records, {} switches ({} predictable), generated in {:.2} s",
+        p.seed,
+        p.duration_ns / SEC,
+        t.records(),
+        t.switches.len(),
+        t.switches.iter().filter(|w| w.predictable).count(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(t)
+}
+
+/// An output file, or standard output for `None` and `-`.
+fn create(path: Option<&PathBuf>) -> Result<(Box<dyn Write>, String), String> {
+    match path {
+        Some(p) if p.as_os_str() != "-" => {
+            let name = p.display().to_string();
+            let f = File::create(p).map_err(|e| format!("{name}: {e}"))?;
+            Ok((Box::new(BufWriter::new(f)), name))
+        }
+        _ => Ok((Box::new(BufWriter::new(std::io::stdout().lock())), String::from("standard output"))),
+    }
+}
+
+/// The `source` recorded for the training trace with these overrides.
+pub fn trace_source(seed: Option<u64>, duration_ns: Option<u64>) -> String {
+    let mut s = String::from(DEFAULT_SOURCE);
+    if let Some(seed) = seed {
+        s.push_str(&format!(", seed {seed:#x}"));
+    }
+    if let Some(d) = duration_ns {
+        s.push_str(&format!(", {} s", d / SEC));
+    }
+    s
+}
+
+pub fn run_trace(a: TraceArgs) -> Result<(), String> {
+    let t0 = Instant::now();
+    let train = ScenarioParams::train();
+    let p = ScenarioParams {
+        seed: a.seed.unwrap_or(train.seed),
+        duration_ns: a.duration.unwrap_or(train.duration_ns),
+        ..train
+    };
+    // Open the output first: a bad path fails before the replay, not after it.
+    let (mut out, name) = create(a.output.as_ref())?;
+    let written = (|| {
+        let t = gen_trace(&p, "training")?;
+        let s = TrainSettings::default();
+        let rows = feature_snapshots(&t, &s).map_err(|e| format!("recording features: {e}"))?;
+        let header = Header {
+            duration_ns: t.duration_ns,
+            horizon_ns: s.horizon_ns,
+            snapshot_every_ns: s.snapshot_every_ns,
+            source: trace_source(a.seed, a.duration),
+        };
+        history::write(&mut out, a.format, &header, &rows)
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("{name}: {e}"))?;
+        Ok::<_, String>(rows)
+    })();
+    let rows = match written {
+        Ok(rows) => rows,
+        Err(e) => {
+            // Leave no partial history behind.
+            if let Some(p) = a.output.as_ref().filter(|p| p.as_os_str() != "-") {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
+        }
+    };
+    eprintln!(
+        "wrote {} snapshots ({} positive) to {name} in {:.2} s",
+        rows.len(),
+        rows.iter().filter(|r| r.label).count(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub fn run_train(a: TrainArgs) -> Result<(), String> {
+    let t0 = Instant::now();
+    let h = if a.history.as_os_str() == "-" {
+        history::read("standard input", &mut std::io::stdin().lock())?
+    } else {
+        let name = a.history.display().to_string();
+        let f = File::open(&a.history).map_err(|e| format!("{name}: {e}"))?;
+        history::read(&name, &mut BufReader::new(f) as &mut dyn BufRead)?
+    };
+    let mut s = TrainSettings {
+        horizon_ns: h.header.horizon_ns,
+        snapshot_every_ns: h.header.snapshot_every_ns,
+        trained_on: a.trained_on.unwrap_or(h.header.source),
+        ..TrainSettings::default()
+    };
+    s.irls.l2 = a.l2;
+    let trained = fit_snapshots(&h.rows, h.header.duration_ns, &s)
+        .map_err(|e| format!("{}: training failed: {e}", a.history.display()))?;
+    let (mut out, name) = create(a.output.as_ref())?;
+    out.write_all(trained.model.to_json().as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("{name}: {e}"))?;
+    eprintln!(
+        "fitted {} of {} snapshots ({} positive) in {} IRLS iterations, {:.2} s; held out {}: PR-AUC {:.3}, Brier {:.4}",
+        trained.fitted,
+        h.rows.len(),
+        trained.positives,
+        trained.iterations,
+        t0.elapsed().as_secs_f64(),
+        trained.held_out,
+        trained.held_out_pr_auc,
+        trained.held_out_brier
+    );
+    eprintln!("wrote {name}");
+    Ok(())
+}
+
+pub fn run_eval(a: EvalArgs) -> Result<(), String> {
+    let model = match &a.model {
+        Some(path) => Model::load(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => default_model(),
+    };
+    let (base, what) = if a.validation {
+        (ScenarioParams::validation(), "validation")
+    } else {
+        (ScenarioParams::test(), "test")
+    };
+    let p = ScenarioParams {
+        seed: a.seed.unwrap_or(base.seed),
+        duration_ns: a.duration.unwrap_or(base.duration_ns),
+        ..base
+    };
+    let test = gen_trace(&p, what)?;
+    let cfg = ReplayConfig { horizon_ns: model.horizon_ns, ..Default::default() };
+    let (phi_t, err_t) = match a.phi {
+        Some(t) => t,
+        None => {
+            let train = ScenarioParams::train();
+            let p = ScenarioParams { duration_ns: a.tune_duration.unwrap_or(train.duration_ns), ..train };
+            let train_trace = gen_trace(&p, "training")?;
+            let t0 = Instant::now();
+            let t = tune_phi(&train_trace, &cfg, 0.2).map_err(|e| format!("tuning the phi rule: {e}"))?;
+            eprintln!(
+                "phi rule tuned on the training trace: phi >= {}, errors >= {} ({:.1} s)",
+                t.0,
+                t.1,
+                t0.elapsed().as_secs_f64()
+            );
+            t
+        }
+    };
+    let t0 = Instant::now();
+    let id = test.recipient_id;
+    let mut rows = Vec::new();
+    let mut run = |r: Result<Report, EngineError>, name: &str| -> Result<(), String> {
+        rows.push(r.map_err(|e| format!("{name}: {e}"))?);
+        Ok(())
+    };
+    let predictor = |c: PredictorConfig| Predictor::new(id, model.clone(), c).map_err(|e| e.to_string());
+    for (preset, name) in [
+        (Preset::Conservative, "predictor/conservative"),
+        (Preset::Balanced, "predictor/balanced"),
+        (Preset::Aggressive, "predictor/aggressive"),
+    ] {
+        run(evaluate(&test, name, predictor(PredictorConfig::preset(preset))?, &cfg), name)?;
+    }
+    let mut c = PredictorConfig::preset(Preset::Aggressive);
+    c.adaptive.target_duty = Some(0.10);
+    run(evaluate(&test, "predictor/duty10%", predictor(c)?, &cfg), "predictor/duty10%")?;
+    run(evaluate(&test, "never", NeverStage, &cfg), "never")?;
+    run(evaluate(&test, "always", AlwaysStage, &cfg), "always")?;
+    run(evaluate(&test, "phi", PhiRule::new(phi_t, err_t), &cfg), "phi")?;
+    eprintln!("replayed the {what} trace {} times in {:.1} s", rows.len(), t0.elapsed().as_secs_f64());
+    let text = if a.json { eval_json(&rows, (phi_t, err_t)) } else { eval_table(&rows) };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|e| format!("standard output: {e}"))
+}
+
+/// `{"policies": [...]}`: the keys the issue asks for first, in its order, then the counts.
+fn eval_json(rows: &[Report], phi: (f64, f64)) -> String {
+    let mut s = String::from("{\"policies\": [");
+    for (i, r) in rows.iter().enumerate() {
+        s.push_str(if i == 0 { "\n  {" } else { ",\n  {" });
+        s.push_str("\"name\": ");
+        json::write_string(&mut s, &r.name);
+        let mut num = |key: &str, v: f64| {
+            s.push_str(", ");
+            json::write_string(&mut s, key);
+            s.push_str(": ");
+            json::write_number(&mut s, v);
+        };
+        num("seamless_rate", r.seamless_rate());
+        num("seamless_rate_predictable", r.seamless_rate_predictable());
+        num("duty_cycle", r.duty_cycle);
+        num("precision", r.precision);
+        num("recall", r.recall);
+        num("pr_auc", r.pr_auc);
+        num("brier", r.brier);
+        num("mean_staged_bytes", r.mean_staged_bytes);
+        if r.name == "phi" {
+            num("phi_threshold", phi.0);
+            num("error_threshold", phi.1);
+        }
+        let counts = [
+            ("switches", r.switches as u64),
+            ("happened", r.happened as u64),
+            ("seamless", r.seamless as u64),
+            ("predictable", r.predictable as u64),
+            ("seamless_predictable", r.seamless_predictable as u64),
+            ("peak_staged_bytes", r.peak_staged_bytes),
+            ("stall_p50_ns", r.stall_p50_ns),
+            ("stall_p99_ns", r.stall_p99_ns),
+            ("delivered", r.delivered),
+            ("duplicates", r.duplicates),
+            ("out_of_order", r.out_of_order),
+            ("missing", r.missing),
+            ("lost", r.lost),
+            ("push_dropped", r.push_dropped),
+        ];
+        for (key, v) in counts {
+            s.push_str(&format!(", \"{key}\": {v}"));
+        }
+        s.push('}');
+    }
+    s.push_str("\n]}\n");
+    s
+}
+
+fn eval_table(rows: &[Report]) -> String {
+    let mut s = format!(
+        "{:<22} {:>13} {:>17} {:>6} {:>10} {:>9} {:>6} {:>6} {:>6} {:>8} {:>4}\n",
+        "policy",
+        "seamless",
+        "predictable",
+        "duty",
+        "staged B",
+        "precision",
+        "recall",
+        "PR-AUC",
+        "Brier",
+        "stall99",
+        "bad"
+    );
+    for r in rows {
+        let bad = r.duplicates + r.out_of_order + r.missing + r.lost + r.push_dropped;
+        s.push_str(&format!(
+            "{:<22} {:>5}/{:<3}{:>4.0}% {:>5}/{:<3}{:>7.1}% {:>5.1}% {:>10.0} {:>9.3} {:>6.3} {:>6.3} {:>6.4} {:>6.1}ms {:>4}\n",
+            r.name,
+            r.seamless,
+            r.happened,
+            100.0 * r.seamless_rate(),
+            r.seamless_predictable,
+            r.predictable,
+            100.0 * r.seamless_rate_predictable(),
+            100.0 * r.duty_cycle,
+            r.mean_staged_bytes,
+            r.precision,
+            r.recall,
+            r.pr_auc,
+            r.brier,
+            r.stall_p99_ns as f64 / 1e6,
+            bad,
+        ));
+    }
+    s.push_str(
+        "seamless: of the switches made; predictable: of the predictable switches; bad: duplicates, \
+out-of-order, missing, lost and dropped events (must be 0).\n",
+    );
+    s
 }

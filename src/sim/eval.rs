@@ -9,6 +9,9 @@
 //! to that candidate within the horizon. The snapshots are split by time: those before
 //! `fit_share` of the trace, less one horizon (so no fitted label looks past the split), are
 //! fitted by Newton/IRLS with L2; those after the split are held out to report the fit.
+//! [`train`] is these two steps, [`feature_snapshots`] then [`fit_snapshots`]; `harmonize
+//! trace` writes the first's rows to a history file and `harmonize train` fits them with the
+//! second.
 //!
 //! Training replays never stage, so every training switch is cold and its aftermath (a
 //! fetch, a burst of catch-up deliveries) is what the post-switch features learn from; under a
@@ -294,10 +297,20 @@ pub fn feature_snapshots(trace: &Trace, s: &TrainSettings) -> Result<Vec<Snapsho
     Ok(replay(trace, p, &cfg).map_err(EvalError::Engine)?.snapshots)
 }
 
-/// Trains a model on `trace`.
+/// Trains a model on `trace`: [`feature_snapshots`], then [`fit_snapshots`] on them.
 pub fn train(trace: &Trace, s: &TrainSettings) -> Result<Trained, EvalError> {
     let rows = feature_snapshots(trace, s)?;
-    let split_t = (trace.duration_ns as f64 * s.fit_share) as u64;
+    fit_snapshots(&rows, trace.duration_ns, s)
+}
+
+/// Fits a model to labelled snapshots of a trace `duration_ns` long, as [`train`] does with
+/// the ones [`feature_snapshots`] records: the second half of training, for snapshots read back
+/// from a file (`harmonize train`). Only `t_ns`, `label` and `features` are read. The rows are
+/// split by time (see the module docs) and fitted in the order given: the same rows in the same
+/// order give a bit-identical model.
+pub fn fit_snapshots(rows: &[Snapshot], duration_ns: u64, s: &TrainSettings) -> Result<Trained, EvalError> {
+    s.validate()?;
+    let split_t = (duration_ns as f64 * s.fit_share) as u64;
     // Fitted rows end one horizon before the split: their labels look no further than it.
     let fit_end = split_t.saturating_sub(s.horizon_ns);
     let fit: Vec<&Snapshot> = rows.iter().filter(|r| r.t_ns < fit_end).collect();
