@@ -188,8 +188,8 @@ fn training_on_a_short_trace_gives_a_valid_model() {
     assert_eq!(Model::from_json(&trained.model.to_json()).unwrap(), trained.model);
 }
 
-/// The shipped model is exactly what `cargo run --release --example predictor -- train`
-/// produces. Slow in debug: run with `--release -- --ignored` (the check script does).
+/// The shipped model is exactly what training produces (`harmonize trace` then `harmonize
+/// train`; `harmonize/tests/cli_predictor.rs` checks the file path gives the same bytes). Slow in debug: run with `--release -- --ignored` (the check script does).
 #[test]
 #[ignore = "release only: replays the hour-long training trace"]
 fn the_shipped_model_is_what_the_tool_trains() {

@@ -141,6 +141,10 @@ pub struct EvalArgs {
     /// whole training trace (tuning replays it 25 times).
     #[arg(long, value_name = "SECS", value_parser = parse_secs, conflicts_with = "phi")]
     tune_duration: Option<u64>,
+    /// Also sweep the trade-off: the predictor (aggressive preset's settings) at thresholds
+    /// from 0.9 to 0.1, and the phi rule on a 6 x 6 grid, one row each (about 1 minute more).
+    #[arg(long)]
+    curve: bool,
     /// Print JSON: {"policies": [{"name", "seamless_rate", "seamless_rate_predictable",
     /// "duty_cycle", "precision", "recall", "pr_auc", "brier", ...}]}.
     #[arg(long)]
@@ -150,7 +154,8 @@ pub struct EvalArgs {
 const EVAL_EXAMPLE: &str = "\
 Example:
   harmonize eval --model model.json
-  harmonize eval --duration 120 --phi 5,0.1 --json";
+  harmonize eval --duration 120 --phi 5,0.1 --json
+  harmonize eval --curve";
 
 const EVAL_LONG_HELP: &str = "\
 Replays the test trace (ScenarioParams::test(), seed 0x66696e61, 1800 s) through the real
@@ -168,7 +173,8 @@ delivery check (duplicates, out_of_order, missing, lost, push_dropped: all must 
 
 Example:
   harmonize eval --model model.json
-  harmonize eval --duration 120 --phi 5,0.1 --json";
+  harmonize eval --duration 120 --phi 5,0.1 --json
+  harmonize eval --curve";
 
 /// A number, decimal or `0x` hex.
 pub fn parse_u64(s: &str) -> Result<u64, String> {
@@ -377,6 +383,20 @@ pub fn run_eval(a: EvalArgs) -> Result<(), String> {
     run(evaluate(&test, "never", NeverStage, &cfg), "never")?;
     run(evaluate(&test, "always", AlwaysStage, &cfg), "always")?;
     run(evaluate(&test, "phi", PhiRule::new(phi_t, err_t), &cfg), "phi")?;
+    if a.curve {
+        // An evaluation of every operating point, not a choice: nothing here feeds back.
+        for th in [0.9, 0.75, 0.6, 0.5, 0.4, 0.3, 0.22, 0.15, 0.1] {
+            let name = format!("predictor@{th}");
+            let c = PredictorConfig { threshold: th, ..PredictorConfig::preset(Preset::Aggressive) };
+            run(evaluate(&test, name.as_str(), predictor(c)?, &cfg), &name)?;
+        }
+        for phi in [1.0, 2.0, 3.0, 5.0, 8.0, 12.0] {
+            for err in [0.01, 0.02, 0.05, 0.1, 0.2, 0.4] {
+                let name = format!("phi@{phi},{err}");
+                run(evaluate(&test, name.as_str(), PhiRule::new(phi, err), &cfg), &name)?;
+            }
+        }
+    }
     eprintln!("replayed the {what} trace {} times in {:.1} s", rows.len(), t0.elapsed().as_secs_f64());
     let text = if a.json { eval_json(&rows, (phi_t, err_t)) } else { eval_table(&rows) };
     let mut out = std::io::stdout().lock();

@@ -355,6 +355,33 @@ fn eval_json_has_the_documented_shape() {
     }
 }
 
+/// `eval --curve`: a row per predictor threshold and per phi grid point after the policies,
+/// each delivering exactly once. (Duty need not be monotone between neighbouring thresholds:
+/// the hold and the windows depend on the path; the ends of the sweep are far apart.)
+#[test]
+fn eval_curve_sweeps_every_operating_point() {
+    let out = ok(&["eval", "--duration", "30", "--phi", "5,0.1", "--curve", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("eval --json prints JSON");
+    let policies = v["policies"].as_array().unwrap();
+    assert_eq!(policies.len(), 7 + 9 + 36);
+    let sweep: Vec<(&str, f64)> = policies
+        .iter()
+        .filter_map(|p| {
+            let name = p["name"].as_str().unwrap();
+            name.starts_with("predictor@").then(|| (name, p["duty_cycle"].as_f64().unwrap()))
+        })
+        .collect();
+    assert_eq!(sweep.first().map(|s| s.0), Some("predictor@0.9"));
+    assert_eq!(sweep.last().map(|s| s.0), Some("predictor@0.1"));
+    assert!(sweep[8].1 > sweep[0].1, "threshold 0.1 stages more than 0.9: {sweep:?}");
+    assert!(policies.iter().any(|p| p["name"] == "phi@12,0.4"));
+    for p in policies {
+        for k in ["duplicates", "out_of_order", "push_dropped"] {
+            assert_eq!(p[k].as_u64(), Some(0), "{k}: {p}");
+        }
+    }
+}
+
 /// The default path: the phi rule tuned on a (shortened) training trace, the table on stdout.
 #[test]
 fn eval_tunes_the_phi_rule_on_the_training_trace() {

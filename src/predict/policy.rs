@@ -48,7 +48,7 @@ use crate::engine::{ArmingPolicy, Candidate, StagePlan, MAX_STREAMS};
 use crate::flip::Flip;
 use crate::ring::Record;
 
-/// The default model, trained by `cargo run --release --example predictor -- train` on the
+/// The default model, trained by `harmonize trace` then `harmonize train` on the
 /// generator's training trace (`ScenarioParams::train()`, see `docs/predictor.md`); a test
 /// retrains it and checks the file is what the tool produces.
 pub const DEFAULT_MODEL_JSON: &str = include_str!("../../models/default.json");
