@@ -297,6 +297,47 @@ fn a_gap_is_filled_from_a_staged_candidate() {
     assert_eq!((from[7], from[8]), (1, 1), "filled from the staged stream");
 }
 
+/// Two origins interleaved on one stream, one event of origin 0 lost upstream, and origin 1's
+/// events after it delivered: the re-read must start after origin 0's last event, not after
+/// the stream's last delivered one (which lies past the missing event: re-reading from there
+/// would bring the same gap back forever).
+#[test]
+fn a_reread_starts_before_the_missing_event_when_other_origins_moved_on() {
+    let (mut e, mut p, _) = engine(cfg(), Box::new(NeverStage));
+    let mut r = Recorder::default();
+    // Stream order (position = 10 + index): o0/0, o0/1 (lost), o1/0, o1/1, o0/2, o0/3.
+    let log: [(u32, u64); 6] = [(0, 0), (0, 1), (1, 0), (1, 1), (0, 2), (0, 3)];
+    let at = |i: usize| harmonizer::event::EventHeader {
+        pos: 10 + i as u64,
+        seq: log[i].1,
+        ts_ns: 1,
+        origin: log[i].0,
+        kind: harmonizer::event::KIND_DATA,
+        flags: 0,
+    };
+    for i in [0, 2, 3, 4, 5] {
+        p[0].push(&at(i), &payload(log[i].0, log[i].1)).unwrap();
+    }
+    poll_all(&mut e, &mut r);
+    assert_eq!((seqs(&r, 0), seqs(&r, 1)), (vec![0], vec![0, 1]));
+    assert_eq!(
+        r.notices(),
+        vec![
+            N::Gap { stream: 0, origin: 0, from: 1, to: 1 },
+            N::Subscribe { stream: 0, locator: vec![], from_pos: 11 }
+        ],
+        "from just after origin 0's last event (position 10), not after position 13"
+    );
+    // The application re-reads from position 11: everything arrives once, in order.
+    for (i, &(origin, seq)) in log.iter().enumerate().skip(1) {
+        p[0].push(&at(i), &payload(origin, seq)).unwrap();
+    }
+    poll_all(&mut e, &mut r);
+    assert_eq!((seqs(&r, 0), seqs(&r, 1)), (vec![0, 1, 2, 3], vec![0, 1]));
+    assert_eq!(e.stats().gaps, 1);
+    assert_eq!(e.stats().duplicates_dropped, 2, "origin 1's events came again and were dropped");
+}
+
 #[test]
 fn an_unfillable_gap_is_reported_lost_when_policy_allows() {
     let mut c = cfg();

@@ -29,7 +29,7 @@ use crate::tracker::{SeqMode, Tracker, TrackerError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GapPolicy {
     /// Report `Gap`, ask for the stream to be re-read (`Subscribe` from the position after the
-    /// last one delivered) and skip its events until the re-read arrives (its positions go
+    /// gapped origin's last event delivered from it) and skip its events until the re-read arrives (its positions go
     /// back). Nothing is given up.
     ReRead,
     /// Report `Gap` and `Lost`, and go on.
@@ -160,8 +160,6 @@ struct Stream {
     /// Locator from the last flip naming this stream.
     locator: [u8; MAX_LOCATOR],
     locator_len: usize,
-    /// Position of the last event delivered from this stream.
-    last_pos: u64,
     /// Position of the last event consumed from this stream (a re-read shows as a step back).
     last_read_pos: u64,
     /// Staged: bytes its window held after the last trim.
@@ -263,6 +261,14 @@ pub struct Engine {
     /// (set during a call, it also ends that call).
     deferred: Option<PendingSwitch>,
     stats: Stats,
+    /// Gap policy `ReRead`: per origin, the active stream's position just after that origin's
+    /// last delivered event (0: none delivered since the stream became active). A re-read for
+    /// an origin's gap starts there: events of other origins may have been delivered after
+    /// the missing one, so the stream's last delivered position can lie past it.
+    reread_from: Box<[u64]>,
+    /// Where the active stream's subscription started: the switch's resume position (0 before
+    /// any switch, or when the flip gave none). Nothing before it was asked for.
+    active_from: u64,
     now_ns: u64,
     last_tick_ns: Option<u64>,
 }
@@ -311,7 +317,6 @@ impl Engine {
                 armed: false,
                 locator: [0; MAX_LOCATOR],
                 locator_len: 0,
-                last_pos: 0,
                 last_read_pos: 0,
                 retained_bytes: 0,
             });
@@ -352,6 +357,8 @@ impl Engine {
             flip_scratch: poll::FlipCopy::EMPTY,
             flip_deferred: false,
             stats: Stats::default(),
+            reread_from: vec![0; config.max_origins as usize].into_boxed_slice(),
+            active_from: 0,
             now_ns: 0,
             last_tick_ns: None,
             hold: false,

@@ -135,6 +135,7 @@ impl Engine {
             reread_skip_next,
             hold,
             hold_from,
+            reread_from,
             ..
         } = self;
         let stream = &mut streams[*active];
@@ -259,7 +260,9 @@ impl Engine {
                             h.event(sid, &rec);
                             tracker.advance(hdr.origin, hdr.seq);
                             stats.delivered += 1;
-                            stream.last_pos = hdr.pos;
+                            if let Some(r) = reread_from.get_mut(hdr.origin as usize) {
+                                *r = hdr.pos.saturating_add(1);
+                            }
                             delivered += 1;
                         }
                         Verdict::Duplicate => stats.duplicates_dropped += 1,
@@ -382,6 +385,8 @@ impl Engine {
         self.rereading = false;
         self.reread_skip_next = false;
         self.fill_tried = None;
+        self.reread_from.fill(0);
+        self.active_from = p.resume_pos;
         self.streams[to].announced = false;
         self.policy.switched(self.streams[from].id, self.streams[to].id, self.now_ns);
         let old = &mut self.streams[from];
@@ -434,11 +439,16 @@ impl Engine {
                 self.tracker.advance(origin, to);
             }
             GapPolicy::ReRead => {
+                // From just after this origin's last event on the active stream: within one
+                // stream an origin's events are in order, so the missing ones lie between it and
+                // the event after the gap. Events of other origins in between come again and the
+                // tracker drops them. (The stream's last delivered position is not enough: another
+                // origin's events after the missing one may have been delivered.) If the origin
+                // delivered nothing on this stream, from where the subscription started.
                 let s = &self.streams[self.active];
-                let from_pos = if s.last_pos != 0 {
-                    s.last_pos.saturating_add(1)
-                } else {
-                    self.in_flight.map_or(0, |f| f.resume_pos)
+                let from_pos = match self.reread_from.get(origin as usize) {
+                    Some(&r) if r != 0 => r,
+                    _ => self.active_from,
                 };
                 self.stats.rereads += 1;
                 h.notice(&Notice::Subscribe { stream, locator: s.locator(), from_pos });
