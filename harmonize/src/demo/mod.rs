@@ -1,0 +1,196 @@
+//! `harmonize demo` and `harmonize sim`: the project's main job on a scenario, under each
+//! arming policy, with a report (table or JSON) and an optional timeline plot.
+//!
+//! - [`scenario`]: the TOML scenario file (schema, defaults, validation);
+//! - [`world`]: the scenario rendered into every stream's log;
+//! - [`sim`]: one run: engines, feed threads, the simulated application;
+//! - [`report`]: the table and the JSON object;
+//! - [`plot`]: the SVG timeline of one recipient.
+//!
+//! The choices (time model, threads, what the numbers mean) are in `docs/demo.md`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+mod plot;
+mod report;
+mod scenario;
+mod sim;
+mod world;
+
+use scenario::Scenario;
+
+/// An arming policy, by its name on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PolicyKind {
+    /// The predictor with the shipped default model (preset from the scenario).
+    Predictor,
+    /// Never stage: every switch is cold.
+    Never,
+    /// Always stage every candidate.
+    Always,
+}
+
+impl PolicyKind {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Predictor => "predictor",
+            PolicyKind::Never => "never",
+            PolicyKind::Always => "always",
+        }
+    }
+}
+
+/// Flags shared by `demo` and `sim`.
+#[derive(Args, Debug)]
+pub struct RunFlags {
+    /// Print the report as one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Draw one recipient's timeline (probabilities, staging, flips, switches, stream rates) as
+    /// an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// The recipient to plot: its index, 0 for the first.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    plot_recipient: usize,
+    /// Replace the scenario's seed (arrivals, jitter, losses, error flags, default salts).
+    #[arg(long, value_name = "SEED")]
+    seed: Option<u64>,
+    /// Replace the scenario's number of recipients (1 to 64).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    recipients: Option<u32>,
+    /// The arming policies to run, in order: repeat the flag or give a comma list. Default:
+    /// all three.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "POLICY")]
+    policy: Vec<PolicyKind>,
+}
+
+const DEMO_HELP: &str = "\
+Example:
+  harmonize demo                               # the table: one row per arming policy
+  harmonize demo --json                        # the same as one JSON object
+  harmonize demo --plot demo.svg --plot-recipient 2
+
+The embedded scenario is harmonize/scenarios/demo.toml; docs/demo.md explains the columns.";
+
+const SIM_HELP: &str = "\
+Example:
+  harmonize sim --scenario harmonize/scenarios/demo.toml          # the same as `harmonize demo`
+  harmonize sim --scenario harmonize/scenarios/rollout.toml --seed 7 --policy predictor,never
+  harmonize sim --scenario my.toml --recipients 4 --json
+
+Every key of a scenario file is documented in docs/demo.md.";
+
+/// `harmonize demo`.
+#[derive(Args, Debug)]
+#[command(after_help = DEMO_HELP)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+/// `harmonize sim`.
+#[derive(Args, Debug)]
+#[command(after_help = SIM_HELP)]
+pub struct SimArgs {
+    /// The scenario file (TOML).
+    #[arg(long, value_name = "FILE")]
+    scenario: PathBuf,
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+/// `harmonize demo`: the embedded default scenario.
+pub fn run_demo(a: DemoArgs) -> Result<(), String> {
+    let sc = scenario::parse(scenario::DEMO_NAME, scenario::DEMO_TOML)?;
+    run(sc, scenario::DEMO_NAME, &a.flags)
+}
+
+/// `harmonize sim --scenario FILE`.
+pub fn run_sim(a: SimArgs) -> Result<(), String> {
+    let file = a.scenario.display().to_string();
+    let text = std::fs::read_to_string(&a.scenario).map_err(|e| format!("{file}: cannot read: {e}"))?;
+    let sc = scenario::parse(&file, &text)?;
+    run(sc, &file, &a.flags)
+}
+
+fn run(mut sc: Scenario, file: &str, f: &RunFlags) -> Result<(), String> {
+    if let Some(seed) = f.seed {
+        sc.seed = seed;
+    }
+    if let Some(n) = f.recipients {
+        sc.recipients.count = n;
+    }
+    sc.validate().map_err(|e| format!("{file}: {e}"))?;
+    if f.plot.is_some() && f.plot_recipient >= sc.recipients.count as usize {
+        return Err(format!(
+            "--plot-recipient {}: the scenario has {} recipients (0 to {})",
+            f.plot_recipient,
+            sc.recipients.count,
+            sc.recipients.count - 1
+        ));
+    }
+    if let Some(path) = &f.plot {
+        // Fail before the run, not after it, if the picture cannot be written.
+        std::fs::File::create(path).map_err(|e| format!("--plot {}: cannot write: {e}", path.display()))?;
+    }
+    let mut policies: Vec<PolicyKind> = Vec::new();
+    for p in if f.policy.is_empty() {
+        &[PolicyKind::Predictor, PolicyKind::Never, PolicyKind::Always][..]
+    } else {
+        &f.policy
+    } {
+        if !policies.contains(p) {
+            policies.push(*p);
+        }
+    }
+    let world = world::render(&sc);
+    // The plotted run: the predictor's if it runs (it has probabilities), else the first.
+    let plotted = policies.iter().position(|p| *p == PolicyKind::Predictor).unwrap_or(0);
+    let bar = progress_bar(policies.len() as u64 * (world.duration_ns / 1_000_000));
+    let mut passes = Vec::with_capacity(policies.len());
+    for (i, &kind) in policies.iter().enumerate() {
+        bar.set_message(kind.name());
+        let base = i as u64 * (world.duration_ns / 1_000_000);
+        let dur_ms = world.duration_ns / 1_000_000;
+        let plot_r = (f.plot.is_some() && i == plotted).then_some(f.plot_recipient);
+        let pass = sim::run(&sc, &world, kind, plot_r, &mut |t_ns| {
+            bar.set_position(base + (t_ns / 1_000_000).min(dur_ms))
+        })?;
+        passes.push(pass);
+    }
+    bar.finish_and_clear();
+    let rep = report::Report::new(&sc, file, &world, &passes);
+    if f.json {
+        println!("{}", rep.to_json()?);
+    } else {
+        print!("{}", rep.to_table());
+    }
+    if let Some(path) = &f.plot {
+        let pass = &passes[plotted];
+        if let Some(tl) = &pass.timeline {
+            plot::draw(path, &sc, &world, pass.policy, tl)
+                .map_err(|e| format!("--plot {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr when stderr is a terminal; hidden otherwise.
+fn progress_bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>9} [{bar:40}] {percent:>3}% scenario time, {elapsed} wall")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
