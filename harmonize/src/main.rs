@@ -6,7 +6,8 @@
 //! - `flip encode`, `flip decode`: craft and read flip records.
 //!
 //! Every subcommand returns `Err(message)` on failure; `main` prints it on one line, prefixed
-//! with `error: `, and exits with status 1 (clap's own usage errors exit with 2).
+//! with `error: `, and exits with status 1. A usage error (bad flag or value) is clap's message
+//! folded onto one line, status 2.
 
 use std::process::ExitCode;
 
@@ -43,7 +44,22 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            eprintln!("{}", one_line(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.cmd {
         Cmd::Demo(a) => demo::run_demo(a),
         Cmd::Sim(a) => demo::run_sim(a),
@@ -59,4 +75,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Clap's usage error on one line: its message and any detail lines (possible values, tips),
+/// without the usage block and the "try --help" footer.
+fn one_line(rendered: &str) -> String {
+    let mut parts = Vec::new();
+    for line in rendered.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line);
+        }
+    }
+    parts.join(" ")
 }

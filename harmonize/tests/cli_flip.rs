@@ -45,7 +45,7 @@ fn usage_error(args: &[&str]) -> String {
     let o = harmonize(args);
     assert_eq!(o.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&o.stdout));
     let err = String::from_utf8(o.stderr).unwrap();
-    assert!(err.starts_with("error: "), "{args:?}: {err}");
+    assert!(err.starts_with("error: ") && err.lines().count() == 1, "{args:?}: {err}");
     err
 }
 
