@@ -20,7 +20,7 @@ mod history;
 mod predictor;
 
 #[derive(Parser)]
-#[command(name = "harmonize", version, about = "harmonizer's command-line tool")]
+#[command(name = "harmonize", version, about = "harmonizer's command-line tool", after_help = EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -39,9 +39,19 @@ enum Cmd {
     /// Evaluate a model and the baselines on the held-out test trace.
     Eval(predictor::EvalArgs),
     /// Encode or decode flip records.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = FLIP_EXAMPLES)]
     Flip(flip::FlipCmd),
 }
+
+const EXAMPLES: &str = "\
+Example:
+  harmonize demo
+  harmonize demo --json --plot timeline.svg";
+
+const FLIP_EXAMPLES: &str = "\
+Example:
+  harmonize flip encode --action switch --id 7 --target 2
+  harmonize flip decode 0101000002000000070000000000000000000000000000000000000000000000000000000000000000000000000000000000e77affe9";
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

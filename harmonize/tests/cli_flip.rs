@@ -343,4 +343,9 @@ fn help_shows_examples() {
             assert!(help.contains("Example:\n  harmonize flip"), "{sub} {flag}: {help}");
         }
     }
+    // The group itself, and its decode example decodes.
+    let help = ok(&["flip", "--help"]);
+    let hex =
+        help.lines().find_map(|l| l.trim().strip_prefix("harmonize flip decode ")).expect("decode example");
+    assert!(ok(&["flip", "decode", hex]).contains("action: switch"), "{help}");
 }
