@@ -236,6 +236,29 @@
 #define HZ_NOTICE_BAD_EVENT 7
 
 /*
+ Notice kind: the producer process of the file-backed `stream` is gone (no process holds the
+ ring file's producer lock; a slow one still does). `from_seq` is its generation, `pos` its
+ pid; `reason` is `HZ_PRODUCER_CRASHED` or `HZ_PRODUCER_CLOSED`. Once per generation.
+ */
+#define HZ_NOTICE_PRODUCER_GONE 8
+
+/*
+ Notice kind: the ring file of `stream` shrank under its mapping (`pos`: its length,
+ `from_pos`: the length the ring needs). The stream went back to its in-process ring, empty.
+ */
+#define HZ_NOTICE_RING_FILE_TRUNCATED 9
+
+/*
+ `HZ_NOTICE_PRODUCER_GONE`: the producer died without closing the file.
+ */
+#define HZ_PRODUCER_CRASHED 1
+
+/*
+ `HZ_NOTICE_PRODUCER_GONE`: the producer closed the file.
+ */
+#define HZ_PRODUCER_CLOSED 2
+
+/*
  Flip rejection: the record is malformed.
  */
 #define HZ_REJECT_MALFORMED 1

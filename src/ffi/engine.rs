@@ -89,6 +89,18 @@ pub const HZ_NOTICE_LOST: u32 = 5;
 pub const HZ_NOTICE_FLIP_REJECTED: u32 = 6;
 /// Notice kind: the event (`origin`, `seq`) at `pos` on `stream` cannot be tracked.
 pub const HZ_NOTICE_BAD_EVENT: u32 = 7;
+/// Notice kind: the producer process of the file-backed `stream` is gone (no process holds the
+/// ring file's producer lock; a slow one still does). `from_seq` is its generation, `pos` its
+/// pid; `reason` is `HZ_PRODUCER_CRASHED` or `HZ_PRODUCER_CLOSED`. Once per generation.
+pub const HZ_NOTICE_PRODUCER_GONE: u32 = 8;
+/// Notice kind: the ring file of `stream` shrank under its mapping (`pos`: its length,
+/// `from_pos`: the length the ring needs). The stream went back to its in-process ring, empty.
+pub const HZ_NOTICE_RING_FILE_TRUNCATED: u32 = 9;
+
+/// `HZ_NOTICE_PRODUCER_GONE`: the producer died without closing the file.
+pub const HZ_PRODUCER_CRASHED: u32 = 1;
+/// `HZ_NOTICE_PRODUCER_GONE`: the producer closed the file.
+pub const HZ_PRODUCER_CLOSED: u32 = 2;
 
 /// Flip rejection: the record is malformed.
 pub const HZ_REJECT_MALFORMED: u32 = 1;
@@ -410,6 +422,13 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
             c.reason = match reason {
                 BadEventReason::UnknownOrigin => HZ_BAD_EVENT_UNKNOWN_ORIGIN,
             };
+        }
+        Notice::ProducerGone { stream, generation, pid, crashed } => {
+            (c.kind, c.stream, c.from_seq, c.pos) = (HZ_NOTICE_PRODUCER_GONE, stream, generation, pid);
+            c.reason = if crashed { HZ_PRODUCER_CRASHED } else { HZ_PRODUCER_CLOSED };
+        }
+        Notice::RingFileTruncated { stream, len, needed } => {
+            (c.kind, c.stream, c.pos, c.from_pos) = (HZ_NOTICE_RING_FILE_TRUNCATED, stream, len, needed);
         }
     }
     c
