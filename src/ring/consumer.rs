@@ -77,16 +77,13 @@ impl<S: Storage> Consumer<S> {
         }
     }
 
-    /// A producer end taking over from this ring's previous producer, as a restarted producer
-    /// process does on a file-backed ring: it goes on from the published tail. For the loom
-    /// models and tests of that protocol on heap rings.
-    ///
-    /// # Safety
-    /// The ring's previous producer is never used again (dropped, forgotten, or its thread
-    /// stopped for good): two producers writing one ring is a data race.
+    /// This consumer dies and a new one takes over, as a restarted engine does on a
+    /// file-backed ring ([`Consumer::resume`]): it reads on from the last released position,
+    /// so records read but not released come again. For the loom models and tests of that
+    /// protocol on heap rings; taking `self` means no record of the old one is still lent.
     #[doc(hidden)]
-    pub unsafe fn resume_producer(&self) -> super::Producer<S> {
-        super::Producer::resume(Arc::clone(&self.shared))
+    pub fn restart(self) -> Consumer<S> {
+        Consumer::resume(self.shared)
     }
 
     /// Capacity in bytes.

@@ -147,16 +147,13 @@ impl<S: Storage> Producer<S> {
         WriteBatch { producer: self }
     }
 
-    /// A consumer end taking over from this ring's previous consumer, as a restarted engine
-    /// does on a file-backed ring: it reads on from the last released position. For the loom
-    /// models and tests of that protocol on heap rings.
-    ///
-    /// # Safety
-    /// The ring's previous consumer is never used again (dropped, forgotten, or its thread
-    /// stopped for good), and no record it lent out is still read.
+    /// This producer dies and a new one takes over, as a restarted producer process does on
+    /// a file-backed ring ([`Producer::resume`]): whatever it wrote past the published tail is
+    /// forgotten. (To model a death inside a batch, `mem::forget` the batch: dropping it
+    /// publishes.) For the loom models and tests of that protocol on heap rings.
     #[doc(hidden)]
-    pub unsafe fn resume_consumer(&self) -> super::Consumer<S> {
-        super::Consumer::resume(Arc::clone(&self.shared))
+    pub fn restart(self) -> Producer<S> {
+        Producer::resume(self.shared)
     }
 
     /// Records evicted from the front of this ring while staged (producer's count).

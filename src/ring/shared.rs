@@ -48,7 +48,9 @@ pub struct RingWords {
 
 impl RingWords {
     /// Byte offsets of the words inside their lines (for the ring file's layout fingerprint).
+    #[cfg_attr(not(shm), allow(dead_code))]
     pub(crate) const EPOCH_IN_CONTROL: usize = core::mem::offset_of!(Control, epoch);
+    #[cfg_attr(not(shm), allow(dead_code))]
     pub(crate) const WINDOW_IN_CONTROL: usize = core::mem::offset_of!(Control, window);
 
     /// The head word's position and the tail, as they are now (for checks, not the protocol).

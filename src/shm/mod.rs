@@ -30,7 +30,7 @@
 //!   that lock and only describe it; the lock is the authority.
 //!
 //! Loom models of the restart protocols run on heap rings through the same code
-//! (`Consumer::resume_producer`, `Producer::resume_consumer`): `tests/loom_ring.rs`.
+//! (`Producer::restart`, `Consumer::restart`): `tests/loom_ring.rs`.
 
 mod header;
 
@@ -455,4 +455,3 @@ pub(crate) fn open_for_engine(
     rf.become_consumer()?;
     Ok(rf)
 }
-
