@@ -1,8 +1,8 @@
 //! Where a ring's bytes live.
 //!
 //! The ring never touches its memory except through the raw pointer a [`Storage`] hands out, so
-//! the same protocol can run on the heap (now) or on a memory-mapped file shared with a producer
-//! in another process (later: memmap2 behind the same trait).
+//! the same protocol can run on the heap or on a memory-mapped file shared with a producer in
+//! another process (`src/shm`, where the storage also holds the ring's atomic words).
 
 use core::ptr::NonNull;
 use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
