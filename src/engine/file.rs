@@ -48,6 +48,7 @@ impl Engine {
             // Re-attached while on a file: keep the original in-process ring as the fallback.
             Some(old) => {
                 s.retired = Some(replaced);
+                self.retired_pending = true;
                 old.fallback
             }
             None => replaced,
@@ -73,6 +74,7 @@ impl Engine {
     /// (truncated? then back to the in-process ring) and one lock probe (producer gone?).
     pub(super) fn watch_files<H: Handler>(&mut self, h: &mut H) {
         let now = self.now_ns;
+        self.retired_pending = false;
         for i in 0..self.streams.len() {
             let s = &mut self.streams[i];
             // Anything retired in an earlier call is no longer lent out: free it now.
@@ -98,6 +100,7 @@ impl Engine {
                     // The file's ring is not read again; it is freed at the next poll, since
                     // records of this call's predecessor may still be lent from it.
                     s.retired = Some(core::mem::replace(&mut s.consumer, heap));
+                    self.retired_pending = true;
                     s.retained_bytes = 0;
                     self.file_streams -= 1;
                     h.notice(&Notice::RingFileTruncated { stream: s.id, len, needed });

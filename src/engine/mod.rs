@@ -346,6 +346,9 @@ pub struct Engine {
     /// Streams on a ring file (watched at the start of each poll).
     #[cfg(shm)]
     file_streams: usize,
+    /// Some stream holds a `retired` ring, to free at the next poll.
+    #[cfg(shm)]
+    retired_pending: bool,
     now_ns: u64,
     last_tick_ns: Option<u64>,
 }
@@ -441,6 +444,8 @@ impl Engine {
             stats: Stats::default(),
             #[cfg(shm)]
             file_streams: 0,
+            #[cfg(shm)]
+            retired_pending: false,
             now_ns: 0,
             last_tick_ns: None,
             hold: false,

@@ -70,7 +70,7 @@ impl Engine {
     pub fn poll<H: Handler>(&mut self, max: usize, handler: &mut H) -> usize {
         self.now_ns = self.clock.now_ns();
         #[cfg(shm)]
-        if self.file_streams > 0 {
+        if self.file_streams > 0 || self.retired_pending {
             self.watch_files(handler);
         }
         self.tick_duty();

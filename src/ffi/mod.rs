@@ -193,7 +193,7 @@ pub(crate) fn shm_status(e: &crate::shm::ShmError) -> u32 {
 ///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string valid for `'a`.
-#[cfg(unix)]
+#[cfg(shm)]
 pub(crate) unsafe fn c_path<'a>(path: *const c_char) -> Option<&'a std::path::Path> {
     use std::os::unix::ffi::OsStrExt;
     if path.is_null() {
