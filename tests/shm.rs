@@ -75,6 +75,15 @@ fn options(mode: AttachMode) -> FileOptions {
     FileOptions { mode, check_interval_ns: 0 }
 }
 
+/// Polls until `seen` has `n` producer-gone notices. After `waitpid` the kernel may still hold a
+/// dead process's file (and so its lock) for a moment; the notice comes at the first check
+/// after it lets go. Not timed: it polls until then.
+fn await_gone(e: &mut Engine, seen: &mut Seen, n: usize) {
+    while seen.gone.len() < n {
+        e.poll(64, seen);
+    }
+}
+
 /// Polls until `n` polls in a row deliver nothing.
 fn drain(e: &mut Engine, seen: &mut Seen) {
     let mut idle = 0;
@@ -250,6 +259,7 @@ fn a_producer_in_another_process_feeds_the_engine() {
     }
     assert!(child.wait().unwrap().success());
     drain(&mut e, &mut seen);
+    await_gone(&mut e, &mut seen, 1);
     assert_eq!(seen.seqs, (0..3000).collect::<Vec<_>>());
     // It dropped its producer on exit: a clean close, reported once.
     assert_eq!(seen.gone, vec![(1, false)]);
@@ -279,6 +289,7 @@ fn a_producer_killed_mid_write_leaves_nothing_torn_and_a_restarted_one_resumes()
     kill(&mut child, libc::SIGKILL);
     assert!(!child.wait().unwrap().success());
     drain(&mut e, &mut seen);
+    await_gone(&mut e, &mut seen, 1);
     // Every published record, each checked whole; the half-written one never surfaces.
     assert_eq!(seen.seqs, (0..100).collect::<Vec<_>>());
     assert_eq!(seen.gone, vec![(1, true)], "the kill is reported once, as a crash");
@@ -292,6 +303,7 @@ fn a_producer_killed_mid_write_leaves_nothing_torn_and_a_restarted_one_resumes()
     }
     assert!(child.wait().unwrap().success());
     drain(&mut e, &mut seen);
+    await_gone(&mut e, &mut seen, 2);
     assert_eq!(seen.seqs, (0..400).collect::<Vec<_>>());
     assert_eq!(e.stats().duplicates_dropped, 5);
     assert_eq!(seen.gone, vec![(1, true), (2, false)]);
@@ -319,6 +331,7 @@ fn producers_killed_at_random_points_never_tear_a_record() {
         kill(&mut child, libc::SIGKILL);
         let _ = child.wait();
         drain(&mut e, &mut seen);
+        await_gone(&mut e, &mut seen, round as usize + 1);
     }
     let n = seen.seqs.len() as u64;
     assert_eq!(seen.seqs, (0..n).collect::<Vec<_>>());

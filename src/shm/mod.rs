@@ -355,17 +355,25 @@ impl RingFile {
 
     /// Whether the producer lives: asks the kernel whether anyone holds the producer lock.
     pub(crate) fn producer_status(&self) -> Result<ProducerStatus, ShmError> {
+        let live = self.live();
+        // Read before the probe: a producer takes the lock *before* it bumps the generation,
+        // so a generation that moves across a free probe belongs to a producer that came after
+        // the probe (loom would call this a stale read; here it is a race with another process
+        // that no ordering can close, so it is detected instead).
+        let before = live.producer_generation.load(Ordering::Acquire);
         let held =
             ofd_is_locked(&self.file, PRODUCER_LOCK_BYTE).map_err(|e| ShmError::io("lock probe", e))?;
-        let live = self.live();
         // Acquire: pairs with `become_producer`'s Release, so the pid belongs to it.
         let generation = live.producer_generation.load(Ordering::Acquire);
         let pid = live.producer_pid.load(Ordering::Relaxed);
-        Ok(if held {
+        Ok(if held || generation != before {
+            // Held, or a new producer opened while we looked: alive as far as we know; the
+            // next check tells.
             ProducerStatus::Alive { generation, pid }
         } else if generation == 0 {
             ProducerStatus::Never
         } else if live.producer_closed.load(Ordering::Acquire) == generation {
+            // Stored before the lock was let go, which the probe saw.
             ProducerStatus::Closed { generation, pid }
         } else {
             ProducerStatus::Dead { generation, pid }
