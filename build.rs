@@ -17,6 +17,12 @@ fn main() {
     println!("cargo:rerun-if-changed=include/harmonizer.h");
     println!("cargo:rerun-if-env-changed=HZ_WRITE_HEADER");
     println!("cargo:rerun-if-env-changed=DOCS_RS");
+    // `cfg(shm)`: file-backed rings (src/shm), on Linux (open-file-description locks) and
+    // outside loom (the mapping holds real atomics, not loom's).
+    let linux = std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux");
+    if linux && std::env::var_os("CARGO_CFG_LOOM").is_none() {
+        println!("cargo:rustc-cfg=shm");
+    }
     if std::env::var_os("DOCS_RS").is_some() {
         return;
     }

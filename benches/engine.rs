@@ -29,7 +29,7 @@ use harmonizer::engine::{
 };
 use harmonizer::event::{EventHeader, KIND_DATA, KIND_FLIP};
 use harmonizer::flip::{Flip, FlipAction};
-use harmonizer::ring::{ring, Record, RingConfig, WriteBatch};
+use harmonizer::ring::{ring, Record, RingConfig, Storage, WriteBatch};
 
 const PAYLOAD: usize = 32;
 const CAPACITY: usize = 1 << 19;
@@ -53,7 +53,7 @@ fn produce(push_batch: &mut dyn FnMut(u64, u64) -> u64, first: u64, n: u64) {
 
 /// Pushes up to `n` events from `seq` into a batch (published when it drops); returns how many
 /// fitted.
-fn fill(mut b: WriteBatch<'_>, seq: u64, n: u64) -> u64 {
+fn fill<S: Storage>(mut b: WriteBatch<'_, S>, seq: u64, n: u64) -> u64 {
     let payload = [7u8; PAYLOAD];
     (0..n).find(|i| b.push(&header(seq + i), &payload).is_err()).unwrap_or(n)
 }

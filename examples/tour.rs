@@ -126,6 +126,10 @@ impl Handler for Check {
                 format!("LOST origin {origin} {from_seq}..={to_seq}")
             }
             Notice::BadEvent { pos, .. } => format!("bad event at pos {pos}"),
+            Notice::ProducerGone { stream, generation, crashed, .. } => {
+                format!("producer {generation} of stream {stream} gone (crashed: {crashed})")
+            }
+            Notice::RingFileTruncated { stream, .. } => format!("ring file of stream {stream} truncated"),
         };
         self.notices.push(text);
     }

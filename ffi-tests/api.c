@@ -242,18 +242,20 @@ static void test_status_str(void) {
         {HZ_ERR_IO, "i/o error"},
         {HZ_ERR_PANIC, "internal error (panic)"},
         {HZ_ERR_EMPTY, "nothing to deliver"},
+        {HZ_ERR_RING_FILE, "ring file refused"},
+        {HZ_ERR_BUSY, "ring file in use"},
     };
     const size_t n = sizeof all / sizeof all[0];
-    CHECK(n == HZ_ERR_EMPTY + 1);
+    CHECK(n == HZ_ERR_BUSY + 1);
     for (size_t i = 0; i < n; i++) {
-        CHECK(all[i].st == i); /* the statuses are dense 0..=13 */
+        CHECK(all[i].st == i); /* the statuses are dense 0..=16 */
         const char *s = hz_status_str(all[i].st);
         CHECK(s != NULL);
         CHECK(strcmp(s, all[i].name) == 0);
         CHECK(strcmp(s, "unknown status") != 0);
         for (size_t j = 0; j < i; j++) CHECK(strcmp(s, hz_status_str(all[j].st)) != 0);
     }
-    const uint32_t unknown[] = {HZ_ERR_EMPTY + 1, 100, 999, 0x7fffffffu, UINT32_MAX};
+    const uint32_t unknown[] = {HZ_ERR_BUSY + 1, 100, 999, 0x7fffffffu, UINT32_MAX};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         CHECK(strcmp(hz_status_str(unknown[i]), "unknown status") == 0);
     }

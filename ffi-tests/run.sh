@@ -96,6 +96,7 @@ echo "==> C11, C++17, dlopen, Python (static link against libharmonizer.a)"
 check build_api_c_c11_static "build api.c (C11, static)" "$CC" "${CFLAGS[@]}" ffi-tests/api.c "$STATIC" "${LIBS[@]}" -o "$OUT/api"
 check build_threads_c_c11_pthreads_static "build threads.c (C11 + pthreads, static)" "$CC" "${CFLAGS[@]}" ffi-tests/threads.c "$STATIC" "${LIBS[@]}" -o "$OUT/threads"
 check build_api_cpp_c_17_static "build api.cpp (C++17, static)" "$CXX" "${CXXFLAGS[@]}" ffi-tests/api.cpp "$STATIC" "${LIBS[@]}" -o "$OUT/api_cpp"
+check build_shm_c_c11_static "build shm.c (C11, static)" "$CC" "${CFLAGS[@]}" ffi-tests/shm.c "$STATIC" "${LIBS[@]}" -o "$OUT/shm"
 check build_dlopen_c_c11_ldl_only "build dlopen.c (C11, -ldl only)" "$CC" "${CFLAGS[@]}" ffi-tests/dlopen.c -ldl -o "$OUT/dlopen"
 # (Outputs captured first: `cmd | grep -q` can fail under pipefail when grep exits early.)
 no_link_dep() {
@@ -109,6 +110,7 @@ check dlopen_binary_has_no_link_time_dependency_on_libharmonizer "dlopen binary 
 check api "api (C11)" "$OUT/api" "$MODEL"
 check threads "threads (3 producer threads, consumer on main, N=${HZ_THREADS_N:-500000})" "$OUT/threads"
 check api_cpp_c_17 "api.cpp (C++17)" "$OUT/api_cpp"
+check shm "shm (ring file, producers in child processes: SIGKILL, restart, truncation)" "$OUT/shm" "$OUT"
 check dlopen_dlopen_dlsym "dlopen (dlopen/dlsym)" "$OUT/dlopen" "$SHARED"
 check test_ctypes_py_python_ctypes "test_ctypes.py (Python ctypes)" "$PYTHON" ffi-tests/test_ctypes.py "$SHARED"
 grep -h '^threads:\|note:' "$LOGS/threads.log" "$LOGS/api.log" 2>/dev/null | sed 's/^/      /' || true
@@ -118,11 +120,13 @@ echo "==> AddressSanitizer + UBSan (C side), release Rust staticlib"
 check build_api_c_asan_ubsan "build api.c (ASan+UBSan)" "$CC" "${CFLAGS[@]}" "${SAN[@]}" ffi-tests/api.c "$STATIC" "${LIBS[@]}" -o "$OUT/api_asan"
 check build_threads_c_asan_ubsan "build threads.c (ASan+UBSan)" "$CC" "${CFLAGS[@]}" "${SAN[@]}" ffi-tests/threads.c "$STATIC" "${LIBS[@]}" -o "$OUT/threads_asan"
 check build_api_cpp_asan_ubsan "build api.cpp (ASan+UBSan)" "$CXX" "${CXXFLAGS[@]}" "${SAN[@]}" ffi-tests/api.cpp "$STATIC" "${LIBS[@]}" -o "$OUT/api_cpp_asan"
+check build_shm_c_asan_ubsan "build shm.c (ASan+UBSan)" "$CC" "${CFLAGS[@]}" "${SAN[@]}" ffi-tests/shm.c "$STATIC" "${LIBS[@]}" -o "$OUT/shm_asan"
 check build_dlopen_c_asan_ubsan "build dlopen.c (ASan+UBSan)" "$CC" "${CFLAGS[@]}" "${SAN[@]}" ffi-tests/dlopen.c -ldl -o "$OUT/dlopen_asan"
 check api_asan_ubsan "api (ASan+UBSan)" "$OUT/api_asan" "$MODEL"
 check threads_asan_ubsan "threads (ASan+UBSan)" "$OUT/threads_asan"
 check api_cpp_asan_ubsan "api.cpp (ASan+UBSan)" "$OUT/api_cpp_asan"
 check dlopen_asan_ubsan "dlopen (ASan+UBSan)" "$OUT/dlopen_asan" "$SHARED"
+check shm_asan_ubsan "shm (ASan+UBSan)" "$OUT/shm_asan" "$OUT"
 
 echo "==> Rust side under -Zsanitizer=address (nightly, -Zbuild-std)"
 RTARGET=x86_64-unknown-linux-gnu
@@ -180,6 +184,8 @@ else
         env HZ_THREADS_N="${HZ_THREADS_N_VALGRIND:-100000}" "${VALGRIND[@]}" "$OUT/threads"
     check api_cpp_valgrind "api.cpp (valgrind)" "${VALGRIND[@]}" "$OUT/api_cpp"
     check dlopen_valgrind "dlopen (valgrind)" "${VALGRIND[@]}" "$OUT/dlopen" "$SHARED"
+    # The engine side runs under valgrind; its producer children are exec'd natively.
+    check shm_valgrind "shm (valgrind)" "${VALGRIND[@]}" "$OUT/shm" "$OUT"
 fi
 
 echo

@@ -99,6 +99,19 @@
 #define HZ_ERR_EMPTY 14
 
 /*
+ A ring file was refused: not a ring file, another layout version, a corrupt header or
+ positions, a wrong length, made for another configuration, or already there (the last
+ error says which).
+ */
+#define HZ_ERR_RING_FILE 15
+
+/*
+ A ring file is in use: another live process is its producer, or another live engine is
+ attached to it.
+ */
+#define HZ_ERR_BUSY 16
+
+/*
  Event kind: an ordinary data event (`hz_event_header.kind`).
  */
 #define HZ_KIND_DATA 0
@@ -236,6 +249,29 @@
 #define HZ_NOTICE_BAD_EVENT 7
 
 /*
+ Notice kind: the producer process of the file-backed `stream` is gone (no process holds the
+ ring file's producer lock; a slow one still does). `from_seq` is its generation, `pos` its
+ pid; `reason` is `HZ_PRODUCER_CRASHED` or `HZ_PRODUCER_CLOSED`. Once per generation.
+ */
+#define HZ_NOTICE_PRODUCER_GONE 8
+
+/*
+ Notice kind: the ring file of `stream` shrank under its mapping (`pos`: its length,
+ `from_pos`: the length the ring needs). The stream went back to its in-process ring, empty.
+ */
+#define HZ_NOTICE_RING_FILE_TRUNCATED 9
+
+/*
+ `HZ_NOTICE_PRODUCER_GONE`: the producer died without closing the file.
+ */
+#define HZ_PRODUCER_CRASHED 1
+
+/*
+ `HZ_NOTICE_PRODUCER_GONE`: the producer closed the file.
+ */
+#define HZ_PRODUCER_CLOSED 2
+
+/*
  Flip rejection: the record is malformed.
  */
 #define HZ_REJECT_MALFORMED 1
@@ -259,6 +295,22 @@
  Bad event: its origin is not below `max_origins`.
  */
 #define HZ_BAD_EVENT_UNKNOWN_ORIGIN 1
+
+/*
+ `hz_engine_attach_file` mode: make a new ring file; one that exists is `HZ_ERR_RING_FILE`.
+ */
+#define HZ_ATTACH_CREATE 1
+
+/*
+ `hz_engine_attach_file` mode: re-attach to the ring file an earlier engine made (a
+ restarted consumer): reading goes on from its last released position.
+ */
+#define HZ_ATTACH_RESUME 2
+
+/*
+ `hz_engine_attach_file` mode: resume the file if it exists, create it otherwise.
+ */
+#define HZ_ATTACH_CREATE_OR_RESUME 3
 
 /*
  Flip action: switch to `target`.
@@ -767,6 +819,26 @@ void hz_engine_free(hz_engine *engine);
 uint32_t hz_engine_take_producer(hz_engine *engine, uint32_t stream, hz_producer **out);
 
 /*
+ Moves stream `stream` onto the ring file at `path` (a NUL-terminated path), for a producer
+ in another process (`hz_producer_open_file`). The file's ring takes the stream's role,
+ capacity and window; the stream's in-process producer, if taken, then gets
+ `HZ_ERR_NOT_SUBSCRIBED`. Each poll checks the file when `check_interval_ns` clock
+ nanoseconds have passed since the last check (0: every poll): a producer gone is
+ `HZ_NOTICE_PRODUCER_GONE`, a file truncated under the mapping
+ `HZ_NOTICE_RING_FILE_TRUNCATED` (the stream goes back to its in-process ring).
+
+ Resuming (a restarted engine): records the previous engine read but had not released come
+ again; to drop them, restore the tracker from your checkpoint first with
+ `hz_engine_resume_at` (docs/shm.md, consumer restart). Errors: `HZ_ERR_NULL`; `HZ_ERR_INVALID` (unknown stream or mode);
+ `HZ_ERR_IO`; `HZ_ERR_RING_FILE` (exists with `HZ_ATTACH_CREATE`, not a ring file, another
+ version, corrupt, wrong length, or made for another capacity, `max_payload` or stream);
+ `HZ_ERR_BUSY` (another live engine is attached); `HZ_ERR_STATE` where ring files are not
+ supported (Linux only). The reason is in `hz_engine_last_error`. On error the stream is
+ unchanged. Poll thread.
+ */
+uint32_t hz_engine_attach_file(hz_engine *engine, uint32_t stream, const char *path, uint32_t mode, uint64_t check_interval_ns);
+
+/*
  Delivers up to `max` events to `on_event`, with the notices between them to `on_notice`
  (which may be NULL to ignore notices: then `SUBSCRIBE` requests go unseen), both called
  synchronously on this thread with `user_data` (not owned, passed through). On `HZ_OK`,
@@ -822,6 +894,16 @@ uint32_t hz_engine_active_stream(const hz_engine *engine, uint32_t *out);
  (nothing delivered from `origin` yet). Poll thread.
  */
 uint32_t hz_engine_frontier(const hz_engine *engine, uint32_t origin, uint64_t *out);
+
+/*
+ Declares that delivery of `origin` resumes at `next_seq`: every seq below it counts as
+ delivered and is dropped as a duplicate if it comes (0: nothing delivered yet). For a
+ restarted application, from its own checkpoint, before the first poll: with a resumed ring
+ file (`HZ_ATTACH_RESUME`) the records the previous engine read but had not released come
+ again and are dropped here. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below
+ `max_origins`). Poll thread.
+ */
+uint32_t hz_engine_resume_at(hz_engine *engine, uint32_t origin, uint64_t next_seq);
 
 /*
  Asks for `stream` to be staged (`hz_engine_disarm` withdraws it): every policy honours it.
@@ -885,6 +967,28 @@ uint32_t hz_flip_encode(const hz_flip *flip, uint8_t *out, size_t cap, size_t *w
  `HZ_ERR_BUFFER_TOO_SMALL` (more ids than `ids_cap`). Any thread.
  */
 uint32_t hz_flip_decode(const uint8_t *bytes_ptr, size_t len, hz_flip *out, uint64_t *ids_buf, size_t ids_cap);
+
+/*
+ Opens the producer side of a ring file that an engine made with `hz_engine_attach_file`
+ (typically in another process), for the stream the file was made for; push with the usual
+ `hz_producer_push*` calls. It goes on from the ring's published tail: a previous producer
+ killed mid-write never leaves a torn record. It holds the file's producer lock until
+ `hz_producer_free` or its process ends, which is how the engine tells a dead producer from a
+ slow one.
+
+ Ownership: on `HZ_OK`, `*out` is the caller's, freed with `hz_producer_free`. Errors (the
+ reason in `hz_last_error`): `HZ_ERR_NULL`; `HZ_ERR_IO`; `HZ_ERR_RING_FILE` (not a ring
+ file, another layout version, a corrupt header or positions, a wrong length);
+ `HZ_ERR_BUSY` (another live process produces on it); `HZ_ERR_STATE` where ring files are
+ not supported (Linux only). Any thread; the producer is then used by one thread at a time.
+ */
+uint32_t hz_producer_open_file(const char *path, hz_producer **out);
+
+/*
+ The producer's generation on its ring file: 1 for the file's first producer, one more for
+ each that opened it since; 0 for an in-process producer (or NULL). Its thread.
+ */
+uint64_t hz_producer_generation(const hz_producer *producer);
 
 /*
  Frees a producer. NULL is a no-op. Its thread.

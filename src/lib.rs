@@ -33,6 +33,8 @@ pub mod ffi;
 pub mod flip;
 pub mod predict;
 pub mod ring;
+#[cfg(shm)]
+pub mod shm;
 pub mod sim;
 mod sync;
 pub mod tracker;

@@ -335,3 +335,121 @@ fn loom_a_held_record_is_not_reused_until_released() {
         t.join().unwrap();
     });
 }
+
+// --- The cross-process protocol (src/shm): a side that dies and is replaced. ---
+//
+// On a ring file the two sides are processes, and either may be killed anywhere and started
+// again. What differs from the in-process protocol is only how a side starts: a new producer
+// from the published tail, a new consumer from the head word. `Producer::restart` and
+// `Consumer::restart` run that same code on a heap ring, so loom checks it against a live
+// other side.
+
+/// A producer dies with a record half written (a reservation never committed) and, in a second
+/// life, with a batch never published; each successor resumes from the published tail while the
+/// consumer reads. The consumer sees exactly the committed, published records, whole, in order:
+/// the torn bytes are never readable (a read of them would be a race loom reports) and are
+/// overwritten.
+#[test]
+fn loom_a_restarted_producer_resumes_from_the_published_tail() {
+    loom::model(|| {
+        let (mut p, mut c) = ring(RingConfig::new(128, MAX_PAYLOAD)).unwrap();
+        let t = thread::spawn(move || {
+            push_retrying(&mut p, 0);
+            // Killed mid-write: header and payload half written, never committed.
+            if let Ok(mut slot) = p.reserve(len(1)) {
+                *slot.header_mut() = header(99);
+                slot.payload_mut().fill(0xEE);
+            }
+            let mut p = p.restart();
+            push_retrying(&mut p, 1);
+            // Killed inside a batch: a committed but unpublished record dies with it.
+            let mut b = p.batch();
+            let _ = b.push(&header(98), &[0xEE; 3]);
+            core::mem::forget(b);
+            let mut p = p.restart();
+            push_retrying(&mut p, 2);
+        });
+        let mut next = 0;
+        while next < 3 {
+            match pop(&mut c) {
+                Some(seq) => {
+                    assert_eq!(seq, next, "lost, repeated or torn record");
+                    next += 1;
+                }
+                None => thread::yield_now(),
+            }
+        }
+        t.join().unwrap();
+        assert_eq!(pop(&mut c), None);
+    });
+}
+
+/// A consumer dies with a record read but not released, while the producer keeps pushing; its
+/// successor reads on from the last release: the unreleased record comes again, then the
+/// rest, in order, none lost; the producer never overwrites the unreleased record meanwhile.
+#[test]
+fn loom_a_restarted_consumer_resumes_from_its_last_release() {
+    loom::model(|| {
+        let (mut p, mut c) = ring(RingConfig::new(128, MAX_PAYLOAD)).unwrap();
+        let t = thread::spawn(move || {
+            for seq in 0..3 {
+                push_retrying(&mut p, seq);
+            }
+        });
+        // Read and release record 0.
+        let first = loop {
+            match pop(&mut c) {
+                Some(seq) => break seq,
+                None => thread::yield_now(),
+            }
+        };
+        assert_eq!(first, 0);
+        // Read record 1 without releasing it, then die.
+        let held = loop {
+            // The chunk is never committed: nothing is released.
+            let seq = c.read_chunk(1).unwrap().next().map(|r| verify(&r));
+            match seq {
+                Some(seq) => break seq,
+                None => thread::yield_now(),
+            }
+        };
+        assert_eq!(held, 1);
+        let mut c = c.restart();
+        let mut next = 1;
+        while next < 3 {
+            match pop(&mut c) {
+                Some(seq) => {
+                    assert_eq!(seq, next, "a restarted consumer must go on from its last release");
+                    next += 1;
+                }
+                None => thread::yield_now(),
+            }
+        }
+        t.join().unwrap();
+    });
+}
+
+/// A staged ring's producer dies mid-eviction-loop and its successor evicts on, while the
+/// consumer holds the front and trims: the successor's evictions are compare-exchanges on the
+/// same head word, so no record the consumer holds is overwritten and whatever it reads is whole.
+#[test]
+fn loom_a_restarted_staged_producer_evicts_safely_against_a_held_front() {
+    loom::model(|| {
+        let (mut p, mut c) =
+            ring(RingConfig::new(128, MAX_PAYLOAD).with_role(Role::Staged).with_window(1)).unwrap();
+        let t = thread::spawn(move || {
+            let _ = push(&mut p, 0);
+            let mut p = p.restart();
+            let _ = push(&mut p, 1);
+            let _ = push(&mut p, 2);
+        });
+        verify_staged(&mut c);
+        {
+            let mut v = c.staged().unwrap();
+            v.pop_front();
+        }
+        verify_staged(&mut c);
+        t.join().unwrap();
+        verify_staged(&mut c);
+    });
+}

@@ -8,21 +8,27 @@
 //! switch, `ring` module `# Orderings`) and delivery goes on from it, the tracker dropping what
 //! was already delivered. Nothing on the poll path allocates.
 
+#[cfg(shm)]
+mod file;
 mod notice;
 mod policy;
 mod poll;
 mod stats;
+mod storage;
 
 pub use notice::{BadEventReason, Handler, Notice, RejectReason};
 pub use policy::{AlwaysStage, ArmingPolicy, Candidate, ManualStage, NeverStage, StagePlan, MAX_STREAMS};
 pub use stats::Stats;
+pub use storage::StreamStorage;
 
 use core::fmt;
 
 use crate::clock::{Clock, MonotonicClock};
 use crate::event::EventHeader;
 use crate::flip::MAX_LOCATOR;
-use crate::ring::{ring, Consumer, Producer, PushError, RingConfig, RingError, Role, WriteBatch};
+use crate::ring::{
+    ring_with_storage, Consumer, Producer, PushError, RingConfig, RingError, Role, WriteBatch,
+};
 use crate::tracker::{SeqMode, Tracker, TrackerError};
 
 /// What to do with a gap no staged candidate can fill (strict mode).
@@ -90,6 +96,41 @@ impl EngineConfig {
     }
 }
 
+/// A ring on the heap, with the engine's storage type.
+fn heap_ring(cfg: RingConfig) -> Result<(Producer<StreamStorage>, Consumer<StreamStorage>), RingError> {
+    ring_with_storage(cfg, StreamStorage::heap(cfg.validate()?)?)
+}
+
+/// Options for [`Engine::attach_file`].
+#[cfg(shm)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileOptions {
+    /// Create the file, re-attach to it, or either.
+    pub mode: crate::shm::AttachMode,
+    /// Clock nanoseconds between checks of the file (its length, the producer's lock) at the
+    /// start of a poll; 0 checks on every poll. Default 1 ms.
+    pub check_interval_ns: u64,
+}
+
+#[cfg(shm)]
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions { mode: crate::shm::AttachMode::CreateOrResume, check_interval_ns: 1_000_000 }
+    }
+}
+
+/// What the engine knows of a file-backed stream's file.
+#[cfg(shm)]
+struct FileWatch {
+    file: std::sync::Arc<crate::shm::RingFile>,
+    /// The stream's in-process ring, idle, for when the file is lost.
+    fallback: Consumer<StreamStorage>,
+    interval_ns: u64,
+    last_check_ns: Option<u64>,
+    /// The producer generation last reported gone (no second notice for it).
+    reported_gone: u64,
+}
+
 /// Engine construction errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EngineError {
@@ -122,7 +163,9 @@ impl std::error::Error for EngineError {}
 /// The producer of one stream: moves to the thread that receives it; not `Sync`.
 pub struct StreamProducer {
     stream: u32,
-    producer: Producer,
+    producer: Producer<StreamStorage>,
+    /// For a producer on a ring file: its generation (1 for the file's first producer).
+    generation: u64,
 }
 
 impl StreamProducer {
@@ -142,19 +185,56 @@ impl StreamProducer {
         self.producer.push(header, payload)
     }
     /// A batch, published with one store when dropped.
-    pub fn batch(&mut self) -> WriteBatch<'_> {
+    pub fn batch(&mut self) -> WriteBatch<'_, StreamStorage> {
         self.producer.batch()
     }
     /// The ring's role as last seen by this producer.
     pub fn role(&self) -> Role {
         self.producer.role()
     }
+
+    /// Opens the producer side of a ring file that an engine (in this process or, typically,
+    /// another) made with [`Engine::attach_file`], for the stream the file was made for.
+    ///
+    /// The producer goes on from the ring's published tail: anything a previous producer wrote
+    /// past it (cut short by a crash) is overwritten, never read. It holds the file's producer
+    /// lock until it is dropped or its process dies, which is how the engine tells a dead
+    /// producer from a slow one; its generation is one more than the last producer's.
+    ///
+    /// Errors: the file's [`ShmError`]s: I/O, a header this build does not accept, a file
+    /// whose length or positions do not match its header, or
+    /// [`ProducerBusy`](crate::shm::ShmError::ProducerBusy) while another live process
+    /// produces on it.
+    #[cfg(shm)]
+    pub fn open_file(path: &std::path::Path) -> Result<StreamProducer, crate::shm::ShmError> {
+        let mut rf = crate::shm::RingFile::open(path)?;
+        let generation = rf.become_producer()?;
+        let stream = rf.stream();
+        let max_payload = rf.max_payload();
+        let storage = StreamStorage::file(std::sync::Arc::new(rf));
+        Ok(StreamProducer {
+            stream,
+            producer: crate::ring::resume_producer(storage, max_payload),
+            generation,
+        })
+    }
+
+    /// The producer's generation on its ring file (0 for an in-process ring).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
 }
 
 /// Per-stream engine state.
 struct Stream {
     id: u32,
-    consumer: Consumer,
+    consumer: Consumer<StreamStorage>,
+    /// A file-backed stream: when its file was last checked, and what was reported.
+    #[cfg(shm)]
+    file: Option<FileWatch>,
+    /// A ring replaced in the last call, kept until the next poll (records may be lent from it).
+    #[cfg(shm)]
+    retired: Option<Consumer<StreamStorage>>,
     announced: bool,
     armed: bool,
     /// Locator from the last flip naming this stream.
@@ -269,6 +349,12 @@ pub struct Engine {
     /// Where the active stream's subscription started: the switch's resume position (0 before
     /// any switch, or when the flip gave none). Nothing before it was asked for.
     active_from: u64,
+    /// Streams on a ring file (watched at the start of each poll).
+    #[cfg(shm)]
+    file_streams: usize,
+    /// Some stream holds a `retired` ring, to free at the next poll.
+    #[cfg(shm)]
+    retired_pending: bool,
     now_ns: u64,
     last_tick_ns: Option<u64>,
 }
@@ -308,11 +394,15 @@ impl Engine {
             let cfg = RingConfig::new(s.capacity_bytes, config.max_payload)
                 .with_role(role)
                 .with_window(config.default_window);
-            let (p, c) = ring(cfg).map_err(|e| EngineError::Ring(s.id, e))?;
-            producers.push(StreamProducer { stream: s.id, producer: p });
+            let (p, c) = heap_ring(cfg).map_err(|e| EngineError::Ring(s.id, e))?;
+            producers.push(StreamProducer { stream: s.id, producer: p, generation: 0 });
             streams.push(Stream {
                 id: s.id,
                 consumer: c,
+                #[cfg(shm)]
+                file: None,
+                #[cfg(shm)]
+                retired: None,
                 announced: false,
                 armed: false,
                 locator: [0; MAX_LOCATOR],
@@ -359,6 +449,10 @@ impl Engine {
             stats: Stats::default(),
             reread_from: vec![0; config.max_origins as usize].into_boxed_slice(),
             active_from: 0,
+            #[cfg(shm)]
+            file_streams: 0,
+            #[cfg(shm)]
+            retired_pending: false,
             now_ns: 0,
             last_tick_ns: None,
             hold: false,
@@ -414,6 +508,15 @@ impl Engine {
     /// Withdraws [`arm`](Engine::arm).
     pub fn disarm(&mut self, stream: u32) -> bool {
         self.index_of(stream).map(|i| self.streams[i].armed = false).is_some()
+    }
+
+    /// The ring configuration of the stream at `index`, in its current role.
+    #[cfg(shm)]
+    fn ring_config(&self, index: usize) -> RingConfig {
+        let s = &self.streams[index];
+        RingConfig::new(s.consumer.capacity(), s.consumer.max_payload())
+            .with_role(s.consumer.role())
+            .with_window(s.consumer.window())
     }
 
     fn index_of(&self, stream: u32) -> Option<usize> {

@@ -111,6 +111,33 @@ pub enum Notice<'a> {
         /// Why.
         reason: BadEventReason,
     },
+    /// The producer of a file-backed stream is gone: no process holds the ring file's producer
+    /// lock any more. Reported once per producer generation. A slow or stopped producer still
+    /// holds the lock and is never reported. Records it published stay and are delivered; a
+    /// new producer that opens the file goes on from them.
+    ProducerGone {
+        /// The stream.
+        stream: u32,
+        /// The producer's generation on the file (1 for its first producer).
+        generation: u64,
+        /// Its process id, as it wrote it.
+        pid: u64,
+        /// True when it died without closing the file (a crash, `SIGKILL`); false when it
+        /// closed it (dropped its producer).
+        crashed: bool,
+    },
+    /// The ring file of a file-backed stream shrank under its mapping (another process
+    /// truncated it). The engine stopped reading it and the stream went back to its in-process
+    /// ring, empty, in the same role; attach a new file to go on. Records still in the file are
+    /// not delivered from it.
+    RingFileTruncated {
+        /// The stream.
+        stream: u32,
+        /// The file's length seen.
+        len: u64,
+        /// The length the ring needs.
+        needed: u64,
+    },
 }
 
 /// Receives events and notices from [`Engine::poll`](super::Engine::poll), in order.

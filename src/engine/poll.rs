@@ -69,6 +69,10 @@ impl Engine {
     /// so a flood of duplicates cannot keep it from returning. Allocation-free.
     pub fn poll<H: Handler>(&mut self, max: usize, handler: &mut H) -> usize {
         self.now_ns = self.clock.now_ns();
+        #[cfg(shm)]
+        if self.file_streams > 0 || self.retired_pending {
+            self.watch_files(handler);
+        }
         self.tick_duty();
         if let Some(p) = self.deferred.take() {
             self.switch(p, handler); // asked for by a flip while the last call held records

@@ -89,6 +89,18 @@ pub const HZ_NOTICE_LOST: u32 = 5;
 pub const HZ_NOTICE_FLIP_REJECTED: u32 = 6;
 /// Notice kind: the event (`origin`, `seq`) at `pos` on `stream` cannot be tracked.
 pub const HZ_NOTICE_BAD_EVENT: u32 = 7;
+/// Notice kind: the producer process of the file-backed `stream` is gone (no process holds the
+/// ring file's producer lock; a slow one still does). `from_seq` is its generation, `pos` its
+/// pid; `reason` is `HZ_PRODUCER_CRASHED` or `HZ_PRODUCER_CLOSED`. Once per generation.
+pub const HZ_NOTICE_PRODUCER_GONE: u32 = 8;
+/// Notice kind: the ring file of `stream` shrank under its mapping (`pos`: its length,
+/// `from_pos`: the length the ring needs). The stream went back to its in-process ring, empty.
+pub const HZ_NOTICE_RING_FILE_TRUNCATED: u32 = 9;
+
+/// `HZ_NOTICE_PRODUCER_GONE`: the producer died without closing the file.
+pub const HZ_PRODUCER_CRASHED: u32 = 1;
+/// `HZ_NOTICE_PRODUCER_GONE`: the producer closed the file.
+pub const HZ_PRODUCER_CLOSED: u32 = 2;
 
 /// Flip rejection: the record is malformed.
 pub const HZ_REJECT_MALFORMED: u32 = 1;
@@ -341,6 +353,66 @@ pub extern "C" fn hz_engine_take_producer(
     })
 }
 
+/// `hz_engine_attach_file` mode: make a new ring file; one that exists is `HZ_ERR_RING_FILE`.
+pub const HZ_ATTACH_CREATE: u32 = 1;
+/// `hz_engine_attach_file` mode: re-attach to the ring file an earlier engine made (a
+/// restarted consumer): reading goes on from its last released position.
+pub const HZ_ATTACH_RESUME: u32 = 2;
+/// `hz_engine_attach_file` mode: resume the file if it exists, create it otherwise.
+pub const HZ_ATTACH_CREATE_OR_RESUME: u32 = 3;
+
+/// Moves stream `stream` onto the ring file at `path` (a NUL-terminated path), for a producer
+/// in another process (`hz_producer_open_file`). The file's ring takes the stream's role,
+/// capacity and window; the stream's in-process producer, if taken, then gets
+/// `HZ_ERR_NOT_SUBSCRIBED`. Each poll checks the file when `check_interval_ns` clock
+/// nanoseconds have passed since the last check (0: every poll): a producer gone is
+/// `HZ_NOTICE_PRODUCER_GONE`, a file truncated under the mapping
+/// `HZ_NOTICE_RING_FILE_TRUNCATED` (the stream goes back to its in-process ring).
+///
+/// Resuming (a restarted engine): records the previous engine read but had not released come
+/// again; to drop them, restore the tracker from your checkpoint first with
+/// `hz_engine_resume_at` (docs/shm.md, consumer restart). Errors: `HZ_ERR_NULL`; `HZ_ERR_INVALID` (unknown stream or mode);
+/// `HZ_ERR_IO`; `HZ_ERR_RING_FILE` (exists with `HZ_ATTACH_CREATE`, not a ring file, another
+/// version, corrupt, wrong length, or made for another capacity, `max_payload` or stream);
+/// `HZ_ERR_BUSY` (another live engine is attached); `HZ_ERR_STATE` where ring files are not
+/// supported (Linux only). The reason is in `hz_engine_last_error`. On error the stream is
+/// unchanged. Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_attach_file(
+    engine: *mut hz_engine,
+    stream: u32,
+    path: *const c_char,
+    mode: u32,
+    check_interval_ns: u64,
+) -> u32 {
+    with(engine, |e, err, _| {
+        #[cfg(shm)]
+        {
+            use crate::shm::AttachMode;
+            // SAFETY: NULL or a NUL-terminated path, per contract.
+            let Some(path) = (unsafe { super::c_path(path) }) else {
+                return err.set(HZ_ERR_NULL, "path is NULL");
+            };
+            let mode = match mode {
+                HZ_ATTACH_CREATE => AttachMode::Create,
+                HZ_ATTACH_RESUME => AttachMode::Resume,
+                HZ_ATTACH_CREATE_OR_RESUME => AttachMode::CreateOrResume,
+                _ => return err.set(HZ_ERR_INVALID, format!("unknown attach mode {mode}")),
+            };
+            let options = crate::engine::FileOptions { mode, check_interval_ns };
+            match e.engine.attach_file(stream, path, options) {
+                Ok(()) => HZ_OK,
+                Err(x) => err.set(super::shm_status(&x), format!("{}: {x}", path.display())),
+            }
+        }
+        #[cfg(not(shm))]
+        {
+            let _ = (e, stream, path, mode, check_interval_ns);
+            err.set(HZ_ERR_STATE, "ring files are supported on Linux only")
+        }
+    })
+}
+
 struct CHandler {
     on_event: unsafe extern "C" fn(*mut c_void, u32, *const EventHeader, *const u8, usize),
     on_notice: hz_notice_fn,
@@ -410,6 +482,13 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
             c.reason = match reason {
                 BadEventReason::UnknownOrigin => HZ_BAD_EVENT_UNKNOWN_ORIGIN,
             };
+        }
+        Notice::ProducerGone { stream, generation, pid, crashed } => {
+            (c.kind, c.stream, c.from_seq, c.pos) = (HZ_NOTICE_PRODUCER_GONE, stream, generation, pid);
+            c.reason = if crashed { HZ_PRODUCER_CRASHED } else { HZ_PRODUCER_CLOSED };
+        }
+        Notice::RingFileTruncated { stream, len, needed } => {
+            (c.kind, c.stream, c.pos, c.from_pos) = (HZ_NOTICE_RING_FILE_TRUNCATED, stream, len, needed);
         }
     }
     c
@@ -761,6 +840,23 @@ pub extern "C" fn hz_engine_frontier(engine: *const hz_engine, origin: u32, out:
             }
             None => err.set(HZ_ERR_STATE, format!("nothing delivered from origin {origin} yet")),
         }
+    })
+}
+
+/// Declares that delivery of `origin` resumes at `next_seq`: every seq below it counts as
+/// delivered and is dropped as a duplicate if it comes (0: nothing delivered yet). For a
+/// restarted application, from its own checkpoint, before the first poll: with a resumed ring
+/// file (`HZ_ATTACH_RESUME`) the records the previous engine read but had not released come
+/// again and are dropped here. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below
+/// `max_origins`). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_resume_at(engine: *mut hz_engine, origin: u32, next_seq: u64) -> u32 {
+    with(engine, |e, err, _| {
+        if origin >= e.engine.tracker().max_origins() {
+            return err.set(HZ_ERR_INVALID, format!("origin {origin} is not below max_origins"));
+        }
+        e.engine.tracker_mut().resume_at(origin, next_seq);
+        HZ_OK
     })
 }
 

@@ -68,6 +68,13 @@ pub const HZ_ERR_IO: u32 = 12;
 pub const HZ_ERR_PANIC: u32 = 13;
 /// Nothing to deliver now (`hz_engine_next`). Informational.
 pub const HZ_ERR_EMPTY: u32 = 14;
+/// A ring file was refused: not a ring file, another layout version, a corrupt header or
+/// positions, a wrong length, made for another configuration, or already there (the last
+/// error says which).
+pub const HZ_ERR_RING_FILE: u32 = 15;
+/// A ring file is in use: another live process is its producer, or another live engine is
+/// attached to it.
+pub const HZ_ERR_BUSY: u32 = 16;
 
 /// Event kind: an ordinary data event (`hz_event_header.kind`).
 pub const HZ_KIND_DATA: u16 = 0;
@@ -135,6 +142,8 @@ pub extern "C" fn hz_status_str(status: u32) -> *const c_char {
         HZ_ERR_IO => c"i/o error",
         HZ_ERR_PANIC => c"internal error (panic)",
         HZ_ERR_EMPTY => c"nothing to deliver",
+        HZ_ERR_RING_FILE => c"ring file refused",
+        HZ_ERR_BUSY => c"ring file in use",
         _ => c"unknown status",
     };
     s.as_ptr()
@@ -165,6 +174,34 @@ impl LastError {
     pub(crate) fn count(&self) -> u64 {
         self.count.get()
     }
+}
+
+/// The status of a ring-file error.
+#[cfg(shm)]
+pub(crate) fn shm_status(e: &crate::shm::ShmError) -> u32 {
+    use crate::shm::ShmError;
+    match e {
+        ShmError::Io { .. } => HZ_ERR_IO,
+        ShmError::ProducerBusy { .. } | ShmError::ConsumerBusy { .. } => HZ_ERR_BUSY,
+        ShmError::UnknownStream(_) => HZ_ERR_INVALID,
+        ShmError::Config(_) => HZ_ERR_CONFIG,
+        _ => HZ_ERR_RING_FILE,
+    }
+}
+
+/// A C path as a Rust one (bytes as they are: Unix paths are bytes). `None` for NULL.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string valid for `'a`.
+#[cfg(shm)]
+pub(crate) unsafe fn c_path<'a>(path: *const c_char) -> Option<&'a std::path::Path> {
+    use std::os::unix::ffi::OsStrExt;
+    if path.is_null() {
+        return None;
+    }
+    // SAFETY: non-null and NUL-terminated per the caller.
+    let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+    Some(std::path::Path::new(std::ffi::OsStr::from_bytes(bytes)))
 }
 
 /// Runs `f`, turning a panic into `on_panic`.

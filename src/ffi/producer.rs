@@ -46,6 +46,57 @@ fn status(e: &mut LastError, r: Result<(), PushError>) -> u32 {
     }
 }
 
+/// Opens the producer side of a ring file that an engine made with `hz_engine_attach_file`
+/// (typically in another process), for the stream the file was made for; push with the usual
+/// `hz_producer_push*` calls. It goes on from the ring's published tail: a previous producer
+/// killed mid-write never leaves a torn record. It holds the file's producer lock until
+/// `hz_producer_free` or its process ends, which is how the engine tells a dead producer from a
+/// slow one.
+///
+/// Ownership: on `HZ_OK`, `*out` is the caller's, freed with `hz_producer_free`. Errors (the
+/// reason in `hz_last_error`): `HZ_ERR_NULL`; `HZ_ERR_IO`; `HZ_ERR_RING_FILE` (not a ring
+/// file, another layout version, a corrupt header or positions, a wrong length);
+/// `HZ_ERR_BUSY` (another live process produces on it); `HZ_ERR_STATE` where ring files are
+/// not supported (Linux only). Any thread; the producer is then used by one thread at a time.
+#[no_mangle]
+pub extern "C" fn hz_producer_open_file(path: *const c_char, out: *mut *mut hz_producer) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        if out.is_null() {
+            return super::flip::fail(HZ_ERR_NULL, "out is NULL");
+        }
+        #[cfg(shm)]
+        {
+            // SAFETY: NULL or a NUL-terminated path, per contract.
+            let Some(path) = (unsafe { super::c_path(path) }) else {
+                return super::flip::fail(HZ_ERR_NULL, "path is NULL");
+            };
+            match StreamProducer::open_file(path) {
+                Ok(p) => {
+                    // SAFETY: `out` is non-null and writable per contract.
+                    unsafe { *out = Box::into_raw(Box::new(hz_producer::new(p))) };
+                    HZ_OK
+                }
+                Err(e) => super::flip::fail(super::shm_status(&e), format!("{}: {e}", path.display())),
+            }
+        }
+        #[cfg(not(shm))]
+        {
+            let _ = path;
+            super::flip::fail(super::HZ_ERR_STATE, "ring files are supported on Linux only")
+        }
+    })
+}
+
+/// The producer's generation on its ring file: 1 for the file's first producer, one more for
+/// each that opened it since; 0 for an in-process producer (or NULL). Its thread.
+#[no_mangle]
+pub extern "C" fn hz_producer_generation(producer: *const hz_producer) -> u64 {
+    guard(0, || {
+        // SAFETY: NULL or a live producer, per contract.
+        unsafe { producer.as_ref() }.map_or(0, |p| p.p.generation())
+    })
+}
+
 /// Frees a producer. NULL is a no-op. Its thread.
 #[no_mangle]
 pub extern "C" fn hz_producer_free(producer: *mut hz_producer) {

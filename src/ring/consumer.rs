@@ -37,6 +37,55 @@ impl<S: Storage> Consumer<S> {
         Consumer { shared, head: 0, released: 0, cached_tail: 0, role, peeked: None, _not_sync: PhantomData }
     }
 
+    /// A consumer that takes over a ring whose previous consumer is gone (a restarted engine on
+    /// a file-backed ring): it reads on from the last released position in the head word, in
+    /// the role the word holds. Records read but not released by the old consumer come again.
+    /// A front held by the old consumer (the lock bit of a staged ring) is let go, so the
+    /// producer can evict again.
+    pub(crate) fn resume(shared: Arc<Shared<S>>) -> Self {
+        let mut word = shared.w().head.load(Ordering::Acquire);
+        loop {
+            let head = Head::decode(word);
+            if !head.locked {
+                break;
+            }
+            // AcqRel as in `set_role`: we take our position from this word.
+            match shared.w().head.compare_exchange(
+                word,
+                Head::encode(head.pos, false, head.role),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    word = Head::encode(head.pos, false, head.role);
+                    break;
+                }
+                Err(actual) => word = actual,
+            }
+        }
+        let head = Head::decode(word);
+        // `cached_tail` starts at the head: never ahead of the real tail, never behind the head;
+        // the first read loads the tail.
+        Consumer {
+            shared,
+            head: head.pos,
+            released: head.pos,
+            cached_tail: head.pos,
+            role: head.role,
+            peeked: None,
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// This consumer dies and a new one takes over, as a restarted engine does on a
+    /// file-backed ring ([`Consumer::resume`]): it reads on from the last released position,
+    /// so records read but not released come again. For the loom models and tests of that
+    /// protocol on heap rings; taking `self` means no record of the old one is still lent.
+    #[doc(hidden)]
+    pub fn restart(self) -> Consumer<S> {
+        Consumer::resume(self.shared)
+    }
+
     /// Capacity in bytes.
     pub fn capacity(&self) -> usize {
         self.shared.capacity as usize
@@ -54,7 +103,7 @@ impl<S: Storage> Consumer<S> {
 
     /// The current role epoch (incremented on every role change).
     pub fn epoch(&self) -> u64 {
-        self.shared.control.epoch.load(Ordering::Relaxed)
+        self.shared.w().control.epoch.load(Ordering::Relaxed)
     }
 
     /// The most records the ring can hold (all with empty payloads); the window's upper bound.
@@ -65,7 +114,7 @@ impl<S: Storage> Consumer<S> {
 
     /// The staging window, in records.
     pub fn window(&self) -> usize {
-        self.shared.control.window.load(Ordering::Relaxed) as usize
+        self.shared.w().control.window.load(Ordering::Relaxed) as usize
     }
 
     /// Sets the staging window, clamped to `1 ..= max_records()`; returns the value set. The
@@ -75,23 +124,23 @@ impl<S: Storage> Consumer<S> {
         let w = records.clamp(1, self.max_records());
         // Relaxed: the window is a policy the producer reads on its own; no data is published
         // through it.
-        self.shared.control.window.store(w as u64, Ordering::Relaxed);
+        self.shared.w().control.window.store(w as u64, Ordering::Relaxed);
         w
     }
 
     /// Records evicted by the producer from the front of this ring while staged, in total.
     pub fn evicted(&self) -> u64 {
-        self.shared.counters.evicted.load(Ordering::Relaxed)
+        self.shared.w().counters.evicted.load(Ordering::Relaxed)
     }
 
     /// Records shed by the producer while staged, in total.
     pub fn dropped(&self) -> u64 {
-        self.shared.counters.dropped.load(Ordering::Relaxed)
+        self.shared.w().counters.dropped.load(Ordering::Relaxed)
     }
 
     /// True when no published record is waiting (active ring; loads the tail).
     pub fn is_empty(&mut self) -> bool {
-        self.cached_tail = self.shared.tail.load(Ordering::Acquire);
+        self.cached_tail = self.shared.w().tail.load(Ordering::Acquire);
         self.head == self.cached_tail
     }
 
@@ -114,7 +163,7 @@ impl<S: Storage> Consumer<S> {
                 self.cached_tail
             );
             if pos == self.cached_tail {
-                self.cached_tail = self.shared.tail.load(Ordering::Acquire);
+                self.cached_tail = self.shared.w().tail.load(Ordering::Acquire);
                 if pos == self.cached_tail {
                     return None;
                 }
@@ -179,7 +228,7 @@ impl<S: Storage> Consumer<S> {
         // Our reads of [released, pos) are finished: tell loom, then publish.
         sh.track_read_span(self.released, pos);
         // Release: our reads of the freed records happen-before the producer's reuse.
-        sh.head.store(Head::encode(pos, false, Role::Active), Ordering::Release);
+        sh.w().head.store(Head::encode(pos, false, Role::Active), Ordering::Release);
         self.released = pos;
     }
 
@@ -197,14 +246,14 @@ impl<S: Storage> Consumer<S> {
         }
         self.peeked = None;
         let sh = Arc::clone(&self.shared);
-        let mut word = sh.head.load(Ordering::Acquire);
+        let mut word = sh.w().head.load(Ordering::Acquire);
         let pos = loop {
             let head = Head::decode(word);
             // The lock bit may be set if a `StagedView` was leaked (mem::forget): changing role
             // clears it, which is correct, so only the role is asserted.
             debug_assert!(head.role == self.role);
             let pos = if role == Role::Idle {
-                self.cached_tail = sh.tail.load(Ordering::Acquire);
+                self.cached_tail = sh.w().tail.load(Ordering::Acquire);
                 self.cached_tail
             } else {
                 head.pos
@@ -212,7 +261,7 @@ impl<S: Storage> Consumer<S> {
             // AcqRel: acquire the producer's last eviction (we read from its result), release our
             // reads before the word the producer acquires next. Only evictions race with this,
             // and they expect the old role bits, so after this succeeds none can.
-            match sh.head.compare_exchange(
+            match sh.w().head.compare_exchange(
                 word,
                 Head::encode(pos, false, role),
                 Ordering::AcqRel,
@@ -226,9 +275,9 @@ impl<S: Storage> Consumer<S> {
         self.released = pos;
         // Evictions may have moved the head past the tail we cached; `next_frame` relies on
         // `head <= cached_tail`, so take a fresh one.
-        self.cached_tail = sh.tail.load(Ordering::Acquire);
+        self.cached_tail = sh.w().tail.load(Ordering::Acquire);
         self.role = role;
-        sh.control.epoch.fetch_add(1, Ordering::Release) + 1
+        sh.w().control.epoch.fetch_add(1, Ordering::Release) + 1
     }
 }
 

@@ -80,6 +80,8 @@ mod storage;
 pub use consumer::{Consumer, ReadChunk};
 pub use layout::Role;
 pub use producer::{Producer, WriteBatch, WriteSlot};
+#[doc(hidden)]
+pub use shared::RingWords;
 pub use staged::{StagedIter, StagedView};
 pub use storage::{HeapStorage, Storage, HEAP_ALIGN};
 
@@ -181,11 +183,33 @@ pub fn ring_with_storage<S: Storage>(
     if !len.is_power_of_two() || len < needed || len > MAX_CAPACITY || storage.as_ptr().align_offset(8) != 0 {
         return Err(RingError::BadStorage { len, needed });
     }
-    // Record numbers are 32 bits (`layout::Frame::rec_no`): the window must stay below 2^32.
-    let max_records = (len as u64 / MIN_FRAME).min(u64::from(u32::MAX));
-    let window = (config.window as u64).clamp(1, max_records);
+    let window = clamp_window(len, config.window);
     let shared = Arc::new(Shared::new(storage, config.max_payload, config.role, window));
     Ok((Producer::new(Arc::clone(&shared)), Consumer::new(shared, config.role)))
+}
+
+/// The window a ring of `len` bytes keeps for a requested `window`: `1 ..= max_records`.
+pub(crate) fn clamp_window(len: usize, window: usize) -> u64 {
+    // Record numbers are 32 bits (`layout::Frame::rec_no`): the window must stay below 2^32.
+    let max_records = (len as u64 / MIN_FRAME).min(u64::from(u32::MAX));
+    (window as u64).clamp(1, max_records)
+}
+
+/// The producer end of a ring whose storage holds its words (`Storage::external_words`: a
+/// ring file), taking over from whatever producer came before (see `Producer::resume`). The
+/// storage was checked when the file was opened (length, alignment, sane positions).
+#[cfg_attr(not(shm), allow(dead_code))]
+pub(crate) fn resume_producer<S: Storage>(storage: S, max_payload: usize) -> Producer<S> {
+    debug_assert!(storage.external_words().is_some());
+    // The role and window given here fill the unused inline words only.
+    Producer::resume(Arc::new(Shared::new(storage, max_payload, Role::Idle, 1)))
+}
+
+/// The consumer end of such a ring, going on from the last released position.
+#[cfg_attr(not(shm), allow(dead_code))]
+pub(crate) fn resume_consumer<S: Storage>(storage: S, max_payload: usize) -> Consumer<S> {
+    debug_assert!(storage.external_words().is_some());
+    Consumer::resume(Arc::new(Shared::new(storage, max_payload, Role::Idle, 1)))
 }
 
 /// A record borrowed from the ring: the event header and payload, in place.

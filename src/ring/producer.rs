@@ -26,7 +26,7 @@ pub struct Producer<S: Storage = HeapStorage> {
     shared: Arc<Shared<S>>,
     /// Where the next frame starts. Runs ahead of `published` inside a batch.
     tail: u64,
-    /// The last value stored to `shared.tail`.
+    /// The last value stored to `shared.w().tail`.
     published: u64,
     /// The head position last loaded. Never ahead of the real head, so the free space computed
     /// from it is a lower bound: reloading only when it looks too small saves a cache miss on the
@@ -56,8 +56,8 @@ struct Placement {
 
 impl<S: Storage> Producer<S> {
     pub(super) fn new(shared: Arc<Shared<S>>) -> Self {
-        let head = Head::decode(shared.head.load(Ordering::Acquire));
-        let epoch = shared.control.epoch.load(Ordering::Acquire);
+        let head = Head::decode(shared.w().head.load(Ordering::Acquire));
+        let epoch = shared.w().control.epoch.load(Ordering::Acquire);
         Producer {
             shared,
             tail: 0,
@@ -71,6 +71,39 @@ impl<S: Storage> Producer<S> {
             dropped: 0,
             _not_sync: PhantomData,
         }
+    }
+
+    /// A producer that takes over a ring whose previous producer is gone (a restarted process
+    /// on a file-backed ring): it goes on from the published tail, so whatever the old producer
+    /// wrote beyond it (a record cut short by a kill, an unpublished batch) was never visible
+    /// and is overwritten. Record numbering goes on from the frames still in the ring, and the
+    /// shared counters carry over.
+    ///
+    /// The consumer may run all along: the walk below reads only frame headers in
+    /// `[head, tail)`, which only a producer writes, and none but this one is left.
+    pub(crate) fn resume(shared: Arc<Shared<S>>) -> Self {
+        let mut p = Producer::new(shared);
+        let w = p.shared.w();
+        // Acquire: the old producer's frames below its last published tail are complete.
+        let tail = w.tail.load(Ordering::Acquire);
+        p.tail = tail;
+        p.published = tail;
+        p.evicted = w.counters.evicted.load(Ordering::Relaxed);
+        p.dropped = w.counters.dropped.load(Ordering::Relaxed);
+        let mut pos = p.cached_head;
+        debug_assert!(distance(tail, pos) <= p.shared.capacity, "head {pos} beyond tail {tail}");
+        // Bounded: frames are at least 8 bytes and never cross the tail.
+        let mut steps = p.shared.capacity / 8;
+        while pos != tail && steps > 0 {
+            // SAFETY: `pos` is a frame start in [head, tail): published by the old producer and
+            // written by nobody now (the consumer only reads; this producer has not written).
+            let frame = unsafe { p.shared.read_frame(pos) };
+            // A pad frame carries the number of the record after it.
+            p.next_rec = if frame.is_pad() { frame.rec_no } else { frame.rec_no.wrapping_add(1) };
+            pos = advance(pos, frame.span().max(8));
+            steps -= 1;
+        }
+        p
     }
 
     /// Largest payload this ring takes.
@@ -114,6 +147,15 @@ impl<S: Storage> Producer<S> {
         WriteBatch { producer: self }
     }
 
+    /// This producer dies and a new one takes over, as a restarted producer process does on
+    /// a file-backed ring ([`Producer::resume`]): whatever it wrote past the published tail is
+    /// forgotten. (To model a death inside a batch, `mem::forget` the batch: dropping it
+    /// publishes.) For the loom models and tests of that protocol on heap rings.
+    #[doc(hidden)]
+    pub fn restart(self) -> Producer<S> {
+        Producer::resume(self.shared)
+    }
+
     /// Records evicted from the front of this ring while staged (producer's count).
     pub fn evicted(&self) -> u64 {
         self.evicted
@@ -142,7 +184,7 @@ impl<S: Storage> Producer<S> {
         let frame = frame_size(payload_len);
         // Fast path: still active in the epoch we know, and room by the cached head.
         if self.cached_role == Role::Active
-            && self.shared.control.epoch.load(Ordering::Relaxed) == self.cached_epoch
+            && self.shared.w().control.epoch.load(Ordering::Relaxed) == self.cached_epoch
         {
             if let Some(p) = self.fits(frame, self.cached_head) {
                 return Ok(p);
@@ -176,8 +218,8 @@ impl<S: Storage> Producer<S> {
 
     #[cold]
     fn place_slow(&mut self, frame: u64) -> Result<Placement, PushError> {
-        self.cached_epoch = self.shared.control.epoch.load(Ordering::Acquire);
-        let mut word = self.shared.head.load(Ordering::Acquire);
+        self.cached_epoch = self.shared.w().control.epoch.load(Ordering::Acquire);
+        let mut word = self.shared.w().head.load(Ordering::Acquire);
         loop {
             let head = Head::decode(word);
             self.cached_head = head.pos;
@@ -203,7 +245,7 @@ impl<S: Storage> Producer<S> {
                 Role::Staged => {}
             }
             let placement = self.fits(frame, head.pos);
-            let window = self.shared.control.window.load(Ordering::Relaxed);
+            let window = self.shared.w().control.window.load(Ordering::Relaxed);
             if let Some(p) = placement {
                 // Within the window, or the consumer holds the front: store it. (Under the lock
                 // the window may be exceeded until the next push after the unlock.)
@@ -213,7 +255,7 @@ impl<S: Storage> Producer<S> {
             }
             if head.locked {
                 self.dropped += 1;
-                self.shared.counters.dropped.store(self.dropped, Ordering::Relaxed);
+                self.shared.w().counters.dropped.store(self.dropped, Ordering::Relaxed);
                 self.loss_pending = true;
                 return Err(PushError::Shed);
             }
@@ -232,12 +274,12 @@ impl<S: Storage> Producer<S> {
             // before we overwrite the evicted space. Release: a consumer that later takes its
             // position from this word (lock, role change) also sees the tail we published before
             // evicting, so its cached tail is never behind its head (loom found this one).
-            match self.shared.head.compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire) {
+            match self.shared.w().head.compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     word = next;
                     if !front.is_pad() {
                         self.evicted += 1;
-                        self.shared.counters.evicted.store(self.evicted, Ordering::Relaxed);
+                        self.shared.w().counters.evicted.store(self.evicted, Ordering::Relaxed);
                     }
                 }
                 Err(actual) => word = actual,
@@ -255,7 +297,7 @@ impl<S: Storage> Producer<S> {
     #[inline]
     fn publish(&mut self) {
         if self.published != self.tail {
-            self.shared.tail.store(self.tail, Ordering::Release);
+            self.shared.w().tail.store(self.tail, Ordering::Release);
             self.published = self.tail;
         }
     }

@@ -1,13 +1,14 @@
-//! The state both sides of a ring share: three cache-padded atomic lines and the storage.
+//! The state both sides of a ring share: four cache-padded atomic lines and the storage.
 
 use crossbeam_utils::CachePadded;
 
 use super::layout::{Frame, Role, FRAME_HEADER_SIZE};
 use super::storage::Storage;
 use crate::event::EventHeader;
-use crate::sync::{AccessTracker, AtomicU64};
+use crate::sync::{AccessTracker, AtomicU64, Ordering};
 
 /// Rarely written words the producer reads on every push (so the line stays shared-clean).
+#[repr(C)]
 pub(crate) struct Control {
     /// Incremented by the consumer after every role change. The producer compares it with its
     /// cached copy on each push and re-reads the head word when it moved.
@@ -17,6 +18,7 @@ pub(crate) struct Control {
 }
 
 /// Producer-written counters, read by the consumer now and then.
+#[repr(C)]
 pub(crate) struct Counters {
     /// Records removed from the front of a staged ring to make room or honour the window.
     pub evicted: AtomicU64,
@@ -24,15 +26,63 @@ pub(crate) struct Counters {
     pub dropped: AtomicU64,
 }
 
-pub(crate) struct Shared<S: Storage> {
+/// The atomic words both sides of a ring share, each group on its own cache line.
+///
+/// `repr(C)` so a file-backed ring can keep them in its mapping at a fixed place (`src/shm`):
+/// a producer in another process then reads and writes the very same words. Atomics of 8 bytes
+/// are lock-free and address-free on the targets this crate supports, so they work across
+/// processes that map the same page. The file header records this struct's size and field
+/// offsets, and a file made by a build with another layout is refused.
+#[doc(hidden)]
+#[repr(C)]
+pub struct RingWords {
     /// The head word: the consumer's release position (61 bits), the staged-front lock bit and
     /// the role (see `layout::Head`). Written by the consumer; in the staged role the producer
     /// also advances it, by compare-exchange only, to evict.
-    pub head: CachePadded<AtomicU64>,
+    pub(crate) head: CachePadded<AtomicU64>,
     /// The producer's publish position. Written only by the producer.
-    pub tail: CachePadded<AtomicU64>,
-    pub control: CachePadded<Control>,
-    pub counters: CachePadded<Counters>,
+    pub(crate) tail: CachePadded<AtomicU64>,
+    pub(crate) control: CachePadded<Control>,
+    pub(crate) counters: CachePadded<Counters>,
+}
+
+impl RingWords {
+    /// Byte offsets of the words inside their lines (for the ring file's layout fingerprint).
+    #[cfg_attr(not(shm), allow(dead_code))]
+    pub(crate) const EPOCH_IN_CONTROL: usize = core::mem::offset_of!(Control, epoch);
+    #[cfg_attr(not(shm), allow(dead_code))]
+    pub(crate) const WINDOW_IN_CONTROL: usize = core::mem::offset_of!(Control, window);
+
+    /// The head word's position and the tail, as they are now (for checks, not the protocol).
+    #[cfg_attr(not(shm), allow(dead_code))]
+    pub(crate) fn positions(&self) -> (u64, u64) {
+        let head = super::layout::Head::decode(self.head.load(Ordering::Acquire)).pos;
+        (head, self.tail.load(Ordering::Acquire))
+    }
+
+    /// Whether the positions can belong to a ring of `capacity` bytes: both 8-aligned, the tail
+    /// at most `capacity` ahead of the head. A file that fails this is corrupt.
+    #[cfg_attr(not(shm), allow(dead_code))]
+    pub(crate) fn positions_are_sane(&self, capacity: u64) -> bool {
+        let (head, tail) = self.positions();
+        head % 8 == 0 && tail % 8 == 0 && super::layout::distance(tail, head) <= capacity
+    }
+
+    /// Fresh words: empty ring at position 0, in `role`, with `window`.
+    pub(crate) fn new(role: Role, window: u64) -> Self {
+        RingWords {
+            head: CachePadded::new(AtomicU64::new(super::layout::Head::encode(0, false, role))),
+            tail: CachePadded::new(AtomicU64::new(0)),
+            control: CachePadded::new(Control { epoch: AtomicU64::new(0), window: AtomicU64::new(window) }),
+            counters: CachePadded::new(Counters { evicted: AtomicU64::new(0), dropped: AtomicU64::new(0) }),
+        }
+    }
+}
+
+pub(crate) struct Shared<S: Storage> {
+    /// The shared words, unless the storage holds them (`Storage::external_words`): read them
+    /// through [`Shared::w`].
+    words: RingWords,
     pub storage: S,
     /// Loom's view of the bytes (nothing outside loom).
     pub tracker: AccessTracker,
@@ -43,17 +93,30 @@ pub(crate) struct Shared<S: Storage> {
 }
 
 impl<S: Storage> Shared<S> {
+    /// Shared state for a ring on `storage`. Its words start fresh (`role`, `window`) unless the
+    /// storage holds its own (`Storage::external_words`): those are taken as they are, so a
+    /// file-backed ring resumes where the other process left it.
     pub(crate) fn new(storage: S, max_payload: usize, role: Role, window: u64) -> Self {
         let capacity = storage.len() as u64;
         Shared {
-            head: CachePadded::new(AtomicU64::new(super::layout::Head::encode(0, false, role))),
-            tail: CachePadded::new(AtomicU64::new(0)),
-            control: CachePadded::new(Control { epoch: AtomicU64::new(0), window: AtomicU64::new(window) }),
-            counters: CachePadded::new(Counters { evicted: AtomicU64::new(0), dropped: AtomicU64::new(0) }),
+            words: RingWords::new(role, window),
             tracker: AccessTracker::new(capacity as usize),
             storage,
             capacity,
             max_payload,
+        }
+    }
+
+    /// The shared words. For heap storage `external_words` is the trait's default `None`, so
+    /// after inlining this is a field access and the in-process ring pays nothing for the
+    /// choice.
+    #[inline(always)]
+    pub(crate) fn w(&self) -> &RingWords {
+        match self.storage.external_words() {
+            // SAFETY: the `Storage` contract: a pointer it returns is to initialised, aligned
+            // words that live as long as the storage, which `self` owns.
+            Some(p) => unsafe { p.as_ref() },
+            None => &self.words,
         }
     }
 

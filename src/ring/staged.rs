@@ -18,14 +18,14 @@ impl<S: Storage> Consumer<S> {
             return Err(RingError::WrongRole { expected: Role::Staged, actual: self.role });
         }
         let sh = &*self.shared;
-        let mut word = sh.head.load(Ordering::Relaxed);
+        let mut word = sh.w().head.load(Ordering::Relaxed);
         let front = loop {
             let head = Head::decode(word);
             // Locked already only if a view was leaked: taking it again is correct.
             debug_assert!(head.role == Role::Staged);
             // Acquire: pairs with the producer's eviction exchange (we start reading at its
             // result) and, through the tail load below, with its publishes.
-            match sh.head.compare_exchange_weak(
+            match sh.w().head.compare_exchange_weak(
                 word,
                 Head::encode(head.pos, true, Role::Staged),
                 Ordering::Acquire,
@@ -37,7 +37,7 @@ impl<S: Storage> Consumer<S> {
         };
         self.head = front;
         self.released = front;
-        self.cached_tail = sh.tail.load(Ordering::Acquire);
+        self.cached_tail = sh.w().tail.load(Ordering::Acquire);
         Ok(StagedView { consumer: self, front })
     }
 }
@@ -133,7 +133,7 @@ impl<S: Storage> Drop for StagedView<'_, S> {
         sh.track_read_span(c.released, self.front);
         // Release: our reads happen-before any eviction that acquires this (unlocked) word.
         // A plain store is enough: while the lock bit is set only this side writes the word.
-        sh.head.store(Head::encode(self.front, false, Role::Staged), Ordering::Release);
+        sh.w().head.store(Head::encode(self.front, false, Role::Staged), Ordering::Release);
         c.head = self.front;
         c.released = self.front;
     }

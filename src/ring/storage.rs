@@ -1,12 +1,13 @@
 //! Where a ring's bytes live.
 //!
 //! The ring never touches its memory except through the raw pointer a [`Storage`] hands out, so
-//! the same protocol can run on the heap (now) or on a memory-mapped file shared with a producer
-//! in another process (later: memmap2 behind the same trait).
+//! the same protocol can run on the heap or on a memory-mapped file shared with a producer in
+//! another process (`src/shm`, where the storage also holds the ring's atomic words).
 
 use core::ptr::NonNull;
 use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 
+use super::shared::RingWords;
 use super::RingError;
 
 /// Memory a ring can live in.
@@ -17,7 +18,10 @@ use super::RingError;
 /// - [`as_ptr`](Storage::as_ptr) always returns the same pointer, aligned to 8 bytes, valid for
 ///   reads and writes of [`len`](Storage::len) bytes, and the bytes are initialised;
 /// - nothing but the ring that owns it reads or writes those bytes;
-/// - `len()` is a power of two and never changes.
+/// - `len()` is a power of two and never changes;
+/// - [`external_words`](Storage::external_words), if it returns a pointer, always returns the
+///   same one, to initialised, aligned [`RingWords`] that live as long as the value and that
+///   nothing but the ring's two sides (in this process or another) touch.
 pub unsafe trait Storage: Send + Sync + 'static {
     /// Start of the bytes.
     fn as_ptr(&self) -> *mut u8;
@@ -26,6 +30,14 @@ pub unsafe trait Storage: Send + Sync + 'static {
     /// True when `len() == 0` (never, for a storage a ring accepted).
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Where the ring's atomic words live when the storage holds them: a file-backed ring keeps
+    /// them in the mapping so the other process sees them. `None` (the default) keeps them in
+    /// the ring's own heap allocation. Internal: only `src/shm` returns `Some`.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn external_words(&self) -> Option<NonNull<RingWords>> {
+        None
     }
 }
 

@@ -19,6 +19,8 @@ pub enum N {
     Lost { origin: u32, from: u64, to: u64 },
     Rejected { stream: u32, pos: u64, reason: String },
     Bad { stream: u32, pos: u64 },
+    ProducerGone { stream: u32, generation: u64, crashed: bool },
+    Truncated { stream: u32, len: u64, needed: u64 },
 }
 
 /// What the handler saw, in order.
@@ -60,6 +62,10 @@ impl Handler for Recorder {
                 N::Rejected { stream, pos, reason: reason.to_string() }
             }
             Notice::BadEvent { stream, pos, .. } => N::Bad { stream, pos },
+            Notice::ProducerGone { stream, generation, crashed, .. } => {
+                N::ProducerGone { stream, generation, crashed }
+            }
+            Notice::RingFileTruncated { stream, len, needed } => N::Truncated { stream, len, needed },
         };
         self.seen.push(Seen::Notice(n));
     }

@@ -478,6 +478,9 @@ impl Handler for App {
                 _ => self.rejected_other += 1,
             },
             Notice::BadEvent { .. } => self.corrupt += 1,
+            // The demo's rings live on the heap: no ring files, so no producer to lose and no
+            // file to truncate.
+            Notice::ProducerGone { .. } | Notice::RingFileTruncated { .. } => {}
         }
     }
 }

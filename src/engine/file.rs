@@ -1,0 +1,123 @@
+//! File-backed streams: attaching a stream to a ring file, and watching the file (its length,
+//! its producer's liveness) at the start of a poll. Design notes: `docs/shm.md`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Engine, FileOptions, FileWatch, Handler, Notice, StreamStorage};
+use crate::ring::Role;
+use crate::shm::{ProducerStatus, ShmError};
+
+impl Engine {
+    /// Moves `stream` onto the ring file at `path`, created or re-attached per `options.mode`,
+    /// for a producer in another process ([`StreamProducer::open_file`]). The file's ring takes
+    /// the stream's current role, capacity and window; the stream's in-process ring is kept
+    /// aside, idle (its `StreamProducer`, if still used, gets `NotSubscribed`), and comes back
+    /// if the file is truncated (`Notice::RingFileTruncated`).
+    ///
+    /// **Resume** (a restarted engine): reading goes on from the file's last released
+    /// position; records the previous engine had read but not released come again. Restore the
+    /// tracker from your checkpoint first ([`Tracker::resume_at`]) and they are dropped as
+    /// duplicates (`docs/shm.md`, consumer restart).
+    ///
+    /// Errors ([`ShmError`]): unknown stream; I/O; `Exists` (mode `Create`); a header this build
+    /// does not accept; a file made for another capacity, `max_payload` or stream; another
+    /// live engine attached to it (`ConsumerBusy`). On error the stream is unchanged.
+    ///
+    /// [`StreamProducer::open_file`]: super::StreamProducer::open_file
+    /// [`Tracker::resume_at`]: crate::tracker::Tracker::resume_at
+    pub fn attach_file(&mut self, stream: u32, path: &Path, options: FileOptions) -> Result<(), ShmError> {
+        let i = self.index_of(stream).ok_or(ShmError::UnknownStream(stream))?;
+        let config = self.ring_config(i);
+        let rf = Arc::new(crate::shm::open_for_engine(path, options.mode, config, stream)?);
+        let mut consumer =
+            crate::ring::resume_consumer(StreamStorage::file(Arc::clone(&rf)), rf.max_payload());
+        // The engine's view of the stream wins over what the file last held. (Going idle
+        // discards the file's records: nobody wants them.)
+        consumer.set_role(config.role);
+        consumer.set_window(config.window);
+        let s = &mut self.streams[i];
+        let mut replaced = core::mem::replace(&mut s.consumer, consumer);
+        // Records lent from it in the last call stay valid: it is kept, not freed. Idle, its
+        // producer's pushes are discarded (`NotSubscribed`).
+        replaced.set_role(Role::Idle);
+        if s.file.is_none() {
+            self.file_streams += 1;
+        }
+        let fallback = match s.file.take() {
+            // Re-attached while on a file: keep the original in-process ring as the fallback.
+            Some(old) => {
+                s.retired = Some(replaced);
+                self.retired_pending = true;
+                old.fallback
+            }
+            None => replaced,
+        };
+        s.file = Some(FileWatch {
+            file: rf,
+            fallback,
+            interval_ns: options.check_interval_ns,
+            last_check_ns: None,
+            reported_gone: 0,
+        });
+        Ok(())
+    }
+
+    /// The producer side of a file-backed stream, as the engine sees it now (asks the kernel).
+    /// `None` for an in-process stream or an unknown one.
+    pub fn producer_status(&self, stream: u32) -> Option<Result<ProducerStatus, ShmError>> {
+        let s = &self.streams[self.index_of(stream)?];
+        Some(s.file.as_ref()?.file.producer_status())
+    }
+
+    /// At the start of a poll: every file-backed stream whose check is due gets one `fstat`
+    /// (truncated? then back to the in-process ring) and one lock probe (producer gone?).
+    pub(super) fn watch_files<H: Handler>(&mut self, h: &mut H) {
+        let now = self.now_ns;
+        self.retired_pending = false;
+        for i in 0..self.streams.len() {
+            let s = &mut self.streams[i];
+            // Anything retired in an earlier call is no longer lent out: free it now.
+            s.retired = None;
+            let Some(w) = s.file.as_mut() else { continue };
+            if w.last_check_ns.is_some_and(|t| now.saturating_sub(t) < w.interval_ns) {
+                continue;
+            }
+            w.last_check_ns = Some(now);
+            let needed = w.file.needed_len();
+            if let Ok(len) = w.file.len_now() {
+                if len < needed {
+                    let Some(w) = s.file.take() else { continue };
+                    // Nothing below touches the mapping (its pages may be gone): the role is
+                    // the consumer's own copy, the window the engine's default.
+                    let role = s.consumer.role();
+                    let window = self.default_window;
+                    let mut heap = w.fallback;
+                    // Empty it: whatever it held before the attach is long stale.
+                    heap.set_role(Role::Idle);
+                    heap.set_role(role);
+                    heap.set_window(window);
+                    // The file's ring is not read again; it is freed at the next poll, since
+                    // records of this call's predecessor may still be lent from it.
+                    s.retired = Some(core::mem::replace(&mut s.consumer, heap));
+                    self.retired_pending = true;
+                    s.retained_bytes = 0;
+                    self.file_streams -= 1;
+                    h.notice(&Notice::RingFileTruncated { stream: s.id, len, needed });
+                    continue;
+                }
+            }
+            let gone = match w.file.producer_status() {
+                Ok(ProducerStatus::Dead { generation, pid }) => Some((generation, pid, true)),
+                Ok(ProducerStatus::Closed { generation, pid }) => Some((generation, pid, false)),
+                _ => None,
+            };
+            if let Some((generation, pid, crashed)) = gone {
+                if generation != w.reported_gone {
+                    w.reported_gone = generation;
+                    h.notice(&Notice::ProducerGone { stream: s.id, generation, pid, crashed });
+                }
+            }
+        }
+    }
+}
