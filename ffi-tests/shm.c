@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -110,6 +111,21 @@ static size_t poll_once(hz_engine *e, ctx *c) {
     return got;
 }
 
+/* Polls until `cond` holds. Not a speed check: the bound (2 minutes, where a healthy run needs
+ * milliseconds) only turns a hang into a failure that names what it waited for. */
+#define POLL_UNTIL(e, c, cond)                                                                   \
+    do {                                                                                         \
+        time_t give_up_ = time(NULL) + 120;                                                      \
+        while (!(cond)) {                                                                        \
+            poll_once((e), (c));                                                                 \
+            if (time(NULL) > give_up_) {                                                         \
+                fprintf(stderr, "FAIL %s:%d: still waiting for %s after 2 minutes\n", __FILE__,  \
+                        __LINE__, #cond);                                                        \
+                exit(1);                                                                         \
+            }                                                                                    \
+        }                                                                                        \
+    } while (0)
+
 /* Polls until several polls in a row deliver nothing. */
 static void drain(hz_engine *e, ctx *c) {
     for (int idle = 0; idle < 4;) idle = poll_once(e, c) == 0 ? idle + 1 : 0;
@@ -167,7 +183,7 @@ int main(int argc, char **argv) {
     ctx c;
     memset(&c, 0, sizeof c);
     pid_t pid = spawn_producer(path, 0, UINT64_MAX / 2);
-    while (c.next < 3000) poll_once(e, &c);
+    POLL_UNTIL(e, &c, c.next >= 3000);
     CHECK(kill(pid, SIGKILL) == 0);
     int status = 0;
     CHECK(waitpid(pid, &status, 0) == pid);
@@ -175,19 +191,19 @@ int main(int argc, char **argv) {
     drain(e, &c);
     /* The kernel may drop a dead process's lock a moment after waitpid returns: the notice
      * comes with the first check after that. */
-    while (c.crashed_gen != 1) poll_once(e, &c);
+    POLL_UNTIL(e, &c, c.crashed_gen == 1);
     CHECK(c.closed_gen == 0);
 
     /* Generation 2 resumes from the published tail; it re-sends the last 3 events, which the
      * tracker drops (on_event insists on the next seq, so a duplicate would fail there). */
     uint64_t resume = c.next - 3, end = c.next + 5000;
     pid = spawn_producer(path, resume, end);
-    while (c.next < end) poll_once(e, &c);
+    POLL_UNTIL(e, &c, c.next >= end);
     CHECK(waitpid(pid, &status, 0) == pid);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     drain(e, &c);
     CHECK(c.next == end);
-    while (c.closed_gen != 2) poll_once(e, &c);
+    POLL_UNTIL(e, &c, c.closed_gen == 2);
     CHECK(c.crashed_gen == 1);
     hz_stats st;
     CHECK_OK(hz_engine_stats(e, &st));

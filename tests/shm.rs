@@ -75,13 +75,22 @@ fn options(mode: AttachMode) -> FileOptions {
     FileOptions { mode, check_interval_ns: 0 }
 }
 
+/// Polls until `done(seen)`. Not a speed check: the bound (2 minutes of wall time, where a
+/// healthy run needs milliseconds) only turns a hang into a failure that says what it waited
+/// for, instead of a CI run that stops at its time limit.
+fn poll_until(e: &mut Engine, seen: &mut Seen, what: &str, done: impl Fn(&Seen) -> bool) {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !done(seen) {
+        e.poll(64, seen);
+        assert!(std::time::Instant::now() < give_up, "still waiting for {what} after 2 minutes");
+    }
+}
+
 /// Polls until `seen` has `n` producer-gone notices. After `waitpid` the kernel may still hold a
 /// dead process's file (and so its lock) for a moment; the notice comes at the first check
-/// after it lets go. Not timed: it polls until then.
+/// after it lets go.
 fn await_gone(e: &mut Engine, seen: &mut Seen, n: usize) {
-    while seen.gone.len() < n {
-        e.poll(64, seen);
-    }
+    poll_until(e, seen, "a producer-gone notice", |s| s.gone.len() >= n);
 }
 
 /// Polls until `n` polls in a row deliver nothing.
@@ -254,9 +263,7 @@ fn a_producer_in_another_process_feeds_the_engine() {
     let mut child = spawn("producer", &path, &[("FROM", 0), ("TO", 3000)]);
     assert_eq!(expect_line(&mut child, "generation"), "1");
     let mut seen = Seen::default();
-    while seen.seqs.len() < 3000 {
-        e.poll(64, &mut seen);
-    }
+    poll_until(&mut e, &mut seen, "events", |s| s.seqs.len() >= 3000);
     assert!(child.wait().unwrap().success());
     drain(&mut e, &mut seen);
     await_gone(&mut e, &mut seen, 1);
@@ -298,9 +305,7 @@ fn a_producer_killed_mid_write_leaves_nothing_torn_and_a_restarted_one_resumes()
     // re-sends from 95: the tracker drops 95..100.
     let mut child = spawn("producer", &path, &[("FROM", 95), ("TO", 400)]);
     assert_eq!(expect_line(&mut child, "generation"), "2");
-    while seen.seqs.len() < 400 {
-        e.poll(64, &mut seen);
-    }
+    poll_until(&mut e, &mut seen, "events", |s| s.seqs.len() >= 400);
     assert!(child.wait().unwrap().success());
     drain(&mut e, &mut seen);
     await_gone(&mut e, &mut seen, 2);
@@ -325,9 +330,7 @@ fn producers_killed_at_random_points_never_tear_a_record() {
         let mut child = spawn("producer", &path, &[("FROM", from), ("TO", from + 1_000_000)]);
         assert_eq!(expect_line(&mut child, "generation"), (round + 1).to_string());
         let target = seen.seqs.len() + 500 + 97 * round as usize;
-        while seen.seqs.len() < target {
-            e.poll(64, &mut seen);
-        }
+        poll_until(&mut e, &mut seen, "events", |s| s.seqs.len() >= target);
         kill(&mut child, libc::SIGKILL);
         let _ = child.wait();
         drain(&mut e, &mut seen);
