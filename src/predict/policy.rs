@@ -510,9 +510,13 @@ impl ArmingPolicy for Predictor {
         // bar b = θ − hysteresis. So P ≤ σ(b) whenever z_max ≤ min(b, 0) − ln(2n), which is
         // most of the time (quiet streams score far below the bar).
         let mut any = 0.0;
+        let mut p = [0.0; MAX_STREAMS];
         let lowest_bar = self.theta - self.cfg.hysteresis;
         if self.cfg.cover > 0.0 && z_max > lowest_bar.min(0.0) - (2.0 * n_c as f64).ln() {
-            any = self.last[..self.last_len].iter().map(|l| sigmoid(l.1)).sum();
+            for (pi, l) in p.iter_mut().zip(&self.last[..self.last_len]) {
+                *pi = sigmoid(l.1);
+                any += *pi;
+            }
         }
         let z_any = if any > 0.0 { logit(any.min(1.0 - 1e-9)) } else { f64::NEG_INFINITY };
         // Decide each candidate. Ranking key: armed first, then by logit.
@@ -524,8 +528,8 @@ impl ArmingPolicy for Predictor {
             let held = c.staged
                 && slot.staged_since_ns.is_some_and(|t| now_ns.saturating_sub(t) < self.cfg.min_hold_ns);
             let bar = if c.staged { self.theta - self.cfg.hysteresis } else { self.theta };
-            let covered = z_any > bar && sigmoid(z) >= self.cfg.cover * any;
-            let keep = z > bar || covered || (c.staged && held);
+            let covered = z_any > bar && p[ci] >= self.cfg.cover * any;
+            let keep = z > bar || covered || held;
             if keep || c.armed {
                 if !c.staged || slot.staged_since_ns.is_none() {
                     // Newly staged, or staged by the engine (the previous stream after a
