@@ -35,8 +35,8 @@ use crate::tracker::{SeqMode, Tracker, TrackerError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GapPolicy {
     /// Report `Gap`, ask for the stream to be re-read (`Subscribe` from the position after the
-    /// gapped origin's last event delivered from it) and skip its events until the re-read arrives (its positions go
-    /// back). Nothing is given up.
+    /// gapped origin's last event delivered from it) and skip its events until the re-read
+    /// arrives (its positions go back). Nothing is given up.
     ReRead,
     /// Report `Gap` and `Lost`, and go on.
     ReportLost,
