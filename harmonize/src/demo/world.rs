@@ -229,6 +229,11 @@ impl Plan {
     }
 }
 
+/// A flip for `recipients` (all when `None`).
+fn flip_to(recipients: &Option<Vec<u64>>, action: FlipAction, target: u32) -> Flip<'static> {
+    Flip { selector: selector(recipients), ..Flip::new(action, 0, target) }
+}
+
 fn selector(recipients: &Option<Vec<u64>>) -> Selector {
     match recipients.as_deref().and_then(IdList::new) {
         Some(ids) => Selector::Ids(ids),
@@ -275,27 +280,23 @@ fn plan(sc: &Scenario) -> Plan {
             Incident::Announce { at_s, target, lead_s, outcome, recipients } => {
                 let t = ns(*at_s);
                 let lead = ns(*lead_s);
-                let mut f = Flip::new(FlipAction::Announce, 0, *target);
-                f.selector = selector(recipients);
+                let mut f = flip_to(recipients, FlipAction::Announce, *target);
                 f.expected_in_ns = lead;
                 p.flip(t, f, format!("announce → s{target}{}", who(recipients)));
                 match outcome {
                     Outcome::Switch => {
-                        let mut f = Flip::new(FlipAction::Switch, 0, *target);
-                        f.selector = selector(recipients);
+                        let f = flip_to(recipients, FlipAction::Switch, *target);
                         p.flip(t + lead, f, format!("switch → s{target}{}", who(recipients)));
                     }
                     Outcome::Cancel => {
-                        let mut f = Flip::new(FlipAction::Cancel, 0, *target);
-                        f.selector = selector(recipients);
+                        let f = flip_to(recipients, FlipAction::Cancel, *target);
                         p.flip(t + lead, f, format!("cancel s{target}{}", who(recipients)));
                     }
                     Outcome::Expire => {}
                 }
             }
             Incident::Switch { at_s, target, recipients } => {
-                let mut f = Flip::new(FlipAction::Switch, 0, *target);
-                f.selector = selector(recipients);
+                let f = flip_to(recipients, FlipAction::Switch, *target);
                 p.flip(ns(*at_s), f, format!("switch → s{target}{}", who(recipients)));
             }
             Incident::Degradation {
@@ -321,15 +322,13 @@ fn plan(sc: &Scenario) -> Plan {
                 });
                 p.mark(t0, format!("s{stream} degrades"));
                 if let Some(to) = switch_to {
-                    let mut f = Flip::new(FlipAction::Switch, 0, *to);
-                    f.selector = selector(recipients);
+                    let f = flip_to(recipients, FlipAction::Switch, *to);
                     p.flip(t1, f, format!("switch → s{to}{}", who(recipients)));
                 }
             }
             Incident::FailStop { at_s, stream, switch_to, dead_s, recipients } => {
                 let t = ns(*at_s);
-                let mut f = Flip::new(FlipAction::Switch, 0, *switch_to);
-                f.selector = selector(recipients);
+                let f = flip_to(recipients, FlipAction::Switch, *switch_to);
                 p.flip(t, f, format!("switch → s{switch_to}{}", who(recipients)));
                 p.deads.push((*stream as usize, t, t + ns(*dead_s)));
                 p.mark(t, format!("s{stream} dies"));
@@ -354,8 +353,7 @@ fn plan(sc: &Scenario) -> Plan {
                     drop: 0.0,
                 });
                 p.mark(bad, format!("s{bad_stream} turns bad"));
-                let mut f = Flip::new(FlipAction::Switchback, 0, 0);
-                f.selector = selector(recipients);
+                let f = flip_to(recipients, FlipAction::Switchback, 0);
                 p.flip(t, f, format!("switchback{}", who(recipients)));
             }
             Incident::Malformed { at_s, form } => {
