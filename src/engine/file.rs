@@ -47,8 +47,12 @@ impl Engine {
         let fallback = match s.file.take() {
             // Re-attached while on a file: keep the original in-process ring as the fallback.
             Some(old) => {
-                s.retired = Some(replaced);
-                self.retired_pending = true;
+                // Keep the ring that was active at the last poll: records may be lent from it.
+                // A ring attached since then and replaced again was never polled: it drops.
+                if s.retired.is_none() {
+                    s.retired = Some(replaced);
+                    self.retired_pending = true;
+                }
                 old.fallback
             }
             None => replaced,
