@@ -130,6 +130,12 @@ impl Handler for Check {
                 format!("producer {generation} of stream {stream} gone (crashed: {crashed})")
             }
             Notice::RingFileTruncated { stream, .. } => format!("ring file of stream {stream} truncated"),
+            Notice::Stuck { origin, from_seq, to_seq, .. } => {
+                format!("STUCK origin {origin} {from_seq}..={to_seq}")
+            }
+            Notice::ActiveSilent { stream, candidate, .. } => {
+                format!("stream {stream} silent, stream {candidate} ahead")
+            }
         };
         self.notices.push(text);
     }

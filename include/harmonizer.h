@@ -202,6 +202,16 @@
 #define HZ_GAP_REPORT_LOST 1
 
 /*
+ Exhausted gap recovery: report `HZ_NOTICE_STUCK` and hold at the gap (the default).
+ */
+#define HZ_EXHAUSTED_STUCK 0
+
+/*
+ Exhausted gap recovery: report the exact range `HZ_NOTICE_LOST` and go on.
+ */
+#define HZ_EXHAUSTED_REPORT_LOST 1
+
+/*
  Sequence mode: `seq` is contiguous per origin; a jump is a gap (the default).
  */
 #define HZ_SEQ_STRICT 0
@@ -212,8 +222,11 @@
 #define HZ_SEQ_MONOTONIC 1
 
 /*
- Notice kind: start (or restart) feeding `stream` from `from_pos` (0: your choice, e.g. live);
- `locator`/`locator_len` come from the flip that named the stream.
+ Notice kind: start (or restart) feeding `stream` from where `from_kind` says (`HZ_START_*`:
+ an exact `from_pos`, live, the first event of `origin` after seq `after_seq`, or the first
+ event beyond the tracker's frontier); `purpose` (`HZ_PURPOSE_*`) says why, and for a re-read
+ or a fill, `origin` and `from_seq..=to_seq` are the events wanted. `locator`/`locator_len`
+ come from the flip that named the stream.
  */
 #define HZ_NOTICE_SUBSCRIBE 1
 
@@ -223,8 +236,11 @@
 #define HZ_NOTICE_UNSUBSCRIBE 2
 
 /*
- Notice kind: the active stream changed from `stream` to `to_stream` (flip `flip_id`);
- `seamless` and `stall_ns` say how it went. Comes right before the first event from it.
+ Notice kind: the active stream changed from `stream` to `to_stream` (flip `flip_id`, 0 for a
+ failover; `reason` is `HZ_SWITCH_CAUSE_*`). `seamless`: no fetch or re-read was needed;
+ `stall_ns`: clock ns from consuming the cut-over until delivery of the target is contiguous
+ (this notice); `switch_ns`: the engine's own cost of the switch. Comes right before the
+ first event the target delivers from its own stream.
  */
 #define HZ_NOTICE_SWITCHED 3
 
@@ -262,6 +278,82 @@
 #define HZ_NOTICE_RING_FILE_TRUNCATED 9
 
 /*
+ Notice kind: the recovery of the gap `from_seq..=to_seq` of `origin` on `stream` ran out of
+ rounds (`rounds`) and streams: delivery holds at the gap until a staged candidate brings the
+ events, or `hz_engine_retry_gap` / `hz_engine_give_up_gap`. Once per gap.
+ */
+#define HZ_NOTICE_STUCK 10
+
+/*
+ Notice kind: the active `stream` has delivered nothing for `silent_ns` while the staged
+ `to_stream` holds `lead_events` events beyond the frontier, `lead_ns` of upstream time ahead.
+ Once per silence.
+ */
+#define HZ_NOTICE_ACTIVE_SILENT 11
+
+/*
+ `HZ_NOTICE_SUBSCRIBE`: read from the exact position `from_pos`.
+ */
+#define HZ_START_POS 1
+
+/*
+ `HZ_NOTICE_SUBSCRIBE`: read from the live end.
+ */
+#define HZ_START_LIVE 2
+
+/*
+ `HZ_NOTICE_SUBSCRIBE`: read from the first event of `origin` whose seq is above `after_seq`.
+ */
+#define HZ_START_AFTER_SEQ 3
+
+/*
+ `HZ_NOTICE_SUBSCRIBE`: read from the first event, of any origin, beyond the tracker's frontier
+ (`hz_engine_frontier`); from the start when nothing was delivered.
+ */
+#define HZ_START_AFTER_FRONTIER 4
+
+/*
+ `HZ_NOTICE_SUBSCRIBE`: the stream active at start (first poll).
+ */
+#define HZ_PURPOSE_INITIAL 1
+
+/*
+ `HZ_NOTICE_SUBSCRIBE`: a candidate is staged.
+ */
+#define HZ_PURPOSE_STAGE 2
+
+/*
+ `HZ_NOTICE_SUBSCRIBE`: a cold switch made this stream active.
+ */
+#define HZ_PURPOSE_SWITCH 3
+
+/*
+ `HZ_NOTICE_SUBSCRIBE`: re-read the active stream for the gap `origin`, `from_seq..=to_seq`.
+ */
+#define HZ_PURPOSE_REREAD 4
+
+/*
+ `HZ_NOTICE_SUBSCRIBE`: read the active stream again after a resolved gap of `origin`.
+ */
+#define HZ_PURPOSE_RESUME 5
+
+/*
+ `HZ_NOTICE_SUBSCRIBE`: feed this (non-active) stream so it fills the gap `origin`,
+ `from_seq..=to_seq`; an `UNSUBSCRIBE` follows when it is no longer wanted.
+ */
+#define HZ_PURPOSE_FILL 6
+
+/*
+ `HZ_NOTICE_SWITCHED`: a SWITCH or SWITCHBACK flip.
+ */
+#define HZ_SWITCH_CAUSE_FLIP 1
+
+/*
+ `HZ_NOTICE_SWITCHED`: the engine failed over on a silence of the active stream.
+ */
+#define HZ_SWITCH_CAUSE_SILENCE 2
+
+/*
  `HZ_NOTICE_PRODUCER_GONE`: the producer died without closing the file.
  */
 #define HZ_PRODUCER_CRASHED 1
@@ -290,6 +382,12 @@
  Flip rejection: a switchback with no earlier stream.
  */
 #define HZ_REJECT_NO_PREVIOUS 4
+
+/*
+ Flip rejection: history, not an instruction: behind the delivery frontier on a stream just
+ switched to and older than that switch. Its id is not consumed.
+ */
+#define HZ_REJECT_SUPERSEDED 5
 
 /*
  Bad event: its origin is not below `max_origins`.
@@ -453,21 +551,50 @@ typedef struct {
    */
   uint64_t pos;
   /*
-   `SUBSCRIBE`: where to read from (0: your choice).
+   `SUBSCRIBE` with `HZ_START_POS`: the position to read from.
    */
   uint64_t from_pos;
   /*
-   `GAP`, `LOST`: first missing seq; `BAD_EVENT`: the event's seq.
+   `GAP`, `LOST`, `STUCK`, `SUBSCRIBE` for a re-read or fill: first missing seq;
+   `BAD_EVENT`: the event's seq.
    */
   uint64_t from_seq;
   /*
-   `GAP`, `LOST`: last missing seq.
+   `GAP`, `LOST`, `STUCK`, `SUBSCRIBE` for a re-read or fill: last missing seq.
    */
   uint64_t to_seq;
   /*
-   `SWITCHED`: clock ns from the cut-over to the first event of the new stream.
+   `SWITCHED`: clock ns from the cut-over until delivery of the target is contiguous.
    */
   uint64_t stall_ns;
+  /*
+   `SUBSCRIBE`: `HZ_START_*`.
+   */
+  uint32_t from_kind;
+  /*
+   `SUBSCRIBE`: `HZ_PURPOSE_*`.
+   */
+  uint32_t purpose;
+  /*
+   `SUBSCRIBE` with `HZ_START_AFTER_SEQ`: read from the first event of `origin` above it.
+   */
+  uint64_t after_seq;
+  /*
+   `SWITCHED`: the engine's own cost of the switch, clock ns.
+   */
+  uint64_t switch_ns;
+  /*
+   `ACTIVE_SILENT`: clock ns the active stream has been silent.
+   */
+  uint64_t silent_ns;
+  /*
+   `ACTIVE_SILENT`: events the candidate holds beyond the frontier; `STUCK`: rounds tried.
+   */
+  uint64_t count;
+  /*
+   `ACTIVE_SILENT`: upstream ns the candidate's newest event is ahead of the last delivered.
+   */
+  uint64_t lead_ns;
   /*
    `SUBSCRIBE`: the locator bytes; NULL when `locator_len` is 0.
    */
@@ -702,8 +829,8 @@ const char *hz_status_str(uint32_t status);
 
 /*
  Makes a configuration: `streams` streams with ids `0..streams` (1 to 16), each ring
- `capacity_bytes` (rounded up to a power of two), events up to `max_payload` bytes (flips
- travel as payloads: up to `HZ_MAX_FLIP_LEN`, 1335 bytes), starting on stream 0, strict seqs, gaps re-read, the
+ `capacity_bytes` (rounded up to a power of two), data events up to `max_payload` bytes (flip
+ records may be larger, up to `HZ_MAX_FLIP_LEN`, 1335 bytes: the rings take both), starting on stream 0, strict seqs, gaps re-read, the
  manual policy, default window 100, no staging budget.
 
  Ownership: on `HZ_OK`, `*out` is a new configuration the caller frees with
@@ -739,6 +866,24 @@ uint32_t hz_config_set_max_origins(hz_config *config, uint32_t max_origins);
  The configuration's thread (one at a time).
  */
 uint32_t hz_config_set_gap_policy(hz_config *config, uint32_t policy);
+
+/*
+ Sets the bounds of a gap's recovery (gap policy `HZ_GAP_REREAD`): `rounds` asks of one
+ stream (at least 1; default 3), each given `round_timeout_ns` of clock time (default 2 s);
+ `fill_from_others` nonzero asks the other streams in turn after the re-reads (default 1);
+ `exhausted` is `HZ_EXHAUSTED_STUCK` (default) or `HZ_EXHAUSTED_REPORT_LOST`. Errors:
+ `HZ_ERR_NULL`, `HZ_ERR_INVALID` (rounds 0 or unknown `exhausted`). The configuration's
+ thread (one at a time).
+ */
+uint32_t hz_config_set_recovery(hz_config *config, uint32_t rounds, uint64_t round_timeout_ns, uint32_t fill_from_others, uint32_t exhausted);
+
+/*
+ Sets silence reporting: `HZ_NOTICE_ACTIVE_SILENT` when the active stream delivers nothing for
+ `silence_ns` (0 disables; default 1 s) while a staged candidate holds newer events; with
+ `failover` nonzero the engine then switches to that candidate (default 0). Errors:
+ `HZ_ERR_NULL`. The configuration's thread (one at a time).
+ */
+uint32_t hz_config_set_silence(hz_config *config, uint64_t silence_ns, uint32_t failover);
 
 /*
  Sets the sequence mode: `HZ_SEQ_STRICT` or `HZ_SEQ_MONOTONIC`.
@@ -887,9 +1032,8 @@ uint32_t hz_engine_stats(const hz_engine *engine, hz_stats *out);
 uint32_t hz_engine_active_stream(const hz_engine *engine, uint32_t *out);
 
 /*
- Writes the last seq delivered for `origin` to `*out` (the tracker's frontier). A
- `HZ_NOTICE_SUBSCRIBE` with `from_pos` 0 for the active stream (a cold switch, or a re-read
- before anything was delivered from that stream) means: resume that stream after this seq.
+ Writes the last seq delivered for `origin` to `*out` (the tracker's frontier): what a
+ `HZ_NOTICE_SUBSCRIBE` with `HZ_START_AFTER_FRONTIER` reads after, origin by origin.
  Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below `max_origins`), `HZ_ERR_STATE`
  (nothing delivered from `origin` yet). Poll thread.
  */
@@ -904,6 +1048,28 @@ uint32_t hz_engine_frontier(const hz_engine *engine, uint32_t origin, uint64_t *
  `max_origins`). Poll thread.
  */
 uint32_t hz_engine_resume_at(hz_engine *engine, uint32_t origin, uint64_t next_seq);
+
+/*
+ Declares where `stream` resumes, from the application's checkpoint: the first
+ `HZ_NOTICE_SUBSCRIBE` of the initial stream then names `next_pos` exactly (`HZ_START_POS`).
+ Call before the first poll. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll
+ thread.
+ */
+uint32_t hz_engine_resume_stream_at(hz_engine *engine, uint32_t stream, uint64_t next_pos);
+
+/*
+ After `HZ_NOTICE_STUCK`: runs the gap's recovery again from its first round (the next poll
+ asks). Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no gap is stuck). Poll thread, not from a
+ callback.
+ */
+uint32_t hz_engine_retry_gap(hz_engine *engine);
+
+/*
+ After `HZ_NOTICE_STUCK`: gives the gap up; the next poll reports it `HZ_NOTICE_LOST` with
+ its exact range and delivery goes on. Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no gap is
+ stuck). Poll thread, not from a callback.
+ */
+uint32_t hz_engine_give_up_gap(hz_engine *engine);
 
 /*
  Asks for `stream` to be staged (`hz_engine_disarm` withdraws it): every policy honours it.

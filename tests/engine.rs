@@ -6,7 +6,8 @@ mod common;
 
 use common::*;
 use harmonizer::engine::{
-    AlwaysStage, Engine, EngineConfig, EngineError, GapPolicy, ManualStage, NeverStage, StreamConfig,
+    AlwaysStage, Engine, EngineConfig, EngineError, GapPolicy, ManualStage, NeverStage, Purpose, StartAt,
+    StreamConfig,
 };
 use harmonizer::flip::{Flip, FlipAction, IdList, Selector};
 use harmonizer::ring::PushError;
@@ -52,7 +53,12 @@ fn announced_switch_is_seamless_and_exactly_once() {
     feed_both(&mut p, 0..10);
     push_flip(&mut p[0], pos_of(0, 10) - 1, &flip(FlipAction::Announce, 1, 1));
     poll_all(&mut e, &mut r);
-    assert!(r.notices().contains(&N::Subscribe { stream: 1, locator: b"loc".to_vec(), from_pos: 0 }));
+    assert!(r.notices().contains(&N::Subscribe {
+        stream: 1,
+        locator: b"loc".to_vec(),
+        from: StartAt::Live,
+        purpose: Purpose::Stage
+    }));
     assert_eq!(e.staged_streams().collect::<Vec<_>>(), vec![1]);
     feed_both(&mut p, 10..30);
     push_flip(&mut p[0], pos_of(0, 30) - 1, &flip(FlipAction::Switch, 2, 1));
@@ -82,7 +88,8 @@ fn cold_switch_subscribes_and_drops_duplicates_until_caught_up() {
     assert!(r.notices().contains(&N::Subscribe {
         stream: 1,
         locator: b"loc".to_vec(),
-        from_pos: pos_of(1, 15)
+        from: StartAt::Pos(pos_of(1, 15)),
+        purpose: Purpose::Switch
     }));
     // The application subscribes stream 1 from an earlier point: duplicates first.
     for s in 15..30 {
@@ -324,7 +331,12 @@ fn a_reread_starts_before_the_missing_event_when_other_origins_moved_on() {
         r.notices(),
         vec![
             N::Gap { stream: 0, origin: 0, from: 1, to: 1 },
-            N::Subscribe { stream: 0, locator: vec![], from_pos: 11 }
+            N::Subscribe {
+                stream: 0,
+                locator: vec![],
+                from: StartAt::Pos(11),
+                purpose: Purpose::ReRead { origin: 0, from_seq: 1, to_seq: 1 }
+            }
         ],
         "from just after origin 0's last event (position 10), not after position 13"
     );
@@ -374,7 +386,12 @@ fn an_unfillable_gap_asks_for_a_reread_and_never_skips() {
         r.notices(),
         vec![
             N::Gap { stream: 0, origin: 0, from: 3, to: 4 },
-            N::Subscribe { stream: 0, locator: vec![], from_pos: last_pos + 1 }
+            N::Subscribe {
+                stream: 0,
+                locator: vec![],
+                from: StartAt::Pos(last_pos + 1),
+                purpose: Purpose::ReRead { origin: 0, from_seq: 3, to_seq: 4 }
+            }
         ]
     );
     // The application re-reads stream 0 from there: positions go back; delivery resumes.
@@ -390,13 +407,22 @@ fn an_unfillable_gap_asks_for_a_reread_and_never_skips() {
 #[test]
 fn staging_respects_the_memory_budget() {
     let mut c = EngineConfig::new(7, 4, 1 << 20, MAX_PAYLOAD);
-    // Room for one window of 100 maximal frames (8 + 32 + 2048 = 2088 bytes each).
+    // Before any delivery a window is priced at the largest data frame (8 + 32 + 2048 = 2088
+    // bytes): room for one window of 100.
     c.staging_budget_bytes = 100 * 2088 + 5;
-    let (mut e, _p, _) = engine(c, Box::new(AlwaysStage));
+    let (mut e, mut p, _) = engine(c, Box::new(AlwaysStage));
     let mut r = Recorder::default();
     e.poll(1, &mut r);
     assert_eq!(e.staged_streams().count(), 1);
-    assert_eq!(e.stats().staged_bytes, 100 * 2088);
+    // `staged_bytes` is what the windows hold, not what they might: nothing yet.
+    assert_eq!(e.stats().staged_bytes, 0);
+    let staged = e.staged_streams().next().unwrap() as usize;
+    for s in 0..10 {
+        push_data(&mut p[staged], 0, s).unwrap();
+    }
+    e.poll(1, &mut r);
+    // Ten frames of 8 + 32 + 12 payload bytes, rounded up to 8: 56 bytes each.
+    assert_eq!(e.stats().staged_bytes, 10 * 56);
 }
 
 #[test]
@@ -443,7 +469,8 @@ fn monotonic_mode_accepts_jumps() {
 
 #[test]
 fn active_stream_pushes_back_when_full() {
-    let (_e, mut p, _) = engine(EngineConfig::new(7, 2, 256, 16), Box::new(ManualStage));
+    // The smallest ring holds two of the largest flip records (4 KiB), whatever `max_payload`.
+    let (_e, mut p, _) = engine(EngineConfig::new(7, 2, 4096, 16), Box::new(ManualStage));
     let mut n = 0;
     while push_data(&mut p[0], 0, n).is_ok() {
         n += 1;
@@ -497,7 +524,12 @@ fn flip_record_round_trips_through_the_ring() {
     f.locator = &loc;
     push_flip(&mut p[0], 1, &f);
     poll_all(&mut e, &mut r);
-    assert!(r.notices().contains(&N::Subscribe { stream: 1, locator: loc, from_pos: 0 }));
+    assert!(r.notices().contains(&N::Subscribe {
+        stream: 1,
+        locator: loc,
+        from: StartAt::Live,
+        purpose: Purpose::Stage
+    }));
 }
 
 #[test]
@@ -529,14 +561,15 @@ fn a_flip_behind_the_frontier_on_the_new_stream_is_stale() {
     let (mut e, mut p, _) = engine(cfg(), Box::new(AlwaysStage));
     let mut r = Recorder::default();
     poll_all(&mut e, &mut r);
-    // Stream 1 alone carries a SWITCH to 0 at point 5, meant for recipients reading stream 1
-    // then. This recipient reads stream 0 until point 15, so that flip is history by then.
+    // Stream 1 alone carries a SWITCH to 0 at point 5 (written then), meant for recipients
+    // reading stream 1 then. This recipient reads stream 0 until the switch written at point 15,
+    // so that flip is history by then: behind the frontier and older than the switch.
     for s in 0..20 {
         if s == 5 {
-            push_flip(&mut p[1], pos_of(1, 5) - 1, &flip(FlipAction::Switch, 50, 0));
+            push_flip_at(&mut p[1], pos_of(1, 5) - 1, 5_000, &flip(FlipAction::Switch, 50, 0));
         }
         if s == 15 {
-            push_flip(&mut p[0], pos_of(0, 15) - 1, &flip(FlipAction::Switch, 1, 1));
+            push_flip_at(&mut p[0], pos_of(0, 15) - 1, 15_000, &flip(FlipAction::Switch, 1, 1));
         }
         push_data(&mut p[0], 0, s).unwrap();
         let _ = push_data(&mut p[1], 0, s);
@@ -544,6 +577,12 @@ fn a_flip_behind_the_frontier_on_the_new_stream_is_stale() {
     poll_all(&mut e, &mut r);
     assert_eq!(e.active_stream(), 1, "the stale flip did not switch back");
     assert_eq!(e.stats().flips_stale, 1);
+    // Not silently: rejected with its reason, and its id left unconsumed.
+    assert!(r.notices().contains(&N::Rejected {
+        stream: 1,
+        pos: pos_of(1, 5) - 1,
+        reason: "flip lies behind the delivery frontier and predates the switch to this stream".into()
+    }));
     assert_eq!(seqs(&r, 0), (0..20).collect::<Vec<_>>());
 }
 
@@ -587,8 +626,13 @@ fn extreme_positions_and_seqs_do_not_panic() {
     p[0].push(&h(5, 0), &payload(0, 5)).unwrap();
     poll_all(&mut e, &mut r);
     assert_eq!(seqs(&r, 0), vec![0]);
-    // Position 0 after u64::MAX looks like the start of a re-read, still without 1..=4: a second
-    // gap, and no more (one per re-read, never a spin).
-    assert_eq!(e.stats().gaps, 2);
-    assert!(r.notices().contains(&N::Subscribe { stream: 0, locator: vec![], from_pos: u64::MAX }));
+    // Position 0 after u64::MAX looks like the start of a re-read, still without 1..=4: the same
+    // hole (from seq 1) met again, so a second re-read round, and no more (one per re-read,
+    // never a spin). One `Gap` per hole.
+    assert_eq!(e.stats().gaps, 1);
+    assert_eq!(e.stats().rereads, 2);
+    assert!(r.notices().iter().any(|n| matches!(
+        n,
+        N::Subscribe { stream: 0, from: StartAt::Pos(u64::MAX), purpose: Purpose::ReRead { .. }, .. }
+    )));
 }

@@ -13,10 +13,11 @@ mod file;
 mod notice;
 mod policy;
 mod poll;
+mod recovery;
 mod stats;
 mod storage;
 
-pub use notice::{BadEventReason, Handler, Notice, RejectReason};
+pub use notice::{BadEventReason, Handler, Notice, Purpose, RejectReason, StartAt, SwitchCause};
 pub use policy::{AlwaysStage, ArmingPolicy, Candidate, ManualStage, NeverStage, StagePlan, MAX_STREAMS};
 pub use stats::Stats;
 pub use storage::StreamStorage;
@@ -42,6 +43,55 @@ pub enum GapPolicy {
     ReportLost,
 }
 
+/// What a gap's recovery does once re-reads and fills from other streams have all come back
+/// without the missing events (gap policy `ReRead`; docs/engine.md, "Liveness").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exhausted {
+    /// Report `Stuck` once and hold delivery of the active stream at the gap; a staged candidate
+    /// that later brings the events still fills it, and the application may
+    /// [`retry_gap`](Engine::retry_gap) or [`give_up_gap`](Engine::give_up_gap). Nothing is
+    /// given up without the application's word.
+    Stuck,
+    /// Report `Lost` with the exact range and go on.
+    ReportLost,
+}
+
+/// Liveness bounds (DESIGN.md §2, guarantee 8): every wait the engine imposes is bounded and
+/// reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Liveness {
+    /// Rounds of asking the same stream for a gap's events (a re-read of the active stream, or
+    /// a fill from another) before moving on. At least 1; default 3.
+    pub reread_rounds: u32,
+    /// Clock nanoseconds one round may take before it counts as failed (the application never
+    /// re-read, or the stream never brought the events). Default 2 s.
+    pub round_timeout_ns: u64,
+    /// After the re-reads, ask each other stream in turn (`Subscribe` with `Purpose::Fill`) for
+    /// the missing range. Default true.
+    pub fill_from_others: bool,
+    /// When every stream came back without the events. Default [`Exhausted::Stuck`].
+    pub exhausted: Exhausted,
+    /// Report `ActiveSilent` when the active stream delivers nothing for this long while a
+    /// staged candidate holds events beyond the frontier; 0 disables. Default 1 s.
+    pub silence_ns: u64,
+    /// On `ActiveSilent`, switch to the candidate furthest ahead (`SwitchCause::Silence`).
+    /// Opt-in; default false.
+    pub failover_on_silence: bool,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            reread_rounds: 3,
+            round_timeout_ns: 2_000_000_000,
+            fill_from_others: true,
+            exhausted: Exhausted::Stuck,
+            silence_ns: 1_000_000_000,
+            failover_on_silence: false,
+        }
+    }
+}
+
 /// One stream's ring.
 #[derive(Clone, Copy, Debug)]
 pub struct StreamConfig {
@@ -60,7 +110,9 @@ pub struct EngineConfig {
     pub streams: Vec<StreamConfig>,
     /// The stream active at start.
     pub initial_stream: u32,
-    /// Largest payload.
+    /// Largest payload of a data event, bytes. Flip records may be larger (up to
+    /// `flip::MAX_FLIP_LEN`): the rings are sized for both, so flips do not force a large
+    /// `max_payload` on data.
     pub max_payload: usize,
     /// Origins are `0 .. max_origins`.
     pub max_origins: u32,
@@ -68,7 +120,10 @@ pub struct EngineConfig {
     pub seq_mode: SeqMode,
     /// Unfillable gaps.
     pub gap_policy: GapPolicy,
-    /// Most bytes of staged windows at once (window × maximal frame, summed).
+    /// Bounds on re-reads, fills and silence.
+    pub liveness: Liveness,
+    /// Most bytes of staged windows at once: each window counted as its records times the mean
+    /// frame the streams carry (docs/engine.md, "Staging and the policy").
     pub staging_budget_bytes: usize,
     /// Default staging window, records (DESIGN.md §5: 100).
     pub default_window: usize,
@@ -89,6 +144,7 @@ impl EngineConfig {
             max_origins: 64,
             seq_mode: SeqMode::Strict,
             gap_policy: GapPolicy::ReRead,
+            liveness: Liveness::default(),
             staging_budget_bytes: usize::MAX,
             default_window: 100,
             keep_previous: true,
@@ -144,6 +200,8 @@ pub enum EngineError {
     Ring(u32, RingError),
     /// A tracker configuration error.
     Tracker(TrackerError),
+    /// The engine's tables (`streams × max_origins` positions) could not be allocated.
+    OutOfMemory(usize),
 }
 
 impl fmt::Display for EngineError {
@@ -154,6 +212,9 @@ impl fmt::Display for EngineError {
             EngineError::UnknownInitialStream(id) => write!(f, "initial stream {id} is not configured"),
             EngineError::Ring(id, e) => write!(f, "stream {id}: {e}"),
             EngineError::Tracker(e) => write!(f, "{e}"),
+            EngineError::OutOfMemory(bytes) => {
+                write!(f, "could not allocate {bytes} bytes of position tables")
+            }
         }
     }
 }
@@ -166,12 +227,15 @@ pub struct StreamProducer {
     producer: Producer<StreamStorage>,
     /// For a producer on a ring file: its generation (1 for the file's first producer).
     generation: u64,
+    /// Largest payload of a data event (the ring also takes flips up to their largest size).
+    max_data_payload: usize,
 }
 
 impl StreamProducer {
-    /// The largest payload a push accepts, bytes.
+    /// The largest data payload a push accepts, bytes (flip records may be larger, up to
+    /// `flip::MAX_FLIP_LEN`).
     pub fn max_payload(&self) -> usize {
-        self.producer.max_payload()
+        self.max_data_payload
     }
     /// The stream this producer feeds.
     pub fn stream(&self) -> u32 {
@@ -182,6 +246,9 @@ impl StreamProducer {
     /// [`PushError::Shed`] means a staged ring shed it (counted; nothing to do).
     #[inline]
     pub fn push(&mut self, header: &EventHeader, payload: &[u8]) -> Result<(), PushError> {
+        if payload.len() > self.max_data_payload && header.kind != crate::event::KIND_FLIP {
+            return Err(PushError::TooLarge { len: payload.len(), max: self.max_data_payload });
+        }
         self.producer.push(header, payload)
     }
     /// A batch, published with one store when dropped.
@@ -216,6 +283,8 @@ impl StreamProducer {
             stream,
             producer: crate::ring::resume_producer(storage, max_payload),
             generation,
+            // The file records the ring's limit only (data and flips alike).
+            max_data_payload: max_payload,
         })
     }
 
@@ -244,6 +313,9 @@ struct Stream {
     last_read_pos: u64,
     /// Staged: bytes its window held after the last trim.
     retained_bytes: u64,
+    /// Where the application's checkpoint says this stream resumes (`resume_stream_at`), for
+    /// the first `Subscribe` of the initial stream.
+    start_pos: Option<u64>,
 }
 
 impl Stream {
@@ -265,6 +337,9 @@ struct PendingSwitch {
     cutover_pos: u64,
     not_before_ns: u64,
     resume_pos: u64,
+    /// `ts_ns` of the flip event (for a failover, the current switch's).
+    flip_ts: u64,
+    cause: SwitchCause,
 }
 
 /// A switch made, whose `Switched` notice waits for the first event of the new stream.
@@ -275,9 +350,40 @@ struct SwitchInFlight {
     flip_id: u64,
     staged: bool,
     started_ns: u64,
-    resume_pos: u64,
-    /// A gap was met before the first delivery (the window did not reach back).
+    /// Clock ns the engine spent in `switch` (its own cost).
+    switch_ns: u64,
+    cause: SwitchCause,
+    /// A re-read or fetch was needed before the first delivery (not seamless).
     gapped: bool,
+}
+
+/// The last event of one origin seen on one stream at or behind the delivery frontier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SeenAt {
+    /// Its position plus one (0: none seen).
+    next_pos: u64,
+    /// Its seq.
+    seq: u64,
+}
+
+impl SeenAt {
+    const NONE: SeenAt = SeenAt { next_pos: 0, seq: 0 };
+
+    /// Notes event `(seq)` at `pos`, if it is the latest of its origin seen on the stream.
+    #[inline]
+    fn note(&mut self, pos: u64, seq: u64) {
+        if self.next_pos == 0 || seq >= self.seq {
+            *self = SeenAt { next_pos: pos.saturating_add(1), seq };
+        }
+    }
+
+    /// The exact position after the origin's frontier event `last` on this stream, if that event
+    /// is the one seen (a stream seen long ago holds an older event: reading from there would
+    /// replay everything since, so it does not count).
+    #[inline]
+    fn after(&self, last: u64) -> Option<u64> {
+        (self.next_pos != 0 && self.seq == last).then_some(self.next_pos)
+    }
 }
 
 /// Remembers the last [`FLIP_MEMORY`] flip ids applied, so a flip arriving on both streams is
@@ -309,9 +415,13 @@ pub struct Engine {
     recipient_id: u64,
     gap_policy: GapPolicy,
     keep_previous: bool,
+    liveness: Liveness,
     default_window: usize,
     budget: u64,
+    /// Largest data frame (header, frame header, `max_payload`): the budget's estimate of a
+    /// record until data has been delivered.
     max_frame: u64,
+
     streams: Box<[Stream]>,
     active: usize,
     previous: Option<usize>,
@@ -325,8 +435,6 @@ pub struct Engine {
     rereading: bool,
     /// The event after the gap is still unread: skip it first, whatever its position.
     reread_skip_next: bool,
-    /// A gap already offered to the staged candidates: `(origin, seq)` of the event after it.
-    fill_tried: Option<(u32, u64)>,
     plan: StagePlan,
     candidates: [Candidate; MAX_STREAMS],
     flip_scratch: poll::FlipCopy,
@@ -341,14 +449,34 @@ pub struct Engine {
     /// (set during a call, it also ends that call).
     deferred: Option<PendingSwitch>,
     stats: Stats,
-    /// Gap policy `ReRead`: per origin, the active stream's position just after that origin's
-    /// last delivered event (0: none delivered since the stream became active). A re-read for
-    /// an origin's gap starts there: events of other origins may have been delivered after
-    /// the missing one, so the stream's last delivered position can lie past it.
-    reread_from: Box<[u64]>,
-    /// Where the active stream's subscription started: the switch's resume position (0 before
-    /// any switch, or when the flip gave none). Nothing before it was asked for.
-    active_from: u64,
+    /// Per stream and origin (`stream_index * max_origins + origin`): the position just after
+    /// the last event of that origin seen on that stream at or behind the delivery frontier
+    /// (delivered, dropped as a duplicate, or trimmed from a staged window as delivered); 0:
+    /// none seen. Within a stream an origin's events are in seq order, so reading the stream
+    /// from there brings every event of the origin not yet delivered: the exact position of
+    /// re-reads, fills and cold switches (docs/engine.md, "Positions in notices").
+    seen: Box<[SeenAt]>,
+    max_origins: usize,
+    /// Events before this position on the active stream are not wanted (a switch's
+    /// `resume_pos`), until the first delivery after the switch or a re-read asks for them.
+    resume_floor: u64,
+    /// A gap being recovered (gap policy `ReRead`): its re-read and fill rounds.
+    recovery: Option<recovery::Recovery>,
+    /// The active stream's next record is the gap event, left unread while a fill or the
+    /// application is awaited (not skipping: no re-read of the active stream is needed).
+    holding_gap: bool,
+    /// The first poll has not run yet (it sends the initial stream's `Subscribe`).
+    started: bool,
+    /// Clock of the last poll that read a record from the active stream (or of the switch to
+    /// it): silence is measured from here.
+    active_heard_ns: u64,
+    /// `ActiveSilent` was reported for the current silence.
+    silence_reported: bool,
+    /// Upstream time of the last event delivered, for a candidate's lead.
+    last_delivered_ts: u64,
+    /// `ts_ns` of the flip that made the active stream active (0 at start): a flip met behind
+    /// the frontier on it and older than this is history (`RejectReason::Superseded`).
+    switch_flip_ts: u64,
     /// Streams on a ring file (watched at the start of each poll).
     #[cfg(shm)]
     file_streams: usize,
@@ -387,15 +515,27 @@ impl Engine {
             .position(|s| s.id == config.initial_stream)
             .ok_or(EngineError::UnknownInitialStream(config.initial_stream))?;
         let tracker = Tracker::new(config.max_origins, config.seq_mode).map_err(EngineError::Tracker)?;
+        let seen_len = n * config.max_origins as usize;
+        let mut seen = Vec::new();
+        seen.try_reserve_exact(seen_len)
+            .map_err(|_| EngineError::OutOfMemory(seen_len * core::mem::size_of::<SeenAt>()))?;
+        seen.resize(seen_len, SeenAt::NONE);
+        // Rings hold data up to `max_payload` and flips up to their largest encoding.
+        let ring_payload = config.max_payload.max(crate::flip::MAX_FLIP_LEN);
         let mut streams = Vec::with_capacity(n);
         let mut producers = Vec::with_capacity(n);
         for (i, s) in config.streams.iter().enumerate() {
             let role = if i == active { Role::Active } else { Role::Idle };
-            let cfg = RingConfig::new(s.capacity_bytes, config.max_payload)
+            let cfg = RingConfig::new(s.capacity_bytes, ring_payload)
                 .with_role(role)
                 .with_window(config.default_window);
             let (p, c) = heap_ring(cfg).map_err(|e| EngineError::Ring(s.id, e))?;
-            producers.push(StreamProducer { stream: s.id, producer: p, generation: 0 });
+            producers.push(StreamProducer {
+                stream: s.id,
+                producer: p,
+                generation: 0,
+                max_data_payload: config.max_payload,
+            });
             streams.push(Stream {
                 id: s.id,
                 consumer: c,
@@ -409,6 +549,7 @@ impl Engine {
                 locator_len: 0,
                 last_read_pos: 0,
                 retained_bytes: 0,
+                start_pos: None,
             });
         }
         let max_frame = (crate::event::EVENT_HEADER_SIZE + 8 + config.max_payload).next_multiple_of(8) as u64;
@@ -427,6 +568,7 @@ impl Engine {
             recipient_id: config.recipient_id,
             gap_policy: config.gap_policy,
             keep_previous: config.keep_previous,
+            liveness: Liveness { reread_rounds: config.liveness.reread_rounds.max(1), ..config.liveness },
             default_window: config.default_window.max(1),
             budget: config.staging_budget_bytes as u64,
             max_frame,
@@ -441,14 +583,21 @@ impl Engine {
             in_flight: None,
             rereading: false,
             reread_skip_next: false,
-            fill_tried: None,
             plan: StagePlan::default(),
             candidates: [empty; MAX_STREAMS],
             flip_scratch: poll::FlipCopy::EMPTY,
             flip_deferred: false,
             stats: Stats::default(),
-            reread_from: vec![0; config.max_origins as usize].into_boxed_slice(),
-            active_from: 0,
+            seen: seen.into_boxed_slice(),
+            max_origins: config.max_origins as usize,
+            resume_floor: 0,
+            recovery: None,
+            holding_gap: false,
+            started: false,
+            active_heard_ns: 0,
+            silence_reported: false,
+            last_delivered_ts: 0,
+            switch_flip_ts: 0,
             #[cfg(shm)]
             file_streams: 0,
             #[cfg(shm)]
@@ -505,6 +654,13 @@ impl Engine {
     pub fn arm(&mut self, stream: u32) -> bool {
         self.index_of(stream).map(|i| self.streams[i].armed = true).is_some()
     }
+    /// Declares where `stream` resumes, from the application's checkpoint: the first
+    /// `Subscribe` of the initial stream then names this exact position. Call before the first
+    /// poll. Returns false for an unknown stream.
+    pub fn resume_stream_at(&mut self, stream: u32, next_pos: u64) -> bool {
+        self.index_of(stream).map(|i| self.streams[i].start_pos = Some(next_pos)).is_some()
+    }
+
     /// Withdraws [`arm`](Engine::arm).
     pub fn disarm(&mut self, stream: u32) -> bool {
         self.index_of(stream).map(|i| self.streams[i].armed = false).is_some()

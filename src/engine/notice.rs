@@ -14,6 +14,11 @@ pub enum RejectReason {
     AlreadyActive(u32),
     /// SWITCHBACK with no earlier stream to return to.
     NoPreviousStream,
+    /// History, not an instruction: met on a stream just switched to, behind the delivery
+    /// frontier (the data event after it was already delivered from another stream) and older
+    /// (`ts_ns`) than the flip that made this stream active. It reached only this stream while
+    /// another was active. Its id is not consumed: a copy met later at the frontier applies.
+    Superseded,
 }
 
 impl core::fmt::Display for RejectReason {
@@ -25,6 +30,9 @@ impl core::fmt::Display for RejectReason {
                 write!(f, "flip switches to stream {s}, which is already active")
             }
             RejectReason::NoPreviousStream => f.write_str("switchback with no previous stream"),
+            RejectReason::Superseded => {
+                f.write_str("flip lies behind the delivery frontier and predates the switch to this stream")
+            }
         }
     }
 }
@@ -40,33 +48,43 @@ pub enum BadEventReason {
 /// duration of the callback only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Notice<'a> {
-    /// Start (or restart) feeding `stream`'s producer, from `from_pos` (0: from where the
-    /// application judges right, e.g. live; the tracker's frontier is in `Engine::tracker`).
+    /// Start (or restart) feeding `stream`'s producer, from `from` (docs/engine.md, "Positions
+    /// in notices"). `purpose` says why, and for a re-read or a fill which events are wanted.
     Subscribe {
         /// The stream.
         stream: u32,
         /// Opaque, from the flip that named the stream; empty if none.
         locator: &'a [u8],
-        /// Position to read from; 0 = application's choice.
-        from_pos: u64,
+        /// Where to start: an exact position whenever the engine knows one.
+        from: StartAt,
+        /// Why the engine asks.
+        purpose: Purpose,
     },
     /// Stop feeding `stream`: its events are no longer wanted.
     Unsubscribe {
         /// The stream.
         stream: u32,
     },
-    /// The active stream changed. Comes right before the first event delivered from `to`.
+    /// The active stream changed. Comes right before the first event the new stream delivers
+    /// from its own ring in order (events a candidate filled into a gap may come before it).
     Switched {
         /// The stream delivered before.
         from: u32,
         /// The stream delivered now.
         to: u32,
-        /// The flip that caused it.
+        /// The flip that caused it (0 for a failover, see `cause`).
         flip_id: u64,
-        /// True when `to` was staged and its window reached back to the switch point.
+        /// What made the switch.
+        cause: SwitchCause,
+        /// True when no fetch or re-read was needed: the target was staged and every gap met
+        /// before this notice was filled from a staged candidate.
         seamless: bool,
-        /// From consuming the cut-over point to this notice, in clock nanoseconds.
+        /// Clock nanoseconds from consuming the cut-over point until delivery of the target is
+        /// contiguous again (this notice): a wait for a lagging target and any re-read count.
         stall_ns: u64,
+        /// Clock nanoseconds the engine itself spent making the switch (epoch change, roles,
+        /// plan): the engine-side cost, a part of `stall_ns`.
+        switch_ns: u64,
     },
     /// Events `from_seq ..= to_seq` of `origin` are missing on `stream` and no staged candidate
     /// held them.
@@ -80,7 +98,10 @@ pub enum Notice<'a> {
         /// Last missing seq.
         to_seq: u64,
     },
-    /// Events `from_seq ..= to_seq` of `origin` are given up for lost (gap policy `ReportLost`).
+    /// Events `from_seq ..= to_seq` of `origin` are given up for lost: gap policy `ReportLost`,
+    /// or a recovery that found no stream holding them ([`Exhausted::ReportLost`]).
+    ///
+    /// [`Exhausted::ReportLost`]: super::Exhausted::ReportLost
     Lost {
         /// The origin.
         origin: u32,
@@ -88,6 +109,38 @@ pub enum Notice<'a> {
         from_seq: u64,
         /// Last lost seq.
         to_seq: u64,
+    },
+    /// A gap's recovery ran out of rounds and streams ([`Exhausted::Stuck`]): delivery of the
+    /// active stream stops before `to_seq + 1` until a staged candidate brings the events or the
+    /// application decides (`Engine::retry_gap`, `Engine::give_up_gap`). Reported once per gap.
+    ///
+    /// [`Exhausted::Stuck`]: super::Exhausted::Stuck
+    Stuck {
+        /// The active stream.
+        stream: u32,
+        /// The origin.
+        origin: u32,
+        /// First missing seq.
+        from_seq: u64,
+        /// Last missing seq.
+        to_seq: u64,
+        /// Re-read and fill rounds tried.
+        rounds: u32,
+    },
+    /// The active stream has delivered nothing for `silent_ns` while a staged candidate holds
+    /// events beyond the delivery frontier. Reported once per silence; delivery from the active
+    /// stream re-arms it.
+    ActiveSilent {
+        /// The active stream.
+        stream: u32,
+        /// Clock nanoseconds since the active stream last delivered or was switched to.
+        silent_ns: u64,
+        /// The candidate furthest ahead.
+        candidate: u32,
+        /// Records the candidate holds beyond the frontier.
+        lead_events: u64,
+        /// Upstream time (`ts_ns`) of its newest record minus that of the last event delivered.
+        lead_ns: u64,
     },
     /// A flip event was not applied.
     FlipRejected {
@@ -138,6 +191,78 @@ pub enum Notice<'a> {
         /// The length the ring needs.
         needed: u64,
     },
+}
+
+/// Where a subscription starts. Never a bare 0 that two readers could read two ways: an exact
+/// position whenever the engine can know it, otherwise a typed instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// Read from this exact position: the first event wanted is the first at or after it.
+    Pos(u64),
+    /// From the live end: the next event the upstream produces (staging a candidate; the first
+    /// subscription of a recipient with no checkpoint).
+    Live,
+    /// From the first event of `origin` whose seq is above `seq` (the engine has not seen that
+    /// origin on this stream, so it cannot name the position).
+    AfterSeq {
+        /// The origin.
+        origin: u32,
+        /// Its last seq delivered.
+        seq: u64,
+    },
+    /// From the first event, of any origin, that lies beyond the tracker's frontier
+    /// (`Engine::tracker`; from the start of the stream when nothing was delivered yet). Used
+    /// when several origins matter and the engine has not seen all of them on this stream.
+    AfterFrontier,
+}
+
+/// Why a `Subscribe` was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// The stream active at start (first poll).
+    Initial,
+    /// A candidate is being staged (pre-buffered).
+    Stage,
+    /// A switch made this stream active and it was not staged (a cold switch).
+    Switch,
+    /// The active stream has a gap: read it again from `from`, to bring `from_seq ..= to_seq`
+    /// of `origin`.
+    ReRead {
+        /// The origin.
+        origin: u32,
+        /// First missing seq.
+        from_seq: u64,
+        /// Last missing seq.
+        to_seq: u64,
+    },
+    /// The active stream was skipped past a hole that is now closed (filled from another
+    /// stream, or reported lost): read it again from `from`, before the hole, to bring the
+    /// events after it.
+    Resume {
+        /// The origin whose hole it was.
+        origin: u32,
+    },
+    /// Another stream may hold events the active stream lacks: feed it (it is staged for the
+    /// purpose) from `from` until `to_seq` of `origin` has passed; an `Unsubscribe` follows
+    /// when it is no longer wanted.
+    Fill {
+        /// The origin.
+        origin: u32,
+        /// First missing seq.
+        from_seq: u64,
+        /// Last missing seq.
+        to_seq: u64,
+    },
+}
+
+/// What made a switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwitchCause {
+    /// A SWITCH or SWITCHBACK flip for this recipient.
+    Flip,
+    /// The engine failed over: the active stream was silent past `Liveness::silence_ns` while
+    /// this candidate advanced, and `Liveness::failover_on_silence` is set.
+    Silence,
 }
 
 /// Receives events and notices from [`Engine::poll`](super::Engine::poll), in order.

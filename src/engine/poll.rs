@@ -1,6 +1,10 @@
 //! The poll loop, flips and the switch.
 
-use super::{Candidate, Engine, GapPolicy, Handler, Notice, PendingSwitch, RejectReason, SwitchInFlight};
+use super::recovery::GapOutcome;
+use super::{
+    Candidate, Engine, Handler, Notice, PendingSwitch, Purpose, RejectReason, StartAt, SwitchCause,
+    SwitchInFlight,
+};
 use crate::event::{KIND_DATA, KIND_FLIP, KIND_HEARTBEAT};
 use crate::flip::{Flip, FlipAction, MAX_LOCATOR};
 use crate::ring::{Record, Role};
@@ -18,6 +22,8 @@ struct FlipCmd {
     not_before_ns: u64,
     /// Position of the flip event in the stream it arrived on.
     pos: u64,
+    /// Its upstream time (`ts_ns` of its event header).
+    ts_ns: u64,
     stream: u32,
 }
 
@@ -39,6 +45,7 @@ impl FlipCopy {
             resume_pos: 0,
             not_before_ns: 0,
             pos: 0,
+            ts_ns: 0,
             stream: 0,
         },
         locator: [0; MAX_LOCATOR],
@@ -58,7 +65,10 @@ enum Step {
     Switch(PendingSwitch),
     /// Strict mode: events `from ..= to` of `origin` are missing before the event left unread
     /// (`seq`).
-    Gap { origin: u32, from: u64, to: u64, seq: u64 },
+    Gap { origin: u32, from: u64, to: u64 },
+    /// A second flip for this recipient came while one was deferred (catching up after a
+    /// switch); it is left unread: decide the deferred one first.
+    DecideDeferred,
 }
 
 impl Engine {
@@ -74,17 +84,27 @@ impl Engine {
             self.watch_files(handler);
         }
         self.tick_duty();
+        if !self.started {
+            self.start(handler);
+        }
         if let Some(p) = self.deferred.take() {
             self.switch(p, handler); // asked for by a flip while the last call held records
         }
         self.apply_plan(handler);
         self.trim_staged();
+        if self.recovery.is_some() {
+            self.recovery_tick(handler);
+        }
         let mut delivered = 0;
         let mut budget = max.saturating_mul(4).saturating_add(64);
         while delivered < max && budget > 0 {
             let (n, examined, step) = self.read_active(max - delivered, budget, handler);
             delivered += n;
             budget = budget.saturating_sub(examined.max(1));
+            if examined > 0 {
+                self.active_heard_ns = self.now_ns;
+                self.silence_reported = false;
+            }
             match step {
                 Step::Drained => break,
                 Step::More => {}
@@ -94,13 +114,69 @@ impl Engine {
                         break;
                     }
                 }
+                Step::DecideDeferred => self.decide_deferred(handler),
                 // Records held in this call stay on the active ring: switch next call.
                 Step::Switch(_) if self.hold_from.is_some() => break,
                 Step::Switch(p) => self.switch(p, handler),
-                Step::Gap { origin, from, to, seq } => self.on_gap(origin, from, to, seq, handler),
+                Step::Gap { origin, from, to } => {
+                    if self.on_gap(origin, from, to, handler) == GapOutcome::Hold {
+                        break;
+                    }
+                }
             }
         }
+        if self.liveness.silence_ns != 0 && !self.silence_reported && self.recovery.is_none() {
+            self.check_silence(handler);
+        }
         delivered
+    }
+
+    /// The first poll: the initial stream's `Subscribe`, from the application's checkpoint when
+    /// it gave one.
+    fn start<H: Handler>(&mut self, h: &mut H) {
+        self.started = true;
+        self.active_heard_ns = self.now_ns;
+        let a = self.active;
+        let from = match self.streams[a].start_pos {
+            Some(pos) => StartAt::Pos(pos),
+            None => self.start_on(a),
+        };
+        let s = &self.streams[a];
+        h.notice(&Notice::Subscribe { stream: s.id, locator: s.locator(), from, purpose: Purpose::Initial });
+    }
+
+    /// Where stream `i` must be read from to bring every event not yet delivered: the smallest
+    /// position just after each delivered origin's frontier event on it, when every one of them
+    /// was seen there; else `AfterSeq` (one origin) or `AfterFrontier`; `Live` when nothing was
+    /// delivered. O(max_origins): for cold switches and the first subscription, not per event.
+    pub(super) fn start_on(&self, i: usize) -> StartAt {
+        let mo = self.max_origins;
+        let mut min = u64::MAX;
+        let mut origins = 0usize;
+        let mut unknown = None;
+        for (o, at) in self.seen[i * mo..(i + 1) * mo].iter().enumerate() {
+            let Some(last) = self.tracker.last(o as u32) else { continue };
+            origins += 1;
+            match at.after(last) {
+                Some(pos) => min = min.min(pos),
+                None => unknown = Some((o as u32, last)),
+            }
+        }
+        match (origins, unknown) {
+            (0, _) => StartAt::Live,
+            (_, None) => StartAt::Pos(min),
+            (1, Some((origin, seq))) => StartAt::AfterSeq { origin, seq },
+            _ => StartAt::AfterFrontier,
+        }
+    }
+
+    /// Where stream `i` must be read from to bring `origin`'s events after `last` (its last
+    /// delivered seq): the exact position when that event was seen there.
+    pub(super) fn start_for(&self, i: usize, origin: u32, last: u64) -> StartAt {
+        match self.seen.get(i * self.max_origins + origin as usize).and_then(|at| at.after(last)) {
+            Some(pos) => StartAt::Pos(pos),
+            None => StartAt::AfterSeq { origin, seq: last },
+        }
     }
 
     /// Like [`poll`](Self::poll), but the records of the events delivered from the active
@@ -139,9 +215,17 @@ impl Engine {
             reread_skip_next,
             hold,
             hold_from,
-            reread_from,
+            seen,
+            max_origins,
+            resume_floor,
+            recovery,
+            holding_gap,
+            last_delivered_ts,
+            switch_flip_ts,
             ..
         } = self;
+        let seen = &mut seen[*active * *max_origins..(*active + 1) * *max_origins];
+        *holding_gap = false;
         let stream = &mut streams[*active];
         let sid = stream.id;
         let mut delivered = 0;
@@ -176,6 +260,9 @@ impl Engine {
                     continue;
                 }
                 *rereading = false; // positions went back: the re-read has begun
+                if let Some(r) = recovery.as_mut() {
+                    r.reread_began(*now_ns);
+                }
             }
             // Consumed from here on, or put back and read again at the same position.
             stream.last_read_pos = hdr.pos;
@@ -193,13 +280,22 @@ impl Engine {
                         }
                         Ok(f) if flips.contains(f.flip_id) => stats.flips_repeated += 1,
                         Ok(f) => {
-                            flips.insert(f.flip_id);
                             let for_us = f.selector.selects(*recipient_id);
-                            policy.flip(sid, &f, for_us, *now_ns);
                             if !for_us {
+                                // Evidence only; another copy is just as much not for us.
+                                flips.insert(f.flip_id);
+                                policy.flip(sid, &f, false, *now_ns);
                                 stats.flips_ignored += 1;
                                 continue;
                             }
+                            if *flip_deferred {
+                                // Two flips with no data between: decide the first before this.
+                                chunk.unread();
+                                examined -= 1;
+                                break Step::DecideDeferred;
+                            }
+                            policy.flip(sid, &f, true, *now_ns);
+                            // Its id is consumed when it is applied or rejected (`apply_flip`).
                             flip_scratch.cmd = FlipCmd {
                                 action: f.action,
                                 flip_id: f.flip_id,
@@ -208,19 +304,15 @@ impl Engine {
                                 resume_pos: f.resume_pos,
                                 not_before_ns: f.not_before_ns,
                                 pos: hdr.pos,
+                                ts_ns: hdr.ts_ns,
                                 stream: sid,
                             };
                             flip_scratch.locator_len = f.locator.len();
                             flip_scratch.locator[..f.locator.len()].copy_from_slice(f.locator);
                             if in_flight.is_some_and(|f| f.staged) {
                                 // Catching up after a switch to a staged stream, whose window
-                                // may hold history: this flip may lie before the delivery
-                                // frontier (it reached only this stream, while another was
-                                // active). Apply it only if the next data event is new; drop it
-                                // if that event was already delivered.
-                                if *flip_deferred {
-                                    stats.flips_stale += 1; // two flips with no data between
-                                }
+                                // may hold history: this flip may lie behind the delivery
+                                // frontier. The next data event tells (`decide_deferred`).
                                 *flip_deferred = true;
                                 continue;
                             }
@@ -230,22 +322,34 @@ impl Engine {
                 }
                 KIND_HEARTBEAT => policy.observe(sid, &rec, *now_ns),
                 kind => {
-                    if let Some(f) = in_flight {
-                        if f.resume_pos != 0 && hdr.pos < f.resume_pos {
-                            stats.before_resume_pos += 1;
-                            if core::mem::take(flip_deferred) {
-                                stats.flips_stale += 1;
-                            }
-                            continue;
+                    if *resume_floor != 0 && hdr.pos < *resume_floor {
+                        stats.before_resume_pos += 1;
+                        if *flip_deferred {
+                            // Before the resume point: behind where this stream is wanted.
+                            chunk.unread();
+                            examined -= 1;
+                            break Step::DecideDeferred;
                         }
+                        continue;
                     }
                     let verdict = tracker.check(hdr.origin, hdr.seq);
-                    if core::mem::take(flip_deferred) {
-                        if matches!(verdict, Verdict::Duplicate) {
-                            // The deferred flip lay behind the frontier: stale.
+                    if *flip_deferred {
+                        let behind = matches!(verdict, Verdict::Duplicate);
+                        if behind && flip_scratch.cmd.ts_ns < *switch_flip_ts {
+                            // Behind the frontier and older than the switch to this stream:
+                            // history, not an instruction. Reported; its id stays unconsumed.
+                            *flip_deferred = false;
                             stats.flips_stale += 1;
+                            stats.flips_rejected += 1;
+                            h.notice(&Notice::FlipRejected {
+                                stream: flip_scratch.cmd.stream,
+                                pos: flip_scratch.cmd.pos,
+                                reason: RejectReason::Superseded,
+                            });
                         } else {
-                            // It lies at the frontier: apply it before this event.
+                            // At the frontier, or written after the switch (the active copy
+                            // governs): apply it before this event.
+                            *flip_deferred = false;
                             chunk.unread();
                             examined -= 1;
                             break Step::Flip;
@@ -264,21 +368,25 @@ impl Engine {
                             h.event(sid, &rec);
                             tracker.advance(hdr.origin, hdr.seq);
                             stats.delivered += 1;
-                            if let Some(r) = reread_from.get_mut(hdr.origin as usize) {
-                                *r = hdr.pos.saturating_add(1);
+                            stats.delivered_bytes += frame_bytes(rec.payload.len());
+                            *resume_floor = 0;
+                            *last_delivered_ts = hdr.ts_ns;
+                            if let Some(at) = seen.get_mut(hdr.origin as usize) {
+                                at.note(hdr.pos, hdr.seq);
                             }
                             delivered += 1;
                         }
-                        Verdict::Duplicate => stats.duplicates_dropped += 1,
+                        Verdict::Duplicate => {
+                            stats.duplicates_dropped += 1;
+                            if let Some(at) = seen.get_mut(hdr.origin as usize) {
+                                at.note(hdr.pos, hdr.seq);
+                            }
+                        }
                         Verdict::Gap { expected } => {
                             chunk.unread();
                             examined -= 1;
-                            break Step::Gap {
-                                origin: hdr.origin,
-                                from: expected,
-                                to: hdr.seq - 1,
-                                seq: hdr.seq,
-                            };
+                            *holding_gap = true;
+                            break Step::Gap { origin: hdr.origin, from: expected, to: hdr.seq - 1 };
                         }
                         Verdict::UnknownOrigin => {
                             stats.bad_events += 1;
@@ -302,8 +410,31 @@ impl Engine {
         (delivered, examined, step)
     }
 
+    /// A deferred flip must be decided before the next record, which cannot tell whether it lies
+    /// behind the frontier (a second flip, or an event before the resume point): it is history
+    /// if it predates the switch to this stream, else it applies.
+    fn decide_deferred<H: Handler>(&mut self, h: &mut H) {
+        if !core::mem::take(&mut self.flip_deferred) {
+            return;
+        }
+        let f = self.flip_scratch.cmd;
+        if f.ts_ns < self.switch_flip_ts {
+            self.stats.flips_stale += 1;
+            self.stats.flips_rejected += 1;
+            h.notice(&Notice::FlipRejected {
+                stream: f.stream,
+                pos: f.pos,
+                reason: RejectReason::Superseded,
+            });
+        } else {
+            self.apply_flip(h);
+        }
+    }
+
     fn apply_flip<H: Handler>(&mut self, h: &mut H) {
         let f = self.flip_scratch.cmd;
+        // Applied or rejected with a notice from here on: a copy met later is a repeat.
+        self.flips.insert(f.flip_id);
         let reject = |this: &mut Engine, h: &mut H, reason| {
             this.stats.flips_rejected += 1;
             h.notice(&Notice::FlipRejected { stream: f.stream, pos: f.pos, reason });
@@ -334,6 +465,8 @@ impl Engine {
                     cutover_pos: f.cutover_pos,
                     not_before_ns: f.not_before_ns,
                     resume_pos: f.resume_pos,
+                    flip_ts: f.ts_ns,
+                    cause: SwitchCause::Flip,
                 };
                 let at_flip = f.cutover_pos == 0 && f.not_before_ns == 0;
                 let cut_passed = f.cutover_pos != 0 && f.pos >= f.cutover_pos;
@@ -367,12 +500,23 @@ impl Engine {
     }
 
     /// DESIGN.md §4 steps 2–6: one epoch change makes `p.to` active; the old stream becomes a
-    /// candidate or is released; `Switched` follows with the first event of the new stream.
-    fn switch<H: Handler>(&mut self, p: PendingSwitch, h: &mut H) {
+    /// candidate or is released; `Switched` follows when delivery of the new stream is
+    /// contiguous.
+    pub(super) fn switch<H: Handler>(&mut self, p: PendingSwitch, h: &mut H) {
+        let started_ns = self.clock.now_ns();
         let from = self.active;
         let to = p.to;
-        if core::mem::take(&mut self.flip_deferred) {
-            self.stats.flips_stale += 1; // it belonged to the stream we are leaving
+        if self.flip_deferred {
+            // It belonged to the stream we are leaving, met before its frontier was known.
+            self.flip_deferred = false;
+            let f = self.flip_scratch.cmd;
+            self.stats.flips_stale += 1;
+            self.stats.flips_rejected += 1;
+            h.notice(&Notice::FlipRejected {
+                stream: f.stream,
+                pos: f.pos,
+                reason: RejectReason::Superseded,
+            });
         }
         if let Some(f) = self.in_flight.as_mut() {
             // The previous switch delivered nothing before this one: report it now, not
@@ -380,7 +524,7 @@ impl Engine {
             f.gapped = true;
             emit_switched(&mut self.in_flight, &mut self.stats, &*self.clock, h);
         }
-        let started_ns = self.clock.now_ns();
+        self.end_recovery();
         let staged = self.streams[to].consumer.role() == Role::Staged;
         self.streams[to].consumer.set_role(Role::Active);
         self.active = to;
@@ -388,9 +532,11 @@ impl Engine {
         self.pending = None;
         self.rereading = false;
         self.reread_skip_next = false;
-        self.fill_tried = None;
-        self.reread_from.fill(0);
-        self.active_from = p.resume_pos;
+        self.holding_gap = false;
+        self.resume_floor = p.resume_pos;
+        self.switch_flip_ts = p.flip_ts;
+        self.active_heard_ns = self.now_ns;
+        self.silence_reported = false;
         self.streams[to].announced = false;
         self.policy.switched(self.streams[from].id, self.streams[to].id, self.now_ns);
         let old = &mut self.streams[from];
@@ -402,95 +548,72 @@ impl Engine {
             h.notice(&Notice::Unsubscribe { stream: old.id });
         }
         if !staged {
+            let from = if p.resume_pos != 0 { StartAt::Pos(p.resume_pos) } else { self.start_on(to) };
             let t = &self.streams[to];
-            h.notice(&Notice::Subscribe { stream: t.id, locator: t.locator(), from_pos: p.resume_pos });
+            h.notice(&Notice::Subscribe {
+                stream: t.id,
+                locator: t.locator(),
+                from,
+                purpose: Purpose::Switch,
+            });
         }
+        self.apply_plan(h);
+        let switch_ns = self.clock.now_ns().saturating_sub(started_ns);
+        self.stats.switch_last_ns = switch_ns;
+        self.stats.switch_max_ns = self.stats.switch_max_ns.max(switch_ns);
         self.in_flight = Some(SwitchInFlight {
             from_id: self.streams[from].id,
             to_id: self.streams[to].id,
             flip_id: p.flip_id,
             staged,
             started_ns,
-            resume_pos: p.resume_pos,
+            switch_ns,
+            cause: p.cause,
             gapped: false,
         });
-        self.apply_plan(h);
-    }
-
-    /// A gap before `(origin, seq)`: fill it from staged candidates, else apply the gap policy.
-    fn on_gap<H: Handler>(&mut self, origin: u32, from: u64, to: u64, seq: u64, h: &mut H) {
-        if self.fill_tried != Some((origin, seq)) {
-            self.fill_tried = Some((origin, seq));
-            let stream = self.streams[self.active].id;
-            self.policy.gap(stream, to + 1 - from, self.now_ns);
-            self.fill_from_candidates(origin, to, h);
-            if self.tracker.last(origin).is_some_and(|last| last >= to) {
-                return; // filled: the event after the gap now delivers in order
-            }
-        }
-        self.fill_tried = None;
-        if let Some(f) = self.in_flight.as_mut() {
-            f.gapped = true;
-        }
-        let from = self.tracker.last(origin).map_or(from, |l| l + 1).max(from);
-        let stream = self.streams[self.active].id;
-        self.stats.gaps += 1;
-        h.notice(&Notice::Gap { stream, origin, from_seq: from, to_seq: to });
-        match self.gap_policy {
-            GapPolicy::ReportLost => {
-                self.stats.lost += to - from + 1;
-                h.notice(&Notice::Lost { origin, from_seq: from, to_seq: to });
-                self.tracker.advance(origin, to);
-            }
-            GapPolicy::ReRead => {
-                // From just after this origin's last event on the active stream: within one
-                // stream an origin's events are in order, so the missing ones lie between it and
-                // the event after the gap. Events of other origins in between come again and the
-                // tracker drops them. (The stream's last delivered position is not enough: another
-                // origin's events after the missing one may have been delivered.) If the origin
-                // delivered nothing on this stream, from where the subscription started.
-                let s = &self.streams[self.active];
-                let from_pos = match self.reread_from.get(origin as usize) {
-                    Some(&r) if r != 0 => r,
-                    _ => self.active_from,
-                };
-                self.stats.rereads += 1;
-                h.notice(&Notice::Subscribe { stream, locator: s.locator(), from_pos });
-                self.rereading = true;
-                // The event after the gap is still unread. Skip it too (it comes again with the
-                // re-read): only positions going back below it mark the re-read's start. Without
-                // this, an event at the same position (a re-read that still lacks the gap) would
-                // end the re-read at once and the same gap would be reported again and again.
-                self.reread_skip_next = true;
-            }
-        }
     }
 
     /// A/B arbitration: deliver, from staged candidates, the events of `origin` that continue
-    /// the tracker's frontier, up to `to`.
-    fn fill_from_candidates<H: Handler>(&mut self, origin: u32, to: u64, h: &mut H) {
-        let Engine { streams, active, tracker, stats, in_flight, clock, .. } = self;
+    /// the tracker's frontier, up to `to`. Returns a bit per stream index whose window holds an
+    /// event of `origin` past the frontier that could not be delivered: that stream lacks the
+    /// next missing event (or has not brought it yet).
+    pub(super) fn fill_from_candidates<H: Handler>(&mut self, origin: u32, to: u64, h: &mut H) -> u32 {
+        let Engine { streams, active, tracker, stats, seen, max_origins, .. } = self;
+        let mut passed = 0u32;
         for (i, s) in streams.iter_mut().enumerate() {
             if i == *active || s.consumer.role() != Role::Staged {
                 continue;
             }
             let sid = s.id;
+            let mut seen = seen.get_mut(i * *max_origins + origin as usize);
             let Ok(mut view) = s.consumer.staged() else { continue };
             let mut it = view.iter();
             while let Some(r) = it.next() {
                 let hd = r.header;
-                if hd.origin != origin || hd.kind == KIND_FLIP || hd.kind == KIND_HEARTBEAT || hd.seq > to {
+                if hd.origin != origin || hd.kind == KIND_FLIP || hd.kind == KIND_HEARTBEAT {
                     continue;
                 }
-                if tracker.check(origin, hd.seq) == Verdict::Deliver {
-                    emit_switched(in_flight, stats, &**clock, h);
-                    h.event(sid, &r);
-                    tracker.advance(origin, hd.seq);
-                    stats.delivered += 1;
-                    stats.gap_filled += 1;
+                match tracker.check(origin, hd.seq) {
+                    Verdict::Deliver if hd.seq <= to => {
+                        h.event(sid, &r);
+                        tracker.advance(origin, hd.seq);
+                        stats.delivered += 1;
+                        stats.gap_filled += 1;
+                        if let Some(at) = seen.as_deref_mut() {
+                            at.note(hd.pos, hd.seq);
+                        }
+                    }
+                    Verdict::Duplicate => {
+                        if let Some(at) = seen.as_deref_mut() {
+                            at.note(hd.pos, hd.seq);
+                        }
+                    }
+                    Verdict::Gap { .. } => passed |= 1 << i,
+                    _ => {}
                 }
             }
         }
+        passed
     }
 
     /// Asks the policy which candidates to stage and applies it within the budget.
@@ -514,16 +637,28 @@ impl Engine {
             }
         }
         self.policy.plan(&self.candidates[..n], self.default_window, self.now_ns, &mut self.plan);
-        // Budget, in the plan's order of importance.
+        // Budget, in the plan's order of importance; a window is priced at the mean data frame
+        // delivered so far (the largest data frame before any).
+        let frame = match self.stats.delivered {
+            0 => self.max_frame,
+            n => (self.stats.delivered_bytes / n).max(8),
+        };
         let mut allowed = [0usize; super::MAX_STREAMS];
         let mut used = 0u64;
+        // A stream feeding a gap's fill is staged whatever the plan, with the whole ring.
+        if let Some(x) = self.recovery.as_ref().and_then(|r| r.fill_stream()) {
+            if x != self.active {
+                allowed[x] = self.streams[x].consumer.max_records();
+                used += allowed[x] as u64 * frame;
+            }
+        }
         for &(stream, window) in self.plan.entries() {
             let Some(i) = self.index_of(stream) else { continue };
             if i == self.active || allowed[i] != 0 {
                 continue;
             }
             let window = window.clamp(1, self.streams[i].consumer.max_records());
-            let bytes = window as u64 * self.max_frame;
+            let bytes = window as u64 * frame;
             if used + bytes <= self.budget {
                 used += bytes;
                 allowed[i] = window;
@@ -542,7 +677,12 @@ impl Engine {
                 (w, Role::Idle) => {
                     s.consumer.set_role(Role::Staged);
                     s.consumer.set_window(w);
-                    h.notice(&Notice::Subscribe { stream: s.id, locator: s.locator(), from_pos: 0 });
+                    h.notice(&Notice::Subscribe {
+                        stream: s.id,
+                        locator: s.locator(),
+                        from: StartAt::Live,
+                        purpose: Purpose::Stage,
+                    });
                 }
                 (w, _) => {
                     if s.consumer.window() != w {
@@ -551,20 +691,91 @@ impl Engine {
                 }
             }
         }
-        self.stats.staged_bytes = used;
-        self.stats.peak_staged_bytes = self.stats.peak_staged_bytes.max(used);
     }
 
-    /// Trims every staged window to what the active stream has not delivered yet.
+    /// Trims every staged window to what the active stream has not delivered yet, noting the
+    /// positions of the delivered records it trims (`seen`), and counts the bytes kept.
     fn trim_staged(&mut self) {
-        let Engine { streams, active, tracker, flips, .. } = self;
+        let Engine { streams, active, tracker, flips, seen, max_origins, stats, .. } = self;
+        let mut held = 0u64;
         for (i, s) in streams.iter_mut().enumerate() {
             if i == *active || s.consumer.role() != Role::Staged {
                 continue;
             }
+            let seen = &mut seen[i * *max_origins..(i + 1) * *max_origins];
             if let Ok(mut view) = s.consumer.staged() {
-                view.trim_while(|r| trimmable(r, tracker, flips));
+                view.trim_while(|r| {
+                    let gone = trimmable(r, tracker, flips);
+                    if gone && r.header.kind != KIND_FLIP && r.header.kind != KIND_HEARTBEAT {
+                        if let Some(at) = seen.get_mut(r.header.origin as usize) {
+                            at.note(r.header.pos, r.header.seq);
+                        }
+                    }
+                    gone
+                });
                 s.retained_bytes = view.retained_bytes();
+                held += s.retained_bytes;
+            }
+        }
+        stats.staged_bytes = held;
+        stats.peak_staged_bytes = stats.peak_staged_bytes.max(held);
+    }
+
+    /// The active stream has been silent for `silence_ns`: report it if a staged candidate holds
+    /// events beyond the frontier (and, by policy, fail over to the one furthest ahead).
+    fn check_silence<H: Handler>(&mut self, h: &mut H) {
+        let silent_ns = self.now_ns.saturating_sub(self.active_heard_ns);
+        if silent_ns < self.liveness.silence_ns {
+            return;
+        }
+        let mut best: Option<(usize, u64, u64)> = None; // (index, records ahead, newest ts)
+        let Engine { streams, active, tracker, .. } = self;
+        for (i, s) in streams.iter_mut().enumerate() {
+            if i == *active || s.consumer.role() != Role::Staged || s.retained_bytes == 0 {
+                continue;
+            }
+            let Ok(mut view) = s.consumer.staged() else { continue };
+            let (mut ahead, mut newest) = (0u64, 0u64);
+            let mut it = view.iter();
+            while let Some(r) = it.next() {
+                let k = r.header.kind;
+                if k != KIND_FLIP
+                    && k != KIND_HEARTBEAT
+                    && !tracker.is_delivered(r.header.origin, r.header.seq)
+                {
+                    ahead += 1;
+                    newest = newest.max(r.header.ts_ns);
+                }
+            }
+            if ahead > 0 && !best.is_some_and(|(_, a, _)| ahead <= a) {
+                best = Some((i, ahead, newest));
+            }
+        }
+        let Some((cand, lead_events, newest)) = best else { return };
+        self.silence_reported = true;
+        self.stats.silences += 1;
+        h.notice(&Notice::ActiveSilent {
+            stream: self.streams[self.active].id,
+            silent_ns,
+            candidate: self.streams[cand].id,
+            lead_events,
+            lead_ns: newest.saturating_sub(self.last_delivered_ts),
+        });
+        if self.liveness.failover_on_silence {
+            self.stats.failovers += 1;
+            let p = PendingSwitch {
+                to: cand,
+                flip_id: 0,
+                cutover_pos: 0,
+                not_before_ns: 0,
+                resume_pos: 0,
+                flip_ts: self.switch_flip_ts,
+                cause: SwitchCause::Silence,
+            };
+            if self.hold_from.is_some() {
+                self.deferred = Some(p);
+            } else {
+                self.switch(p, h);
             }
         }
     }
@@ -590,8 +801,15 @@ fn trimmable(r: &Record<'_>, tracker: &crate::tracker::Tracker, flips: &super::F
     }
 }
 
-/// Emits the `Switched` notice of a switch in flight, before the first event it delivers, and
-/// counts the switch. Reads the clock only then (once per switch).
+/// Bytes of the frame a record of `payload` bytes takes (header, frame header, padding to 8).
+#[inline]
+fn frame_bytes(payload: usize) -> u64 {
+    (crate::event::EVENT_HEADER_SIZE + 8 + payload).next_multiple_of(8) as u64
+}
+
+/// Emits the `Switched` notice of a switch in flight, before the first event the target
+/// delivers from its own ring in order, and counts the switch. Reads the clock only then (once
+/// per switch).
 #[inline]
 fn emit_switched<H: Handler>(
     in_flight: &mut Option<SwitchInFlight>,
@@ -610,5 +828,13 @@ fn emit_switched<H: Handler>(
     stats.stall_last_ns = stall_ns;
     stats.stall_max_ns = stats.stall_max_ns.max(stall_ns);
     stats.stall_total_ns += stall_ns;
-    h.notice(&Notice::Switched { from: f.from_id, to: f.to_id, flip_id: f.flip_id, seamless, stall_ns });
+    h.notice(&Notice::Switched {
+        from: f.from_id,
+        to: f.to_id,
+        flip_id: f.flip_id,
+        cause: f.cause,
+        seamless,
+        stall_ns,
+        switch_ns: f.switch_ns,
+    });
 }

@@ -13,8 +13,16 @@ pub struct Stats {
     pub gaps: u64,
     /// Events given up for lost (`Notice::Lost`).
     pub lost: u64,
-    /// Re-reads asked for (gap policy `ReRead`).
+    /// Re-reads of the active stream asked for (gap policy `ReRead`).
     pub rereads: u64,
+    /// Other streams asked to bring a gap's events (`Subscribe` with `Purpose::Fill`).
+    pub fill_requests: u64,
+    /// Gaps whose recovery ran out of rounds and streams and stopped (`Notice::Stuck`).
+    pub stuck: u64,
+    /// Silences of the active stream reported (`Notice::ActiveSilent`).
+    pub silences: u64,
+    /// Switches the engine made on a silence (`SwitchCause::Silence`).
+    pub failovers: u64,
     /// Events skipped while waiting for a re-read (they come again).
     pub skipped_for_reread: u64,
     /// Events dropped because they precede a switch's `resume_pos`.
@@ -25,10 +33,11 @@ pub struct Stats {
     pub flips_ignored: u64,
     /// Flips seen again (same id, e.g. on the other stream).
     pub flips_repeated: u64,
-    /// Flips met while catching up after a switch that lay behind the delivery frontier (they
-    /// reached only the new stream, while another was active): dropped, not applied.
+    /// Flips met while catching up after a switch that lay behind the delivery frontier and
+    /// predate that switch (they reached only the new stream, while another was active): not
+    /// applied, reported (`RejectReason::Superseded`), their ids not consumed.
     pub flips_stale: u64,
-    /// Flips rejected (`Notice::FlipRejected`).
+    /// Flips rejected: every `Notice::FlipRejected`, stale ones (`flips_stale`) included.
     pub flips_rejected: u64,
     /// Events whose origin is out of range (`Notice::BadEvent`).
     pub bad_events: u64,
@@ -44,7 +53,11 @@ pub struct Stats {
     pub stall_max_ns: u64,
     /// Sum of stalls, ns.
     pub stall_total_ns: u64,
-    /// Staged window bytes now: sum over staged streams of window × maximal frame.
+    /// The engine's own cost of the last switch (epoch change, roles, plan), ns.
+    pub switch_last_ns: u64,
+    /// Largest engine-side switch cost, ns.
+    pub switch_max_ns: u64,
+    /// Bytes the staged windows hold now (frames actually retained after the last trim).
     pub staged_bytes: u64,
     /// Largest `staged_bytes` seen.
     pub peak_staged_bytes: u64,
@@ -52,6 +65,8 @@ pub struct Stats {
     pub staged_ns: u64,
     /// Clock ns observed in total (first poll to last).
     pub observed_ns: u64,
+    /// Bytes of the data frames delivered (for the mean frame the staging budget assumes).
+    pub delivered_bytes: u64,
 }
 
 impl Stats {

@@ -1,7 +1,7 @@
 //! `hz_config`: what an engine is built from.
 
 use super::{guard, LastError, HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_OK};
-use crate::engine::{EngineConfig, GapPolicy, MAX_STREAMS};
+use crate::engine::{EngineConfig, Exhausted, GapPolicy, MAX_STREAMS};
 use crate::tracker::SeqMode;
 use std::ffi::c_char;
 
@@ -26,6 +26,11 @@ pub const HZ_GAP_REREAD: u32 = 0;
 /// Gap policy: report the missing events lost (`HZ_NOTICE_LOST`) and go on.
 pub const HZ_GAP_REPORT_LOST: u32 = 1;
 
+/// Exhausted gap recovery: report `HZ_NOTICE_STUCK` and hold at the gap (the default).
+pub const HZ_EXHAUSTED_STUCK: u32 = 0;
+/// Exhausted gap recovery: report the exact range `HZ_NOTICE_LOST` and go on.
+pub const HZ_EXHAUSTED_REPORT_LOST: u32 = 1;
+
 /// Sequence mode: `seq` is contiguous per origin; a jump is a gap (the default).
 pub const HZ_SEQ_STRICT: u32 = 0;
 /// Sequence mode: `seq` only increases per origin.
@@ -41,8 +46,8 @@ pub struct hz_config {
 }
 
 /// Makes a configuration: `streams` streams with ids `0..streams` (1 to 16), each ring
-/// `capacity_bytes` (rounded up to a power of two), events up to `max_payload` bytes (flips
-/// travel as payloads: up to `HZ_MAX_FLIP_LEN`, 1335 bytes), starting on stream 0, strict seqs, gaps re-read, the
+/// `capacity_bytes` (rounded up to a power of two), data events up to `max_payload` bytes (flip
+/// records may be larger, up to `HZ_MAX_FLIP_LEN`, 1335 bytes: the rings take both), starting on stream 0, strict seqs, gaps re-read, the
 /// manual policy, default window 100, no staging budget.
 ///
 /// Ownership: on `HZ_OK`, `*out` is a new configuration the caller frees with
@@ -135,6 +140,48 @@ pub extern "C" fn hz_config_set_gap_policy(config: *mut hz_config, policy: u32) 
             HZ_GAP_REPORT_LOST => GapPolicy::ReportLost,
             v => return c.err.set(HZ_ERR_INVALID, format!("unknown gap policy {v}")),
         };
+        HZ_OK
+    })
+}
+
+/// Sets the bounds of a gap's recovery (gap policy `HZ_GAP_REREAD`): `rounds` asks of one
+/// stream (at least 1; default 3), each given `round_timeout_ns` of clock time (default 2 s);
+/// `fill_from_others` nonzero asks the other streams in turn after the re-reads (default 1);
+/// `exhausted` is `HZ_EXHAUSTED_STUCK` (default) or `HZ_EXHAUSTED_REPORT_LOST`. Errors:
+/// `HZ_ERR_NULL`, `HZ_ERR_INVALID` (rounds 0 or unknown `exhausted`). The configuration's
+/// thread (one at a time).
+#[no_mangle]
+pub extern "C" fn hz_config_set_recovery(
+    config: *mut hz_config,
+    rounds: u32,
+    round_timeout_ns: u64,
+    fill_from_others: u32,
+    exhausted: u32,
+) -> u32 {
+    with(config, |c| {
+        if rounds == 0 {
+            return c.err.set(HZ_ERR_INVALID, "rounds must be at least 1");
+        }
+        let exhausted = match exhausted {
+            HZ_EXHAUSTED_STUCK => Exhausted::Stuck,
+            HZ_EXHAUSTED_REPORT_LOST => Exhausted::ReportLost,
+            v => return c.err.set(HZ_ERR_INVALID, format!("unknown exhausted policy {v}")),
+        };
+        let l = &mut c.cfg.liveness;
+        (l.reread_rounds, l.round_timeout_ns, l.fill_from_others, l.exhausted) =
+            (rounds, round_timeout_ns, fill_from_others != 0, exhausted);
+        HZ_OK
+    })
+}
+
+/// Sets silence reporting: `HZ_NOTICE_ACTIVE_SILENT` when the active stream delivers nothing for
+/// `silence_ns` (0 disables; default 1 s) while a staged candidate holds newer events; with
+/// `failover` nonzero the engine then switches to that candidate (default 0). Errors:
+/// `HZ_ERR_NULL`. The configuration's thread (one at a time).
+#[no_mangle]
+pub extern "C" fn hz_config_set_silence(config: *mut hz_config, silence_ns: u64, failover: u32) -> u32 {
+    with(config, |c| {
+        (c.cfg.liveness.silence_ns, c.cfg.liveness.failover_on_silence) = (silence_ns, failover != 0);
         HZ_OK
     })
 }

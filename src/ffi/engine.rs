@@ -13,8 +13,8 @@ use super::{
 };
 use crate::clock::MonotonicClock;
 use crate::engine::{
-    AlwaysStage, ArmingPolicy, BadEventReason, Engine, Handler, ManualStage, NeverStage, Notice,
-    RejectReason, StreamProducer,
+    AlwaysStage, ArmingPolicy, BadEventReason, Engine, Handler, ManualStage, NeverStage, Notice, Purpose,
+    RejectReason, StartAt, StreamProducer, SwitchCause,
 };
 use crate::event::EventHeader;
 use crate::predict::policy::{Predictor, PredictorConfig, Preset};
@@ -73,13 +73,19 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// Notice kind: start (or restart) feeding `stream` from `from_pos` (0: your choice, e.g. live);
-/// `locator`/`locator_len` come from the flip that named the stream.
+/// Notice kind: start (or restart) feeding `stream` from where `from_kind` says (`HZ_START_*`:
+/// an exact `from_pos`, live, the first event of `origin` after seq `after_seq`, or the first
+/// event beyond the tracker's frontier); `purpose` (`HZ_PURPOSE_*`) says why, and for a re-read
+/// or a fill, `origin` and `from_seq..=to_seq` are the events wanted. `locator`/`locator_len`
+/// come from the flip that named the stream.
 pub const HZ_NOTICE_SUBSCRIBE: u32 = 1;
 /// Notice kind: stop feeding `stream`.
 pub const HZ_NOTICE_UNSUBSCRIBE: u32 = 2;
-/// Notice kind: the active stream changed from `stream` to `to_stream` (flip `flip_id`);
-/// `seamless` and `stall_ns` say how it went. Comes right before the first event from it.
+/// Notice kind: the active stream changed from `stream` to `to_stream` (flip `flip_id`, 0 for a
+/// failover; `reason` is `HZ_SWITCH_CAUSE_*`). `seamless`: no fetch or re-read was needed;
+/// `stall_ns`: clock ns from consuming the cut-over until delivery of the target is contiguous
+/// (this notice); `switch_ns`: the engine's own cost of the switch. Comes right before the
+/// first event the target delivers from its own stream.
 pub const HZ_NOTICE_SWITCHED: u32 = 3;
 /// Notice kind: seqs `from_seq..=to_seq` of `origin` are missing on `stream`.
 pub const HZ_NOTICE_GAP: u32 = 4;
@@ -96,6 +102,43 @@ pub const HZ_NOTICE_PRODUCER_GONE: u32 = 8;
 /// Notice kind: the ring file of `stream` shrank under its mapping (`pos`: its length,
 /// `from_pos`: the length the ring needs). The stream went back to its in-process ring, empty.
 pub const HZ_NOTICE_RING_FILE_TRUNCATED: u32 = 9;
+/// Notice kind: the recovery of the gap `from_seq..=to_seq` of `origin` on `stream` ran out of
+/// rounds (`rounds`) and streams: delivery holds at the gap until a staged candidate brings the
+/// events, or `hz_engine_retry_gap` / `hz_engine_give_up_gap`. Once per gap.
+pub const HZ_NOTICE_STUCK: u32 = 10;
+/// Notice kind: the active `stream` has delivered nothing for `silent_ns` while the staged
+/// `to_stream` holds `lead_events` events beyond the frontier, `lead_ns` of upstream time ahead.
+/// Once per silence.
+pub const HZ_NOTICE_ACTIVE_SILENT: u32 = 11;
+
+/// `HZ_NOTICE_SUBSCRIBE`: read from the exact position `from_pos`.
+pub const HZ_START_POS: u32 = 1;
+/// `HZ_NOTICE_SUBSCRIBE`: read from the live end.
+pub const HZ_START_LIVE: u32 = 2;
+/// `HZ_NOTICE_SUBSCRIBE`: read from the first event of `origin` whose seq is above `after_seq`.
+pub const HZ_START_AFTER_SEQ: u32 = 3;
+/// `HZ_NOTICE_SUBSCRIBE`: read from the first event, of any origin, beyond the tracker's frontier
+/// (`hz_engine_frontier`); from the start when nothing was delivered.
+pub const HZ_START_AFTER_FRONTIER: u32 = 4;
+
+/// `HZ_NOTICE_SUBSCRIBE`: the stream active at start (first poll).
+pub const HZ_PURPOSE_INITIAL: u32 = 1;
+/// `HZ_NOTICE_SUBSCRIBE`: a candidate is staged.
+pub const HZ_PURPOSE_STAGE: u32 = 2;
+/// `HZ_NOTICE_SUBSCRIBE`: a cold switch made this stream active.
+pub const HZ_PURPOSE_SWITCH: u32 = 3;
+/// `HZ_NOTICE_SUBSCRIBE`: re-read the active stream for the gap `origin`, `from_seq..=to_seq`.
+pub const HZ_PURPOSE_REREAD: u32 = 4;
+/// `HZ_NOTICE_SUBSCRIBE`: read the active stream again after a resolved gap of `origin`.
+pub const HZ_PURPOSE_RESUME: u32 = 5;
+/// `HZ_NOTICE_SUBSCRIBE`: feed this (non-active) stream so it fills the gap `origin`,
+/// `from_seq..=to_seq`; an `UNSUBSCRIBE` follows when it is no longer wanted.
+pub const HZ_PURPOSE_FILL: u32 = 6;
+
+/// `HZ_NOTICE_SWITCHED`: a SWITCH or SWITCHBACK flip.
+pub const HZ_SWITCH_CAUSE_FLIP: u32 = 1;
+/// `HZ_NOTICE_SWITCHED`: the engine failed over on a silence of the active stream.
+pub const HZ_SWITCH_CAUSE_SILENCE: u32 = 2;
 
 /// `HZ_NOTICE_PRODUCER_GONE`: the producer died without closing the file.
 pub const HZ_PRODUCER_CRASHED: u32 = 1;
@@ -110,6 +153,9 @@ pub const HZ_REJECT_UNKNOWN_STREAM: u32 = 2;
 pub const HZ_REJECT_ALREADY_ACTIVE: u32 = 3;
 /// Flip rejection: a switchback with no earlier stream.
 pub const HZ_REJECT_NO_PREVIOUS: u32 = 4;
+/// Flip rejection: history, not an instruction: behind the delivery frontier on a stream just
+/// switched to and older than that switch. Its id is not consumed.
+pub const HZ_REJECT_SUPERSEDED: u32 = 5;
 /// Bad event: its origin is not below `max_origins`.
 pub const HZ_BAD_EVENT_UNKNOWN_ORIGIN: u32 = 1;
 
@@ -136,14 +182,29 @@ pub struct hz_notice {
     pub flip_id: u64,
     /// `FLIP_REJECTED`, `BAD_EVENT`: the record's position.
     pub pos: u64,
-    /// `SUBSCRIBE`: where to read from (0: your choice).
+    /// `SUBSCRIBE` with `HZ_START_POS`: the position to read from.
     pub from_pos: u64,
-    /// `GAP`, `LOST`: first missing seq; `BAD_EVENT`: the event's seq.
+    /// `GAP`, `LOST`, `STUCK`, `SUBSCRIBE` for a re-read or fill: first missing seq;
+    /// `BAD_EVENT`: the event's seq.
     pub from_seq: u64,
-    /// `GAP`, `LOST`: last missing seq.
+    /// `GAP`, `LOST`, `STUCK`, `SUBSCRIBE` for a re-read or fill: last missing seq.
     pub to_seq: u64,
-    /// `SWITCHED`: clock ns from the cut-over to the first event of the new stream.
+    /// `SWITCHED`: clock ns from the cut-over until delivery of the target is contiguous.
     pub stall_ns: u64,
+    /// `SUBSCRIBE`: `HZ_START_*`.
+    pub from_kind: u32,
+    /// `SUBSCRIBE`: `HZ_PURPOSE_*`.
+    pub purpose: u32,
+    /// `SUBSCRIBE` with `HZ_START_AFTER_SEQ`: read from the first event of `origin` above it.
+    pub after_seq: u64,
+    /// `SWITCHED`: the engine's own cost of the switch, clock ns.
+    pub switch_ns: u64,
+    /// `ACTIVE_SILENT`: clock ns the active stream has been silent.
+    pub silent_ns: u64,
+    /// `ACTIVE_SILENT`: events the candidate holds beyond the frontier; `STUCK`: rounds tried.
+    pub count: u64,
+    /// `ACTIVE_SILENT`: upstream ns the candidate's newest event is ahead of the last delivered.
+    pub lead_ns: u64,
     /// `SUBSCRIBE`: the locator bytes; NULL when `locator_len` is 0.
     pub locator: *const u8,
     /// `SUBSCRIBE`: locator length.
@@ -446,20 +507,65 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
         from_seq: 0,
         to_seq: 0,
         stall_ns: 0,
+        from_kind: 0,
+        purpose: 0,
+        after_seq: 0,
+        switch_ns: 0,
+        silent_ns: 0,
+        count: 0,
+        lead_ns: 0,
         locator: core::ptr::null(),
         locator_len: 0,
     };
     match *n {
-        Notice::Subscribe { stream, locator, from_pos } => {
-            (c.kind, c.stream, c.from_pos) = (HZ_NOTICE_SUBSCRIBE, stream, from_pos);
+        Notice::Subscribe { stream, locator, from, purpose } => {
+            (c.kind, c.stream) = (HZ_NOTICE_SUBSCRIBE, stream);
+            match from {
+                StartAt::Pos(p) => (c.from_kind, c.from_pos) = (HZ_START_POS, p),
+                StartAt::Live => c.from_kind = HZ_START_LIVE,
+                StartAt::AfterSeq { origin, seq } => {
+                    (c.from_kind, c.origin, c.after_seq) = (HZ_START_AFTER_SEQ, origin, seq);
+                }
+                StartAt::AfterFrontier => c.from_kind = HZ_START_AFTER_FRONTIER,
+            }
+            c.purpose = match purpose {
+                Purpose::Initial => HZ_PURPOSE_INITIAL,
+                Purpose::Stage => HZ_PURPOSE_STAGE,
+                Purpose::Switch => HZ_PURPOSE_SWITCH,
+                Purpose::ReRead { origin, from_seq, to_seq } => {
+                    (c.origin, c.from_seq, c.to_seq) = (origin, from_seq, to_seq);
+                    HZ_PURPOSE_REREAD
+                }
+                Purpose::Resume { origin } => {
+                    c.origin = origin;
+                    HZ_PURPOSE_RESUME
+                }
+                Purpose::Fill { origin, from_seq, to_seq } => {
+                    (c.origin, c.from_seq, c.to_seq) = (origin, from_seq, to_seq);
+                    HZ_PURPOSE_FILL
+                }
+            };
             if !locator.is_empty() {
                 (c.locator, c.locator_len) = (locator.as_ptr(), locator.len());
             }
         }
         Notice::Unsubscribe { stream } => (c.kind, c.stream) = (HZ_NOTICE_UNSUBSCRIBE, stream),
-        Notice::Switched { from, to, flip_id, seamless, stall_ns } => {
+        Notice::Switched { from, to, flip_id, cause, seamless, stall_ns, switch_ns } => {
             (c.kind, c.stream, c.to_stream, c.flip_id) = (HZ_NOTICE_SWITCHED, from, to, flip_id);
-            (c.seamless, c.stall_ns) = (u32::from(seamless), stall_ns);
+            (c.seamless, c.stall_ns, c.switch_ns) = (u32::from(seamless), stall_ns, switch_ns);
+            c.reason = match cause {
+                SwitchCause::Flip => HZ_SWITCH_CAUSE_FLIP,
+                SwitchCause::Silence => HZ_SWITCH_CAUSE_SILENCE,
+            };
+        }
+        Notice::Stuck { stream, origin, from_seq, to_seq, rounds } => {
+            (c.kind, c.stream, c.origin, c.from_seq, c.to_seq) =
+                (HZ_NOTICE_STUCK, stream, origin, from_seq, to_seq);
+            c.count = u64::from(rounds);
+        }
+        Notice::ActiveSilent { stream, silent_ns, candidate, lead_events, lead_ns } => {
+            (c.kind, c.stream, c.to_stream) = (HZ_NOTICE_ACTIVE_SILENT, stream, candidate);
+            (c.silent_ns, c.count, c.lead_ns) = (silent_ns, lead_events, lead_ns);
         }
         Notice::Gap { stream, origin, from_seq, to_seq } => {
             (c.kind, c.stream, c.origin, c.from_seq, c.to_seq) =
@@ -475,6 +581,7 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
                 RejectReason::UnknownStream(_) => HZ_REJECT_UNKNOWN_STREAM,
                 RejectReason::AlreadyActive(_) => HZ_REJECT_ALREADY_ACTIVE,
                 RejectReason::NoPreviousStream => HZ_REJECT_NO_PREVIOUS,
+                RejectReason::Superseded => HZ_REJECT_SUPERSEDED,
             };
         }
         Notice::BadEvent { stream, pos, origin, seq, reason } => {
@@ -818,9 +925,8 @@ pub extern "C" fn hz_engine_active_stream(engine: *const hz_engine, out: *mut u3
     })
 }
 
-/// Writes the last seq delivered for `origin` to `*out` (the tracker's frontier). A
-/// `HZ_NOTICE_SUBSCRIBE` with `from_pos` 0 for the active stream (a cold switch, or a re-read
-/// before anything was delivered from that stream) means: resume that stream after this seq.
+/// Writes the last seq delivered for `origin` to `*out` (the tracker's frontier): what a
+/// `HZ_NOTICE_SUBSCRIBE` with `HZ_START_AFTER_FRONTIER` reads after, origin by origin.
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below `max_origins`), `HZ_ERR_STATE`
 /// (nothing delivered from `origin` yet). Poll thread.
 #[no_mangle]
@@ -858,6 +964,55 @@ pub extern "C" fn hz_engine_resume_at(engine: *mut hz_engine, origin: u32, next_
         e.engine.tracker_mut().resume_at(origin, next_seq);
         HZ_OK
     })
+}
+
+/// Declares where `stream` resumes, from the application's checkpoint: the first
+/// `HZ_NOTICE_SUBSCRIBE` of the initial stream then names `next_pos` exactly (`HZ_START_POS`).
+/// Call before the first poll. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll
+/// thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_resume_stream_at(engine: *mut hz_engine, stream: u32, next_pos: u64) -> u32 {
+    with(engine, |e, err, _| {
+        if e.engine.resume_stream_at(stream, next_pos) {
+            HZ_OK
+        } else {
+            err.set(HZ_ERR_INVALID, format!("no stream {stream}"))
+        }
+    })
+}
+
+/// After `HZ_NOTICE_STUCK`: runs the gap's recovery again from its first round (the next poll
+/// asks). Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no gap is stuck). Poll thread, not from a
+/// callback.
+#[no_mangle]
+pub extern "C" fn hz_engine_retry_gap(engine: *mut hz_engine) -> u32 {
+    with(
+        engine,
+        |e, err, _| {
+            if e.engine.retry_gap() {
+                HZ_OK
+            } else {
+                err.set(HZ_ERR_STATE, "no gap is stuck")
+            }
+        },
+    )
+}
+
+/// After `HZ_NOTICE_STUCK`: gives the gap up; the next poll reports it `HZ_NOTICE_LOST` with
+/// its exact range and delivery goes on. Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no gap is
+/// stuck). Poll thread, not from a callback.
+#[no_mangle]
+pub extern "C" fn hz_engine_give_up_gap(engine: *mut hz_engine) -> u32 {
+    with(
+        engine,
+        |e, err, _| {
+            if e.engine.give_up_gap() {
+                HZ_OK
+            } else {
+                err.set(HZ_ERR_STATE, "no gap is stuck")
+            }
+        },
+    )
 }
 
 /// Asks for `stream` to be staged (`hz_engine_disarm` withdraws it): every policy honours it.

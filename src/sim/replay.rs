@@ -7,11 +7,12 @@
 //! - **Arrival.** Each stream's records arrive at their `arrival_ns`; the clock is set to it,
 //!   the record is pushed to that stream's producer if the application is subscribed to the
 //!   stream, and the engine is polled until it has nothing to deliver.
-//! - **Live subscription** (`Subscribe { from_pos: 0 }` for a candidate being staged): the
-//!   stream's records flow from `now + subscribe_delay_ns` on. `Unsubscribe` stops them.
-//! - **Fetch** (`Subscribe` for the active stream: a cold switch, or a re-read after a gap):
-//!   the stream's records from the asked position (a cold switch with `from_pos` 0 resumes
-//!   after the tracker's frontier) are fetched from the upstream archive and arrive no earlier
+//! - **Live subscription** (`Subscribe` with `Purpose::Stage` for a candidate being staged):
+//!   the stream's records flow from `now + subscribe_delay_ns` on. `Unsubscribe` stops them.
+//!   The initial stream is subscribed from the start (its `Purpose::Initial` changes nothing).
+//! - **Fetch** (any other `Subscribe`: a cold switch, a re-read after a gap, a fill from
+//!   another stream): the stream's records from the asked position (`StartAt::Pos`; any other
+//!   start resumes after the tracker's frontier) are fetched from the upstream archive and arrive no earlier
 //!   than `now + fetch_delay_ns`. The archive has every event, including those a degraded
 //!   stream dropped, so a re-read closes its gap. To leave room for them, positions are the
 //!   trace's times [`POS_SCALE`]; a dropped event gets the position after the record before it.
@@ -26,7 +27,7 @@ use super::scenario::{Trace, TraceRecord, NO_FLIP};
 use crate::clock::ManualClock;
 use crate::engine::{
     AlwaysStage, ArmingPolicy, Candidate, Engine, EngineConfig, EngineError, Handler, NeverStage, Notice,
-    StagePlan, Stats, StreamProducer,
+    Purpose, StagePlan, StartAt, Stats, StreamProducer,
 };
 use crate::event::{EventHeader, KIND_DATA};
 use crate::flip::{Flip, MAX_FLIP_LEN};
@@ -188,14 +189,11 @@ impl Scored for AlwaysStage {
 enum AppEvent {
     Subscribe {
         stream: u32,
+        /// The exact position asked, 0 when the start is after the frontier (or live).
         from_pos: u64,
+        purpose: Purpose,
     },
     Unsubscribe {
-        stream: u32,
-    },
-    /// The active stream changed (from the policy hook, which the engine calls before the
-    /// switch's notices).
-    Active {
         stream: u32,
     },
 }
@@ -206,14 +204,12 @@ fn log(l: &AppLog, e: AppEvent) {
     l.lock().unwrap_or_else(|e| e.into_inner()).push(e);
 }
 
-/// Wraps a policy to take score snapshots on a time cadence and to tell the application
-/// when the active stream changes.
+/// Wraps a policy to take score snapshots on a time cadence.
 struct Probed<P> {
     inner: P,
     every_ns: u64,
     next_ns: u64,
     rows: Arc<Mutex<Vec<Snapshot>>>,
-    app: AppLog,
 }
 
 impl<P: Scored> ArmingPolicy for Probed<P> {
@@ -230,7 +226,6 @@ impl<P: Scored> ArmingPolicy for Probed<P> {
         self.inner.gap(stream, missing, now_ns);
     }
     fn switched(&mut self, from: u32, to: u32, now_ns: u64) {
-        log(&self.app, AppEvent::Active { stream: to });
         self.inner.switched(from, to, now_ns);
     }
     fn plan(&mut self, candidates: &[Candidate], window: usize, now_ns: u64, plan: &mut StagePlan) {
@@ -292,8 +287,12 @@ impl Handler for Collect {
     }
     fn notice(&mut self, n: &Notice<'_>) {
         match *n {
-            Notice::Subscribe { stream, from_pos, .. } => {
-                log(&self.app, AppEvent::Subscribe { stream, from_pos })
+            Notice::Subscribe { stream, from, purpose, .. } => {
+                let from_pos = match from {
+                    StartAt::Pos(p) => p,
+                    StartAt::Live | StartAt::AfterSeq { .. } | StartAt::AfterFrontier => 0,
+                };
+                log(&self.app, AppEvent::Subscribe { stream, from_pos, purpose })
             }
             Notice::Unsubscribe { stream } => log(&self.app, AppEvent::Unsubscribe { stream }),
             Notice::Switched { flip_id, seamless, stall_ns, .. } => {
@@ -315,13 +314,7 @@ pub fn replay<P: Scored + 'static>(
     let rows = Arc::new(Mutex::new(Vec::new()));
     let app: AppLog = Arc::new(Mutex::new(Vec::new()));
     let name = policy.name();
-    let probed = Probed {
-        inner: policy,
-        every_ns: cfg.snapshot_every_ns,
-        next_ns: 0,
-        rows: rows.clone(),
-        app: app.clone(),
-    };
+    let probed = Probed { inner: policy, every_ns: cfg.snapshot_every_ns, next_ns: 0, rows: rows.clone() };
     let n_streams = trace.streams.len() as u32;
     let mut ecfg = EngineConfig::new(trace.recipient_id, n_streams, cfg.capacity_bytes, MAX_FLIP_LEN);
     ecfg.initial_stream = trace.initial_stream;
@@ -346,7 +339,6 @@ pub fn replay<P: Scored + 'static>(
         app: app.clone(),
         switched: Vec::new(),
     };
-    let mut active = trace.initial_stream;
     let mut push_dropped = 0u64;
     let mut pending = Vec::new();
     let mut staged_byte_ns = 0f64;
@@ -380,10 +372,10 @@ pub fn replay<P: Scored + 'static>(
         pending.append(&mut app.lock().unwrap_or_else(|e| e.into_inner()));
         for e in pending.drain(..) {
             match e {
-                AppEvent::Active { stream } => active = stream,
                 AppEvent::Unsubscribe { stream } => feeds[stream as usize].subscribed = false,
-                AppEvent::Subscribe { stream, from_pos } if stream == active => {
-                    // A cold switch or a re-read: fetch from the archive.
+                AppEvent::Subscribe { purpose: Purpose::Initial, .. } => {}
+                AppEvent::Subscribe { stream, from_pos, purpose } if purpose != Purpose::Stage => {
+                    // A cold switch, a re-read or a fill: fetch from the archive.
                     let i = stream as usize;
                     let frontier = engine.tracker().last(0).unwrap_or(0);
                     start_fetch(

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use harmonizer::clock::ManualClock;
-use harmonizer::engine::{ArmingPolicy, Engine, EngineConfig, Handler, Notice, StreamProducer};
+use harmonizer::engine::{
+    ArmingPolicy, Engine, EngineConfig, Handler, Notice, Purpose, StartAt, StreamProducer, SwitchCause,
+};
 use harmonizer::event::{EventHeader, KIND_DATA, KIND_FLIP};
 use harmonizer::flip::{Flip, FlipAction};
 use harmonizer::ring::{PushError, Record};
@@ -12,15 +14,68 @@ use harmonizer::ring::{PushError, Record};
 /// An owned copy of a notice, for assertions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum N {
-    Subscribe { stream: u32, locator: Vec<u8>, from_pos: u64 },
-    Unsubscribe { stream: u32 },
-    Switched { from: u32, to: u32, flip_id: u64, seamless: bool },
-    Gap { stream: u32, origin: u32, from: u64, to: u64 },
-    Lost { origin: u32, from: u64, to: u64 },
-    Rejected { stream: u32, pos: u64, reason: String },
-    Bad { stream: u32, pos: u64 },
-    ProducerGone { stream: u32, generation: u64, crashed: bool },
-    Truncated { stream: u32, len: u64, needed: u64 },
+    Subscribe {
+        stream: u32,
+        locator: Vec<u8>,
+        from: StartAt,
+        purpose: Purpose,
+    },
+    Unsubscribe {
+        stream: u32,
+    },
+    Switched {
+        from: u32,
+        to: u32,
+        flip_id: u64,
+        seamless: bool,
+    },
+    /// A switch the engine made on a silence (`SwitchCause::Silence`).
+    FailedOver {
+        from: u32,
+        to: u32,
+        seamless: bool,
+    },
+    Gap {
+        stream: u32,
+        origin: u32,
+        from: u64,
+        to: u64,
+    },
+    Lost {
+        origin: u32,
+        from: u64,
+        to: u64,
+    },
+    Rejected {
+        stream: u32,
+        pos: u64,
+        reason: String,
+    },
+    Bad {
+        stream: u32,
+        pos: u64,
+    },
+    ProducerGone {
+        stream: u32,
+        generation: u64,
+        crashed: bool,
+    },
+    Truncated {
+        stream: u32,
+        len: u64,
+        needed: u64,
+    },
+    Stuck {
+        stream: u32,
+        origin: u32,
+        from: u64,
+        to: u64,
+    },
+    Silent {
+        stream: u32,
+        candidate: u32,
+        lead_events: u64,
+    },
 }
 
 /// What the handler saw, in order.
@@ -47,10 +102,13 @@ impl Handler for Recorder {
     }
     fn notice(&mut self, n: &Notice<'_>) {
         let n = match *n {
-            Notice::Subscribe { stream, locator, from_pos } => {
-                N::Subscribe { stream, locator: locator.to_vec(), from_pos }
+            Notice::Subscribe { stream, locator, from, purpose } => {
+                N::Subscribe { stream, locator: locator.to_vec(), from, purpose }
             }
             Notice::Unsubscribe { stream } => N::Unsubscribe { stream },
+            Notice::Switched { from, to, seamless, cause: SwitchCause::Silence, .. } => {
+                N::FailedOver { from, to, seamless }
+            }
             Notice::Switched { from, to, flip_id, seamless, .. } => {
                 N::Switched { from, to, flip_id, seamless }
             }
@@ -66,6 +124,12 @@ impl Handler for Recorder {
                 N::ProducerGone { stream, generation, crashed }
             }
             Notice::RingFileTruncated { stream, len, needed } => N::Truncated { stream, len, needed },
+            Notice::Stuck { stream, origin, from_seq, to_seq, .. } => {
+                N::Stuck { stream, origin, from: from_seq, to: to_seq }
+            }
+            Notice::ActiveSilent { stream, candidate, lead_events, .. } => {
+                N::Silent { stream, candidate, lead_events }
+            }
         };
         self.seen.push(Seen::Notice(n));
     }
@@ -92,7 +156,25 @@ impl Recorder {
             })
             .collect()
     }
+    /// The `Subscribe` notices: (stream, start, purpose).
+    pub fn subscribes(&self) -> Vec<(u32, StartAt, Purpose)> {
+        self.notices()
+            .into_iter()
+            .filter_map(|n| match n {
+                N::Subscribe { stream, from, purpose, .. } => Some((stream, from, purpose)),
+                _ => None,
+            })
+            .collect()
+    }
+    /// Every notice but the initial stream's `Subscribe` of the first poll (tested on its own,
+    /// with `all_notices`).
     pub fn notices(&self) -> Vec<N> {
+        self.all_notices()
+            .into_iter()
+            .filter(|n| !matches!(n, N::Subscribe { purpose: Purpose::Initial, .. }))
+            .collect()
+    }
+    pub fn all_notices(&self) -> Vec<N> {
         self.seen
             .iter()
             .filter_map(|s| match s {
@@ -133,6 +215,12 @@ pub fn flip(action: FlipAction, flip_id: u64, target: u32) -> Flip<'static> {
 pub fn push_flip(p: &mut StreamProducer, pos: u64, f: &Flip<'_>) {
     let bytes = f.to_vec().unwrap();
     push_raw_flip(p, pos, &bytes);
+}
+
+/// Pushes a flip event at position `pos` written upstream at `ts_ns`.
+pub fn push_flip_at(p: &mut StreamProducer, pos: u64, ts_ns: u64, f: &Flip<'_>) {
+    let h = EventHeader { pos, seq: 0, ts_ns, origin: 0, kind: KIND_FLIP, flags: 0 };
+    p.push(&h, &f.to_vec().unwrap()).unwrap();
 }
 
 pub fn push_raw_flip(p: &mut StreamProducer, pos: u64, bytes: &[u8]) {

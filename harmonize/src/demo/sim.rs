@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use harmonizer::clock::ManualClock;
 use harmonizer::engine::{
-    AlwaysStage, ArmingPolicy, Candidate, Engine, EngineConfig, Handler, NeverStage, Notice, RejectReason,
-    StagePlan, Stats, StreamProducer,
+    AlwaysStage, ArmingPolicy, Candidate, Engine, EngineConfig, Handler, NeverStage, Notice, Purpose,
+    RejectReason, StagePlan, StartAt, Stats, StreamProducer,
 };
 use harmonizer::flip::Flip;
 use harmonizer::predict::policy::sigmoid;
@@ -449,18 +449,26 @@ impl Handler for App {
 
     fn notice(&mut self, n: &Notice<'_>) {
         match *n {
-            Notice::Subscribe { stream, from_pos, .. } => {
-                if stream == self.active.load(Ordering::Relaxed) {
-                    // A cold switch or a re-read: fetch from the stream's log.
-                    self.fetches += 1;
-                    let k = self.frontier_k();
-                    self.requests.push(Req::Fetch { stream, from_pos, k });
-                    self.note(format!("fetch s{stream}"));
-                } else {
+            Notice::Subscribe { stream, from, purpose, .. } => match purpose {
+                // The feeds start with the initial stream subscribed.
+                Purpose::Initial => {}
+                Purpose::Stage => {
                     self.live_subscribes += 1;
                     self.requests.push(Req::Live { stream });
                 }
-            }
+                // A cold switch, a re-read or a fill: fetch from the stream's log, from the exact
+                // position named, else from the application's own frontier.
+                Purpose::Switch | Purpose::ReRead { .. } | Purpose::Resume { .. } | Purpose::Fill { .. } => {
+                    self.fetches += 1;
+                    let k = self.frontier_k();
+                    let from_pos = match from {
+                        StartAt::Pos(p) => p,
+                        StartAt::Live | StartAt::AfterSeq { .. } | StartAt::AfterFrontier => 0,
+                    };
+                    self.requests.push(Req::Fetch { stream, from_pos, k });
+                    self.note(format!("fetch s{stream}"));
+                }
+            },
             Notice::Unsubscribe { stream } => self.requests.push(Req::Stop { stream }),
             Notice::Switched { from, to, seamless, stall_ns, .. } => {
                 self.switches.push(SwitchRec { t_ns: self.now_ns, from, to, seamless, stall_ns });
@@ -481,6 +489,12 @@ impl Handler for App {
             // The demo's rings live on the heap: no ring files, so no producer to lose and no
             // file to truncate.
             Notice::ProducerGone { .. } | Notice::RingFileTruncated { .. } => {}
+            Notice::Stuck { stream, origin, from_seq, to_seq, .. } => {
+                self.note(format!("stuck on s{stream}: origin {origin} seqs {from_seq}..={to_seq}"));
+            }
+            Notice::ActiveSilent { stream, candidate, silent_ns, .. } => {
+                self.note(format!("s{stream} silent {} ms, s{candidate} ahead", silent_ns / 1_000_000));
+            }
         }
     }
 }
