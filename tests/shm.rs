@@ -55,6 +55,8 @@ impl Handler for Seen {
         match *n {
             Notice::ProducerGone { generation, crashed, .. } => self.gone.push((generation, crashed)),
             Notice::RingFileTruncated { len, needed, .. } => self.truncated.push((len, needed)),
+            // The initial stream's subscription at the first poll: the producer is the child.
+            Notice::Subscribe { purpose: harmonizer::engine::Purpose::Initial, .. } => {}
             ref other => self.other.push(format!("{other:?}")),
         }
     }

@@ -22,7 +22,7 @@
 //! the poll stops. A hole resolved while the stream was being skipped asks for one more read
 //! of it (`Purpose::Resume`) from before the hole.
 
-use super::{Engine, Exhausted, GapPolicy, Handler, Notice, Purpose};
+use super::{Engine, Exhausted, GapPolicy, Handler, Notice, Purpose, StartAt};
 
 /// What the poll does after a gap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +59,9 @@ pub(super) struct Recovery {
     tried: u32,
     /// The application gave up on the hole (`Engine::give_up_gap`): report it lost.
     give_up: bool,
+    /// Where the active stream is read again from (each re-read round, and the read after the
+    /// hole closes): fixed when the hole is met, at or before the first record skipped after it.
+    reread_at: StartAt,
 }
 
 impl Recovery {
@@ -116,6 +119,7 @@ impl Engine {
                 round_started_ns: self.now_ns,
                 tried: 0,
                 give_up: false,
+                reread_at: self.start_for(self.active, origin, from - 1),
             });
             return self.next_round(h);
         }
@@ -139,13 +143,13 @@ impl Engine {
             if from <= r.to_seq {
                 self.report_lost(r.origin, from, r.to_seq, h);
             }
-            self.resolved(r.origin, h);
+            self.resolved(&r, h);
             return;
         }
         let passed = self.fill_from_candidates(r.origin, r.to_seq, h);
         if self.tracker.last(r.origin).is_some_and(|last| last >= r.to_seq) {
             self.recovery = None;
-            self.resolved(r.origin, h);
+            self.resolved(&r, h);
             return;
         }
         let expired = self.now_ns.saturating_sub(r.round_started_ns) >= self.liveness.round_timeout_ns;
@@ -171,11 +175,8 @@ impl Engine {
         let r = *r;
         match r.stage {
             Stage::ReRead => {
-                self.ask_read_active(
-                    r.origin,
-                    Purpose::ReRead { origin: r.origin, from_seq: r.from_seq, to_seq: r.to_seq },
-                    h,
-                );
+                let purpose = Purpose::ReRead { origin: r.origin, from_seq: r.from_seq, to_seq: r.to_seq };
+                self.ask_read_active(r.reread_at, purpose, h);
                 GapOutcome::Continue
             }
             Stage::Fill(x) => {
@@ -205,7 +206,7 @@ impl Engine {
             Exhausted::ReportLost => {
                 self.recovery = None;
                 self.report_lost(r.origin, from, r.to_seq, h);
-                self.resolved(r.origin, h);
+                self.resolved(&r, h);
                 GapOutcome::Continue
             }
             Exhausted::Stuck => {
@@ -237,9 +238,9 @@ impl Engine {
 
     /// The hole closed (filled or reported lost). If the active stream was skipped past it,
     /// read it again from before the hole; if it stands at the gap event, read on.
-    fn resolved<H: Handler>(&mut self, origin: u32, h: &mut H) {
+    fn resolved<H: Handler>(&mut self, r: &Recovery, h: &mut H) {
         if self.rereading && !self.holding_gap {
-            self.ask_read_active(origin, Purpose::Resume { origin }, h);
+            self.ask_read_active(r.reread_at, Purpose::Resume { origin: r.origin }, h);
         }
     }
 
@@ -249,11 +250,9 @@ impl Engine {
         self.tracker.advance(origin, to);
     }
 
-    /// Asks for the active stream again, from just after `origin`'s last event seen on it
-    /// behind the frontier (exact), and skips its records until its positions go back.
-    fn ask_read_active<H: Handler>(&mut self, origin: u32, purpose: Purpose, h: &mut H) {
-        let last = self.tracker.last(origin).unwrap_or(0);
-        let from = self.start_for(self.active, origin, last);
+    /// Asks for the active stream again from `from`, and skips its records until its positions
+    /// go back.
+    fn ask_read_active<H: Handler>(&mut self, from: StartAt, purpose: Purpose, h: &mut H) {
         if let Some(f) = self.in_flight.as_mut() {
             f.gapped = true; // a re-read is needed: not seamless, and the stall goes on
         }
