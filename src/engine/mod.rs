@@ -462,6 +462,12 @@ pub struct Engine {
     resume_floor: u64,
     /// A gap being recovered (gap policy `ReRead`): its re-read and fill rounds.
     recovery: Option<recovery::Recovery>,
+    /// A read of the active stream asked after a hole closed while it was being skipped
+    /// (`Purpose::Resume`), not begun yet: bounded like a re-read round.
+    resume_wait: Option<recovery::ResumeWait>,
+    /// Per origin, while the active stream is skipped for a re-read: the largest seq skipped
+    /// that was not delivered, plus one (0: none).
+    skipped_max: Box<[u64]>,
     /// The active stream's next record is the gap event, left unread while a fill or the
     /// application is awaited (not skipping: no re-read of the active stream is needed).
     holding_gap: bool,
@@ -592,6 +598,8 @@ impl Engine {
             max_origins: config.max_origins as usize,
             resume_floor: 0,
             recovery: None,
+            resume_wait: None,
+            skipped_max: vec![0; config.max_origins as usize].into_boxed_slice(),
             holding_gap: false,
             started: false,
             active_heard_ns: 0,

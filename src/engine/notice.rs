@@ -270,6 +270,14 @@ pub trait Handler {
     /// A data event (or an event of a kind the engine does not know), delivered exactly once.
     /// `record` borrows ring memory until this returns.
     fn event(&mut self, stream: u32, record: &Record<'_>);
+    /// An event delivered from a staged candidate's window to fill a gap in the active stream
+    /// (A/B arbitration), exactly once and in order like any other. `record` borrows the
+    /// candidate's ring until this returns and is never lent past the call (`poll_holding`).
+    /// Such events may come before the `Switched` notice of a switch in flight. Default: handled
+    /// as [`event`](Handler::event).
+    fn filled(&mut self, stream: u32, record: &Record<'_>) {
+        self.event(stream, record);
+    }
     /// A notice.
     fn notice(&mut self, notice: &Notice<'_>);
 }

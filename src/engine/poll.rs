@@ -94,6 +94,8 @@ impl Engine {
         self.trim_staged();
         if self.recovery.is_some() {
             self.recovery_tick(handler);
+        } else if self.resume_wait.is_some() {
+            self.resume_tick(handler);
         }
         let mut delivered = 0;
         let mut budget = max.saturating_mul(4).saturating_add(64);
@@ -219,6 +221,8 @@ impl Engine {
             max_origins,
             resume_floor,
             recovery,
+            resume_wait,
+            skipped_max,
             holding_gap,
             last_delivered_ts,
             switch_flip_ts,
@@ -257,9 +261,18 @@ impl Engine {
                     // The stream runs on past the gap: these events come again with the re-read.
                     stream.last_read_pos = hdr.pos;
                     stats.skipped_for_reread += 1;
+                    if hdr.kind != KIND_FLIP && hdr.kind != KIND_HEARTBEAT {
+                        // Remembered, so a re-read that never comes ends in exact reports.
+                        if let Some(m) = skipped_max.get_mut(hdr.origin as usize) {
+                            if !tracker.is_delivered(hdr.origin, hdr.seq) {
+                                *m = (*m).max(hdr.seq.saturating_add(1));
+                            }
+                        }
+                    }
                     continue;
                 }
                 *rereading = false; // positions went back: the re-read has begun
+                *resume_wait = None;
                 if let Some(r) = recovery.as_mut() {
                     r.reread_began(*now_ns);
                 }
@@ -525,6 +538,7 @@ impl Engine {
             emit_switched(&mut self.in_flight, &mut self.stats, &*self.clock, h);
         }
         self.end_recovery();
+        self.resume_wait = None;
         let staged = self.streams[to].consumer.role() == Role::Staged;
         self.streams[to].consumer.set_role(Role::Active);
         self.active = to;
@@ -575,45 +589,58 @@ impl Engine {
 
     /// A/B arbitration: deliver, from staged candidates, the events of `origin` that continue
     /// the tracker's frontier, up to `to`. Returns a bit per stream index whose window holds an
-    /// event of `origin` past the frontier that could not be delivered: that stream lacks the
-    /// next missing event (or has not brought it yet).
-    pub(super) fn fill_from_candidates<H: Handler>(&mut self, origin: u32, to: u64, h: &mut H) -> u32 {
+    /// event of `origin` past the frontier that could not be delivered (that stream lacks the
+    /// next missing event, or has not brought it yet), and the smallest such seq (`u64::MAX`:
+    /// none): what some stream can offer of the rest of the hole.
+    pub(super) fn fill_from_candidates<H: Handler>(&mut self, origin: u32, to: u64, h: &mut H) -> (u32, u64) {
         let Engine { streams, active, tracker, stats, seen, max_origins, .. } = self;
-        let mut passed = 0u32;
-        for (i, s) in streams.iter_mut().enumerate() {
-            if i == *active || s.consumer.role() != Role::Staged {
-                continue;
-            }
-            let sid = s.id;
-            let mut seen = seen.get_mut(i * *max_origins + origin as usize);
-            let Ok(mut view) = s.consumer.staged() else { continue };
-            let mut it = view.iter();
-            while let Some(r) = it.next() {
-                let hd = r.header;
-                if hd.origin != origin || hd.kind == KIND_FLIP || hd.kind == KIND_HEARTBEAT {
+        // Passes over the candidates until one brings nothing: one stream may hold what another
+        // lacks and the other what comes after it.
+        loop {
+            let before = tracker.last(origin);
+            let mut passed = 0u32;
+            let mut offered = u64::MAX;
+            for (i, s) in streams.iter_mut().enumerate() {
+                if i == *active || s.consumer.role() != Role::Staged {
                     continue;
                 }
-                match tracker.check(origin, hd.seq) {
-                    Verdict::Deliver if hd.seq <= to => {
-                        h.event(sid, &r);
-                        tracker.advance(origin, hd.seq);
-                        stats.delivered += 1;
-                        stats.gap_filled += 1;
-                        if let Some(at) = seen.as_deref_mut() {
-                            at.note(hd.pos, hd.seq);
-                        }
+                let sid = s.id;
+                let mut seen = seen.get_mut(i * *max_origins + origin as usize);
+                let Ok(mut view) = s.consumer.staged() else { continue };
+                let mut it = view.iter();
+                while let Some(r) = it.next() {
+                    let hd = r.header;
+                    if hd.origin != origin || hd.kind == KIND_FLIP || hd.kind == KIND_HEARTBEAT {
+                        continue;
                     }
-                    Verdict::Duplicate => {
-                        if let Some(at) = seen.as_deref_mut() {
-                            at.note(hd.pos, hd.seq);
+                    match tracker.check(origin, hd.seq) {
+                        Verdict::Deliver if hd.seq <= to => {
+                            h.filled(sid, &r);
+                            tracker.advance(origin, hd.seq);
+                            stats.delivered += 1;
+                            stats.gap_filled += 1;
+                            if let Some(at) = seen.as_deref_mut() {
+                                at.note(hd.pos, hd.seq);
+                            }
                         }
+                        Verdict::Duplicate => {
+                            if let Some(at) = seen.as_deref_mut() {
+                                at.note(hd.pos, hd.seq);
+                            }
+                        }
+                        Verdict::Gap { .. } => {
+                            passed |= 1 << i;
+                            offered = offered.min(hd.seq);
+                        }
+                        _ => {}
                     }
-                    Verdict::Gap { .. } => passed |= 1 << i,
-                    _ => {}
                 }
             }
+            let after = tracker.last(origin);
+            if after == before || after.is_some_and(|last| last >= to) {
+                return (passed, offered);
+            }
         }
-        passed
     }
 
     /// Asks the policy which candidates to stage and applies it within the budget.
@@ -811,7 +838,7 @@ fn frame_bytes(payload: usize) -> u64 {
 /// delivers from its own ring in order, and counts the switch. Reads the clock only then (once
 /// per switch).
 #[inline]
-fn emit_switched<H: Handler>(
+pub(super) fn emit_switched<H: Handler>(
     in_flight: &mut Option<SwitchInFlight>,
     stats: &mut super::Stats,
     clock: &dyn crate::clock::Clock,

@@ -59,9 +59,25 @@ pub(super) struct Recovery {
     tried: u32,
     /// The application gave up on the hole (`Engine::give_up_gap`): report it lost.
     give_up: bool,
+    /// The smallest seq past the frontier some stream has shown during the recovery: the part
+    /// of the hole before it is what no stream asked could bring.
+    offered: u64,
     /// Where the active stream is read again from (each re-read round, and the read after the
     /// hole closes): fixed when the hole is met, at or before the first record skipped after it.
     reread_at: StartAt,
+}
+
+/// A `Purpose::Resume` read of the active stream asked and not begun.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ResumeWait {
+    from: StartAt,
+    origin: u32,
+    rounds: u32,
+    started_ns: u64,
+    /// Every round went unanswered and `Notice::Stuck` was sent (`Exhausted::Stuck`).
+    stuck: bool,
+    /// The application gave up (`Engine::give_up_gap`).
+    give_up: bool,
 }
 
 impl Recovery {
@@ -86,7 +102,10 @@ impl Engine {
     /// A gap before the active stream's next record (`(origin, to + 1)`, left unread): fill it
     /// from staged candidates, else apply the gap policy and the recovery ladder.
     pub(super) fn on_gap<H: Handler>(&mut self, origin: u32, from: u64, to: u64, h: &mut H) -> GapOutcome {
-        let passed = self.fill_from_candidates(origin, to, h);
+        let (passed, offered) = self.fill_from_candidates(origin, to, h);
+        if let Some(r) = self.recovery.as_mut() {
+            r.offered = r.offered.min(offered);
+        }
         if self.tracker.last(origin).is_some_and(|last| last >= to) {
             if self.recovery.is_some_and(|r| r.origin == origin) {
                 self.recovery = None;
@@ -102,10 +121,10 @@ impl Engine {
             self.policy.gap(stream, to + 1 - from, self.now_ns);
             self.stats.gaps += 1;
             h.notice(&Notice::Gap { stream, origin, from_seq: from, to_seq: to });
-            if self.gap_policy == GapPolicy::ReportLost {
-                if let Some(f) = self.in_flight.as_mut() {
-                    f.gapped = true;
-                }
+            // A hole met while a switch is in flight is the switch's, not the upstream's: the
+            // target's window did not reach back (DESIGN.md §5: a partial cold switch, never a
+            // loss). It is recovered like any other; only an upstream hole is given up at once.
+            if self.gap_policy == GapPolicy::ReportLost && self.in_flight.is_none() {
                 self.report_lost(origin, from, to, h);
                 return GapOutcome::Continue;
             }
@@ -119,9 +138,15 @@ impl Engine {
                 round_started_ns: self.now_ns,
                 tried: 0,
                 give_up: false,
+                offered,
                 reread_at: self.start_for(self.active, origin, from - 1),
             });
             return self.next_round(h);
+        }
+        if let Some(r) = self.recovery.as_mut() {
+            // The same hole, met at an earlier event after it (a re-read brought one that had
+            // been dropped or skipped): the hole is that much smaller.
+            r.to_seq = r.to_seq.min(to);
         }
         match self.recovery.map(|r| r.stage) {
             // The re-read came back with the same hole.
@@ -146,7 +171,10 @@ impl Engine {
             self.resolved(&r, h);
             return;
         }
-        let passed = self.fill_from_candidates(r.origin, r.to_seq, h);
+        let (passed, offered) = self.fill_from_candidates(r.origin, r.to_seq, h);
+        if let Some(rec) = self.recovery.as_mut() {
+            rec.offered = rec.offered.min(offered);
+        }
         if self.tracker.last(r.origin).is_some_and(|last| last >= r.to_seq) {
             self.recovery = None;
             self.resolved(&r, h);
@@ -202,10 +230,24 @@ impl Engine {
         }
         let r = *r;
         let from = self.tracker.last(r.origin).map_or(r.from_seq, |l| l + 1).max(r.from_seq);
-        match self.liveness.exhausted {
+        let exhausted = match self.gap_policy {
+            GapPolicy::ReportLost => Exhausted::ReportLost,
+            GapPolicy::ReRead => self.liveness.exhausted,
+        };
+        match exhausted {
             Exhausted::ReportLost => {
+                // Only what no stream offered: events from `offered` on exist somewhere, and
+                // the fill right after the loss (or a new recovery) brings them.
+                let lost_to = r.to_seq.min(r.offered.saturating_sub(1));
                 self.recovery = None;
-                self.report_lost(r.origin, from, r.to_seq, h);
+                if from <= lost_to {
+                    self.report_lost(r.origin, from, lost_to, h);
+                }
+                if lost_to < r.to_seq {
+                    // If not all of the rest is here yet, the gap is met again and recovered
+                    // afresh, from the exact positions now known.
+                    self.fill_from_candidates(r.origin, r.to_seq, h);
+                }
                 self.resolved(&r, h);
                 GapOutcome::Continue
             }
@@ -241,10 +283,84 @@ impl Engine {
     fn resolved<H: Handler>(&mut self, r: &Recovery, h: &mut H) {
         if self.rereading && !self.holding_gap {
             self.ask_read_active(r.reread_at, Purpose::Resume { origin: r.origin }, h);
+            self.resume_wait = Some(ResumeWait {
+                from: r.reread_at,
+                origin: r.origin,
+                rounds: 1,
+                started_ns: self.now_ns,
+                stuck: false,
+                give_up: false,
+            });
+        }
+    }
+
+    /// At the start of a poll while a `Resume` read is awaited: ask again when a round times
+    /// out. When `reread_rounds` went unanswered, what was skipped is known exactly (per origin,
+    /// `skipped_max`): it is reported `Lost` (gap policy `ReportLost` or
+    /// `Exhausted::ReportLost`) and reading goes on, or `Stuck` once and the skipping goes on
+    /// until the application retries or gives up. The wait is bounded and never silent.
+    pub(super) fn resume_tick<H: Handler>(&mut self, h: &mut H) {
+        let Some(w) = self.resume_wait else { return };
+        if !self.rereading {
+            self.resume_wait = None;
+            return;
+        }
+        if w.give_up {
+            self.give_up_skipped(h);
+            return;
+        }
+        if w.stuck || self.now_ns.saturating_sub(w.started_ns) < self.liveness.round_timeout_ns {
+            return;
+        }
+        if w.rounds < self.liveness.reread_rounds {
+            self.ask_read_active(w.from, Purpose::Resume { origin: w.origin }, h);
+            self.resume_wait = Some(ResumeWait { rounds: w.rounds + 1, started_ns: self.now_ns, ..w });
+            return;
+        }
+        let lose =
+            self.gap_policy == GapPolicy::ReportLost || self.liveness.exhausted == Exhausted::ReportLost;
+        if lose {
+            self.give_up_skipped(h);
+        } else {
+            self.resume_wait = Some(ResumeWait { stuck: true, ..w });
+            self.stats.stuck += 1;
+            let last = self.tracker.last(w.origin).unwrap_or(0);
+            let skipped = self.skipped_max.get(w.origin as usize).copied().unwrap_or(0);
+            h.notice(&Notice::Stuck {
+                stream: self.streams[self.active].id,
+                origin: w.origin,
+                from_seq: last.saturating_add(1),
+                to_seq: skipped.saturating_sub(1).max(last.saturating_add(1)),
+                rounds: w.rounds,
+            });
+        }
+    }
+
+    /// Stops skipping the active stream and reports what was skipped, origin by origin, as a
+    /// `Gap` and `Lost` with exact ranges.
+    fn give_up_skipped<H: Handler>(&mut self, h: &mut H) {
+        self.resume_wait = None;
+        self.rereading = false;
+        self.reread_skip_next = false;
+        let stream = self.streams[self.active].id;
+        for o in 0..self.skipped_max.len() {
+            let end = core::mem::take(&mut self.skipped_max[o]);
+            let from = self.tracker.last(o as u32).map_or(0, |l| l + 1);
+            if end > from {
+                self.stats.gaps += 1;
+                h.notice(&Notice::Gap { stream, origin: o as u32, from_seq: from, to_seq: end - 1 });
+                self.report_lost(o as u32, from, end - 1, h);
+            }
         }
     }
 
     fn report_lost<H: Handler>(&mut self, origin: u32, from: u64, to: u64, h: &mut H) {
+        // A switch waiting for its target to deliver in order: the wait ends with the loss
+        // (delivery is contiguous again after it), so its notice comes now, not seamless.
+        if let Some(f) = self.in_flight.as_mut() {
+            f.gapped = true;
+            super::poll::emit_switched(&mut self.in_flight, &mut self.stats, &*self.clock, h);
+        }
         self.stats.lost += to - from + 1;
         h.notice(&Notice::Lost { origin, from_seq: from, to_seq: to });
         self.tracker.advance(origin, to);
@@ -260,6 +376,9 @@ impl Engine {
         self.stats.rereads += 1;
         let s = &self.streams[self.active];
         h.notice(&Notice::Subscribe { stream: s.id, locator: s.locator(), from, purpose });
+        if !self.rereading {
+            self.skipped_max.fill(0); // a new skip: O(max_origins), once per re-read asked
+        }
         self.rereading = true;
         if core::mem::take(&mut self.holding_gap) {
             // The gap event is the next record. Skip it too (it comes again with the re-read):
@@ -283,6 +402,14 @@ impl Engine {
         }
         let whole = s.consumer.max_records();
         s.consumer.set_window(whole);
+        // What the window holds now lies past the hole (it did not fill it): it comes again
+        // with the feed asked for, which starts before it. Dropping it leaves in the window only
+        // what was fed since, so a record past the hole is evidence that the stream lacks it
+        // (but for a record the producer pushed before the application acted on this notice:
+        // then the round fails early and is asked again, within the bound).
+        if let Ok(mut view) = s.consumer.staged() {
+            view.trim_while(|_| true);
+        }
         self.stats.fill_requests += 1;
         let purpose = Purpose::Fill { origin: r.origin, from_seq: r.from_seq, to_seq: r.to_seq };
         h.notice(&Notice::Subscribe { stream: s.id, locator: s.locator(), from, purpose });
@@ -296,12 +423,17 @@ impl Engine {
 
     /// True while a gap's recovery has stopped (`Notice::Stuck`).
     pub fn gap_stuck(&self) -> bool {
-        self.recovery.is_some_and(|r| r.stage == Stage::Stuck)
+        self.recovery.is_some_and(|r| r.stage == Stage::Stuck) || self.resume_wait.is_some_and(|w| w.stuck)
     }
 
     /// After `Notice::Stuck`: run the recovery ladder again from its first round (the next poll
     /// asks). Returns false when no gap is stuck.
     pub fn retry_gap(&mut self) -> bool {
+        if let Some(w) = self.resume_wait.as_mut().filter(|w| w.stuck) {
+            // Asked again at the next poll, with a full set of rounds.
+            *w = ResumeWait { stuck: false, rounds: 0, started_ns: 0, ..*w };
+            return true;
+        }
         match self.recovery.as_mut() {
             Some(r) if r.stage == Stage::Stuck => {
                 *r = Recovery {
@@ -320,6 +452,10 @@ impl Engine {
     /// After `Notice::Stuck`: give the hole up; the next poll reports it `Lost` with its exact
     /// range and delivery goes on. Returns false when no gap is stuck.
     pub fn give_up_gap(&mut self) -> bool {
+        if let Some(w) = self.resume_wait.as_mut().filter(|w| w.stuck) {
+            w.give_up = true;
+            return true;
+        }
         match self.recovery.as_mut() {
             Some(r) if r.stage == Stage::Stuck => {
                 r.give_up = true;

@@ -682,11 +682,11 @@ fn view(arena: &[u8], headers: &[EventHeader], p: &Pending) -> hz_event_view {
 }
 
 /// Writes what `poll_holding` delivers straight into the caller's view array: active-ring
-/// events as pointers into the ring (the engine holds them), gap fills as copies in the arena
-/// (their payload pointers are set after the poll, when the arena has stopped growing). Events
-/// past `cap` (a gap fill can deliver more than asked) wait in the queue.
+/// events (`Handler::event`) as pointers into the ring (the engine holds them), gap fills
+/// (`Handler::filled`) as copies in the arena (their payload pointers are set after the poll,
+/// when the arena has stopped growing). Events past `cap` (a gap fill can deliver more than
+/// asked) wait in the queue.
 struct Fill<'a> {
-    active: u32,
     views: *mut hz_event_view,
     cap: usize,
     k: usize,
@@ -699,9 +699,10 @@ struct Fill<'a> {
 }
 
 impl Handler for Fill<'_> {
+    /// An active-ring event: lent in place (the engine holds the record until the next poll).
     #[inline]
     fn event(&mut self, stream: u32, r: &Record<'_>) {
-        if self.k < self.cap && stream == self.active {
+        if self.k < self.cap {
             let v = hz_event_view {
                 stream,
                 header: r.header,
@@ -711,8 +712,17 @@ impl Handler for Fill<'_> {
             // SAFETY: `k < cap` entries of the caller's array, writable per contract.
             unsafe { self.views.add(self.k).write(v) };
             self.k += 1;
-            return;
+        } else {
+            self.queue.push_back(Pending::Held {
+                stream,
+                header: r.header,
+                payload: r.payload.as_ptr(),
+                len: r.payload.len(),
+            });
         }
+    }
+    /// A gap fill from a staged window: that memory is not held, so it is copied.
+    fn filled(&mut self, stream: u32, r: &Record<'_>) {
         let off = self.arena.len();
         self.arena.extend_from_slice(r.payload);
         self.headers.push(*r.header);
@@ -729,23 +739,11 @@ impl Handler for Fill<'_> {
             // SAFETY: as above.
             unsafe { self.views.add(self.k).write(v) };
             self.k += 1;
-        } else if stream == self.active {
-            self.queue.push_back(Pending::Held {
-                stream,
-                header: r.header,
-                payload: r.payload.as_ptr(),
-                len: r.payload.len(),
-            });
-            self.arena.truncate(off);
-            self.headers.pop();
         } else {
             self.queue.push_back(Pending::Copied { stream, hidx, off, len: r.payload.len() });
         }
     }
     fn notice(&mut self, n: &Notice<'_>) {
-        if let Notice::Switched { to, .. } = *n {
-            self.active = to;
-        }
         let Some(f) = self.on_notice else { return };
         let c = to_c(n);
         // SAFETY: the caller's callback, with a notice valid for the call.
@@ -845,18 +843,7 @@ fn pull(
     e.fixups.clear();
     e.headers.clear();
     let Inner { engine, queue, arena, fixups, headers, .. } = e;
-    let mut h = Fill {
-        active: engine.active_stream(),
-        views,
-        cap,
-        k: 0,
-        fixups,
-        headers,
-        queue,
-        arena,
-        on_notice,
-        user,
-    };
+    let mut h = Fill { views, cap, k: 0, fixups, headers, queue, arena, on_notice, user };
     engine.poll_holding(cap, &mut h);
     let k = h.k;
     // The arena has stopped growing: point the copies' views at it.
