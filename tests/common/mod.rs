@@ -88,6 +88,9 @@ pub enum Seen {
 #[derive(Default)]
 pub struct Recorder {
     pub seen: Vec<Seen>,
+    /// Indices into `seen` of the events delivered through `Handler::filled` (gap fills from
+    /// a staged candidate).
+    pub filled: Vec<usize>,
 }
 
 impl Handler for Recorder {
@@ -99,6 +102,10 @@ impl Handler for Recorder {
             "payload of a delivered event"
         );
         self.seen.push(Seen::Event { stream, origin: r.header.origin, seq: r.header.seq, pos: r.header.pos });
+    }
+    fn filled(&mut self, stream: u32, r: &Record<'_>) {
+        self.filled.push(self.seen.len());
+        self.event(stream, r);
     }
     fn notice(&mut self, n: &Notice<'_>) {
         let n = match *n {
