@@ -348,7 +348,7 @@ impl Engine {
                     let verdict = tracker.check(hdr.origin, hdr.seq);
                     if *flip_deferred {
                         let behind = matches!(verdict, Verdict::Duplicate);
-                        if behind && flip_scratch.cmd.ts_ns < *switch_flip_ts {
+                        if behind && flip_scratch.cmd.ts_ns != 0 && flip_scratch.cmd.ts_ns < *switch_flip_ts {
                             // Behind the frontier and older than the switch to this stream:
                             // history, not an instruction. Reported; its id stays unconsumed.
                             *flip_deferred = false;
@@ -431,7 +431,7 @@ impl Engine {
             return;
         }
         let f = self.flip_scratch.cmd;
-        if f.ts_ns < self.switch_flip_ts {
+        if f.ts_ns != 0 && f.ts_ns < self.switch_flip_ts {
             self.stats.flips_stale += 1;
             self.stats.flips_rejected += 1;
             h.notice(&Notice::FlipRejected {
