@@ -460,6 +460,10 @@ pub struct Engine {
     /// Events before this position on the active stream are not wanted (a switch's
     /// `resume_pos`), until the first delivery after the switch or a re-read asks for them.
     resume_floor: u64,
+    /// The id of the last flip for this recipient the policy was told of.
+    flip_told: Option<u64>,
+    /// The last gap the policy was told of, `(origin, first missing seq)`.
+    gap_told: Option<(u32, u64)>,
     /// A gap being recovered (gap policy `ReRead`): its re-read and fill rounds.
     recovery: Option<recovery::Recovery>,
     /// A read of the active stream asked after a hole closed while it was being skipped
@@ -597,6 +601,8 @@ impl Engine {
             seen: seen.into_boxed_slice(),
             max_origins: config.max_origins as usize,
             resume_floor: 0,
+            gap_told: None,
+            flip_told: None,
             recovery: None,
             resume_wait: None,
             skipped_max: vec![0; config.max_origins as usize].into_boxed_slice(),

@@ -223,6 +223,7 @@ impl Engine {
             recovery,
             resume_wait,
             skipped_max,
+            flip_told,
             holding_gap,
             last_delivered_ts,
             switch_flip_ts,
@@ -307,7 +308,11 @@ impl Engine {
                                 examined -= 1;
                                 break Step::DecideDeferred;
                             }
-                            policy.flip(sid, &f, true, *now_ns);
+                            if flip_told.replace(f.flip_id) != Some(f.flip_id) {
+                                // Once, though a flip left unread behind a deferred one is
+                                // decoded again.
+                                policy.flip(sid, &f, true, *now_ns);
+                            }
                             // Its id is consumed when it is applied or rejected (`apply_flip`).
                             flip_scratch.cmd = FlipCmd {
                                 action: f.action,

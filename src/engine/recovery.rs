@@ -102,6 +102,11 @@ impl Engine {
     /// A gap before the active stream's next record (`(origin, to + 1)`, left unread): fill it
     /// from staged candidates, else apply the gap policy and the recovery ladder.
     pub(super) fn on_gap<H: Handler>(&mut self, origin: u32, from: u64, to: u64, h: &mut H) -> GapOutcome {
+        if self.gap_told != Some((origin, from)) {
+            // The policy hears of each gap once, before any fill (`ArmingPolicy::gap`).
+            self.gap_told = Some((origin, from));
+            self.policy.gap(self.streams[self.active].id, to + 1 - from, self.now_ns);
+        }
         let (passed, offered) = self.fill_from_candidates(origin, to, h);
         if let Some(r) = self.recovery.as_mut() {
             r.offered = r.offered.min(offered);
@@ -118,7 +123,6 @@ impl Engine {
         if !same {
             // A new hole (or progress on the last one).
             self.recovery = None;
-            self.policy.gap(stream, to + 1 - from, self.now_ns);
             self.stats.gaps += 1;
             h.notice(&Notice::Gap { stream, origin, from_seq: from, to_seq: to });
             // A hole met while a switch is in flight is the switch's, not the upstream's: the

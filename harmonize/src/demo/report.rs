@@ -249,7 +249,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "duty: share of scenario time with a candidate staged. peak staged: one recipient's largest staged windows, as the engine budgets them (records × largest frame)."
+            "duty: share of scenario time with a candidate staged. peak staged: the most bytes one recipient's staged windows held at once (frames retained)."
         );
         let _ = writeln!(
             out,
