@@ -17,6 +17,13 @@
 //!
 //! Criterion reports means; the bench also prints stall p50/p99 over 2000 switches of each kind
 //! (`stall p50/p99` lines), which is what the goal (staged p99 <= 1 us) is about.
+//!
+//! Waiting (issue 12, defect 7), printed as `engine/wait` lines: the CPU time a consumer thread
+//! uses in 1 s with no traffic, for `Engine::wait` and for the poll loop that sleeps 50 µs
+//! between polls that users wrote without it (`getrusage(RUSAGE_THREAD)`), and the wake-up
+//! latency from a push on another thread to `wait` returning, p50/p99 over 2000 wakes. That a
+//! push costs the same with the doorbell is counted in instructions (`scripts/push-cost.sh`,
+//! callgrind), since wall time on this machine cannot settle a few per cent.
 
 use std::hint::black_box;
 use std::sync::mpsc;
@@ -222,9 +229,87 @@ fn engine_group(c: &mut Criterion) {
 
 criterion_group!(benches, engine_group);
 
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage writes the struct it is given; zeroed is a valid `rusage`.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a live `rusage`.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    assert_eq!(rc, 0);
+    let t = |tv: libc::timeval| Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000);
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// CPU share a consumer thread uses over `span` of no traffic: with `Engine::wait`, and with a
+/// poll loop sleeping 50 µs between empty polls.
+fn idle_cpu(span: Duration) -> (f64, f64) {
+    let (mut e, _p) = Engine::new(EngineConfig::new(1, 2, CAPACITY, PAYLOAD)).unwrap();
+    let mut sum = Sum::default();
+    e.poll(64, &mut sum);
+    let share = |f: &mut dyn FnMut()| {
+        let (c0, t0) = (thread_cpu(), Instant::now());
+        while t0.elapsed() < span {
+            f();
+        }
+        (thread_cpu() - c0).as_secs_f64() / t0.elapsed().as_secs_f64()
+    };
+    let waiting = share(&mut || {
+        if !e.wait(Duration::from_millis(100)) {
+            e.poll(64, &mut sum);
+        }
+    });
+    let sleeping = share(&mut || {
+        if e.poll(64, &mut sum) == 0 {
+            thread::sleep(Duration::from_micros(50));
+        }
+    });
+    (waiting, sleeping)
+}
+
+/// Nanoseconds from a push on another thread to `wait` returning, p50/p99 over `n` wakes.
+fn wake_latency(n: usize) -> (u64, u64) {
+    let (mut e, mut p) = Engine::new(EngineConfig::new(1, 2, CAPACITY, PAYLOAD)).unwrap();
+    let mut sum = Sum::default();
+    e.poll(64, &mut sum);
+    let mut p0 = p.remove(0);
+    let (tx, rx) = mpsc::channel::<u64>();
+    let (back_tx, back_rx) = mpsc::channel::<Instant>();
+    let producer = thread::spawn(move || {
+        let payload = [7u8; PAYLOAD];
+        while let Ok(seq) = rx.recv() {
+            thread::sleep(Duration::from_micros(200)); // the consumer is asleep by then
+            let at = Instant::now();
+            p0.push(&header(seq), &payload).unwrap();
+            back_tx.send(at).unwrap();
+        }
+    });
+    let mut v = Vec::with_capacity(n);
+    for seq in 0..n as u64 {
+        tx.send(seq).unwrap();
+        while !e.wait(Duration::from_secs(10)) {}
+        let woke = Instant::now();
+        let pushed = back_rx.recv().unwrap();
+        v.push(woke.saturating_duration_since(pushed).as_nanos() as u64);
+        while e.poll(64, &mut sum) == 0 {}
+    }
+    drop(tx);
+    producer.join().unwrap();
+    v.sort_unstable();
+    (v[n / 2], v[n * 99 / 100])
+}
+
 fn main() {
     let test_mode = std::env::args().any(|a| a == "--test") || !std::env::args().any(|a| a == "--bench");
     let n = if test_mode { 20 } else { 2000 };
+    let span = if test_mode { Duration::from_millis(50) } else { Duration::from_secs(1) };
+    let (waiting, sleeping) = idle_cpu(span);
+    println!(
+        "engine/wait: idle consumer thread CPU {:.3}% with Engine::wait, {:.1}% polling with 50 us sleeps",
+        waiting * 100.0,
+        sleeping * 100.0
+    );
+    let (p50, p99) = wake_latency(n);
+    println!("engine/wait: push to wake p50 {p50} ns, p99 {p99} ns over {n} wakes");
     for (name, staged) in [("stall_staged", true), ("stall_cold", false)] {
         let (p50, p99) = percentiles(staged, n);
         println!("engine/{name}: stall p50 {p50} ns, p99 {p99} ns over {n} switches");

@@ -49,6 +49,10 @@ typedef struct {
     nt_rec nt[256];
     size_t nnt;
     size_t order;
+    /* The first poll's SUBSCRIBE of the initial stream (HZ_PURPOSE_INITIAL), kept apart so the
+     * cases below count only the notices they cause; tested on its own. */
+    hz_notice initial;
+    size_t ninitial;
 } recorder;
 
 static void on_event(void *user, uint32_t stream, const hz_event_header *h, const uint8_t *payload,
@@ -68,6 +72,12 @@ static void on_event(void *user, uint32_t stream, const hz_event_header *h, cons
 static void on_notice(void *user, const hz_notice *n) {
     recorder *r = (recorder *)user;
     CHECK(r != NULL && n != NULL);
+    if (n->kind == HZ_NOTICE_SUBSCRIBE && n->purpose == HZ_PURPOSE_INITIAL) {
+        r->initial = *n;
+        r->initial.locator = NULL;
+        r->ninitial++;
+        return;
+    }
     CHECK(r->nnt < 256);
     nt_rec *x = &r->nt[r->nnt++];
     x->n = *n;
@@ -1370,6 +1380,86 @@ static void test_reentrancy(void) {
     hz_engine_free(e);
 }
 
+/* Issue 12 from C: the initial SUBSCRIBE and its exact start, the recovery and silence settings,
+ * and a hole no stream has: bounded re-reads and fills, STUCK once, then the application gives
+ * the hole up and it is reported LOST with its exact range. */
+static void test_liveness(recorder *r) {
+    hz_config *c = cfg_new(1, 2);
+    CHECK_ST(hz_config_set_recovery(NULL, 3, 1000, 1, HZ_EXHAUSTED_STUCK), HZ_ERR_NULL);
+    CHECK_ST(hz_config_set_recovery(c, 0, 1000, 1, HZ_EXHAUSTED_STUCK), HZ_ERR_INVALID);
+    CHECK_ST(hz_config_set_recovery(c, 1, 1000, 1, 7), HZ_ERR_INVALID);
+    CHECK_ST(hz_config_set_silence(NULL, 0, 0), HZ_ERR_NULL);
+    CHECK_OK(hz_config_set_silence(c, 0, 0));
+    /* One round a stream, each timing out at once: the ladder takes one poll a rung. */
+    CHECK_OK(hz_config_set_recovery(c, 1, 0, 1, HZ_EXHAUSTED_STUCK));
+    hz_engine *e = engine_from(c);
+    hz_config_free(c);
+    CHECK_ST(hz_engine_resume_stream_at(e, 9, 1), HZ_ERR_INVALID);
+    CHECK_OK(hz_engine_resume_stream_at(e, 0, 777));
+    CHECK_ST(hz_engine_retry_gap(e), HZ_ERR_STATE);
+    CHECK_ST(hz_engine_give_up_gap(e), HZ_ERR_STATE);
+    CHECK_ST(hz_engine_retry_gap(NULL), HZ_ERR_NULL);
+    hz_producer *p0 = take(e, 0);
+    hz_producer *p1 = take(e, 1);
+    rec_clear(r);
+    CHECK(drain(e, r) == 0);
+    /* The first poll names the initial stream's exact start from the checkpoint. */
+    CHECK(r->ninitial == 1 && r->initial.stream == 0 && r->initial.from_kind == HZ_START_POS &&
+          r->initial.from_pos == 777);
+    /* Seqs 0, 1, 2, 4 on stream 0; stream 1 has nothing. */
+    CHECK_OK(push_data(p0, 10, 0));
+    CHECK_OK(push_data(p0, 11, 1));
+    CHECK_OK(push_data(p0, 12, 2));
+    CHECK_OK(push_data(p0, 14, 4));
+    size_t got = drain(e, r);
+    CHECK(got == 3);
+    /* GAP 3..3, a re-read of stream 0 from just after seq 2 (position 13), a fill asked of
+     * stream 1 (typed: it never carried origin 0), then STUCK. */
+    const nt_rec *gap = find_notice(r, HZ_NOTICE_GAP, 0);
+    CHECK(gap != NULL && gap->n.origin == 0 && gap->n.from_seq == 3 && gap->n.to_seq == 3);
+    const nt_rec *reread = find_notice(r, HZ_NOTICE_SUBSCRIBE, 0);
+    CHECK(reread != NULL && reread->n.stream == 0 && reread->n.purpose == HZ_PURPOSE_REREAD);
+    CHECK(reread->n.from_kind == HZ_START_POS && reread->n.from_pos == 13);
+    CHECK(reread->n.from_seq == 3 && reread->n.to_seq == 3);
+    const nt_rec *fill = find_notice(r, HZ_NOTICE_SUBSCRIBE, 1);
+    CHECK(fill != NULL && fill->n.stream == 1 && fill->n.purpose == HZ_PURPOSE_FILL);
+    CHECK(fill->n.from_kind == HZ_START_AFTER_SEQ && fill->n.origin == 0 && fill->n.after_seq == 2);
+    const nt_rec *stuck = find_notice(r, HZ_NOTICE_STUCK, 0);
+    CHECK(stuck != NULL && stuck->n.from_seq == 3 && stuck->n.to_seq == 3 && stuck->n.count == 2);
+    CHECK(count_notices(r, HZ_NOTICE_STUCK) == 1);
+    CHECK(find_notice(r, HZ_NOTICE_LOST, 0) == NULL);
+    hz_stats s = stats_of(e);
+    CHECK(s.rereads == 1 && s.fill_requests == 1 && s.stuck == 1 && s.lost == 0);
+    /* The application gives the hole up: LOST 3..3, then a read of stream 0 from before it
+     * (it was skipped meanwhile); pushed again, seq 4 is delivered. */
+    CHECK_OK(hz_engine_give_up_gap(e));
+    rec_clear(r);
+    drain(e, r);
+    const nt_rec *lost = find_notice(r, HZ_NOTICE_LOST, 0);
+    CHECK(lost != NULL && lost->n.origin == 0 && lost->n.from_seq == 3 && lost->n.to_seq == 3);
+    const nt_rec *resume = find_notice(r, HZ_NOTICE_SUBSCRIBE, 0);
+    CHECK(resume != NULL && resume->n.stream == 0 && resume->n.purpose == HZ_PURPOSE_RESUME);
+    CHECK(resume->n.from_kind == HZ_START_POS && resume->n.from_pos == 13);
+    CHECK_OK(push_data(p0, 14, 4));
+    rec_clear(r);
+    CHECK(drain(e, r) == 1 && r->ev[0].h.seq == 4);
+    s = stats_of(e);
+    CHECK(s.lost == 1 && s.delivered == 4);
+    CHECK_ST(hz_engine_give_up_gap(e), HZ_ERR_STATE);
+    /* hz_engine_wait: nothing comes, a zero timeout says not ready; a record waits: ready. */
+    uint32_t ready = 7;
+    CHECK_OK(hz_engine_wait(e, 0, &ready));
+    CHECK(ready == 0);
+    CHECK_OK(push_data(p0, 15, 5));
+    CHECK_OK(hz_engine_wait(e, 1000000000, &ready));
+    CHECK(ready == 1);
+    CHECK_OK(hz_engine_wait(e, 0, NULL));
+    CHECK_ST(hz_engine_wait(NULL, 0, &ready), HZ_ERR_NULL);
+    hz_producer_free(p0);
+    hz_producer_free(p1);
+    hz_engine_free(e);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) model_path = argv[1];
     CHECK(hz_last_error() != NULL && strcmp(hz_last_error(), "") == 0);
@@ -1389,6 +1479,7 @@ int main(int argc, char **argv) {
     test_last_error_per_thread();
     test_reentrancy();
     test_next();
+    test_liveness(r);
     free(r);
     printf("api: all checks passed (harmonizer %s)\n", hz_version());
     return 0;

@@ -140,11 +140,19 @@ int main() {
 
     std::vector<hz::Delivered> got;
     std::vector<hz_notice> notices;
+    std::vector<hz_notice> initial;
     hz::Callbacks cb;
     cb.on_event = [&](std::uint32_t stream, const hz_event_header &h, const std::uint8_t *p, std::size_t n) {
         got.push_back({stream, h.seq, std::string(reinterpret_cast<const char *>(p), n)});
     };
-    cb.on_notice = [&](const hz_notice &n) { notices.push_back(n); };
+    cb.on_notice = [&](const hz_notice &n) {
+        // The first poll's SUBSCRIBE of the initial stream is checked below, apart.
+        if (n.kind == HZ_NOTICE_SUBSCRIBE && n.purpose == HZ_PURPOSE_INITIAL) {
+            initial.push_back(n);
+            return;
+        }
+        notices.push_back(n);
+    };
 
     auto push = [](const hz::Producer &p, std::uint64_t pos, std::uint64_t seq, const std::string &s) {
         hz_event_header h{};
@@ -173,6 +181,8 @@ int main() {
     CHECK_ST(hz_producer_push(p0.get(), &fh, announce.data(), announce.size()), HZ_OK);
     CHECK(hz::poll(engine, cb) == 0);
     CHECK(notices.size() == 1 && notices[0].kind == HZ_NOTICE_SUBSCRIBE && notices[0].stream == 1);
+    CHECK(notices[0].purpose == HZ_PURPOSE_STAGE && notices[0].from_kind == HZ_START_LIVE);
+    CHECK(initial.size() == 1 && initial[0].stream == 0 && initial[0].from_kind == HZ_START_LIVE);
 
     for (std::uint64_t i = 4; i <= 6; ++i) {
         CHECK_ST(push(p0, i + 1, i, "a" + std::to_string(i)), HZ_OK);

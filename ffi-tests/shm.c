@@ -82,6 +82,8 @@ static void on_notice(void *user, const hz_notice *n) {
         if (n->reason == HZ_PRODUCER_CRASHED) c->crashed_gen = n->from_seq;
         else if (n->reason == HZ_PRODUCER_CLOSED) c->closed_gen = n->from_seq;
         else CHECK(!"unknown PRODUCER_GONE reason");
+    } else if (n->kind == HZ_NOTICE_SUBSCRIBE && n->purpose == HZ_PURPOSE_INITIAL) {
+        CHECK(n->stream == 0); /* the first poll's: the producer is the child process */
     } else if (n->kind == HZ_NOTICE_RING_FILE_TRUNCATED) {
         CHECK(n->stream == 0 && n->pos == 100 && n->from_pos == 4096 + CAPACITY);
         c->truncated++;

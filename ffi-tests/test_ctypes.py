@@ -26,6 +26,9 @@ HZ_KIND_DATA = 0
 HZ_KIND_FLIP = 1
 HZ_MAX_FLIP_LEN = 1335
 HZ_NOTICE_SUBSCRIBE = 1
+HZ_START_POS = 1
+HZ_START_LIVE = 2
+HZ_PURPOSE_INITIAL = 1
 HZ_NOTICE_UNSUBSCRIBE = 2
 HZ_NOTICE_SWITCHED = 3
 HZ_NOTICE_GAP = 4
@@ -62,6 +65,13 @@ class Notice(C.Structure):
         ("from_seq", C.c_uint64),
         ("to_seq", C.c_uint64),
         ("stall_ns", C.c_uint64),
+        ("from_kind", C.c_uint32),
+        ("purpose", C.c_uint32),
+        ("after_seq", C.c_uint64),
+        ("switch_ns", C.c_uint64),
+        ("silent_ns", C.c_uint64),
+        ("count", C.c_uint64),
+        ("lead_ns", C.c_uint64),
         ("locator", C.POINTER(C.c_uint8)),
         ("locator_len", C.c_size_t),
     ]
@@ -73,6 +83,7 @@ STATS_FIELDS = [
     "flips_repeated", "flips_stale", "flips_rejected", "bad_events", "unknown_kinds",
     "switches_seamless", "switches_cold", "stall_last_ns", "stall_max_ns", "stall_total_ns",
     "staged_bytes", "peak_staged_bytes", "staged_ns", "observed_ns", "api_errors",
+    "fill_requests", "stuck", "silences", "failovers", "switch_last_ns", "switch_max_ns",
 ]
 
 
@@ -184,6 +195,7 @@ def main():
 
     delivered = []  # (stream, seq)
     notices = []
+    initial = []
     callback_errors = []  # an exception cannot cross a ctypes callback: collect, check after
 
 
@@ -199,7 +211,12 @@ def main():
     def on_notice(user, n):
         n = n.contents
         loc = C.string_at(n.locator, n.locator_len) if n.locator_len else b""
-        notices.append((n.kind, n.stream, n.to_stream, n.flip_id, n.seamless, n.from_pos, loc))
+        if n.kind == HZ_NOTICE_SUBSCRIBE and n.purpose == HZ_PURPOSE_INITIAL:
+            initial.append((n.stream, n.from_kind))  # the first poll's, checked apart
+            return
+        # A typed start (not HZ_START_POS) reads, for this one-origin feed, as "after the frontier".
+        from_pos = n.from_pos if n.from_kind == HZ_START_POS else 0
+        notices.append((n.kind, n.stream, n.to_stream, n.flip_id, n.seamless, from_pos, loc))
 
     def poll_all():
         total = 0
@@ -260,7 +277,7 @@ def main():
 
     # Feed: the producers push in lock-step (one record per stream per step, then a poll every
     # 50 steps). An idle stream discards (HZ_ERR_NOT_SUBSCRIBED); on SUBSCRIBE a producer
-    # re-sends from from_pos (0: from just after the last delivered position); a full active
+    # re-sends from from_pos (0: a typed start, from just after the last delivered position); a full active
     # ring is retried after a poll.
     cursor = [1, 1, 1]
     last_pos = [0]
@@ -305,6 +322,7 @@ def main():
     switched = [(n[1], n[2], n[3]) for n in notices if n[0] == HZ_NOTICE_SWITCHED]
     check(switched == [(0, 1, 2), (1, 0, 3), (0, 2, 5)], "SWITCHED notices: %r" % switched)
     check(not any(n[0] == HZ_NOTICE_LOST for n in notices), "nothing lost")
+    check(initial == [(0, HZ_START_LIVE)], "the initial stream's SUBSCRIBE, live: %r" % initial)
     subs = [n for n in notices if n[0] == HZ_NOTICE_SUBSCRIBE and n[1] == 2]
     check(subs and subs[0][6] == b"feed-c", "SUBSCRIBE of stream 2 carries the locator")
     active = u32(99)

@@ -721,7 +721,7 @@ typedef struct {
    */
   uint64_t stall_total_ns;
   /*
-   Staged window bytes now.
+   Bytes the staged windows hold now (frames retained).
    */
   uint64_t staged_bytes;
   /*
@@ -740,6 +740,30 @@ typedef struct {
    Calls on this engine that returned an error (bad input counted).
    */
   uint64_t api_errors;
+  /*
+   Other streams asked to fill a gap (`HZ_PURPOSE_FILL`).
+   */
+  uint64_t fill_requests;
+  /*
+   Gaps whose recovery stopped (`HZ_NOTICE_STUCK`).
+   */
+  uint64_t stuck;
+  /*
+   Silences of the active stream reported (`HZ_NOTICE_ACTIVE_SILENT`).
+   */
+  uint64_t silences;
+  /*
+   Switches made on a silence (`HZ_SWITCH_CAUSE_SILENCE`).
+   */
+  uint64_t failovers;
+  /*
+   The engine's own cost of the last switch, clock ns.
+   */
+  uint64_t switch_last_ns;
+  /*
+   Largest engine-side switch cost, clock ns.
+   */
+  uint64_t switch_max_ns;
 } hz_stats;
 
 /*
@@ -1025,6 +1049,17 @@ uint32_t hz_engine_poll_views(hz_engine *engine, hz_event_view *views, size_t ca
  Fills `*out` with the engine's statistics. Errors: `HZ_ERR_NULL`. Poll thread.
  */
 uint32_t hz_engine_stats(const hz_engine *engine, hz_stats *out);
+
+/*
+ Sleeps until the active stream's producer publishes, `timeout_ns` passes (real time), or an
+ engine deadline comes due (a gap's recovery round, a silence), whichever is first. On
+ `HZ_OK`, `*out_ready` (if not NULL) is 1 when events wait (or the next poll has work of its
+ own, or `hz_engine_next` has events queued) and 0 otherwise. A waiting engine uses no CPU;
+ producers pay nothing for it while the engine is awake (no system call on their path).
+ Only the active stream wakes it; for a ring file, its producer in another process does too.
+ Errors: `HZ_ERR_NULL`; `HZ_ERR_STATE` from a callback. Poll thread: then poll.
+ */
+uint32_t hz_engine_wait(hz_engine *engine, uint64_t timeout_ns, uint32_t *out_ready);
 
 /*
  Writes the active stream's id to `*out`. Errors: `HZ_ERR_NULL`. Poll thread.

@@ -453,3 +453,44 @@ fn loom_a_restarted_staged_producer_evicts_safely_against_a_held_front() {
         verify_staged(&mut c);
     });
 }
+
+/// The doorbell (`ring::wake`, `# Orderings`): a producer publishes while the consumer decides
+/// to sleep. In every interleaving the consumer ends up seeing the record; a lost wakeup would
+/// leave it sleeping (here: yielding on an unchanged bell) for ever, which loom reports.
+#[test]
+fn loom_wait_no_lost_wakeup() {
+    loom::model(|| {
+        let (mut p, mut c) = ring(RingConfig::new(128, MAX_PAYLOAD)).unwrap();
+        let t = thread::spawn(move || {
+            push(&mut p, 0).unwrap();
+            p
+        });
+        assert!(c.wait(u64::MAX), "woken with the record");
+        assert_eq!(c.consume(4, |r| assert_eq!(r.header.seq, 0)).unwrap(), 1);
+        drop(t.join().unwrap());
+    });
+}
+
+/// Two records, the consumer waiting between them: the second publish rings again once the
+/// consumer sleeps anew.
+#[test]
+fn loom_wait_twice() {
+    loom::model(|| {
+        let (mut p, mut c) = ring(RingConfig::new(128, MAX_PAYLOAD)).unwrap();
+        let t = thread::spawn(move || {
+            push(&mut p, 0).unwrap();
+            push(&mut p, 1).unwrap();
+            p
+        });
+        let mut next = 0u64;
+        while next < 2 {
+            assert!(c.wait(u64::MAX));
+            c.consume(4, |r| {
+                assert_eq!(r.header.seq, next);
+                next += 1;
+            })
+            .unwrap();
+        }
+        drop(t.join().unwrap());
+    });
+}

@@ -451,7 +451,7 @@ fn mismatched_corrupt_and_busy_files_are_refused_with_a_reason() {
     write(&|b| b[8] = 9); // layout version
     assert!(matches!(
         StreamProducer::open_file(&path).err(),
-        Some(ShmError::Header(HeaderError::UnsupportedVersion { found: 9, supported: 1 }))
+        Some(ShmError::Header(HeaderError::UnsupportedVersion { found: 9, supported: 2 }))
     ));
     write(&|b| b[24] ^= 0x40); // a capacity bit, under the checksum
     assert!(matches!(
@@ -477,5 +477,33 @@ fn mismatched_corrupt_and_busy_files_are_refused_with_a_reason() {
         StreamProducer::open_file(Path::new("/nonexistent/hz.ring")),
         Err(ShmError::Io { op: "open", errno: libc::ENOENT })
     ));
+    let _ = std::fs::remove_file(&path);
+}
+
+/// `Engine::wait` on a ring file: the producer in another process wakes the engine (a shared
+/// futex on the mapped doorbell). The engine only waits and polls; every record arrives. The
+/// two-minute bound turns a lost wakeup into a failure instead of a hang; a healthy run needs
+/// milliseconds.
+#[test]
+fn a_producer_in_another_process_wakes_a_waiting_engine() {
+    let path = temp_path("wait");
+    let (mut e, _p) = new_engine();
+    e.attach_file(0, &path, options(AttachMode::Create)).unwrap();
+    let mut seen = Seen::default();
+    e.poll(64, &mut seen); // the first poll
+    let mut child = spawn("producer", &path, &[("FROM", 0), ("TO", 3000)]);
+    assert_eq!(expect_line(&mut child, "generation"), "1");
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut woken = 0u64;
+    while seen.seqs.len() < 3000 {
+        if e.wait(std::time::Duration::from_secs(5)) {
+            woken += 1;
+        }
+        e.poll(64, &mut seen);
+        assert!(std::time::Instant::now() < give_up, "still waiting after 2 minutes: {}", seen.seqs.len());
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(seen.seqs, (0..3000).collect::<Vec<_>>());
+    assert!(woken > 0);
     let _ = std::fs::remove_file(&path);
 }

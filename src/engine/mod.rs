@@ -16,6 +16,7 @@ mod poll;
 mod recovery;
 mod stats;
 mod storage;
+mod wait;
 
 pub use notice::{BadEventReason, Handler, Notice, Purpose, RejectReason, StartAt, SwitchCause};
 pub use policy::{AlwaysStage, ArmingPolicy, Candidate, ManualStage, NeverStage, StagePlan, MAX_STREAMS};

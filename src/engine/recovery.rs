@@ -80,7 +80,19 @@ pub(super) struct ResumeWait {
     give_up: bool,
 }
 
+impl ResumeWait {
+    /// When its round was asked (engine clock).
+    pub(super) fn started(&self) -> u64 {
+        self.started_ns
+    }
+}
+
 impl Recovery {
+    /// When the current round began (engine clock).
+    pub(super) fn round_started(&self) -> u64 {
+        self.round_started_ns
+    }
+
     /// The stream staged to fill the hole, if that is the stage.
     pub(super) fn fill_stream(&self) -> Option<usize> {
         match self.stage {

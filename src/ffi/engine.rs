@@ -256,7 +256,7 @@ pub struct hz_stats {
     pub stall_max_ns: u64,
     /// Sum of stalls, ns.
     pub stall_total_ns: u64,
-    /// Staged window bytes now.
+    /// Bytes the staged windows hold now (frames retained).
     pub staged_bytes: u64,
     /// Largest staged bytes seen.
     pub peak_staged_bytes: u64,
@@ -266,6 +266,18 @@ pub struct hz_stats {
     pub observed_ns: u64,
     /// Calls on this engine that returned an error (bad input counted).
     pub api_errors: u64,
+    /// Other streams asked to fill a gap (`HZ_PURPOSE_FILL`).
+    pub fill_requests: u64,
+    /// Gaps whose recovery stopped (`HZ_NOTICE_STUCK`).
+    pub stuck: u64,
+    /// Silences of the active stream reported (`HZ_NOTICE_ACTIVE_SILENT`).
+    pub silences: u64,
+    /// Switches made on a silence (`HZ_SWITCH_CAUSE_SILENCE`).
+    pub failovers: u64,
+    /// The engine's own cost of the last switch, clock ns.
+    pub switch_last_ns: u64,
+    /// Largest engine-side switch cost, clock ns.
+    pub switch_max_ns: u64,
 }
 
 /// Called once per delivered event with the stream, the header and the payload, both borrowed
@@ -892,9 +904,34 @@ pub extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) 
             staged_ns: s.staged_ns,
             observed_ns: s.observed_ns,
             api_errors: err.count(),
+            fill_requests: s.fill_requests,
+            stuck: s.stuck,
+            silences: s.silences,
+            failovers: s.failovers,
+            switch_last_ns: s.switch_last_ns,
+            switch_max_ns: s.switch_max_ns,
         };
         // SAFETY: non-null and writable per contract.
         unsafe { *out = c };
+        HZ_OK
+    })
+}
+
+/// Sleeps until the active stream's producer publishes, `timeout_ns` passes (real time), or an
+/// engine deadline comes due (a gap's recovery round, a silence), whichever is first. On
+/// `HZ_OK`, `*out_ready` (if not NULL) is 1 when events wait (or the next poll has work of its
+/// own, or `hz_engine_next` has events queued) and 0 otherwise. A waiting engine uses no CPU;
+/// producers pay nothing for it while the engine is awake (no system call on their path).
+/// Only the active stream wakes it; for a ring file, its producer in another process does too.
+/// Errors: `HZ_ERR_NULL`; `HZ_ERR_STATE` from a callback. Poll thread: then poll.
+#[no_mangle]
+pub extern "C" fn hz_engine_wait(engine: *mut hz_engine, timeout_ns: u64, out_ready: *mut u32) -> u32 {
+    with(engine, |e, _, _| {
+        let ready = !e.queue.is_empty() || e.engine.wait(core::time::Duration::from_nanos(timeout_ns));
+        if !out_ready.is_null() {
+            // SAFETY: non-null and writable per contract.
+            unsafe { *out_ready = u32::from(ready) };
+        }
         HZ_OK
     })
 }

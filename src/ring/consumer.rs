@@ -138,6 +138,25 @@ impl<S: Storage> Consumer<S> {
         self.shared.w().counters.dropped.load(Ordering::Relaxed)
     }
 
+    /// Sleeps until a record is published on this ring or `timeout_ns` passes (real time), and
+    /// returns whether one is waiting. Returns at once if one is. The producer pays one load on
+    /// a line it already reads while nobody waits (`ring::wake`, `# Orderings`). A ring file's
+    /// producer in another process wakes it too.
+    pub fn wait(&mut self, timeout_ns: u64) -> bool {
+        let sh = &*self.shared;
+        let head = self.head;
+        let cross_process = sh.storage.external_words().is_some();
+        let ready = sh
+            .w()
+            .control
+            .wake
+            .wait(cross_process, timeout_ns, || sh.w().tail.load(Ordering::Acquire) == head);
+        if ready {
+            self.cached_tail = sh.w().tail.load(Ordering::Acquire);
+        }
+        ready
+    }
+
     /// True when no published record is waiting (active ring; loads the tail).
     pub fn is_empty(&mut self) -> bool {
         self.cached_tail = self.shared.w().tail.load(Ordering::Acquire);

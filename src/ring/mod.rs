@@ -76,6 +76,7 @@ mod producer;
 mod shared;
 mod staged;
 mod storage;
+pub(crate) mod wake;
 
 pub use consumer::{Consumer, ReadChunk};
 pub use layout::Role;
@@ -184,6 +185,7 @@ pub fn ring_with_storage<S: Storage>(
         return Err(RingError::BadStorage { len, needed });
     }
     let window = clamp_window(len, config.window);
+    wake::init(); // the barrier mode is fixed before a producer exists
     let shared = Arc::new(Shared::new(storage, config.max_payload, config.role, window));
     Ok((Producer::new(Arc::clone(&shared)), Consumer::new(shared, config.role)))
 }
@@ -201,6 +203,7 @@ pub(crate) fn clamp_window(len: usize, window: usize) -> u64 {
 #[cfg_attr(not(shm), allow(dead_code))]
 pub(crate) fn resume_producer<S: Storage>(storage: S, max_payload: usize) -> Producer<S> {
     debug_assert!(storage.external_words().is_some());
+    wake::init();
     // The role and window given here fill the unused inline words only.
     Producer::resume(Arc::new(Shared::new(storage, max_payload, Role::Idle, 1)))
 }
@@ -209,6 +212,7 @@ pub(crate) fn resume_producer<S: Storage>(storage: S, max_payload: usize) -> Pro
 #[cfg_attr(not(shm), allow(dead_code))]
 pub(crate) fn resume_consumer<S: Storage>(storage: S, max_payload: usize) -> Consumer<S> {
     debug_assert!(storage.external_words().is_some());
+    wake::init();
     Consumer::resume(Arc::new(Shared::new(storage, max_payload, Role::Idle, 1)))
 }
 

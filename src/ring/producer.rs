@@ -299,6 +299,10 @@ impl<S: Storage> Producer<S> {
         if self.published != self.tail {
             self.shared.w().tail.store(self.tail, Ordering::Release);
             self.published = self.tail;
+            // A consumer about to sleep on this ring is woken (`wake`: one load on the control
+            // line while it is awake).
+            let cross_process = self.shared.storage.external_words().is_some();
+            self.shared.w().control.wake.notify(cross_process);
         }
     }
 }

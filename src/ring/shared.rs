@@ -15,6 +15,9 @@ pub(crate) struct Control {
     pub epoch: AtomicU64,
     /// Staging window in records, in `1 ..= max_records`.
     pub window: AtomicU64,
+    /// The consumer's doorbell (`ring::wake`): read by the producer after each publish, on
+    /// this line it already reads, so the check costs no extra cache line.
+    pub wake: super::wake::Wake,
 }
 
 /// Producer-written counters, read by the consumer now and then.
@@ -52,6 +55,8 @@ impl RingWords {
     pub(crate) const EPOCH_IN_CONTROL: usize = core::mem::offset_of!(Control, epoch);
     #[cfg_attr(not(shm), allow(dead_code))]
     pub(crate) const WINDOW_IN_CONTROL: usize = core::mem::offset_of!(Control, window);
+    #[cfg_attr(not(shm), allow(dead_code))]
+    pub(crate) const WAKE_IN_CONTROL: usize = core::mem::offset_of!(Control, wake);
 
     /// The head word's position and the tail, as they are now (for checks, not the protocol).
     #[cfg_attr(not(shm), allow(dead_code))]
@@ -73,7 +78,11 @@ impl RingWords {
         RingWords {
             head: CachePadded::new(AtomicU64::new(super::layout::Head::encode(0, false, role))),
             tail: CachePadded::new(AtomicU64::new(0)),
-            control: CachePadded::new(Control { epoch: AtomicU64::new(0), window: AtomicU64::new(window) }),
+            control: CachePadded::new(Control {
+                epoch: AtomicU64::new(0),
+                window: AtomicU64::new(window),
+                wake: super::wake::Wake::new(),
+            }),
             counters: CachePadded::new(Counters { evicted: AtomicU64::new(0), dropped: AtomicU64::new(0) }),
         }
     }

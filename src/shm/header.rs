@@ -19,7 +19,7 @@ use crate::sync::AtomicU64;
 /// The first eight bytes of every ring file.
 pub const MAGIC: [u8; 8] = *b"HZRING\0\0";
 /// The layout this build reads and writes. Bumped on any change to this file's layout.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes before the record storage: a page on 4 KiB-page systems and a multiple of the
 /// 128-byte line, so the storage is as aligned as a heap ring's (`HEAP_ALIGN`).
 pub const HEADER_BYTES: usize = 4096;
@@ -123,16 +123,17 @@ impl core::fmt::Display for HeaderError {
 /// The byte offsets of every atomic word in `RingWords`, checksummed: two builds that agree on
 /// this agree on where each word is.
 pub(crate) fn words_fingerprint() -> u32 {
-    let offsets: [u64; 7] = [
+    let offsets: [u64; 8] = [
         offset_of!(RingWords, head) as u64,
         offset_of!(RingWords, tail) as u64,
         offset_of!(RingWords, control) as u64,
         offset_of!(RingWords, counters) as u64,
         RingWords::EPOCH_IN_CONTROL as u64,
         RingWords::WINDOW_IN_CONTROL as u64,
+        RingWords::WAKE_IN_CONTROL as u64,
         size_of::<RingWords>() as u64,
     ];
-    let mut bytes = [0u8; 56];
+    let mut bytes = [0u8; 64];
     for (i, o) in offsets.iter().enumerate() {
         bytes[i * 8..i * 8 + 8].copy_from_slice(&o.to_le_bytes());
     }
@@ -235,8 +236,8 @@ mod tests {
         g.magic[0] = b'X';
         assert_eq!(g.validate(), Err(HeaderError::BadMagic));
         let mut g = f;
-        g.layout_version = 2;
-        assert_eq!(g.validate(), Err(HeaderError::UnsupportedVersion { found: 2, supported: 1 }));
+        g.layout_version = 1;
+        assert_eq!(g.validate(), Err(HeaderError::UnsupportedVersion { found: 1, supported: 2 }));
         let mut g = f;
         g.byte_order = BYTE_ORDER.swap_bytes();
         assert_eq!(g.validate(), Err(HeaderError::ForeignByteOrder));

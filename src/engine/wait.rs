@@ -1,0 +1,53 @@
+//! Sleeping until there is something to deliver (issue 12, defect 7): `Engine::wait`.
+
+use super::Engine;
+
+impl Engine {
+    /// Sleeps until the active stream's producer publishes, or `timeout` passes, or an engine
+    /// deadline (a recovery round, a `Resume` read, a silence) comes due, whichever is first;
+    /// returns true when records wait on the active stream or the next `poll` has work of its
+    /// own (the first poll, a deferred switch). Real time, whatever the engine's clock; a
+    /// deadline on a manual clock only shortens the sleep.
+    ///
+    /// A waiting engine uses no CPU; a producer pays one load on a line it already reads while
+    /// the engine is awake (`ring::wake`, `# Orderings`, its loom model). Only the active
+    /// stream wakes it: staged candidates fill their windows without waking it (poll trims
+    /// them). A switch cannot happen during a wait: the active stream is fixed until the next
+    /// poll. For a ring file, its producer in another process wakes it too.
+    pub fn wait(&mut self, timeout: core::time::Duration) -> bool {
+        if !self.started || self.deferred.is_some() {
+            return true;
+        }
+        let mut ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        if let Some(d) = self.next_deadline_ns() {
+            ns = ns.min(d);
+        }
+        let active = self.active;
+        self.streams[active].consumer.wait(ns)
+    }
+
+    /// Clock ns from the last poll until the engine's next deadline, if one is set and still
+    /// ahead: a recovery round's timeout, a `Resume` read's, or the active stream's silence. One
+    /// already due at the last poll was handled by it or cannot move (a stuck gap, a silence
+    /// with no candidate ahead): it must not turn the wait into a spin.
+    fn next_deadline_ns(&self) -> Option<u64> {
+        let now = self.now_ns;
+        let round = self.liveness.round_timeout_ns;
+        let mut due: Option<u64> = None;
+        let mut at = |t: u64| {
+            if t > 0 {
+                due = Some(due.map_or(t, |d| d.min(t)));
+            }
+        };
+        if let Some(started) = self.recovery.as_ref().map(|r| r.round_started()) {
+            at(started.saturating_add(round).saturating_sub(now));
+        }
+        if let Some(started) = self.resume_wait.as_ref().map(|w| w.started()) {
+            at(started.saturating_add(round).saturating_sub(now));
+        }
+        if self.liveness.silence_ns != 0 && !self.silence_reported {
+            at(self.active_heard_ns.saturating_add(self.liveness.silence_ns).saturating_sub(now));
+        }
+        due
+    }
+}
