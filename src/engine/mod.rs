@@ -360,11 +360,11 @@ struct SwitchInFlight {
 
 /// The last event of one origin seen on one stream at or behind the delivery frontier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct SeenAt {
+pub(super) struct SeenAt {
     /// Its position plus one (0: none seen).
-    next_pos: u64,
+    pub(super) next_pos: u64,
     /// Its seq.
-    seq: u64,
+    pub(super) seq: u64,
 }
 
 impl SeenAt {

@@ -386,11 +386,12 @@ impl Engine {
                             h.event(sid, &rec);
                             tracker.advance(hdr.origin, hdr.seq);
                             stats.delivered += 1;
-                            stats.delivered_bytes += frame_bytes(rec.payload.len());
+                            stats.delivered_bytes += rec.payload.len() as u64;
                             *resume_floor = 0;
                             *last_delivered_ts = hdr.ts_ns;
                             if let Some(at) = seen.get_mut(hdr.origin as usize) {
-                                at.note(hdr.pos, hdr.seq);
+                                // Delivered: the newest of its origin, so no comparison.
+                                *at = super::SeenAt { next_pos: hdr.pos.saturating_add(1), seq: hdr.seq };
                             }
                             delivered += 1;
                         }
@@ -673,7 +674,7 @@ impl Engine {
         // delivered so far (the largest data frame before any).
         let frame = match self.stats.delivered {
             0 => self.max_frame,
-            n => (self.stats.delivered_bytes / n).max(8),
+            n => frame_bytes((self.stats.delivered_bytes / n) as usize),
         };
         let mut allowed = [0usize; super::MAX_STREAMS];
         let mut used = 0u64;

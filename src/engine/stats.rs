@@ -65,7 +65,7 @@ pub struct Stats {
     pub staged_ns: u64,
     /// Clock ns observed in total (first poll to last).
     pub observed_ns: u64,
-    /// Bytes of the data frames delivered (for the mean frame the staging budget assumes).
+    /// Payload bytes of the events delivered (their mean prices a staged window's records).
     pub delivered_bytes: u64,
 }
 

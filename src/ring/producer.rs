@@ -42,6 +42,9 @@ pub struct Producer<S: Storage = HeapStorage> {
     loss_pending: bool,
     evicted: u64,
     dropped: u64,
+    /// Publishes are followed by a full fence rather than a compiler fence (`wake`: a ring file,
+    /// or no membarrier in this process). Fixed at creation, so a publish does not ask.
+    full_fence: bool,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -56,6 +59,7 @@ struct Placement {
 
 impl<S: Storage> Producer<S> {
     pub(super) fn new(shared: Arc<Shared<S>>) -> Self {
+        let shared_is_file = shared.storage.external_words().is_some();
         let head = Head::decode(shared.w().head.load(Ordering::Acquire));
         let epoch = shared.w().control.epoch.load(Ordering::Acquire);
         Producer {
@@ -69,6 +73,7 @@ impl<S: Storage> Producer<S> {
             loss_pending: false,
             evicted: 0,
             dropped: 0,
+            full_fence: super::wake::needs_full_fence(shared_is_file),
             _not_sync: PhantomData,
         }
     }
@@ -297,12 +302,16 @@ impl<S: Storage> Producer<S> {
     #[inline]
     fn publish(&mut self) {
         if self.published != self.tail {
-            self.shared.w().tail.store(self.tail, Ordering::Release);
+            let w = self.shared.w();
+            w.tail.store(self.tail, Ordering::Release);
             self.published = self.tail;
             // A consumer about to sleep on this ring is woken (`wake`: one load on the control
             // line while it is awake).
-            let cross_process = self.shared.storage.external_words().is_some();
-            self.shared.w().control.wake.notify(cross_process);
+            let wake = &w.control.wake;
+            super::wake::light_barrier(self.full_fence);
+            if wake.sleeping() {
+                wake.ring(self.shared.storage.external_words().is_some());
+            }
         }
     }
 }

@@ -53,18 +53,17 @@ impl Wake {
         Wake { sleeping: AtomicU32::new(0), bell: AtomicU32::new(0) }
     }
 
-    /// Producer side, right after the Release store of `tail` on an active ring.
+    /// Producer side, after the Release store of `tail` and `light_barrier`: whether the
+    /// consumer sleeps or is about to.
     #[inline(always)]
-    pub(crate) fn notify(&self, cross_process: bool) {
-        light_barrier(cross_process);
-        if self.sleeping.load(Ordering::Relaxed) != 0 {
-            self.ring(cross_process);
-        }
+    pub(crate) fn sleeping(&self) -> bool {
+        self.sleeping.load(Ordering::Relaxed) != 0
     }
 
+    /// Producer side, when `sleeping`: wakes the consumer.
     #[cold]
     #[inline(never)]
-    fn ring(&self, cross_process: bool) {
+    pub(crate) fn ring(&self, cross_process: bool) {
         self.bell.fetch_add(1, Ordering::Release);
         futex_wake(&self.bell, cross_process);
     }
@@ -130,9 +129,17 @@ fn asymmetric() -> bool {
     }
 }
 
+/// Whether a producer must follow its publishes with a full fence: on a ring file (the
+/// consumer's membarrier does not reach another process), or when this process has no
+/// membarrier. Decided when the producer is made; `init` ran before.
+pub(crate) fn needs_full_fence(cross_process: bool) -> bool {
+    cross_process || !asymmetric()
+}
+
+/// The producer's barrier between storing `tail` and loading `sleeping`.
 #[inline(always)]
-fn light_barrier(cross_process: bool) {
-    if cross_process || !asymmetric() {
+pub(crate) fn light_barrier(full_fence: bool) {
+    if full_fence {
         fence(Ordering::SeqCst);
     } else {
         // The consumer's membarrier orders this thread's accesses for it; the compiler must
