@@ -1209,22 +1209,19 @@ fn a_gap_among_the_first_events_is_filled_once_staging_is_up() {
     run_single(&s);
 }
 
-/// Found by `generated_scenarios_single_threaded` once writer restarts were generated: stream
-/// 0 lacks two points after a restart, stream 1 lacks the first of them; the second must be
-/// filled from stream 1, and only the first reported lost.
-#[test]
-fn a_restart_hole_is_filled_from_the_other_stream_and_only_the_common_part_lost() {
-    let s = Spec {
+/// A plain scenario for the named regression cases below: they change what matters to them.
+fn case() -> Spec {
+    Spec {
         recipient: 0,
         streams: 2,
         origins: 1,
         round_robin: false,
-        picks: vec![0; 20],
-        body: 20,
+        picks: vec![0; 160],
+        body: 51,
         lags: vec![0, 0, 0],
-        gaps: vec![(0, 6)],
+        gaps: vec![],
         total_loss: None,
-        restarts: vec![(20, 2, 0)],
+        restarts: vec![],
         skews: vec![0, 0, 0],
         flips: vec![],
         bad: vec![],
@@ -1234,7 +1231,15 @@ fn a_restart_hole_is_filled_from_the_other_stream_and_only_the_common_part_lost(
         arm: None,
         tight: false,
         schedule: vec![Op::Advance(1)],
-    };
+    }
+}
+
+/// Found by `generated_scenarios_single_threaded` once writer restarts were generated: stream
+/// 0 lacks two points after a restart, stream 1 lacks the first of them; the second must be
+/// filled from stream 1, and only the first reported lost.
+#[test]
+fn a_restart_hole_is_filled_from_the_other_stream_and_only_the_common_part_lost() {
+    let s = Spec { body: 20, gaps: vec![(0, 6)], restarts: vec![(20, 2, 0)], ..case() };
     let (e, r, _) = run_single(&s);
     assert_eq!(e.stats().lost, 1);
     assert!(r.notices().contains(&N::Lost { origin: 0, from: 7, to: 7 }));
@@ -1244,27 +1249,7 @@ fn a_restart_hole_is_filled_from_the_other_stream_and_only_the_common_part_lost(
 /// window holds only its last 100 events when stream 0's hole is met.
 #[test]
 fn a_hole_older_than_the_candidates_window_is_filled_by_asking_it_again() {
-    let s = Spec {
-        recipient: 0,
-        streams: 2,
-        origins: 1,
-        round_robin: false,
-        picks: vec![0; 120],
-        body: 120,
-        lags: vec![0, 0, 0],
-        gaps: vec![(120, 1)],
-        total_loss: None,
-        restarts: vec![],
-        skews: vec![0, 0, 0],
-        flips: vec![],
-        bad: vec![],
-        reread: true,
-        policy: Policy::Always,
-        keep_previous: false,
-        arm: None,
-        tight: false,
-        schedule: vec![Op::Advance(1)],
-    };
+    let s = Spec { body: 120, gaps: vec![(120, 1)], policy: Policy::Always, ..case() };
     let (e, _, _) = run_single(&s);
     assert_eq!(e.stats().lost, 0);
     assert_eq!(e.stats().fill_requests, 1);
@@ -1277,17 +1262,8 @@ fn a_hole_older_than_the_candidates_window_is_filled_by_asking_it_again() {
 #[test]
 fn a_window_too_small_at_a_switch_is_reread_even_under_report_lost() {
     let s = Spec {
-        recipient: 0,
         streams: 3,
-        origins: 1,
-        round_robin: false,
-        picks: vec![0; 150],
         body: 150,
-        lags: vec![0, 0, 0],
-        gaps: vec![],
-        total_loss: None,
-        restarts: vec![],
-        skews: vec![0, 0, 0],
         flips: vec![FlipSpec {
             at: 323,
             action: FlipAction::Switch,
@@ -1296,13 +1272,9 @@ fn a_window_too_small_at_a_switch_is_reread_even_under_report_lost() {
             only: None,
             resume: false,
         }],
-        bad: vec![],
         reread: false,
         policy: Policy::Always,
-        keep_previous: false,
-        arm: None,
-        tight: false,
-        schedule: vec![Op::Advance(1)],
+        ..case()
     };
     let (e, _, _) = run_single(&s);
     assert_eq!(e.stats().lost, 0);
@@ -1319,43 +1291,22 @@ fn a_hole_shrinks_when_a_reread_brings_part_of_it() {
     picks[4] = 1;
     picks[14] = 1;
     picks[15] = 2;
+    let switch = |at, target, resume| FlipSpec {
+        at,
+        action: FlipAction::Switch,
+        target,
+        cohort: None,
+        only: None,
+        resume,
+    };
     let s = Spec {
-        recipient: 0,
-        streams: 2,
         origins: 2,
-        round_robin: false,
         picks,
         body: 52,
-        lags: vec![0, 0, 0],
         gaps: vec![(628, 1)],
-        total_loss: None,
         restarts: vec![(156, 15, 1)],
-        skews: vec![0, 0, 0],
-        flips: vec![
-            FlipSpec {
-                at: 988,
-                action: FlipAction::Switch,
-                target: 1,
-                cohort: None,
-                only: None,
-                resume: false,
-            },
-            FlipSpec {
-                at: 484,
-                action: FlipAction::Switch,
-                target: 2,
-                cohort: None,
-                only: None,
-                resume: true,
-            },
-        ],
-        bad: vec![],
-        reread: true,
-        policy: Policy::Never,
-        keep_previous: false,
-        arm: None,
-        tight: false,
-        schedule: vec![Op::Advance(1)],
+        flips: vec![switch(988, 1, false), switch(484, 2, true)],
+        ..case()
     };
     let (e, r, _) = run_single(&s);
     assert_eq!(e.stats().lost, 1);

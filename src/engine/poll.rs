@@ -438,16 +438,19 @@ impl Engine {
         }
         let f = self.flip_scratch.cmd;
         if f.ts_ns != 0 && f.ts_ns < self.switch_flip_ts {
-            self.stats.flips_stale += 1;
-            self.stats.flips_rejected += 1;
-            h.notice(&Notice::FlipRejected {
-                stream: f.stream,
-                pos: f.pos,
-                reason: RejectReason::Superseded,
-            });
+            self.reject_superseded(h);
         } else {
             self.apply_flip(h);
         }
+    }
+
+    /// The flip in `flip_scratch` is history (`RejectReason::Superseded`): reported and counted,
+    /// its id not consumed.
+    fn reject_superseded<H: Handler>(&mut self, h: &mut H) {
+        let f = self.flip_scratch.cmd;
+        self.stats.flips_stale += 1;
+        self.stats.flips_rejected += 1;
+        h.notice(&Notice::FlipRejected { stream: f.stream, pos: f.pos, reason: RejectReason::Superseded });
     }
 
     fn apply_flip<H: Handler>(&mut self, h: &mut H) {
@@ -525,17 +528,9 @@ impl Engine {
         let started_ns = self.clock.now_ns();
         let from = self.active;
         let to = p.to;
-        if self.flip_deferred {
+        if core::mem::take(&mut self.flip_deferred) {
             // It belonged to the stream we are leaving, met before its frontier was known.
-            self.flip_deferred = false;
-            let f = self.flip_scratch.cmd;
-            self.stats.flips_stale += 1;
-            self.stats.flips_rejected += 1;
-            h.notice(&Notice::FlipRejected {
-                stream: f.stream,
-                pos: f.pos,
-                reason: RejectReason::Superseded,
-            });
+            self.reject_superseded(h);
         }
         if let Some(f) = self.in_flight.as_mut() {
             // The previous switch delivered nothing before this one: report it now, not
