@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -100,6 +101,9 @@ static pid_t spawn_producer(const char *path, uint64_t from, uint64_t to) {
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
+        /* A producer that pushes without end must not outlive a test that failed before
+         * killing it (it would spin for ever, as orphans once did for an hour). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         char *argv[] = {(char *)self_path, (char *)"produce", (char *)path, a, b, NULL};
         execv(self_path, argv);
         _exit(127);
