@@ -64,7 +64,8 @@ fn loom_switch_between_two_streams_is_exactly_once() {
     model.preemption_bound =
         Some(std::env::var("LOOM_MAX_PREEMPTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(2).min(2));
     model.check(move || {
-        let mut cfg = EngineConfig::new(1, 2, 512, 64);
+        // The smallest ring holds two of the largest flip records: 4 KiB.
+        let mut cfg = EngineConfig::new(1, 2, 4096, 64);
         cfg.default_window = 1;
         let (mut e, mut producers) =
             Engine::with(cfg, Box::new(AlwaysStage), Box::new(ManualClock::at(1))).unwrap();
