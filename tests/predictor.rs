@@ -179,6 +179,56 @@ fn every_policy_delivers_exactly_once_on_generated_traces() {
     assert!(seamless_pred > seamless_never, "{seamless_pred} vs {seamless_never}");
 }
 
+/// Issue 12, defect 5: a stalled active stream (silent while the others go on) is a feature,
+/// `silence_s`, and the shipped model uses it. On traces whose only incidents are stalls, the
+/// shipped model makes more stall switches seamless than the same model with that feature's
+/// weight set to 0, and most of them; delivery stays exactly once either way. Measured: 35 of
+/// 53 against 0 of 53 (incidents every 20 s, as in the world it was trained on; with one every
+/// 8 s, 12 of 27 against 0).
+#[test]
+fn a_stalled_active_stream_is_evidence_of_a_switch() {
+    use harmonizer::predict::features::N_GLOBAL;
+    use harmonizer::sim::scenario::CauseMix;
+    let silence = FEATURE_NAMES.iter().position(|n| *n == "silence_s").unwrap();
+    assert!(silence < N_GLOBAL);
+    let cfg = ReplayConfig { horizon_ns: default_model().horizon_ns, ..Default::default() };
+    let mut blind = default_model();
+    assert!(blind.weights[silence] > 0.0, "the shipped model weighs silence");
+    blind.weights[silence] = 0.0;
+    let (mut with, mut without, mut stalls) = (0, 0, 0);
+    for seed in [31, 32, 33] {
+        let p = ScenarioParams {
+            mix: CauseMix {
+                announced: 0.0,
+                degradation: 0.0,
+                fail_stop: 0.0,
+                rollout: 0.0,
+                load: 0.0,
+                stall: 1.0,
+            },
+            switchback_prob: 0.0,
+            duration_ns: 600_000_000_000,
+            incident_every_ns: 20_000_000_000,
+            ..ScenarioParams::small(seed)
+        };
+        let t = generate(&p).unwrap();
+        let id = t.recipient_id;
+        let a = evaluate(&t, "predictor", predictor(id), &cfg).unwrap();
+        let cfg_a = PredictorConfig::preset(Preset::Aggressive);
+        let b = evaluate(&t, "blind", Predictor::new(id, blind.clone(), cfg_a).unwrap(), &cfg).unwrap();
+        for r in [&a, &b] {
+            check_delivery(r);
+            assert_eq!(r.missing, 0, "{}: missing at the end", r.name);
+        }
+        stalls += a.switches;
+        with += a.seamless;
+        without += b.seamless;
+    }
+    assert!(stalls >= 6, "{stalls} stall switches");
+    assert!(with > without, "seamless stall switches: {with} with silence_s, {without} without, of {stalls}");
+    assert!(2 * with > stalls, "{with} of {stalls} stall switches seamless");
+}
+
 #[test]
 fn training_on_a_short_trace_gives_a_valid_model() {
     let t = generate(&ScenarioParams::small(21)).unwrap();
@@ -202,7 +252,7 @@ fn the_shipped_model_is_what_the_tool_trains() {
 /// Where the predictor stands on the held-out test trace, against the phi-style rule (its
 /// thresholds tuned on the training trace, as the eval tool does). Issue 4 asks for at least 95%
 /// of predictable switches seamless at a duty cycle of at most 20%, ahead of the phi rule on both:
-/// measured, the aggressive preset makes 43 of 44 (97.7%) at 17.8%, and the balanced preset
+/// measured, the aggressive preset makes 47 of 48 (97.9%) at 17.7%, and the balanced preset
 /// beats the rule on seamless switches and duty at once (docs/predictor.md). This test holds
 /// the goal, and pins what was measured so that a change that makes it worse fails.
 #[test]
@@ -218,7 +268,7 @@ fn held_out_results_against_the_phi_rule() {
     check_delivery(&phi);
     let (p, q) = (pred.seamless_rate_predictable(), phi.seamless_rate_predictable());
     assert!(p >= 0.95, "predictable seamless {p:.3}: the goal is 95%");
-    assert!(p >= 43.0 / 44.0 - 1e-9, "predictable seamless {p:.3} (measured 43/44)");
+    assert!(p >= 47.0 / 48.0 - 1e-9, "predictable seamless {p:.3} (measured 47/48)");
     assert!(pred.duty_cycle <= 0.20, "duty {:.3}", pred.duty_cycle);
     let balanced =
         Predictor::with_default_model(t.recipient_id, PredictorConfig::preset(Preset::Balanced)).unwrap();

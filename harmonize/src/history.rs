@@ -21,7 +21,7 @@
 //!
 //! The header's fields come in this order, separated by one space; `source` is the rest of the
 //! line (free text, stored in the model's `meta.trained_on`). Line 2 is `t_ns,candidate,label`
-//! and then the 16 feature names of `harmonizer::predict::FEATURE_NAMES`, in model order.
+//! and then the 17 feature names of `harmonizer::predict::FEATURE_NAMES`, in model order.
 //!
 //! **JSONL.** Line 1 is a JSON object with the same header fields, and the feature names:
 //!

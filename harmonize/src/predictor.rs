@@ -60,7 +60,7 @@ const TRACE_LONG_HELP: &str = "\
 The history is the labelled feature snapshots that training fits. The scenario is the training
 trace, ScenarioParams::train() (seed 0x7261696e, 3600 s), unless --seed or --duration pick
 another. It is replayed through the real engine with a predictor that never stages; every
-100 ms each candidate's 16 features are recorded, labelled 1 when the recipient switches to
+100 ms each candidate's 17 features are recorded, labelled 1 when the recipient switches to
 that candidate within the 5 s horizon.
 
 History format, version 1 (UTF-8, one record per line):
@@ -75,7 +75,7 @@ History format, version 1 (UTF-8, one record per line):
     {\"t_ns\":100589468,\"candidate\":1,\"label\":0,\"features\":[-0.0022443863306174294,...]}
 
   t_ns: the snapshot's time from the trace's start, ns; candidate: the candidate stream's id;
-  label: 1 if the recipient switched to it within horizon_ns, else 0; then the 16 features, in
+  label: 1 if the recipient switched to it within horizon_ns, else 0; then the 17 features, in
   model order. Numbers are in Rust's shortest round-trip form, so they read back bit for bit;
   they must be finite. `harmonize train` splits the rows by time at 80% of duration_ns, fits
   them in file order, and stores source as the model's meta.trained_on.

@@ -132,7 +132,7 @@ fn csv_history(rows: &[String]) -> String {
 
 fn csv_row(t: u64, label: &str, feature: &str) -> String {
     let mut cols = vec![t.to_string(), "1".into(), label.into(), feature.into()];
-    cols.extend((1..16).map(|i| format!("{}", i as f64 * 0.5)));
+    cols.extend((1..FEATURE_NAMES.len()).map(|i| format!("{}", i as f64 * 0.5)));
     cols.join(",")
 }
 
@@ -150,11 +150,17 @@ fn jsonl_history(rows: &[&str]) -> String {
     s
 }
 
-const FEATURES: &str = "[0.5,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]";
+/// A row's features as JSON: `[0.5,1,2,…]`, one per feature of this build.
+fn features_json() -> String {
+    let rest: Vec<String> = (1..FEATURE_NAMES.len()).map(|i| i.to_string()).collect();
+    format!("[0.5,{}]", rest.join(","))
+}
 
 #[test]
 fn malformed_histories_are_refused_with_file_line_and_problem() {
     let d = dir("malformed");
+    let features = features_json();
+    let n = FEATURE_NAMES.len();
     let good = |t: u64, l: &str| csv_row(t, l, "0.25");
     let header_only = csv_history(&[]);
     let (head, columns) = header_only.split_once('\n').unwrap();
@@ -177,7 +183,7 @@ fn malformed_histories_are_refused_with_file_line_and_problem() {
         (
             "names15.csv",
             format!("{head}\n{short_names}"),
-            ":2: 15 feature names, this build computes 16".into(),
+            format!(":2: {} feature names, this build computes {n}", n - 1),
         ),
         (
             "name.csv",
@@ -188,7 +194,7 @@ fn malformed_histories_are_refused_with_file_line_and_problem() {
         (
             "cols.csv",
             csv_history(&[good(1, "0"), format!("{},9", good(2, "1"))]),
-            ":4: 20 columns, expected 19".into(),
+            format!(":4: {} columns, expected {}", n + 4, n + 3),
         ),
         (
             "nan.csv",
@@ -234,7 +240,7 @@ fn malformed_histories_are_refused_with_file_line_and_problem() {
         (
             "names.jsonl",
             jsonl_history(&[]).replace(",\"cand_previous\"", ""),
-            ":1: 15 feature names, this build computes 16".into(),
+            format!(":1: {} feature names, this build computes {n}", n - 1),
         ),
         (
             "extra.jsonl",
@@ -246,34 +252,34 @@ fn malformed_histories_are_refused_with_file_line_and_problem() {
             "count.jsonl",
             jsonl_history(&[&format!(
                 "{{\"t_ns\":1,\"candidate\":1,\"label\":0,\"features\":[{}]}}",
-                "0,".repeat(14) + "0"
+                "0,".repeat(n - 2) + "0"
             )]),
-            ":2: 15 features, expected 16".into(),
+            format!(":2: {} features, expected {n}", n - 1),
         ),
         (
             "null.jsonl",
             jsonl_history(&[&format!(
                 "{{\"t_ns\":1,\"candidate\":1,\"label\":0,\"features\":{}}}",
-                FEATURES.replace("[0.5", "[null")
+                features.replace("[0.5", "[null")
             )]),
             ":2: load_burst is not a number: null".into(),
         ),
         (
             "label.jsonl",
             jsonl_history(&[&format!(
-                "{{\"t_ns\":1,\"candidate\":1,\"label\":0.5,\"features\":{FEATURES}}}"
+                "{{\"t_ns\":1,\"candidate\":1,\"label\":0.5,\"features\":{features}}}"
             )]),
             ":2: label must be 0 or 1, found 0.5".into(),
         ),
         (
             "missing.jsonl",
-            jsonl_history(&[&format!("{{\"t_ns\":1,\"label\":0,\"features\":{FEATURES}}}")]),
+            jsonl_history(&[&format!("{{\"t_ns\":1,\"label\":0,\"features\":{features}}}")]),
             ":2: a row is missing the key \"candidate\"".into(),
         ),
         (
             "stream.jsonl",
             jsonl_history(&[&format!(
-                "{{\"t_ns\":1,\"candidate\":4294967296,\"label\":0,\"features\":{FEATURES}}}"
+                "{{\"t_ns\":1,\"candidate\":4294967296,\"label\":0,\"features\":{features}}}"
             )]),
             ":2: candidate must be a whole number from 0 to 4294967295".into(),
         ),

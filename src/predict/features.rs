@@ -49,6 +49,15 @@
 //!   `1 - (own − flip basis points) / 10000`, decayed over 60 s.
 //! - `since_switch`: `exp(-(now − last switch) / 5 s)`, 0 before the first.
 //! - `post_switch_errors`: `error_rate × since_switch`: a fresh stream going bad (switchback).
+//! - `silence_s`: seconds the active stream has been silent (nothing delivered: no data, flip or
+//!   heartbeat, since it last did or since the switch to it) beyond 20 mean gaps at the 120 s
+//!   rate, capped at 10 s; 0 in normal operation (a Poisson stream is silent for 20 mean gaps
+//!   once in e²⁰ gaps). At 400 events/s it starts counting after 50 ms. The feature is the
+//!   larger of that and the peak of earlier silences on this stream decayed over 5 s
+//!   (`TAU_SILENCE`): a stalled stream comes back with its backlog and then, often, the
+//!   operator's flip, and the evidence must outlive the backlog. A stalled stream warns of
+//!   nothing else: no event arrives to carry lag or errors. (The engine's `ActiveSilent` notice
+//!   reports the same silence once it passes `Liveness::silence_ns` with a candidate ahead.)
 //!
 //! Per candidate:
 //! - `cand_announced`: 1 while an ANNOUNCE for it is in force, fading as `exp(-overdue / 5 s)`
@@ -67,7 +76,7 @@ use crate::event::{EventHeader, FLAG_UPSTREAM_ERROR, KIND_FLIP, KIND_HEARTBEAT};
 use crate::flip::{splitmix64, Flip, FlipAction, Selector};
 
 /// How many features the model sees per candidate.
-pub const N_FEATURES: usize = 16;
+pub const N_FEATURES: usize = 17;
 
 /// Index of `load_burst` in the feature vector.
 pub const LOAD_BURST: usize = 0;
@@ -75,7 +84,7 @@ pub const LOAD_BURST: usize = 0;
 pub const ERROR_RATE: usize = 3;
 
 /// How many of the features are global (the rest describe one candidate).
-pub const N_GLOBAL: usize = 12;
+pub const N_GLOBAL: usize = 13;
 
 /// The feature names, in model order. The first [`N_GLOBAL`] describe the active stream and the
 /// recipient; the last 4 describe one candidate stream.
@@ -92,6 +101,7 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "cohort_near",
     "since_switch",
     "post_switch_errors",
+    "silence_s",
     "cand_announced",
     "cand_announce_due",
     "cand_rollout_target",
@@ -113,6 +123,8 @@ pub const TAU_SWITCH_NS: f64 = 5.0 * SEC;
 pub const TAU_ANNOUNCE_NS: f64 = 2.0 * SEC;
 /// How fast an overdue announce fades: 5 s.
 pub const TAU_OVERDUE_NS: f64 = 5.0 * SEC;
+/// Memory of a silence of the active stream after it ends: 5 s.
+pub const TAU_SILENCE_NS: f64 = 5.0 * SEC;
 
 /// `e^-x` for `x >= 0` (and 1 for `x <= 0`, 0 past 700), by pure arithmetic: `e^-x = 2^-k ·
 /// e^-y` with `y = x − k·ln 2 ∈ [0, ln 2)` and a degree-11 Taylor polynomial for `e^-y`
@@ -198,6 +210,11 @@ struct Sums {
 /// A cohort flip older than this no longer counts as a rollout in progress, seconds.
 const ROLLOUT_WAIT_MAX_S: f64 = 30.0;
 
+/// Mean gaps (at the 120 s rate) of silence that `silence_s` takes as normal.
+const SILENCE_GAPS: f64 = 20.0;
+/// Largest `silence_s`, seconds.
+const SILENCE_MAX_S: f64 = 10.0;
+
 /// Short rate over long rate above which the stream counts as overloaded.
 const OVERLOAD: f64 = 1.8;
 
@@ -235,6 +252,8 @@ pub struct FeatureState {
     ids: [Option<u32>; MAX_STREAMS],
     /// Events per second (1 s), decayed to the last [`global`](Self::global) call.
     rate_now: f64,
+    /// Peak `silence_s` of the active stream, decayed over `TAU_SILENCE_NS`.
+    silence_peak: Decayed,
 }
 
 impl FeatureState {
@@ -257,6 +276,7 @@ impl FeatureState {
             announce_due_ns: [None; MAX_STREAMS],
             ids: [None; MAX_STREAMS],
             rate_now: 0.0,
+            silence_peak: Decayed::default(),
         }
     }
 
@@ -338,6 +358,8 @@ impl FeatureState {
         self.sums.lag = [0.0; 3];
         self.sums.lag_n = [0.0; 3];
         self.has_lag_ref = false;
+        // So is its silence.
+        self.silence_peak = Decayed::default();
     }
 
     /// Records which stream id each candidate slot holds (flips name streams by id).
@@ -446,6 +468,17 @@ impl FeatureState {
         out[9] = self.cohort_near.at(now_ns, TAU_FLIPS_NS);
         out[10] = since_switch;
         out[11] = error_rate * since_switch;
+        // `batch.at_ns` is the arrival time of the last record read from the active stream
+        // (every record starts or joins a batch); 0 before the first.
+        let heard = self.batch.at_ns.max(self.last_switch_ns.unwrap_or(0));
+        let silence = if heard == 0 || r_long <= 0.0 {
+            0.0
+        } else {
+            let silent_s = now_ns.saturating_sub(heard) as f64 / SEC;
+            (silent_s - SILENCE_GAPS / r_long).clamp(0.0, SILENCE_MAX_S)
+        };
+        self.silence_peak.max_with(now_ns, TAU_SILENCE_NS, silence);
+        out[12] = self.silence_peak.value;
     }
 
     /// Writes candidate `c`'s features into `out[N_GLOBAL..]`, after [`global`](Self::global)
@@ -455,10 +488,10 @@ impl FeatureState {
         let due = if c.announced { self.announce_due_ns.get(i).copied().flatten() } else { None };
         // An announce whose time has passed with no switch fades: it was probably abandoned.
         let overdue = due.map_or(0, |d| now_ns.saturating_sub(d)) as f64;
-        out[12] = if c.announced { exp_neg(overdue / TAU_OVERDUE_NS) } else { 0.0 };
-        out[13] = due.map_or(0.0, |d| exp_neg(d.abs_diff(now_ns) as f64 / TAU_ANNOUNCE_NS));
-        out[14] = self.rollout_target.get(i).map_or(0.0, |r| r.at(now_ns, TAU_FLIPS_NS));
-        out[15] = if c.previous { out[10] } else { 0.0 };
+        out[13] = if c.announced { exp_neg(overdue / TAU_OVERDUE_NS) } else { 0.0 };
+        out[14] = due.map_or(0.0, |d| exp_neg(d.abs_diff(now_ns) as f64 / TAU_ANNOUNCE_NS));
+        out[15] = self.rollout_target.get(i).map_or(0.0, |r| r.at(now_ns, TAU_FLIPS_NS));
+        out[16] = if c.previous { out[10] } else { 0.0 };
     }
 
     /// Events per second over the short time constant, as of the last
@@ -514,6 +547,52 @@ mod tests {
         f.global(last, &mut out);
         let got = f.sums.n[0];
         assert!((got - reference).abs() < 1e-9, "{got} vs {reference}");
+    }
+
+    /// `silence_s`: 0 while the stream flows, the excess over 20 mean gaps while it is silent,
+    /// then a memory of it that fades over 5 s; a switch forgets it.
+    #[test]
+    fn silence_counts_beyond_twenty_mean_gaps_and_fades() {
+        let mut f = FeatureState::new(7);
+        let mut out = [0.0; N_FEATURES];
+        let s = 1_000_000_000u64;
+        f.global(s, &mut out);
+        assert_eq!(out[12], 0.0, "nothing heard yet: no silence");
+        // 60 s at 100/s.
+        let mut t = s;
+        for _ in 0..6000 {
+            t += 10_000_000;
+            f.on_event(&data(t, 0), 0, t);
+            if t % 1_000_000_000 == 0 {
+                f.global(t + 5_000_000, &mut out);
+                assert_eq!(out[12], 0.0, "flowing at {t}");
+            }
+        }
+        // Silent for 2 s: 20 mean gaps at 100/s are 0.2 s.
+        f.global(t + 150_000_000, &mut out);
+        assert_eq!(out[12], 0.0, "150 ms is within 20 gaps");
+        f.global(t + 2 * s, &mut out);
+        assert!((out[12] - 1.8).abs() < 0.02, "{}", out[12]);
+        let peak = out[12];
+        // Back: the memory fades over 5 s.
+        t += 2 * s;
+        f.on_event(&data(t, 0), 0, t);
+        f.global(t, &mut out);
+        assert_eq!(out[12], peak);
+        for _ in 0..1000 {
+            t += 10_000_000;
+            f.on_event(&data(t, 0), 0, t);
+        }
+        f.global(t, &mut out);
+        let want = peak * (-10.0f64 / 5.0).exp();
+        assert!((out[12] - want).abs() < 1e-6, "{} vs {want}", out[12]);
+        // The longest silence counted is 10 s.
+        f.global(t + 60 * s, &mut out);
+        assert_eq!(out[12], SILENCE_MAX_S);
+        // A switch: the new stream's silence counts from the switch, and the old one's is gone.
+        f.on_switch(1, t + 60 * s);
+        f.global(t + 60 * s + 1, &mut out);
+        assert_eq!(out[12], 0.0);
     }
 
     #[test]

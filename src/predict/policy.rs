@@ -557,6 +557,7 @@ impl ArmingPolicy for Predictor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::predict::features::N_GLOBAL;
 
     #[test]
     fn default_model_loads() {
@@ -581,7 +582,7 @@ mod tests {
         m.scale = [1.0; N_FEATURES];
         m.clip = 10.0;
         m.weights = [0.0; N_FEATURES];
-        m.weights[12] = announced; // cand_announced: 1 while an announce stands
+        m.weights[N_GLOBAL] = announced; // cand_announced: 1 while an announce stands
         m.bias = logit(p);
         m
     }

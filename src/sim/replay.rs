@@ -7,6 +7,9 @@
 //! - **Arrival.** Each stream's records arrive at their `arrival_ns`; the clock is set to it,
 //!   the record is pushed to that stream's producer if the application is subscribed to the
 //!   stream, and the engine is polled until it has nothing to deliver.
+//! - **Idle polls.** When nothing arrives for `idle_poll_ns` (100 ms), the engine is polled
+//!   anyway, as an application's `Engine::wait` with that timeout would: a silent active
+//!   stream is seen while it is silent, not when it comes back.
 //! - **Live subscription** (`Subscribe` with `Purpose::Stage` for a candidate being staged):
 //!   the stream's records flow from `now + subscribe_delay_ns` on. `Unsubscribe` stops them.
 //!   The initial stream is subscribed from the start (its `Purpose::Initial` changes nothing).
@@ -56,6 +59,9 @@ pub struct ReplayConfig {
     /// Label horizon for the snapshots: a snapshot is positive when a switch to its candidate
     /// follows within this.
     pub horizon_ns: u64,
+    /// The application polls at least this often, records or not (the timeout of its
+    /// `Engine::wait`), so a silent active stream is seen as it happens; 0: only on arrivals.
+    pub idle_poll_ns: u64,
 }
 
 impl Default for ReplayConfig {
@@ -67,6 +73,7 @@ impl Default for ReplayConfig {
             staging_budget_bytes: usize::MAX,
             snapshot_every_ns: 100_000_000,
             horizon_ns: 2_000_000_000,
+            idle_poll_ns: 100_000_000,
         }
     }
 }
@@ -361,11 +368,16 @@ pub fn replay<P: Scored + 'static>(
         // Runs until every subscribed stream is drained, past `duration_ns` if records arrive
         // later (lag) or a fetch is still delivering.
         let Some((t, s)) = next else { break };
+        // Nothing arrived for `idle_poll_ns`: the application's wait timed out; it polls.
+        let idle_at = last_t.saturating_add(cfg.idle_poll_ns);
+        let (t, s) = if cfg.idle_poll_ns > 0 && idle_at < t { (idle_at, None) } else { (t, Some(s)) };
         clock.set(t);
         staged_byte_ns += engine.stats().staged_bytes as f64 * t.saturating_sub(last_t) as f64;
         last_t = t;
-        if !deliver_one(trace, s, &mut feeds[s], &mut producers[s], &mut engine, &mut h) {
-            push_dropped += 1;
+        if let Some(s) = s {
+            if !deliver_one(trace, s, &mut feeds[s], &mut producers[s], &mut engine, &mut h) {
+                push_dropped += 1;
+            }
         }
         drain(&mut engine, &mut h);
         // The application's side of the notices, in the engine's order.

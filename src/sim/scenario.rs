@@ -59,6 +59,11 @@
 //! - **Load** ([`Cause::Load`]): the event rate ramps to a factor (2.5–4×) over 2 s, holds for
 //!   5–10 s, the SWITCH (`All` or `Ids`) comes at the end of the hold, and the rate decays back
 //!   linearly over 10 s.
+//! - **Stall** ([`Cause::Stall`]): the active stream stops delivering while the others go on
+//!   (a stuck replicator, a partition); the events it holds all arrive when it comes back. After
+//!   1–4 s the operator writes a SWITCH (`All` or `Ids`), and the stream comes back with it: its
+//!   backlog, then the flip. A *recover* share (35%) stalls for 0.5–3 s and comes back with no
+//!   switch ([`EpisodeKind::Stall`]). Nothing but the silence warns of it.
 //! - **Switchback** ([`Cause::Switchback`]): after any other switch that allows it, with
 //!   probability `switchback_prob`, the new stream turns bad (errors 10–20%, 10 ms extra lag)
 //!   from 0.3 s after the switch, a SWITCHBACK (selector `Ids([recipient])`, target the stream
@@ -76,7 +81,7 @@
 //! [`Trace::switches`] lists this recipient's switches in time order; each is a real change of
 //! active stream (target ≠ active, target live), its flip is in the active stream at that time
 //! and selects the recipient, and the active stream is never dead. `signal_ns` is when the first
-//! observable warning began: the ANNOUNCE, the start of the degradation ramp or load ramp, the
+//! observable warning began: the ANNOUNCE, the start of the degradation ramp, load ramp or stall, the
 //! first rollout stage, the switched-to stream turning bad; for a fail-stop or a rollout switch
 //! at the first stage there is none (`signal_ns == at_ns`). A switch is `predictable` when its
 //! warning came at least [`PREDICTABLE_LEAD_NS`] (1 s) ahead: so late announces, fail-stops and
@@ -100,7 +105,7 @@ use crate::flip::Flip;
 
 pub use self::params::{
     AnnounceParams, BurstParams, CauseMix, DegradationParams, FailStopParams, LoadParams, RolloutParams,
-    ScenarioError, ScenarioParams, SwitchbackParams,
+    ScenarioError, ScenarioParams, StallParams, SwitchbackParams,
 };
 use self::rng::Rng;
 
@@ -137,17 +142,20 @@ pub enum Cause {
     Load,
     /// The stream switched to went bad; back to the previous one.
     Switchback,
+    /// The active stream stalled (silent while the others went on).
+    Stall,
 }
 
 impl Cause {
     /// Every cause, in declaration order.
-    pub const ALL: [Cause; 6] = [
+    pub const ALL: [Cause; 7] = [
         Cause::Announced,
         Cause::Degradation,
         Cause::FailStop,
         Cause::Rollout,
         Cause::Load,
         Cause::Switchback,
+        Cause::Stall,
     ];
 
     /// A short stable name (`"fail_stop"`).
@@ -159,6 +167,7 @@ impl Cause {
             Cause::Rollout => "rollout",
             Cause::Load => "load",
             Cause::Switchback => "switchback",
+            Cause::Stall => "stall",
         }
     }
 }
@@ -200,6 +209,9 @@ pub enum EpisodeKind {
     Dead,
     /// A SWITCH for other recipients only (`start == end`, `stream`: its target).
     ForeignFlip,
+    /// A stall of the active stream that ended with no switch: its events with `ts` in
+    /// `[start, end]` arrive at `end`.
+    Stall,
 }
 
 impl EpisodeKind {
@@ -212,6 +224,7 @@ impl EpisodeKind {
             EpisodeKind::RolloutStage => "rollout_stage",
             EpisodeKind::Dead => "dead",
             EpisodeKind::ForeignFlip => "foreign_flip",
+            EpisodeKind::Stall => "stall",
         }
     }
 }

@@ -136,9 +136,9 @@ fn golden_layout() {
 fn logit_and_standardise() {
     let mut m = simple();
     assert_eq!(m.logit(&[0.0; N_FEATURES]), -3.5);
-    assert_eq!(m.logit(&[1.0; N_FEATURES]), -3.5 + 16.0 * 0.5);
-    assert_eq!(m.logit(&[100.0; N_FEATURES]), -3.5 + 16.0 * 0.5 * 4.0);
-    assert_eq!(m.logit(&[-100.0; N_FEATURES]), -3.5 - 16.0 * 0.5 * 4.0);
+    assert_eq!(m.logit(&[1.0; N_FEATURES]), -3.5 + N_FEATURES as f64 * 0.5);
+    assert_eq!(m.logit(&[100.0; N_FEATURES]), -3.5 + N_FEATURES as f64 * 0.5 * 4.0);
+    assert_eq!(m.logit(&[-100.0; N_FEATURES]), -3.5 - N_FEATURES as f64 * 0.5 * 4.0);
     m.weights = [0.0; N_FEATURES];
     m.weights[2] = -2.0;
     m.mean[2] = 1.0;

@@ -21,11 +21,13 @@ pub struct CauseMix {
     pub rollout: f64,
     /// [`Cause::Load`]; default 2.
     pub load: f64,
+    /// [`Cause::Stall`] (stalls that recover included); default 1.
+    pub stall: f64,
 }
 
 impl Default for CauseMix {
     fn default() -> Self {
-        CauseMix { announced: 3.0, degradation: 3.0, fail_stop: 1.0, rollout: 2.0, load: 2.0 }
+        CauseMix { announced: 3.0, degradation: 3.0, fail_stop: 1.0, rollout: 2.0, load: 2.0, stall: 1.0 }
     }
 }
 
@@ -99,6 +101,25 @@ pub struct FailStopParams {
 impl Default for FailStopParams {
     fn default() -> Self {
         FailStopParams { dead_ns: (10 * SEC, 30 * SEC) }
+    }
+}
+
+/// Stalls of the active stream: it delivers nothing for a while (a stuck replicator, a network
+/// partition, a long pause upstream), then everything it held at once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StallParams {
+    /// How long a stall that ends in a switch lasts before the operator's SWITCH; default
+    /// 1..4 s. The stream comes back with the SWITCH.
+    pub detect_ns: (u64, u64),
+    /// Share of stalls that end with no switch; default 0.35.
+    pub recover_share: f64,
+    /// How long a stall that ends with no switch lasts; default 0.5..3 s.
+    pub recover_ns: (u64, u64),
+}
+
+impl Default for StallParams {
+    fn default() -> Self {
+        StallParams { detect_ns: (SEC, 4 * SEC), recover_share: 0.35, recover_ns: (500 * MS, 3 * SEC) }
     }
 }
 
@@ -223,6 +244,8 @@ pub struct ScenarioParams {
     pub rollout: RolloutParams,
     /// Load surges.
     pub load: LoadParams,
+    /// Stalls.
+    pub stall: StallParams,
     /// Probability that a switch (other than a fail-stop, an early rollout stage or a switchback)
     /// is followed by a switchback; default 0.25.
     pub switchback_prob: f64,
@@ -253,6 +276,7 @@ impl Default for ScenarioParams {
             fail_stop: FailStopParams::default(),
             rollout: RolloutParams::default(),
             load: LoadParams::default(),
+            stall: StallParams::default(),
             switchback_prob: 0.25,
             switchback: SwitchbackParams::default(),
             bursts: BurstParams::default(),
@@ -328,6 +352,7 @@ impl ScenarioParams {
             ("mix.fail_stop", m.fail_stop),
             ("mix.rollout", m.rollout),
             ("mix.load", m.load),
+            ("mix.stall", m.stall),
         ];
         for (field, w) in weights {
             if !(w.is_finite() && w >= 0.0) {
@@ -369,6 +394,9 @@ impl ScenarioParams {
         span("load.ramp_ns", l.ramp_ns)?;
         span_range("load.sustain_ns", l.sustain_ns)?;
         span("load.decay_ns", l.decay_ns)?;
+        span_range("stall.detect_ns", self.stall.detect_ns)?;
+        probability("stall.recover_share", self.stall.recover_share)?;
+        span_range("stall.recover_ns", self.stall.recover_ns)?;
         probability("switchback_prob", self.switchback_prob)?;
         let s = &self.switchback;
         span_range("switchback.delay_ns", s.delay_ns)?;

@@ -258,6 +258,36 @@ impl Incident<'_> {
         self.busy = self.busy.max(until);
     }
 
+    /// The active stream stalls from `start`: events with `ts` in `[start, end]` all arrive at
+    /// `end` (a lag that falls from `end - start` to 0 over the stall), so it is silent for the
+    /// stall while the other streams go on, then delivers its backlog at once.
+    fn stall(&mut self, start: u64) {
+        let s = self.p.stall;
+        let from = self.active;
+        let recover = self.rng.bernoulli(s.recover_share);
+        let end = start + self.rng.range_u64(if recover { s.recover_ns } else { s.detect_ns });
+        let shape = Shape { t0: start, t1: start, t2: start, t3: end };
+        self.plan.impairs.push(Impair {
+            stream: from,
+            shape,
+            lag_ns: (end - start) as f64,
+            err: 0.0,
+            drop: 0.0,
+        });
+        self.busy = end;
+        if recover {
+            self.plan.episode(EpisodeKind::Stall, start, end, from);
+        } else {
+            // The operator's SWITCH, written when the stall was noticed; the stream comes back
+            // with it (its backlog first).
+            let to = self.target();
+            let sel = self.broad();
+            let key = self.plan.flip(end, FlipAction::Switch, to, sel, 0);
+            self.switch(end, key, to, Cause::Stall, start);
+            self.maybe_switchback(end, from);
+        }
+    }
+
     fn rollout(&mut self, start: u64) {
         let r = &self.p.rollout;
         let salt = self.rng.next_u64();
@@ -308,7 +338,7 @@ fn incidents(p: &ScenarioParams, plan: &mut Plan) {
     }
     let mut rng = Rng::derived(p.seed, 0x1C1D);
     let m = p.mix;
-    let weights = [m.announced, m.degradation, m.fail_stop, m.rollout, m.load];
+    let weights = [m.announced, m.degradation, m.fail_stop, m.rollout, m.load, m.stall];
     let total: f64 = weights.iter().sum();
     let mut active = 0u32;
     let mut calm = 0u64;
@@ -343,7 +373,8 @@ fn incidents(p: &ScenarioParams, plan: &mut Plan) {
             1 => inc.degradation(start),
             2 => inc.fail_stop(start),
             3 => inc.rollout(start),
-            _ => inc.load(start),
+            4 => inc.load(start),
+            _ => inc.stall(start),
         }
         let Incident { plan: part, active: now_active, busy, .. } = inc;
         if busy >= p.duration_ns {

@@ -220,11 +220,69 @@ fn every_cause_appears_in_the_training_trace() {
     for cause in Cause::ALL {
         assert!(t.switches.iter().any(|s| s.cause == cause), "no {} switch in train()", cause.name());
     }
-    for kind in [EpisodeKind::FalseAlarm, EpisodeKind::AnnounceNever, EpisodeKind::Burst, EpisodeKind::Dead] {
+    for kind in [
+        EpisodeKind::FalseAlarm,
+        EpisodeKind::AnnounceNever,
+        EpisodeKind::Burst,
+        EpisodeKind::Dead,
+        EpisodeKind::Stall,
+    ] {
         assert!(t.episodes.iter().any(|e| e.kind == kind), "no {} episode in train()", kind.name());
     }
     check_structure(&t, &p);
     check_truth(&t, &p);
+}
+
+#[test]
+fn a_stall_silences_the_active_stream_while_the_others_go_on() {
+    let p = ScenarioParams {
+        mix: CauseMix {
+            announced: 0.0,
+            degradation: 0.0,
+            fail_stop: 0.0,
+            rollout: 0.0,
+            load: 0.0,
+            stall: 1.0,
+        },
+        switchback_prob: 0.0,
+        ..ScenarioParams::small(12)
+    };
+    let t = gen(&p);
+    check_structure(&t, &p);
+    check_truth(&t, &p);
+    let mut spans: Vec<(u32, u64, u64, bool)> =
+        t.switches.iter().map(|s| (s.from, s.signal_ns, s.at_ns, true)).collect();
+    spans.extend(
+        t.episodes
+            .iter()
+            .filter(|e| e.kind == EpisodeKind::Stall)
+            .map(|e| (e.stream, e.start_ns, e.end_ns, false)),
+    );
+    assert!(
+        spans.iter().filter(|s| s.3).count() >= 3 && spans.iter().filter(|s| !s.3).count() >= 1,
+        "{spans:?}"
+    );
+    let slack = p.stream_lag_ns.iter().max().unwrap() + p.jitter_ns;
+    for &(s, start, end, switched) in &spans {
+        assert!(end - start >= if switched { p.stall.detect_ns.0 } else { p.stall.recover_ns.0 });
+        let arrivals = |k: u32| {
+            t.streams[k as usize]
+                .iter()
+                .filter(|r| r.arrival_ns > start + slack && r.arrival_ns < end)
+                .count()
+        };
+        assert_eq!(arrivals(s), 0, "stream {s} delivers during its stall {start}..{end}");
+        let others: usize = (0..p.streams).filter(|&k| k != s).map(arrivals).sum();
+        assert!(others as f64 > 0.5 * p.base_rate * (end - start - slack) as f64 / SEC as f64, "{others}");
+        // Its backlog arrives when it comes back, in order, the SWITCH after it.
+        let recs = &t.streams[s as usize];
+        let held = recs.iter().filter(|r| r.header.ts_ns > start && r.header.ts_ns <= end);
+        assert!(held.clone().count() > 0 && held.clone().all(|r| r.arrival_ns >= end));
+        if switched {
+            let flip = recs.iter().position(|r| r.header.kind == KIND_FLIP && r.header.ts_ns == end).unwrap();
+            assert!(recs[..flip].iter().filter(|r| r.header.ts_ns > start).all(|r| r.header.ts_ns <= end));
+        }
+    }
 }
 
 /// Share of a uniform `(lo, hi)` span at least `min`.
@@ -240,7 +298,7 @@ fn share_at_least((lo, hi): (u64, u64), min: u64) -> f64 {
 
 /// Expected (switches, predictable switches) per incident, from the parameters.
 fn expected_per_incident(p: &ScenarioParams) -> (f64, f64) {
-    let (a, d, r, l, sb) = (&p.announce, &p.degradation, &p.rollout, &p.load, &p.switchback);
+    let (a, d, r, l, sb, st) = (&p.announce, &p.degradation, &p.rollout, &p.load, &p.switchback, &p.stall);
     let one = PREDICTABLE_LEAD_NS;
     // (weight, switches, predictable, followed by a switchback if drawn)
     let announced = 1.0 - a.never_share;
@@ -261,6 +319,12 @@ fn expected_per_incident(p: &ScenarioParams) -> (f64, f64) {
         (p.mix.fail_stop, 1.0, 0.0, 0.0),
         (p.mix.rollout, bp(last), (bp(last) - bp(0)) * gap_ok, at_last),
         (p.mix.load, 1.0, share_at_least((l.ramp_ns + l.sustain_ns.0, l.ramp_ns + l.sustain_ns.1), one), 1.0),
+        (
+            p.mix.stall,
+            1.0 - st.recover_share,
+            (1.0 - st.recover_share) * share_at_least(st.detect_ns, one),
+            1.0 - st.recover_share,
+        ),
     ];
     let total: f64 = causes.iter().map(|c| c.0).sum();
     let sb_pred = share_at_least((sb.delay_ns.0 - sb.bad_after_ns, sb.delay_ns.1 - sb.bad_after_ns), one);
@@ -293,16 +357,17 @@ fn predictable_share_matches_the_parameters() {
     for s in &t.switches {
         match s.cause {
             Cause::FailStop => assert!(!s.predictable && s.signal_ns == s.at_ns),
-            Cause::Degradation | Cause::Load | Cause::Switchback => assert!(s.predictable),
+            Cause::Degradation | Cause::Load | Cause::Switchback | Cause::Stall => assert!(s.predictable),
             Cause::Announced | Cause::Rollout => {}
         }
     }
-    // Each cause is picked about as often as its weight says: fail-stops are 1/11 of incidents.
+    // Each cause is picked about as often as its weight says: fail-stops are 1/12 of incidents.
     let count = |c: Cause| t.switches.iter().filter(|s| s.cause == c).count() as f64;
-    let no_switch =
-        t.episodes.iter().filter(|e| matches!(e.kind, EpisodeKind::FalseAlarm | EpisodeKind::AnnounceNever));
+    let no_switch = t.episodes.iter().filter(|e| {
+        matches!(e.kind, EpisodeKind::FalseAlarm | EpisodeKind::AnnounceNever | EpisodeKind::Stall)
+    });
     let incidents = n - count(Cause::Switchback) + no_switch.count() as f64;
-    let (want, got) = (incidents / 11.0, count(Cause::FailStop));
+    let (want, got) = (incidents / 12.0, count(Cause::FailStop));
     assert!((got - want).abs() < 4.0 * want.sqrt(), "{got} fail-stops in {incidents} incidents");
 }
 
@@ -371,8 +436,14 @@ fn validation_rejects_bad_parameters() {
     assert!(matches!(bad(&|p| p.mix.load = -2.0), ScenarioError::BadNumber { field: "mix.load", .. }));
     assert!(matches!(bad(&|p| p.mix.rollout = f64::NAN), ScenarioError::BadNumber { .. }));
     assert_eq!(
-        bad(&|p| p.mix =
-            CauseMix { announced: 0.0, degradation: 0.0, fail_stop: 0.0, rollout: 0.0, load: 0.0 }),
+        bad(&|p| p.mix = CauseMix {
+            announced: 0.0,
+            degradation: 0.0,
+            fail_stop: 0.0,
+            rollout: 0.0,
+            load: 0.0,
+            stall: 0.0
+        }),
         ScenarioError::EmptyMix
     );
     assert!(matches!(
@@ -412,7 +483,8 @@ fn validation_rejects_bad_parameters() {
     // Zero weights are fine when incidents are off.
     let mut quiet = ok.clone();
     quiet.incident_every_ns = 0;
-    quiet.mix = CauseMix { announced: 0.0, degradation: 0.0, fail_stop: 0.0, rollout: 0.0, load: 0.0 };
+    quiet.mix =
+        CauseMix { announced: 0.0, degradation: 0.0, fail_stop: 0.0, rollout: 0.0, load: 0.0, stall: 0.0 };
     assert_eq!(quiet.validate(), Ok(()));
 }
 
