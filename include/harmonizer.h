@@ -917,7 +917,8 @@ uint32_t hz_config_set_silence(hz_config *config, uint64_t silence_ns, uint32_t 
 uint32_t hz_config_set_seq_mode(hz_config *config, uint32_t mode);
 
 /*
- Sets the most bytes staged windows may take at once (window × maximal frame, summed).
+ Sets the most bytes staged windows may take at once: each window counted as its records
+ times the mean data frame delivered so far (the largest frame before any data), summed.
  Errors: `HZ_ERR_NULL`.
  The configuration's thread (one at a time).
  */

@@ -1,4 +1,4 @@
-//! Time, supplied by the application or defaulting to the monotonic clock (DESIGN.md §6).
+//! Time, supplied by the application or defaulting to the monotonic clock (docs/design.md §6).
 //!
 //! The engine reads its clock once per `poll` batch (and at a switch, to time the stall), never
 //! per event. Simulations, replays and tests pass a [`ManualClock`] so that one trace always

@@ -1,4 +1,4 @@
-//! CRC-32C (Castagnoli), the checksum of flip records (DESIGN.md §3).
+//! CRC-32C (Castagnoli), the checksum of flip records (docs/design.md §3).
 //!
 //! Reflected polynomial 0x82F63B78, initial value and final XOR 0xFFFFFFFF: the CRC of iSCSI,
 //! ext4 and SCTP (RFC 3720 §B.4). A byte-at-a-time table is plenty: flips are rare control

@@ -1,4 +1,4 @@
-//! The event header shared by Rust and C (DESIGN.md §1).
+//! The event header shared by Rust and C (docs/design.md §1).
 //!
 //! One fixed `repr(C)` layout, 32 bytes, 8-byte aligned, no padding: it is written once by the
 //! producer straight into ring memory and read in place by the consumer.

@@ -1,5 +1,5 @@
 //! Flip events: the in-band control records that move recipients between streams
-//! (DESIGN.md §3). The byte layout is documented in `docs/flip-format.md` and frozen by the golden
+//! (docs/design.md §3). The byte layout is documented in `docs/flip-format.md` and frozen by the golden
 //! vectors in this module's tests.
 //!
 //! Decoding borrows from the payload and allocates nothing; every malformed input gets a precise

@@ -3,7 +3,7 @@
 //! Receiver-side stream switching: the same logical events arrive over several streams, and
 //! in-band flip events move this recipient between them. harmonizer delivers every event once,
 //! in order, across switches and switchbacks, pre-buffering the likely next stream so a switch
-//! costs microseconds. The contract is `DESIGN.md`; design notes live in `docs/`.
+//! costs microseconds. The contract is `docs/design.md`; the other design notes live in `docs/`.
 //!
 //! ## Contents
 //!

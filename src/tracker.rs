@@ -1,4 +1,4 @@
-//! The delivery tracker: per origin, the last sequence number delivered (DESIGN.md §4 step 3).
+//! The delivery tracker: per origin, the last sequence number delivered (docs/design.md §4 step 3).
 //!
 //! A fixed array indexed by the dense origin index, allocated once; every call is O(1) and
 //! allocation-free. It is the single source of truth for "already delivered": duplicates are

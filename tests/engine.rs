@@ -1,4 +1,4 @@
-//! Integration tests of the engine: one per guarantee of DESIGN.md §2 and per flip action.
+//! Integration tests of the engine: one per guarantee of docs/design.md §2 and per flip action.
 
 #![cfg(not(loom))]
 

@@ -1,5 +1,5 @@
 #![cfg(not(loom))]
-//! Property tests on generated multi-stream scenarios (DESIGN.md §2 guarantees 1, 2, 3 and 7, §4).
+//! Property tests on generated multi-stream scenarios (docs/design.md §2 guarantees 1, 2, 3 and 7, §4).
 //!
 //! A model fanout emits one logical event sequence `(origin, seq)` over several origins and writes
 //! it to every stream, each stream numbering positions its own way, with per-stream lag or lead
@@ -788,7 +788,7 @@ fn check(spec: &Spec, m: &Model, e: &Engine, r: &Recorder, stuck: bool, threaded
             );
         }
     }
-    // DESIGN.md §5: a window that proves too small is a partial cold switch (a re-read), never a
+    // docs/design.md §5: a window that proves too small is a partial cold switch (a re-read), never a
     // loss; with no upstream gap nothing may be reported lost.
     if !m.partial_gaps && !m.total_loss && !m.resume_used {
         assert_eq!(st.lost, 0, "no upstream gap, yet events were reported lost");
@@ -1258,7 +1258,7 @@ fn a_hole_older_than_the_candidates_window_is_filled_by_asking_it_again() {
 /// Found by `generated_scenarios_single_threaded` (about 1 case in 10,000, on main as well):
 /// under `GapPolicy::ReportLost`, a switch whose target's staged window starts after the
 /// cut-over reported the events in between `Lost`. A window that proves too small is a partial
-/// cold switch, never a loss (DESIGN.md §5): the target is read again from the frontier.
+/// cold switch, never a loss (docs/design.md §5): the target is read again from the frontier.
 #[test]
 fn a_window_too_small_at_a_switch_is_reread_even_under_report_lost() {
     let s = Spec {

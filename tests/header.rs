@@ -1,4 +1,4 @@
-//! The checked-in C header is what build.rs generates from the code (DESIGN.md §7: CI fails
+//! The checked-in C header is what build.rs generates from the code (docs/design.md §7: CI fails
 //! when it drifts). After changing the C API, regenerate it with `HZ_WRITE_HEADER=1 cargo build`
 //! and commit `include/harmonizer.h`.
 

@@ -1,4 +1,4 @@
-//! Liveness under upstreams that lag, have holes and restart (DESIGN.md §2 guarantee 8, §4
+//! Liveness under upstreams that lag, have holes and restart (docs/design.md §2 guarantee 8, §4
 //! "Positions in notices" and "Which copy of a flip governs"; issue 12). One deterministic test
 //! per defect found against real Redis Streams and NATS JetStream, reproducing its shape in
 //! process: an application that obeys every `Subscribe` exactly, upstream logs that lack what

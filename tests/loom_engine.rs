@@ -1,4 +1,4 @@
-//! loom model of the engine's switch between two streams' rings (DESIGN.md §4).
+//! loom model of the engine's switch between two streams' rings (docs/design.md §4).
 //!
 //! Stream 0 is active, stream 1 staged with a one-event window. Two producer threads feed the
 //! same events 0..3 to both streams (stream 0 carries a SWITCH flip after event 1); the engine

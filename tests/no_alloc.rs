@@ -1,4 +1,4 @@
-//! Guarantee 6 (DESIGN.md §2): push, poll, the tracker and the switch allocate nothing, with
+//! Guarantee 6 (docs/design.md §2): push, poll, the tracker and the switch allocate nothing, with
 //! the baseline policy, the predictor and the phi rule.
 //!
 //! A counting global allocator counts allocations made by this thread while a flag is set; the

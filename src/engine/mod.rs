@@ -1,5 +1,5 @@
 //! The harmonization engine: streams, producers, the poll loop, flips, the tracker, staging,
-//! the switch and switchback (DESIGN.md §§1–4). Design notes: `docs/engine.md`.
+//! the switch and switchback (docs/design.md §§1–4). Design notes: `docs/engine.md`.
 //!
 //! One [`StreamProducer`] per stream feeds a ring; one consumer, [`Engine::poll`], reads the
 //! active stream's ring and hands events and [`Notice`]s to a [`Handler`], zero-copy and in order.
@@ -57,7 +57,7 @@ pub enum Exhausted {
     ReportLost,
 }
 
-/// Liveness bounds (DESIGN.md §2, guarantee 8): every wait the engine imposes is bounded and
+/// Liveness bounds (docs/design.md §2, guarantee 8): every wait the engine imposes is bounded and
 /// reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Liveness {
@@ -126,7 +126,7 @@ pub struct EngineConfig {
     /// Most bytes of staged windows at once: each window counted as its records times the mean
     /// frame the streams carry (docs/engine.md, "Staging and the policy").
     pub staging_budget_bytes: usize,
-    /// Default staging window, records (DESIGN.md §5: 100).
+    /// Default staging window, records (docs/design.md §5: 100).
     pub default_window: usize,
     /// After a switch, keep the old stream as a candidate (the policy may stage it) rather than
     /// releasing it with `Unsubscribe`.

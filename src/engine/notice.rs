@@ -1,4 +1,4 @@
-//! What the engine tells the application, in order with the events (DESIGN.md §4).
+//! What the engine tells the application, in order with the events (docs/design.md §4).
 
 use crate::flip::FlipError;
 use crate::ring::Record;

@@ -1,4 +1,4 @@
-//! Arming policies: which candidate streams to stage, and each one's window (DESIGN.md §5).
+//! Arming policies: which candidate streams to stage, and each one's window (docs/design.md §5).
 //!
 //! The engine asks its policy for a plan at the start of every `poll` and applies it within the
 //! staging budget, in the plan's order. The predictor (a later module) is one more policy; the

@@ -521,7 +521,7 @@ impl Engine {
         }
     }
 
-    /// DESIGN.md §4 steps 2–6: one epoch change makes `p.to` active; the old stream becomes a
+    /// docs/design.md §4 steps 2–6: one epoch change makes `p.to` active; the old stream becomes a
     /// candidate or is released; `Switched` follows when delivery of the new stream is
     /// contiguous.
     pub(super) fn switch<H: Handler>(&mut self, p: PendingSwitch, h: &mut H) {

@@ -1,5 +1,5 @@
 //! Recovering a gap that no staged candidate could fill (gap policy `ReRead`), in bounded
-//! rounds: DESIGN.md §2 guarantee 8; docs/engine.md, "Liveness".
+//! rounds: docs/design.md §2 guarantee 8; docs/engine.md, "Liveness".
 //!
 //! The ladder, for one hole `(origin, from_seq ..= to_seq)` met on the active stream:
 //! 1. **Re-read** the active stream from the exact position (`Purpose::ReRead`), up to
@@ -138,7 +138,7 @@ impl Engine {
             self.stats.gaps += 1;
             h.notice(&Notice::Gap { stream, origin, from_seq: from, to_seq: to });
             // A hole met while a switch is in flight is the switch's, not the upstream's: the
-            // target's window did not reach back (DESIGN.md §5: a partial cold switch, never a
+            // target's window did not reach back (docs/design.md §5: a partial cold switch, never a
             // loss). It is recovered like any other; only an upstream hole is given up at once.
             if self.gap_policy == GapPolicy::ReportLost && self.in_flight.is_none() {
                 self.report_lost(origin, from, to, h);

@@ -201,7 +201,8 @@ pub extern "C" fn hz_config_set_seq_mode(config: *mut hz_config, mode: u32) -> u
     })
 }
 
-/// Sets the most bytes staged windows may take at once (window × maximal frame, summed).
+/// Sets the most bytes staged windows may take at once: each window counted as its records
+/// times the mean data frame delivered so far (the largest frame before any data), summed.
 /// Errors: `HZ_ERR_NULL`.
 /// The configuration's thread (one at a time).
 #[no_mangle]

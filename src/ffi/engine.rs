@@ -1123,7 +1123,7 @@ pub extern "C" fn hz_engine_last_error(engine: *const hz_engine) -> *const c_cha
 
 const _: () = assert!(HZ_ERR_CONFIG != HZ_ERR_INVALID);
 
-// Handles move between threads (DESIGN.md §6): pinned here.
+// Handles move between threads (docs/design.md §6): pinned here.
 const _: fn() = || {
     fn send<T: Send>() {}
     send::<hz_engine>();

@@ -1,4 +1,4 @@
-//! The C API (DESIGN.md §7): `hz_*` functions over opaque handles, generated into
+//! The C API (docs/design.md §7): `hz_*` functions over opaque handles, generated into
 //! `include/harmonizer.h` by `build.rs` with cbindgen.
 //!
 //! Conventions, for every function:

@@ -1,4 +1,4 @@
-//! Predictive arming (DESIGN.md §5): per-event features, a logistic model over them, the
+//! Predictive arming (docs/design.md §5): per-event features, a logistic model over them, the
 //! arming policy built on the model, a phi-accrual-style baseline, and training.
 //!
 //! - [`features`]: time-decayed statistics of the active stream and its flips, updated per

@@ -31,7 +31,7 @@
 //!
 //! The sum is clamped to `±max_shift`.
 //!
-//! # Windows (DESIGN.md §5)
+//! # Windows (docs/design.md §5)
 //!
 //! What a staged window must hold is the candidate's events beyond the delivery frontier: its
 //! lead. Once staged, the lead is measured every poll (`Candidate::retained_bytes` over the
@@ -56,7 +56,7 @@ pub const DEFAULT_MODEL_JSON: &str = include_str!("../../models/default.json");
 /// Named aggressiveness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preset {
-    /// Stages only when a switch is likely: threshold 0.75, DESIGN.md's default (cost ratio
+    /// Stages only when a switch is likely: threshold 0.75, docs/design.md's default (cost ratio
     /// 1/3). The lowest duty cycle; misses the slower warnings.
     Conservative,
     /// Threshold 0.5: a cold switch costs as much as staging one candidate for one horizon.
@@ -272,7 +272,7 @@ impl PredictorConfig {
 }
 
 impl Default for PredictorConfig {
-    /// [`Preset::Conservative`]: DESIGN.md §5's default threshold, 0.75.
+    /// [`Preset::Conservative`]: docs/design.md §5's default threshold, 0.75.
     fn default() -> Self {
         Self::preset(Preset::Conservative)
     }

@@ -57,7 +57,7 @@ pub(crate) const fn distance(a: u64, b: u64) -> u64 {
     a.wrapping_sub(b) & POS_MASK
 }
 
-/// What a ring is for, as seen by its producer (DESIGN.md §6, the epoch switch).
+/// What a ring is for, as seen by its producer (docs/design.md §6, the epoch switch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Role {

@@ -115,7 +115,7 @@ pub struct RingConfig {
 
 impl RingConfig {
     /// An active ring of `capacity_bytes` for payloads up to `max_payload`, window 100 (the
-    /// DESIGN.md §5 default).
+    /// docs/design.md §5 default).
     pub fn new(capacity_bytes: usize, max_payload: usize) -> Self {
         RingConfig { capacity_bytes, max_payload, role: Role::Active, window: 100 }
     }
