@@ -42,9 +42,10 @@ pub struct Producer<S: Storage = HeapStorage> {
     loss_pending: bool,
     evicted: u64,
     dropped: u64,
-    /// Publishes are followed by a full fence rather than a compiler fence (`wake`: a ring file,
-    /// or no membarrier in this process). Fixed at creation, so a publish does not ask.
-    full_fence: bool,
+    /// Whether publishes are followed by a full fence rather than a compiler fence (`wake`: a
+    /// ring file, or no membarrier in this process). Fixed at creation, so a publish does not
+    /// ask.
+    fence_mode: super::wake::FenceMode,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -73,7 +74,7 @@ impl<S: Storage> Producer<S> {
             loss_pending: false,
             evicted: 0,
             dropped: 0,
-            full_fence: super::wake::needs_full_fence(shared_is_file),
+            fence_mode: super::wake::FenceMode::for_ring(shared_is_file),
             _not_sync: PhantomData,
         }
     }
@@ -306,11 +307,10 @@ impl<S: Storage> Producer<S> {
             w.tail.store(self.tail, Ordering::Release);
             self.published = self.tail;
             // A consumer about to sleep on this ring is woken (`wake`: one load on the control
-            // line while it is awake).
+            // line and one branch while it is awake).
             let wake = &w.control.wake;
-            super::wake::light_barrier(self.full_fence);
-            if wake.sleeping() {
-                wake.ring(self.shared.storage.external_words().is_some());
+            if wake.maybe_sleeping(self.fence_mode) {
+                wake.ring_if_sleeping(self.fence_mode, self.shared.storage.external_words().is_some());
             }
         }
     }

@@ -53,17 +53,37 @@ impl Wake {
         Wake { sleeping: AtomicU32::new(0), bell: AtomicU32::new(0) }
     }
 
-    /// Producer side, after the Release store of `tail` and `light_barrier`: whether the
-    /// consumer sleeps or is about to.
+    /// Producer side, right after the Release store of `tail`: false when the consumer is
+    /// awake and nothing more is to be done; true when [`ring_if_sleeping`](Self::ring_if_sleeping)
+    /// must be called. With asymmetric barriers (`mode` not full) this is the whole check:
+    /// the light barrier, then the load of `sleeping`. With full fences it is always true, and
+    /// the load here decides nothing (`ring_if_sleeping` fences, then loads again): the fence
+    /// mode is folded into the one branch, so the common case tests once, not twice.
     #[inline(always)]
-    pub(crate) fn sleeping(&self) -> bool {
-        self.sleeping.load(Ordering::Relaxed) != 0
+    pub(crate) fn maybe_sleeping(&self, mode: FenceMode) -> bool {
+        // The consumer's membarrier orders this thread's accesses for it; the compiler must
+        // not move the load of `sleeping` above the store of `tail`.
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+        (self.sleeping.load(Ordering::Relaxed) | mode.0) != 0
     }
 
-    /// Producer side, when `sleeping`: wakes the consumer.
+    /// Producer side, when `maybe_sleeping`: with full fences, the StoreLoad barrier and the
+    /// load of `sleeping` that counts; then, if the consumer sleeps or is about to, wakes it.
+    #[inline]
+    pub(crate) fn ring_if_sleeping(&self, mode: FenceMode, cross_process: bool) {
+        if mode.full() {
+            fence(Ordering::SeqCst);
+            if self.sleeping.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+        }
+        self.ring(cross_process);
+    }
+
+    /// Wakes the consumer.
     #[cold]
     #[inline(never)]
-    pub(crate) fn ring(&self, cross_process: bool) {
+    fn ring(&self, cross_process: bool) {
         self.bell.fetch_add(1, Ordering::Release);
         futex_wake(&self.bell, cross_process);
     }
@@ -129,22 +149,22 @@ fn asymmetric() -> bool {
     }
 }
 
-/// Whether a producer must follow its publishes with a full fence: on a ring file (the
-/// consumer's membarrier does not reach another process), or when this process has no
-/// membarrier. Decided when the producer is made; `init` ran before.
-pub(crate) fn needs_full_fence(cross_process: bool) -> bool {
-    cross_process || !asymmetric()
-}
+/// A producer's barrier after its publishes, fixed when the producer is made (`init` ran
+/// before): a full fence on a ring file (the consumer's membarrier does not reach another
+/// process) or when this process has no membarrier, else the compiler fence of the asymmetric
+/// pair. A word, 1 or 0, so [`Wake::maybe_sleeping`] folds it into the loaded `sleeping` with
+/// one `or`.
+#[derive(Clone, Copy)]
+pub(crate) struct FenceMode(u32);
 
-/// The producer's barrier between storing `tail` and loading `sleeping`.
-#[inline(always)]
-pub(crate) fn light_barrier(full_fence: bool) {
-    if full_fence {
-        fence(Ordering::SeqCst);
-    } else {
-        // The consumer's membarrier orders this thread's accesses for it; the compiler must
-        // not move the load of `sleeping` above the store of `tail`.
-        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+impl FenceMode {
+    pub(crate) fn for_ring(cross_process: bool) -> Self {
+        FenceMode(u32::from(cross_process || !asymmetric()))
+    }
+
+    #[inline(always)]
+    fn full(self) -> bool {
+        self.0 != 0
     }
 }
 
