@@ -119,6 +119,19 @@ impl Tracker {
         }
     }
 
+    /// Records the delivery of `(origin, seq)` that [`check`](Self::check) judged
+    /// [`Verdict::Deliver`], with no other call on the tracker since: what `advance` would test
+    /// holds (the origin is known, and unstarted or behind `seq`), so this only stores. For
+    /// the engine's delivery loop, where the tracker cannot change between the check and the
+    /// delivery (the handler has no access to it).
+    #[inline]
+    pub(crate) fn delivered(&mut self, origin: u32, seq: u64) {
+        debug_assert_eq!(self.check(origin, seq), Verdict::Deliver, "delivered without a Deliver verdict");
+        let i = origin as usize;
+        self.last[i] = seq;
+        self.started[i] = true;
+    }
+
     /// The last seq delivered for `origin`, if any.
     #[inline]
     pub fn last(&self, origin: u32) -> Option<u64> {
@@ -195,6 +208,22 @@ mod tests {
         t.advance(0, 100);
         assert_eq!(t.check(0, 250), Verdict::Deliver);
         assert_eq!(t.check(0, 100), Verdict::Duplicate);
+    }
+
+    #[test]
+    fn delivered_after_a_deliver_verdict_is_advance() {
+        for mode in [SeqMode::Strict, SeqMode::Monotonic] {
+            let (mut a, mut d) = (Tracker::new(3, mode).unwrap(), Tracker::new(3, mode).unwrap());
+            for (origin, seq) in [(0, 5), (0, 6), (1, 0), (2, u64::MAX - 1), (2, u64::MAX), (0, 7)] {
+                assert_eq!(a.check(origin, seq), Verdict::Deliver);
+                assert_eq!(d.check(origin, seq), Verdict::Deliver);
+                a.advance(origin, seq);
+                d.delivered(origin, seq);
+                for o in 0..4 {
+                    assert_eq!(a.last(o), d.last(o), "origin {o} after ({origin}, {seq}), {mode:?}");
+                }
+            }
+        }
     }
 
     #[test]

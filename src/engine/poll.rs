@@ -384,7 +384,9 @@ impl Engine {
                                 *hold_from = Some(rec_pos);
                             }
                             h.event(sid, &rec);
-                            tracker.advance(hdr.origin, hdr.seq);
+                            // The verdict above still holds: nothing since has access to the
+                            // tracker.
+                            tracker.delivered(hdr.origin, hdr.seq);
                             stats.delivered += 1;
                             stats.delivered_bytes += rec.payload.len() as u64;
                             *resume_floor = 0;
