@@ -387,7 +387,6 @@ impl Engine {
                             // The verdict above still holds: nothing since has access to the
                             // tracker.
                             tracker.delivered(hdr.origin, hdr.seq);
-                            stats.delivered += 1;
                             stats.delivered_bytes += rec.payload.len() as u64;
                             *resume_floor = 0;
                             *last_delivered_ts = hdr.ts_ns;
@@ -423,6 +422,9 @@ impl Engine {
                 }
             }
         };
+        // Once per call rather than per event: nothing in the loop reads it, and the handler
+        // cannot reach the engine.
+        stats.delivered += delivered as u64;
         match hold_from {
             // Lend the delivered records past the call: free only what came before them.
             Some(from) if *hold => chunk.commit_holding_from(*from),
