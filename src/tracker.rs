@@ -58,7 +58,8 @@ pub struct Tracker {
     mode: SeqMode,
     /// Last seq delivered, per origin; meaningful only where `started` is set.
     last: Box<[u64]>,
-    /// Whether anything was delivered for the origin yet.
+    /// Whether anything was delivered for the origin yet. Always as long as `last` (both are
+    /// made in `new` and never resized): an index checked against `last` is in bounds here.
     started: Box<[bool]>,
 }
 
@@ -129,14 +130,17 @@ impl Tracker {
         debug_assert_eq!(self.check(origin, seq), Verdict::Deliver, "delivered without a Deliver verdict");
         let i = origin as usize;
         self.last[i] = seq;
-        self.started[i] = true;
+        // SAFETY: `started` is as long as `last` (field doc), and indexing `last` checked `i`.
+        unsafe { *self.started.get_unchecked_mut(i) = true };
     }
 
     /// The last seq delivered for `origin`, if any.
     #[inline]
     pub fn last(&self, origin: u32) -> Option<u64> {
         let i = origin as usize;
-        (i < self.last.len() && self.started[i]).then(|| self.last[i])
+        // SAFETY: `started` is as long as `last` (field doc), and `i < last.len()` is tested
+        // first.
+        (i < self.last.len() && unsafe { *self.started.get_unchecked(i) }).then(|| self.last[i])
     }
 
     /// Declares that delivery of `origin` resumes at `next_seq` (for example after a restart, from
