@@ -2,9 +2,10 @@
 
 use core::cell::Cell;
 use core::marker::PhantomData;
+use core::ptr::NonNull;
 
 use super::layout::{advance, distance, frame_size, Frame, Head, Role, FRAME_HEADER_SIZE, RECORD_PREFIX};
-use super::shared::Shared;
+use super::shared::{RingWords, Shared};
 use super::storage::{HeapStorage, Storage};
 use super::PushError;
 use crate::event::EventHeader;
@@ -24,6 +25,9 @@ use crate::sync::{Arc, Ordering};
 /// ```
 pub struct Producer<S: Storage = HeapStorage> {
     shared: Arc<Shared<S>>,
+    /// `shared.w()`, looked up once: the ring's words in `shared` or in its storage, which stay
+    /// where they are for as long as `shared` lives. Read through [`Producer::w`].
+    words: NonNull<RingWords>,
     /// Where the next frame starts. Runs ahead of `published` inside a batch.
     tail: u64,
     /// The last value stored to `shared.w().tail`.
@@ -49,6 +53,12 @@ pub struct Producer<S: Storage = HeapStorage> {
     _not_sync: PhantomData<Cell<()>>,
 }
 
+// SAFETY: every other field is `Send` (`shared`: `Shared<S>` is `Send` and `Sync` for every
+// `Storage`, which is itself `Send + Sync`). `words` only points at words `shared` keeps alive
+// (`Producer::w`), atomics that `shared` already shares between threads; moving the producer
+// moves nothing it points at. Still not `Sync` (`_not_sync`).
+unsafe impl<S: Storage> Send for Producer<S> {}
+
 /// Where a reserved record goes.
 #[derive(Clone, Copy)]
 struct Placement {
@@ -63,8 +73,10 @@ impl<S: Storage> Producer<S> {
         let shared_is_file = shared.storage.external_words().is_some();
         let head = Head::decode(shared.w().head.load(Ordering::Acquire));
         let epoch = shared.w().control.epoch.load(Ordering::Acquire);
+        let words = NonNull::from(shared.w());
         Producer {
             shared,
+            words,
             tail: 0,
             published: 0,
             cached_head: head.pos,
@@ -110,6 +122,18 @@ impl<S: Storage> Producer<S> {
             steps -= 1;
         }
         p
+    }
+
+    /// The ring's shared words, as `shared.w()` without choosing again between the storage's
+    /// words and the inline ones on every push.
+    #[inline(always)]
+    fn w(&self) -> &RingWords {
+        // SAFETY: `words` is `shared.w()`, a reference to words inside `*shared` (which an
+        // `Arc` never moves) or to the storage's external words (the `Storage` contract: the
+        // same place, initialised, for as long as the storage lives, and `*shared` owns the
+        // storage). `self.shared` keeps both alive for as long as `&self` is borrowed, and the
+        // words are only ever reached through shared references (they are atomics).
+        unsafe { self.words.as_ref() }
     }
 
     /// Largest payload this ring takes.
@@ -190,7 +214,7 @@ impl<S: Storage> Producer<S> {
         let frame = frame_size(payload_len);
         // Fast path: still active in the epoch we know, and room by the cached head.
         if self.cached_role == Role::Active
-            && self.shared.w().control.epoch.load(Ordering::Relaxed) == self.cached_epoch
+            && self.w().control.epoch.load(Ordering::Relaxed) == self.cached_epoch
         {
             if let Some(p) = self.fits(frame, self.cached_head) {
                 return Ok(p);
@@ -224,8 +248,8 @@ impl<S: Storage> Producer<S> {
 
     #[cold]
     fn place_slow(&mut self, frame: u64) -> Result<Placement, PushError> {
-        self.cached_epoch = self.shared.w().control.epoch.load(Ordering::Acquire);
-        let mut word = self.shared.w().head.load(Ordering::Acquire);
+        self.cached_epoch = self.w().control.epoch.load(Ordering::Acquire);
+        let mut word = self.w().head.load(Ordering::Acquire);
         loop {
             let head = Head::decode(word);
             self.cached_head = head.pos;
@@ -251,7 +275,7 @@ impl<S: Storage> Producer<S> {
                 Role::Staged => {}
             }
             let placement = self.fits(frame, head.pos);
-            let window = self.shared.w().control.window.load(Ordering::Relaxed);
+            let window = self.w().control.window.load(Ordering::Relaxed);
             if let Some(p) = placement {
                 // Within the window, or the consumer holds the front: store it. (Under the lock
                 // the window may be exceeded until the next push after the unlock.)
@@ -261,7 +285,7 @@ impl<S: Storage> Producer<S> {
             }
             if head.locked {
                 self.dropped += 1;
-                self.shared.w().counters.dropped.store(self.dropped, Ordering::Relaxed);
+                self.w().counters.dropped.store(self.dropped, Ordering::Relaxed);
                 self.loss_pending = true;
                 return Err(PushError::Shed);
             }
@@ -280,12 +304,12 @@ impl<S: Storage> Producer<S> {
             // before we overwrite the evicted space. Release: a consumer that later takes its
             // position from this word (lock, role change) also sees the tail we published before
             // evicting, so its cached tail is never behind its head (loom found this one).
-            match self.shared.w().head.compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire) {
+            match self.w().head.compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     word = next;
                     if !front.is_pad() {
                         self.evicted += 1;
-                        self.shared.w().counters.evicted.store(self.evicted, Ordering::Relaxed);
+                        self.w().counters.evicted.store(self.evicted, Ordering::Relaxed);
                     }
                 }
                 Err(actual) => word = actual,
@@ -303,9 +327,9 @@ impl<S: Storage> Producer<S> {
     #[inline]
     fn publish(&mut self) {
         if self.published != self.tail {
-            let w = self.shared.w();
-            w.tail.store(self.tail, Ordering::Release);
             self.published = self.tail;
+            let w = self.w();
+            w.tail.store(self.tail, Ordering::Release);
             // A consumer about to sleep on this ring is woken (`wake`: one load on the control
             // line and one branch while it is awake).
             let wake = &w.control.wake;
