@@ -149,10 +149,8 @@ impl<S: Storage> Producer<S> {
     /// Copies one record in and publishes it.
     #[inline]
     pub fn push(&mut self, header: &EventHeader, payload: &[u8]) -> Result<(), PushError> {
-        let mut slot = self.reserve(payload.len())?;
-        *slot.header_mut() = *header;
-        slot.payload_mut().copy_from_slice(payload);
-        slot.commit();
+        let placement = self.place_record(payload.len())?;
+        self.write_record(placement, header, payload, true);
         Ok(())
     }
 
@@ -317,6 +315,61 @@ impl<S: Storage> Producer<S> {
         }
     }
 
+    /// `slot`, `header_mut`, `payload_mut` and `commit` in one, for `push`: the frame's address
+    /// is found once for the header, the payload and the frame word. (Each of a slot's calls
+    /// finds it again, and as its writes go through raw pointers the compiler reloads the
+    /// storage pointer and capacity each time.)
+    #[inline]
+    fn write_record(&mut self, placement: Placement, header: &EventHeader, payload: &[u8], publish: bool) {
+        let at = advance(self.tail, placement.pad);
+        let sh = &*self.shared;
+        sh.tracker.write(sh.offset(at), placement.frame as usize);
+        let p = sh.ptr(at);
+        // SAFETY: as in `WriteSlot::header_mut` and `payload_mut`: `place_record` reserved the
+        // frame [at, at + frame) in free space for this record alone (the consumer reads nothing
+        // past the published tail), contiguous and inside the storage; the header sits 8 bytes
+        // in, 8-aligned, and every bit pattern is a valid EventHeader; the payload's
+        // `payload.len()` bytes from `RECORD_PREFIX` lie inside the frame (`frame_size`), and the
+        // bytes are initialised (storage is zeroed at creation). The `&mut` slice lives for the
+        // copy only.
+        unsafe {
+            p.add(FRAME_HEADER_SIZE).cast::<EventHeader>().write(*header);
+            core::slice::from_raw_parts_mut(p.add(RECORD_PREFIX), payload.len()).copy_from_slice(payload);
+        }
+        self.finish(p, at, placement, payload.len(), publish);
+    }
+
+    /// Writes the frame word of the record whose frame, at `at` (`frame_ptr` in memory), is
+    /// filled, and the pad frame before it if any; counts it; publishes if asked (outside a
+    /// batch).
+    #[inline]
+    fn finish(
+        &mut self,
+        frame_ptr: *mut u8,
+        at: u64,
+        placement: Placement,
+        payload_len: usize,
+        publish: bool,
+    ) {
+        let sh = &*self.shared;
+        if placement.pad != 0 {
+            // SAFETY: the pad covers free space from the current tail to the buffer's end, which
+            // this producer owns until it publishes past it.
+            unsafe { sh.write_frame(self.tail, Frame::pad(placement.pad, self.next_rec)) };
+        }
+        let frame = Frame::record(payload_len, self.next_rec, self.loss_pending);
+        sh.tracker.write(sh.offset(at), placement.frame as usize);
+        // SAFETY: `frame_ptr` is `sh.ptr(at)`, the start of the reserved free space, 8-aligned
+        // (`Shared::write_frame`'s write, with the pointer at hand).
+        unsafe { frame_ptr.cast::<u64>().write(frame.to_word()) };
+        self.loss_pending = false;
+        self.next_rec = self.next_rec.wrapping_add(1);
+        self.tail = advance(at, placement.frame);
+        if publish {
+            self.publish();
+        }
+    }
+
     fn slot(&mut self, placement: Placement, payload_len: usize, publish: bool) -> WriteSlot<'_, S> {
         let at = advance(self.tail, placement.pad);
         let offset = self.shared.offset(at);
@@ -379,23 +432,8 @@ impl<S: Storage> WriteSlot<'_, S> {
     /// Makes the record visible (now, or when its batch publishes).
     #[inline]
     pub fn commit(self) {
-        let p = self.producer;
-        let sh = &*p.shared;
-        if self.placement.pad != 0 {
-            // SAFETY: the pad covers free space from the current tail to the buffer's end, which
-            // this producer owns until it publishes past it.
-            unsafe { sh.write_frame(p.tail, Frame::pad(self.placement.pad, p.next_rec)) };
-        }
-        let frame = Frame::record(self.payload_len, p.next_rec, p.loss_pending);
-        sh.tracker.write(sh.offset(self.at), self.placement.frame as usize);
-        // SAFETY: the frame start of the reserved free space.
-        unsafe { sh.write_frame(self.at, frame) };
-        p.loss_pending = false;
-        p.next_rec = p.next_rec.wrapping_add(1);
-        p.tail = advance(self.at, self.placement.frame);
-        if self.publish {
-            p.publish();
-        }
+        let frame_ptr = self.producer.shared.ptr(self.at);
+        self.producer.finish(frame_ptr, self.at, self.placement, self.payload_len, self.publish);
     }
 }
 
@@ -416,10 +454,8 @@ impl<S: Storage> WriteBatch<'_, S> {
     /// As [`Producer::push`], without publishing.
     #[inline]
     pub fn push(&mut self, header: &EventHeader, payload: &[u8]) -> Result<(), PushError> {
-        let mut slot = self.reserve(payload.len())?;
-        *slot.header_mut() = *header;
-        slot.payload_mut().copy_from_slice(payload);
-        slot.commit();
+        let placement = self.producer.place_record(payload.len())?;
+        self.producer.write_record(placement, header, payload, false);
         Ok(())
     }
 
