@@ -31,7 +31,14 @@
 //! refused, not Linux, Miri), and always for a ring file (its producer is another process,
 //! which a private membarrier does not reach), both sides use `fence(SeqCst)`. Which one is
 //! decided once per process, before any producer exists (`init`, called by the engine), and
-//! read by producers with a relaxed load of a flag that never changes afterwards.
+//! fixed in each producer when it is made (`FenceMode`).
+//!
+//! The producer tests both at once: it loads `sleeping` after the compiler fence and ors in
+//! its mode (1: full fences), so while the consumer is awake an asymmetric producer pays two
+//! loads (its mode, `sleeping`), an or and one branch not taken. A full-fence producer always
+//! goes on to `ring_if_sleeping`, which issues the fence and loads `sleeping` again: that
+//! second load is the one the Dekker argument above is about; the first, before the fence,
+//! decides nothing.
 //!
 //! The loom model (`tests/loom_ring.rs`, `loom_wait_*`) runs the protocol with `fence(SeqCst)`
 //! on both sides (loom cannot model membarrier) and a futex emulated by yielding until `bell`
