@@ -1,5 +1,7 @@
-//! Build script: generates the C header from `src/ffi/` with cbindgen (pinned in Cargo.toml,
-//! configured by `cbindgen.toml`).
+//! Build script of the C library: generates the C header from `src/` (the C API) and the event
+//! header it shares with Rust (`crates/harmonizer-core/src/event.rs`) with cbindgen (pinned in
+//! Cargo.toml, configured by `cbindgen.toml`). Only this package builds cbindgen: a Rust user of
+//! harmonizer-core never does.
 //!
 //! The header is written to `$OUT_DIR/harmonizer.h` on every build. The checked-in copy,
 //! `include/harmonizer.h`, is rewritten only when `HZ_WRITE_HEADER=1` is set (or it does not
@@ -12,8 +14,8 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
-    println!("cargo:rerun-if-changed=src/ffi");
-    println!("cargo:rerun-if-changed=src/event.rs");
+    println!("cargo:rerun-if-changed=src");
+    println!("cargo:rerun-if-changed=crates/harmonizer-core/src/event.rs");
     println!("cargo:rerun-if-changed=include/harmonizer.h");
     println!("cargo:rerun-if-env-changed=HZ_WRITE_HEADER");
     println!("cargo:rerun-if-env-changed=DOCS_RS");
@@ -40,8 +42,8 @@ fn main() {
     // with Rust: the rest of the crate's public constants are not part of the C API.
     let builder = cbindgen::Builder::new()
         .with_config(config)
-        .with_src(crate_dir.join("src/event.rs"))
-        .with_src(crate_dir.join("src/ffi/mod.rs"));
+        .with_src(crate_dir.join("crates/harmonizer-core/src/event.rs"))
+        .with_src(crate_dir.join("src/lib.rs"));
     let bindings = match builder.generate() {
         Ok(b) => b,
         Err(e) => {

@@ -31,12 +31,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkGroup, Criterion, Throughput};
-use harmonizer::engine::{
+use harmonizer_core::engine::{
     AlwaysStage, ArmingPolicy, Engine, EngineConfig, Handler, NeverStage, Notice, StreamProducer,
 };
-use harmonizer::event::{EventHeader, KIND_DATA, KIND_FLIP};
-use harmonizer::flip::{Flip, FlipAction};
-use harmonizer::ring::{ring, Record, RingConfig, Storage, WriteBatch};
+use harmonizer_core::event::{EventHeader, KIND_DATA, KIND_FLIP};
+use harmonizer_core::flip::{Flip, FlipAction};
+use harmonizer_core::ring::{ring, Record, RingConfig, Storage, WriteBatch};
 
 const PAYLOAD: usize = 32;
 const CAPACITY: usize = 1 << 19;
@@ -179,7 +179,7 @@ fn one_switch(staged: bool) -> Duration {
     let cfg = EngineConfig::new(1, 2, 1 << 16, 2048);
     let policy: Box<dyn ArmingPolicy> = if staged { Box::new(AlwaysStage) } else { Box::new(NeverStage) };
     let (mut e, mut p) =
-        Engine::with(cfg, policy, Box::new(harmonizer::clock::MonotonicClock::new())).unwrap();
+        Engine::with(cfg, policy, Box::new(harmonizer_core::clock::MonotonicClock::new())).unwrap();
     let mut app = App { target: None, first: 50, sum: Sum::default() };
     e.poll(1, &mut app); // stage per policy
     let payload = [7u8; PAYLOAD];

@@ -18,11 +18,11 @@ use std::hint::black_box;
 use std::ptr;
 
 use criterion::{criterion_group, Criterion, Throughput};
-use harmonizer::clock::MonotonicClock;
-use harmonizer::engine::{Engine, EngineConfig, Handler, ManualStage, Notice};
-use harmonizer::event::{EventHeader, KIND_DATA};
-use harmonizer::ffi::*;
-use harmonizer::ring::Record;
+use harmonizer::*;
+use harmonizer_core::clock::MonotonicClock;
+use harmonizer_core::engine::{Engine, EngineConfig, Handler, ManualStage, Notice};
+use harmonizer_core::event::{EventHeader, KIND_DATA};
+use harmonizer_core::ring::Record;
 
 const N: u64 = 64;
 
@@ -87,7 +87,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 for _ in 0..N {
                     // SAFETY: a live producer; pushed the same way as `rust_api`.
-                    let _ = unsafe { harmonizer::ffi::producer_inner(p) }.push(&header(seq), &payload);
+                    let _ = unsafe { harmonizer::producer_inner(p) }.push(&header(seq), &payload);
                     seq += 1;
                 }
                 let mut n = 0usize;
@@ -117,7 +117,7 @@ fn bench(c: &mut Criterion) {
                     } else {
                         // SAFETY: `p` is a live producer from `hz_engine_take_producer`; the bench
                         // reaches its Rust inside only to push the same way `rust_api` does.
-                        let _ = unsafe { harmonizer::ffi::producer_inner(p) }.push(&h, &payload);
+                        let _ = unsafe { harmonizer::producer_inner(p) }.push(&h, &payload);
                     }
                     seq += 1;
                 }

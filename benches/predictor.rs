@@ -19,15 +19,15 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, Criterion, Throughput};
-use harmonizer::clock::ManualClock;
-use harmonizer::engine::{
+use harmonizer_core::clock::ManualClock;
+use harmonizer_core::engine::{
     ArmingPolicy, Candidate, Engine, EngineConfig, Handler, NeverStage, Notice, StagePlan,
 };
-use harmonizer::event::{EventHeader, FLAG_UPSTREAM_ERROR, KIND_DATA};
-use harmonizer::predict::{Predictor, PredictorConfig, Preset};
-use harmonizer::ring::Record;
-use harmonizer::sim::replay::{replay, ReplayConfig};
-use harmonizer::sim::scenario::{generate, ScenarioParams};
+use harmonizer_core::event::{EventHeader, FLAG_UPSTREAM_ERROR, KIND_DATA};
+use harmonizer_core::predict::{Predictor, PredictorConfig, Preset};
+use harmonizer_core::ring::Record;
+use harmonizer_sim::replay::{replay, ReplayConfig};
+use harmonizer_sim::scenario::{generate, ScenarioParams};
 
 fn header(seq: u64) -> EventHeader {
     let flags = if seq % 97 == 0 { FLAG_UPSTREAM_ERROR } else { 0 };

@@ -55,8 +55,8 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
-use harmonizer::event::{EventHeader, EVENT_HEADER_SIZE};
-use harmonizer::ring::{ring, PushError, Record, RingConfig};
+use harmonizer_core::event::{EventHeader, EVENT_HEADER_SIZE};
+use harmonizer_core::ring::{ring, PushError, Record, RingConfig};
 
 /// Queue capacity in records.
 const RECORDS: usize = 4096;

@@ -25,10 +25,10 @@ mod imp {
     use std::time::{Duration, Instant};
 
     use criterion::{BenchmarkGroup, Criterion, Throughput};
-    use harmonizer::engine::{Engine, EngineConfig, FileOptions, Handler, Notice, StreamProducer};
-    use harmonizer::event::{EventHeader, KIND_DATA};
-    use harmonizer::ring::Record;
-    use harmonizer::shm::AttachMode;
+    use harmonizer_core::engine::{Engine, EngineConfig, FileOptions, Handler, Notice, StreamProducer};
+    use harmonizer_core::event::{EventHeader, KIND_DATA};
+    use harmonizer_core::ring::Record;
+    use harmonizer_core::shm::AttachMode;
 
     const CAPACITY: usize = 1 << 19;
     const MAX_PAYLOAD: usize = 256;
@@ -69,7 +69,7 @@ mod imp {
         }
         fn notice(&mut self, n: &Notice<'_>) {
             // The initial stream's subscription at the first poll is expected; nothing else.
-            if !matches!(n, Notice::Subscribe { purpose: harmonizer::engine::Purpose::Initial, .. }) {
+            if !matches!(n, Notice::Subscribe { purpose: harmonizer_core::engine::Purpose::Initial, .. }) {
                 panic!("unexpected notice {n:?}");
             }
         }

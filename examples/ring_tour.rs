@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use harmonizer::event::EventHeader;
-use harmonizer::ring::{ring, Producer, PushError, RingConfig, Role};
+use harmonizer_core::event::EventHeader;
+use harmonizer_core::ring::{ring, Producer, PushError, RingConfig, Role};
 
 const PAYLOAD: usize = 32;
 

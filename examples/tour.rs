@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use harmonizer::engine::{AlwaysStage, Engine, EngineConfig, Handler, Notice, StreamProducer};
-use harmonizer::event::{EventHeader, KIND_DATA, KIND_FLIP};
-use harmonizer::flip::{Flip, FlipAction};
-use harmonizer::ring::{PushError, Record};
+use harmonizer_core::engine::{AlwaysStage, Engine, EngineConfig, Handler, Notice, StreamProducer};
+use harmonizer_core::event::{EventHeader, KIND_DATA, KIND_FLIP};
+use harmonizer_core::flip::{Flip, FlipAction};
+use harmonizer_core::ring::{PushError, Record};
 
 const ORIGINS: u64 = 4;
 const RECIPIENT: u64 = 42;
@@ -148,7 +148,7 @@ fn main() {
     cfg.max_origins = ORIGINS as u32;
     cfg.default_window = 4096;
     let (mut engine, producers) =
-        Engine::with(cfg, Box::new(AlwaysStage), Box::new(harmonizer::clock::MonotonicClock::new()))
+        Engine::with(cfg, Box::new(AlwaysStage), Box::new(harmonizer_core::clock::MonotonicClock::new()))
             .expect("a valid configuration");
     let mut check = Check::default();
     engine.poll(1, &mut check); // stage stream 1 before the feeds start

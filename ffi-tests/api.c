@@ -5,7 +5,7 @@
  * error, status strings, version macros, and a valid predictor model loaded from a file and
  * from a buffer.
  *
- * Usage: api [MODEL_JSON]   (default: models/default.json, relative to the working directory)
+ * Usage: api [MODEL_JSON]   (default: crates/harmonizer-core/models/default.json, relative to the working directory)
  * Exits 0 on success; on failure prints file:line of the failed check and exits 1.
  */
 #include "harmonizer.h"
@@ -22,7 +22,7 @@
 #define SENT_U32 0xC0FFEE11u
 #define SENT_U64 0xC0FFEE11C0FFEE11ull
 
-static const char *model_path = "models/default.json";
+static const char *model_path = "crates/harmonizer-core/models/default.json";
 
 /* ------------------------------------------------------------------------------------------ */
 /* A recorder for poll callbacks: every event and notice, in order.                           */

@@ -31,7 +31,7 @@ CXXFLAGS=(-std=c++17 -Wall -Wextra -Werror -pedantic -O2 -g -I"$ROOT/include")
 SAN=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
 # What a Rust staticlib needs from the system on Linux.
 LIBS=(-lpthread -ldl -lm)
-MODEL=$ROOT/models/default.json
+MODEL=$ROOT/crates/harmonizer-core/models/default.json
 VALGRIND=(valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

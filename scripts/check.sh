@@ -28,14 +28,14 @@ step "doc tests (including the compile-fail Send/!Sync pins)"
 cargo test --workspace --doc --locked
 
 step "predictor, release: the shipped model is what the tool trains; held-out results against the phi rule"
-cargo test --release --locked --test predictor -- --ignored
+cargo test --release --locked -p harmonizer-sim --test predictor -- --ignored
 
 if [[ "${SKIP_LOOM:-0}" != 1 ]]; then
     step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3})"
     RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" CARGO_TARGET_DIR="$TARGET/loom" \
-        cargo test --release --locked --test loom_ring --test loom_engine
+        cargo test --release --locked -p harmonizer-core --test loom_ring --test loom_engine
     RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$TARGET/loom" \
-        cargo clippy --locked --test loom_ring --test loom_engine -- -D warnings
+        cargo clippy --locked -p harmonizer-core --test loom_ring --test loom_engine -- -D warnings
 fi
 
 if [[ "${SKIP_MIRI:-0}" != 1 ]]; then
@@ -43,11 +43,14 @@ if [[ "${SKIP_MIRI:-0}" != 1 ]]; then
     if ! cargo +nightly miri --version >/dev/null 2>&1; then
         rustup component add --toolchain nightly miri rust-src
     fi
-    # predict:: and sim:: hold no unsafe code and their tests replay long traces: native only.
+    # predict:: (and the harmonizer-sim crate) hold no unsafe code and their tests replay long
+    # traces: native only.
     MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" CARGO_TARGET_DIR="$TARGET/miri" \
-        cargo +nightly miri test --locked --lib -- ring:: flip:: tracker:: event:: crc32c:: clock:: ffi::
+        cargo +nightly miri test --locked -p harmonizer-core --lib -- ring:: flip:: tracker:: event:: crc32c:: clock::
     MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" CARGO_TARGET_DIR="$TARGET/miri" \
-        cargo +nightly miri test --locked --test ring_model --test ring_stress --test engine
+        cargo +nightly miri test --locked -p harmonizer --lib
+    MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}" CARGO_TARGET_DIR="$TARGET/miri" \
+        cargo +nightly miri test --locked -p harmonizer-core --test ring_model --test ring_stress --test engine
 fi
 
 step "C API: C11, threads, C++17, dlopen and Python tests; again under ASan+UBSan and valgrind"

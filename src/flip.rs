@@ -1,432 +1,253 @@
-//! Flip events: the in-band control records that move recipients between streams
-//! (docs/design.md §3). The byte layout is documented in `docs/flip-format.md` and frozen by the golden
-//! vectors in this module's tests.
-//!
-//! Decoding borrows from the payload and allocates nothing; every malformed input gets a precise
-//! [`FlipError`], never a panic.
+//! Flip encode and decode for controllers written in C.
 
-use core::fmt;
+use std::cell::RefCell;
+use std::ffi::c_char;
 
-use crate::crc32c::crc32c;
+use super::{bytes, guard, LastError};
+use super::{HZ_ERR_BUFFER_TOO_SMALL, HZ_ERR_INVALID, HZ_ERR_MALFORMED, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_OK};
+use harmonizer_core::flip::{Flip, FlipAction, FlipError, IdList, Selector, MAX_IDS};
 
-/// The one layout version this build reads and writes.
-pub const FLIP_VERSION: u8 = 1;
-/// Most recipient ids an IDS selector may list.
-pub const MAX_IDS: usize = 32;
-/// Largest locator, in bytes.
-pub const MAX_LOCATOR: usize = 1024;
-/// Largest basis-points value of a COHORT selector (100%).
-pub const MAX_BASIS_POINTS: u16 = 10_000;
-/// Bytes of the fixed part, before the selector body.
-pub const FIXED_LEN: usize = 48;
-/// Largest encoded flip: fixed part, 32 ids, a full locator, its length and the CRC.
-pub const MAX_FLIP_LEN: usize = FIXED_LEN + 1 + MAX_IDS * 8 + 2 + MAX_LOCATOR + 4;
+/// Flip action: switch to `target`.
+pub const HZ_FLIP_SWITCH: u32 = 1;
+/// Flip action: a switch to `target` is expected in `expected_in_ns`.
+pub const HZ_FLIP_ANNOUNCE: u32 = 2;
+/// Flip action: withdraw an announce of `target`.
+pub const HZ_FLIP_CANCEL: u32 = 3;
+/// Flip action: return to the stream active before the last switch.
+pub const HZ_FLIP_SWITCHBACK: u32 = 4;
+/// Selector: every recipient.
+pub const HZ_SELECTOR_ALL: u32 = 0;
+/// Selector: the recipient ids listed in `ids` (1 to 32).
+pub const HZ_SELECTOR_IDS: u32 = 1;
+/// Selector: the cohort `basis_points` (0..=10000) of `salt`.
+pub const HZ_SELECTOR_COHORT: u32 = 2;
+/// Most ids an `HZ_SELECTOR_IDS` flip lists.
+pub const HZ_FLIP_MAX_IDS: u32 = 32;
+const _: () = assert!(HZ_FLIP_MAX_IDS as usize == MAX_IDS);
 
-/// What a flip asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum FlipAction {
-    /// Switch to `target` (after draining to `cutover_pos` / `not_before_ns`).
-    Switch = 1,
-    /// A switch to `target` is expected in `expected_in_ns`: stage it now.
-    Announce = 2,
-    /// Withdraw an announce: stop staging `target`.
-    Cancel = 3,
-    /// Return to the stream that was active before the last switch.
-    Switchback = 4,
-}
-
-impl FlipAction {
-    /// The action for a wire value.
-    pub fn from_u8(v: u8) -> Option<FlipAction> {
-        Some(match v {
-            1 => FlipAction::Switch,
-            2 => FlipAction::Announce,
-            3 => FlipAction::Cancel,
-            4 => FlipAction::Switchback,
-            _ => return None,
-        })
-    }
-}
-
-/// Up to [`MAX_IDS`] recipient ids, stored inline (no allocation).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct IdList {
-    len: u8,
-    ids: [u64; MAX_IDS],
-}
-
-impl IdList {
-    /// A list of `ids`; `None` when there are more than [`MAX_IDS`].
-    pub fn new(ids: &[u64]) -> Option<IdList> {
-        if ids.len() > MAX_IDS {
-            return None;
-        }
-        let mut list = IdList { len: ids.len() as u8, ids: [0; MAX_IDS] };
-        list.ids[..ids.len()].copy_from_slice(ids);
-        Some(list)
-    }
-
-    /// The ids.
-    pub fn as_slice(&self) -> &[u64] {
-        &self.ids[..usize::from(self.len)]
-    }
-}
-
-impl fmt::Debug for IdList {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.as_slice()).finish()
-    }
-}
-
-/// Which recipients a flip applies to.
-// The id list is inline (264 bytes) on purpose: decoding must not allocate, and flips are rare.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Selector {
-    /// Every recipient.
-    All,
-    /// The recipients listed (1 to 32).
-    Ids(IdList),
-    /// The recipients whose cohort hash falls below `basis_points` (see [`in_cohort`]).
-    Cohort {
-        /// 0..=10000: the share of recipients, in hundredths of a percent.
-        basis_points: u16,
-        /// Chosen by the operator per rollout; keep it fixed while raising `basis_points`.
-        salt: u64,
-    },
-}
-
-impl Selector {
-    /// True when the selector includes `recipient_id`.
-    pub fn selects(&self, recipient_id: u64) -> bool {
-        match self {
-            Selector::All => true,
-            Selector::Ids(ids) => ids.as_slice().contains(&recipient_id),
-            Selector::Cohort { basis_points, salt } => in_cohort(recipient_id, *salt, *basis_points),
-        }
-    }
-
-    fn wire_kind(&self) -> u8 {
-        match self {
-            Selector::All => 0,
-            Selector::Ids(_) => 1,
-            Selector::Cohort { .. } => 2,
-        }
-    }
-}
-
-/// SplitMix64's output for state `x`: add the golden-ratio increment, then the standard
-/// finalizer (Steele, Lea and Flood, 2014). `splitmix64(0) == 0xE220A8397B1DCDAF`, the first
-/// output of a SplitMix64 generator seeded with 0.
-pub const fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The cohort rule: `recipient_id` is in the cohort iff
-/// `splitmix64(recipient_id ^ salt) % 10000 < basis_points`. For a fixed salt, raising
-/// `basis_points` only adds recipients.
-pub const fn in_cohort(recipient_id: u64, salt: u64, basis_points: u16) -> bool {
-    splitmix64(recipient_id ^ salt) % 10_000 < basis_points as u64
-}
-
-/// A decoded flip, borrowing its locator from the payload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Flip<'a> {
-    /// What to do.
-    pub action: FlipAction,
-    /// Unique id: a flip is applied at most once, whichever stream it arrives on.
-    pub flip_id: u64,
+/// A flip, as C sees it. `ids` and `locator` are borrowed: by `hz_flip_encode` from the caller;
+/// by `hz_flip_decode`, `locator` points into the decoded bytes and `ids` into the caller's
+/// buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)]
+pub struct hz_flip {
+    /// `HZ_FLIP_*`.
+    pub action: u32,
     /// The stream to switch to (or announced, or cancelled).
     pub target: u32,
-    /// Position in the current stream up to which it is still delivered; 0 = at the flip.
+    /// Unique id.
+    pub flip_id: u64,
+    /// Position up to which the current stream is still delivered; 0 = at the flip.
     pub cutover_pos: u64,
-    /// Position in the target stream to read from; 0 = let the tracker decide.
+    /// Position in the target to read from; 0 = the tracker decides.
     pub resume_pos: u64,
     /// Switch at the first event with `ts_ns >=` this; 0 = no time condition.
     pub not_before_ns: u64,
-    /// ANNOUNCE: when the switch is expected, in ns after the flip's `ts_ns`.
+    /// ANNOUNCE: when the switch is expected, ns after the flip's `ts_ns`.
     pub expected_in_ns: u64,
-    /// Who the flip is for.
-    pub selector: Selector,
-    /// Opaque: how to obtain the target's events, handed to the application.
-    pub locator: &'a [u8],
+    /// `HZ_SELECTOR_*`.
+    pub selector: u32,
+    /// COHORT: 0..=10000.
+    pub basis_points: u32,
+    /// COHORT: the rollout's salt.
+    pub salt: u64,
+    /// IDS: the recipient ids.
+    pub ids: *const u64,
+    /// IDS: how many (1 to 32).
+    pub ids_len: usize,
+    /// Opaque locator bytes (up to 1024), may be NULL when `locator_len` is 0.
+    pub locator: *const u8,
+    /// Locator length.
+    pub locator_len: usize,
 }
 
-/// Why a flip record was rejected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FlipError {
-    /// The record ends before a field: `needed` bytes at least, `got` present.
-    Truncated {
-        /// Bytes needed to read the next field.
-        needed: usize,
-        /// Bytes in the record.
-        got: usize,
-    },
-    /// The CRC-32C does not match.
-    BadCrc {
-        /// CRC computed over the record.
-        computed: u32,
-        /// CRC stored in the record.
-        stored: u32,
-    },
-    /// A layout version this build does not know.
-    UnknownVersion(u8),
-    /// An action value outside 1..=4.
-    UnknownAction(u8),
-    /// A selector kind outside 0..=2.
-    UnknownSelector(u8),
-    /// The reserved byte is not zero.
-    ReservedNonZero(u8),
-    /// An IDS selector with 0 or more than 32 ids.
-    BadIdCount(u8),
-    /// A COHORT selector above 10000 basis points.
-    BasisPointsOutOfRange(u16),
-    /// A locator longer than 1 KiB.
-    LocatorTooLong(usize),
-    /// Bytes after the CRC.
-    TrailingBytes(usize),
-    /// Encoding only: the output buffer is too small.
-    BufferTooSmall {
-        /// Bytes the encoding needs.
-        needed: usize,
-    },
+thread_local! {
+    static LAST: RefCell<LastError> = RefCell::new(LastError::default());
 }
 
-impl FlipError {
-    /// A short stable name for the reason, for counters and logs.
-    pub fn code(&self) -> &'static str {
-        match self {
-            FlipError::Truncated { .. } => "truncated",
-            FlipError::BadCrc { .. } => "bad_crc",
-            FlipError::UnknownVersion(_) => "unknown_version",
-            FlipError::UnknownAction(_) => "unknown_action",
-            FlipError::UnknownSelector(_) => "unknown_selector",
-            FlipError::ReservedNonZero(_) => "reserved_nonzero",
-            FlipError::BadIdCount(_) => "bad_id_count",
-            FlipError::BasisPointsOutOfRange(_) => "basis_points_out_of_range",
-            FlipError::LocatorTooLong(_) => "locator_too_long",
-            FlipError::TrailingBytes(_) => "trailing_bytes",
-            FlipError::BufferTooSmall { .. } => "buffer_too_small",
+/// Records a handle-less failure in the calling thread's last error.
+pub(crate) fn fail(status: u32, message: impl Into<String>) -> u32 {
+    LAST.try_with(|l| l.borrow().set(status, message)).unwrap_or(status)
+}
+
+/// The calling thread's last error from a call without a handle (`hz_flip_*`, and
+/// `hz_config_new`): `""` if none. Valid until the thread's next such call or its exit; do not
+/// free. Any thread.
+#[no_mangle]
+pub extern "C" fn hz_last_error() -> *const c_char {
+    guard(c"".as_ptr(), || LAST.try_with(|l| l.borrow().as_ptr()).unwrap_or(c"".as_ptr()))
+}
+
+/// Reads a C flip into a `Flip` borrowing its ids and locator.
+///
+/// # Safety
+/// `f.ids`/`f.locator` must point to `ids_len`/`locator_len` readable elements (or be NULL with
+/// length 0) for the lifetime `'a`.
+unsafe fn from_c<'a>(f: &'a hz_flip) -> Result<Flip<'a>, u32> {
+    let action = u8::try_from(f.action)
+        .ok()
+        .and_then(FlipAction::from_u8)
+        .ok_or_else(|| fail(HZ_ERR_INVALID, format!("unknown flip action {}", f.action)))?;
+    let selector = match f.selector {
+        HZ_SELECTOR_ALL => Selector::All,
+        HZ_SELECTOR_IDS => {
+            if f.ids_len == 0 || f.ids_len > MAX_IDS {
+                return Err(fail(
+                    HZ_ERR_INVALID,
+                    format!("{} ids: an IDS selector lists 1 to {MAX_IDS}", f.ids_len),
+                ));
+            }
+            if f.ids.is_null() {
+                return Err(fail(HZ_ERR_NULL, "ids is NULL"));
+            }
+            // SAFETY: `ids_len` readable u64s per contract.
+            let ids = unsafe { std::slice::from_raw_parts(f.ids, f.ids_len) };
+            Selector::Ids(IdList::new(ids).ok_or_else(|| fail(HZ_ERR_INVALID, "too many ids"))?)
         }
-    }
-}
-
-impl fmt::Display for FlipError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FlipError::Truncated { needed, got } => {
-                write!(f, "flip truncated: needs at least {needed} bytes, has {got}")
-            }
-            FlipError::BadCrc { computed, stored } => {
-                write!(f, "flip CRC-32C mismatch: computed {computed:#010x}, stored {stored:#010x}")
-            }
-            FlipError::UnknownVersion(v) => {
-                write!(f, "unknown flip version {v} (this build reads {FLIP_VERSION})")
-            }
-            FlipError::UnknownAction(a) => write!(f, "unknown flip action {a} (1..=4)"),
-            FlipError::UnknownSelector(s) => write!(f, "unknown flip selector {s} (0..=2)"),
-            FlipError::ReservedNonZero(b) => write!(f, "flip reserved byte is {b}, must be 0"),
-            FlipError::BadIdCount(n) => write!(f, "flip IDS selector lists {n} ids (1..={MAX_IDS})"),
-            FlipError::BasisPointsOutOfRange(bp) => {
-                write!(f, "flip cohort basis points {bp} above {MAX_BASIS_POINTS}")
-            }
-            FlipError::LocatorTooLong(n) => write!(f, "flip locator of {n} bytes exceeds {MAX_LOCATOR}"),
-            FlipError::TrailingBytes(n) => write!(f, "{n} trailing bytes after the flip's CRC"),
-            FlipError::BufferTooSmall { needed } => write!(f, "flip needs a {needed}-byte buffer"),
+        HZ_SELECTOR_COHORT => {
+            let bp = u16::try_from(f.basis_points).ok().filter(|&b| b <= 10_000).ok_or_else(|| {
+                fail(HZ_ERR_INVALID, format!("basis points {} above 10000", f.basis_points))
+            })?;
+            Selector::Cohort { basis_points: bp, salt: f.salt }
         }
-    }
+        v => return Err(fail(HZ_ERR_INVALID, format!("unknown selector {v}"))),
+    };
+    // SAFETY: `locator_len` readable bytes per contract.
+    let locator =
+        unsafe { bytes(f.locator, f.locator_len) }.ok_or_else(|| fail(HZ_ERR_NULL, "locator is NULL"))?;
+    Ok(Flip {
+        action,
+        flip_id: f.flip_id,
+        target: f.target,
+        cutover_pos: f.cutover_pos,
+        resume_pos: f.resume_pos,
+        not_before_ns: f.not_before_ns,
+        expected_in_ns: f.expected_in_ns,
+        selector,
+        locator,
+    })
 }
 
-impl std::error::Error for FlipError {}
-
-/// A little-endian reader that reports truncation precisely.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FlipError> {
-        let end = self.at + n;
-        let got = self
-            .bytes
-            .get(self.at..end)
-            .ok_or(FlipError::Truncated { needed: end, got: self.bytes.len() })?;
-        self.at = end;
-        Ok(got)
-    }
-    fn u8(&mut self) -> Result<u8, FlipError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16, FlipError> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
-    }
-    fn u32(&mut self) -> Result<u32, FlipError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
-    }
-    fn u64(&mut self) -> Result<u64, FlipError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
-    }
-}
-
-impl Flip<'static> {
-    /// A flip for every recipient with no cut-over condition, no resume point and no locator:
-    /// set the other fields on the value as needed.
-    pub const fn new(action: FlipAction, flip_id: u64, target: u32) -> Flip<'static> {
-        Flip {
-            action,
-            flip_id,
-            target,
-            cutover_pos: 0,
-            resume_pos: 0,
-            not_before_ns: 0,
-            expected_in_ns: 0,
-            selector: Selector::All,
-            locator: b"",
+/// Writes the encoded length of `*flip` to `*len`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID`
+/// (unknown action or selector, bad id count or basis points; the reason in `hz_last_error`).
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn hz_flip_encoded_len(flip: *const hz_flip, len: *mut usize) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a readable flip.
+        let Some(f) = (unsafe { flip.as_ref() }) else { return fail(HZ_ERR_NULL, "flip is NULL") };
+        if len.is_null() {
+            return fail(HZ_ERR_NULL, "len is NULL");
         }
-    }
+        // SAFETY: the flip's pointers are valid per contract.
+        match unsafe { from_c(f) } {
+            Ok(flip) => {
+                // SAFETY: non-null and writable per contract.
+                unsafe { *len = flip.encoded_len() };
+                HZ_OK
+            }
+            Err(s) => s,
+        }
+    })
 }
 
-impl<'a> Flip<'a> {
-    /// Decodes a flip record. Structure first (to find the CRC), then the CRC, then the values,
-    /// so a corrupted record reports `BadCrc` rather than whatever its bytes happen to say.
-    pub fn decode(bytes: &'a [u8]) -> Result<Flip<'a>, FlipError> {
-        let mut r = Reader { bytes, at: 0 };
-        let version = r.u8()?;
-        if version != FLIP_VERSION {
-            return Err(FlipError::UnknownVersion(version));
+/// Encodes `*flip` into `out` (`cap` bytes), writing the length to `*written`. Errors:
+/// `HZ_ERR_NULL`, `HZ_ERR_INVALID` (as `hz_flip_encoded_len`, and a locator above 1024 bytes),
+/// `HZ_ERR_BUFFER_TOO_SMALL` (ask `hz_flip_encoded_len`). `out` must not overlap the flip's
+/// `ids` or `locator`. Any thread.
+#[no_mangle]
+pub extern "C" fn hz_flip_encode(flip: *const hz_flip, out: *mut u8, cap: usize, written: *mut usize) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a readable flip.
+        let Some(f) = (unsafe { flip.as_ref() }) else { return fail(HZ_ERR_NULL, "flip is NULL") };
+        if out.is_null() || written.is_null() {
+            return fail(HZ_ERR_NULL, "out or written is NULL");
         }
-        let action = r.u8()?;
-        let selector_kind = r.u8()?;
-        let reserved = r.u8()?;
-        let target = r.u32()?;
-        let flip_id = r.u64()?;
-        let cutover_pos = r.u64()?;
-        let resume_pos = r.u64()?;
-        let not_before_ns = r.u64()?;
-        let expected_in_ns = r.u64()?;
-        let selector = match selector_kind {
-            0 => Selector::All,
-            1 => {
-                let n = r.u8()?;
-                if n == 0 || usize::from(n) > MAX_IDS {
-                    return Err(FlipError::BadIdCount(n));
-                }
-                let mut ids = [0u64; MAX_IDS];
-                for id in ids.iter_mut().take(usize::from(n)) {
-                    *id = r.u64()?;
-                }
-                Selector::Ids(IdList { len: n, ids })
-            }
-            2 => {
-                let basis_points = r.u16()?;
-                let salt = r.u64()?;
-                Selector::Cohort { basis_points, salt }
-            }
-            other => return Err(FlipError::UnknownSelector(other)),
+        // SAFETY: the flip's pointers are valid per contract.
+        let flip = match unsafe { from_c(f) } {
+            Ok(x) => x,
+            Err(s) => return s,
         };
-        let locator_len = usize::from(r.u16()?);
-        if locator_len > MAX_LOCATOR {
-            return Err(FlipError::LocatorTooLong(locator_len));
-        }
-        let locator = r.take(locator_len)?;
-        let body_end = r.at;
-        let stored = r.u32()?;
-        if r.at < bytes.len() {
-            return Err(FlipError::TrailingBytes(bytes.len() - r.at));
-        }
-        let computed = crc32c(&bytes[..body_end]);
-        if computed != stored {
-            return Err(FlipError::BadCrc { computed, stored });
-        }
-        let action = FlipAction::from_u8(action).ok_or(FlipError::UnknownAction(action))?;
-        if reserved != 0 {
-            return Err(FlipError::ReservedNonZero(reserved));
-        }
-        if let Selector::Cohort { basis_points, .. } = selector {
-            if basis_points > MAX_BASIS_POINTS {
-                return Err(FlipError::BasisPointsOutOfRange(basis_points));
+        // SAFETY: `out` is non-null with `cap` writable bytes per contract, not overlapping the
+        // flip's ids or locator (documented); no object is longer than isize::MAX.
+        let buf = unsafe { std::slice::from_raw_parts_mut(out, cap.min(isize::MAX as usize)) };
+        match flip.encode(buf) {
+            Ok(n) => {
+                // SAFETY: non-null and writable per contract.
+                unsafe { *written = n };
+                HZ_OK
             }
+            Err(FlipError::BufferTooSmall { needed }) => {
+                fail(HZ_ERR_BUFFER_TOO_SMALL, format!("the flip needs {needed} bytes, the buffer has {cap}"))
+            }
+            Err(e) => fail(HZ_ERR_INVALID, e.to_string()),
         }
-        Ok(Flip {
-            action,
-            flip_id,
-            target,
-            cutover_pos,
-            resume_pos,
-            not_before_ns,
-            expected_in_ns,
-            selector,
-            locator,
-        })
-    }
+    })
+}
 
-    /// Bytes [`encode`](Flip::encode) writes.
-    pub fn encoded_len(&self) -> usize {
-        let body = match self.selector {
-            Selector::All => 0,
-            Selector::Ids(ids) => 1 + 8 * ids.as_slice().len(),
-            Selector::Cohort { .. } => 10,
+/// Decodes the flip record of `len` bytes at `bytes` into `*out`. `out->locator` points into
+/// `bytes` (valid while they are); the ids of an IDS selector are copied to `ids_buf`
+/// (`ids_cap` entries; 32 always suffice) and `out->ids` points there. Errors: `HZ_ERR_NULL`,
+/// `HZ_ERR_MALFORMED` (the precise reason in `hz_last_error`, e.g. a CRC mismatch),
+/// `HZ_ERR_BUFFER_TOO_SMALL` (more ids than `ids_cap`). Any thread.
+#[no_mangle]
+pub extern "C" fn hz_flip_decode(
+    bytes_ptr: *const u8,
+    len: usize,
+    out: *mut hz_flip,
+    ids_buf: *mut u64,
+    ids_cap: usize,
+) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        if out.is_null() {
+            return fail(HZ_ERR_NULL, "out is NULL");
+        }
+        // SAFETY: `len` readable bytes per contract.
+        let Some(b) = (unsafe { bytes(bytes_ptr, len) }) else { return fail(HZ_ERR_NULL, "bytes is NULL") };
+        let f = match Flip::decode(b) {
+            Ok(f) => f,
+            Err(e) => return fail(HZ_ERR_MALFORMED, format!("{} ({})", e, e.code())),
         };
-        FIXED_LEN + body + 2 + self.locator.len() + 4
-    }
-
-    /// Encodes into `out`, returning the bytes written. Refuses what `decode` would reject
-    /// (an empty id list, basis points above 10000, a locator over 1 KiB).
-    pub fn encode(&self, out: &mut [u8]) -> Result<usize, FlipError> {
-        match self.selector {
-            Selector::Ids(ids) if ids.as_slice().is_empty() => return Err(FlipError::BadIdCount(0)),
-            Selector::Cohort { basis_points, .. } if basis_points > MAX_BASIS_POINTS => {
-                return Err(FlipError::BasisPointsOutOfRange(basis_points))
-            }
-            _ => {}
-        }
-        if self.locator.len() > MAX_LOCATOR {
-            return Err(FlipError::LocatorTooLong(self.locator.len()));
-        }
-        let needed = self.encoded_len();
-        let out = out.get_mut(..needed).ok_or(FlipError::BufferTooSmall { needed })?;
-        let mut at = 0;
-        let mut put = |bytes: &[u8]| {
-            out[at..at + bytes.len()].copy_from_slice(bytes);
-            at += bytes.len();
-        };
-        put(&[FLIP_VERSION, self.action as u8, self.selector.wire_kind(), 0]);
-        put(&self.target.to_le_bytes());
-        for v in [self.flip_id, self.cutover_pos, self.resume_pos, self.not_before_ns, self.expected_in_ns] {
-            put(&v.to_le_bytes());
-        }
-        match self.selector {
-            Selector::All => {}
-            Selector::Ids(ids) => {
-                put(&[ids.len]);
-                for id in ids.as_slice() {
-                    put(&id.to_le_bytes());
-                }
-            }
+        let (selector, basis_points, salt, ids, ids_len) = match f.selector {
+            Selector::All => (HZ_SELECTOR_ALL, 0, 0, core::ptr::null(), 0),
             Selector::Cohort { basis_points, salt } => {
-                put(&basis_points.to_le_bytes());
-                put(&salt.to_le_bytes());
+                (HZ_SELECTOR_COHORT, u32::from(basis_points), salt, core::ptr::null(), 0)
             }
-        }
-        put(&(self.locator.len() as u16).to_le_bytes());
-        put(self.locator);
-        let crc = crc32c(&out[..needed - 4]);
-        out[needed - 4..].copy_from_slice(&crc.to_le_bytes());
-        Ok(needed)
-    }
-
-    /// Encodes into a new vector (for tools and tests; the hot path uses [`encode`](Flip::encode)).
-    pub fn to_vec(&self) -> Result<Vec<u8>, FlipError> {
-        let mut v = vec![0u8; self.encoded_len()];
-        self.encode(&mut v)?;
-        Ok(v)
-    }
+            Selector::Ids(list) => {
+                let ids = list.as_slice();
+                if ids_buf.is_null() {
+                    return fail(HZ_ERR_NULL, "ids_buf is NULL and the flip lists ids");
+                }
+                if ids_cap < ids.len() {
+                    return fail(
+                        HZ_ERR_BUFFER_TOO_SMALL,
+                        format!("the flip lists {} ids, ids_cap is {ids_cap}", ids.len()),
+                    );
+                }
+                // SAFETY: `ids_buf` has `ids_cap >= ids.len()` writable u64s per contract.
+                unsafe { std::ptr::copy_nonoverlapping(ids.as_ptr(), ids_buf, ids.len()) };
+                (HZ_SELECTOR_IDS, 0, 0, ids_buf.cast_const(), ids.len())
+            }
+        };
+        let c = hz_flip {
+            action: f.action as u32,
+            target: f.target,
+            flip_id: f.flip_id,
+            cutover_pos: f.cutover_pos,
+            resume_pos: f.resume_pos,
+            not_before_ns: f.not_before_ns,
+            expected_in_ns: f.expected_in_ns,
+            selector,
+            basis_points,
+            salt,
+            ids,
+            ids_len,
+            locator: f.locator.as_ptr(),
+            locator_len: f.locator.len(),
+        };
+        // SAFETY: non-null and writable per contract.
+        unsafe { *out = c };
+        HZ_OK
+    })
 }
-
-#[cfg(test)]
-mod tests;

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 
 use clap::{Args, Subcommand, ValueEnum};
-use harmonizer::flip::{Flip, FlipAction, IdList, Selector, FLIP_VERSION, MAX_IDS};
+use harmonizer_core::flip::{Flip, FlipAction, IdList, Selector, FLIP_VERSION, MAX_IDS};
 
 use crate::codec::{base64_decode, base64_encode, hex_decode, hex_encode};
 use crate::predictor::parse_u64;

@@ -1,7 +1,7 @@
 //! The history file: the labelled feature snapshots the predictor is trained on.
 //!
 //! `harmonize trace` writes one, `harmonize train` fits a model to it. A history holds what
-//! `harmonizer::sim::eval::feature_snapshots` records on a trace (a replay with a predictor that
+//! `harmonizer_sim::eval::feature_snapshots` records on a trace (a replay with a predictor that
 //! never stages, snapshotting every candidate's features every 100 ms) and what
 //! `fit_snapshots` needs to fit them exactly as the library does: the rows, in recorded order,
 //! and the trace's duration and label horizon.
@@ -21,7 +21,7 @@
 //!
 //! The header's fields come in this order, separated by one space; `source` is the rest of the
 //! line (free text, stored in the model's `meta.trained_on`). Line 2 is `t_ns,candidate,label`
-//! and then the 17 feature names of `harmonizer::predict::FEATURE_NAMES`, in model order.
+//! and then the 17 feature names of `harmonizer_core::predict::FEATURE_NAMES`, in model order.
 //!
 //! **JSONL.** Line 1 is a JSON object with the same header fields, and the feature names:
 //!
@@ -52,9 +52,9 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, Write};
 
-use harmonizer::predict::json::{self, Value};
-use harmonizer::predict::{FEATURE_NAMES, N_FEATURES};
-use harmonizer::sim::replay::Snapshot;
+use harmonizer_core::predict::json::{self, Value};
+use harmonizer_core::predict::{FEATURE_NAMES, N_FEATURES};
+use harmonizer_sim::replay::Snapshot;
 
 /// The value of the JSONL header's `format` key, and the CSV header's first word.
 pub const FORMAT: &str = "harmonizer-history";
@@ -418,7 +418,7 @@ mod tests {
             .map(|i| {
                 let mut features = [0.0; N_FEATURES];
                 for (j, f) in features.iter_mut().enumerate() {
-                    x = harmonizer::flip::splitmix64(x);
+                    x = harmonizer_core::flip::splitmix64(x);
                     // Random finite bit patterns, and the specials now and then.
                     let v = f64::from_bits(x);
                     *f = if j % 5 == 0 {

@@ -5,7 +5,7 @@
 //!   as a history file (format: [`crate::history`]).
 //! - `train` fits a model to a history exactly as the library's `sim::eval::train` does
 //!   (Newton/IRLS with L2, split by time) and writes the model file. Training from `trace`'s
-//!   default output reproduces `models/default.json`.
+//!   default output reproduces `crates/harmonizer-core/models/default.json`.
 //! - `eval` replays the held-out test trace (`ScenarioParams::test()`) once per policy: the
 //!   predictor's three presets and a duty target, never, always, and the phi rule with its
 //!   thresholds tuned on the training trace. Nothing is tuned on the test trace.
@@ -16,20 +16,20 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use harmonizer::engine::{AlwaysStage, EngineError, NeverStage};
-use harmonizer::predict::json;
-use harmonizer::predict::policy::default_model;
-use harmonizer::predict::{Model, PhiRule, Predictor, PredictorConfig, Preset};
-use harmonizer::sim::eval::{evaluate, feature_snapshots, fit_snapshots, tune_phi, Report, TrainSettings};
-use harmonizer::sim::replay::ReplayConfig;
-use harmonizer::sim::scenario::{generate, ScenarioParams, Trace};
+use harmonizer_core::engine::{AlwaysStage, EngineError, NeverStage};
+use harmonizer_core::predict::json;
+use harmonizer_core::predict::policy::default_model;
+use harmonizer_core::predict::{Model, PhiRule, Predictor, PredictorConfig, Preset};
+use harmonizer_sim::eval::{evaluate, feature_snapshots, fit_snapshots, tune_phi, Report, TrainSettings};
+use harmonizer_sim::replay::ReplayConfig;
+use harmonizer_sim::scenario::{generate, ScenarioParams, Trace};
 
 use crate::history::{self, Encoding, Header};
 
 const SEC: u64 = 1_000_000_000;
 
 /// The `source` a history of the default training trace records, and so the `trained_on` of
-/// `models/default.json`.
+/// `crates/harmonizer-core/models/default.json`.
 pub const DEFAULT_SOURCE: &str = "ScenarioParams::train()";
 
 /// `harmonize trace`. (The one-line description is the variant's doc in main.rs; clap lets it
@@ -111,7 +111,7 @@ const TRAIN_LONG_HELP: &str = "\
 Fits the L2-penalised logistic model by Newton/IRLS, as the library does: the rows before 80%
 of the history's duration, less one horizon, are fitted; the rows after 80% are held out and
 reported. The same history gives the same model, bit for bit: `harmonize trace` with no
-options, then `harmonize train` with no options, gives models/default.json. The history format
+options, then `harmonize train` with no options, gives crates/harmonizer-core/models/default.json. The history format
 is in `harmonize trace --help`.
 
 Example:
@@ -122,7 +122,7 @@ Example:
 #[derive(Args)]
 #[command(allow_negative_numbers = true, after_help = EVAL_EXAMPLE, after_long_help = EVAL_LONG_HELP)]
 pub struct EvalArgs {
-    /// Model file; default: the shipped model (models/default.json).
+    /// Model file; default: the shipped model (crates/harmonizer-core/models/default.json).
     #[arg(short, long, value_name = "FILE")]
     model: Option<PathBuf>,
     /// Evaluate on the development trace (ScenarioParams::validation()) instead.

@@ -2,17 +2,17 @@
 //! replay a 120 s trace in about half a second).
 //!
 //! The full check, that `harmonize trace` then `harmonize train` with no options reproduce
-//! `models/default.json` byte for byte, replays the hour-long training trace; it is the
+//! `crates/harmonizer-core/models/default.json` byte for byte, replays the hour-long training trace; it is the
 //! `--ignored` test at the end (about 15 s in debug).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use harmonizer::predict::json::{self, Value};
-use harmonizer::predict::FEATURE_NAMES;
-use harmonizer::sim::eval::{train, TrainSettings};
-use harmonizer::sim::scenario::{generate, ScenarioParams};
+use harmonizer_core::predict::json::{self, Value};
+use harmonizer_core::predict::FEATURE_NAMES;
+use harmonizer_sim::eval::{train, TrainSettings};
+use harmonizer_sim::scenario::{generate, ScenarioParams};
 
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_harmonize"))
@@ -405,8 +405,11 @@ fn eval_tunes_the_phi_rule_on_the_training_trace() {
 #[test]
 fn eval_refuses_an_invalid_model_with_the_loader_message() {
     let d = dir("badmodel");
-    let default =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/default.json")).unwrap();
+    let default = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/harmonizer-core/models/default.json"
+    ))
+    .unwrap();
     let bias = default.lines().find(|l| l.trim_start().starts_with("\"bias\"")).unwrap();
     let cases = [
         (
@@ -464,6 +467,8 @@ fn the_default_history_trains_the_shipped_model() {
     let csv = d.join("history.csv");
     ok(&["trace", "-o", path(&csv)]);
     let model = ok(&["train", "--history", path(&csv)]);
-    let shipped = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/default.json")).unwrap();
-    assert!(model == shipped, "harmonize train differs from models/default.json");
+    let shipped =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/harmonizer-core/models/default.json"))
+            .unwrap();
+    assert!(model == shipped, "harmonize train differs from crates/harmonizer-core/models/default.json");
 }

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use harmonizer::flip::{MAX_BASIS_POINTS, MAX_IDS};
+use harmonizer_core::flip::{MAX_BASIS_POINTS, MAX_IDS};
 
 /// The default demo scenario, embedded in the binary.
 pub const DEMO_TOML: &str = include_str!("../../scenarios/demo.toml");
@@ -175,8 +175,8 @@ pub enum PresetName {
 
 impl PresetName {
     /// The library's preset.
-    pub fn preset(self) -> harmonizer::predict::Preset {
-        use harmonizer::predict::Preset;
+    pub fn preset(self) -> harmonizer_core::predict::Preset {
+        use harmonizer_core::predict::Preset;
         match self {
             PresetName::Conservative => Preset::Conservative,
             PresetName::Balanced => Preset::Balanced,

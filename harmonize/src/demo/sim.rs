@@ -25,15 +25,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use harmonizer::clock::ManualClock;
-use harmonizer::engine::{
+use harmonizer_core::clock::ManualClock;
+use harmonizer_core::engine::{
     AlwaysStage, ArmingPolicy, Candidate, Engine, EngineConfig, Handler, NeverStage, Notice, Purpose,
     RejectReason, StagePlan, StartAt, Stats, StreamProducer,
 };
-use harmonizer::flip::Flip;
-use harmonizer::predict::policy::sigmoid;
-use harmonizer::predict::{Predictor, PredictorConfig};
-use harmonizer::ring::{PushError, Record};
+use harmonizer_core::flip::Flip;
+use harmonizer_core::predict::policy::sigmoid;
+use harmonizer_core::predict::{Predictor, PredictorConfig};
+use harmonizer_core::ring::{PushError, Record};
 
 use super::scenario::Scenario;
 use super::world::{data_payload, World, NO_FLIP};

@@ -1,7 +1,7 @@
 //! The world a scenario describes, rendered before the run: every stream's log (its records
 //! with arrival times), the flips, and marks for reports and the plot.
 //!
-//! # The model (the predictor's training world, `harmonizer::sim::scenario`, scripted)
+//! # The model (the predictor's training world, `harmonizer_sim::scenario`, scripted)
 //!
 //! - **Events.** Logical events form a Poisson process of `rate × bursts(t)` per second.
 //!   Event `k` (from 0) has origin `k % origins`, seq `k / origins + 1`, `ts_ns` its time, and
@@ -16,8 +16,8 @@
 //! - **Flips** are FLIP records inserted into every live stream between two events, with the
 //!   same lag rules, never lost or flagged.
 
-use harmonizer::event::{EventHeader, FLAG_UPSTREAM_ERROR, KIND_DATA, KIND_FLIP};
-use harmonizer::flip::{splitmix64, Flip, FlipAction, IdList, Selector};
+use harmonizer_core::event::{EventHeader, FLAG_UPSTREAM_ERROR, KIND_DATA, KIND_FLIP};
+use harmonizer_core::flip::{splitmix64, Flip, FlipAction, IdList, Selector};
 
 use super::scenario::{Incident, Malform, Outcome, Scenario, MAX_RATE_FACTOR};
 

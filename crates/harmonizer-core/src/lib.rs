@@ -1,0 +1,43 @@
+//! # harmonizer
+//!
+//! Receiver-side stream switching: the same logical events arrive over several streams, and
+//! in-band flip events move this recipient between them. harmonizer delivers every event once,
+//! in order, across switches and switchbacks, pre-buffering the likely next stream so a switch
+//! costs microseconds. The contract is `docs/design.md`; the other design notes live in `docs/`.
+//!
+//! ## Contents
+//!
+//! - [`engine`]: the harmonization engine: poll loop, flips, switching, staging, notices.
+//! - [`clock`]: the engine's time source (monotonic, or virtual for simulation and tests).
+//! - [`event`]: the fixed `repr(C)` event header shared with C.
+//! - [`ffi`]: the C API (`hz_*`), generated into `include/harmonizer.h`.
+//! - [`flip`]: the flip record (encode, decode with precise rejections) and the cohort rule.
+//! - [`predict`]: the switch predictor: per-event features, the logistic model, the arming
+//!   policy built on it, and training.
+//! - [`sim`]: scenario traces with ground-truth switches, replay through a real engine, and the
+//!   metrics that compare arming policies.
+//! - [`ring`]: the lock-free SPSC event ring with active, staged and idle roles and the epoch
+//!   switch between them.
+//! - [`tracker`]: per-origin last delivered seq; duplicates, gaps, trimming.
+//!
+//! Internal: `sync`, the one shim every lock-free protocol imports its atomics from (loom's
+//! under `--cfg loom`).
+
+#![warn(missing_docs)]
+
+pub mod clock;
+mod crc32c;
+pub mod engine;
+pub mod event;
+pub mod flip;
+pub mod predict;
+pub mod ring;
+#[cfg(shm)]
+pub mod shm;
+mod sync;
+pub mod tracker;
+
+/// The README's Rust examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

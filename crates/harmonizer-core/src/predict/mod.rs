@@ -1,0 +1,26 @@
+//! Predictive arming (docs/design.md §5): per-event features, a logistic model over them, the
+//! arming policy built on the model, a phi-accrual-style baseline, and training.
+//!
+//! - [`features`]: time-decayed statistics of the active stream and its flips, updated per
+//!   event without allocating; the same code computes them online and in training.
+//! - [`model`]: the versioned JSON model file: standardisation, clipping, weights; scoring is a
+//!   dot product compared in logit space, no `exp` per event.
+//! - [`policy`]: [`Predictor`], the arming policy: presets and cost ratio, hysteresis and
+//!   minimum hold, adaptive threshold, windows from the measured lead and predicted time to
+//!   switch, several candidates within the budget.
+//! - [`phi`]: the phi-accrual-style baseline every report shows beside the predictor.
+//! - [`train`]: Newton/IRLS logistic regression with L2.
+//! - [`json`]: the small strict JSON reader and writer the model file needs.
+//!
+//! The design and the measured results are in `docs/predictor.md`.
+
+pub mod features;
+pub mod json;
+pub mod model;
+pub mod phi;
+pub mod policy;
+
+pub use features::{FeatureState, FEATURE_NAMES, N_FEATURES};
+pub use model::{Model, ModelError, ModelMeta, MODEL_FORMAT, MODEL_VERSION};
+pub use phi::PhiRule;
+pub use policy::{Predictor, PredictorConfig, Preset};

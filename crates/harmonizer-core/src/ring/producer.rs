@@ -1,0 +1,470 @@
+//! The producer end: reserve, fill, commit; evict when staged.
+
+use core::cell::Cell;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use super::layout::{advance, distance, frame_size, Frame, Head, Role, FRAME_HEADER_SIZE, RECORD_PREFIX};
+use super::shared::{RingWords, Shared};
+use super::storage::{HeapStorage, Storage};
+use super::PushError;
+use crate::event::EventHeader;
+use crate::sync::{Arc, Ordering};
+
+/// The producer end of a ring. `Send`, so it can move to the thread that feeds it, but not
+/// `Sync`: one thread uses it at a time.
+///
+/// ```compile_fail
+/// fn needs_sync<T: Sync>() {}
+/// needs_sync::<harmonizer_core::ring::Producer>();
+/// ```
+///
+/// ```
+/// fn needs_send<T: Send>() {}
+/// needs_send::<harmonizer_core::ring::Producer>();
+/// ```
+pub struct Producer<S: Storage = HeapStorage> {
+    shared: Arc<Shared<S>>,
+    /// `shared.w()`, looked up once: the ring's words in `shared` or in its storage, which stay
+    /// where they are for as long as `shared` lives. Read through [`Producer::w`].
+    words: NonNull<RingWords>,
+    /// Where the next frame starts. Runs ahead of `published` inside a batch.
+    tail: u64,
+    /// The last value stored to `shared.w().tail`.
+    published: u64,
+    /// The head position last loaded. Never ahead of the real head, so the free space computed
+    /// from it is a lower bound: reloading only when it looks too small saves a cache miss on the
+    /// consumer's line per push (the rtrb technique).
+    cached_head: u64,
+    /// The role last loaded with `cached_head`.
+    cached_role: Role,
+    /// The epoch seen when `cached_role` was loaded.
+    cached_epoch: u64,
+    /// Number of the next record (mod 2^32), for window accounting.
+    next_rec: u32,
+    /// A record was shed; flag the next one stored.
+    loss_pending: bool,
+    evicted: u64,
+    dropped: u64,
+    /// Whether publishes are followed by a full fence rather than a compiler fence (`wake`: a
+    /// ring file, or no membarrier in this process). Fixed at creation, so a publish does not
+    /// ask.
+    fence_mode: super::wake::FenceMode,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+// SAFETY: every other field is `Send` (`shared`: `Shared<S>` is `Send` and `Sync` for every
+// `Storage`, which is itself `Send + Sync`). `words` only points at words `shared` keeps alive
+// (`Producer::w`), atomics that `shared` already shares between threads; moving the producer
+// moves nothing it points at. Still not `Sync` (`_not_sync`).
+unsafe impl<S: Storage> Send for Producer<S> {}
+
+/// Where a reserved record goes.
+#[derive(Clone, Copy)]
+struct Placement {
+    /// Bytes of pad frame before the record (0, or the space left before the buffer's end).
+    pad: u64,
+    /// The record's frame size.
+    frame: u64,
+}
+
+impl<S: Storage> Producer<S> {
+    pub(super) fn new(shared: Arc<Shared<S>>) -> Self {
+        let shared_is_file = shared.storage.external_words().is_some();
+        let head = Head::decode(shared.w().head.load(Ordering::Acquire));
+        let epoch = shared.w().control.epoch.load(Ordering::Acquire);
+        let words = NonNull::from(shared.w());
+        Producer {
+            shared,
+            words,
+            tail: 0,
+            published: 0,
+            cached_head: head.pos,
+            cached_role: head.role,
+            cached_epoch: epoch,
+            next_rec: 0,
+            loss_pending: false,
+            evicted: 0,
+            dropped: 0,
+            fence_mode: super::wake::FenceMode::for_ring(shared_is_file),
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// A producer that takes over a ring whose previous producer is gone (a restarted process
+    /// on a file-backed ring): it goes on from the published tail, so whatever the old producer
+    /// wrote beyond it (a record cut short by a kill, an unpublished batch) was never visible
+    /// and is overwritten. Record numbering goes on from the frames still in the ring, and the
+    /// shared counters carry over.
+    ///
+    /// The consumer may run all along: the walk below reads only frame headers in
+    /// `[head, tail)`, which only a producer writes, and none but this one is left.
+    pub(crate) fn resume(shared: Arc<Shared<S>>) -> Self {
+        let mut p = Producer::new(shared);
+        let w = p.shared.w();
+        // Acquire: the old producer's frames below its last published tail are complete.
+        let tail = w.tail.load(Ordering::Acquire);
+        p.tail = tail;
+        p.published = tail;
+        p.evicted = w.counters.evicted.load(Ordering::Relaxed);
+        p.dropped = w.counters.dropped.load(Ordering::Relaxed);
+        let mut pos = p.cached_head;
+        debug_assert!(distance(tail, pos) <= p.shared.capacity, "head {pos} beyond tail {tail}");
+        // Bounded: frames are at least 8 bytes and never cross the tail.
+        let mut steps = p.shared.capacity / 8;
+        while pos != tail && steps > 0 {
+            // SAFETY: `pos` is a frame start in [head, tail): published by the old producer and
+            // written by nobody now (the consumer only reads; this producer has not written).
+            let frame = unsafe { p.shared.read_frame(pos) };
+            // A pad frame carries the number of the record after it.
+            p.next_rec = if frame.is_pad() { frame.rec_no } else { frame.rec_no.wrapping_add(1) };
+            pos = advance(pos, frame.span().max(8));
+            steps -= 1;
+        }
+        p
+    }
+
+    /// The ring's shared words, as `shared.w()` without choosing again between the storage's
+    /// words and the inline ones on every push.
+    #[inline(always)]
+    fn w(&self) -> &RingWords {
+        // SAFETY: `words` is `shared.w()`, a reference to words inside `*shared` (which an
+        // `Arc` never moves) or to the storage's external words (the `Storage` contract: the
+        // same place, initialised, for as long as the storage lives, and `*shared` owns the
+        // storage). `self.shared` keeps both alive for as long as `&self` is borrowed, and the
+        // words are only ever reached through shared references (they are atomics).
+        unsafe { self.words.as_ref() }
+    }
+
+    /// Largest payload this ring takes.
+    pub fn max_payload(&self) -> usize {
+        self.shared.max_payload
+    }
+
+    /// Capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity as usize
+    }
+
+    /// Copies one record in and publishes it.
+    #[inline]
+    pub fn push(&mut self, header: &EventHeader, payload: &[u8]) -> Result<(), PushError> {
+        let placement = self.place_record(payload.len())?;
+        self.write_record(placement, header, payload, true);
+        Ok(())
+    }
+
+    /// Reserves room for a record of `payload_len` bytes; fill it through the slot and `commit`.
+    /// Dropping the slot without committing publishes no record; in the staged role, though, the
+    /// reservation may already have evicted old records (counted) and published an open batch's
+    /// records to do so.
+    ///
+    /// Errors: [`PushError::TooLarge`]; active: [`PushError::Full`]; idle:
+    /// [`PushError::NotSubscribed`]; staged: [`PushError::Shed`] only while the consumer holds the
+    /// front and no byte is free. A staged ring otherwise always succeeds, evicting its oldest
+    /// records as needed.
+    #[inline]
+    pub fn reserve(&mut self, payload_len: usize) -> Result<WriteSlot<'_, S>, PushError> {
+        let placement = self.place_record(payload_len)?;
+        Ok(self.slot(placement, payload_len, true))
+    }
+
+    /// Starts a batch: records reserved through it are published together, with one store,
+    /// when it is dropped or [`published`](WriteBatch::publish).
+    pub fn batch(&mut self) -> WriteBatch<'_, S> {
+        WriteBatch { producer: self }
+    }
+
+    /// This producer dies and a new one takes over, as a restarted producer process does on
+    /// a file-backed ring ([`Producer::resume`]): whatever it wrote past the published tail is
+    /// forgotten. (To model a death inside a batch, `mem::forget` the batch: dropping it
+    /// publishes.) For the loom models and tests of that protocol on heap rings.
+    #[doc(hidden)]
+    pub fn restart(self) -> Producer<S> {
+        Producer::resume(self.shared)
+    }
+
+    /// Records evicted from the front of this ring while staged (producer's count).
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Records shed while staged (producer's count).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The ring's role as this producer last saw it (refreshed on every push).
+    pub fn role(&self) -> Role {
+        self.cached_role
+    }
+
+    /// The role epoch as this producer last saw it.
+    pub fn epoch(&self) -> u64 {
+        self.cached_epoch
+    }
+
+    #[inline]
+    fn place_record(&mut self, payload_len: usize) -> Result<Placement, PushError> {
+        if payload_len > self.shared.max_payload {
+            return Err(PushError::TooLarge { len: payload_len, max: self.shared.max_payload });
+        }
+        let frame = frame_size(payload_len);
+        // Fast path: still active in the epoch we know, and room by the cached head.
+        if self.cached_role == Role::Active
+            && self.w().control.epoch.load(Ordering::Relaxed) == self.cached_epoch
+        {
+            if let Some(p) = self.fits(frame, self.cached_head) {
+                return Ok(p);
+            }
+        }
+        self.place_slow(frame)
+    }
+
+    /// Where a frame of `frame` bytes goes if the consumer's position is `head`, if it fits.
+    #[inline]
+    fn fits(&self, frame: u64, head: u64) -> Option<Placement> {
+        let cap = self.shared.capacity;
+        let to_end = cap - (self.tail & (cap - 1));
+        let (pad, need) = if frame <= to_end { (0, frame) } else { (to_end, to_end + frame) };
+        let used = distance(self.tail, head);
+        debug_assert!(used <= cap, "used {used} > capacity {cap}");
+        (used + need <= cap).then_some(Placement { pad, frame })
+    }
+
+    /// Records between `pos` (a frame start at or after the head) and `self.tail`.
+    fn records_from(&self, pos: u64) -> u64 {
+        if pos == self.tail {
+            return 0;
+        }
+        // SAFETY: `pos` is a frame start in [head, tail) that this producer wrote and has not
+        // overwritten (it only writes at `tail`, and tail - pos <= capacity). The consumer only
+        // reads frames, so nobody writes these bytes now.
+        let front = unsafe { self.shared.read_frame(pos) };
+        u64::from(self.next_rec.wrapping_sub(front.rec_no))
+    }
+
+    #[cold]
+    fn place_slow(&mut self, frame: u64) -> Result<Placement, PushError> {
+        self.cached_epoch = self.w().control.epoch.load(Ordering::Acquire);
+        let mut word = self.w().head.load(Ordering::Acquire);
+        loop {
+            let head = Head::decode(word);
+            self.cached_head = head.pos;
+            self.cached_role = head.role;
+            match head.role {
+                Role::Idle => {
+                    // The record is discarded. A record placed before the switch to idle may
+                    // still be published (a straggler), so flag the next stored record: the
+                    // reader must not take straggler and successor for one unbroken run.
+                    self.loss_pending = true;
+                    return Err(PushError::NotSubscribed);
+                }
+                Role::Active => {
+                    if let Some(p) = self.fits(frame, head.pos) {
+                        return Ok(p);
+                    }
+                    // Full. If an open batch holds unpublished records, publish them: the
+                    // consumer cannot free space it cannot see, so a retry loop inside the
+                    // batch would otherwise spin forever.
+                    self.publish();
+                    return Err(PushError::Full);
+                }
+                Role::Staged => {}
+            }
+            let placement = self.fits(frame, head.pos);
+            let window = self.w().control.window.load(Ordering::Relaxed);
+            if let Some(p) = placement {
+                // Within the window, or the consumer holds the front: store it. (Under the lock
+                // the window may be exceeded until the next push after the unlock.)
+                if head.locked || self.records_from(head.pos) < window {
+                    return Ok(p);
+                }
+            }
+            if head.locked {
+                self.dropped += 1;
+                self.w().counters.dropped.store(self.dropped, Ordering::Relaxed);
+                self.loss_pending = true;
+                return Err(PushError::Shed);
+            }
+            if head.pos == self.published && self.tail != self.published {
+                // Everything published is gone and the rest of the room is held by this batch's
+                // unpublished records: publish them so they can be evicted in turn.
+                self.publish();
+                continue;
+            }
+            debug_assert!(head.pos != self.tail, "an empty ring always has room for one record");
+            // Evict the front frame (a record, or a pad frame on the way to one).
+            // SAFETY: as in `records_from`: a frame in [head, tail) this producer wrote.
+            let front = unsafe { self.shared.read_frame(head.pos) };
+            let next = Head::encode(advance(head.pos, front.span()), false, Role::Staged);
+            // AcqRel. Acquire: the consumer's reads before its last unlock/role change happen
+            // before we overwrite the evicted space. Release: a consumer that later takes its
+            // position from this word (lock, role change) also sees the tail we published before
+            // evicting, so its cached tail is never behind its head (loom found this one).
+            match self.w().head.compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    word = next;
+                    if !front.is_pad() {
+                        self.evicted += 1;
+                        self.w().counters.evicted.store(self.evicted, Ordering::Relaxed);
+                    }
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// `slot`, `header_mut`, `payload_mut` and `commit` in one, for `push`: the frame's address
+    /// is found once for the header, the payload and the frame word. (Each of a slot's calls
+    /// finds it again, and as its writes go through raw pointers the compiler reloads the
+    /// storage pointer and capacity each time.)
+    #[inline]
+    fn write_record(&mut self, placement: Placement, header: &EventHeader, payload: &[u8], publish: bool) {
+        let at = advance(self.tail, placement.pad);
+        let sh = &*self.shared;
+        sh.tracker.write(sh.offset(at), placement.frame as usize);
+        let p = sh.ptr(at);
+        // SAFETY: as in `WriteSlot::header_mut` and `payload_mut`: `place_record` reserved the
+        // frame [at, at + frame) in free space for this record alone (the consumer reads nothing
+        // past the published tail), contiguous and inside the storage; the header sits 8 bytes
+        // in, 8-aligned, and every bit pattern is a valid EventHeader; the payload's
+        // `payload.len()` bytes from `RECORD_PREFIX` lie inside the frame (`frame_size`), and the
+        // bytes are initialised (storage is zeroed at creation). The `&mut` slice lives for the
+        // copy only.
+        unsafe {
+            p.add(FRAME_HEADER_SIZE).cast::<EventHeader>().write(*header);
+            core::slice::from_raw_parts_mut(p.add(RECORD_PREFIX), payload.len()).copy_from_slice(payload);
+        }
+        self.finish(p, at, placement, payload.len(), publish);
+    }
+
+    /// Writes the frame word of the record whose frame, at `at` (`frame_ptr` in memory), is
+    /// filled, and the pad frame before it if any; counts it; publishes if asked (outside a
+    /// batch).
+    #[inline]
+    fn finish(
+        &mut self,
+        frame_ptr: *mut u8,
+        at: u64,
+        placement: Placement,
+        payload_len: usize,
+        publish: bool,
+    ) {
+        let sh = &*self.shared;
+        if placement.pad != 0 {
+            // SAFETY: the pad covers free space from the current tail to the buffer's end, which
+            // this producer owns until it publishes past it.
+            unsafe { sh.write_frame(self.tail, Frame::pad(placement.pad, self.next_rec)) };
+        }
+        let frame = Frame::record(payload_len, self.next_rec, self.loss_pending);
+        sh.tracker.write(sh.offset(at), placement.frame as usize);
+        // SAFETY: `frame_ptr` is `sh.ptr(at)`, the start of the reserved free space, 8-aligned
+        // (`Shared::write_frame`'s write, with the pointer at hand).
+        unsafe { frame_ptr.cast::<u64>().write(frame.to_word()) };
+        self.loss_pending = false;
+        self.next_rec = self.next_rec.wrapping_add(1);
+        self.tail = advance(at, placement.frame);
+        if publish {
+            self.publish();
+        }
+    }
+
+    fn slot(&mut self, placement: Placement, payload_len: usize, publish: bool) -> WriteSlot<'_, S> {
+        let at = advance(self.tail, placement.pad);
+        let offset = self.shared.offset(at);
+        self.shared.tracker.write(offset, placement.frame as usize);
+        WriteSlot { producer: self, at, placement, payload_len, publish }
+    }
+
+    #[inline]
+    fn publish(&mut self) {
+        if self.published != self.tail {
+            self.published = self.tail;
+            let w = self.w();
+            w.tail.store(self.tail, Ordering::Release);
+            // A consumer about to sleep on this ring is woken (`wake`: one load on the control
+            // line and one branch while it is awake).
+            let wake = &w.control.wake;
+            if wake.maybe_sleeping(self.fence_mode) {
+                wake.ring_if_sleeping(self.fence_mode, self.shared.storage.external_words().is_some());
+            }
+        }
+    }
+}
+
+/// A reserved record: fill the header and payload, then [`commit`](WriteSlot::commit).
+pub struct WriteSlot<'a, S: Storage = HeapStorage> {
+    producer: &'a mut Producer<S>,
+    /// Frame start of the record.
+    at: u64,
+    placement: Placement,
+    payload_len: usize,
+    /// Publish on commit (false inside a batch).
+    publish: bool,
+}
+
+impl<S: Storage> WriteSlot<'_, S> {
+    /// The event header, in ring memory (holding stale bytes until written).
+    #[inline]
+    pub fn header_mut(&mut self) -> &mut EventHeader {
+        let p = self.producer.shared.ptr(self.at);
+        // SAFETY: the frame [at, at + frame) is free space reserved for this slot alone (the
+        // consumer reads nothing past the published tail); the header sits 8 bytes in, 8-aligned,
+        // and every bit pattern is a valid EventHeader. The borrow is tied to `&mut self`.
+        unsafe { &mut *p.add(FRAME_HEADER_SIZE).cast::<EventHeader>() }
+    }
+
+    /// The payload, in ring memory, exactly the reserved length.
+    #[inline]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let p = self.producer.shared.ptr(self.at);
+        // SAFETY: as in `header_mut`; a record frame never wraps, so the payload is contiguous
+        // and inside the storage; the bytes are initialised (storage is zeroed at creation).
+        unsafe { core::slice::from_raw_parts_mut(p.add(RECORD_PREFIX), self.payload_len) }
+    }
+
+    /// Payload length reserved.
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+
+    /// Makes the record visible (now, or when its batch publishes).
+    #[inline]
+    pub fn commit(self) {
+        let frame_ptr = self.producer.shared.ptr(self.at);
+        self.producer.finish(frame_ptr, self.at, self.placement, self.payload_len, self.publish);
+    }
+}
+
+/// Records reserved through a batch are published together with one `Release` store, when the
+/// batch is dropped or published. Uncommitted slots are not published.
+pub struct WriteBatch<'a, S: Storage = HeapStorage> {
+    producer: &'a mut Producer<S>,
+}
+
+impl<S: Storage> WriteBatch<'_, S> {
+    /// As [`Producer::reserve`], without publishing on commit.
+    #[inline]
+    pub fn reserve(&mut self, payload_len: usize) -> Result<WriteSlot<'_, S>, PushError> {
+        let placement = self.producer.place_record(payload_len)?;
+        Ok(self.producer.slot(placement, payload_len, false))
+    }
+
+    /// As [`Producer::push`], without publishing.
+    #[inline]
+    pub fn push(&mut self, header: &EventHeader, payload: &[u8]) -> Result<(), PushError> {
+        let placement = self.producer.place_record(payload.len())?;
+        self.producer.write_record(placement, header, payload, false);
+        Ok(())
+    }
+
+    /// Publishes every committed record now (dropping the batch does the same).
+    pub fn publish(self) {}
+}
+
+impl<S: Storage> Drop for WriteBatch<'_, S> {
+    fn drop(&mut self) {
+        self.producer.publish();
+    }
+}

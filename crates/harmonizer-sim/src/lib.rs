@@ -1,0 +1,16 @@
+//! harmonizer's offline work, kept out of the library that C and Rust users link: scenario
+//! traces with ground-truth switches, replay through a real engine, training the predictor,
+//! and the evaluation that compares arming policies. The `harmonize` CLI and the tests use it.
+//!
+//! - [`scenario`]: the generator: multi-stream traces whose switches have documented causes.
+//! - [`replay`]: one trace through a real [`Engine`](harmonizer_core::engine::Engine) and policy, on a
+//!   manual clock, with a simulated application that subscribes, fetches and re-reads.
+//! - [`eval`]: training the predictor from a trace and reporting each policy's results.
+//! - [`train`]: the logistic fit (Newton/IRLS with an L2 penalty) that training uses.
+//! - [`metrics`]: precision, recall, PR-AUC, Brier.
+
+pub mod eval;
+pub mod metrics;
+pub mod replay;
+pub mod scenario;
+pub mod train;

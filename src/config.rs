@@ -1,0 +1,279 @@
+//! `hz_config`: what an engine is built from.
+
+use super::{guard, LastError, HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_OK};
+use harmonizer_core::engine::{EngineConfig, Exhausted, GapPolicy, MAX_STREAMS};
+use harmonizer_core::tracker::SeqMode;
+use std::ffi::c_char;
+
+/// Arming policy: stage what is announced, armed or the switchback target (the default).
+pub const HZ_POLICY_MANUAL: u32 = 0;
+/// Arming policy: never stage (every switch is cold).
+pub const HZ_POLICY_NEVER: u32 = 1;
+/// Arming policy: stage every candidate always.
+pub const HZ_POLICY_ALWAYS: u32 = 2;
+/// Arming policy: the predictor with the shipped model (see `hz_config_set_preset`).
+pub const HZ_POLICY_PREDICTOR: u32 = 3;
+
+/// Predictor preset: threshold 0.75 (the default).
+pub const HZ_PRESET_CONSERVATIVE: u32 = 0;
+/// Predictor preset: threshold 0.5.
+pub const HZ_PRESET_BALANCED: u32 = 1;
+/// Predictor preset: threshold 0.22.
+pub const HZ_PRESET_AGGRESSIVE: u32 = 2;
+
+/// Gap policy: ask for a re-read (`HZ_NOTICE_SUBSCRIBE` of the active stream); the default.
+pub const HZ_GAP_REREAD: u32 = 0;
+/// Gap policy: report the missing events lost (`HZ_NOTICE_LOST`) and go on.
+pub const HZ_GAP_REPORT_LOST: u32 = 1;
+
+/// Exhausted gap recovery: report `HZ_NOTICE_STUCK` and hold at the gap (the default).
+pub const HZ_EXHAUSTED_STUCK: u32 = 0;
+/// Exhausted gap recovery: report the exact range `HZ_NOTICE_LOST` and go on.
+pub const HZ_EXHAUSTED_REPORT_LOST: u32 = 1;
+
+/// Sequence mode: `seq` is contiguous per origin; a jump is a gap (the default).
+pub const HZ_SEQ_STRICT: u32 = 0;
+/// Sequence mode: `seq` only increases per origin.
+pub const HZ_SEQ_MONOTONIC: u32 = 1;
+
+/// An engine configuration. Opaque.
+#[allow(non_camel_case_types)]
+pub struct hz_config {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) policy: u32,
+    pub(crate) preset: u32,
+    pub(crate) err: LastError,
+}
+
+/// Makes a configuration: `streams` streams with ids `0..streams` (1 to 16), each ring
+/// `capacity_bytes` (rounded up to a power of two), data events up to `max_payload` bytes (flip
+/// records may be larger, up to `HZ_MAX_FLIP_LEN`, 1335 bytes: the rings take both), starting on stream 0, strict seqs, gaps re-read, the
+/// manual policy, default window 100, no staging budget.
+///
+/// Ownership: on `HZ_OK`, `*out` is a new configuration the caller frees with
+/// `hz_config_free`. Errors (the reason in `hz_last_error`): `HZ_ERR_NULL` (`out`),
+/// `HZ_ERR_INVALID` (`streams` 0 or above 16). Capacity and payload limits are checked by
+/// `hz_engine_new`. Any thread; the configuration is then used by one thread at a time.
+#[no_mangle]
+pub extern "C" fn hz_config_new(
+    recipient_id: u64,
+    streams: u32,
+    capacity_bytes: usize,
+    max_payload: usize,
+    out: *mut *mut hz_config,
+) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        if out.is_null() {
+            return super::flip::fail(HZ_ERR_NULL, "out is NULL");
+        }
+        if streams == 0 || streams as usize > MAX_STREAMS {
+            return super::flip::fail(HZ_ERR_INVALID, format!("{streams} streams: 1 to {MAX_STREAMS}"));
+        }
+        let c = hz_config {
+            cfg: EngineConfig::new(recipient_id, streams, capacity_bytes, max_payload),
+            policy: HZ_POLICY_MANUAL,
+            preset: HZ_PRESET_CONSERVATIVE,
+            err: LastError::default(),
+        };
+        // SAFETY: `out` is non-null and the caller provides a writable `hz_config *`.
+        unsafe { *out = Box::into_raw(Box::new(c)) };
+        HZ_OK
+    })
+}
+
+/// Frees a configuration. NULL is a no-op. An engine made from it does not need it. The
+/// configuration's thread.
+#[no_mangle]
+pub extern "C" fn hz_config_free(config: *mut hz_config) {
+    guard((), || {
+        if !config.is_null() {
+            // SAFETY: made by `hz_config_new` (Box::into_raw) and not freed before, per contract.
+            drop(unsafe { Box::from_raw(config) });
+        }
+    })
+}
+
+/// Runs `f` on the configuration behind `config`, or returns `HZ_ERR_NULL`.
+fn with(config: *mut hz_config, f: impl FnOnce(&mut hz_config) -> u32) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a live configuration from `hz_config_new`, used by one thread at a time.
+        match unsafe { config.as_mut() } {
+            Some(c) => f(c),
+            None => HZ_ERR_NULL,
+        }
+    })
+}
+
+/// Sets the stream the engine starts on (an id `0..streams`; checked by `hz_engine_new`).
+/// Errors: `HZ_ERR_NULL`.
+/// The configuration's thread (one at a time).
+#[no_mangle]
+pub extern "C" fn hz_config_set_initial_stream(config: *mut hz_config, stream: u32) -> u32 {
+    with(config, |c| {
+        c.cfg.initial_stream = stream;
+        HZ_OK
+    })
+}
+
+/// Sets how many origins (`origin < max_origins`) the tracker follows (default 64).
+/// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (0).
+/// The configuration's thread (one at a time).
+#[no_mangle]
+pub extern "C" fn hz_config_set_max_origins(config: *mut hz_config, max_origins: u32) -> u32 {
+    with(config, |c| {
+        if max_origins == 0 {
+            return c.err.set(HZ_ERR_INVALID, "max_origins must be at least 1");
+        }
+        c.cfg.max_origins = max_origins;
+        HZ_OK
+    })
+}
+
+/// Sets the gap policy: `HZ_GAP_REREAD` or `HZ_GAP_REPORT_LOST`.
+/// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
+/// The configuration's thread (one at a time).
+#[no_mangle]
+pub extern "C" fn hz_config_set_gap_policy(config: *mut hz_config, policy: u32) -> u32 {
+    with(config, |c| {
+        c.cfg.gap_policy = match policy {
+            HZ_GAP_REREAD => GapPolicy::ReRead,
+            HZ_GAP_REPORT_LOST => GapPolicy::ReportLost,
+            v => return c.err.set(HZ_ERR_INVALID, format!("unknown gap policy {v}")),
+        };
+        HZ_OK
+    })
+}
+
+/// Sets the bounds of a gap's recovery (gap policy `HZ_GAP_REREAD`): `rounds` asks of one
+/// stream (at least 1; default 3), each given `round_timeout_ns` of clock time (default 2 s);
+/// `fill_from_others` nonzero asks the other streams in turn after the re-reads (default 1);
+/// `exhausted` is `HZ_EXHAUSTED_STUCK` (default) or `HZ_EXHAUSTED_REPORT_LOST`. Errors:
+/// `HZ_ERR_NULL`, `HZ_ERR_INVALID` (rounds 0 or unknown `exhausted`). The configuration's
+/// thread (one at a time).
+#[no_mangle]
+pub extern "C" fn hz_config_set_recovery(
+    config: *mut hz_config,
+    rounds: u32,
+    round_timeout_ns: u64,
+    fill_from_others: u32,
+    exhausted: u32,
+) -> u32 {
+    with(config, |c| {
+        if rounds == 0 {
+            return c.err.set(HZ_ERR_INVALID, "rounds must be at least 1");
+        }
+        let exhausted = match exhausted {
+            HZ_EXHAUSTED_STUCK => Exhausted::Stuck,
+            HZ_EXHAUSTED_REPORT_LOST => Exhausted::ReportLost,
+            v => return c.err.set(HZ_ERR_INVALID, format!("unknown exhausted policy {v}")),
+        };
+        let l = &mut c.cfg.liveness;
+        (l.reread_rounds, l.round_timeout_ns, l.fill_from_others, l.exhausted) =
+            (rounds, round_timeout_ns, fill_from_others != 0, exhausted);
+        HZ_OK
+    })
+}
+
+/// Sets silence reporting: `HZ_NOTICE_ACTIVE_SILENT` when the active stream delivers nothing for
+/// `silence_ns` (0 disables; default 1 s) while a staged candidate holds newer events; with
+/// `failover` nonzero the engine then switches to that candidate (default 0). Errors:
+/// `HZ_ERR_NULL`. The configuration's thread (one at a time).
+#[no_mangle]
+pub extern "C" fn hz_config_set_silence(config: *mut hz_config, silence_ns: u64, failover: u32) -> u32 {
+    with(config, |c| {
+        (c.cfg.liveness.silence_ns, c.cfg.liveness.failover_on_silence) = (silence_ns, failover != 0);
+        HZ_OK
+    })
+}
+
+/// Sets the sequence mode: `HZ_SEQ_STRICT` or `HZ_SEQ_MONOTONIC`.
+/// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
+/// The configuration's thread (one at a time).
+#[no_mangle]
+pub extern "C" fn hz_config_set_seq_mode(config: *mut hz_config, mode: u32) -> u32 {
+    with(config, |c| {
+        c.cfg.seq_mode = match mode {
+            HZ_SEQ_STRICT => SeqMode::Strict,
+            HZ_SEQ_MONOTONIC => SeqMode::Monotonic,
+            v => return c.err.set(HZ_ERR_INVALID, format!("unknown seq mode {v}")),
+        };
+        HZ_OK
+    })
+}
+
+/// Sets the most bytes staged windows may take at once: each window counted as its records
+/// times the mean data frame delivered so far (the largest frame before any data), summed.
+/// Errors: `HZ_ERR_NULL`.
+/// The configuration's thread (one at a time).
+#[no_mangle]
+pub extern "C" fn hz_config_set_staging_budget(config: *mut hz_config, bytes: usize) -> u32 {
+    with(config, |c| {
+        c.cfg.staging_budget_bytes = bytes;
+        HZ_OK
+    })
+}
+
+/// Sets the default staging window, records (default 100).
+/// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (0).
+/// The configuration's thread (one at a time).
+#[no_mangle]
+pub extern "C" fn hz_config_set_default_window(config: *mut hz_config, records: usize) -> u32 {
+    with(config, |c| {
+        if records == 0 {
+            return c.err.set(HZ_ERR_INVALID, "the default window must be at least 1 record");
+        }
+        c.cfg.default_window = records;
+        HZ_OK
+    })
+}
+
+/// After a switch, keep the old stream as a staged candidate (non-zero, the default) or
+/// release it with `HZ_NOTICE_UNSUBSCRIBE` (0). The policy has the last word: the manual
+/// policy stages the switchback target and always-stage stages every stream, so with those the
+/// old stream is subscribed again at once. Errors: `HZ_ERR_NULL`.
+/// The configuration's thread (one at a time).
+#[no_mangle]
+pub extern "C" fn hz_config_set_keep_previous(config: *mut hz_config, keep: u32) -> u32 {
+    with(config, |c| {
+        c.cfg.keep_previous = keep != 0;
+        HZ_OK
+    })
+}
+
+/// Sets the arming policy: `HZ_POLICY_MANUAL`, `HZ_POLICY_NEVER`, `HZ_POLICY_ALWAYS` or
+/// `HZ_POLICY_PREDICTOR`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
+/// The configuration's thread (one at a time).
+#[no_mangle]
+pub extern "C" fn hz_config_set_policy(config: *mut hz_config, policy: u32) -> u32 {
+    with(config, |c| {
+        if policy > HZ_POLICY_PREDICTOR {
+            return c.err.set(HZ_ERR_INVALID, format!("unknown arming policy {policy}"));
+        }
+        c.policy = policy;
+        HZ_OK
+    })
+}
+
+/// Sets the predictor's preset: `HZ_PRESET_CONSERVATIVE`, `HZ_PRESET_BALANCED` or
+/// `HZ_PRESET_AGGRESSIVE` (used with `HZ_POLICY_PREDICTOR`). Errors: `HZ_ERR_NULL`,
+/// `HZ_ERR_INVALID` (unknown value).
+#[no_mangle]
+pub extern "C" fn hz_config_set_preset(config: *mut hz_config, preset: u32) -> u32 {
+    with(config, |c| {
+        if preset > HZ_PRESET_AGGRESSIVE {
+            return c.err.set(HZ_ERR_INVALID, format!("unknown predictor preset {preset}"));
+        }
+        c.preset = preset;
+        HZ_OK
+    })
+}
+
+/// The configuration's last error message (`""` if none). Valid until the next call on this
+/// configuration; do not free. NULL `config` gives `""`. The configuration's thread.
+#[no_mangle]
+pub extern "C" fn hz_config_last_error(config: *const hz_config) -> *const c_char {
+    guard(c"".as_ptr(), || {
+        // SAFETY: NULL or a live configuration.
+        unsafe { config.as_ref() }.map_or(c"".as_ptr(), |c| c.err.as_ptr())
+    })
+}

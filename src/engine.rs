@@ -1,0 +1,1132 @@
+//! `hz_engine`: the consumer side: poll with callbacks, notices, statistics, model loading.
+
+use std::cell::{Cell, UnsafeCell};
+use std::ffi::{c_char, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::config::*;
+use super::producer::hz_producer;
+use super::{bytes, guard, LastError};
+use super::{
+    HZ_ERR_CONFIG, HZ_ERR_EMPTY, HZ_ERR_INVALID, HZ_ERR_IO, HZ_ERR_MODEL, HZ_ERR_NULL, HZ_ERR_PANIC,
+    HZ_ERR_STATE, HZ_OK,
+};
+use harmonizer_core::clock::MonotonicClock;
+use harmonizer_core::engine::{
+    AlwaysStage, ArmingPolicy, BadEventReason, Engine, Handler, ManualStage, NeverStage, Notice, Purpose,
+    RejectReason, StartAt, StreamProducer, SwitchCause,
+};
+use harmonizer_core::event::EventHeader;
+use harmonizer_core::predict::policy::{Predictor, PredictorConfig, Preset};
+use harmonizer_core::predict::Model;
+use harmonizer_core::ring::Record;
+use std::collections::VecDeque;
+
+/// The engine: one recipient's consumer of every stream. Opaque.
+///
+/// Calls from inside `hz_engine_poll`'s callbacks on the same engine are refused
+/// (`HZ_ERR_STATE`): `busy` is set for the duration of a poll, and every other call checks it
+/// before touching `inner`. So a callback can never alias the engine the poll is using.
+#[allow(non_camel_case_types)]
+pub struct hz_engine {
+    busy: Cell<bool>,
+    err: LastError,
+    inner: UnsafeCell<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    producers: Vec<Option<StreamProducer>>,
+    /// Stream id of each producer slot.
+    ids: Vec<u32>,
+    /// `hz_engine_next`: events delivered by the engine and not handed out yet, in order.
+    queue: VecDeque<Pending>,
+    /// Copies of events that did not come from the active ring (gap fills from a staged
+    /// window): cleared only when nothing is queued or lent, so offsets stay valid.
+    arena: Vec<u8>,
+    /// Headers of copied events (`Pending::Copied::hidx`), cleared with the arena.
+    headers: Vec<EventHeader>,
+    /// `hz_engine_poll_views`: copied events' view slot, arena offset and header index.
+    fixups: Vec<(usize, usize, usize)>,
+}
+
+// SAFETY: `Held` pointers are addresses in ring storage the engine keeps alive (the rings are
+// `Arc`s it owns) and holds unreleased; they travel with the engine, whose single user at a time
+// is the only one to read them, so moving the engine to another thread is sound.
+unsafe impl Send for Pending {}
+
+/// An event delivered by a holding poll, to be handed out.
+#[derive(Clone, Copy)]
+enum Pending {
+    /// Still in ring memory, which the engine holds unreleased until its next poll.
+    Held { stream: u32, header: *const EventHeader, payload: *const u8, len: usize },
+    /// Copied: the header at `headers[hidx]`, the payload at `arena[off..off + len]`.
+    Copied { stream: u32, hidx: usize, off: usize, len: usize },
+}
+
+/// Resets `busy` when a poll ends, also by a panic.
+struct Busy<'a>(&'a Cell<bool>);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// Notice kind: start (or restart) feeding `stream` from where `from_kind` says (`HZ_START_*`:
+/// an exact `from_pos`, live, the first event of `origin` after seq `after_seq`, or the first
+/// event beyond the tracker's frontier); `purpose` (`HZ_PURPOSE_*`) says why, and for a re-read
+/// or a fill, `origin` and `from_seq..=to_seq` are the events wanted. `locator`/`locator_len`
+/// come from the flip that named the stream.
+pub const HZ_NOTICE_SUBSCRIBE: u32 = 1;
+/// Notice kind: stop feeding `stream`.
+pub const HZ_NOTICE_UNSUBSCRIBE: u32 = 2;
+/// Notice kind: the active stream changed from `stream` to `to_stream` (flip `flip_id`, 0 for a
+/// failover; `reason` is `HZ_SWITCH_CAUSE_*`). `seamless`: no fetch or re-read was needed;
+/// `stall_ns`: clock ns from consuming the cut-over until delivery of the target is contiguous
+/// (this notice); `switch_ns`: the engine's own cost of the switch. Comes right before the
+/// first event the target delivers from its own stream.
+pub const HZ_NOTICE_SWITCHED: u32 = 3;
+/// Notice kind: seqs `from_seq..=to_seq` of `origin` are missing on `stream`.
+pub const HZ_NOTICE_GAP: u32 = 4;
+/// Notice kind: seqs `from_seq..=to_seq` of `origin` are given up for lost.
+pub const HZ_NOTICE_LOST: u32 = 5;
+/// Notice kind: the flip at `pos` on `stream` was not applied; `reason` says why.
+pub const HZ_NOTICE_FLIP_REJECTED: u32 = 6;
+/// Notice kind: the event (`origin`, `seq`) at `pos` on `stream` cannot be tracked.
+pub const HZ_NOTICE_BAD_EVENT: u32 = 7;
+/// Notice kind: the producer process of the file-backed `stream` is gone (no process holds the
+/// ring file's producer lock; a slow one still does). `from_seq` is its generation, `pos` its
+/// pid; `reason` is `HZ_PRODUCER_CRASHED` or `HZ_PRODUCER_CLOSED`. Once per generation.
+pub const HZ_NOTICE_PRODUCER_GONE: u32 = 8;
+/// Notice kind: the ring file of `stream` shrank under its mapping (`pos`: its length,
+/// `from_pos`: the length the ring needs). The stream went back to its in-process ring, empty.
+pub const HZ_NOTICE_RING_FILE_TRUNCATED: u32 = 9;
+/// Notice kind: the recovery of the gap `from_seq..=to_seq` of `origin` on `stream` ran out of
+/// rounds (`rounds`) and streams: delivery holds at the gap until a staged candidate brings the
+/// events, or `hz_engine_retry_gap` / `hz_engine_give_up_gap`. Once per gap.
+pub const HZ_NOTICE_STUCK: u32 = 10;
+/// Notice kind: the active `stream` has delivered nothing for `silent_ns` while the staged
+/// `to_stream` holds `lead_events` events beyond the frontier, `lead_ns` of upstream time ahead.
+/// Once per silence.
+pub const HZ_NOTICE_ACTIVE_SILENT: u32 = 11;
+
+/// `HZ_NOTICE_SUBSCRIBE`: read from the exact position `from_pos`.
+pub const HZ_START_POS: u32 = 1;
+/// `HZ_NOTICE_SUBSCRIBE`: read from the live end.
+pub const HZ_START_LIVE: u32 = 2;
+/// `HZ_NOTICE_SUBSCRIBE`: read from the first event of `origin` whose seq is above `after_seq`.
+pub const HZ_START_AFTER_SEQ: u32 = 3;
+/// `HZ_NOTICE_SUBSCRIBE`: read from the first event, of any origin, beyond the tracker's frontier
+/// (`hz_engine_frontier`); from the start when nothing was delivered.
+pub const HZ_START_AFTER_FRONTIER: u32 = 4;
+
+/// `HZ_NOTICE_SUBSCRIBE`: the stream active at start (first poll).
+pub const HZ_PURPOSE_INITIAL: u32 = 1;
+/// `HZ_NOTICE_SUBSCRIBE`: a candidate is staged.
+pub const HZ_PURPOSE_STAGE: u32 = 2;
+/// `HZ_NOTICE_SUBSCRIBE`: a cold switch made this stream active.
+pub const HZ_PURPOSE_SWITCH: u32 = 3;
+/// `HZ_NOTICE_SUBSCRIBE`: re-read the active stream for the gap `origin`, `from_seq..=to_seq`.
+pub const HZ_PURPOSE_REREAD: u32 = 4;
+/// `HZ_NOTICE_SUBSCRIBE`: read the active stream again after a resolved gap of `origin`.
+pub const HZ_PURPOSE_RESUME: u32 = 5;
+/// `HZ_NOTICE_SUBSCRIBE`: feed this (non-active) stream so it fills the gap `origin`,
+/// `from_seq..=to_seq`; an `UNSUBSCRIBE` follows when it is no longer wanted.
+pub const HZ_PURPOSE_FILL: u32 = 6;
+
+/// `HZ_NOTICE_SWITCHED`: a SWITCH or SWITCHBACK flip.
+pub const HZ_SWITCH_CAUSE_FLIP: u32 = 1;
+/// `HZ_NOTICE_SWITCHED`: the engine failed over on a silence of the active stream.
+pub const HZ_SWITCH_CAUSE_SILENCE: u32 = 2;
+
+/// `HZ_NOTICE_PRODUCER_GONE`: the producer died without closing the file.
+pub const HZ_PRODUCER_CRASHED: u32 = 1;
+/// `HZ_NOTICE_PRODUCER_GONE`: the producer closed the file.
+pub const HZ_PRODUCER_CLOSED: u32 = 2;
+
+/// Flip rejection: the record is malformed.
+pub const HZ_REJECT_MALFORMED: u32 = 1;
+/// Flip rejection: it names a stream this engine does not have.
+pub const HZ_REJECT_UNKNOWN_STREAM: u32 = 2;
+/// Flip rejection: it switches to the stream already active.
+pub const HZ_REJECT_ALREADY_ACTIVE: u32 = 3;
+/// Flip rejection: a switchback with no earlier stream.
+pub const HZ_REJECT_NO_PREVIOUS: u32 = 4;
+/// Flip rejection: history, not an instruction: behind the delivery frontier on a stream just
+/// switched to and older than that switch. Its id is not consumed.
+pub const HZ_REJECT_SUPERSEDED: u32 = 5;
+/// Bad event: its origin is not below `max_origins`.
+pub const HZ_BAD_EVENT_UNKNOWN_ORIGIN: u32 = 1;
+
+/// A notice, as a tagged struct: `kind` says which fields mean something (see the
+/// `HZ_NOTICE_*` constants); the others are 0 (so `stream` is meaningless for `LOST`). `locator` borrows engine or ring memory and is
+/// valid during the callback only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)]
+pub struct hz_notice {
+    /// `HZ_NOTICE_*`.
+    pub kind: u32,
+    /// The stream concerned (for `SWITCHED`, the one switched from).
+    pub stream: u32,
+    /// `SWITCHED`: the stream switched to.
+    pub to_stream: u32,
+    /// `GAP`, `LOST`, `BAD_EVENT`: the origin.
+    pub origin: u32,
+    /// `SWITCHED`: 1 when seamless.
+    pub seamless: u32,
+    /// `FLIP_REJECTED`: `HZ_REJECT_*`; `BAD_EVENT`: `HZ_BAD_EVENT_*`.
+    pub reason: u32,
+    /// `SWITCHED`: the flip's id.
+    pub flip_id: u64,
+    /// `FLIP_REJECTED`, `BAD_EVENT`: the record's position.
+    pub pos: u64,
+    /// `SUBSCRIBE` with `HZ_START_POS`: the position to read from.
+    pub from_pos: u64,
+    /// `GAP`, `LOST`, `STUCK`, `SUBSCRIBE` for a re-read or fill: first missing seq;
+    /// `BAD_EVENT`: the event's seq.
+    pub from_seq: u64,
+    /// `GAP`, `LOST`, `STUCK`, `SUBSCRIBE` for a re-read or fill: last missing seq.
+    pub to_seq: u64,
+    /// `SWITCHED`: clock ns from the cut-over until delivery of the target is contiguous.
+    pub stall_ns: u64,
+    /// `SUBSCRIBE`: `HZ_START_*`.
+    pub from_kind: u32,
+    /// `SUBSCRIBE`: `HZ_PURPOSE_*`.
+    pub purpose: u32,
+    /// `SUBSCRIBE` with `HZ_START_AFTER_SEQ`: read from the first event of `origin` above it.
+    pub after_seq: u64,
+    /// `SWITCHED`: the engine's own cost of the switch, clock ns.
+    pub switch_ns: u64,
+    /// `ACTIVE_SILENT`: clock ns the active stream has been silent.
+    pub silent_ns: u64,
+    /// `ACTIVE_SILENT`: events the candidate holds beyond the frontier; `STUCK`: rounds tried.
+    pub count: u64,
+    /// `ACTIVE_SILENT`: upstream ns the candidate's newest event is ahead of the last delivered.
+    pub lead_ns: u64,
+    /// `SUBSCRIBE`: the locator bytes; NULL when `locator_len` is 0.
+    pub locator: *const u8,
+    /// `SUBSCRIBE`: locator length.
+    pub locator_len: usize,
+}
+
+/// Engine statistics (totals since creation), as `hz_engine_stats` fills them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(non_camel_case_types)]
+pub struct hz_stats {
+    /// Events delivered.
+    pub delivered: u64,
+    /// Events dropped as already delivered.
+    pub duplicates_dropped: u64,
+    /// Events delivered from a staged candidate to fill a gap.
+    pub gap_filled: u64,
+    /// Gaps reported.
+    pub gaps: u64,
+    /// Events given up for lost.
+    pub lost: u64,
+    /// Re-reads asked for.
+    pub rereads: u64,
+    /// Events skipped while waiting for a re-read.
+    pub skipped_for_reread: u64,
+    /// Events dropped as before a switch's resume position.
+    pub before_resume_pos: u64,
+    /// Flips applied.
+    pub flips_applied: u64,
+    /// Flips for other recipients.
+    pub flips_ignored: u64,
+    /// Flips seen again.
+    pub flips_repeated: u64,
+    /// Flips dropped as behind the delivery frontier.
+    pub flips_stale: u64,
+    /// Flips rejected.
+    pub flips_rejected: u64,
+    /// Events that could not be tracked.
+    pub bad_events: u64,
+    /// Events of unknown kinds (delivered as data).
+    pub unknown_kinds: u64,
+    /// Seamless switches.
+    pub switches_seamless: u64,
+    /// Other switches.
+    pub switches_cold: u64,
+    /// Stall of the last switch, ns.
+    pub stall_last_ns: u64,
+    /// Largest stall, ns.
+    pub stall_max_ns: u64,
+    /// Sum of stalls, ns.
+    pub stall_total_ns: u64,
+    /// Bytes the staged windows hold now (frames retained).
+    pub staged_bytes: u64,
+    /// Largest staged bytes seen.
+    pub peak_staged_bytes: u64,
+    /// Clock ns with a candidate staged.
+    pub staged_ns: u64,
+    /// Clock ns observed.
+    pub observed_ns: u64,
+    /// Calls on this engine that returned an error (bad input counted).
+    pub api_errors: u64,
+    /// Other streams asked to fill a gap (`HZ_PURPOSE_FILL`).
+    pub fill_requests: u64,
+    /// Gaps whose recovery stopped (`HZ_NOTICE_STUCK`).
+    pub stuck: u64,
+    /// Silences of the active stream reported (`HZ_NOTICE_ACTIVE_SILENT`).
+    pub silences: u64,
+    /// Switches made on a silence (`HZ_SWITCH_CAUSE_SILENCE`).
+    pub failovers: u64,
+    /// The engine's own cost of the last switch, clock ns.
+    pub switch_last_ns: u64,
+    /// Largest engine-side switch cost, clock ns.
+    pub switch_max_ns: u64,
+}
+
+/// Called once per delivered event with the stream, the header and the payload, both borrowed
+/// from ring memory and valid during the call only. Runs on the thread that called
+/// `hz_engine_poll`, before it returns. It must return normally (no C++ exception, no
+/// `longjmp` out of it). It may push to producers; calls on the polling engine itself are
+/// refused with `HZ_ERR_STATE` (`hz_engine_last_error` still works).
+#[allow(non_camel_case_types)]
+pub type hz_event_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        stream: u32,
+        header: *const EventHeader,
+        payload: *const u8,
+        payload_len: usize,
+    ),
+>;
+
+/// Called once per notice, in order with the events; the notice (and its locator) is valid
+/// during the call only. Same rules as `hz_event_fn`: the polling thread, return normally, no
+/// calls on the polling engine (answer a `SUBSCRIBE` after `hz_engine_poll` returns, e.g. by
+/// noting it in `user_data`).
+#[allow(non_camel_case_types)]
+pub type hz_notice_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, notice: *const hz_notice)>;
+
+/// Builds an engine from `config` (which stays owned by the caller and may be freed after; an
+/// error is recorded in it, so one configuration is used by one thread at a time).
+///
+/// Ownership: on `HZ_OK`, `*out` is a new engine, freed with `hz_engine_free`. Its producers are
+/// taken with `hz_engine_take_producer`. Errors: `HZ_ERR_NULL`; `HZ_ERR_CONFIG` with the reason
+/// in `hz_config_last_error(config)` (capacity, payload limit, initial stream...). Any thread;
+/// the engine is then used from one thread at a time (it may move between threads).
+#[no_mangle]
+pub extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a live configuration, used by this thread only during the call.
+        let Some(c) = (unsafe { config.as_mut() }) else { return HZ_ERR_NULL };
+        if out.is_null() {
+            return c.err.set(HZ_ERR_NULL, "out is NULL");
+        }
+        let recipient = c.cfg.recipient_id;
+        let policy: Box<dyn ArmingPolicy> = match c.policy {
+            HZ_POLICY_NEVER => Box::new(NeverStage),
+            HZ_POLICY_ALWAYS => Box::new(AlwaysStage),
+            HZ_POLICY_PREDICTOR => {
+                let preset = match c.preset {
+                    HZ_PRESET_BALANCED => Preset::Balanced,
+                    HZ_PRESET_AGGRESSIVE => Preset::Aggressive,
+                    _ => Preset::Conservative,
+                };
+                match Predictor::with_default_model(recipient, PredictorConfig::preset(preset)) {
+                    Ok(p) => Box::new(p),
+                    Err(e) => return c.err.set(HZ_ERR_CONFIG, e.to_string()),
+                }
+            }
+            _ => Box::new(ManualStage),
+        };
+        match Engine::with(c.cfg.clone(), policy, Box::new(MonotonicClock::new())) {
+            Ok((engine, producers)) => {
+                let ids = producers.iter().map(StreamProducer::stream).collect();
+                let producers = producers.into_iter().map(Some).collect();
+                let e = hz_engine {
+                    busy: Cell::new(false),
+                    err: LastError::default(),
+                    inner: UnsafeCell::new(Inner {
+                        engine,
+                        producers,
+                        ids,
+                        queue: VecDeque::new(),
+                        arena: Vec::new(),
+                        headers: Vec::new(),
+                        fixups: Vec::new(),
+                    }),
+                };
+                // SAFETY: `out` is non-null and writable per contract.
+                unsafe { *out = Box::into_raw(Box::new(e)) };
+                HZ_OK
+            }
+            Err(e) => c.err.set(HZ_ERR_CONFIG, e.to_string()),
+        }
+    })
+}
+
+/// Frees an engine. NULL is a no-op, and so is a call from inside one of this engine's poll
+/// callbacks (the engine is in use). Producers already taken stay valid (their pushes report
+/// `HZ_ERR_NOT_SUBSCRIBED` or fill their ring) and are freed separately. Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_free(engine: *mut hz_engine) {
+    guard((), || {
+        // SAFETY: NULL or a live engine, per contract.
+        let Some(e) = (unsafe { engine.as_ref() }) else { return };
+        if e.busy.get() {
+            e.err.set(HZ_ERR_STATE, "hz_engine_free called from inside this engine's poll callback: ignored");
+            return;
+        }
+        // SAFETY: made by `hz_engine_new`, not freed before, and not in use (not busy).
+        drop(unsafe { Box::from_raw(engine) });
+    })
+}
+
+/// Runs `f` on the engine's inside, unless a poll on it is running its callbacks. A panic in
+/// `f` is recorded and counted on the handle.
+fn with(engine: *const hz_engine, f: impl FnOnce(&mut Inner, &LastError, &Cell<bool>) -> u32) -> u32 {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a live engine used by one thread at a time, per contract.
+        let Some(e) = (unsafe { engine.as_ref() }) else { return HZ_ERR_NULL };
+        if e.busy.get() {
+            return e
+                .err
+                .set(HZ_ERR_STATE, "called from inside a callback of hz_engine_poll on the same engine");
+        }
+        // SAFETY: not busy, and one thread at a time: no other reference into `inner` exists.
+        let inner = unsafe { &mut *e.inner.get() };
+        match catch_unwind(AssertUnwindSafe(|| f(inner, &e.err, &e.busy))) {
+            Ok(status) => status,
+            Err(_) => e.err.set(HZ_ERR_PANIC, "internal error (panic); free this engine"),
+        }
+    })
+}
+
+/// Takes the producer of stream `stream` (an id `0..streams`), to be moved to the thread that
+/// receives that stream. Each producer can be taken once.
+///
+/// Ownership: on `HZ_OK`, `*out` is the caller's, freed with `hz_producer_free`. Errors:
+/// `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream), `HZ_ERR_STATE` (already taken). Poll
+/// thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_take_producer(
+    engine: *mut hz_engine,
+    stream: u32,
+    out: *mut *mut hz_producer,
+) -> u32 {
+    with(engine, |e, err, _| {
+        if out.is_null() {
+            return err.set(HZ_ERR_NULL, "out is NULL");
+        }
+        let Some(i) = e.ids.iter().position(|&id| id == stream) else {
+            return err.set(HZ_ERR_INVALID, format!("no stream {stream}"));
+        };
+        let Some(p) = e.producers[i].take() else {
+            return err.set(HZ_ERR_STATE, format!("the producer of stream {stream} was already taken"));
+        };
+        // SAFETY: `out` is non-null and writable per contract.
+        unsafe { *out = Box::into_raw(Box::new(hz_producer::new(p))) };
+        HZ_OK
+    })
+}
+
+/// `hz_engine_attach_file` mode: make a new ring file; one that exists is `HZ_ERR_RING_FILE`.
+pub const HZ_ATTACH_CREATE: u32 = 1;
+/// `hz_engine_attach_file` mode: re-attach to the ring file an earlier engine made (a
+/// restarted consumer): reading goes on from its last released position.
+pub const HZ_ATTACH_RESUME: u32 = 2;
+/// `hz_engine_attach_file` mode: resume the file if it exists, create it otherwise.
+pub const HZ_ATTACH_CREATE_OR_RESUME: u32 = 3;
+
+/// Moves stream `stream` onto the ring file at `path` (a NUL-terminated path), for a producer
+/// in another process (`hz_producer_open_file`). The file's ring takes the stream's role,
+/// capacity and window; the stream's in-process producer, if taken, then gets
+/// `HZ_ERR_NOT_SUBSCRIBED`. Each poll checks the file when `check_interval_ns` clock
+/// nanoseconds have passed since the last check (0: every poll): a producer gone is
+/// `HZ_NOTICE_PRODUCER_GONE`, a file truncated under the mapping
+/// `HZ_NOTICE_RING_FILE_TRUNCATED` (the stream goes back to its in-process ring).
+///
+/// Resuming (a restarted engine): records the previous engine read but had not released come
+/// again; to drop them, restore the tracker from your checkpoint first with
+/// `hz_engine_resume_at` (docs/shm.md, consumer restart). Errors: `HZ_ERR_NULL`; `HZ_ERR_INVALID` (unknown stream or mode);
+/// `HZ_ERR_IO`; `HZ_ERR_RING_FILE` (exists with `HZ_ATTACH_CREATE`, not a ring file, another
+/// version, corrupt, wrong length, or made for another capacity, `max_payload` or stream);
+/// `HZ_ERR_BUSY` (another live engine is attached); `HZ_ERR_STATE` where ring files are not
+/// supported (Linux only). The reason is in `hz_engine_last_error`. On error the stream is
+/// unchanged. Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_attach_file(
+    engine: *mut hz_engine,
+    stream: u32,
+    path: *const c_char,
+    mode: u32,
+    check_interval_ns: u64,
+) -> u32 {
+    with(engine, |e, err, _| {
+        #[cfg(shm)]
+        {
+            use harmonizer_core::shm::AttachMode;
+            // SAFETY: NULL or a NUL-terminated path, per contract.
+            let Some(path) = (unsafe { super::c_path(path) }) else {
+                return err.set(HZ_ERR_NULL, "path is NULL");
+            };
+            let mode = match mode {
+                HZ_ATTACH_CREATE => AttachMode::Create,
+                HZ_ATTACH_RESUME => AttachMode::Resume,
+                HZ_ATTACH_CREATE_OR_RESUME => AttachMode::CreateOrResume,
+                _ => return err.set(HZ_ERR_INVALID, format!("unknown attach mode {mode}")),
+            };
+            let options = harmonizer_core::engine::FileOptions { mode, check_interval_ns };
+            match e.engine.attach_file(stream, path, options) {
+                Ok(()) => HZ_OK,
+                Err(x) => err.set(super::shm_status(&x), format!("{}: {x}", path.display())),
+            }
+        }
+        #[cfg(not(shm))]
+        {
+            let _ = (e, stream, path, mode, check_interval_ns);
+            err.set(HZ_ERR_STATE, "ring files are supported on Linux only")
+        }
+    })
+}
+
+struct CHandler {
+    on_event: unsafe extern "C" fn(*mut c_void, u32, *const EventHeader, *const u8, usize),
+    on_notice: hz_notice_fn,
+    user: *mut c_void,
+}
+
+impl Handler for CHandler {
+    fn event(&mut self, stream: u32, r: &Record<'_>) {
+        // SAFETY: the caller's callback, with pointers valid for the call.
+        unsafe { (self.on_event)(self.user, stream, r.header, r.payload.as_ptr(), r.payload.len()) }
+    }
+    fn notice(&mut self, n: &Notice<'_>) {
+        let Some(f) = self.on_notice else { return };
+        let c = to_c(n);
+        // SAFETY: the caller's callback, with a notice valid for the call.
+        unsafe { f(self.user, &c) }
+    }
+}
+
+fn to_c(n: &Notice<'_>) -> hz_notice {
+    let mut c = hz_notice {
+        kind: 0,
+        stream: 0,
+        to_stream: 0,
+        origin: 0,
+        seamless: 0,
+        reason: 0,
+        flip_id: 0,
+        pos: 0,
+        from_pos: 0,
+        from_seq: 0,
+        to_seq: 0,
+        stall_ns: 0,
+        from_kind: 0,
+        purpose: 0,
+        after_seq: 0,
+        switch_ns: 0,
+        silent_ns: 0,
+        count: 0,
+        lead_ns: 0,
+        locator: core::ptr::null(),
+        locator_len: 0,
+    };
+    match *n {
+        Notice::Subscribe { stream, locator, from, purpose } => {
+            (c.kind, c.stream) = (HZ_NOTICE_SUBSCRIBE, stream);
+            match from {
+                StartAt::Pos(p) => (c.from_kind, c.from_pos) = (HZ_START_POS, p),
+                StartAt::Live => c.from_kind = HZ_START_LIVE,
+                StartAt::AfterSeq { origin, seq } => {
+                    (c.from_kind, c.origin, c.after_seq) = (HZ_START_AFTER_SEQ, origin, seq);
+                }
+                StartAt::AfterFrontier => c.from_kind = HZ_START_AFTER_FRONTIER,
+            }
+            c.purpose = match purpose {
+                Purpose::Initial => HZ_PURPOSE_INITIAL,
+                Purpose::Stage => HZ_PURPOSE_STAGE,
+                Purpose::Switch => HZ_PURPOSE_SWITCH,
+                Purpose::ReRead { origin, from_seq, to_seq } => {
+                    (c.origin, c.from_seq, c.to_seq) = (origin, from_seq, to_seq);
+                    HZ_PURPOSE_REREAD
+                }
+                Purpose::Resume { origin } => {
+                    c.origin = origin;
+                    HZ_PURPOSE_RESUME
+                }
+                Purpose::Fill { origin, from_seq, to_seq } => {
+                    (c.origin, c.from_seq, c.to_seq) = (origin, from_seq, to_seq);
+                    HZ_PURPOSE_FILL
+                }
+            };
+            if !locator.is_empty() {
+                (c.locator, c.locator_len) = (locator.as_ptr(), locator.len());
+            }
+        }
+        Notice::Unsubscribe { stream } => (c.kind, c.stream) = (HZ_NOTICE_UNSUBSCRIBE, stream),
+        Notice::Switched { from, to, flip_id, cause, seamless, stall_ns, switch_ns } => {
+            (c.kind, c.stream, c.to_stream, c.flip_id) = (HZ_NOTICE_SWITCHED, from, to, flip_id);
+            (c.seamless, c.stall_ns, c.switch_ns) = (u32::from(seamless), stall_ns, switch_ns);
+            c.reason = match cause {
+                SwitchCause::Flip => HZ_SWITCH_CAUSE_FLIP,
+                SwitchCause::Silence => HZ_SWITCH_CAUSE_SILENCE,
+            };
+        }
+        Notice::Stuck { stream, origin, from_seq, to_seq, rounds } => {
+            (c.kind, c.stream, c.origin, c.from_seq, c.to_seq) =
+                (HZ_NOTICE_STUCK, stream, origin, from_seq, to_seq);
+            c.count = u64::from(rounds);
+        }
+        Notice::ActiveSilent { stream, silent_ns, candidate, lead_events, lead_ns } => {
+            (c.kind, c.stream, c.to_stream) = (HZ_NOTICE_ACTIVE_SILENT, stream, candidate);
+            (c.silent_ns, c.count, c.lead_ns) = (silent_ns, lead_events, lead_ns);
+        }
+        Notice::Gap { stream, origin, from_seq, to_seq } => {
+            (c.kind, c.stream, c.origin, c.from_seq, c.to_seq) =
+                (HZ_NOTICE_GAP, stream, origin, from_seq, to_seq);
+        }
+        Notice::Lost { origin, from_seq, to_seq } => {
+            (c.kind, c.origin, c.from_seq, c.to_seq) = (HZ_NOTICE_LOST, origin, from_seq, to_seq);
+        }
+        Notice::FlipRejected { stream, pos, reason } => {
+            (c.kind, c.stream, c.pos) = (HZ_NOTICE_FLIP_REJECTED, stream, pos);
+            c.reason = match reason {
+                RejectReason::Malformed(_) => HZ_REJECT_MALFORMED,
+                RejectReason::UnknownStream(_) => HZ_REJECT_UNKNOWN_STREAM,
+                RejectReason::AlreadyActive(_) => HZ_REJECT_ALREADY_ACTIVE,
+                RejectReason::NoPreviousStream => HZ_REJECT_NO_PREVIOUS,
+                RejectReason::Superseded => HZ_REJECT_SUPERSEDED,
+            };
+        }
+        Notice::BadEvent { stream, pos, origin, seq, reason } => {
+            (c.kind, c.stream, c.pos, c.origin, c.from_seq) = (HZ_NOTICE_BAD_EVENT, stream, pos, origin, seq);
+            c.reason = match reason {
+                BadEventReason::UnknownOrigin => HZ_BAD_EVENT_UNKNOWN_ORIGIN,
+            };
+        }
+        Notice::ProducerGone { stream, generation, pid, crashed } => {
+            (c.kind, c.stream, c.from_seq, c.pos) = (HZ_NOTICE_PRODUCER_GONE, stream, generation, pid);
+            c.reason = if crashed { HZ_PRODUCER_CRASHED } else { HZ_PRODUCER_CLOSED };
+        }
+        Notice::RingFileTruncated { stream, len, needed } => {
+            (c.kind, c.stream, c.pos, c.from_pos) = (HZ_NOTICE_RING_FILE_TRUNCATED, stream, len, needed);
+        }
+    }
+    c
+}
+
+/// Delivers up to `max` events to `on_event`, with the notices between them to `on_notice`
+/// (which may be NULL to ignore notices: then `SUBSCRIBE` requests go unseen), both called
+/// synchronously on this thread with `user_data` (not owned, passed through). On `HZ_OK`,
+/// `*delivered` (if not NULL) is the number of events delivered. Allocation-free. Errors:
+/// `HZ_ERR_NULL` (`engine`, `on_event`), `HZ_ERR_STATE` (called from one of this engine's own
+/// callbacks). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_poll(
+    engine: *mut hz_engine,
+    max: usize,
+    on_event: hz_event_fn,
+    on_notice: hz_notice_fn,
+    user_data: *mut c_void,
+    delivered: *mut usize,
+) -> u32 {
+    with(engine, |e, err, busy| {
+        let Some(on_event) = on_event else { return err.set(HZ_ERR_NULL, "on_event is NULL") };
+        busy.set(true);
+        let _done = Busy(busy);
+        // Events `hz_engine_next` took from the engine but did not hand out come first.
+        let mut flushed = 0;
+        while flushed < max {
+            let Some(p) = e.queue.pop_front() else { break };
+            let v = view(&e.arena, &e.headers, &p);
+            // SAFETY: the caller's callback; the view's memory is held or in the arena.
+            unsafe { on_event(user_data, v.stream, v.header, v.payload, v.payload_len) };
+            flushed += 1;
+        }
+        if !e.queue.is_empty() {
+            if !delivered.is_null() {
+                // SAFETY: non-null and writable per contract.
+                unsafe { *delivered = flushed };
+            }
+            return HZ_OK;
+        }
+        e.arena.clear();
+        e.headers.clear();
+        let mut h = CHandler { on_event, on_notice, user: user_data };
+        let n = flushed + e.engine.poll(max - flushed, &mut h);
+        if !delivered.is_null() {
+            // SAFETY: non-null and writable per contract.
+            unsafe { *delivered = n };
+        }
+        HZ_OK
+    })
+}
+
+/// One event lent by `hz_engine_next`: the header and payload stay valid until the next call on
+/// the same engine (any `hz_engine_*` call but `hz_engine_last_error`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_camel_case_types)]
+pub struct hz_event_view {
+    /// The stream it was delivered from.
+    pub stream: u32,
+    /// The event's header.
+    pub header: *const EventHeader,
+    /// The payload (NULL when `payload_len` is 0).
+    pub payload: *const u8,
+    /// Payload length.
+    pub payload_len: usize,
+}
+
+fn view(arena: &[u8], headers: &[EventHeader], p: &Pending) -> hz_event_view {
+    match *p {
+        Pending::Held { stream, header, payload, len } => hz_event_view {
+            stream,
+            header,
+            payload: if len == 0 { core::ptr::null() } else { payload },
+            payload_len: len,
+        },
+        Pending::Copied { stream, hidx, off, len } => hz_event_view {
+            stream,
+            header: &headers[hidx],
+            payload: if len == 0 { core::ptr::null() } else { arena[off..off + len].as_ptr() },
+            payload_len: len,
+        },
+    }
+}
+
+/// Writes what `poll_holding` delivers straight into the caller's view array: active-ring
+/// events (`Handler::event`) as pointers into the ring (the engine holds them), gap fills
+/// (`Handler::filled`) as copies in the arena (their payload pointers are set after the poll,
+/// when the arena has stopped growing). Events past `cap` (a gap fill can deliver more than
+/// asked) wait in the queue.
+struct Fill<'a> {
+    views: *mut hz_event_view,
+    cap: usize,
+    k: usize,
+    fixups: &'a mut Vec<(usize, usize, usize)>,
+    headers: &'a mut Vec<EventHeader>,
+    queue: &'a mut VecDeque<Pending>,
+    arena: &'a mut Vec<u8>,
+    on_notice: hz_notice_fn,
+    user: *mut c_void,
+}
+
+impl Handler for Fill<'_> {
+    /// An active-ring event: lent in place (the engine holds the record until the next poll).
+    #[inline]
+    fn event(&mut self, stream: u32, r: &Record<'_>) {
+        if self.k < self.cap {
+            let v = hz_event_view {
+                stream,
+                header: r.header,
+                payload: if r.payload.is_empty() { core::ptr::null() } else { r.payload.as_ptr() },
+                payload_len: r.payload.len(),
+            };
+            // SAFETY: `k < cap` entries of the caller's array, writable per contract.
+            unsafe { self.views.add(self.k).write(v) };
+            self.k += 1;
+        } else {
+            self.queue.push_back(Pending::Held {
+                stream,
+                header: r.header,
+                payload: r.payload.as_ptr(),
+                len: r.payload.len(),
+            });
+        }
+    }
+    /// A gap fill from a staged window: that memory is not held, so it is copied.
+    fn filled(&mut self, stream: u32, r: &Record<'_>) {
+        let off = self.arena.len();
+        self.arena.extend_from_slice(r.payload);
+        self.headers.push(*r.header);
+        let hidx = self.headers.len() - 1;
+        if self.k < self.cap {
+            // A copy: the header and payload pointers are set after the poll.
+            self.fixups.push((self.k, off, hidx));
+            let v = hz_event_view {
+                stream,
+                header: core::ptr::null(),
+                payload: core::ptr::null(),
+                payload_len: r.payload.len(),
+            };
+            // SAFETY: as above.
+            unsafe { self.views.add(self.k).write(v) };
+            self.k += 1;
+        } else {
+            self.queue.push_back(Pending::Copied { stream, hidx, off, len: r.payload.len() });
+        }
+    }
+    fn notice(&mut self, n: &Notice<'_>) {
+        let Some(f) = self.on_notice else { return };
+        let c = to_c(n);
+        // SAFETY: the caller's callback, with a notice valid for the call.
+        unsafe { f(self.user, &c) }
+    }
+}
+
+/// Pulls the next event without copying it: on `HZ_OK`, `*out` describes it, and its header and
+/// payload stay in the engine's memory, valid until the next call on this engine (any
+/// `hz_engine_*` call but `hz_engine_last_error`). Notices that come before it go to
+/// `on_notice` (may be NULL) with `user_data`, on this thread, as in `hz_engine_poll`. An event
+/// filled into a gap from a staged stream's window is handed out from a copy (gap fills are
+/// rare; that memory is not the engine's to hold). Mixing with `hz_engine_poll` is fine: it
+/// delivers what `hz_engine_next` has taken and not handed out first. Errors: `HZ_ERR_NULL`
+/// (`engine`, `out`), `HZ_ERR_EMPTY` (nothing to deliver now; `*out` untouched),
+/// `HZ_ERR_STATE` (called from one of this engine's callbacks). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_next(
+    engine: *mut hz_engine,
+    out: *mut hz_event_view,
+    on_notice: hz_notice_fn,
+    user_data: *mut c_void,
+) -> u32 {
+    with(engine, |e, err, busy| {
+        if out.is_null() {
+            return err.set(HZ_ERR_NULL, "out is NULL");
+        }
+        busy.set(true);
+        let _done = Busy(busy);
+        // The one-view case of `hz_engine_poll_views`: nothing is written unless an event is.
+        match pull(e, out, 1, on_notice, user_data) {
+            0 => HZ_ERR_EMPTY,
+            _ => HZ_OK,
+        }
+    })
+}
+
+/// Polls up to `cap` events into `views` without copying them: on `HZ_OK`, `*n` views are
+/// filled, in order, and their headers and payloads stay in the engine's memory, valid until
+/// the next call on this engine (any `hz_engine_*` call but `hz_engine_last_error`). `*n` may
+/// be 0. Notices go to `on_notice` (may be NULL) with `user_data`, on this thread. As with
+/// `hz_engine_next`, an event filled into a gap from a staged window comes from a copy, and
+/// events `hz_engine_next` took but did not hand out come first. The batch form of
+/// `hz_engine_next`: the loop over the views is the caller's, with no call per event. (A call
+/// that hands out events `hz_engine_next` left queued returns just those.)
+/// Errors: `HZ_ERR_NULL` (`engine`, `n`, or `views` with `cap > 0`), `HZ_ERR_INVALID` (`cap`
+/// above what an array can hold), `HZ_ERR_STATE` (called from one of this engine's
+/// callbacks). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_poll_views(
+    engine: *mut hz_engine,
+    views: *mut hz_event_view,
+    cap: usize,
+    n: *mut usize,
+    on_notice: hz_notice_fn,
+    user_data: *mut c_void,
+) -> u32 {
+    with(engine, |e, err, busy| {
+        if n.is_null() || (views.is_null() && cap > 0) {
+            return err.set(HZ_ERR_NULL, "views or n is NULL");
+        }
+        if cap > isize::MAX as usize / std::mem::size_of::<hz_event_view>() {
+            return err.set(HZ_ERR_INVALID, format!("cap {cap}: no array is that long"));
+        }
+        busy.set(true);
+        let _done = Busy(busy);
+        let k = pull(e, views, cap, on_notice, user_data);
+        // SAFETY: non-null and writable per contract.
+        unsafe { *n = k };
+        HZ_OK
+    })
+}
+
+/// Writes up to `cap` views into `views` and returns how many: first what an earlier call
+/// queued (a gap fill can deliver more than asked), else a holding poll of the engine. Views
+/// are written only for events handed out.
+fn pull(
+    e: &mut Inner,
+    views: *mut hz_event_view,
+    cap: usize,
+    on_notice: hz_notice_fn,
+    user: *mut c_void,
+) -> usize {
+    let mut k = 0;
+    while k < cap {
+        let Some(p) = e.queue.pop_front() else { break };
+        // SAFETY: `k < cap` entries of the caller's array, writable per contract.
+        unsafe { views.add(k).write(view(&e.arena, &e.headers, &p)) };
+        k += 1;
+    }
+    // Poll only when nothing from the queue was handed out: those views may point into the
+    // arena, which the poll may grow (and move).
+    if k > 0 || cap == 0 || !e.queue.is_empty() {
+        return k;
+    }
+    e.arena.clear();
+    e.fixups.clear();
+    e.headers.clear();
+    let Inner { engine, queue, arena, fixups, headers, .. } = e;
+    let mut h = Fill { views, cap, k: 0, fixups, headers, queue, arena, on_notice, user };
+    engine.poll_holding(cap, &mut h);
+    let k = h.k;
+    // The arena has stopped growing: point the copies' views at it.
+    for &(slot, off, hidx) in &e.fixups {
+        // SAFETY: `slot < k <= cap`, written by `Fill`.
+        let v = unsafe { &mut *views.add(slot) };
+        v.header = &e.headers[hidx];
+        if v.payload_len > 0 {
+            v.payload = e.arena[off..off + v.payload_len].as_ptr();
+        }
+    }
+    k
+}
+
+/// Fills `*out` with the engine's statistics. Errors: `HZ_ERR_NULL`. Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) -> u32 {
+    with(engine, |e, err, _| {
+        if out.is_null() {
+            return err.set(HZ_ERR_NULL, "out is NULL");
+        }
+        let s = e.engine.stats();
+        let c = hz_stats {
+            delivered: s.delivered,
+            duplicates_dropped: s.duplicates_dropped,
+            gap_filled: s.gap_filled,
+            gaps: s.gaps,
+            lost: s.lost,
+            rereads: s.rereads,
+            skipped_for_reread: s.skipped_for_reread,
+            before_resume_pos: s.before_resume_pos,
+            flips_applied: s.flips_applied,
+            flips_ignored: s.flips_ignored,
+            flips_repeated: s.flips_repeated,
+            flips_stale: s.flips_stale,
+            flips_rejected: s.flips_rejected,
+            bad_events: s.bad_events,
+            unknown_kinds: s.unknown_kinds,
+            switches_seamless: s.switches_seamless,
+            switches_cold: s.switches_cold,
+            stall_last_ns: s.stall_last_ns,
+            stall_max_ns: s.stall_max_ns,
+            stall_total_ns: s.stall_total_ns,
+            staged_bytes: s.staged_bytes,
+            peak_staged_bytes: s.peak_staged_bytes,
+            staged_ns: s.staged_ns,
+            observed_ns: s.observed_ns,
+            api_errors: err.count(),
+            fill_requests: s.fill_requests,
+            stuck: s.stuck,
+            silences: s.silences,
+            failovers: s.failovers,
+            switch_last_ns: s.switch_last_ns,
+            switch_max_ns: s.switch_max_ns,
+        };
+        // SAFETY: non-null and writable per contract.
+        unsafe { *out = c };
+        HZ_OK
+    })
+}
+
+/// Sleeps until the active stream's producer publishes, `timeout_ns` passes (real time), or an
+/// engine deadline comes due (a gap's recovery round, a silence), whichever is first. On
+/// `HZ_OK`, `*out_ready` (if not NULL) is 1 when events wait (or the next poll has work of its
+/// own, or `hz_engine_next` has events queued) and 0 otherwise. A waiting engine uses no CPU;
+/// producers pay nothing for it while the engine is awake (no system call on their path).
+/// Only the active stream wakes it; for a ring file, its producer in another process does too.
+/// Errors: `HZ_ERR_NULL`; `HZ_ERR_STATE` from a callback. Poll thread: then poll.
+#[no_mangle]
+pub extern "C" fn hz_engine_wait(engine: *mut hz_engine, timeout_ns: u64, out_ready: *mut u32) -> u32 {
+    with(engine, |e, _, _| {
+        let ready = !e.queue.is_empty() || e.engine.wait(core::time::Duration::from_nanos(timeout_ns));
+        if !out_ready.is_null() {
+            // SAFETY: non-null and writable per contract.
+            unsafe { *out_ready = u32::from(ready) };
+        }
+        HZ_OK
+    })
+}
+
+/// Writes the active stream's id to `*out`. Errors: `HZ_ERR_NULL`. Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_active_stream(engine: *const hz_engine, out: *mut u32) -> u32 {
+    with(engine, |e, err, _| {
+        if out.is_null() {
+            return err.set(HZ_ERR_NULL, "out is NULL");
+        }
+        // SAFETY: non-null and writable per contract.
+        unsafe { *out = e.engine.active_stream() };
+        HZ_OK
+    })
+}
+
+/// Writes the last seq delivered for `origin` to `*out` (the tracker's frontier): what a
+/// `HZ_NOTICE_SUBSCRIBE` with `HZ_START_AFTER_FRONTIER` reads after, origin by origin.
+/// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below `max_origins`), `HZ_ERR_STATE`
+/// (nothing delivered from `origin` yet). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_frontier(engine: *const hz_engine, origin: u32, out: *mut u64) -> u32 {
+    with(engine, |e, err, _| {
+        if out.is_null() {
+            return err.set(HZ_ERR_NULL, "out is NULL");
+        }
+        if origin >= e.engine.tracker().max_origins() {
+            return err.set(HZ_ERR_INVALID, format!("origin {origin} is not below max_origins"));
+        }
+        match e.engine.tracker().last(origin) {
+            Some(seq) => {
+                // SAFETY: non-null and writable per contract.
+                unsafe { *out = seq };
+                HZ_OK
+            }
+            None => err.set(HZ_ERR_STATE, format!("nothing delivered from origin {origin} yet")),
+        }
+    })
+}
+
+/// Declares that delivery of `origin` resumes at `next_seq`: every seq below it counts as
+/// delivered and is dropped as a duplicate if it comes (0: nothing delivered yet). For a
+/// restarted application, from its own checkpoint, before the first poll: with a resumed ring
+/// file (`HZ_ATTACH_RESUME`) the records the previous engine read but had not released come
+/// again and are dropped here. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below
+/// `max_origins`). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_resume_at(engine: *mut hz_engine, origin: u32, next_seq: u64) -> u32 {
+    with(engine, |e, err, _| {
+        if origin >= e.engine.tracker().max_origins() {
+            return err.set(HZ_ERR_INVALID, format!("origin {origin} is not below max_origins"));
+        }
+        e.engine.tracker_mut().resume_at(origin, next_seq);
+        HZ_OK
+    })
+}
+
+/// Declares where `stream` resumes, from the application's checkpoint: the first
+/// `HZ_NOTICE_SUBSCRIBE` of the initial stream then names `next_pos` exactly (`HZ_START_POS`).
+/// Call before the first poll. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll
+/// thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_resume_stream_at(engine: *mut hz_engine, stream: u32, next_pos: u64) -> u32 {
+    with(engine, |e, err, _| {
+        if e.engine.resume_stream_at(stream, next_pos) {
+            HZ_OK
+        } else {
+            err.set(HZ_ERR_INVALID, format!("no stream {stream}"))
+        }
+    })
+}
+
+/// After `HZ_NOTICE_STUCK`: runs the gap's recovery again from its first round (the next poll
+/// asks). Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no gap is stuck). Poll thread, not from a
+/// callback.
+#[no_mangle]
+pub extern "C" fn hz_engine_retry_gap(engine: *mut hz_engine) -> u32 {
+    with(
+        engine,
+        |e, err, _| {
+            if e.engine.retry_gap() {
+                HZ_OK
+            } else {
+                err.set(HZ_ERR_STATE, "no gap is stuck")
+            }
+        },
+    )
+}
+
+/// After `HZ_NOTICE_STUCK`: gives the gap up; the next poll reports it `HZ_NOTICE_LOST` with
+/// its exact range and delivery goes on. Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no gap is
+/// stuck). Poll thread, not from a callback.
+#[no_mangle]
+pub extern "C" fn hz_engine_give_up_gap(engine: *mut hz_engine) -> u32 {
+    with(
+        engine,
+        |e, err, _| {
+            if e.engine.give_up_gap() {
+                HZ_OK
+            } else {
+                err.set(HZ_ERR_STATE, "no gap is stuck")
+            }
+        },
+    )
+}
+
+/// Asks for `stream` to be staged (`hz_engine_disarm` withdraws it): every policy honours it.
+/// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_arm(engine: *mut hz_engine, stream: u32) -> u32 {
+    with(engine, |e, err, _| {
+        if e.engine.arm(stream) {
+            HZ_OK
+        } else {
+            err.set(HZ_ERR_INVALID, format!("no stream {stream}"))
+        }
+    })
+}
+
+/// Withdraws `hz_engine_arm`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll
+/// thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_disarm(engine: *mut hz_engine, stream: u32) -> u32 {
+    with(engine, |e, err, _| {
+        if e.engine.disarm(stream) {
+            HZ_OK
+        } else {
+            err.set(HZ_ERR_INVALID, format!("no stream {stream}"))
+        }
+    })
+}
+
+fn install(e: &mut Inner, err: &LastError, bytes: &[u8]) -> u32 {
+    let Some(p) = e.engine.policy_mut::<Predictor>() else {
+        return err.set(HZ_ERR_STATE, "the engine's policy is not the predictor (HZ_POLICY_PREDICTOR)");
+    };
+    match Model::from_json_bytes(bytes).and_then(|m| p.set_model(m)) {
+        Ok(()) => HZ_OK,
+        Err(e) => err.set(HZ_ERR_MODEL, e.to_string()),
+    }
+}
+
+/// Loads a predictor model (the JSON model file, `len` bytes at `json`, not retained) into the
+/// engine's predictor. On any error the previous model stays. Errors: `HZ_ERR_NULL`,
+/// `HZ_ERR_STATE` (the policy is not the predictor), `HZ_ERR_MODEL` (the reason in the last
+/// error). Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_load_model(engine: *mut hz_engine, json: *const u8, len: usize) -> u32 {
+    with(engine, |e, err, _| {
+        // SAFETY: `json` points to `len` readable bytes per contract (NULL only with 0).
+        let Some(b) = (unsafe { bytes(json, len) }) else { return err.set(HZ_ERR_NULL, "json is NULL") };
+        install(e, err, b)
+    })
+}
+
+/// Loads a predictor model from the file at `path` (NUL-terminated, not retained). As
+/// `hz_engine_load_model`, plus `HZ_ERR_IO` when the file cannot be read. Poll thread.
+#[no_mangle]
+pub extern "C" fn hz_engine_load_model_file(engine: *mut hz_engine, path: *const c_char) -> u32 {
+    with(engine, |e, err, _| {
+        if path.is_null() {
+            return err.set(HZ_ERR_NULL, "path is NULL");
+        }
+        // SAFETY: a NUL-terminated string per contract.
+        let raw = unsafe { CStr::from_ptr(path) };
+        #[cfg(unix)]
+        let p = std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+            raw.to_bytes(),
+        ));
+        #[cfg(not(unix))]
+        let p = std::path::PathBuf::from(raw.to_string_lossy().into_owned());
+        match std::fs::read(&p) {
+            Ok(b) => install(e, err, &b),
+            Err(io) => err.set(HZ_ERR_IO, format!("{}: {io}", p.display())),
+        }
+    })
+}
+
+/// The engine's last error message (`""` if none). Valid until the next call on this engine; do
+/// not free. NULL gives `""`. Poll thread (also from inside its callbacks).
+#[no_mangle]
+pub extern "C" fn hz_engine_last_error(engine: *const hz_engine) -> *const c_char {
+    guard(c"".as_ptr(), || {
+        // SAFETY: NULL or a live engine.
+        unsafe { engine.as_ref() }.map_or(c"".as_ptr(), |e| e.err.as_ptr())
+    })
+}
+
+const _: () = assert!(HZ_ERR_CONFIG != HZ_ERR_INVALID);
+
+// Handles move between threads (docs/design.md §6): pinned here.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<hz_engine>();
+    send::<super::producer::hz_producer>();
+    send::<super::config::hz_config>();
+};
