@@ -9,9 +9,9 @@
 
 use std::hint::black_box;
 
-use harmonizer::engine::{Engine, EngineConfig, Handler, Notice, StreamProducer};
-use harmonizer::event::{EventHeader, KIND_DATA};
-use harmonizer::ring::Record;
+use harmonizer_core::engine::{Engine, EngineConfig, Handler, Notice, StreamProducer};
+use harmonizer_core::event::{EventHeader, KIND_DATA};
+use harmonizer_core::ring::Record;
 
 struct Sum(u64);
 

@@ -34,5 +34,9 @@ if [[ $# -ge 1 ]]; then
     git worktree add -q --detach "$tmp/tree" "$1"
     trap 'git worktree remove --force "$tmp/tree"; rm -rf "$tmp"' EXIT
     cp examples/push_cost.rs examples/push_alone.rs "$tmp/tree/examples/"
+    # Before the workspace split (issue 13) the library's Rust crate was `harmonizer`.
+    if [[ ! -d "$tmp/tree/crates/harmonizer-core" ]]; then
+        sed -i 's/\bharmonizer_core::/harmonizer::/g' "$tmp/tree/examples/push_cost.rs" "$tmp/tree/examples/push_alone.rs"
+    fi
     report "$1" "$tmp/tree" "$TARGET/push-cost-$1"
 fi
