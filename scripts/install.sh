@@ -48,16 +48,23 @@ PREFIX=$(cd "$PREFIX_ARG" && pwd)
 
 # --- what to install -----------------------------------------------------------------------
 
-# version and description from Cargo.toml's [package] table
-pkg_field() {
-    awk -v key="$1" '
-        /^\[/ { in_pkg = ($0 == "[package]") }
-        in_pkg && $0 ~ "^" key "[ \t]*=" {
+# version and description from the root Cargo.toml: the [package] table, or, for a field the
+# package takes from the workspace (`version.workspace = true`), the [workspace.package] table
+pkg_field() { # key table
+    awk -v key="$1" -v table="$2" '
+        /^\[/ { in_table = ($0 == "[" table "]") }
+        in_table && $0 ~ "^" key "[ \t]*=[ \t]*\"" {
             sub(/^[^=]*=[ \t]*"/, ""); sub(/"[ \t]*$/, ""); print; exit
         }' Cargo.toml
 }
-VERSION=$(pkg_field version)
-DESCRIPTION=$(pkg_field description)
+field() { # key
+    local v
+    v=$(pkg_field "$1" package)
+    [[ -n "$v" ]] || v=$(pkg_field "$1" workspace.package)
+    printf '%s' "$v"
+}
+VERSION=$(field version)
+DESCRIPTION=$(field description)
 if [[ ! "$VERSION" =~ ^([0-9]+)\.([0-9]+)\.([0-9]+)$ ]]; then
     echo "install.sh: cannot read a MAJOR.MINOR.PATCH version from Cargo.toml (got '$VERSION')" >&2
     exit 1

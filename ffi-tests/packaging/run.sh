@@ -102,7 +102,10 @@ if ! step "install.sh into a temporary prefix" bash scripts/install.sh "$PREFIX"
 fi
 sed -n '/^==> installed/,$p' "$TMP"/install*.log | sed 's/^/    /'
 
-VERSION=$(awk -F'"' '/^\[/ { p = ($0 == "[package]") } p && /^version[ \t]*=/ { print $2; exit }' Cargo.toml)
+# The version as cargo resolves it (the root package takes it from [workspace.package]),
+# independently of install.sh's reading.
+VERSION=$(cargo metadata --no-deps --format-version 1 --locked |
+    python3 -c 'import json, sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "harmonizer"))')
 if [[ "$(pkg-config --modversion harmonizer 2>&1)" == "$VERSION" ]] && pkg-config --exists 'harmonizer >= 0.1'; then
     pass "pkg-config finds harmonizer $VERSION"
 else
