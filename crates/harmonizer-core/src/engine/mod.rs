@@ -223,6 +223,16 @@ impl fmt::Display for EngineError {
 impl std::error::Error for EngineError {}
 
 /// The producer of one stream: moves to the thread that receives it; not `Sync`.
+///
+/// ```
+/// fn needs_send<T: Send>() {}
+/// needs_send::<harmonizer_core::engine::StreamProducer>();
+/// ```
+///
+/// ```compile_fail,E0277
+/// fn needs_sync<T: Sync>() {}
+/// needs_sync::<harmonizer_core::engine::StreamProducer>();
+/// ```
 pub struct StreamProducer {
     stream: u32,
     producer: Producer<StreamStorage>,

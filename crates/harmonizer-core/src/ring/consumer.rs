@@ -11,9 +11,14 @@ use crate::sync::{Arc, Ordering};
 
 /// The consumer end of a ring. `Send` but not `Sync`.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn needs_sync<T: Sync>() {}
 /// needs_sync::<harmonizer_core::ring::Consumer>();
+/// ```
+///
+/// ```
+/// fn needs_send<T: Send>() {}
+/// needs_send::<harmonizer_core::ring::Consumer>();
 /// ```
 pub struct Consumer<S: Storage = HeapStorage> {
     pub(super) shared: Arc<Shared<S>>,

@@ -14,7 +14,7 @@ use crate::sync::{Arc, Ordering};
 /// The producer end of a ring. `Send`, so it can move to the thread that feeds it, but not
 /// `Sync`: one thread uses it at a time.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn needs_sync<T: Sync>() {}
 /// needs_sync::<harmonizer_core::ring::Producer>();
 /// ```
