@@ -1082,7 +1082,7 @@ fn run_threaded(spec: &Spec) {
 // The properties.
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: if cfg!(miri) { None } else { ProptestConfig::default().failure_persistence }, ..ProptestConfig::default() })]
 
     #[test]
     fn generated_scenarios_single_threaded(s in spec(160)) {
@@ -1091,7 +1091,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, max_shrink_iters: 16, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 16, failure_persistence: if cfg!(miri) { None } else { ProptestConfig::default().failure_persistence }, max_shrink_iters: 16, ..ProptestConfig::default() })]
 
     #[test]
     fn generated_scenarios_with_producer_threads(s in spec(120)) {

@@ -231,7 +231,7 @@ mod props {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 8 } else { 512 }, failure_persistence: None, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 8 } else { 512 }, failure_persistence: if cfg!(miri) { None } else { ProptestConfig::default().failure_persistence }, ..ProptestConfig::default() })]
 
         #[test]
         fn encode_then_decode_is_identity((a, id, target, t, sk, ids, bp, salt, loc) in flip_strategy()) {

@@ -585,7 +585,7 @@ mod tests {
     const JSONISH: &str = "[\\[\\]{}\",:0-9eE.+\\-\\\\u tfnrl a-f\u{e9}\u{1F600}]{0,64}";
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..Default::default() })]
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: if cfg!(miri) { None } else { ProptestConfig::default().failure_persistence }, ..Default::default() })]
 
         #[test]
         fn finite_numbers_round_trip_bit_exactly(bits in any::<u64>()) {
