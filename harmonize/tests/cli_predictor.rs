@@ -470,5 +470,10 @@ fn the_default_history_trains_the_shipped_model() {
     let shipped =
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/harmonizer-core/models/default.json"))
             .unwrap();
-    assert!(model == shipped, "harmonize train differs from crates/harmonizer-core/models/default.json");
+    if model != shipped {
+        // Byte for byte on the platform it was trained on; within the tolerance elsewhere.
+        let parse = |b: &[u8]| harmonizer_core::predict::Model::from_json_bytes(b).unwrap();
+        harmonizer_sim::eval::same_model(&parse(&model), &parse(&shipped))
+            .expect("harmonize train differs from crates/harmonizer-core/models/default.json");
+    }
 }

@@ -271,6 +271,36 @@ impl TrainSettings {
     }
 }
 
+/// Relative tolerance of [`same_model`]: far below anything that changes a decision (weights
+/// are printed with 17 significant digits), far above the last-bit differences of another
+/// platform's `ln`/`exp` accumulated over one fit.
+pub const MODEL_TOLERANCE: f64 = 1e-9;
+
+/// Whether `got` is the model `want` describes: the same horizon, clip and provenance, and every
+/// mean, scale, weight and bias equal within [`MODEL_TOLERANCE`] (relative, or absolute below
+/// 1). Training is bit-identical on one platform; `ln`, `ln_1p` and `exp` come from the
+/// platform's maths library, so another one may move the last bits, and a byte-for-byte check
+/// would fail there for no reason. `Err` names the first field that differs.
+pub fn same_model(got: &Model, want: &Model) -> Result<(), String> {
+    if got.horizon_ns != want.horizon_ns {
+        return Err(format!("horizon_ns {} vs {}", got.horizon_ns, want.horizon_ns));
+    }
+    if got.meta != want.meta {
+        return Err(format!("provenance {:?} vs {:?}", got.meta, want.meta));
+    }
+    let close = |a: f64, b: f64| (a - b).abs() <= MODEL_TOLERANCE * a.abs().max(b.abs()).max(1.0);
+    let mut pairs = vec![("clip", 0, got.clip, want.clip), ("bias", 0, got.bias, want.bias)];
+    for i in 0..N_FEATURES {
+        pairs.push(("mean", i, got.mean[i], want.mean[i]));
+        pairs.push(("scale", i, got.scale[i], want.scale[i]));
+        pairs.push(("weights", i, got.weights[i], want.weights[i]));
+    }
+    match pairs.into_iter().find(|&(_, _, a, b)| !close(a, b)) {
+        None => Ok(()),
+        Some((field, i, a, b)) => Err(format!("{field}[{i}] ({}): {a} vs {b}", FEATURE_NAMES[i])),
+    }
+}
+
 /// A model that never stages (bias −30, no weights): used to record features for training.
 pub fn silent_model(horizon_ns: u64) -> Model {
     Model {

@@ -10,7 +10,7 @@ use harmonizer_core::engine::{
 use harmonizer_core::predict::features::FEATURE_NAMES;
 use harmonizer_core::predict::policy::{default_model, DEFAULT_MODEL_JSON};
 use harmonizer_core::predict::{Model, ModelError, PhiRule, Predictor, PredictorConfig, Preset};
-use harmonizer_sim::eval::{evaluate, train, tune_phi, Report, TrainSettings};
+use harmonizer_sim::eval::{evaluate, same_model, train, tune_phi, Report, TrainSettings};
 use harmonizer_sim::replay::ReplayConfig;
 use harmonizer_sim::scenario::{generate, ScenarioParams};
 
@@ -240,15 +240,38 @@ fn training_on_a_short_trace_gives_a_valid_model() {
     assert_eq!(Model::from_json(&trained.model.to_json()).unwrap(), trained.model);
 }
 
-/// The shipped model is exactly what training produces (`harmonize trace` then `harmonize
-/// train`; `harmonize/tests/cli_predictor.rs` checks the file path gives the same bytes). Slow in debug: run with `--release -- --ignored` (the check script does).
+/// The shipped model is what training produces (`harmonize trace` then `harmonize train`;
+/// `harmonize/tests/cli_predictor.rs` checks the file path too): byte for byte on the platform
+/// it was trained on, and within `same_model`'s tolerance where another maths library moves the
+/// last bits. Slow in debug: run with `--release -- --ignored` (the check script does).
 #[test]
 #[ignore = "release only: replays the hour-long training trace"]
 fn the_shipped_model_is_what_the_tool_trains() {
     let t = generate(&ScenarioParams::train()).unwrap();
     let s = TrainSettings { trained_on: String::from("ScenarioParams::train()"), ..Default::default() };
     let trained = train(&t, &s).unwrap();
-    assert_eq!(trained.model.to_json(), DEFAULT_MODEL_JSON, "retrain with the example and commit the file");
+    if trained.model.to_json() != DEFAULT_MODEL_JSON {
+        let shipped = Model::from_json(DEFAULT_MODEL_JSON).unwrap();
+        same_model(&trained.model, &shipped).expect("retrain with the tool and commit the file");
+        eprintln!("the trained model differs from the file in the last bits only (another libm?)");
+    }
+}
+
+#[test]
+fn same_model_tolerates_the_last_bits_only() {
+    let m = default_model();
+    assert_eq!(same_model(&m, &m), Ok(()));
+    let mut near = m.clone();
+    near.weights[3] *= 1.0 + 1e-12;
+    near.mean[0] += 1e-13;
+    assert_eq!(same_model(&near, &m), Ok(()));
+    let mut far = m.clone();
+    far.weights[3] *= 1.0 + 1e-6;
+    let e = same_model(&far, &m).unwrap_err();
+    assert!(e.starts_with("weights[3] (error_rate)"), "{e}");
+    let mut other = m.clone();
+    other.horizon_ns += 1;
+    assert!(same_model(&other, &m).is_err());
 }
 
 /// Where the predictor stands on the held-out test trace, against the phi-style rule (its
