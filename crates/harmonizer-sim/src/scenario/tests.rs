@@ -487,33 +487,3 @@ fn validation_rejects_bad_parameters() {
         CauseMix { announced: 0.0, degradation: 0.0, fail_stop: 0.0, rollout: 0.0, load: 0.0, stall: 0.0 };
     assert_eq!(quiet.validate(), Ok(()));
 }
-
-/// Prints the summary of `train()` and `test()` with the time to generate them:
-/// `cargo test --release --lib sim::scenario::tests::summary -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn summary() {
-    for (name, p) in [("train", ScenarioParams::train()), ("test", ScenarioParams::test())] {
-        let start = std::time::Instant::now();
-        let t = gen(&p);
-        let took = start.elapsed();
-        let by_cause: Vec<String> = Cause::ALL
-            .iter()
-            .map(|&c| format!("{}={}", c.name(), t.switches.iter().filter(|s| s.cause == c).count()))
-            .collect();
-        let predictable = t.switches.iter().filter(|s| s.predictable).count();
-        println!(
-            "{name}: {:?}, {} records, {} logical events, {} flips, {} switches ({}), predictable {}/{} = {:.1}%, {} episodes",
-            took,
-            t.records(),
-            t.logical_events,
-            t.flips.len(),
-            t.switches.len(),
-            by_cause.join(" "),
-            predictable,
-            t.switches.len(),
-            100.0 * predictable as f64 / t.switches.len() as f64,
-            t.episodes.len()
-        );
-    }
-}
