@@ -27,6 +27,21 @@ cargo test --workspace --all-targets --locked
 step "doc tests (including the compile-fail Send/!Sync pins)"
 cargo test --workspace --doc --locked
 
+step "minimum Rust versions: each package's rust-version builds its locked dependencies"
+# rustup fetches the two toolchains if they are missing; if it cannot, say so and go on (the
+# registries, not rustup's server, are what CI promises to reach).
+msrv() { # version packages...
+    local v=$1
+    shift
+    if ! cargo "+$v" --version >/dev/null 2>&1 && ! rustup toolchain install "$v" --profile minimal >/dev/null 2>&1; then
+        echo "SKIPPED: Rust $v could not be installed, so rust-version $v of $* is not checked"
+        return
+    fi
+    CARGO_TARGET_DIR="$TARGET/msrv-$v" cargo "+$v" check --locked --lib --bins "${@/#/-p=}"
+}
+msrv 1.81 harmonizer-core harmonizer-sim
+msrv 1.85 harmonizer harmonize
+
 step "predictor, release: the shipped model is what the tool trains; held-out results against the phi rule"
 cargo test --release --locked -p harmonizer-sim --test predictor -- --ignored
 
