@@ -5,7 +5,7 @@
 #
 #     bash ffi-tests/run.sh [TARGET_DIR]        (default: target, relative to the repository)
 #
-# Builds the library with `cargo build --release --locked` into TARGET_DIR, puts every test
+# Builds the library with `cargo rustc --release --locked --lib` into TARGET_DIR, puts every test
 # binary and log under TARGET_DIR/ffi-tests/, prints one PASS/FAIL line per test and exits
 # non-zero if any failed. Environment: CC (gcc), CXX (g++), PYTHON (python3),
 # HZ_THREADS_N (events in threads.c; default 500000, 100000 under valgrind),
@@ -29,8 +29,7 @@ PYTHON=${PYTHON:-python3}
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -pedantic -O2 -g -I"$ROOT/include" -I"$ROOT/ffi-tests")
 CXXFLAGS=(-std=c++17 -Wall -Wextra -Werror -pedantic -O2 -g -I"$ROOT/include")
 SAN=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
-# What a Rust staticlib needs from the system on Linux.
-LIBS=(-lpthread -ldl -lm)
+# LIBS: what the staticlib needs from the system, as rustc computes it (set after the build).
 MODEL=$ROOT/crates/harmonizer-core/models/default.json
 VALGRIND=(valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
@@ -66,11 +65,19 @@ check() {
 }
 
 # --- the Rust library --------------------------------------------------------------------------
-echo "==> cargo build --release --locked (CARGO_TARGET_DIR=$TARGET)"
-if ! CARGO_TARGET_DIR=$TARGET cargo build --release --locked; then
-    fail "cargo build --release"
+echo "==> cargo rustc --release --locked --lib -- --print native-static-libs (CARGO_TARGET_DIR=$TARGET)"
+if ! log=$(CARGO_TARGET_DIR=$TARGET cargo rustc --release --locked --lib -- --print native-static-libs 2>&1); then
+    printf '%s\n' "$log" >&2
+    fail "cargo rustc --release"
     exit 1
 fi
+# The same list install.sh writes into harmonizer.pc and the CMake package: rustc's.
+read -r -a LIBS <<<"$(sed -n 's/.*note: native-static-libs: //p' <<<"$log" | tail -1)"
+if ((${#LIBS[@]} == 0)); then
+    fail "rustc printed no native-static-libs"
+    exit 1
+fi
+echo "    static link needs: ${LIBS[*]}"
 STATIC=$TARGET/release/libharmonizer.a
 SHARED=$TARGET/release/libharmonizer.so
 for f in "$STATIC" "$SHARED"; do

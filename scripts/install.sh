@@ -14,17 +14,16 @@
 #
 # Environment:
 #   CARGO_TARGET_DIR      cargo's target directory (default: target, in the repository).
-#   HZ_SONAME=0           build with plain `cargo build --release --locked` and install an
-#                         unversioned libharmonizer.so with no DT_SONAME. The default (1) builds
-#                         with `cargo rustc --release --locked --lib -- -C
+#   HZ_SONAME=0           install an unversioned libharmonizer.so with no DT_SONAME. The
+#                         default (1) builds with `cargo rustc --release --locked --lib -- -C
 #                         link-arg=-Wl,-soname,libharmonizer.so.X`: the flag reaches only the
 #                         harmonizer crate's own link (the cdylib), not its dependencies or build
 #                         scripts, as RUSTFLAGS would. Cargo fingerprints the extra flag, so the
 #                         next plain `cargo build --release` relinks the library without it.
 #   HZ_NATIVE_STATIC_LIBS the system libraries a static link needs (Libs.private and the static
-#                         CMake target's INTERFACE_LINK_LIBRARIES). The default is what
-#                         `cargo rustc --release --lib --crate-type staticlib -- --print
-#                         native-static-libs` prints for x86_64/aarch64-unknown-linux-gnu.
+#                         CMake target's INTERFACE_LINK_LIBRARIES). By default they are computed:
+#                         the build asks rustc (`--print native-static-libs`), which knows what
+#                         the standard library needs on this target; nothing is written by hand.
 #
 # Linux (ELF) only. Templates: packaging/*.in.
 set -euo pipefail
@@ -80,11 +79,6 @@ if [[ "$HDR_VERSION" != "$VERSION" ]]; then
     exit 1
 fi
 
-NATIVE_STATIC_LIBS=${HZ_NATIVE_STATIC_LIBS:--lgcc_s -lutil -lrt -lpthread -lm -ldl -lc}
-CMAKE_LINK_LIBS=""
-for flag in $NATIVE_STATIC_LIBS; do
-    CMAKE_LINK_LIBS+="${CMAKE_LINK_LIBS:+;}${flag#-l}"
-done
 SIZEOF_VOID_P=$(($(getconf LONG_BIT) / 8))
 
 HZ_SONAME=${HZ_SONAME:-1}
@@ -106,13 +100,26 @@ fi
 
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 [[ "$TARGET_DIR" == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
-if [[ -n "$SONAME" ]]; then
-    build=(cargo rustc --release --locked --lib -- -C "link-arg=-Wl,-soname,$SONAME")
-else
-    build=(cargo build --release --locked)
-fi
+build=(cargo rustc --release --locked --lib --)
+[[ -z "$SONAME" ]] || build+=(-C "link-arg=-Wl,-soname,$SONAME")
+build+=(--print native-static-libs)
 echo "==> ${build[*]}"
-"${build[@]}"
+if ! log=$("${build[@]}" 2>&1); then
+    printf '%s\n' "$log" >&2
+    exit 1
+fi
+# rustc prints the list as a note when it writes the staticlib (cargo replays it when the
+# library is fresh).
+COMPUTED=$(sed -n 's/.*note: native-static-libs: //p' <<<"$log" | tail -1)
+NATIVE_STATIC_LIBS=${HZ_NATIVE_STATIC_LIBS:-$COMPUTED}
+if [[ -z "$NATIVE_STATIC_LIBS" ]]; then
+    echo "install.sh: rustc printed no native-static-libs; set HZ_NATIVE_STATIC_LIBS" >&2
+    exit 1
+fi
+CMAKE_LINK_LIBS=""
+for flag in $NATIVE_STATIC_LIBS; do
+    CMAKE_LINK_LIBS+="${CMAKE_LINK_LIBS:+;}${flag#-l}"
+done
 
 OUT="$TARGET_DIR/release"
 for f in libharmonizer.a libharmonizer.so; do
