@@ -470,6 +470,13 @@ typedef struct hz_engine hz_engine;
 typedef struct hz_producer hz_producer;
 
 /*
+ The application's clock: returns nanoseconds since an origin of its choosing. Called on the
+ polling thread, once per poll, with the `user_data` given to `hz_config_set_clock`. It must
+ return normally and must not call into the engine.
+ */
+typedef uint64_t (*hz_clock_fn)(void *user_data);
+
+/*
  The fixed header of every event.
 
  Field order puts the three `u64`s first so the struct has no interior padding and the same
@@ -908,6 +915,21 @@ uint32_t hz_config_set_recovery(hz_config *config, uint32_t rounds, uint64_t rou
  `HZ_ERR_NULL`. The configuration's thread (one at a time).
  */
 uint32_t hz_config_set_silence(hz_config *config, uint64_t silence_ns, uint32_t failover);
+
+/*
+ Sets the engine's clock (docs/design.md §6: replay and tests pass virtual time): `clock`
+ returns nanoseconds since an origin of the application's choosing, and the engine reads it
+ once per poll instead of its monotonic clock. Every time in notices and statistics, and every
+ liveness deadline, is then on this clock. A reading smaller than the last counts as no time
+ passing. `hz_engine_wait` still sleeps in real time (a deadline due sooner on this clock only
+ shortens the sleep). `NULL` restores the monotonic clock (the default).
+
+ Ownership: `clock` and `user_data` must stay valid, and be callable from whichever thread
+ polls, for the life of every engine built from this configuration; the engine never frees
+ `user_data`. `clock` must return normally (no C++ exceptions, no longjmp) and must not call
+ into the engine. Errors: `HZ_ERR_NULL` (`config`). The configuration's thread (one at a time).
+ */
+uint32_t hz_config_set_clock(hz_config *config, hz_clock_fn clock, void *user_data);
 
 /*
  Sets the sequence mode: `HZ_SEQ_STRICT` or `HZ_SEQ_MONOTONIC`.

@@ -1,9 +1,10 @@
 //! `hz_config`: what an engine is built from.
 
 use super::{guard, LastError, HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_OK};
+use harmonizer_core::clock::Clock;
 use harmonizer_core::engine::{EngineConfig, Exhausted, GapPolicy, MAX_STREAMS};
 use harmonizer_core::tracker::SeqMode;
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 
 /// Arming policy: stage what is announced, armed or the switchback target (the default).
 pub const HZ_POLICY_MANUAL: u32 = 0;
@@ -42,7 +43,53 @@ pub struct hz_config {
     pub(crate) cfg: EngineConfig,
     pub(crate) policy: u32,
     pub(crate) preset: u32,
+    /// The application's clock (`hz_config_set_clock`); `None`: the monotonic clock.
+    pub(crate) clock: Option<AppClock>,
     pub(crate) err: LastError,
+}
+
+/// The application's clock: returns nanoseconds since an origin of its choosing. Called on the
+/// polling thread, once per poll, with the `user_data` given to `hz_config_set_clock`. It must
+/// return normally and must not call into the engine.
+#[allow(non_camel_case_types)]
+pub type hz_clock_fn = Option<unsafe extern "C" fn(user_data: *mut c_void) -> u64>;
+
+/// An application clock as the engine sees it: never goes back (a smaller reading counts as no
+/// time passing), so every duration the engine measures stays non-negative.
+#[derive(Clone, Copy)]
+pub(crate) struct AppClock {
+    f: unsafe extern "C" fn(*mut c_void) -> u64,
+    user: *mut c_void,
+}
+
+// SAFETY: `AppClock` is a C function pointer and its `user_data`, which the engine only passes
+// back to that function, on the thread that polls (one call at a time: a configuration or an
+// engine is used by one thread at a time, and moves between threads only as a whole).
+// `hz_config_set_clock` documents that both must be callable from whichever thread polls: the
+// application vouches for its pointer, as for every callback's `user_data`.
+unsafe impl Send for AppClock {}
+
+/// [`AppClock`] with its last reading, inside an engine.
+pub(crate) struct AppClockState {
+    clock: AppClock,
+    last: core::cell::Cell<u64>,
+}
+
+impl AppClockState {
+    pub(crate) fn new(clock: AppClock) -> Self {
+        AppClockState { clock, last: core::cell::Cell::new(0) }
+    }
+}
+
+impl Clock for AppClockState {
+    fn now_ns(&self) -> u64 {
+        // SAFETY: `f` was a non-null `hz_clock_fn` given with this `user_data`; the caller of
+        // `hz_config_set_clock` promised both stay valid for the engine's life.
+        let t = unsafe { (self.clock.f)(self.clock.user) };
+        let t = t.max(self.last.get());
+        self.last.set(t);
+        t
+    }
 }
 
 /// Makes a configuration: `streams` streams with ids `0..streams` (1 to 16), each ring
@@ -73,6 +120,7 @@ pub extern "C" fn hz_config_new(
             cfg: EngineConfig::new(recipient_id, streams, capacity_bytes, max_payload),
             policy: HZ_POLICY_MANUAL,
             preset: HZ_PRESET_CONSERVATIVE,
+            clock: None,
             err: LastError::default(),
         };
         // SAFETY: `out` is non-null and the caller provides a writable `hz_config *`.
@@ -182,6 +230,29 @@ pub extern "C" fn hz_config_set_recovery(
 pub extern "C" fn hz_config_set_silence(config: *mut hz_config, silence_ns: u64, failover: u32) -> u32 {
     with(config, |c| {
         (c.cfg.liveness.silence_ns, c.cfg.liveness.failover_on_silence) = (silence_ns, failover != 0);
+        HZ_OK
+    })
+}
+
+/// Sets the engine's clock (docs/design.md §6: replay and tests pass virtual time): `clock`
+/// returns nanoseconds since an origin of the application's choosing, and the engine reads it
+/// once per poll instead of its monotonic clock. Every time in notices and statistics, and every
+/// liveness deadline, is then on this clock. A reading smaller than the last counts as no time
+/// passing. `hz_engine_wait` still sleeps in real time (a deadline due sooner on this clock only
+/// shortens the sleep). `NULL` restores the monotonic clock (the default).
+///
+/// Ownership: `clock` and `user_data` must stay valid, and be callable from whichever thread
+/// polls, for the life of every engine built from this configuration; the engine never frees
+/// `user_data`. `clock` must return normally (no C++ exceptions, no longjmp) and must not call
+/// into the engine. Errors: `HZ_ERR_NULL` (`config`). The configuration's thread (one at a time).
+#[no_mangle]
+pub extern "C" fn hz_config_set_clock(
+    config: *mut hz_config,
+    clock: hz_clock_fn,
+    user_data: *mut c_void,
+) -> u32 {
+    with(config, |c| {
+        c.clock = clock.map(|f| AppClock { f, user: user_data });
         HZ_OK
     })
 }

@@ -11,7 +11,7 @@ use super::{
     HZ_ERR_CONFIG, HZ_ERR_EMPTY, HZ_ERR_INVALID, HZ_ERR_IO, HZ_ERR_MODEL, HZ_ERR_NULL, HZ_ERR_PANIC,
     HZ_ERR_STATE, HZ_OK,
 };
-use harmonizer_core::clock::MonotonicClock;
+use harmonizer_core::clock::{Clock, MonotonicClock};
 use harmonizer_core::engine::{
     AlwaysStage, ArmingPolicy, BadEventReason, Engine, Handler, ManualStage, NeverStage, Notice, Purpose,
     RejectReason, StartAt, StreamProducer, SwitchCause,
@@ -335,7 +335,11 @@ pub extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine
             }
             _ => Box::new(ManualStage),
         };
-        match Engine::with(c.cfg.clone(), policy, Box::new(MonotonicClock::new())) {
+        let clock: Box<dyn Clock> = match c.clock {
+            Some(app) => Box::new(AppClockState::new(app)),
+            None => Box::new(MonotonicClock::new()),
+        };
+        match Engine::with(c.cfg.clone(), policy, clock) {
             Ok((engine, producers)) => {
                 let ids = producers.iter().map(StreamProducer::stream).collect();
                 let producers = producers.into_iter().map(Some).collect();
