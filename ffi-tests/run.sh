@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The C API's tests: C11, C++17, dlopen, Python ctypes; then the C side again under
+# The C API's tests: C11, C++17, dlopen, the Python package; then the C side again under
 # AddressSanitizer + UBSan (and, where a nightly toolchain with rust-src can build it, with the
 # Rust side instrumented too); then under valgrind memcheck. See ffi-tests/README.md.
 #
@@ -119,7 +119,19 @@ check threads "threads (3 producer threads, consumer on main, N=${HZ_THREADS_N:-
 check api_cpp_c_17 "api.cpp (C++17)" "$OUT/api_cpp"
 check shm "shm (ring file, producers in child processes: SIGKILL, restart, truncation)" "$OUT/shm" "$OUT"
 check dlopen_dlopen_dlsym "dlopen (dlopen/dlsym)" "$OUT/dlopen" "$SHARED"
-check test_ctypes_py_python_ctypes "test_ctypes.py (Python ctypes)" "$PYTHON" ffi-tests/test_ctypes.py "$SHARED"
+# The Python package, installed with pip into a fresh virtual environment (the system's cffi and
+# setuptools visible; cffi from PyPI when the system has none), as a user installs it.
+VENV=$OUT/venv
+install_python_package() {
+    rm -rf "$VENV" &&
+        "$PYTHON" -m venv --system-site-packages "$VENV" &&
+        { "$VENV/bin/python" -c 'import cffi' 2>/dev/null || "$VENV/bin/python" -m pip install --quiet cffi; } &&
+        "$VENV/bin/python" -m pip install --quiet "$ROOT/python" &&
+        HARMONIZER_LIB=$SHARED "$VENV/bin/python" -c 'import harmonizer; print(harmonizer.__file__, harmonizer.__version__)'
+}
+check python_package_pip_install "python package: pip install ./python" install_python_package
+check test_python_py_python_package "test_python.py (the Python package; the README's example)" \
+    env HARMONIZER_LIB="$SHARED" "$VENV/bin/python" ffi-tests/test_python.py "$ROOT/README.md"
 grep -h '^threads:\|note:' "$LOGS/threads.log" "$LOGS/api.log" 2>/dev/null | sed 's/^/      /' || true
 
 # --- b) sanitizers -----------------------------------------------------------------------------

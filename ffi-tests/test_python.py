@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""The C API from Python, through the package users install (python/, `pip install ./python`):
+cffi over the generated header, so nothing here mirrors a struct or a constant by hand.
+
+Drives a scenario: two streams carrying the same events, an ANNOUNCE, a SWITCH and a
+SWITCHBACK (flips encoded by hz_flip_encode, on both streams), a cold switch to a third stream,
+and checks every seq is delivered exactly once, in order, with the SWITCHED notices expected.
+Then runs the README's Python example. Exits non-zero on failure.
+
+Usage: HARMONIZER_LIB=PATH/TO/libharmonizer.so python3 test_python.py [README.md]
+"""
+
+import os
+import re
+import sys
+
+import harmonizer as hz
+from harmonizer import ffi, lib
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+def run_readme_example(readme):
+    """The README's Python example, run as written (with this library)."""
+    text = open(readme).read()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    check(len(blocks) == 1, "the README has one Python example, found %d" % len(blocks))
+    exec(compile(blocks[0], readme + " (python example)", "exec"), {"__name__": "readme_example"})
+
+
+def main():
+    def st(status, want=lib.HZ_OK, what=""):
+        if status != want:
+            raise Failure("%s: got %s, expected %s" % (
+                what, ffi.string(lib.hz_status_str(status)).decode(),
+                ffi.string(lib.hz_status_str(want)).decode()))
+
+    check(ffi.sizeof("hz_event_header") == 32, "hz_event_header is 32 bytes")
+    check(hz.__version__.count(".") == 2, "version text")
+    major, minor, patch = (int(x) for x in hz.__version__.split("."))
+    check(lib.hz_version_number() == major * 10000 + minor * 100 + patch, "version number")
+    check(ffi.string(lib.hz_status_str(lib.HZ_OK)) == b"ok", "status ok")
+    check(ffi.string(lib.hz_status_str(12345)) == b"unknown status", "unknown status")
+
+    cfg = hz.Config(99, 3, 1 << 16, lib.HZ_MAX_FLIP_LEN)
+    try:
+        cfg.set("policy", 42)
+        raise Failure("set_policy(42) accepted")
+    except hz.HarmonizerError as e:
+        check(e.status == lib.HZ_ERR_INVALID and "policy" in str(e), "set_policy(42): %s" % e)
+    eng = hz.Engine(cfg)
+    cfg.close()
+    prods = []
+    for s in range(3):
+        p = eng.take_producer(s)
+        check(p.stream == s, "producer stream")
+        prods.append(p)
+    again = ffi.new("hz_producer **", ffi.cast("hz_producer *", 0x1234))
+    st(lib.hz_engine_take_producer(eng._h, 0, again), lib.HZ_ERR_STATE, "take twice")
+    check(int(ffi.cast("uintptr_t", again[0])) == 0x1234, "out-parameter untouched on error")
+    check(b"already taken" in ffi.string(lib.hz_engine_last_error(eng._h)), "engine last error")
+
+    delivered = []  # (stream, seq)
+    notices = []
+    initial = []
+
+    def on_event(stream, h, payload):
+        if payload != b"seq=%d" % h.seq or h.kind != lib.HZ_KIND_DATA or h.origin != 0:
+            raise Failure("event %r: payload %r" % ((h.pos, h.seq, h.kind), payload))
+        delivered.append((stream, h.seq))
+
+    def on_notice(n):
+        if n["kind"] == lib.HZ_NOTICE_SUBSCRIBE and n["purpose"] == lib.HZ_PURPOSE_INITIAL:
+            initial.append((n["stream"], n["from_kind"]))  # the first poll's, checked apart
+            return
+        # A typed start (not HZ_START_POS) reads, for this one-origin feed, as "after the frontier".
+        from_pos = n["from_pos"] if n["from_kind"] == lib.HZ_START_POS else 0
+        notices.append((n["kind"], n["stream"], n["to_stream"], n["flip_id"], n["seamless"], from_pos,
+                        n["locator"]))
+
+    def poll_all():
+        total = 0
+        for _ in range(1000):
+            got = eng.poll(64, on_event, on_notice)
+            total += got
+            if got == 0:
+                break
+        return total
+
+    # Every stream carries the same records at the same positions.
+    records = []  # (kind, seq, payload bytes)
+
+    def data(seq):
+        records.append((lib.HZ_KIND_DATA, seq, b"seq=%d" % seq))
+
+    def flip(action, target, flip_id, **kw):
+        kw.setdefault("selector", lib.HZ_SELECTOR_ALL)
+        records.append((lib.HZ_KIND_FLIP, 0, hz.encode_flip(action, target, flip_id, **kw)))
+
+    n_seq = 3000
+    for seq in range(1, n_seq + 1):
+        if seq == 500:
+            flip(lib.HZ_FLIP_ANNOUNCE, 1, 1)
+        if seq == 1000:
+            flip(lib.HZ_FLIP_SWITCH, 1, 2)
+        if seq == 1500:
+            flip(lib.HZ_FLIP_SWITCHBACK, 0, 3)
+        if seq == 2000:  # a cohort that excludes everyone: ignored
+            flip(lib.HZ_FLIP_SWITCH, 2, 4, selector=lib.HZ_SELECTOR_COHORT, basis_points=0, salt=5)
+        if seq == 2500:  # cold switch to idle stream 2, with a locator
+            flip(lib.HZ_FLIP_SWITCH, 2, 5, locator=b"feed-c")
+        data(seq)
+
+    # A decode round trip and a malformed record.
+    buf = next(r[2] for r in records if r[0] == lib.HZ_KIND_FLIP)
+    out = ffi.new("hz_flip *")
+    st(lib.hz_flip_decode(buf, len(buf), out, ffi.NULL, 0), what="decode")
+    check(out.action == lib.HZ_FLIP_ANNOUNCE and out.target == 1 and out.flip_id == 1, "decoded flip")
+    bad = bytearray(buf)
+    bad[-1] ^= 0xFF
+    st(lib.hz_flip_decode(ffi.from_buffer(bad), len(bad), out, ffi.NULL, 0), lib.HZ_ERR_MALFORMED,
+       "decode bad CRC")
+    check(b"CRC" in ffi.string(lib.hz_last_error()), "last error names the CRC")
+
+    # Feed: the producers push in lock-step (one record per stream per step, then a poll every
+    # 50 steps). An idle stream discards (HZ_ERR_NOT_SUBSCRIBED); on SUBSCRIBE a producer
+    # re-sends from from_pos (0: a typed start, from just after the last delivered position); a
+    # full active ring is retried after a poll.
+    cursor = [1, 1, 1]
+    last_pos = [0]
+
+    def on_subscribe_requests(start):
+        for kind, stream, _, _, _, from_pos, _ in notices[start:]:
+            if kind == lib.HZ_NOTICE_SUBSCRIBE:
+                cursor[stream] = from_pos if from_pos else last_pos[0] + 1
+
+    pos_of_seq = {}
+    for i, (kind, seq, _) in enumerate(records, start=1):
+        if kind == lib.HZ_KIND_DATA:
+            pos_of_seq[seq] = i
+
+    full = 0
+    steps = 0
+    while len(delivered) < n_seq:
+        steps += 1
+        check(steps < 100000, "no progress: delivered %d" % len(delivered))
+        for s in range(3):
+            i = cursor[s]
+            if i > len(records):
+                continue
+            kind, seq, payload = records[i - 1]
+            r = prods[s].push(i, seq, payload, ts_ns=i * 1000, kind=kind)
+            if r == lib.HZ_ERR_FULL:
+                full += 1
+                continue
+            check(r in (lib.HZ_OK, lib.HZ_ERR_NOT_SUBSCRIBED), "push: %s" % r)
+            cursor[s] = i + 1
+        if steps % 50 == 0 or all(c > len(records) for c in cursor):
+            before = len(notices)
+            poll_all()
+            if delivered:
+                last_pos[0] = pos_of_seq[delivered[-1][1]]
+            on_subscribe_requests(before)
+
+    # Exactly once, in order.
+    seqs = [s for _, s in delivered]
+    check(seqs == list(range(1, n_seq + 1)), "every seq exactly once, in order")
+    switched = [(n[1], n[2], n[3]) for n in notices if n[0] == lib.HZ_NOTICE_SWITCHED]
+    check(switched == [(0, 1, 2), (1, 0, 3), (0, 2, 5)], "SWITCHED notices: %r" % switched)
+    check(not any(n[0] == lib.HZ_NOTICE_LOST for n in notices), "nothing lost")
+    check(initial == [(0, lib.HZ_START_LIVE)], "the initial stream's SUBSCRIBE, live: %r" % initial)
+    subs = [n for n in notices if n[0] == lib.HZ_NOTICE_SUBSCRIBE and n[1] == 2]
+    check(subs and subs[0][6] == b"feed-c", "SUBSCRIBE of stream 2 carries the locator")
+    check(eng.active_stream == 2, "active stream 2")
+    stats = eng.stats()
+    check(stats["delivered"] == n_seq and stats["lost"] == 0, "stats delivered")
+    check(stats["switches_seamless"] + stats["switches_cold"] == 3, "stats switches")
+    check(stats["flips_ignored"] == 1 and stats["flips_repeated"] >= 1, "stats flips")
+    check(stats["api_errors"] == 1, "api_errors")
+
+    # An exception in a callback is re-raised by poll, after the call.
+    prods[2].push(len(records) + 1, n_seq + 1, b"seq=%d" % (n_seq + 1), kind=lib.HZ_KIND_DATA)
+
+    def boom(stream, h, payload):
+        raise KeyError("from a callback")
+
+    try:
+        eng.poll(64, boom)
+        raise Failure("the callback's exception was lost")
+    except KeyError:
+        pass
+
+    st(lib.hz_engine_poll(ffi.NULL, 1, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL), lib.HZ_ERR_NULL, "poll(NULL)")
+    for p in prods:
+        p.close()
+    eng.close()
+    lib.hz_engine_free(ffi.NULL)
+    lib.hz_producer_free(ffi.NULL)
+    lib.hz_config_free(ffi.NULL)
+
+    readme = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "README.md")
+    run_readme_example(readme)
+    print("test_python: all checks passed (%d events, %d switches, %d duplicates dropped, %d full; README example)"
+          % (stats["delivered"], len(switched), stats["duplicates_dropped"], full))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Failure as e:
+        print("test_python: FAILED: %s" % e, file=sys.stderr)
+        sys.exit(1)
