@@ -3,9 +3,10 @@
 #
 #     bash scripts/check.sh
 #
-# It installs what it needs (the nightly Miri and rust-src components; cmake and pkg-config
-# with apt-get for the packaging test) and otherwise needs the stable and nightly toolchains
-# rustup provides, gcc/g++, python3 and valgrind. Each step prints a banner; the first failure
+# It installs what it needs (the nightly Miri and rust-src components, Rust 1.81 and 1.85 for the
+# rust-version check; cmake and pkg-config with apt-get for the packaging test; pip fetches the
+# Python package's build tools) and otherwise needs the stable and nightly toolchains rustup
+# provides, gcc/g++, python3 (with venv) and valgrind. Each step prints a banner; the first failure
 # stops the run. Set SKIP_MIRI=1 or SKIP_LOOM=1 to skip the slow steps while iterating.
 set -euo pipefail
 cd "$(dirname "$0")/.."
