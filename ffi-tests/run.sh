@@ -114,6 +114,14 @@ no_link_dep() {
 }
 check dlopen_binary_has_no_link_time_dependency_on_libharmonizer "dlopen binary has no link-time dependency on libharmonizer" no_link_dep
 
+# The README's C and C++ examples, compiled and run as they are written there.
+sed -n '/^```c$/,/^```$/p' "$ROOT/README.md" | sed '1d;$d' >"$OUT/readme.c"
+sed -n '/^```cpp$/,/^```$/p' "$ROOT/README.md" | sed '1d;$d' >"$OUT/readme.cpp"
+check build_readme_c "build the README's C example (C11)" "$CC" "${CFLAGS[@]}" "$OUT/readme.c" "$STATIC" "${LIBS[@]}" -o "$OUT/readme_c"
+check build_readme_cpp "build the README's C++ example (C++17, harmonizer.hpp)" "$CXX" "${CXXFLAGS[@]}" "$OUT/readme.cpp" "$STATIC" "${LIBS[@]}" -o "$OUT/readme_cpp"
+delivers_one() { "$1" | tee /dev/stderr | grep -qx '1 delivered'; }
+check readme_c "the README's C example delivers its event" delivers_one "$OUT/readme_c"
+check readme_cpp "the README's C++ example delivers its event" delivers_one "$OUT/readme_cpp"
 check api "api (C11)" "$OUT/api" "$MODEL"
 check threads "threads (3 producer threads, consumer on main, N=${HZ_THREADS_N:-500000})" "$OUT/threads"
 check api_cpp_c_17 "api.cpp (C++17)" "$OUT/api_cpp"

@@ -4,6 +4,7 @@
 #     bash scripts/install.sh PREFIX          # e.g. /usr/local, $HOME/.local, /opt/harmonizer
 #
 # PREFIX/include/harmonizer.h                         the C API's header
+# PREFIX/include/harmonizer.hpp                       C++17 RAII wrappers over it (header-only)
 # PREFIX/lib/libharmonizer.a                          static library
 # PREFIX/lib/libharmonizer.so.X.Y.Z                   shared library, soname libharmonizer.so.X (0.Y before 1.0),
 # PREFIX/lib/libharmonizer.so.X -> .so.X.Y.Z            with the usual two symlinks
@@ -172,6 +173,7 @@ subst() { # subst TEMPLATE DEST: replace the @VARS@ (quoted replacements: no & e
 
 LIB="$PREFIX/lib"
 put 644 include/harmonizer.h "$PREFIX/include/harmonizer.h"
+put 644 include/harmonizer.hpp "$PREFIX/include/harmonizer.hpp"
 put 644 "$OUT/libharmonizer.a" "$LIB/libharmonizer.a"
 put 755 "$OUT/libharmonizer.so" "$LIB/$SHARED_FILE"
 if [[ -n "$SONAME" ]]; then

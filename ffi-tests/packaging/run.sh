@@ -147,6 +147,18 @@ if step "pkg-config shared: build hello.c" \
         LD_LIBRARY_PATH="$PREFIX/lib"
 fi
 
+# --- 2b. C++17 through the installed harmonizer.hpp, pkg-config shared ----------------------
+
+if command -v c++ >/dev/null; then
+    # shellcheck disable=SC2086
+    if step "pkg-config shared: build hello.cpp (C++17, harmonizer.hpp)" \
+        c++ -std=c++17 -Wall -Wextra -Werror -pedantic -o "$TMP/hello_cpp" "$HERE/hello.cpp" $shared_flags; then
+        run_hello "pkg-config shared: run hello.cpp" "$TMP/hello_cpp" LD_LIBRARY_PATH="$PREFIX/lib"
+    fi
+else
+    fail "C++ compiler (c++) missing: harmonizer.hpp not checked from the prefix"
+fi
+
 # --- 3 and 4. CMake find_package -----------------------------------------------------------
 
 cmake_case() { # cmake_case LABEL TARGET
