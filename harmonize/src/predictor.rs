@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use clap::Args;
 use harmonizer_core::engine::{AlwaysStage, EngineError, NeverStage};
-use harmonizer_core::predict::json;
 use harmonizer_core::predict::policy::default_model;
 use harmonizer_core::predict::{Model, PhiRule, Predictor, PredictorConfig, Preset};
 use harmonizer_sim::eval::{evaluate, feature_snapshots, fit_snapshots, tune_phi, Report, TrainSettings};
@@ -398,59 +397,87 @@ pub fn run_eval(a: EvalArgs) -> Result<(), String> {
         }
     }
     eprintln!("replayed the {what} trace {} times in {:.1} s", rows.len(), t0.elapsed().as_secs_f64());
-    let text = if a.json { eval_json(&rows, (phi_t, err_t)) } else { eval_table(&rows) };
+    let text = if a.json { eval_json(&rows, (phi_t, err_t))? } else { eval_table(&rows) };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|e| format!("standard output: {e}"))
 }
 
-/// `{"policies": [...]}`: the keys the issue asks for first, in its order, then the counts.
-fn eval_json(rows: &[Report], phi: (f64, f64)) -> String {
-    let mut s = String::from("{\"policies\": [");
-    for (i, r) in rows.iter().enumerate() {
-        s.push_str(if i == 0 { "\n  {" } else { ",\n  {" });
-        s.push_str("\"name\": ");
-        json::write_string(&mut s, &r.name);
-        let mut num = |key: &str, v: f64| {
-            s.push_str(", ");
-            json::write_string(&mut s, key);
-            s.push_str(": ");
-            json::write_number(&mut s, v);
-        };
-        num("seamless_rate", r.seamless_rate());
-        num("seamless_rate_predictable", r.seamless_rate_predictable());
-        num("duty_cycle", r.duty_cycle);
-        num("precision", r.precision);
-        num("recall", r.recall);
-        num("pr_auc", r.pr_auc);
-        num("brier", r.brier);
-        num("mean_staged_bytes", r.mean_staged_bytes);
-        if r.name == "phi" {
-            num("phi_threshold", phi.0);
-            num("error_threshold", phi.1);
-        }
-        let counts = [
-            ("switches", r.switches as u64),
-            ("happened", r.happened as u64),
-            ("seamless", r.seamless as u64),
-            ("predictable", r.predictable as u64),
-            ("seamless_predictable", r.seamless_predictable as u64),
-            ("peak_staged_bytes", r.peak_staged_bytes),
-            ("stall_p50_ns", r.stall_p50_ns),
-            ("stall_p99_ns", r.stall_p99_ns),
-            ("delivered", r.delivered),
-            ("duplicates", r.duplicates),
-            ("out_of_order", r.out_of_order),
-            ("missing", r.missing),
-            ("lost", r.lost),
-            ("push_dropped", r.push_dropped),
-        ];
-        for (key, v) in counts {
-            s.push_str(&format!(", \"{key}\": {v}"));
-        }
-        s.push('}');
+/// One policy's row of `eval --json`: the keys the issue asks for first, in its order, then the
+/// phi rule's thresholds (its row only), then the counts. Serialised in declaration order.
+#[derive(serde::Serialize)]
+struct PolicyJson<'a> {
+    name: &'a str,
+    seamless_rate: f64,
+    seamless_rate_predictable: f64,
+    duty_cycle: f64,
+    precision: f64,
+    recall: f64,
+    pr_auc: f64,
+    brier: f64,
+    mean_staged_bytes: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phi_threshold: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_threshold: Option<f64>,
+    switches: u64,
+    happened: u64,
+    seamless: u64,
+    predictable: u64,
+    seamless_predictable: u64,
+    peak_staged_bytes: u64,
+    stall_p50_ns: u64,
+    stall_p99_ns: u64,
+    delivered: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    missing: u64,
+    lost: u64,
+    push_dropped: u64,
+}
+
+/// `{"policies": [...]}`, one [`PolicyJson`] per policy.
+fn eval_json(rows: &[Report], phi: (f64, f64)) -> Result<String, String> {
+    let policies: Vec<PolicyJson<'_>> = rows
+        .iter()
+        .map(|r| {
+            let is_phi = r.name == "phi";
+            PolicyJson {
+                name: &r.name,
+                seamless_rate: r.seamless_rate(),
+                seamless_rate_predictable: r.seamless_rate_predictable(),
+                duty_cycle: r.duty_cycle,
+                precision: r.precision,
+                recall: r.recall,
+                pr_auc: r.pr_auc,
+                brier: r.brier,
+                mean_staged_bytes: r.mean_staged_bytes,
+                phi_threshold: is_phi.then_some(phi.0),
+                error_threshold: is_phi.then_some(phi.1),
+                switches: r.switches as u64,
+                happened: r.happened as u64,
+                seamless: r.seamless as u64,
+                predictable: r.predictable as u64,
+                seamless_predictable: r.seamless_predictable as u64,
+                peak_staged_bytes: r.peak_staged_bytes,
+                stall_p50_ns: r.stall_p50_ns,
+                stall_p99_ns: r.stall_p99_ns,
+                delivered: r.delivered,
+                duplicates: r.duplicates,
+                out_of_order: r.out_of_order,
+                missing: r.missing,
+                lost: r.lost,
+                push_dropped: r.push_dropped,
+            }
+        })
+        .collect();
+    #[derive(serde::Serialize)]
+    struct EvalJson<'a> {
+        policies: Vec<PolicyJson<'a>>,
     }
-    s.push_str("\n]}\n");
-    s
+    // NaN (a rate over nothing) is written as `null`.
+    let mut s = serde_json::to_string_pretty(&EvalJson { policies }).map_err(|e| format!("json: {e}"))?;
+    s.push('\n');
+    Ok(s)
 }
 
 fn eval_table(rows: &[Report]) -> String {
