@@ -200,14 +200,7 @@ fn a_stalled_active_stream_is_evidence_of_a_switch() {
     let (mut with, mut without, mut stalls) = (0, 0, 0);
     for seed in [31, 32, 33] {
         let p = ScenarioParams {
-            mix: CauseMix {
-                announced: 0.0,
-                degradation: 0.0,
-                fail_stop: 0.0,
-                rollout: 0.0,
-                load: 0.0,
-                stall: 1.0,
-            },
+            mix: CauseMix { stall: 1.0, ..CauseMix::NONE },
             switchback_prob: 0.0,
             duration_ns: 600_000_000_000,
             incident_every_ns: 20_000_000_000,

@@ -25,6 +25,13 @@ pub struct CauseMix {
     pub stall: f64,
 }
 
+impl CauseMix {
+    /// No cause at all: the start for a mix of a few, e.g. `CauseMix { stall: 1.0,
+    /// ..CauseMix::NONE }`. On its own it is valid only with `incident_every_ns == 0`.
+    pub const NONE: CauseMix =
+        CauseMix { announced: 0.0, degradation: 0.0, fail_stop: 0.0, rollout: 0.0, load: 0.0, stall: 0.0 };
+}
+
 impl Default for CauseMix {
     fn default() -> Self {
         CauseMix { announced: 3.0, degradation: 3.0, fail_stop: 1.0, rollout: 2.0, load: 2.0, stall: 1.0 }

@@ -236,14 +236,7 @@ fn every_cause_appears_in_the_training_trace() {
 #[test]
 fn a_stall_silences_the_active_stream_while_the_others_go_on() {
     let p = ScenarioParams {
-        mix: CauseMix {
-            announced: 0.0,
-            degradation: 0.0,
-            fail_stop: 0.0,
-            rollout: 0.0,
-            load: 0.0,
-            stall: 1.0,
-        },
+        mix: CauseMix { stall: 1.0, ..CauseMix::NONE },
         switchback_prob: 0.0,
         ..ScenarioParams::small(12)
     };
@@ -435,17 +428,7 @@ fn validation_rejects_bad_parameters() {
     assert!(matches!(bad(&|p| p.base_rate = 1e12), ScenarioError::TooLarge { .. }));
     assert!(matches!(bad(&|p| p.mix.load = -2.0), ScenarioError::BadNumber { field: "mix.load", .. }));
     assert!(matches!(bad(&|p| p.mix.rollout = f64::NAN), ScenarioError::BadNumber { .. }));
-    assert_eq!(
-        bad(&|p| p.mix = CauseMix {
-            announced: 0.0,
-            degradation: 0.0,
-            fail_stop: 0.0,
-            rollout: 0.0,
-            load: 0.0,
-            stall: 0.0
-        }),
-        ScenarioError::EmptyMix
-    );
+    assert_eq!(bad(&|p| p.mix = CauseMix::NONE), ScenarioError::EmptyMix);
     assert!(matches!(
         bad(&|p| p.switchback_prob = 1.5),
         ScenarioError::BadNumber { field: "switchback_prob", .. }
@@ -483,7 +466,6 @@ fn validation_rejects_bad_parameters() {
     // Zero weights are fine when incidents are off.
     let mut quiet = ok.clone();
     quiet.incident_every_ns = 0;
-    quiet.mix =
-        CauseMix { announced: 0.0, degradation: 0.0, fail_stop: 0.0, rollout: 0.0, load: 0.0, stall: 0.0 };
+    quiet.mix = CauseMix::NONE;
     assert_eq!(quiet.validate(), Ok(()));
 }
