@@ -29,7 +29,8 @@ use crate::clock::{Clock, MonotonicClock};
 use crate::event::EventHeader;
 use crate::flip::MAX_LOCATOR;
 use crate::ring::{
-    ring_with_storage, Consumer, Producer, PushError, RingConfig, RingError, Role, WriteBatch,
+    ring_with_storage, Consumer, Producer, PushError, Reservation, RingConfig, RingError, Role,
+    StaleReservation, WriteBatch,
 };
 use crate::tracker::{SeqMode, Tracker, TrackerError};
 
@@ -261,6 +262,30 @@ impl StreamProducer {
             return Err(PushError::TooLarge { len: payload.len(), max: self.max_data_payload });
         }
         self.producer.push(header, payload)
+    }
+    /// Reserves the next record, `payload_len` bytes, without borrowing the producer
+    /// ([`Producer::reserve_detached`](crate::ring::Producer::reserve_detached): fill it at
+    /// [`reserved_payload`](Self::reserved_payload), then
+    /// [`commit_detached`](Self::commit_detached)). For data events: the limit is
+    /// [`max_payload`](Self::max_payload) whatever the kind (a flip above it goes through
+    /// [`push`](Self::push)). Errors as `push`.
+    #[inline]
+    pub fn reserve_detached(&mut self, payload_len: usize) -> Result<Reservation, PushError> {
+        if payload_len > self.max_data_payload {
+            return Err(PushError::TooLarge { len: payload_len, max: self.max_data_payload });
+        }
+        self.producer.reserve_detached(payload_len)
+    }
+    /// Where `r`'s payload goes ([`Producer::reserved_payload`](crate::ring::Producer::reserved_payload)).
+    #[inline]
+    pub fn reserved_payload(&self, r: &Reservation) -> *mut u8 {
+        self.producer.reserved_payload(r)
+    }
+    /// Publishes `r` with `header`
+    /// ([`Producer::commit_detached`](crate::ring::Producer::commit_detached)).
+    #[inline]
+    pub fn commit_detached(&mut self, r: Reservation, header: &EventHeader) -> Result<(), StaleReservation> {
+        self.producer.commit_detached(r, header)
     }
     /// A batch, published with one store when dropped.
     pub fn batch(&mut self) -> WriteBatch<'_, StreamStorage> {

@@ -80,7 +80,7 @@ pub(crate) mod wake;
 
 pub use consumer::{Consumer, ReadChunk};
 pub use layout::Role;
-pub use producer::{Producer, WriteBatch, WriteSlot};
+pub use producer::{Producer, Reservation, StaleReservation, WriteBatch, WriteSlot};
 #[doc(hidden)]
 pub use shared::RingWords;
 pub use staged::{StagedIter, StagedView};

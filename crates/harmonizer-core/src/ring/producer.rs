@@ -44,6 +44,9 @@ pub struct Producer<S: Storage = HeapStorage> {
     next_rec: u32,
     /// A record was shed; flag the next one stored.
     loss_pending: bool,
+    /// Detached reservations made ([`Producer::reserve_detached`]): the newest one alone may
+    /// commit.
+    detached: u64,
     evicted: u64,
     dropped: u64,
     /// Whether publishes are followed by a full fence rather than a compiler fence (`wake`: a
@@ -60,7 +63,7 @@ pub struct Producer<S: Storage = HeapStorage> {
 unsafe impl<S: Storage> Send for Producer<S> {}
 
 /// Where a reserved record goes.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Placement {
     /// Bytes of pad frame before the record (0, or the space left before the buffer's end).
     pad: u64,
@@ -84,6 +87,7 @@ impl<S: Storage> Producer<S> {
             cached_epoch: epoch,
             next_rec: 0,
             loss_pending: false,
+            detached: 0,
             evicted: 0,
             dropped: 0,
             fence_mode: super::wake::FenceMode::for_ring(shared_is_file),
@@ -167,6 +171,70 @@ impl<S: Storage> Producer<S> {
     pub fn reserve(&mut self, payload_len: usize) -> Result<WriteSlot<'_, S>, PushError> {
         let placement = self.place_record(payload_len)?;
         Ok(self.slot(placement, payload_len, true))
+    }
+
+    /// As [`reserve`](Producer::reserve), for a caller that must keep the reservation across
+    /// calls and so cannot hold a [`WriteSlot`] (the C API's `hz_producer_reserve`): the
+    /// [`Reservation`] borrows nothing. Fill its `payload_len` bytes at
+    /// [`reserved_payload`](Producer::reserved_payload), then
+    /// [`commit_detached`](Producer::commit_detached) it with the header. Dropping it publishes
+    /// nothing (and may, staged, have evicted records, as `reserve`).
+    ///
+    /// The reservation is the producer's next record: anything else reserved or written before
+    /// the commit takes the same room, and the reservation goes stale (its commit is refused).
+    /// A caller that lends out the payload pointer must refuse other writes meanwhile, or the
+    /// holder of the pointer would write into a record the consumer may be reading.
+    #[inline]
+    pub fn reserve_detached(&mut self, payload_len: usize) -> Result<Reservation, PushError> {
+        let placement = self.place_record(payload_len)?;
+        let at = advance(self.tail, placement.pad);
+        self.shared.tracker.write(self.shared.offset(at), placement.frame as usize);
+        self.detached = self.detached.wrapping_add(1);
+        Ok(Reservation {
+            ring: self.ring_id(),
+            serial: self.detached,
+            tail: self.tail,
+            at,
+            placement,
+            payload_len,
+        })
+    }
+
+    /// This ring's identity for [`Reservation`]s: the address of its shared state.
+    fn ring_id(&self) -> usize {
+        core::ptr::from_ref::<Shared<S>>(&*self.shared) as usize
+    }
+
+    /// Where the payload of `r` goes: `r.payload_len()` writable bytes in ring memory, which
+    /// stay allocated for as long as this producer lives. Null for a reservation made by another
+    /// producer. Writing through it is the caller's `unsafe`: sound while `r` is this
+    /// producer's newest reservation and uncommitted (nothing else is reserved or written
+    /// meanwhile, `reserve_detached`), since the consumer reads nothing past the published tail.
+    #[inline]
+    pub fn reserved_payload(&self, r: &Reservation) -> *mut u8 {
+        if r.ring != self.ring_id() {
+            return core::ptr::null_mut();
+        }
+        self.shared.ptr(r.at).wrapping_add(RECORD_PREFIX)
+    }
+
+    /// Writes `header` into the record `r` reserved and publishes it. Refused with
+    /// [`StaleReservation`] (nothing written) when `r` is not this producer's newest reservation
+    /// or anything was reserved or written since it was made.
+    #[inline]
+    pub fn commit_detached(&mut self, r: Reservation, header: &EventHeader) -> Result<(), StaleReservation> {
+        if r.ring != self.ring_id() || r.serial != self.detached || r.tail != self.tail {
+            return Err(StaleReservation);
+        }
+        let p = self.shared.ptr(r.at);
+        // SAFETY: `r` is this producer's newest reservation and nothing was reserved or written
+        // since (checked above; every write goes through `place_record` at `self.tail`, which
+        // has not moved): the frame [at, at + frame) is still the free space `place_record`
+        // reserved for it, which the consumer does not read (past the published tail). The
+        // header sits 8 bytes in, 8-aligned, and every bit pattern is a valid EventHeader.
+        unsafe { p.add(FRAME_HEADER_SIZE).cast::<EventHeader>().write(*header) };
+        self.finish(p, r.at, r.placement, r.payload_len, true);
+        Ok(())
     }
 
     /// Starts a batch: records reserved through it are published together, with one store,
@@ -392,6 +460,42 @@ impl<S: Storage> Producer<S> {
         }
     }
 }
+
+/// A record reserved by [`Producer::reserve_detached`]: it borrows nothing, so it can be kept
+/// across calls. Committed once ([`Producer::commit_detached`]) or dropped (nothing published).
+#[derive(Debug)]
+pub struct Reservation {
+    /// The ring it was made on (the address of its shared state).
+    ring: usize,
+    /// Its number among the producer's detached reservations.
+    serial: u64,
+    /// The producer's tail when it was made.
+    tail: u64,
+    /// Frame start of the record.
+    at: u64,
+    placement: Placement,
+    payload_len: usize,
+}
+
+impl Reservation {
+    /// Payload length reserved.
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+}
+
+/// [`Producer::commit_detached`]: the reservation is not the producer's newest, or something
+/// was reserved or written since it was made. Nothing was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaleReservation;
+
+impl core::fmt::Display for StaleReservation {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the reservation is stale: something was reserved or written since it was made")
+    }
+}
+
+impl std::error::Error for StaleReservation {}
 
 /// A reserved record: fill the header and payload, then [`commit`](WriteSlot::commit).
 pub struct WriteSlot<'a, S: Storage = HeapStorage> {

@@ -287,6 +287,44 @@ fn uncommitted_slot_writes_nothing() {
 }
 
 #[test]
+fn detached_reservations_commit_once_and_only_the_newest() {
+    let (mut p, mut c) = ring(RingConfig::new(256, 24)).unwrap();
+    let (mut other, _oc) = ring(RingConfig::new(256, 24)).unwrap();
+    // Fill through the raw pointer, commit with the header: the record comes out whole.
+    for seq in 0..40u64 {
+        let r = p.reserve_detached(20).unwrap();
+        assert_eq!(r.payload_len(), 20);
+        let at = p.reserved_payload(&r);
+        assert!(!at.is_null());
+        let bytes = payload(seq, 20);
+        // SAFETY: `r` is the producer's newest reservation, uncommitted: 20 writable bytes.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), at, 20) };
+        p.commit_detached(r, &hdr(seq)).unwrap();
+        check_pop(&mut c, seq, 20); // wraps the 256-byte ring several times
+    }
+    // A reservation overtaken by a newer one, or by a push, is refused and writes nothing.
+    let old = p.reserve_detached(4).unwrap();
+    let new = p.reserve_detached(4).unwrap();
+    assert_eq!(p.commit_detached(old, &hdr(1)), Err(StaleReservation));
+    assert!(pop(&mut c).is_none());
+    p.push(&hdr(50), &payload(50, 4)).unwrap();
+    assert_eq!(p.commit_detached(new, &hdr(2)), Err(StaleReservation));
+    check_pop(&mut c, 50, 4);
+    assert!(pop(&mut c).is_none());
+    // Another ring's reservation: no pointer, no commit.
+    let foreign = other.reserve_detached(4).unwrap();
+    assert!(p.reserved_payload(&foreign).is_null());
+    assert_eq!(p.commit_detached(foreign, &hdr(3)), Err(StaleReservation));
+    // Dropped uncommitted: nothing published; the next record takes the room.
+    p.reserve_detached(8).unwrap();
+    p.push(&hdr(51), &payload(51, 8)).unwrap();
+    check_pop(&mut c, 51, 8);
+    assert!(pop(&mut c).is_none());
+    // Errors are push's.
+    assert!(matches!(p.reserve_detached(25), Err(PushError::TooLarge { len: 25, max: 24 })));
+}
+
+#[test]
 fn staged_batch_larger_than_the_ring_publishes_to_evict() {
     let (mut p, mut c) = ring(RingConfig::new(256, 24).with_role(Role::Staged).with_window(100)).unwrap();
     {
