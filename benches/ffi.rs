@@ -79,7 +79,13 @@ fn bench(c: &mut Criterion) {
     }
     {
         let (e, p) = c_engine();
-        let empty = hz_event_view { stream: 0, header: ptr::null(), payload: ptr::null(), payload_len: 0 };
+        let empty = hz_event_view {
+            struct_size: std::mem::size_of::<hz_event_view>(),
+            stream: 0,
+            header: ptr::null(),
+            payload: ptr::null(),
+            payload_len: 0,
+        };
         let mut views = [empty; N as usize];
         let mut seq = 1;
         let mut total = 0u64;
@@ -91,7 +97,7 @@ fn bench(c: &mut Criterion) {
                     seq += 1;
                 }
                 let mut n = 0usize;
-                hz_engine_poll_views(e, views.as_mut_ptr(), N as usize, &mut n, None, ptr::null_mut());
+                hz_engine_poll_views(e, views.as_mut_ptr(), N as usize, &mut n, ptr::null_mut());
                 for v in &views[..n] {
                     // SAFETY: lent until the next call on the engine.
                     total = total.wrapping_add(unsafe { (*v.header).seq });

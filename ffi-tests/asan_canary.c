@@ -15,6 +15,8 @@ int main(void) {
     if (bytes == NULL) return 2;
     memset(bytes, 1, 20);
     hz_flip f;
+    memset(&f, 0, sizeof f);
+    f.struct_size = sizeof f;
     uint32_t st = hz_flip_decode(bytes, 200, &f, NULL, 0); /* 200: a lie */
     free(bytes);
     return st == HZ_OK ? 0 : 3;

@@ -30,15 +30,15 @@
 typedef const char *(*fn_version)(void);
 typedef uint32_t (*fn_version_number)(void);
 typedef const char *(*fn_status_str)(uint32_t);
-typedef uint32_t (*fn_config_new)(uint64_t, uint32_t, size_t, size_t, hz_config **);
+typedef hz_status (*fn_config_new)(uint64_t, uint32_t, size_t, size_t, hz_config **);
 typedef void (*fn_config_free)(hz_config *);
-typedef uint32_t (*fn_engine_new)(hz_config *, hz_engine **);
+typedef hz_status (*fn_engine_new)(hz_config *, hz_engine **);
 typedef void (*fn_engine_free)(hz_engine *);
-typedef uint32_t (*fn_take_producer)(hz_engine *, uint32_t, hz_producer **);
-typedef uint32_t (*fn_poll)(hz_engine *, size_t, hz_event_fn, hz_notice_fn, void *, size_t *);
-typedef uint32_t (*fn_stats)(const hz_engine *, hz_stats *);
+typedef hz_status (*fn_take_producer)(hz_engine *, uint32_t, hz_producer **);
+typedef hz_status (*fn_poll)(hz_engine *, size_t, hz_event_fn, hz_notice_fn, void *, size_t *);
+typedef hz_status (*fn_stats)(const hz_engine *, hz_stats *);
 typedef void (*fn_producer_free)(hz_producer *);
-typedef uint32_t (*fn_push)(hz_producer *, const hz_event_header *, const uint8_t *, size_t);
+typedef hz_status (*fn_push)(hz_producer *, const hz_event_header *, const uint8_t *, size_t);
 typedef const char *(*fn_engine_last_error)(const hz_engine *);
 
 /* Each type must be exactly the type of &function in the header. */
@@ -154,6 +154,8 @@ int main(int argc, char **argv) {
     CHECK(poll(e, 1000, on_event, NULL, &sum_seq, &n) == HZ_OK);
     CHECK(n == 100 && events == 100 && sum_seq == want_sum);
     hz_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
     CHECK(stats(e, &st) == HZ_OK && st.delivered == 100 && st.api_errors == 2);
 
     producer_free(p);

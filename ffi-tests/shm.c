@@ -2,7 +2,7 @@
  * child processes (fork + exec of this binary with "produce ..." arguments).
  *
  *   shm DIR                       the test (the engine side); makes its files in DIR
- *   shm produce PATH FROM TO      a producer: pushes seqs FROM..TO-1, spinning on HZ_ERR_FULL
+ *   shm produce PATH FROM TO      a producer: pushes seqs FROM..TO-1, spinning on HZ_FULL
  *
  * Checks: every refusal has its status and message; a producer killed with SIGKILL at an
  * arbitrary point leaves no torn record (each payload is checked whole); the next producer
@@ -50,7 +50,7 @@ static int produce(const char *path, uint64_t from, uint64_t to) {
         h.kind = HZ_KIND_DATA;
         size_t len = make_payload(seq, buf);
         uint32_t st;
-        while ((st = hz_producer_push(p, &h, buf, len)) == HZ_ERR_FULL) {
+        while ((st = hz_producer_push(p, &h, buf, len)) == HZ_FULL) {
         }
         CHECK_OK(st);
     }
@@ -61,6 +61,7 @@ static int produce(const char *path, uint64_t from, uint64_t to) {
 typedef struct {
     uint64_t next; /* the seq expected next */
     uint64_t crashed_gen, closed_gen;
+    uint64_t gone_pid; /* the pid of the last producer reported gone */
     int truncated;
 } ctx;
 
@@ -79,14 +80,15 @@ static void on_event(void *user, uint32_t stream, const hz_event_header *h, cons
 static void on_notice(void *user, const hz_notice *n) {
     ctx *c = (ctx *)user;
     if (n->kind == HZ_NOTICE_PRODUCER_GONE) {
-        CHECK(n->stream == 0 && n->pos != 0);
-        if (n->reason == HZ_PRODUCER_CRASHED) c->crashed_gen = n->from_seq;
-        else if (n->reason == HZ_PRODUCER_CLOSED) c->closed_gen = n->from_seq;
+        CHECK(n->stream == 0 && n->pid != 0 && n->pos == 0);
+        c->gone_pid = n->pid;
+        if (n->reason == HZ_PRODUCER_CRASHED) c->crashed_gen = n->generation;
+        else if (n->reason == HZ_PRODUCER_CLOSED) c->closed_gen = n->generation;
         else CHECK(!"unknown PRODUCER_GONE reason");
     } else if (n->kind == HZ_NOTICE_SUBSCRIBE && n->purpose == HZ_PURPOSE_INITIAL) {
         CHECK(n->stream == 0); /* the first poll's: the producer is the child process */
     } else if (n->kind == HZ_NOTICE_RING_FILE_TRUNCATED) {
-        CHECK(n->stream == 0 && n->pos == 100 && n->from_pos == 4096 + CAPACITY);
+        CHECK(n->stream == 0 && n->file_len == 100 && n->needed_len == 4096 + CAPACITY);
         c->truncated++;
     } else {
         fprintf(stderr, "unexpected notice %u\n", n->kind);
@@ -198,6 +200,7 @@ int main(int argc, char **argv) {
     /* The kernel may drop a dead process's lock a moment after waitpid returns: the notice
      * comes with the first check after that. */
     POLL_UNTIL(e, &c, c.crashed_gen == 1);
+    CHECK(c.gone_pid == (uint64_t)pid); /* the producer's own pid, in its own field */
     CHECK(c.closed_gen == 0);
 
     /* Generation 2 resumes from the published tail; it re-sends the last 3 events, which the
@@ -212,6 +215,8 @@ int main(int argc, char **argv) {
     POLL_UNTIL(e, &c, c.closed_gen == 2);
     CHECK(c.crashed_gen == 1);
     hz_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
     CHECK_OK(hz_engine_stats(e, &st));
     CHECK(st.duplicates_dropped == 3);
 

@@ -78,10 +78,10 @@ def main():
 
     def on_notice(n):
         if n["kind"] == lib.HZ_NOTICE_SUBSCRIBE and n["purpose"] == lib.HZ_PURPOSE_INITIAL:
-            initial.append((n["stream"], n["from_kind"]))  # the first poll's, checked apart
+            initial.append((n["stream"], n["start"]))  # the first poll's, checked apart
             return
         # A typed start (not HZ_START_POS) reads, for this one-origin feed, as "after the frontier".
-        from_pos = n["from_pos"] if n["from_kind"] == lib.HZ_START_POS else 0
+        from_pos = n["start_pos"] if n["start"] == lib.HZ_START_POS else 0
         notices.append((n["kind"], n["stream"], n["to_stream"], n["flip_id"], n["seamless"], from_pos,
                         n["locator"]))
 
@@ -121,6 +121,9 @@ def main():
     # A decode round trip and a malformed record.
     buf = next(r[2] for r in records if r[0] == lib.HZ_KIND_FLIP)
     out = ffi.new("hz_flip *")
+    st(lib.hz_flip_decode(buf, len(buf), out, ffi.NULL, 0), lib.HZ_ERR_INVALID, "decode without struct_size")
+    check(b"struct_size" in ffi.string(lib.hz_last_error()), "last error names struct_size")
+    out.struct_size = ffi.sizeof("hz_flip")
     st(lib.hz_flip_decode(buf, len(buf), out, ffi.NULL, 0), what="decode")
     check(out.action == lib.HZ_FLIP_ANNOUNCE and out.target == 1 and out.flip_id == 1, "decoded flip")
     bad = bytearray(buf)
@@ -130,7 +133,7 @@ def main():
     check(b"CRC" in ffi.string(lib.hz_last_error()), "last error names the CRC")
 
     # Feed: the producers push in lock-step (one record per stream per step, then a poll every
-    # 50 steps). An idle stream discards (HZ_ERR_NOT_SUBSCRIBED); on SUBSCRIBE a producer
+    # 50 steps). An idle stream discards (HZ_NOT_SUBSCRIBED); on SUBSCRIBE a producer
     # re-sends from from_pos (0: a typed start, from just after the last delivered position); a
     # full active ring is retried after a poll.
     cursor = [1, 1, 1]
@@ -157,10 +160,10 @@ def main():
                 continue
             kind, seq, payload = records[i - 1]
             r = prods[s].push(i, seq, payload, ts_ns=i * 1000, kind=kind)
-            if r == lib.HZ_ERR_FULL:
+            if r == lib.HZ_FULL:
                 full += 1
                 continue
-            check(r in (lib.HZ_OK, lib.HZ_ERR_NOT_SUBSCRIBED), "push: %s" % r)
+            check(r in (lib.HZ_OK, lib.HZ_NOT_SUBSCRIBED), "push: %s" % r)
             cursor[s] = i + 1
         if steps % 50 == 0 or all(c > len(records) for c in cursor):
             before = len(notices)
@@ -198,6 +201,27 @@ def main():
         pass
 
     st(lib.hz_engine_poll(ffi.NULL, 1, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL), lib.HZ_ERR_NULL, "poll(NULL)")
+
+    # Pull mode without a callback, and a record made in place (reserve, fill, commit).
+    made = b"seq=%d" % (n_seq + 2)
+    status, buf = prods[2].reserve(len(made))
+    check(status == lib.HZ_OK and len(buf) == len(made), "reserve")
+    buf[:] = made
+    try:
+        prods[2].push(len(records) + 3, n_seq + 9, b"x")
+        raise Failure("a push while a reservation is open was taken")
+    except hz.HarmonizerError as e:
+        check(e.status == lib.HZ_ERR_STATE, "push during a reservation: HZ_ERR_STATE")
+    prods[2].commit(len(records) + 2, n_seq + 2)
+    items = []
+    for _ in range(10):
+        item = eng.next()
+        if item is None:
+            break
+        items.append(item)
+    events = [(i[1], i[2].seq, i[3]) for i in items if i[0] == "event"]
+    check(events == [(2, n_seq + 2, b"seq=%d" % (n_seq + 2))], "next hands out the committed record: %r" % events)
+    check(eng.next() is None, "next: nothing more")
     for p in prods:
         p.close()
     eng.close()

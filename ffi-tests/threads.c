@@ -10,11 +10,11 @@
  * feed): the data events of origin 0 with seqs 1..N, the flips, a heartbeat now and then. So
  * every flip also arrives on every stream (duplicates across streams, applied once), and every
  * seq is available on whichever stream is active. A producer never blocks on the engine:
- *   - HZ_ERR_FULL (active ring): retry after a short back-off;
- *   - HZ_ERR_NOT_SUBSCRIBED (idle) / HZ_ERR_SHED (staged, shed): the record is gone for this
+ *   - HZ_FULL (active ring): retry after a short back-off;
+ *   - HZ_NOT_SUBSCRIBED (idle) / HZ_SHED (staged, shed): the record is gone for this
  *     stream; move on, like a live feed;
  *   - on a SUBSCRIBE notice the consumer asks that stream's producer to re-send from the start
- *     it names: `from_pos` for HZ_START_POS; for HZ_START_AFTER_SEQ / HZ_START_AFTER_FRONTIER
+ *     it names: `start_pos` for HZ_START_POS; for HZ_START_AFTER_SEQ / HZ_START_AFTER_FRONTIER
  *     (one origin here) from just after the last delivered position; HZ_START_LIVE (staging)
  *     the same, a generous live. This is how an application serves re-reads, fills and cold
  *     switches. The initial stream's SUBSCRIBE (HZ_PURPOSE_INITIAL) needs nothing: it is fed
@@ -87,6 +87,7 @@ static const struct {
 static hz_flip fl(uint32_t action, uint32_t target, uint64_t id) {
     hz_flip f;
     memset(&f, 0, sizeof f);
+    f.struct_size = sizeof f;
     f.action = action;
     f.target = target;
     f.flip_id = id;
@@ -248,20 +249,20 @@ static void *producer_main(void *arg) {
             c->pushed += n;
             spins = 0;
             break;
-        case HZ_ERR_FULL:
+        case HZ_FULL:
             CHECK(pushed < n);
             cur += pushed;
             c->pushed += pushed;
             c->full++;
             backoff(&spins);
             break;
-        case HZ_ERR_NOT_SUBSCRIBED:
+        case HZ_NOT_SUBSCRIBED:
             CHECK(pushed < n);
             cur += pushed + 1; /* discarded: gone for this stream */
             c->pushed += pushed;
             c->not_subscribed++;
             break;
-        case HZ_ERR_SHED:
+        case HZ_SHED:
             CHECK(pushed < n);
             cur += pushed + 1;
             c->pushed += pushed;
@@ -314,8 +315,8 @@ static void on_notice(void *user, const hz_notice *n) {
         CHECK(n->stream < STREAMS);
         if (n->purpose == HZ_PURPOSE_INITIAL) break;
         c->subscribes[n->stream]++;
-        uint64_t from = n->from_pos;
-        if (n->from_kind != HZ_START_POS) from = atomic_load_explicit(&frontier_pos, memory_order_relaxed) + 1;
+        uint64_t from = n->start_pos;
+        if (n->start != HZ_START_POS) from = atomic_load_explicit(&frontier_pos, memory_order_relaxed) + 1;
         atomic_store_explicit(&rewind_to[n->stream], from, memory_order_release);
         break;
     }
@@ -353,7 +354,7 @@ static void on_notice(void *user, const hz_notice *n) {
         else c->rejected_other++;
         break;
     case HZ_NOTICE_LOST:
-        fprintf(stderr, "LOST %llu..%llu\n", (unsigned long long)n->from_seq, (unsigned long long)n->to_seq);
+        fprintf(stderr, "LOST %llu..%llu\n", (unsigned long long)n->first_seq, (unsigned long long)n->last_seq);
         exit(1);
     case HZ_NOTICE_BAD_EVENT:
         fprintf(stderr, "BAD_EVENT at pos %llu\n", (unsigned long long)n->pos);
@@ -425,6 +426,8 @@ int main(int argc, char **argv) {
     for (uint32_t s = 0; s < STREAMS; s++) CHECK(pthread_join(th[s], NULL) == 0);
 
     hz_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
     CHECK_OK(hz_engine_stats(e, &st));
     uint32_t active = 99;
     CHECK_OK(hz_engine_active_stream(e, &active));

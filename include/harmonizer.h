@@ -1,16 +1,21 @@
 /*
  * harmonizer: receiver-side stream switching. C API.
  *
- * Conventions (details on each function):
- * - Fallible calls return a uint32_t status: HZ_OK (0) or HZ_ERR_*; out-parameters are written
- *   only on success (hz_producer_push_batch's *pushed also reports partial progress).
- *   hz_status_str() names a status; each handle's *_last_error() explains it, hz_last_error()
- *   for calls without a handle.
+ * Conventions (details on each function; docs/design.md section 7):
+ * - Fallible calls return an hz_status: HZ_OK (0); an informational result below HZ_ERR_FIRST
+ *   (HZ_FULL, HZ_SHED, HZ_NOT_SUBSCRIBED, HZ_EMPTY, HZ_GOT_NOTICE: outcomes, not errors); or an
+ *   error HZ_ERR_*, explained by the handle's *_last_error() (hz_last_error() for calls without
+ *   a handle) and counted. Out-parameters are written only on success (hz_producer_push_batch's
+ *   *pushed also reports partial progress). hz_status_str() names a status.
+ * - Structs that may grow start with struct_size. Set it to sizeof(the struct) in every struct
+ *   you hand over (hz_stats, hz_event_view, hz_notice, hz_flip); in a struct the library lends
+ *   you (hz_notice in a callback), it is the library's size: test a field added after your
+ *   oldest supported library with HZ_HAS_FIELD. hz_event_header has a fixed layout.
  * - Callbacks run on the polling thread, must return normally (no C++ exceptions, no longjmp)
  *   and must not call into the engine being polled (refused with HZ_ERR_STATE).
  * - Opaque handles come from *_new (or hz_engine_take_producer) and go to *_free (NULL is fine).
  * - An engine is used from one thread at a time (the poll thread); each producer likewise.
- * - Nothing panics across this boundary: an internal error is HZ_ERR_PANIC.
+ * - Nothing unwinds or aborts across this boundary: an internal error is HZ_ERR_PANIC.
  */
 
 #ifndef HARMONIZER_H
@@ -21,95 +26,12 @@
 
 #include <stdint.h>
 #include <stddef.h>
+/* True when the library filled FIELD of the size-tagged struct at PTR of TYPE: its
+   struct_size covers the field (for structs the library lends, such as hz_notice in a
+   callback, when your header is newer than the library). */
+#define HZ_HAS_FIELD(PTR, TYPE, FIELD) \
+  (offsetof(TYPE, FIELD) + sizeof(((TYPE *)0)->FIELD) <= (PTR)->struct_size)
 
-/*
- Success.
- */
-#define HZ_OK 0
-
-/*
- A required handle or pointer was NULL.
- */
-#define HZ_ERR_NULL 1
-
-/*
- An argument is out of range or an enum value is unknown.
- */
-#define HZ_ERR_INVALID 2
-
-/*
- The engine configuration was refused (the last error says why).
- */
-#define HZ_ERR_CONFIG 3
-
-/*
- The active stream's ring is full: retry after the engine polls (backpressure).
- */
-#define HZ_ERR_FULL 4
-
-/*
- The payload is larger than `max_payload`.
- */
-#define HZ_ERR_TOO_LARGE 5
-
-/*
- The stream is not subscribed (idle): the event was discarded. Informational.
- */
-#define HZ_ERR_NOT_SUBSCRIBED 6
-
-/*
- A staged ring shed the event (its window was held). Informational.
- */
-#define HZ_ERR_SHED 7
-
-/*
- The call is not valid in the handle's state (e.g. a producer taken twice, a model loaded
- into an engine whose policy is not the predictor).
- */
-#define HZ_ERR_STATE 8
-
-/*
- A flip record is malformed (the last error gives the precise reason).
- */
-#define HZ_ERR_MALFORMED 9
-
-/*
- The output buffer is too small.
- */
-#define HZ_ERR_BUFFER_TOO_SMALL 10
-
-/*
- A predictor model was refused; the engine keeps its previous model.
- */
-#define HZ_ERR_MODEL 11
-
-/*
- A file could not be read.
- */
-#define HZ_ERR_IO 12
-
-/*
- A bug: Rust code panicked. The handle may be inconsistent; free it.
- */
-#define HZ_ERR_PANIC 13
-
-/*
- Nothing to deliver now (`hz_engine_next`). Informational.
- */
-#define HZ_ERR_EMPTY 14
-
-/*
- A ring file was refused: not a ring file, another layout version, a corrupt header or
- positions, a wrong length, made for another configuration, or already there (the last
- error says which).
- */
-#define HZ_ERR_RING_FILE 15
-
-/*
- A ring file is in use: another live process is its producer, or another live engine is
- attached to it.
- */
-#define HZ_ERR_BUSY 16
 
 /*
  Event kind: an ordinary data event (`hz_event_header.kind`).
@@ -222,11 +144,12 @@
 #define HZ_SEQ_MONOTONIC 1
 
 /*
- Notice kind: start (or restart) feeding `stream` from where `from_kind` says (`HZ_START_*`:
- an exact `from_pos`, live, the first event of `origin` after seq `after_seq`, or the first
- event beyond the tracker's frontier); `purpose` (`HZ_PURPOSE_*`) says why, and for a re-read
- or a fill, `origin` and `from_seq..=to_seq` are the events wanted. `locator`/`locator_len`
- come from the flip that named the stream.
+ Notice kind: start (or restart) feeding `stream`, from where `start` says (`HZ_START_*`:
+ the exact position `start_pos`, the live end, the first event of `start_origin` above seq
+ `start_after_seq`, or the first event beyond the tracker's frontier). `purpose`
+ (`HZ_PURPOSE_*`) says why; for a re-read or a fill, `origin` and `first_seq..=last_seq` are
+ the events wanted, for a resume `origin` is the one whose hole closed. `locator` and
+ `locator_len` come from the flip that named the stream.
  */
 #define HZ_NOTICE_SUBSCRIBE 1
 
@@ -236,63 +159,66 @@
 #define HZ_NOTICE_UNSUBSCRIBE 2
 
 /*
- Notice kind: the active stream changed from `stream` to `to_stream` (flip `flip_id`, 0 for a
- failover; `reason` is `HZ_SWITCH_CAUSE_*`). `seamless`: no fetch or re-read was needed;
- `stall_ns`: clock ns from consuming the cut-over until delivery of the target is contiguous
- (this notice); `switch_ns`: the engine's own cost of the switch. Comes right before the
- first event the target delivers from its own stream.
+ Notice kind: the active stream changed from `stream` to `to_stream`, by flip `flip_id` (0
+ for a failover); `cause` is `HZ_SWITCH_CAUSE_*`. `seamless`: 1 when no fetch or re-read was
+ needed; `stall_ns`: clock ns from consuming the cut-over until delivery of the target is
+ contiguous (this notice); `switch_ns`: the engine's own cost of the switch, a part of it.
+ Comes right before the first event the target delivers from its own stream.
  */
 #define HZ_NOTICE_SWITCHED 3
 
 /*
- Notice kind: seqs `from_seq..=to_seq` of `origin` are missing on `stream`.
+ Notice kind: seqs `first_seq..=last_seq` of `origin` are missing on `stream`, and no staged
+ candidate held them.
  */
 #define HZ_NOTICE_GAP 4
 
 /*
- Notice kind: seqs `from_seq..=to_seq` of `origin` are given up for lost.
+ Notice kind: seqs `first_seq..=last_seq` of `origin` are given up for lost.
  */
 #define HZ_NOTICE_LOST 5
 
 /*
- Notice kind: the flip at `pos` on `stream` was not applied; `reason` says why.
+ Notice kind: the flip at `pos` on `stream` was not applied; `reason` (`HZ_REJECT_*`) says
+ why.
  */
 #define HZ_NOTICE_FLIP_REJECTED 6
 
 /*
- Notice kind: the event (`origin`, `seq`) at `pos` on `stream` cannot be tracked.
+ Notice kind: the event of `origin` with seq `seq`, at `pos` on `stream`, cannot be tracked
+ and was not delivered; `reason` is `HZ_BAD_EVENT_*`.
  */
 #define HZ_NOTICE_BAD_EVENT 7
 
 /*
  Notice kind: the producer process of the file-backed `stream` is gone (no process holds the
- ring file's producer lock; a slow one still does). `from_seq` is its generation, `pos` its
- pid; `reason` is `HZ_PRODUCER_CRASHED` or `HZ_PRODUCER_CLOSED`. Once per generation.
+ ring file's producer lock; a slow one still does): its `generation` on the file and its
+ `pid`; `reason` is `HZ_PRODUCER_CRASHED` or `HZ_PRODUCER_CLOSED`. Once per generation.
  */
 #define HZ_NOTICE_PRODUCER_GONE 8
 
 /*
- Notice kind: the ring file of `stream` shrank under its mapping (`pos`: its length,
- `from_pos`: the length the ring needs). The stream went back to its in-process ring, empty.
+ Notice kind: the ring file of `stream` shrank under its mapping to `file_len` bytes, below
+ the `needed_len` its ring needs. The stream went back to its in-process ring, empty.
  */
 #define HZ_NOTICE_RING_FILE_TRUNCATED 9
 
 /*
- Notice kind: the recovery of the gap `from_seq..=to_seq` of `origin` on `stream` ran out of
- rounds (`rounds`) and streams: delivery holds at the gap until a staged candidate brings the
- events, or `hz_engine_retry_gap` / `hz_engine_give_up_gap`. Once per gap.
+ Notice kind: the recovery of the gap `first_seq..=last_seq` of `origin` on `stream` ran out
+ of rounds (`rounds` tried) and streams: delivery holds at the gap until a staged candidate
+ brings the events, or `hz_engine_retry_gap` / `hz_engine_give_up_gap`. Once per gap.
  */
 #define HZ_NOTICE_STUCK 10
 
 /*
  Notice kind: the active `stream` has delivered nothing for `silent_ns` while the staged
- `to_stream` holds `lead_events` events beyond the frontier, `lead_ns` of upstream time ahead.
- Once per silence.
+ `candidate` holds `lead_events` events beyond the frontier, `lead_ns` of upstream time
+ ahead. Once per silence.
  */
 #define HZ_NOTICE_ACTIVE_SILENT 11
 
 /*
- `HZ_NOTICE_SUBSCRIBE`: read from the exact position `from_pos`.
+ `HZ_NOTICE_SUBSCRIBE`: read from the exact position `start_pos`.
  */
 #define HZ_START_POS 1
 
@@ -302,7 +228,8 @@
 #define HZ_START_LIVE 2
 
 /*
- `HZ_NOTICE_SUBSCRIBE`: read from the first event of `origin` whose seq is above `after_seq`.
+ `HZ_NOTICE_SUBSCRIBE`: read from the first event of `start_origin` whose seq is above
+ `start_after_seq`.
  */
 #define HZ_START_AFTER_SEQ 3
 
@@ -328,7 +255,8 @@
 #define HZ_PURPOSE_SWITCH 3
 
 /*
- `HZ_NOTICE_SUBSCRIBE`: re-read the active stream for the gap `origin`, `from_seq..=to_seq`.
+ `HZ_NOTICE_SUBSCRIBE`: re-read the active stream for the gap `origin`,
+ `first_seq..=last_seq`.
  */
 #define HZ_PURPOSE_REREAD 4
 
@@ -339,7 +267,7 @@
 
 /*
  `HZ_NOTICE_SUBSCRIBE`: feed this (non-active) stream so it fills the gap `origin`,
- `from_seq..=to_seq`; an `UNSUBSCRIBE` follows when it is no longer wanted.
+ `first_seq..=last_seq`; an `UNSUBSCRIBE` follows when it is no longer wanted.
  */
 #define HZ_PURPOSE_FILL 6
 
@@ -456,11 +384,8 @@
 typedef struct hz_config hz_config;
 
 /*
- The engine: one recipient's consumer of every stream. Opaque.
-
- Calls from inside `hz_engine_poll`'s callbacks on the same engine are refused
- (`HZ_ERR_STATE`): `busy` is set for the duration of a poll, and every other call checks it
- before touching `inner`. So a callback can never alias the engine the poll is using.
+ The engine: one recipient's consumer of every stream. Opaque. Calls on an engine from inside
+ its own `hz_engine_poll` callbacks are refused with `HZ_ERR_STATE`.
  */
 typedef struct hz_engine hz_engine;
 
@@ -470,6 +395,14 @@ typedef struct hz_engine hz_engine;
 typedef struct hz_producer hz_producer;
 
 /*
+ What every fallible call returns: `HZ_OK`, an informational result (below
+ `HZ_ERR_FIRST`: an outcome to act on, not an error, and not counted), or an error
+ (`HZ_ERR_*`, at or above `HZ_ERR_FIRST`: the handle's last error says why, and its error
+ count counts it). `hz_status_str` names each.
+ */
+typedef uint32_t hz_status;
+
+/*
  The application's clock: returns nanoseconds since an origin of its choosing. Called on the
  polling thread, once per poll, with the `user_data` given to `hz_config_set_clock`. It must
  return normally and must not call into the engine.
@@ -477,11 +410,9 @@ typedef struct hz_producer hz_producer;
 typedef uint64_t (*hz_clock_fn)(void *user_data);
 
 /*
- The fixed header of every event.
-
- Field order puts the three `u64`s first so the struct has no interior padding and the same
- layout on every C ABI: `pos` at 0, `seq` at 8, `ts_ns` at 16, `origin` at 24, `kind` at 28,
- `flags` at 30 (checked by a test and by `const` assertions below).
+ The fixed header of every event: 32 bytes, the same layout on every C ABI and in ring files
+ (`pos` at 0, `seq` at 8, `ts_ns` at 16, `origin` at 24, `kind` at 28, `flags` at 30; no
+ padding). Not size-tagged: it is the record format, versioned with the ring layout.
  */
 typedef struct {
   /*
@@ -501,11 +432,11 @@ typedef struct {
    */
   uint32_t origin;
   /*
-   [`KIND_DATA`], [`KIND_FLIP`] or [`KIND_HEARTBEAT`] (`HZ_KIND_*` in C).
+   Data, flip or heartbeat: `KIND_*` in Rust, `HZ_KIND_*` in C.
    */
   uint16_t kind;
   /*
-   Bit set; see [`FLAG_UPSTREAM_ERROR`] (`HZ_FLAG_UPSTREAM_ERROR` in C).
+   Bit set: `FLAG_UPSTREAM_ERROR` in Rust, `HZ_FLAG_UPSTREAM_ERROR` in C.
    */
   uint16_t flags;
 } hz_event_header;
@@ -520,17 +451,27 @@ typedef struct {
 typedef void (*hz_event_fn)(void *user_data, uint32_t stream, const hz_event_header *header, const uint8_t *payload, size_t payload_len);
 
 /*
- A notice, as a tagged struct: `kind` says which fields mean something (see the
- `HZ_NOTICE_*` constants); the others are 0 (so `stream` is meaningless for `LOST`). `locator` borrows engine or ring memory and is
- valid during the callback only.
+ A notice, as a tagged struct: `kind` (`HZ_NOTICE_*`) says which fields mean something; the
+ others are 0. Each field means one thing, for every kind that uses it.
+
+ Lent by the library to a callback (valid during the call, `struct_size` the library's own;
+ read a field added after your oldest supported library only where `HZ_HAS_FIELD` says it
+ is there), or written into the caller's struct by the pull calls (set `struct_size` first;
+ valid until the next call on the engine). `locator` points into engine memory with the
+ same lifetime.
  */
 typedef struct {
+  /*
+   The size of this struct: see above.
+   */
+  size_t struct_size;
   /*
    `HZ_NOTICE_*`.
    */
   uint32_t kind;
   /*
-   The stream concerned (for `SWITCHED`, the one switched from).
+   The stream the notice is about (`SWITCHED`: the stream switched from). Not used by
+   `LOST`, which is about events, not a stream.
    */
   uint32_t stream;
   /*
@@ -538,54 +479,78 @@ typedef struct {
    */
   uint32_t to_stream;
   /*
-   `GAP`, `LOST`, `BAD_EVENT`: the origin.
+   `ACTIVE_SILENT`: the staged candidate furthest ahead.
+   */
+  uint32_t candidate;
+  /*
+   The origin whose events the notice is about: `GAP`, `LOST`, `STUCK`, `BAD_EVENT`, and
+   `SUBSCRIBE` for `HZ_PURPOSE_REREAD`, `HZ_PURPOSE_RESUME`, `HZ_PURPOSE_FILL`.
    */
   uint32_t origin;
   /*
-   `SWITCHED`: 1 when seamless.
-   */
-  uint32_t seamless;
-  /*
-   `FLIP_REJECTED`: `HZ_REJECT_*`; `BAD_EVENT`: `HZ_BAD_EVENT_*`.
+   Why: `FLIP_REJECTED`: `HZ_REJECT_*`; `BAD_EVENT`: `HZ_BAD_EVENT_*`; `PRODUCER_GONE`:
+   `HZ_PRODUCER_*`.
    */
   uint32_t reason;
   /*
-   `SWITCHED`: the flip's id.
+   `SWITCHED`: what made the switch, `HZ_SWITCH_CAUSE_*`.
    */
-  uint64_t flip_id;
+  uint32_t cause;
   /*
-   `FLIP_REJECTED`, `BAD_EVENT`: the record's position.
+   `SWITCHED`: 1 when no fetch or re-read was needed, else 0.
    */
-  uint64_t pos;
+  uint32_t seamless;
   /*
-   `SUBSCRIBE` with `HZ_START_POS`: the position to read from.
+   `SUBSCRIBE`: where to start, `HZ_START_*`.
    */
-  uint64_t from_pos;
+  uint32_t start;
   /*
-   `GAP`, `LOST`, `STUCK`, `SUBSCRIBE` for a re-read or fill: first missing seq;
-   `BAD_EVENT`: the event's seq.
-   */
-  uint64_t from_seq;
-  /*
-   `GAP`, `LOST`, `STUCK`, `SUBSCRIBE` for a re-read or fill: last missing seq.
-   */
-  uint64_t to_seq;
-  /*
-   `SWITCHED`: clock ns from the cut-over until delivery of the target is contiguous.
-   */
-  uint64_t stall_ns;
-  /*
-   `SUBSCRIBE`: `HZ_START_*`.
-   */
-  uint32_t from_kind;
-  /*
-   `SUBSCRIBE`: `HZ_PURPOSE_*`.
+   `SUBSCRIBE`: why, `HZ_PURPOSE_*`.
    */
   uint32_t purpose;
   /*
-   `SUBSCRIBE` with `HZ_START_AFTER_SEQ`: read from the first event of `origin` above it.
+   `SUBSCRIBE` with `HZ_START_AFTER_SEQ`: the origin to read after.
    */
-  uint64_t after_seq;
+  uint32_t start_origin;
+  /*
+   `STUCK`: re-read and fill rounds tried.
+   */
+  uint32_t rounds;
+  /*
+   `SUBSCRIBE` with `HZ_START_POS`: the position to read from.
+   */
+  uint64_t start_pos;
+  /*
+   `SUBSCRIBE` with `HZ_START_AFTER_SEQ`: read from the first event of `start_origin`
+   whose seq is above this.
+   */
+  uint64_t start_after_seq;
+  /*
+   First seq of `origin` concerned, inclusive: missing (`GAP`, `STUCK`), lost (`LOST`), or
+   wanted (`SUBSCRIBE` for a re-read or a fill).
+   */
+  uint64_t first_seq;
+  /*
+   Last seq of `origin` concerned, inclusive (as `first_seq`).
+   */
+  uint64_t last_seq;
+  /*
+   `BAD_EVENT`: the event's seq.
+   */
+  uint64_t seq;
+  /*
+   `FLIP_REJECTED`, `BAD_EVENT`: the record's position on `stream`.
+   */
+  uint64_t pos;
+  /*
+   `SWITCHED`: the flip that made the switch (0 for a failover).
+   */
+  uint64_t flip_id;
+  /*
+   `SWITCHED`: clock ns from consuming the cut-over until delivery of the target is
+   contiguous.
+   */
+  uint64_t stall_ns;
   /*
    `SWITCHED`: the engine's own cost of the switch, clock ns.
    */
@@ -595,13 +560,30 @@ typedef struct {
    */
   uint64_t silent_ns;
   /*
-   `ACTIVE_SILENT`: events the candidate holds beyond the frontier; `STUCK`: rounds tried.
+   `ACTIVE_SILENT`: events the candidate holds beyond the delivery frontier.
    */
-  uint64_t count;
+  uint64_t lead_events;
   /*
-   `ACTIVE_SILENT`: upstream ns the candidate's newest event is ahead of the last delivered.
+   `ACTIVE_SILENT`: upstream ns the candidate's newest event is ahead of the last one
+   delivered.
    */
   uint64_t lead_ns;
+  /*
+   `PRODUCER_GONE`: the producer's generation on the ring file (1 for its first).
+   */
+  uint64_t generation;
+  /*
+   `PRODUCER_GONE`: the producer's process id, as it wrote it.
+   */
+  uint64_t pid;
+  /*
+   `RING_FILE_TRUNCATED`: the file's length seen, bytes.
+   */
+  uint64_t file_len;
+  /*
+   `RING_FILE_TRUNCATED`: the length its ring needs, bytes.
+   */
+  uint64_t needed_len;
   /*
    `SUBSCRIBE`: the locator bytes; NULL when `locator_len` is 0.
    */
@@ -621,10 +603,16 @@ typedef struct {
 typedef void (*hz_notice_fn)(void *user_data, const hz_notice *notice);
 
 /*
- One event lent by `hz_engine_next`: the header and payload stay valid until the next call on
- the same engine (any `hz_engine_*` call but `hz_engine_last_error`).
+ One event lent by the pull calls (`hz_engine_next`, `hz_engine_poll_views`): the header and
+ payload stay valid until the next call on the same engine (any `hz_engine_*` call but
+ `hz_engine_last_error`). Set `struct_size` to `sizeof(hz_event_view)` before the call (for
+ `hz_engine_poll_views`, in the first element: it is the array's stride).
  */
 typedef struct {
+  /*
+   `sizeof(hz_event_view)`, set by the caller.
+   */
+  size_t struct_size;
   /*
    The stream it was delivered from.
    */
@@ -644,9 +632,15 @@ typedef struct {
 } hz_event_view;
 
 /*
- Engine statistics (totals since creation), as `hz_engine_stats` fills them.
+ Engine statistics (totals since creation), as `hz_engine_stats` fills them. Set
+ `struct_size` to `sizeof(hz_stats)` before the call; counters a later library adds are
+ appended.
  */
 typedef struct {
+  /*
+   `sizeof(hz_stats)`, set by the caller.
+   */
+  size_t struct_size;
   /*
    Events delivered.
    */
@@ -776,9 +770,13 @@ typedef struct {
 /*
  A flip, as C sees it. `ids` and `locator` are borrowed: by `hz_flip_encode` from the caller;
  by `hz_flip_decode`, `locator` points into the decoded bytes and `ids` into the caller's
- buffer.
+ buffer. Set `struct_size` to `sizeof(hz_flip)` first, for either call.
  */
 typedef struct {
+  /*
+   `sizeof(hz_flip)`, set by the caller.
+   */
+  size_t struct_size;
   /*
    `HZ_FLIP_*`.
    */
@@ -837,6 +835,111 @@ typedef struct {
   size_t locator_len;
 } hz_flip;
 
+/*
+ Success.
+ */
+#define HZ_OK 0
+
+/*
+ Informational: the active stream's ring is full; retry after the engine polls
+ (backpressure). Nothing was written.
+ */
+#define HZ_FULL 1
+
+/*
+ Informational: a staged ring shed the event, as its consumer held the front while no space
+ was left (counted in the ring, flagged to the engine). Nothing to do.
+ */
+#define HZ_SHED 2
+
+/*
+ Informational: the stream is not subscribed (idle): the event was discarded. Nothing to do.
+ */
+#define HZ_NOT_SUBSCRIBED 3
+
+/*
+ Informational: nothing to deliver now (the pull calls).
+ */
+#define HZ_EMPTY 4
+
+/*
+ Informational: a notice was written to the caller's `hz_notice` (the pull calls); it comes
+ after the events handed out by the same call.
+ */
+#define HZ_GOT_NOTICE 5
+
+/*
+ Every status at or above this is an error; every status below it is success or
+ informational.
+ */
+#define HZ_ERR_FIRST 32
+
+/*
+ A required handle or pointer was NULL.
+ */
+#define HZ_ERR_NULL 32
+
+/*
+ An argument is out of range, an enum value is unknown, or a `struct_size` is below the
+ struct's first layout.
+ */
+#define HZ_ERR_INVALID 33
+
+/*
+ The engine configuration was refused (the last error says why).
+ */
+#define HZ_ERR_CONFIG 34
+
+/*
+ The payload is larger than `max_payload`. Nothing was written.
+ */
+#define HZ_ERR_TOO_LARGE 35
+
+/*
+ The call is not valid in the handle's state (e.g. a producer taken twice, a model loaded
+ into an engine whose policy is not the predictor, a push while a reservation is open).
+ */
+#define HZ_ERR_STATE 36
+
+/*
+ A flip record is malformed (the last error gives the precise reason).
+ */
+#define HZ_ERR_MALFORMED 37
+
+/*
+ The output buffer is too small.
+ */
+#define HZ_ERR_BUFFER_TOO_SMALL 38
+
+/*
+ A predictor model was refused; the engine keeps its previous model.
+ */
+#define HZ_ERR_MODEL 39
+
+/*
+ A file could not be read.
+ */
+#define HZ_ERR_IO 40
+
+/*
+ A bug in the library (it failed an internal check). The handle may be inconsistent: free
+ it.
+ */
+#define HZ_ERR_PANIC 41
+
+/*
+ A ring file was refused: not a ring file, another layout version, a corrupt header or
+ positions, a wrong length, made for another configuration, or already there (the last
+ error says which).
+ */
+#define HZ_ERR_RING_FILE 42
+
+/*
+ A ring file is in use: another live process is its producer, or another live engine is
+ attached to it.
+ */
+#define HZ_ERR_BUSY 43
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -853,10 +956,10 @@ const char *hz_version(void);
 uint32_t hz_version_number(void);
 
 /*
- A short static description of `status` (`"ok"`, `"null pointer"`, ...; `"unknown status"`
- for a value not listed). Static storage: do not free. Any thread.
+ A short static description of `status` (`"ok"`, `"ring full"`, `"null pointer"`, ...;
+ `"unknown status"` for a value not listed). Static storage: do not free. Any thread.
  */
-const char *hz_status_str(uint32_t status);
+const char *hz_status_str(hz_status status);
 
 /*
  Makes a configuration: `streams` streams with ids `0..streams` (1 to 16), each ring
@@ -869,7 +972,7 @@ const char *hz_status_str(uint32_t status);
  `HZ_ERR_INVALID` (`streams` 0 or above 16). Capacity and payload limits are checked by
  `hz_engine_new`. Any thread; the configuration is then used by one thread at a time.
  */
-uint32_t hz_config_new(uint64_t recipient_id, uint32_t streams, size_t capacity_bytes, size_t max_payload, hz_config **out);
+hz_status hz_config_new(uint64_t recipient_id, uint32_t streams, size_t capacity_bytes, size_t max_payload, hz_config **out);
 
 /*
  Frees a configuration. NULL is a no-op. An engine made from it does not need it. The
@@ -882,21 +985,21 @@ void hz_config_free(hz_config *config);
  Errors: `HZ_ERR_NULL`.
  The configuration's thread (one at a time).
  */
-uint32_t hz_config_set_initial_stream(hz_config *config, uint32_t stream);
+hz_status hz_config_set_initial_stream(hz_config *config, uint32_t stream);
 
 /*
  Sets how many origins (`origin < max_origins`) the tracker follows (default 64).
  Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (0).
  The configuration's thread (one at a time).
  */
-uint32_t hz_config_set_max_origins(hz_config *config, uint32_t max_origins);
+hz_status hz_config_set_max_origins(hz_config *config, uint32_t max_origins);
 
 /*
  Sets the gap policy: `HZ_GAP_REREAD` or `HZ_GAP_REPORT_LOST`.
  Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
  The configuration's thread (one at a time).
  */
-uint32_t hz_config_set_gap_policy(hz_config *config, uint32_t policy);
+hz_status hz_config_set_gap_policy(hz_config *config, uint32_t policy);
 
 /*
  Sets the bounds of a gap's recovery (gap policy `HZ_GAP_REREAD`): `rounds` asks of one
@@ -906,7 +1009,7 @@ uint32_t hz_config_set_gap_policy(hz_config *config, uint32_t policy);
  `HZ_ERR_NULL`, `HZ_ERR_INVALID` (rounds 0 or unknown `exhausted`). The configuration's
  thread (one at a time).
  */
-uint32_t hz_config_set_recovery(hz_config *config, uint32_t rounds, uint64_t round_timeout_ns, uint32_t fill_from_others, uint32_t exhausted);
+hz_status hz_config_set_recovery(hz_config *config, uint32_t rounds, uint64_t round_timeout_ns, uint32_t fill_from_others, uint32_t exhausted);
 
 /*
  Sets silence reporting: `HZ_NOTICE_ACTIVE_SILENT` when the active stream delivers nothing for
@@ -914,7 +1017,7 @@ uint32_t hz_config_set_recovery(hz_config *config, uint32_t rounds, uint64_t rou
  `failover` nonzero the engine then switches to that candidate (default 0). Errors:
  `HZ_ERR_NULL`. The configuration's thread (one at a time).
  */
-uint32_t hz_config_set_silence(hz_config *config, uint64_t silence_ns, uint32_t failover);
+hz_status hz_config_set_silence(hz_config *config, uint64_t silence_ns, uint32_t failover);
 
 /*
  Sets the engine's clock (docs/design.md §6: replay and tests pass virtual time): `clock`
@@ -929,14 +1032,14 @@ uint32_t hz_config_set_silence(hz_config *config, uint64_t silence_ns, uint32_t 
  `user_data`. `clock` must return normally (no C++ exceptions, no longjmp) and must not call
  into the engine. Errors: `HZ_ERR_NULL` (`config`). The configuration's thread (one at a time).
  */
-uint32_t hz_config_set_clock(hz_config *config, hz_clock_fn clock, void *user_data);
+hz_status hz_config_set_clock(hz_config *config, hz_clock_fn clock, void *user_data);
 
 /*
  Sets the sequence mode: `HZ_SEQ_STRICT` or `HZ_SEQ_MONOTONIC`.
  Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
  The configuration's thread (one at a time).
  */
-uint32_t hz_config_set_seq_mode(hz_config *config, uint32_t mode);
+hz_status hz_config_set_seq_mode(hz_config *config, uint32_t mode);
 
 /*
  Sets the most bytes staged windows may take at once: each window counted as its records
@@ -944,14 +1047,14 @@ uint32_t hz_config_set_seq_mode(hz_config *config, uint32_t mode);
  Errors: `HZ_ERR_NULL`.
  The configuration's thread (one at a time).
  */
-uint32_t hz_config_set_staging_budget(hz_config *config, size_t bytes);
+hz_status hz_config_set_staging_budget(hz_config *config, size_t bytes);
 
 /*
  Sets the default staging window, records (default 100).
  Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (0).
  The configuration's thread (one at a time).
  */
-uint32_t hz_config_set_default_window(hz_config *config, size_t records);
+hz_status hz_config_set_default_window(hz_config *config, size_t records);
 
 /*
  After a switch, keep the old stream as a staged candidate (non-zero, the default) or
@@ -960,21 +1063,21 @@ uint32_t hz_config_set_default_window(hz_config *config, size_t records);
  old stream is subscribed again at once. Errors: `HZ_ERR_NULL`.
  The configuration's thread (one at a time).
  */
-uint32_t hz_config_set_keep_previous(hz_config *config, uint32_t keep);
+hz_status hz_config_set_keep_previous(hz_config *config, uint32_t keep);
 
 /*
  Sets the arming policy: `HZ_POLICY_MANUAL`, `HZ_POLICY_NEVER`, `HZ_POLICY_ALWAYS` or
  `HZ_POLICY_PREDICTOR`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
  The configuration's thread (one at a time).
  */
-uint32_t hz_config_set_policy(hz_config *config, uint32_t policy);
+hz_status hz_config_set_policy(hz_config *config, uint32_t policy);
 
 /*
  Sets the predictor's preset: `HZ_PRESET_CONSERVATIVE`, `HZ_PRESET_BALANCED` or
  `HZ_PRESET_AGGRESSIVE` (used with `HZ_POLICY_PREDICTOR`). Errors: `HZ_ERR_NULL`,
  `HZ_ERR_INVALID` (unknown value).
  */
-uint32_t hz_config_set_preset(hz_config *config, uint32_t preset);
+hz_status hz_config_set_preset(hz_config *config, uint32_t preset);
 
 /*
  The configuration's last error message (`""` if none). Valid until the next call on this
@@ -991,7 +1094,7 @@ const char *hz_config_last_error(const hz_config *config);
  in `hz_config_last_error(config)` (capacity, payload limit, initial stream...). Any thread;
  the engine is then used from one thread at a time (it may move between threads).
  */
-uint32_t hz_engine_new(hz_config *config, hz_engine **out);
+hz_status hz_engine_new(hz_config *config, hz_engine **out);
 
 /*
  Frees an engine. NULL is a no-op, and so is a call from inside one of this engine's poll
@@ -1008,7 +1111,7 @@ void hz_engine_free(hz_engine *engine);
  `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream), `HZ_ERR_STATE` (already taken). Poll
  thread.
  */
-uint32_t hz_engine_take_producer(hz_engine *engine, uint32_t stream, hz_producer **out);
+hz_status hz_engine_take_producer(hz_engine *engine, uint32_t stream, hz_producer **out);
 
 /*
  Moves stream `stream` onto the ring file at `path` (a NUL-terminated path), for a producer
@@ -1028,50 +1131,63 @@ uint32_t hz_engine_take_producer(hz_engine *engine, uint32_t stream, hz_producer
  supported (Linux only). The reason is in `hz_engine_last_error`. On error the stream is
  unchanged. Poll thread.
  */
-uint32_t hz_engine_attach_file(hz_engine *engine, uint32_t stream, const char *path, uint32_t mode, uint64_t check_interval_ns);
+hz_status hz_engine_attach_file(hz_engine *engine, uint32_t stream, const char *path, uint32_t mode, uint64_t check_interval_ns);
 
 /*
  Delivers up to `max` events to `on_event`, with the notices between them to `on_notice`
  (which may be NULL to ignore notices: then `SUBSCRIBE` requests go unseen), both called
  synchronously on this thread with `user_data` (not owned, passed through). On `HZ_OK`,
- `*delivered` (if not NULL) is the number of events delivered. Allocation-free. Errors:
+ `*delivered` (if not NULL) is the number of events delivered. Events and notices the pull
+ calls took from the engine and did not hand out come first. Allocation-free. Errors:
  `HZ_ERR_NULL` (`engine`, `on_event`), `HZ_ERR_STATE` (called from one of this engine's own
  callbacks). Poll thread.
  */
-uint32_t hz_engine_poll(hz_engine *engine, size_t max, hz_event_fn on_event, hz_notice_fn on_notice, void *user_data, size_t *delivered);
+hz_status hz_engine_poll(hz_engine *engine, size_t max, hz_event_fn on_event, hz_notice_fn on_notice, void *user_data, size_t *delivered);
 
 /*
- Pulls the next event without copying it: on `HZ_OK`, `*out` describes it, and its header and
- payload stay in the engine's memory, valid until the next call on this engine (any
- `hz_engine_*` call but `hz_engine_last_error`). Notices that come before it go to
- `on_notice` (may be NULL) with `user_data`, on this thread, as in `hz_engine_poll`. An event
- filled into a gap from a staged stream's window is handed out from a copy (gap fills are
- rare; that memory is not the engine's to hold). Mixing with `hz_engine_poll` is fine: it
- delivers what `hz_engine_next` has taken and not handed out first. Errors: `HZ_ERR_NULL`
- (`engine`, `out`), `HZ_ERR_EMPTY` (nothing to deliver now; `*out` untouched),
- `HZ_ERR_STATE` (called from one of this engine's callbacks). Poll thread.
+ Pulls the next event or notice, in order, without copying the event: on `HZ_OK`, `*event`
+ describes an event whose header and payload stay in the engine's memory; on
+ `HZ_GOT_NOTICE`, `*notice` holds the notice that comes next. Both stay valid until the next
+ call on this engine (any `hz_engine_*` call but `hz_engine_last_error`). `HZ_EMPTY`: nothing
+ to deliver now. One item per call: `*event` is untouched unless `HZ_OK`, `*notice` unless
+ `HZ_GOT_NOTICE`. Set `event->struct_size` and `notice->struct_size` first. `notice` may be
+ NULL to ignore notices (then `SUBSCRIBE` requests go unseen).
+
+ An event filled into a gap from a staged stream's window is handed out from a copy (gap
+ fills are rare; that memory is not the engine's to hold), as is a notice's locator. Mixing
+ with `hz_engine_poll` is fine: it delivers what the pull calls took and did not hand out
+ first. Errors: `HZ_ERR_NULL` (`engine`, `event`), `HZ_ERR_INVALID` (a `struct_size` below
+ the first layout), `HZ_ERR_STATE` (called from one of this engine's callbacks). Poll
+ thread.
  */
-uint32_t hz_engine_next(hz_engine *engine, hz_event_view *out, hz_notice_fn on_notice, void *user_data);
+hz_status hz_engine_next(hz_engine *engine, hz_event_view *event, hz_notice *notice);
 
 /*
- Polls up to `cap` events into `views` without copying them: on `HZ_OK`, `*n` views are
- filled, in order, and their headers and payloads stay in the engine's memory, valid until
- the next call on this engine (any `hz_engine_*` call but `hz_engine_last_error`). `*n` may
- be 0. Notices go to `on_notice` (may be NULL) with `user_data`, on this thread. As with
- `hz_engine_next`, an event filled into a gap from a staged window comes from a copy, and
- events `hz_engine_next` took but did not hand out come first. The batch form of
+ Polls up to `cap` events into `views` without copying them, and the notice that follows
+ them: `*n` views are filled, in order (`*n` may be 0), and their headers and payloads stay
+ in the engine's memory. Returns `HZ_OK`, or `HZ_GOT_NOTICE` when the item after the `*n`
+ events (then fewer than `cap`) is a notice, written to `*notice`: handle the events, then
+ the notice, then call again. Views and notice stay valid until the next call on this engine
+ (any `hz_engine_*` call but `hz_engine_last_error`). Set `views[0].struct_size` (the array's
+ stride) and `notice->struct_size` first. `notice` may be NULL to ignore notices (then
+ `SUBSCRIBE` requests go unseen).
+
+ As with `hz_engine_next`, an event filled into a gap from a staged window comes from a copy,
+ and what the pull calls took but did not hand out comes first. The batch form of
  `hz_engine_next`: the loop over the views is the caller's, with no call per event. (A call
- that hands out events `hz_engine_next` left queued returns just those.)
- Errors: `HZ_ERR_NULL` (`engine`, `n`, or `views` with `cap > 0`), `HZ_ERR_INVALID` (`cap`
- above what an array can hold), `HZ_ERR_STATE` (called from one of this engine's
- callbacks). Poll thread.
+ that hands out events left queued returns just those.) Errors: `HZ_ERR_NULL` (`engine`, `n`,
+ or `views` with `cap > 0`), `HZ_ERR_INVALID` (a `struct_size` below the first layout or not
+ a multiple of the struct's alignment, or `cap` above what an array can hold), `HZ_ERR_STATE`
+ (called from one of this engine's callbacks). Poll thread.
  */
-uint32_t hz_engine_poll_views(hz_engine *engine, hz_event_view *views, size_t cap, size_t *n, hz_notice_fn on_notice, void *user_data);
+hz_status hz_engine_poll_views(hz_engine *engine, hz_event_view *views, size_t cap, size_t *n, hz_notice *notice);
 
 /*
- Fills `*out` with the engine's statistics. Errors: `HZ_ERR_NULL`. Poll thread.
+ Fills `*out` with the engine's statistics: set `out->struct_size` to `sizeof(hz_stats)`
+ first. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`struct_size` below the first layout). Poll
+ thread.
  */
-uint32_t hz_engine_stats(const hz_engine *engine, hz_stats *out);
+hz_status hz_engine_stats(const hz_engine *engine, hz_stats *out);
 
 /*
  Sleeps until the active stream's producer publishes, `timeout_ns` passes (real time), or an
@@ -1082,12 +1198,12 @@ uint32_t hz_engine_stats(const hz_engine *engine, hz_stats *out);
  Only the active stream wakes it; for a ring file, its producer in another process does too.
  Errors: `HZ_ERR_NULL`; `HZ_ERR_STATE` from a callback. Poll thread: then poll.
  */
-uint32_t hz_engine_wait(hz_engine *engine, uint64_t timeout_ns, uint32_t *out_ready);
+hz_status hz_engine_wait(hz_engine *engine, uint64_t timeout_ns, uint32_t *out_ready);
 
 /*
  Writes the active stream's id to `*out`. Errors: `HZ_ERR_NULL`. Poll thread.
  */
-uint32_t hz_engine_active_stream(const hz_engine *engine, uint32_t *out);
+hz_status hz_engine_active_stream(const hz_engine *engine, uint32_t *out);
 
 /*
  Writes the last seq delivered for `origin` to `*out` (the tracker's frontier): what a
@@ -1095,7 +1211,7 @@ uint32_t hz_engine_active_stream(const hz_engine *engine, uint32_t *out);
  Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below `max_origins`), `HZ_ERR_STATE`
  (nothing delivered from `origin` yet). Poll thread.
  */
-uint32_t hz_engine_frontier(const hz_engine *engine, uint32_t origin, uint64_t *out);
+hz_status hz_engine_frontier(const hz_engine *engine, uint32_t origin, uint64_t *out);
 
 /*
  Declares that delivery of `origin` resumes at `next_seq`: every seq below it counts as
@@ -1105,7 +1221,7 @@ uint32_t hz_engine_frontier(const hz_engine *engine, uint32_t origin, uint64_t *
  again and are dropped here. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below
  `max_origins`). Poll thread.
  */
-uint32_t hz_engine_resume_at(hz_engine *engine, uint32_t origin, uint64_t next_seq);
+hz_status hz_engine_resume_at(hz_engine *engine, uint32_t origin, uint64_t next_seq);
 
 /*
  Declares where `stream` resumes, from the application's checkpoint: the first
@@ -1113,33 +1229,33 @@ uint32_t hz_engine_resume_at(hz_engine *engine, uint32_t origin, uint64_t next_s
  Call before the first poll. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll
  thread.
  */
-uint32_t hz_engine_resume_stream_at(hz_engine *engine, uint32_t stream, uint64_t next_pos);
+hz_status hz_engine_resume_stream_at(hz_engine *engine, uint32_t stream, uint64_t next_pos);
 
 /*
  After `HZ_NOTICE_STUCK`: runs the gap's recovery again from its first round (the next poll
  asks). Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no gap is stuck). Poll thread, not from a
  callback.
  */
-uint32_t hz_engine_retry_gap(hz_engine *engine);
+hz_status hz_engine_retry_gap(hz_engine *engine);
 
 /*
  After `HZ_NOTICE_STUCK`: gives the gap up; the next poll reports it `HZ_NOTICE_LOST` with
  its exact range and delivery goes on. Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no gap is
  stuck). Poll thread, not from a callback.
  */
-uint32_t hz_engine_give_up_gap(hz_engine *engine);
+hz_status hz_engine_give_up_gap(hz_engine *engine);
 
 /*
  Asks for `stream` to be staged (`hz_engine_disarm` withdraws it): every policy honours it.
  Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll thread.
  */
-uint32_t hz_engine_arm(hz_engine *engine, uint32_t stream);
+hz_status hz_engine_arm(hz_engine *engine, uint32_t stream);
 
 /*
  Withdraws `hz_engine_arm`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll
  thread.
  */
-uint32_t hz_engine_disarm(hz_engine *engine, uint32_t stream);
+hz_status hz_engine_disarm(hz_engine *engine, uint32_t stream);
 
 /*
  Loads a predictor model (the JSON model file, `len` bytes at `json`, not retained) into the
@@ -1147,13 +1263,13 @@ uint32_t hz_engine_disarm(hz_engine *engine, uint32_t stream);
  `HZ_ERR_STATE` (the policy is not the predictor), `HZ_ERR_MODEL` (the reason in the last
  error). Poll thread.
  */
-uint32_t hz_engine_load_model(hz_engine *engine, const uint8_t *json, size_t len);
+hz_status hz_engine_load_model(hz_engine *engine, const uint8_t *json, size_t len);
 
 /*
  Loads a predictor model from the file at `path` (NUL-terminated, not retained). As
  `hz_engine_load_model`, plus `HZ_ERR_IO` when the file cannot be read. Poll thread.
  */
-uint32_t hz_engine_load_model_file(hz_engine *engine, const char *path);
+hz_status hz_engine_load_model_file(hz_engine *engine, const char *path);
 
 /*
  The engine's last error message (`""` if none). Valid until the next call on this engine; do
@@ -1169,11 +1285,12 @@ const char *hz_engine_last_error(const hz_engine *engine);
 const char *hz_last_error(void);
 
 /*
- Writes the encoded length of `*flip` to `*len`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID`
- (unknown action or selector, bad id count or basis points; the reason in `hz_last_error`).
+ Writes the encoded length of `*flip` to `*len` (set `flip->struct_size` first). Errors:
+ `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown action or selector, bad id count or basis points, a
+ `struct_size` below the first layout; the reason in `hz_last_error`).
  Any thread.
  */
-uint32_t hz_flip_encoded_len(const hz_flip *flip, size_t *len);
+hz_status hz_flip_encoded_len(const hz_flip *flip, size_t *len);
 
 /*
  Encodes `*flip` into `out` (`cap` bytes), writing the length to `*written`. Errors:
@@ -1181,16 +1298,17 @@ uint32_t hz_flip_encoded_len(const hz_flip *flip, size_t *len);
  `HZ_ERR_BUFFER_TOO_SMALL` (ask `hz_flip_encoded_len`). `out` must not overlap the flip's
  `ids` or `locator`. Any thread.
  */
-uint32_t hz_flip_encode(const hz_flip *flip, uint8_t *out, size_t cap, size_t *written);
+hz_status hz_flip_encode(const hz_flip *flip, uint8_t *out, size_t cap, size_t *written);
 
 /*
- Decodes the flip record of `len` bytes at `bytes` into `*out`. `out->locator` points into
- `bytes` (valid while they are); the ids of an IDS selector are copied to `ids_buf`
- (`ids_cap` entries; 32 always suffice) and `out->ids` points there. Errors: `HZ_ERR_NULL`,
- `HZ_ERR_MALFORMED` (the precise reason in `hz_last_error`, e.g. a CRC mismatch),
+ Decodes the flip record of `len` bytes at `bytes` into `*out` (set `out->struct_size`
+ first). `out->locator` points into `bytes` (valid while they are); the ids of an IDS
+ selector are copied to `ids_buf` (`ids_cap` entries; 32 always suffice) and `out->ids`
+ points there. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`struct_size` below the first
+ layout), `HZ_ERR_MALFORMED` (the precise reason in `hz_last_error`, e.g. a CRC mismatch),
  `HZ_ERR_BUFFER_TOO_SMALL` (more ids than `ids_cap`). Any thread.
  */
-uint32_t hz_flip_decode(const uint8_t *bytes_ptr, size_t len, hz_flip *out, uint64_t *ids_buf, size_t ids_cap);
+hz_status hz_flip_decode(const uint8_t *bytes_ptr, size_t len, hz_flip *out, uint64_t *ids_buf, size_t ids_cap);
 
 /*
  Opens the producer side of a ring file that an engine made with `hz_engine_attach_file`
@@ -1206,7 +1324,7 @@ uint32_t hz_flip_decode(const uint8_t *bytes_ptr, size_t len, hz_flip *out, uint
  `HZ_ERR_BUSY` (another live process produces on it); `HZ_ERR_STATE` where ring files are
  not supported (Linux only). Any thread; the producer is then used by one thread at a time.
  */
-uint32_t hz_producer_open_file(const char *path, hz_producer **out);
+hz_status hz_producer_open_file(const char *path, hz_producer **out);
 
 /*
  The producer's generation on its ring file: 1 for the file's first producer, one more for
@@ -1215,29 +1333,62 @@ uint32_t hz_producer_open_file(const char *path, hz_producer **out);
 uint64_t hz_producer_generation(const hz_producer *producer);
 
 /*
- Frees a producer. NULL is a no-op. Its thread.
+ Frees a producer (an open reservation is cancelled). NULL is a no-op. Its thread.
  */
 void hz_producer_free(hz_producer *producer);
 
 /*
  Pushes one event: `header` is copied, then `payload_len` bytes from `payload` (NULL allowed
- when 0). The ring's role decides what happens: active, stored (or `HZ_ERR_FULL`: retry after
- the engine polls); staged, stored, the oldest evicted if needed (`HZ_ERR_SHED` if it could
- not); idle, discarded (`HZ_ERR_NOT_SUBSCRIBED`). Errors: `HZ_ERR_NULL`, `HZ_ERR_TOO_LARGE`
- (`payload_len` above `max_payload`: nothing written). The producer's thread.
+ when 0). The ring's role decides what happens: active, stored (or `HZ_FULL`: retry after the
+ engine polls); staged, stored, the oldest evicted if needed (`HZ_SHED` if it could not);
+ idle, discarded (`HZ_NOT_SUBSCRIBED`). Errors: `HZ_ERR_NULL`, `HZ_ERR_TOO_LARGE`
+ (`payload_len` above `max_payload`: nothing written), `HZ_ERR_STATE` (a reservation is
+ open). The producer's thread.
  */
-uint32_t hz_producer_push(hz_producer *producer, const hz_event_header *header, const uint8_t *payload, size_t payload_len);
+hz_status hz_producer_push(hz_producer *producer, const hz_event_header *header, const uint8_t *payload, size_t payload_len);
 
 /*
  Pushes `n` events as one batch, published together: event `i` is `headers[i]` with
  `lens[i]` bytes at `payloads[i]`. Stops at the first event that is not stored. `*pushed`
  (if not NULL) is written with how many were stored, on `HZ_OK` (all `n`) and also on
- `HZ_ERR_FULL`, `HZ_ERR_TOO_LARGE`, `HZ_ERR_SHED`, `HZ_ERR_NOT_SUBSCRIBED` and `HZ_ERR_NULL`
- for a NULL payload with a length (the events before the one refused are published).
- Errors: as `hz_producer_push`, and `HZ_ERR_NULL` for a NULL array with `n > 0` (nothing
- pushed, `*pushed` not written). The producer's thread.
+ `HZ_FULL`, `HZ_SHED`, `HZ_NOT_SUBSCRIBED`, `HZ_ERR_TOO_LARGE` and `HZ_ERR_NULL` for a NULL
+ payload with a length (the events before the one refused are published). Errors: as
+ `hz_producer_push`, and `HZ_ERR_NULL` for a NULL array with `n > 0` (nothing pushed,
+ `*pushed` not written). The producer's thread.
  */
-uint32_t hz_producer_push_batch(hz_producer *producer, const hz_event_header *headers, const uint8_t *const *payloads, const size_t *lens, size_t n, size_t *pushed);
+hz_status hz_producer_push_batch(hz_producer *producer, const hz_event_header *headers, const uint8_t *const *payloads, const size_t *lens, size_t n, size_t *pushed);
+
+/*
+ Reserves the producer's next record, `payload_len` bytes, in ring memory, and lends it out:
+ on `HZ_OK`, `*payload` points to `payload_len` writable bytes (NULL when 0) for the caller
+ to fill in place (serialise into it, receive into it), then `hz_producer_commit` publishes
+ the record with its header, or `hz_producer_cancel` drops it. No copy is made.
+
+ While a reservation is open the producer refuses every other write with `HZ_ERR_STATE`
+ (the record would take the reserved room); `*payload` is valid until commit, cancel or
+ `hz_producer_free`. The role decides as in `hz_producer_push`: `HZ_FULL`, `HZ_SHED`,
+ `HZ_NOT_SUBSCRIBED` reserve nothing (`*payload` untouched); a staged ring may evict its
+ oldest records to make room. The limit is `max_payload` for every kind (a flip record
+ longer than that goes through `hz_producer_push`). Errors: `HZ_ERR_NULL` (`producer`,
+ `payload`), `HZ_ERR_TOO_LARGE`, `HZ_ERR_STATE` (a reservation is already open). The
+ producer's thread.
+ */
+hz_status hz_producer_reserve(hz_producer *producer, size_t payload_len, uint8_t **payload);
+
+/*
+ Publishes the record `hz_producer_reserve` lent out, with `*header` (copied): its payload
+ is what the caller wrote. The payload pointer is no longer the caller's. Errors:
+ `HZ_ERR_NULL` (`producer`, `header`: the reservation stays open), `HZ_ERR_STATE` (no
+ reservation is open). The producer's thread.
+ */
+hz_status hz_producer_commit(hz_producer *producer, const hz_event_header *header);
+
+/*
+ Drops the record `hz_producer_reserve` lent out: nothing is published (a staged ring may
+ have evicted records to make room for it). The payload pointer is no longer the caller's.
+ Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no reservation is open). The producer's thread.
+ */
+hz_status hz_producer_cancel(hz_producer *producer);
 
 /*
  The stream this producer feeds (0 for NULL). The producer's thread (one at a time, like

@@ -5,8 +5,10 @@
  * - RAII: harmonizer::config, engine and producer own their handles (move-only; the handle is
  *   freed by the destructor). A producer may outlive its engine, as in C.
  * - Errors as exceptions: harmonizer::error carries the HZ_ERR_* status and the library's
- *   message. Results that report what happened rather than a failure (HZ_ERR_FULL,
- *   HZ_ERR_NOT_SUBSCRIBED, HZ_ERR_SHED) are returned by producer::push, not thrown.
+ *   message. Informational results (below HZ_ERR_FIRST: HZ_FULL, HZ_SHED, HZ_NOT_SUBSCRIBED,
+ *   HZ_EMPTY, HZ_GOT_NOTICE) say what happened; they are returned, never thrown.
+ * - Size-tagged structs: harmonizer::sized<T>() is a zeroed T with struct_size set; the
+ *   wrappers set it wherever they hand a struct to the library.
  * - Callbacks as any callable: engine::poll takes lambdas. An exception thrown by one is
  *   caught before it reaches the C library, and rethrown by poll after the call returns.
  *
@@ -32,15 +34,24 @@ namespace harmonizer {
 /* A failed call: status() is the HZ_ERR_* value, what() its name and the library's message. */
 class error : public std::runtime_error {
 public:
-    error(std::uint32_t status, const char *message)
+    error(hz_status status, const char *message)
         : std::runtime_error(std::string(hz_status_str(status)) +
                              (message != nullptr && message[0] != '\0' ? std::string(": ") + message : std::string())),
           status_(status) {}
-    std::uint32_t status() const noexcept { return status_; }
+    hz_status status() const noexcept { return status_; }
 
 private:
-    std::uint32_t status_;
+    hz_status status_;
 };
+
+/* A zeroed T with struct_size = sizeof(T): how every size-tagged struct handed to the library
+ * starts (hz_stats, hz_event_view, hz_notice, hz_flip). */
+template <class T>
+T sized() noexcept {
+    T v{};
+    v.struct_size = sizeof(T);
+    return v;
+}
 
 namespace detail {
 
@@ -54,11 +65,13 @@ struct producer_deleter {
     void operator()(hz_producer *p) const noexcept { hz_producer_free(p); }
 };
 
-/* Throws for a failed status. The message is read only then, after the call: reading it in
- * the same expression as the call would be unsequenced. */
+/* Throws for an error status (at or above HZ_ERR_FIRST) and returns the others. The message
+ * is read only then, after the call: reading it in the same expression as the call would be
+ * unsequenced. */
 template <class LastError>
-void check(std::uint32_t status, LastError last_error) {
-    if (status != HZ_OK) throw error(status, last_error());
+hz_status check(hz_status status, LastError last_error) {
+    if (status >= HZ_ERR_FIRST) throw error(status, last_error());
+    return status;
 }
 
 }  // namespace detail
@@ -68,7 +81,7 @@ class config {
 public:
     config(std::uint64_t recipient_id, std::uint32_t streams, std::size_t capacity_bytes, std::size_t max_payload) {
         hz_config *raw = nullptr;
-        const std::uint32_t st = hz_config_new(recipient_id, streams, capacity_bytes, max_payload, &raw);
+        const hz_status st = hz_config_new(recipient_id, streams, capacity_bytes, max_payload, &raw);
         detail::check(st, [] { return hz_last_error(); });
         h_.reset(raw);
     }
@@ -84,7 +97,7 @@ public:
     hz_config *get() const noexcept { return h_.get(); }
 
 private:
-    config &done(std::uint32_t status) {
+    config &done(hz_status status) {
         detail::check(status, [this] { return hz_config_last_error(get()); });
         return *this;
     }
@@ -95,21 +108,32 @@ private:
 class producer {
 public:
     explicit producer(hz_producer *raw) noexcept : h_(raw) {}
-    /* HZ_OK, or what happened: HZ_ERR_FULL (backpressure: poll, then push again),
-     * HZ_ERR_NOT_SUBSCRIBED (the stream is idle; discarded), HZ_ERR_SHED (a staged ring shed
+    /* HZ_OK, or what happened: HZ_FULL (backpressure: poll, then push again),
+     * HZ_NOT_SUBSCRIBED (the stream is idle; discarded), HZ_SHED (a staged ring shed
      * it). Throws harmonizer::error on errors (e.g. HZ_ERR_TOO_LARGE). */
-    std::uint32_t push(const hz_event_header &header, const void *payload, std::size_t len) {
-        const std::uint32_t st = hz_producer_push(get(), &header, static_cast<const std::uint8_t *>(payload), len);
-        if (st == HZ_OK || st == HZ_ERR_FULL || st == HZ_ERR_NOT_SUBSCRIBED || st == HZ_ERR_SHED) return st;
-        throw error(st, hz_producer_last_error(get()));
+    hz_status push(const hz_event_header &header, const void *payload, std::size_t len) {
+        return done(hz_producer_push(get(), &header, static_cast<const std::uint8_t *>(payload), len));
     }
-    std::uint32_t push(const hz_event_header &header, const std::vector<std::uint8_t> &payload) {
+    hz_status push(const hz_event_header &header, const std::vector<std::uint8_t> &payload) {
         return push(header, payload.data(), payload.size());
     }
+    /* Zero-copy produce (hz_producer_reserve): on HZ_OK, payload points to len bytes in the
+     * ring, to fill and then commit() (or cancel()); other results as push, with nothing
+     * reserved. No other write on this producer until then. */
+    hz_status reserve(std::size_t len, std::uint8_t *&payload) {
+        return done(hz_producer_reserve(get(), len, &payload));
+    }
+    /* Publishes the reserved record with this header. */
+    void commit(const hz_event_header &header) { done(hz_producer_commit(get(), &header)); }
+    /* Drops the reserved record: nothing is published. */
+    void cancel() { done(hz_producer_cancel(get())); }
     std::uint32_t stream() const noexcept { return hz_producer_stream(get()); }
     hz_producer *get() const noexcept { return h_.get(); }
 
 private:
+    hz_status done(hz_status status) {
+        return detail::check(status, [this] { return hz_producer_last_error(get()); });
+    }
     std::unique_ptr<hz_producer, detail::producer_deleter> h_;
 };
 
@@ -118,7 +142,7 @@ class engine {
 public:
     explicit engine(const config &c) {
         hz_engine *raw = nullptr;
-        const std::uint32_t st = hz_engine_new(c.get(), &raw);
+        const hz_status st = hz_engine_new(c.get(), &raw);
         detail::check(st, [&c] { return hz_config_last_error(c.get()); });
         h_.reset(raw);
     }
@@ -134,7 +158,7 @@ public:
     std::size_t poll(std::size_t max, OnEvent &&on_event, OnNotice &&on_notice) {
         calls<OnEvent, OnNotice> c{on_event, on_notice, nullptr};
         std::size_t n = 0;
-        const std::uint32_t st =
+        const hz_status st =
             hz_engine_poll(get(), max, &calls<OnEvent, OnNotice>::event, &calls<OnEvent, OnNotice>::notice, &c, &n);
         if (c.thrown) std::rethrow_exception(c.thrown);
         done(st);
@@ -157,9 +181,32 @@ public:
         return s;
     }
     hz_stats stats() const {
-        hz_stats s{};
+        hz_stats s = sized<hz_stats>();
         done(hz_engine_stats(get(), &s));
         return s;
+    }
+    /* What next() pulled: status HZ_OK (event), HZ_GOT_NOTICE (notice) or HZ_EMPTY. The event's
+     * memory and the notice's locator are valid until the next call on the engine. */
+    struct item {
+        hz_status status;
+        hz_event_view event;
+        hz_notice notice;
+    };
+    /* Pulls the next event or notice, in order, without a callback (hz_engine_next). */
+    item next() {
+        item it{HZ_EMPTY, sized<hz_event_view>(), sized<hz_notice>()};
+        it.status = done(hz_engine_next(get(), &it.event, &it.notice));
+        return it;
+    }
+    /* Pulls up to views.size() events into views (hz_engine_poll_views); returns how many. When
+     * a notice comes right after them, it is written to notice and got_notice is set: handle the
+     * events, then the notice. Valid until the next call on the engine. */
+    std::size_t poll_views(std::vector<hz_event_view> &views, hz_notice &notice, bool &got_notice) {
+        if (!views.empty()) views[0].struct_size = sizeof(hz_event_view);
+        notice.struct_size = sizeof(hz_notice);
+        std::size_t n = 0;
+        got_notice = done(hz_engine_poll_views(get(), views.data(), views.size(), &n, &notice)) == HZ_GOT_NOTICE;
+        return n;
     }
     hz_engine *get() const noexcept { return h_.get(); }
 
@@ -191,19 +238,19 @@ private:
             }
         }
     };
-    void done(std::uint32_t status) const {
-        detail::check(status, [this] { return hz_engine_last_error(get()); });
+    hz_status done(hz_status status) const {
+        return detail::check(status, [this] { return hz_engine_last_error(get()); });
     }
     std::unique_ptr<hz_engine, detail::engine_deleter> h_;
 };
 
-/* A flip record's bytes (hz_flip_encode). */
+/* A flip record's bytes (hz_flip_encode). Start the flip from sized<hz_flip>(). */
 inline std::vector<std::uint8_t> encode_flip(const hz_flip &flip) {
     std::size_t len = 0;
     detail::check(hz_flip_encoded_len(&flip, &len), [] { return hz_last_error(); });
     std::vector<std::uint8_t> out(len);
     std::size_t written = 0;
-    const std::uint32_t st = hz_flip_encode(&flip, out.data(), out.size(), &written);
+    const hz_status st = hz_flip_encode(&flip, out.data(), out.size(), &written);
     detail::check(st, [] { return hz_last_error(); });
     out.resize(written);
     return out;

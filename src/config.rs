@@ -1,6 +1,6 @@
 //! `hz_config`: what an engine is built from.
 
-use super::{guard, LastError, HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_OK};
+use super::{guard, hz_status, LastError, HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_OK};
 use harmonizer_core::clock::Clock;
 use harmonizer_core::engine::{EngineConfig, Exhausted, GapPolicy, MAX_STREAMS};
 use harmonizer_core::tracker::SeqMode;
@@ -108,7 +108,7 @@ pub extern "C" fn hz_config_new(
     capacity_bytes: usize,
     max_payload: usize,
     out: *mut *mut hz_config,
-) -> u32 {
+) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         if out.is_null() {
             return super::flip::fail(HZ_ERR_NULL, "out is NULL");
@@ -142,7 +142,7 @@ pub extern "C" fn hz_config_free(config: *mut hz_config) {
 }
 
 /// Runs `f` on the configuration behind `config`, or returns `HZ_ERR_NULL`.
-fn with(config: *mut hz_config, f: impl FnOnce(&mut hz_config) -> u32) -> u32 {
+fn with(config: *mut hz_config, f: impl FnOnce(&mut hz_config) -> u32) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         // SAFETY: NULL or a live configuration from `hz_config_new`, used by one thread at a time.
         match unsafe { config.as_mut() } {
@@ -156,7 +156,7 @@ fn with(config: *mut hz_config, f: impl FnOnce(&mut hz_config) -> u32) -> u32 {
 /// Errors: `HZ_ERR_NULL`.
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_initial_stream(config: *mut hz_config, stream: u32) -> u32 {
+pub extern "C" fn hz_config_set_initial_stream(config: *mut hz_config, stream: u32) -> hz_status {
     with(config, |c| {
         c.cfg.initial_stream = stream;
         HZ_OK
@@ -167,7 +167,7 @@ pub extern "C" fn hz_config_set_initial_stream(config: *mut hz_config, stream: u
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (0).
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_max_origins(config: *mut hz_config, max_origins: u32) -> u32 {
+pub extern "C" fn hz_config_set_max_origins(config: *mut hz_config, max_origins: u32) -> hz_status {
     with(config, |c| {
         if max_origins == 0 {
             return c.err.set(HZ_ERR_INVALID, "max_origins must be at least 1");
@@ -181,7 +181,7 @@ pub extern "C" fn hz_config_set_max_origins(config: *mut hz_config, max_origins:
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_gap_policy(config: *mut hz_config, policy: u32) -> u32 {
+pub extern "C" fn hz_config_set_gap_policy(config: *mut hz_config, policy: u32) -> hz_status {
     with(config, |c| {
         c.cfg.gap_policy = match policy {
             HZ_GAP_REREAD => GapPolicy::ReRead,
@@ -205,7 +205,7 @@ pub extern "C" fn hz_config_set_recovery(
     round_timeout_ns: u64,
     fill_from_others: u32,
     exhausted: u32,
-) -> u32 {
+) -> hz_status {
     with(config, |c| {
         if rounds == 0 {
             return c.err.set(HZ_ERR_INVALID, "rounds must be at least 1");
@@ -227,7 +227,7 @@ pub extern "C" fn hz_config_set_recovery(
 /// `failover` nonzero the engine then switches to that candidate (default 0). Errors:
 /// `HZ_ERR_NULL`. The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_silence(config: *mut hz_config, silence_ns: u64, failover: u32) -> u32 {
+pub extern "C" fn hz_config_set_silence(config: *mut hz_config, silence_ns: u64, failover: u32) -> hz_status {
     with(config, |c| {
         (c.cfg.liveness.silence_ns, c.cfg.liveness.failover_on_silence) = (silence_ns, failover != 0);
         HZ_OK
@@ -250,7 +250,7 @@ pub extern "C" fn hz_config_set_clock(
     config: *mut hz_config,
     clock: hz_clock_fn,
     user_data: *mut c_void,
-) -> u32 {
+) -> hz_status {
     with(config, |c| {
         c.clock = clock.map(|f| AppClock { f, user: user_data });
         HZ_OK
@@ -261,7 +261,7 @@ pub extern "C" fn hz_config_set_clock(
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_seq_mode(config: *mut hz_config, mode: u32) -> u32 {
+pub extern "C" fn hz_config_set_seq_mode(config: *mut hz_config, mode: u32) -> hz_status {
     with(config, |c| {
         c.cfg.seq_mode = match mode {
             HZ_SEQ_STRICT => SeqMode::Strict,
@@ -277,7 +277,7 @@ pub extern "C" fn hz_config_set_seq_mode(config: *mut hz_config, mode: u32) -> u
 /// Errors: `HZ_ERR_NULL`.
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_staging_budget(config: *mut hz_config, bytes: usize) -> u32 {
+pub extern "C" fn hz_config_set_staging_budget(config: *mut hz_config, bytes: usize) -> hz_status {
     with(config, |c| {
         c.cfg.staging_budget_bytes = bytes;
         HZ_OK
@@ -288,7 +288,7 @@ pub extern "C" fn hz_config_set_staging_budget(config: *mut hz_config, bytes: us
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (0).
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_default_window(config: *mut hz_config, records: usize) -> u32 {
+pub extern "C" fn hz_config_set_default_window(config: *mut hz_config, records: usize) -> hz_status {
     with(config, |c| {
         if records == 0 {
             return c.err.set(HZ_ERR_INVALID, "the default window must be at least 1 record");
@@ -304,7 +304,7 @@ pub extern "C" fn hz_config_set_default_window(config: *mut hz_config, records: 
 /// old stream is subscribed again at once. Errors: `HZ_ERR_NULL`.
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_keep_previous(config: *mut hz_config, keep: u32) -> u32 {
+pub extern "C" fn hz_config_set_keep_previous(config: *mut hz_config, keep: u32) -> hz_status {
     with(config, |c| {
         c.cfg.keep_previous = keep != 0;
         HZ_OK
@@ -315,7 +315,7 @@ pub extern "C" fn hz_config_set_keep_previous(config: *mut hz_config, keep: u32)
 /// `HZ_POLICY_PREDICTOR`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_policy(config: *mut hz_config, policy: u32) -> u32 {
+pub extern "C" fn hz_config_set_policy(config: *mut hz_config, policy: u32) -> hz_status {
     with(config, |c| {
         if policy > HZ_POLICY_PREDICTOR {
             return c.err.set(HZ_ERR_INVALID, format!("unknown arming policy {policy}"));
@@ -329,7 +329,7 @@ pub extern "C" fn hz_config_set_policy(config: *mut hz_config, policy: u32) -> u
 /// `HZ_PRESET_AGGRESSIVE` (used with `HZ_POLICY_PREDICTOR`). Errors: `HZ_ERR_NULL`,
 /// `HZ_ERR_INVALID` (unknown value).
 #[no_mangle]
-pub extern "C" fn hz_config_set_preset(config: *mut hz_config, preset: u32) -> u32 {
+pub extern "C" fn hz_config_set_preset(config: *mut hz_config, preset: u32) -> hz_status {
     with(config, |c| {
         if preset > HZ_PRESET_AGGRESSIVE {
             return c.err.set(HZ_ERR_INVALID, format!("unknown predictor preset {preset}"));

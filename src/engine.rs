@@ -6,10 +6,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::config::*;
 use super::producer::hz_producer;
-use super::{bytes, guard, LastError};
+use super::{bytes, fill_sized, guard, hz_status, size_problem, struct_size_of, LastError};
 use super::{
-    HZ_ERR_CONFIG, HZ_ERR_EMPTY, HZ_ERR_INVALID, HZ_ERR_IO, HZ_ERR_MODEL, HZ_ERR_NULL, HZ_ERR_PANIC,
-    HZ_ERR_STATE, HZ_OK,
+    HZ_EMPTY, HZ_ERR_CONFIG, HZ_ERR_INVALID, HZ_ERR_IO, HZ_ERR_MODEL, HZ_ERR_NULL, HZ_ERR_PANIC,
+    HZ_ERR_STATE, HZ_GOT_NOTICE, HZ_OK,
 };
 use harmonizer_core::clock::{Clock, MonotonicClock};
 use harmonizer_core::engine::{
@@ -22,11 +22,10 @@ use harmonizer_core::predict::Model;
 use harmonizer_core::ring::Record;
 use std::collections::VecDeque;
 
-/// The engine: one recipient's consumer of every stream. Opaque.
-///
-/// Calls from inside `hz_engine_poll`'s callbacks on the same engine are refused
-/// (`HZ_ERR_STATE`): `busy` is set for the duration of a poll, and every other call checks it
-/// before touching `inner`. So a callback can never alias the engine the poll is using.
+/// The engine: one recipient's consumer of every stream. Opaque. Calls on an engine from inside
+/// its own `hz_engine_poll` callbacks are refused with `HZ_ERR_STATE`.
+// Inside: `busy` is set for the duration of a poll, and every other call checks it before
+// touching `inner`, so a callback can never alias the engine the poll is using.
 #[allow(non_camel_case_types)]
 pub struct hz_engine {
     busy: Cell<bool>,
@@ -39,10 +38,12 @@ struct Inner {
     producers: Vec<Option<StreamProducer>>,
     /// Stream id of each producer slot.
     ids: Vec<u32>,
-    /// `hz_engine_next`: events delivered by the engine and not handed out yet, in order.
+    /// The pull calls: events and notices delivered by the engine and not handed out yet, in
+    /// order.
     queue: VecDeque<Pending>,
     /// Copies of events that did not come from the active ring (gap fills from a staged
-    /// window): cleared only when nothing is queued or lent, so offsets stay valid.
+    /// window) and of queued notices' locators: cleared only when nothing is queued or lent,
+    /// so offsets stay valid.
     arena: Vec<u8>,
     /// Headers of copied events (`Pending::Copied::hidx`), cleared with the arena.
     headers: Vec<EventHeader>,
@@ -52,16 +53,19 @@ struct Inner {
 
 // SAFETY: `Held` pointers are addresses in ring storage the engine keeps alive (the rings are
 // `Arc`s it owns) and holds unreleased; they travel with the engine, whose single user at a time
-// is the only one to read them, so moving the engine to another thread is sound.
+// is the only one to read them, so moving the engine to another thread is sound. A queued
+// notice's locator pointer is null (its bytes are in the arena).
 unsafe impl Send for Pending {}
 
-/// An event delivered by a holding poll, to be handed out.
+/// An event or notice delivered by a holding poll, to be handed out.
 #[derive(Clone, Copy)]
 enum Pending {
     /// Still in ring memory, which the engine holds unreleased until its next poll.
     Held { stream: u32, header: *const EventHeader, payload: *const u8, len: usize },
     /// Copied: the header at `headers[hidx]`, the payload at `arena[off..off + len]`.
     Copied { stream: u32, hidx: usize, off: usize, len: usize },
+    /// A notice; its locator (`notice.locator_len` bytes) at `arena[off..]`.
+    Notice { notice: hz_notice, off: usize },
 }
 
 /// Resets `busy` when a poll ends, also by a panic.
@@ -73,49 +77,54 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// Notice kind: start (or restart) feeding `stream` from where `from_kind` says (`HZ_START_*`:
-/// an exact `from_pos`, live, the first event of `origin` after seq `after_seq`, or the first
-/// event beyond the tracker's frontier); `purpose` (`HZ_PURPOSE_*`) says why, and for a re-read
-/// or a fill, `origin` and `from_seq..=to_seq` are the events wanted. `locator`/`locator_len`
-/// come from the flip that named the stream.
+/// Notice kind: start (or restart) feeding `stream`, from where `start` says (`HZ_START_*`:
+/// the exact position `start_pos`, the live end, the first event of `start_origin` above seq
+/// `start_after_seq`, or the first event beyond the tracker's frontier). `purpose`
+/// (`HZ_PURPOSE_*`) says why; for a re-read or a fill, `origin` and `first_seq..=last_seq` are
+/// the events wanted, for a resume `origin` is the one whose hole closed. `locator` and
+/// `locator_len` come from the flip that named the stream.
 pub const HZ_NOTICE_SUBSCRIBE: u32 = 1;
 /// Notice kind: stop feeding `stream`.
 pub const HZ_NOTICE_UNSUBSCRIBE: u32 = 2;
-/// Notice kind: the active stream changed from `stream` to `to_stream` (flip `flip_id`, 0 for a
-/// failover; `reason` is `HZ_SWITCH_CAUSE_*`). `seamless`: no fetch or re-read was needed;
-/// `stall_ns`: clock ns from consuming the cut-over until delivery of the target is contiguous
-/// (this notice); `switch_ns`: the engine's own cost of the switch. Comes right before the
-/// first event the target delivers from its own stream.
+/// Notice kind: the active stream changed from `stream` to `to_stream`, by flip `flip_id` (0
+/// for a failover); `cause` is `HZ_SWITCH_CAUSE_*`. `seamless`: 1 when no fetch or re-read was
+/// needed; `stall_ns`: clock ns from consuming the cut-over until delivery of the target is
+/// contiguous (this notice); `switch_ns`: the engine's own cost of the switch, a part of it.
+/// Comes right before the first event the target delivers from its own stream.
 pub const HZ_NOTICE_SWITCHED: u32 = 3;
-/// Notice kind: seqs `from_seq..=to_seq` of `origin` are missing on `stream`.
+/// Notice kind: seqs `first_seq..=last_seq` of `origin` are missing on `stream`, and no staged
+/// candidate held them.
 pub const HZ_NOTICE_GAP: u32 = 4;
-/// Notice kind: seqs `from_seq..=to_seq` of `origin` are given up for lost.
+/// Notice kind: seqs `first_seq..=last_seq` of `origin` are given up for lost.
 pub const HZ_NOTICE_LOST: u32 = 5;
-/// Notice kind: the flip at `pos` on `stream` was not applied; `reason` says why.
+/// Notice kind: the flip at `pos` on `stream` was not applied; `reason` (`HZ_REJECT_*`) says
+/// why.
 pub const HZ_NOTICE_FLIP_REJECTED: u32 = 6;
-/// Notice kind: the event (`origin`, `seq`) at `pos` on `stream` cannot be tracked.
+/// Notice kind: the event of `origin` with seq `seq`, at `pos` on `stream`, cannot be tracked
+/// and was not delivered; `reason` is `HZ_BAD_EVENT_*`.
 pub const HZ_NOTICE_BAD_EVENT: u32 = 7;
 /// Notice kind: the producer process of the file-backed `stream` is gone (no process holds the
-/// ring file's producer lock; a slow one still does). `from_seq` is its generation, `pos` its
-/// pid; `reason` is `HZ_PRODUCER_CRASHED` or `HZ_PRODUCER_CLOSED`. Once per generation.
+/// ring file's producer lock; a slow one still does): its `generation` on the file and its
+/// `pid`; `reason` is `HZ_PRODUCER_CRASHED` or `HZ_PRODUCER_CLOSED`. Once per generation.
 pub const HZ_NOTICE_PRODUCER_GONE: u32 = 8;
-/// Notice kind: the ring file of `stream` shrank under its mapping (`pos`: its length,
-/// `from_pos`: the length the ring needs). The stream went back to its in-process ring, empty.
+/// Notice kind: the ring file of `stream` shrank under its mapping to `file_len` bytes, below
+/// the `needed_len` its ring needs. The stream went back to its in-process ring, empty.
 pub const HZ_NOTICE_RING_FILE_TRUNCATED: u32 = 9;
-/// Notice kind: the recovery of the gap `from_seq..=to_seq` of `origin` on `stream` ran out of
-/// rounds (`rounds`) and streams: delivery holds at the gap until a staged candidate brings the
-/// events, or `hz_engine_retry_gap` / `hz_engine_give_up_gap`. Once per gap.
+/// Notice kind: the recovery of the gap `first_seq..=last_seq` of `origin` on `stream` ran out
+/// of rounds (`rounds` tried) and streams: delivery holds at the gap until a staged candidate
+/// brings the events, or `hz_engine_retry_gap` / `hz_engine_give_up_gap`. Once per gap.
 pub const HZ_NOTICE_STUCK: u32 = 10;
 /// Notice kind: the active `stream` has delivered nothing for `silent_ns` while the staged
-/// `to_stream` holds `lead_events` events beyond the frontier, `lead_ns` of upstream time ahead.
-/// Once per silence.
+/// `candidate` holds `lead_events` events beyond the frontier, `lead_ns` of upstream time
+/// ahead. Once per silence.
 pub const HZ_NOTICE_ACTIVE_SILENT: u32 = 11;
 
-/// `HZ_NOTICE_SUBSCRIBE`: read from the exact position `from_pos`.
+/// `HZ_NOTICE_SUBSCRIBE`: read from the exact position `start_pos`.
 pub const HZ_START_POS: u32 = 1;
 /// `HZ_NOTICE_SUBSCRIBE`: read from the live end.
 pub const HZ_START_LIVE: u32 = 2;
-/// `HZ_NOTICE_SUBSCRIBE`: read from the first event of `origin` whose seq is above `after_seq`.
+/// `HZ_NOTICE_SUBSCRIBE`: read from the first event of `start_origin` whose seq is above
+/// `start_after_seq`.
 pub const HZ_START_AFTER_SEQ: u32 = 3;
 /// `HZ_NOTICE_SUBSCRIBE`: read from the first event, of any origin, beyond the tracker's frontier
 /// (`hz_engine_frontier`); from the start when nothing was delivered.
@@ -127,12 +136,13 @@ pub const HZ_PURPOSE_INITIAL: u32 = 1;
 pub const HZ_PURPOSE_STAGE: u32 = 2;
 /// `HZ_NOTICE_SUBSCRIBE`: a cold switch made this stream active.
 pub const HZ_PURPOSE_SWITCH: u32 = 3;
-/// `HZ_NOTICE_SUBSCRIBE`: re-read the active stream for the gap `origin`, `from_seq..=to_seq`.
+/// `HZ_NOTICE_SUBSCRIBE`: re-read the active stream for the gap `origin`,
+/// `first_seq..=last_seq`.
 pub const HZ_PURPOSE_REREAD: u32 = 4;
 /// `HZ_NOTICE_SUBSCRIBE`: read the active stream again after a resolved gap of `origin`.
 pub const HZ_PURPOSE_RESUME: u32 = 5;
 /// `HZ_NOTICE_SUBSCRIBE`: feed this (non-active) stream so it fills the gap `origin`,
-/// `from_seq..=to_seq`; an `UNSUBSCRIBE` follows when it is no longer wanted.
+/// `first_seq..=last_seq`; an `UNSUBSCRIBE` follows when it is no longer wanted.
 pub const HZ_PURPOSE_FILL: u32 = 6;
 
 /// `HZ_NOTICE_SWITCHED`: a SWITCH or SWITCHBACK flip.
@@ -159,63 +169,140 @@ pub const HZ_REJECT_SUPERSEDED: u32 = 5;
 /// Bad event: its origin is not below `max_origins`.
 pub const HZ_BAD_EVENT_UNKNOWN_ORIGIN: u32 = 1;
 
-/// A notice, as a tagged struct: `kind` says which fields mean something (see the
-/// `HZ_NOTICE_*` constants); the others are 0 (so `stream` is meaningless for `LOST`). `locator` borrows engine or ring memory and is
-/// valid during the callback only.
+/// A notice, as a tagged struct: `kind` (`HZ_NOTICE_*`) says which fields mean something; the
+/// others are 0. Each field means one thing, for every kind that uses it.
+///
+/// Lent by the library to a callback (valid during the call, `struct_size` the library's own;
+/// read a field added after your oldest supported library only where `HZ_HAS_FIELD` says it
+/// is there), or written into the caller's struct by the pull calls (set `struct_size` first;
+/// valid until the next call on the engine). `locator` points into engine memory with the
+/// same lifetime.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 #[allow(non_camel_case_types)]
 pub struct hz_notice {
+    /// The size of this struct: see above.
+    pub struct_size: usize,
     /// `HZ_NOTICE_*`.
     pub kind: u32,
-    /// The stream concerned (for `SWITCHED`, the one switched from).
+    /// The stream the notice is about (`SWITCHED`: the stream switched from). Not used by
+    /// `LOST`, which is about events, not a stream.
     pub stream: u32,
     /// `SWITCHED`: the stream switched to.
     pub to_stream: u32,
-    /// `GAP`, `LOST`, `BAD_EVENT`: the origin.
+    /// `ACTIVE_SILENT`: the staged candidate furthest ahead.
+    pub candidate: u32,
+    /// The origin whose events the notice is about: `GAP`, `LOST`, `STUCK`, `BAD_EVENT`, and
+    /// `SUBSCRIBE` for `HZ_PURPOSE_REREAD`, `HZ_PURPOSE_RESUME`, `HZ_PURPOSE_FILL`.
     pub origin: u32,
-    /// `SWITCHED`: 1 when seamless.
-    pub seamless: u32,
-    /// `FLIP_REJECTED`: `HZ_REJECT_*`; `BAD_EVENT`: `HZ_BAD_EVENT_*`.
+    /// Why: `FLIP_REJECTED`: `HZ_REJECT_*`; `BAD_EVENT`: `HZ_BAD_EVENT_*`; `PRODUCER_GONE`:
+    /// `HZ_PRODUCER_*`.
     pub reason: u32,
-    /// `SWITCHED`: the flip's id.
-    pub flip_id: u64,
-    /// `FLIP_REJECTED`, `BAD_EVENT`: the record's position.
-    pub pos: u64,
-    /// `SUBSCRIBE` with `HZ_START_POS`: the position to read from.
-    pub from_pos: u64,
-    /// `GAP`, `LOST`, `STUCK`, `SUBSCRIBE` for a re-read or fill: first missing seq;
-    /// `BAD_EVENT`: the event's seq.
-    pub from_seq: u64,
-    /// `GAP`, `LOST`, `STUCK`, `SUBSCRIBE` for a re-read or fill: last missing seq.
-    pub to_seq: u64,
-    /// `SWITCHED`: clock ns from the cut-over until delivery of the target is contiguous.
-    pub stall_ns: u64,
-    /// `SUBSCRIBE`: `HZ_START_*`.
-    pub from_kind: u32,
-    /// `SUBSCRIBE`: `HZ_PURPOSE_*`.
+    /// `SWITCHED`: what made the switch, `HZ_SWITCH_CAUSE_*`.
+    pub cause: u32,
+    /// `SWITCHED`: 1 when no fetch or re-read was needed, else 0.
+    pub seamless: u32,
+    /// `SUBSCRIBE`: where to start, `HZ_START_*`.
+    pub start: u32,
+    /// `SUBSCRIBE`: why, `HZ_PURPOSE_*`.
     pub purpose: u32,
-    /// `SUBSCRIBE` with `HZ_START_AFTER_SEQ`: read from the first event of `origin` above it.
-    pub after_seq: u64,
+    /// `SUBSCRIBE` with `HZ_START_AFTER_SEQ`: the origin to read after.
+    pub start_origin: u32,
+    /// `STUCK`: re-read and fill rounds tried.
+    pub rounds: u32,
+    /// `SUBSCRIBE` with `HZ_START_POS`: the position to read from.
+    pub start_pos: u64,
+    /// `SUBSCRIBE` with `HZ_START_AFTER_SEQ`: read from the first event of `start_origin`
+    /// whose seq is above this.
+    pub start_after_seq: u64,
+    /// First seq of `origin` concerned, inclusive: missing (`GAP`, `STUCK`), lost (`LOST`), or
+    /// wanted (`SUBSCRIBE` for a re-read or a fill).
+    pub first_seq: u64,
+    /// Last seq of `origin` concerned, inclusive (as `first_seq`).
+    pub last_seq: u64,
+    /// `BAD_EVENT`: the event's seq.
+    pub seq: u64,
+    /// `FLIP_REJECTED`, `BAD_EVENT`: the record's position on `stream`.
+    pub pos: u64,
+    /// `SWITCHED`: the flip that made the switch (0 for a failover).
+    pub flip_id: u64,
+    /// `SWITCHED`: clock ns from consuming the cut-over until delivery of the target is
+    /// contiguous.
+    pub stall_ns: u64,
     /// `SWITCHED`: the engine's own cost of the switch, clock ns.
     pub switch_ns: u64,
     /// `ACTIVE_SILENT`: clock ns the active stream has been silent.
     pub silent_ns: u64,
-    /// `ACTIVE_SILENT`: events the candidate holds beyond the frontier; `STUCK`: rounds tried.
-    pub count: u64,
-    /// `ACTIVE_SILENT`: upstream ns the candidate's newest event is ahead of the last delivered.
+    /// `ACTIVE_SILENT`: events the candidate holds beyond the delivery frontier.
+    pub lead_events: u64,
+    /// `ACTIVE_SILENT`: upstream ns the candidate's newest event is ahead of the last one
+    /// delivered.
     pub lead_ns: u64,
+    /// `PRODUCER_GONE`: the producer's generation on the ring file (1 for its first).
+    pub generation: u64,
+    /// `PRODUCER_GONE`: the producer's process id, as it wrote it.
+    pub pid: u64,
+    /// `RING_FILE_TRUNCATED`: the file's length seen, bytes.
+    pub file_len: u64,
+    /// `RING_FILE_TRUNCATED`: the length its ring needs, bytes.
+    pub needed_len: u64,
     /// `SUBSCRIBE`: the locator bytes; NULL when `locator_len` is 0.
     pub locator: *const u8,
     /// `SUBSCRIBE`: locator length.
     pub locator_len: usize,
 }
 
-/// Engine statistics (totals since creation), as `hz_engine_stats` fills them.
+/// Size of `hz_notice`'s first layout (fields are only ever appended).
+const NOTICE_V1: usize = std::mem::offset_of!(hz_notice, locator_len) + std::mem::size_of::<usize>();
+
+impl hz_notice {
+    /// A notice of `kind` with every other field 0.
+    pub(crate) fn empty(kind: u32) -> hz_notice {
+        hz_notice {
+            struct_size: std::mem::size_of::<hz_notice>(),
+            kind,
+            stream: 0,
+            to_stream: 0,
+            candidate: 0,
+            origin: 0,
+            reason: 0,
+            cause: 0,
+            seamless: 0,
+            start: 0,
+            purpose: 0,
+            start_origin: 0,
+            rounds: 0,
+            start_pos: 0,
+            start_after_seq: 0,
+            first_seq: 0,
+            last_seq: 0,
+            seq: 0,
+            pos: 0,
+            flip_id: 0,
+            stall_ns: 0,
+            switch_ns: 0,
+            silent_ns: 0,
+            lead_events: 0,
+            lead_ns: 0,
+            generation: 0,
+            pid: 0,
+            file_len: 0,
+            needed_len: 0,
+            locator: core::ptr::null(),
+            locator_len: 0,
+        }
+    }
+}
+
+/// Engine statistics (totals since creation), as `hz_engine_stats` fills them. Set
+/// `struct_size` to `sizeof(hz_stats)` before the call; counters a later library adds are
+/// appended.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 #[allow(non_camel_case_types)]
 pub struct hz_stats {
+    /// `sizeof(hz_stats)`, set by the caller.
+    pub struct_size: usize,
     /// Events delivered.
     pub delivered: u64,
     /// Events dropped as already delivered.
@@ -280,6 +367,9 @@ pub struct hz_stats {
     pub switch_max_ns: u64,
 }
 
+/// Size of `hz_stats`'s first layout (fields are only ever appended).
+const STATS_V1: usize = std::mem::offset_of!(hz_stats, switch_max_ns) + std::mem::size_of::<u64>();
+
 /// Called once per delivered event with the stream, the header and the payload, both borrowed
 /// from ring memory and valid during the call only. Runs on the thread that called
 /// `hz_engine_poll`, before it returns. It must return normally (no C++ exception, no
@@ -311,7 +401,7 @@ pub type hz_notice_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, noti
 /// in `hz_config_last_error(config)` (capacity, payload limit, initial stream...). Any thread;
 /// the engine is then used from one thread at a time (it may move between threads).
 #[no_mangle]
-pub extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine) -> u32 {
+pub extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         // SAFETY: NULL or a live configuration, used by this thread only during the call.
         let Some(c) = (unsafe { config.as_mut() }) else { return HZ_ERR_NULL };
@@ -384,7 +474,10 @@ pub extern "C" fn hz_engine_free(engine: *mut hz_engine) {
 
 /// Runs `f` on the engine's inside, unless a poll on it is running its callbacks. A panic in
 /// `f` is recorded and counted on the handle.
-fn with(engine: *const hz_engine, f: impl FnOnce(&mut Inner, &LastError, &Cell<bool>) -> u32) -> u32 {
+fn with(
+    engine: *const hz_engine,
+    f: impl FnOnce(&mut Inner, &LastError, &Cell<bool>) -> hz_status,
+) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         // SAFETY: NULL or a live engine used by one thread at a time, per contract.
         let Some(e) = (unsafe { engine.as_ref() }) else { return HZ_ERR_NULL };
@@ -413,7 +506,7 @@ pub extern "C" fn hz_engine_take_producer(
     engine: *mut hz_engine,
     stream: u32,
     out: *mut *mut hz_producer,
-) -> u32 {
+) -> hz_status {
     with(engine, |e, err, _| {
         if out.is_null() {
             return err.set(HZ_ERR_NULL, "out is NULL");
@@ -461,7 +554,7 @@ pub extern "C" fn hz_engine_attach_file(
     path: *const c_char,
     mode: u32,
     check_interval_ns: u64,
-) -> u32 {
+) -> hz_status {
     with(engine, |e, err, _| {
         #[cfg(shm)]
         {
@@ -509,47 +602,27 @@ impl Handler for CHandler {
     }
 }
 
+/// A notice as C sees it; the locator, if any, borrows what `n` borrows.
 fn to_c(n: &Notice<'_>) -> hz_notice {
-    let mut c = hz_notice {
-        kind: 0,
-        stream: 0,
-        to_stream: 0,
-        origin: 0,
-        seamless: 0,
-        reason: 0,
-        flip_id: 0,
-        pos: 0,
-        from_pos: 0,
-        from_seq: 0,
-        to_seq: 0,
-        stall_ns: 0,
-        from_kind: 0,
-        purpose: 0,
-        after_seq: 0,
-        switch_ns: 0,
-        silent_ns: 0,
-        count: 0,
-        lead_ns: 0,
-        locator: core::ptr::null(),
-        locator_len: 0,
-    };
+    let mut c;
     match *n {
         Notice::Subscribe { stream, locator, from, purpose } => {
-            (c.kind, c.stream) = (HZ_NOTICE_SUBSCRIBE, stream);
+            c = hz_notice::empty(HZ_NOTICE_SUBSCRIBE);
+            c.stream = stream;
             match from {
-                StartAt::Pos(p) => (c.from_kind, c.from_pos) = (HZ_START_POS, p),
-                StartAt::Live => c.from_kind = HZ_START_LIVE,
+                StartAt::Pos(p) => (c.start, c.start_pos) = (HZ_START_POS, p),
+                StartAt::Live => c.start = HZ_START_LIVE,
                 StartAt::AfterSeq { origin, seq } => {
-                    (c.from_kind, c.origin, c.after_seq) = (HZ_START_AFTER_SEQ, origin, seq);
+                    (c.start, c.start_origin, c.start_after_seq) = (HZ_START_AFTER_SEQ, origin, seq);
                 }
-                StartAt::AfterFrontier => c.from_kind = HZ_START_AFTER_FRONTIER,
+                StartAt::AfterFrontier => c.start = HZ_START_AFTER_FRONTIER,
             }
             c.purpose = match purpose {
                 Purpose::Initial => HZ_PURPOSE_INITIAL,
                 Purpose::Stage => HZ_PURPOSE_STAGE,
                 Purpose::Switch => HZ_PURPOSE_SWITCH,
                 Purpose::ReRead { origin, from_seq, to_seq } => {
-                    (c.origin, c.from_seq, c.to_seq) = (origin, from_seq, to_seq);
+                    (c.origin, c.first_seq, c.last_seq) = (origin, from_seq, to_seq);
                     HZ_PURPOSE_REREAD
                 }
                 Purpose::Resume { origin } => {
@@ -557,7 +630,7 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
                     HZ_PURPOSE_RESUME
                 }
                 Purpose::Fill { origin, from_seq, to_seq } => {
-                    (c.origin, c.from_seq, c.to_seq) = (origin, from_seq, to_seq);
+                    (c.origin, c.first_seq, c.last_seq) = (origin, from_seq, to_seq);
                     HZ_PURPOSE_FILL
                 }
             };
@@ -565,33 +638,40 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
                 (c.locator, c.locator_len) = (locator.as_ptr(), locator.len());
             }
         }
-        Notice::Unsubscribe { stream } => (c.kind, c.stream) = (HZ_NOTICE_UNSUBSCRIBE, stream),
+        Notice::Unsubscribe { stream } => {
+            c = hz_notice::empty(HZ_NOTICE_UNSUBSCRIBE);
+            c.stream = stream;
+        }
         Notice::Switched { from, to, flip_id, cause, seamless, stall_ns, switch_ns } => {
-            (c.kind, c.stream, c.to_stream, c.flip_id) = (HZ_NOTICE_SWITCHED, from, to, flip_id);
+            c = hz_notice::empty(HZ_NOTICE_SWITCHED);
+            (c.stream, c.to_stream, c.flip_id) = (from, to, flip_id);
             (c.seamless, c.stall_ns, c.switch_ns) = (u32::from(seamless), stall_ns, switch_ns);
-            c.reason = match cause {
+            c.cause = match cause {
                 SwitchCause::Flip => HZ_SWITCH_CAUSE_FLIP,
                 SwitchCause::Silence => HZ_SWITCH_CAUSE_SILENCE,
             };
         }
         Notice::Stuck { stream, origin, from_seq, to_seq, rounds } => {
-            (c.kind, c.stream, c.origin, c.from_seq, c.to_seq) =
-                (HZ_NOTICE_STUCK, stream, origin, from_seq, to_seq);
-            c.count = u64::from(rounds);
+            c = hz_notice::empty(HZ_NOTICE_STUCK);
+            (c.stream, c.origin, c.first_seq, c.last_seq, c.rounds) =
+                (stream, origin, from_seq, to_seq, rounds);
         }
         Notice::ActiveSilent { stream, silent_ns, candidate, lead_events, lead_ns } => {
-            (c.kind, c.stream, c.to_stream) = (HZ_NOTICE_ACTIVE_SILENT, stream, candidate);
-            (c.silent_ns, c.count, c.lead_ns) = (silent_ns, lead_events, lead_ns);
+            c = hz_notice::empty(HZ_NOTICE_ACTIVE_SILENT);
+            (c.stream, c.candidate) = (stream, candidate);
+            (c.silent_ns, c.lead_events, c.lead_ns) = (silent_ns, lead_events, lead_ns);
         }
         Notice::Gap { stream, origin, from_seq, to_seq } => {
-            (c.kind, c.stream, c.origin, c.from_seq, c.to_seq) =
-                (HZ_NOTICE_GAP, stream, origin, from_seq, to_seq);
+            c = hz_notice::empty(HZ_NOTICE_GAP);
+            (c.stream, c.origin, c.first_seq, c.last_seq) = (stream, origin, from_seq, to_seq);
         }
         Notice::Lost { origin, from_seq, to_seq } => {
-            (c.kind, c.origin, c.from_seq, c.to_seq) = (HZ_NOTICE_LOST, origin, from_seq, to_seq);
+            c = hz_notice::empty(HZ_NOTICE_LOST);
+            (c.origin, c.first_seq, c.last_seq) = (origin, from_seq, to_seq);
         }
         Notice::FlipRejected { stream, pos, reason } => {
-            (c.kind, c.stream, c.pos) = (HZ_NOTICE_FLIP_REJECTED, stream, pos);
+            c = hz_notice::empty(HZ_NOTICE_FLIP_REJECTED);
+            (c.stream, c.pos) = (stream, pos);
             c.reason = match reason {
                 RejectReason::Malformed(_) => HZ_REJECT_MALFORMED,
                 RejectReason::UnknownStream(_) => HZ_REJECT_UNKNOWN_STREAM,
@@ -601,17 +681,20 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
             };
         }
         Notice::BadEvent { stream, pos, origin, seq, reason } => {
-            (c.kind, c.stream, c.pos, c.origin, c.from_seq) = (HZ_NOTICE_BAD_EVENT, stream, pos, origin, seq);
+            c = hz_notice::empty(HZ_NOTICE_BAD_EVENT);
+            (c.stream, c.pos, c.origin, c.seq) = (stream, pos, origin, seq);
             c.reason = match reason {
                 BadEventReason::UnknownOrigin => HZ_BAD_EVENT_UNKNOWN_ORIGIN,
             };
         }
         Notice::ProducerGone { stream, generation, pid, crashed } => {
-            (c.kind, c.stream, c.from_seq, c.pos) = (HZ_NOTICE_PRODUCER_GONE, stream, generation, pid);
+            c = hz_notice::empty(HZ_NOTICE_PRODUCER_GONE);
+            (c.stream, c.generation, c.pid) = (stream, generation, pid);
             c.reason = if crashed { HZ_PRODUCER_CRASHED } else { HZ_PRODUCER_CLOSED };
         }
         Notice::RingFileTruncated { stream, len, needed } => {
-            (c.kind, c.stream, c.pos, c.from_pos) = (HZ_NOTICE_RING_FILE_TRUNCATED, stream, len, needed);
+            c = hz_notice::empty(HZ_NOTICE_RING_FILE_TRUNCATED);
+            (c.stream, c.file_len, c.needed_len) = (stream, len, needed);
         }
     }
     c
@@ -620,7 +703,8 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
 /// Delivers up to `max` events to `on_event`, with the notices between them to `on_notice`
 /// (which may be NULL to ignore notices: then `SUBSCRIBE` requests go unseen), both called
 /// synchronously on this thread with `user_data` (not owned, passed through). On `HZ_OK`,
-/// `*delivered` (if not NULL) is the number of events delivered. Allocation-free. Errors:
+/// `*delivered` (if not NULL) is the number of events delivered. Events and notices the pull
+/// calls took from the engine and did not hand out come first. Allocation-free. Errors:
 /// `HZ_ERR_NULL` (`engine`, `on_event`), `HZ_ERR_STATE` (called from one of this engine's own
 /// callbacks). Poll thread.
 #[no_mangle]
@@ -631,16 +715,24 @@ pub extern "C" fn hz_engine_poll(
     on_notice: hz_notice_fn,
     user_data: *mut c_void,
     delivered: *mut usize,
-) -> u32 {
+) -> hz_status {
     with(engine, |e, err, busy| {
         let Some(on_event) = on_event else { return err.set(HZ_ERR_NULL, "on_event is NULL") };
         busy.set(true);
         let _done = Busy(busy);
-        // Events `hz_engine_next` took from the engine but did not hand out come first.
+        // What the pull calls took from the engine but did not hand out comes first.
         let mut flushed = 0;
         while flushed < max {
             let Some(p) = e.queue.pop_front() else { break };
-            let v = view(&e.arena, &e.headers, &p);
+            if let Pending::Notice { notice, off } = p {
+                if let Some(f) = on_notice {
+                    let c = lend(&e.arena, notice, off);
+                    // SAFETY: the caller's callback; the locator is in the arena.
+                    unsafe { f(user_data, &c) };
+                }
+                continue;
+            }
+            let v = view(&e.arena, &e.headers, &p, std::mem::size_of::<hz_event_view>());
             // SAFETY: the caller's callback; the view's memory is held or in the arena.
             unsafe { on_event(user_data, v.stream, v.header, v.payload, v.payload_len) };
             flushed += 1;
@@ -664,12 +756,16 @@ pub extern "C" fn hz_engine_poll(
     })
 }
 
-/// One event lent by `hz_engine_next`: the header and payload stay valid until the next call on
-/// the same engine (any `hz_engine_*` call but `hz_engine_last_error`).
+/// One event lent by the pull calls (`hz_engine_next`, `hz_engine_poll_views`): the header and
+/// payload stay valid until the next call on the same engine (any `hz_engine_*` call but
+/// `hz_engine_last_error`). Set `struct_size` to `sizeof(hz_event_view)` before the call (for
+/// `hz_engine_poll_views`, in the first element: it is the array's stride).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 #[allow(non_camel_case_types)]
 pub struct hz_event_view {
+    /// `sizeof(hz_event_view)`, set by the caller.
+    pub struct_size: usize,
     /// The stream it was delivered from.
     pub stream: u32,
     /// The event's header.
@@ -680,53 +776,109 @@ pub struct hz_event_view {
     pub payload_len: usize,
 }
 
-fn view(arena: &[u8], headers: &[EventHeader], p: &Pending) -> hz_event_view {
+/// Size of `hz_event_view`'s first layout (fields are only ever appended).
+const VIEW_V1: usize = std::mem::offset_of!(hz_event_view, payload_len) + std::mem::size_of::<usize>();
+
+fn view(arena: &[u8], headers: &[EventHeader], p: &Pending, struct_size: usize) -> hz_event_view {
     match *p {
         Pending::Held { stream, header, payload, len } => hz_event_view {
+            struct_size,
             stream,
             header,
             payload: if len == 0 { core::ptr::null() } else { payload },
             payload_len: len,
         },
         Pending::Copied { stream, hidx, off, len } => hz_event_view {
+            struct_size,
             stream,
             header: &headers[hidx],
             payload: if len == 0 { core::ptr::null() } else { arena[off..off + len].as_ptr() },
             payload_len: len,
         },
+        Pending::Notice { .. } => unreachable!("a notice is not an event"),
+    }
+}
+
+/// A queued notice, its locator pointed at its copy in the arena.
+fn lend(arena: &[u8], mut n: hz_notice, off: usize) -> hz_notice {
+    if n.locator_len > 0 {
+        n.locator = arena[off..off + n.locator_len].as_ptr();
+    }
+    n
+}
+
+/// The caller's view array: a base address and the stride its first element's `struct_size`
+/// gave.
+#[derive(Clone, Copy)]
+struct Views {
+    base: *mut u8,
+    stride: usize,
+    cap: usize,
+}
+
+impl Views {
+    /// Writes view `i < cap`.
+    ///
+    /// # Safety
+    /// The caller's array has `cap` elements of `stride >= VIEW_V1` writable bytes.
+    unsafe fn write(&self, i: usize, mut v: hz_event_view) {
+        debug_assert!(i < self.cap);
+        v.struct_size = self.stride;
+        // SAFETY: element `i < cap` of the caller's array (this function's contract).
+        let ok = unsafe { fill_sized(self.base.add(i * self.stride), self.stride, VIEW_V1, &v) };
+        debug_assert!(ok.is_some(), "stride checked against VIEW_V1");
+    }
+
+    /// The view written at `i`, for the fix-ups after a poll.
+    ///
+    /// # Safety
+    /// As `write`, and element `i` was written by it.
+    unsafe fn fix(&self, i: usize, header: *const EventHeader, payload: *const u8) {
+        // SAFETY: element `i` is a written view, at least `VIEW_V1` bytes: the fields touched are
+        // inside it. Unaligned accesses: the caller's stride need not keep pointer alignment.
+        unsafe {
+            let at = self.base.add(i * self.stride);
+            at.add(std::mem::offset_of!(hz_event_view, header))
+                .cast::<*const EventHeader>()
+                .write_unaligned(header);
+            at.add(std::mem::offset_of!(hz_event_view, payload)).cast::<*const u8>().write_unaligned(payload);
+        }
     }
 }
 
 /// Writes what `poll_holding` delivers straight into the caller's view array: active-ring
 /// events (`Handler::event`) as pointers into the ring (the engine holds them), gap fills
-/// (`Handler::filled`) as copies in the arena (their payload pointers are set after the poll,
-/// when the arena has stopped growing). Events past `cap` (a gap fill can deliver more than
-/// asked) wait in the queue.
+/// (`Handler::filled`) as copies in the arena (their pointers are set after the poll, when the
+/// arena has stopped growing). Once a notice comes (and the caller takes notices), it and
+/// everything after it wait in the queue, as do events past `cap` (a gap fill can deliver more
+/// than asked).
 struct Fill<'a> {
-    views: *mut hz_event_view,
-    cap: usize,
+    views: Views,
     k: usize,
+    /// Still writing into the caller's array: no notice queued yet.
+    direct: bool,
+    /// The caller takes notices (else they are dropped, as with a NULL callback).
+    notices: bool,
     fixups: &'a mut Vec<(usize, usize, usize)>,
     headers: &'a mut Vec<EventHeader>,
     queue: &'a mut VecDeque<Pending>,
     arena: &'a mut Vec<u8>,
-    on_notice: hz_notice_fn,
-    user: *mut c_void,
 }
 
 impl Handler for Fill<'_> {
     /// An active-ring event: lent in place (the engine holds the record until the next poll).
     #[inline]
     fn event(&mut self, stream: u32, r: &Record<'_>) {
-        if self.k < self.cap {
+        if self.direct && self.k < self.views.cap {
             let v = hz_event_view {
+                struct_size: 0,
                 stream,
                 header: r.header,
                 payload: if r.payload.is_empty() { core::ptr::null() } else { r.payload.as_ptr() },
                 payload_len: r.payload.len(),
             };
-            // SAFETY: `k < cap` entries of the caller's array, writable per contract.
-            unsafe { self.views.add(self.k).write(v) };
+            // SAFETY: `k < cap` elements of the caller's array, writable per contract.
+            unsafe { self.views.write(self.k, v) };
             self.k += 1;
         } else {
             self.queue.push_back(Pending::Held {
@@ -743,146 +895,276 @@ impl Handler for Fill<'_> {
         self.arena.extend_from_slice(r.payload);
         self.headers.push(*r.header);
         let hidx = self.headers.len() - 1;
-        if self.k < self.cap {
+        if self.direct && self.k < self.views.cap {
             // A copy: the header and payload pointers are set after the poll.
             self.fixups.push((self.k, off, hidx));
             let v = hz_event_view {
+                struct_size: 0,
                 stream,
                 header: core::ptr::null(),
                 payload: core::ptr::null(),
                 payload_len: r.payload.len(),
             };
             // SAFETY: as above.
-            unsafe { self.views.add(self.k).write(v) };
+            unsafe { self.views.write(self.k, v) };
             self.k += 1;
         } else {
             self.queue.push_back(Pending::Copied { stream, hidx, off, len: r.payload.len() });
         }
     }
+    /// A notice: queued with a copy of its locator (notices are rare), and what follows it
+    /// waits behind it.
     fn notice(&mut self, n: &Notice<'_>) {
-        let Some(f) = self.on_notice else { return };
-        let c = to_c(n);
-        // SAFETY: the caller's callback, with a notice valid for the call.
-        unsafe { f(self.user, &c) }
+        if !self.notices {
+            return;
+        }
+        let mut c = to_c(n);
+        let off = self.arena.len();
+        if c.locator_len > 0 {
+            // SAFETY: the notice's locator, valid for this call.
+            self.arena.extend_from_slice(unsafe { std::slice::from_raw_parts(c.locator, c.locator_len) });
+        }
+        c.locator = core::ptr::null();
+        self.queue.push_back(Pending::Notice { notice: c, off });
+        self.direct = false;
     }
 }
 
-/// Pulls the next event without copying it: on `HZ_OK`, `*out` describes it, and its header and
-/// payload stay in the engine's memory, valid until the next call on this engine (any
-/// `hz_engine_*` call but `hz_engine_last_error`). Notices that come before it go to
-/// `on_notice` (may be NULL) with `user_data`, on this thread, as in `hz_engine_poll`. An event
-/// filled into a gap from a staged stream's window is handed out from a copy (gap fills are
-/// rare; that memory is not the engine's to hold). Mixing with `hz_engine_poll` is fine: it
-/// delivers what `hz_engine_next` has taken and not handed out first. Errors: `HZ_ERR_NULL`
-/// (`engine`, `out`), `HZ_ERR_EMPTY` (nothing to deliver now; `*out` untouched),
-/// `HZ_ERR_STATE` (called from one of this engine's callbacks). Poll thread.
+/// What a pull handed out: `events` views, then a notice if `notice`.
+struct Pulled {
+    events: usize,
+    notice: bool,
+}
+
+/// Hands out up to `views.cap` events, in order, then the notice that follows them if it comes
+/// before the array is full and the caller takes notices (`notice_out` not null): first what
+/// an earlier call queued, else a holding poll of the engine. Views are written only for
+/// events handed out, and the notice only when `notice` is set.
+///
+/// # Safety
+/// `views` as `Views::write`'s contract; `notice_out` null or a caller's `hz_notice` whose
+/// `struct_size` (at least `NOTICE_V1`) bytes are writable.
+unsafe fn pull(e: &mut Inner, views: Views, notice_out: *mut hz_notice) -> Pulled {
+    let takes = !notice_out.is_null();
+    let mut k = 0;
+    loop {
+        match e.queue.front() {
+            None => break,
+            Some(Pending::Notice { .. }) => {
+                if takes && k >= views.cap {
+                    break;
+                }
+                let Some(Pending::Notice { notice, off }) = e.queue.pop_front() else { unreachable!() };
+                if takes {
+                    // SAFETY: per this function's contract.
+                    unsafe { give_notice(notice_out, lend(&e.arena, notice, off)) };
+                    return Pulled { events: k, notice: true };
+                }
+            }
+            Some(_) if k < views.cap => {
+                let Some(p) = e.queue.pop_front() else { unreachable!() };
+                // SAFETY: `k < cap` elements of the caller's array (contract).
+                unsafe { views.write(k, view(&e.arena, &e.headers, &p, views.stride)) };
+                k += 1;
+            }
+            Some(_) => break,
+        }
+    }
+    // Poll only when nothing from the queue was handed out: those views may point into the
+    // arena, which the poll may grow (and move).
+    if k > 0 || views.cap == 0 || !e.queue.is_empty() {
+        return Pulled { events: k, notice: false };
+    }
+    e.arena.clear();
+    e.fixups.clear();
+    e.headers.clear();
+    let Inner { engine, queue, arena, fixups, headers, .. } = e;
+    let mut h = Fill { views, k: 0, direct: true, notices: takes, fixups, headers, queue, arena };
+    engine.poll_holding(views.cap, &mut h);
+    let k = h.k;
+    // The arena has stopped growing: point the copies' views at it.
+    for &(slot, off, hidx) in &e.fixups {
+        let hdr: *const EventHeader = &e.headers[hidx];
+        // The payload length is the view's own; the fix-up only sets the pointers.
+        let payload_len = view_len(views, slot);
+        let payload =
+            if payload_len > 0 { e.arena[off..off + payload_len].as_ptr() } else { core::ptr::null() };
+        // SAFETY: `slot < k <= cap`, written by `Fill`.
+        unsafe { views.fix(slot, hdr, payload) };
+    }
+    // A notice right behind the events handed out goes with them.
+    if takes && k < views.cap && matches!(e.queue.front(), Some(Pending::Notice { .. })) {
+        let Some(Pending::Notice { notice, off }) = e.queue.pop_front() else { unreachable!() };
+        // SAFETY: per this function's contract.
+        unsafe { give_notice(notice_out, lend(&e.arena, notice, off)) };
+        return Pulled { events: k, notice: true };
+    }
+    Pulled { events: k, notice: false }
+}
+
+/// The payload length of the view written at `slot`.
+fn view_len(views: Views, slot: usize) -> usize {
+    // SAFETY: `slot` was written by `Fill` (a view of at least `VIEW_V1` bytes).
+    unsafe {
+        views
+            .base
+            .add(slot * views.stride + std::mem::offset_of!(hz_event_view, payload_len))
+            .cast::<usize>()
+            .read_unaligned()
+    }
+}
+
+/// Writes a notice into the caller's struct, keeping its `struct_size`.
+///
+/// # Safety
+/// `out` is a caller's `hz_notice` whose `struct_size` (at least `NOTICE_V1`) bytes are
+/// writable.
+unsafe fn give_notice(out: *mut hz_notice, mut n: hz_notice) {
+    // SAFETY: per the contract.
+    unsafe {
+        let given = struct_size_of(out.cast());
+        n.struct_size = given;
+        let ok = fill_sized(out.cast(), given, NOTICE_V1, &n);
+        debug_assert!(ok.is_some(), "struct_size checked against NOTICE_V1");
+    }
+}
+
+/// Checks the caller's notice struct for a pull call: NULL (notices dropped) or a
+/// `struct_size` of at least the first layout.
+fn check_notice_out(err: &LastError, notice: *mut hz_notice) -> Result<(), hz_status> {
+    if notice.is_null() {
+        return Ok(());
+    }
+    // SAFETY: non-null, a caller's `hz_notice` per contract.
+    let given = unsafe { struct_size_of(notice.cast()) };
+    if let Some(why) =
+        size_problem("notice", "hz_notice", given, NOTICE_V1, std::mem::align_of::<hz_notice>())
+    {
+        return Err(err.set(HZ_ERR_INVALID, why));
+    }
+    Ok(())
+}
+
+/// Pulls the next event or notice, in order, without copying the event: on `HZ_OK`, `*event`
+/// describes an event whose header and payload stay in the engine's memory; on
+/// `HZ_GOT_NOTICE`, `*notice` holds the notice that comes next. Both stay valid until the next
+/// call on this engine (any `hz_engine_*` call but `hz_engine_last_error`). `HZ_EMPTY`: nothing
+/// to deliver now. One item per call: `*event` is untouched unless `HZ_OK`, `*notice` unless
+/// `HZ_GOT_NOTICE`. Set `event->struct_size` and `notice->struct_size` first. `notice` may be
+/// NULL to ignore notices (then `SUBSCRIBE` requests go unseen).
+///
+/// An event filled into a gap from a staged stream's window is handed out from a copy (gap
+/// fills are rare; that memory is not the engine's to hold), as is a notice's locator. Mixing
+/// with `hz_engine_poll` is fine: it delivers what the pull calls took and did not hand out
+/// first. Errors: `HZ_ERR_NULL` (`engine`, `event`), `HZ_ERR_INVALID` (a `struct_size` below
+/// the first layout), `HZ_ERR_STATE` (called from one of this engine's callbacks). Poll
+/// thread.
 #[no_mangle]
 pub extern "C" fn hz_engine_next(
     engine: *mut hz_engine,
-    out: *mut hz_event_view,
-    on_notice: hz_notice_fn,
-    user_data: *mut c_void,
-) -> u32 {
+    event: *mut hz_event_view,
+    notice: *mut hz_notice,
+) -> hz_status {
     with(engine, |e, err, busy| {
-        if out.is_null() {
-            return err.set(HZ_ERR_NULL, "out is NULL");
+        if event.is_null() {
+            return err.set(HZ_ERR_NULL, "event is NULL");
+        }
+        // SAFETY: non-null, a caller's view per contract.
+        let stride = unsafe { struct_size_of(event.cast()) };
+        if let Some(why) =
+            size_problem("event", "hz_event_view", stride, VIEW_V1, std::mem::align_of::<hz_event_view>())
+        {
+            return err.set(HZ_ERR_INVALID, why);
+        }
+        if let Err(s) = check_notice_out(err, notice) {
+            return s;
         }
         busy.set(true);
         let _done = Busy(busy);
-        // The one-view case of `hz_engine_poll_views`: nothing is written unless an event is.
-        match pull(e, out, 1, on_notice, user_data) {
-            0 => HZ_ERR_EMPTY,
-            _ => HZ_OK,
+        let views = Views { base: event.cast(), stride, cap: 1 };
+        // SAFETY: one view of `stride` bytes and the notice, checked above.
+        match unsafe { pull(e, views, notice) } {
+            Pulled { notice: true, .. } => HZ_GOT_NOTICE,
+            Pulled { events: 0, .. } => HZ_EMPTY,
+            Pulled { .. } => HZ_OK,
         }
     })
 }
 
-/// Polls up to `cap` events into `views` without copying them: on `HZ_OK`, `*n` views are
-/// filled, in order, and their headers and payloads stay in the engine's memory, valid until
-/// the next call on this engine (any `hz_engine_*` call but `hz_engine_last_error`). `*n` may
-/// be 0. Notices go to `on_notice` (may be NULL) with `user_data`, on this thread. As with
-/// `hz_engine_next`, an event filled into a gap from a staged window comes from a copy, and
-/// events `hz_engine_next` took but did not hand out come first. The batch form of
+/// Polls up to `cap` events into `views` without copying them, and the notice that follows
+/// them: `*n` views are filled, in order (`*n` may be 0), and their headers and payloads stay
+/// in the engine's memory. Returns `HZ_OK`, or `HZ_GOT_NOTICE` when the item after the `*n`
+/// events (then fewer than `cap`) is a notice, written to `*notice`: handle the events, then
+/// the notice, then call again. Views and notice stay valid until the next call on this engine
+/// (any `hz_engine_*` call but `hz_engine_last_error`). Set `views[0].struct_size` (the array's
+/// stride) and `notice->struct_size` first. `notice` may be NULL to ignore notices (then
+/// `SUBSCRIBE` requests go unseen).
+///
+/// As with `hz_engine_next`, an event filled into a gap from a staged window comes from a copy,
+/// and what the pull calls took but did not hand out comes first. The batch form of
 /// `hz_engine_next`: the loop over the views is the caller's, with no call per event. (A call
-/// that hands out events `hz_engine_next` left queued returns just those.)
-/// Errors: `HZ_ERR_NULL` (`engine`, `n`, or `views` with `cap > 0`), `HZ_ERR_INVALID` (`cap`
-/// above what an array can hold), `HZ_ERR_STATE` (called from one of this engine's
-/// callbacks). Poll thread.
+/// that hands out events left queued returns just those.) Errors: `HZ_ERR_NULL` (`engine`, `n`,
+/// or `views` with `cap > 0`), `HZ_ERR_INVALID` (a `struct_size` below the first layout or not
+/// a multiple of the struct's alignment, or `cap` above what an array can hold), `HZ_ERR_STATE`
+/// (called from one of this engine's callbacks). Poll thread.
 #[no_mangle]
 pub extern "C" fn hz_engine_poll_views(
     engine: *mut hz_engine,
     views: *mut hz_event_view,
     cap: usize,
     n: *mut usize,
-    on_notice: hz_notice_fn,
-    user_data: *mut c_void,
-) -> u32 {
+    notice: *mut hz_notice,
+) -> hz_status {
     with(engine, |e, err, busy| {
         if n.is_null() || (views.is_null() && cap > 0) {
             return err.set(HZ_ERR_NULL, "views or n is NULL");
         }
-        if cap > isize::MAX as usize / std::mem::size_of::<hz_event_view>() {
+        let stride = if cap == 0 {
+            std::mem::size_of::<hz_event_view>()
+        } else {
+            // SAFETY: non-null, the caller's first view per contract.
+            unsafe { struct_size_of(views.cast()) }
+        };
+        if let Some(why) =
+            size_problem("views", "hz_event_view", stride, VIEW_V1, std::mem::align_of::<hz_event_view>())
+        {
+            return err.set(HZ_ERR_INVALID, why);
+        }
+        if cap > isize::MAX as usize / stride {
             return err.set(HZ_ERR_INVALID, format!("cap {cap}: no array is that long"));
+        }
+        if let Err(s) = check_notice_out(err, notice) {
+            return s;
         }
         busy.set(true);
         let _done = Busy(busy);
-        let k = pull(e, views, cap, on_notice, user_data);
+        let v = Views { base: views.cast(), stride, cap };
+        // SAFETY: `cap` views of `stride` bytes and the notice, checked above.
+        let got = unsafe { pull(e, v, notice) };
         // SAFETY: non-null and writable per contract.
-        unsafe { *n = k };
-        HZ_OK
+        unsafe { *n = got.events };
+        if got.notice {
+            HZ_GOT_NOTICE
+        } else {
+            HZ_OK
+        }
     })
 }
 
-/// Writes up to `cap` views into `views` and returns how many: first what an earlier call
-/// queued (a gap fill can deliver more than asked), else a holding poll of the engine. Views
-/// are written only for events handed out.
-fn pull(
-    e: &mut Inner,
-    views: *mut hz_event_view,
-    cap: usize,
-    on_notice: hz_notice_fn,
-    user: *mut c_void,
-) -> usize {
-    let mut k = 0;
-    while k < cap {
-        let Some(p) = e.queue.pop_front() else { break };
-        // SAFETY: `k < cap` entries of the caller's array, writable per contract.
-        unsafe { views.add(k).write(view(&e.arena, &e.headers, &p)) };
-        k += 1;
-    }
-    // Poll only when nothing from the queue was handed out: those views may point into the
-    // arena, which the poll may grow (and move).
-    if k > 0 || cap == 0 || !e.queue.is_empty() {
-        return k;
-    }
-    e.arena.clear();
-    e.fixups.clear();
-    e.headers.clear();
-    let Inner { engine, queue, arena, fixups, headers, .. } = e;
-    let mut h = Fill { views, cap, k: 0, fixups, headers, queue, arena, on_notice, user };
-    engine.poll_holding(cap, &mut h);
-    let k = h.k;
-    // The arena has stopped growing: point the copies' views at it.
-    for &(slot, off, hidx) in &e.fixups {
-        // SAFETY: `slot < k <= cap`, written by `Fill`.
-        let v = unsafe { &mut *views.add(slot) };
-        v.header = &e.headers[hidx];
-        if v.payload_len > 0 {
-            v.payload = e.arena[off..off + v.payload_len].as_ptr();
-        }
-    }
-    k
-}
-
-/// Fills `*out` with the engine's statistics. Errors: `HZ_ERR_NULL`. Poll thread.
+/// Fills `*out` with the engine's statistics: set `out->struct_size` to `sizeof(hz_stats)`
+/// first. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`struct_size` below the first layout). Poll
+/// thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) -> u32 {
+pub extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) -> hz_status {
     with(engine, |e, err, _| {
         if out.is_null() {
             return err.set(HZ_ERR_NULL, "out is NULL");
         }
+        // SAFETY: non-null, the caller's struct per contract.
+        let given = unsafe { struct_size_of(out.cast()) };
         let s = e.engine.stats();
         let c = hz_stats {
+            struct_size: given,
             delivered: s.delivered,
             duplicates_dropped: s.duplicates_dropped,
             gap_filled: s.gap_filled,
@@ -915,8 +1197,14 @@ pub extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) 
             switch_last_ns: s.switch_last_ns,
             switch_max_ns: s.switch_max_ns,
         };
-        // SAFETY: non-null and writable per contract.
-        unsafe { *out = c };
+        // SAFETY: non-null with `struct_size` writable bytes per contract.
+        if let Some(why) = size_problem("out", "hz_stats", given, STATS_V1, std::mem::align_of::<hz_stats>())
+        {
+            return err.set(HZ_ERR_INVALID, why);
+        }
+        // SAFETY: checked above.
+        let ok = unsafe { fill_sized(out.cast(), given, STATS_V1, &c) };
+        debug_assert!(ok.is_some());
         HZ_OK
     })
 }
@@ -929,7 +1217,7 @@ pub extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) 
 /// Only the active stream wakes it; for a ring file, its producer in another process does too.
 /// Errors: `HZ_ERR_NULL`; `HZ_ERR_STATE` from a callback. Poll thread: then poll.
 #[no_mangle]
-pub extern "C" fn hz_engine_wait(engine: *mut hz_engine, timeout_ns: u64, out_ready: *mut u32) -> u32 {
+pub extern "C" fn hz_engine_wait(engine: *mut hz_engine, timeout_ns: u64, out_ready: *mut u32) -> hz_status {
     with(engine, |e, _, _| {
         let ready = !e.queue.is_empty() || e.engine.wait(core::time::Duration::from_nanos(timeout_ns));
         if !out_ready.is_null() {
@@ -942,7 +1230,7 @@ pub extern "C" fn hz_engine_wait(engine: *mut hz_engine, timeout_ns: u64, out_re
 
 /// Writes the active stream's id to `*out`. Errors: `HZ_ERR_NULL`. Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_active_stream(engine: *const hz_engine, out: *mut u32) -> u32 {
+pub extern "C" fn hz_engine_active_stream(engine: *const hz_engine, out: *mut u32) -> hz_status {
     with(engine, |e, err, _| {
         if out.is_null() {
             return err.set(HZ_ERR_NULL, "out is NULL");
@@ -958,7 +1246,7 @@ pub extern "C" fn hz_engine_active_stream(engine: *const hz_engine, out: *mut u3
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below `max_origins`), `HZ_ERR_STATE`
 /// (nothing delivered from `origin` yet). Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_frontier(engine: *const hz_engine, origin: u32, out: *mut u64) -> u32 {
+pub extern "C" fn hz_engine_frontier(engine: *const hz_engine, origin: u32, out: *mut u64) -> hz_status {
     with(engine, |e, err, _| {
         if out.is_null() {
             return err.set(HZ_ERR_NULL, "out is NULL");
@@ -984,7 +1272,7 @@ pub extern "C" fn hz_engine_frontier(engine: *const hz_engine, origin: u32, out:
 /// again and are dropped here. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below
 /// `max_origins`). Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_resume_at(engine: *mut hz_engine, origin: u32, next_seq: u64) -> u32 {
+pub extern "C" fn hz_engine_resume_at(engine: *mut hz_engine, origin: u32, next_seq: u64) -> hz_status {
     with(engine, |e, err, _| {
         if origin >= e.engine.tracker().max_origins() {
             return err.set(HZ_ERR_INVALID, format!("origin {origin} is not below max_origins"));
@@ -999,7 +1287,11 @@ pub extern "C" fn hz_engine_resume_at(engine: *mut hz_engine, origin: u32, next_
 /// Call before the first poll. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll
 /// thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_resume_stream_at(engine: *mut hz_engine, stream: u32, next_pos: u64) -> u32 {
+pub extern "C" fn hz_engine_resume_stream_at(
+    engine: *mut hz_engine,
+    stream: u32,
+    next_pos: u64,
+) -> hz_status {
     with(engine, |e, err, _| {
         if e.engine.resume_stream_at(stream, next_pos) {
             HZ_OK
@@ -1013,7 +1305,7 @@ pub extern "C" fn hz_engine_resume_stream_at(engine: *mut hz_engine, stream: u32
 /// asks). Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no gap is stuck). Poll thread, not from a
 /// callback.
 #[no_mangle]
-pub extern "C" fn hz_engine_retry_gap(engine: *mut hz_engine) -> u32 {
+pub extern "C" fn hz_engine_retry_gap(engine: *mut hz_engine) -> hz_status {
     with(
         engine,
         |e, err, _| {
@@ -1030,7 +1322,7 @@ pub extern "C" fn hz_engine_retry_gap(engine: *mut hz_engine) -> u32 {
 /// its exact range and delivery goes on. Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no gap is
 /// stuck). Poll thread, not from a callback.
 #[no_mangle]
-pub extern "C" fn hz_engine_give_up_gap(engine: *mut hz_engine) -> u32 {
+pub extern "C" fn hz_engine_give_up_gap(engine: *mut hz_engine) -> hz_status {
     with(
         engine,
         |e, err, _| {
@@ -1046,7 +1338,7 @@ pub extern "C" fn hz_engine_give_up_gap(engine: *mut hz_engine) -> u32 {
 /// Asks for `stream` to be staged (`hz_engine_disarm` withdraws it): every policy honours it.
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_arm(engine: *mut hz_engine, stream: u32) -> u32 {
+pub extern "C" fn hz_engine_arm(engine: *mut hz_engine, stream: u32) -> hz_status {
     with(engine, |e, err, _| {
         if e.engine.arm(stream) {
             HZ_OK
@@ -1059,7 +1351,7 @@ pub extern "C" fn hz_engine_arm(engine: *mut hz_engine, stream: u32) -> u32 {
 /// Withdraws `hz_engine_arm`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll
 /// thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_disarm(engine: *mut hz_engine, stream: u32) -> u32 {
+pub extern "C" fn hz_engine_disarm(engine: *mut hz_engine, stream: u32) -> hz_status {
     with(engine, |e, err, _| {
         if e.engine.disarm(stream) {
             HZ_OK
@@ -1069,7 +1361,7 @@ pub extern "C" fn hz_engine_disarm(engine: *mut hz_engine, stream: u32) -> u32 {
     })
 }
 
-fn install(e: &mut Inner, err: &LastError, bytes: &[u8]) -> u32 {
+fn install(e: &mut Inner, err: &LastError, bytes: &[u8]) -> hz_status {
     let Some(p) = e.engine.policy_mut::<Predictor>() else {
         return err.set(HZ_ERR_STATE, "the engine's policy is not the predictor (HZ_POLICY_PREDICTOR)");
     };
@@ -1084,7 +1376,7 @@ fn install(e: &mut Inner, err: &LastError, bytes: &[u8]) -> u32 {
 /// `HZ_ERR_STATE` (the policy is not the predictor), `HZ_ERR_MODEL` (the reason in the last
 /// error). Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_load_model(engine: *mut hz_engine, json: *const u8, len: usize) -> u32 {
+pub extern "C" fn hz_engine_load_model(engine: *mut hz_engine, json: *const u8, len: usize) -> hz_status {
     with(engine, |e, err, _| {
         // SAFETY: `json` points to `len` readable bytes per contract (NULL only with 0).
         let Some(b) = (unsafe { bytes(json, len) }) else { return err.set(HZ_ERR_NULL, "json is NULL") };
@@ -1095,7 +1387,7 @@ pub extern "C" fn hz_engine_load_model(engine: *mut hz_engine, json: *const u8, 
 /// Loads a predictor model from the file at `path` (NUL-terminated, not retained). As
 /// `hz_engine_load_model`, plus `HZ_ERR_IO` when the file cannot be read. Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_load_model_file(engine: *mut hz_engine, path: *const c_char) -> u32 {
+pub extern "C" fn hz_engine_load_model_file(engine: *mut hz_engine, path: *const c_char) -> hz_status {
     with(engine, |e, err, _| {
         if path.is_null() {
             return err.set(HZ_ERR_NULL, "path is NULL");

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::ffi::c_char;
 
-use super::{bytes, guard, LastError};
+use super::{bytes, fill_sized, guard, hz_status, read_sized, size_problem, struct_size_of, LastError};
 use super::{HZ_ERR_BUFFER_TOO_SMALL, HZ_ERR_INVALID, HZ_ERR_MALFORMED, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_OK};
 use harmonizer_core::flip::{Flip, FlipAction, FlipError, IdList, Selector, MAX_IDS};
 
@@ -27,11 +27,13 @@ const _: () = assert!(HZ_FLIP_MAX_IDS as usize == MAX_IDS);
 
 /// A flip, as C sees it. `ids` and `locator` are borrowed: by `hz_flip_encode` from the caller;
 /// by `hz_flip_decode`, `locator` points into the decoded bytes and `ids` into the caller's
-/// buffer.
+/// buffer. Set `struct_size` to `sizeof(hz_flip)` first, for either call.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 #[allow(non_camel_case_types)]
 pub struct hz_flip {
+    /// `sizeof(hz_flip)`, set by the caller.
+    pub struct_size: usize,
     /// `HZ_FLIP_*`.
     pub action: u32,
     /// The stream to switch to (or announced, or cancelled).
@@ -62,12 +64,34 @@ pub struct hz_flip {
     pub locator_len: usize,
 }
 
+/// Size of `hz_flip`'s first layout (fields are only ever appended).
+const FLIP_V1: usize = std::mem::offset_of!(hz_flip, locator_len) + std::mem::size_of::<usize>();
+
+/// The caller's flip, read by the size-tag rule (fields past `struct_size` count as 0).
+///
+/// # Safety
+/// `flip` is NULL or a readable `hz_flip` of its `struct_size` bytes.
+unsafe fn read_flip(flip: *const hz_flip) -> Result<hz_flip, hz_status> {
+    if flip.is_null() {
+        return Err(fail(HZ_ERR_NULL, "flip is NULL"));
+    }
+    // SAFETY: non-null and readable per contract.
+    let given = unsafe { struct_size_of(flip.cast()) };
+    if let Some(why) = size_problem("flip", "hz_flip", given, FLIP_V1, std::mem::align_of::<hz_flip>()) {
+        return Err(fail(HZ_ERR_INVALID, why));
+    }
+    // SAFETY: `given` readable bytes per contract; `hz_flip` holds integers and raw pointers,
+    // valid for any bytes and for zeros.
+    unsafe { read_sized::<hz_flip>(flip.cast(), given, FLIP_V1) }
+        .ok_or_else(|| fail(HZ_ERR_INVALID, "flip->struct_size"))
+}
+
 thread_local! {
     static LAST: RefCell<LastError> = RefCell::new(LastError::default());
 }
 
 /// Records a handle-less failure in the calling thread's last error.
-pub(crate) fn fail(status: u32, message: impl Into<String>) -> u32 {
+pub(crate) fn fail(status: hz_status, message: impl Into<String>) -> hz_status {
     LAST.try_with(|l| l.borrow().set(status, message)).unwrap_or(status)
 }
 
@@ -84,7 +108,7 @@ pub extern "C" fn hz_last_error() -> *const c_char {
 /// # Safety
 /// `f.ids`/`f.locator` must point to `ids_len`/`locator_len` readable elements (or be NULL with
 /// length 0) for the lifetime `'a`.
-unsafe fn from_c<'a>(f: &'a hz_flip) -> Result<Flip<'a>, u32> {
+unsafe fn from_c<'a>(f: &'a hz_flip) -> Result<Flip<'a>, hz_status> {
     let action = u8::try_from(f.action)
         .ok()
         .and_then(FlipAction::from_u8)
@@ -129,19 +153,23 @@ unsafe fn from_c<'a>(f: &'a hz_flip) -> Result<Flip<'a>, u32> {
     })
 }
 
-/// Writes the encoded length of `*flip` to `*len`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID`
-/// (unknown action or selector, bad id count or basis points; the reason in `hz_last_error`).
+/// Writes the encoded length of `*flip` to `*len` (set `flip->struct_size` first). Errors:
+/// `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown action or selector, bad id count or basis points, a
+/// `struct_size` below the first layout; the reason in `hz_last_error`).
 /// Any thread.
 #[no_mangle]
-pub extern "C" fn hz_flip_encoded_len(flip: *const hz_flip, len: *mut usize) -> u32 {
+pub extern "C" fn hz_flip_encoded_len(flip: *const hz_flip, len: *mut usize) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         // SAFETY: NULL or a readable flip.
-        let Some(f) = (unsafe { flip.as_ref() }) else { return fail(HZ_ERR_NULL, "flip is NULL") };
+        let f = match unsafe { read_flip(flip) } {
+            Ok(f) => f,
+            Err(s) => return s,
+        };
         if len.is_null() {
             return fail(HZ_ERR_NULL, "len is NULL");
         }
         // SAFETY: the flip's pointers are valid per contract.
-        match unsafe { from_c(f) } {
+        match unsafe { from_c(&f) } {
             Ok(flip) => {
                 // SAFETY: non-null and writable per contract.
                 unsafe { *len = flip.encoded_len() };
@@ -157,15 +185,23 @@ pub extern "C" fn hz_flip_encoded_len(flip: *const hz_flip, len: *mut usize) -> 
 /// `HZ_ERR_BUFFER_TOO_SMALL` (ask `hz_flip_encoded_len`). `out` must not overlap the flip's
 /// `ids` or `locator`. Any thread.
 #[no_mangle]
-pub extern "C" fn hz_flip_encode(flip: *const hz_flip, out: *mut u8, cap: usize, written: *mut usize) -> u32 {
+pub extern "C" fn hz_flip_encode(
+    flip: *const hz_flip,
+    out: *mut u8,
+    cap: usize,
+    written: *mut usize,
+) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         // SAFETY: NULL or a readable flip.
-        let Some(f) = (unsafe { flip.as_ref() }) else { return fail(HZ_ERR_NULL, "flip is NULL") };
+        let f = match unsafe { read_flip(flip) } {
+            Ok(f) => f,
+            Err(s) => return s,
+        };
         if out.is_null() || written.is_null() {
             return fail(HZ_ERR_NULL, "out or written is NULL");
         }
         // SAFETY: the flip's pointers are valid per contract.
-        let flip = match unsafe { from_c(f) } {
+        let flip = match unsafe { from_c(&f) } {
             Ok(x) => x,
             Err(s) => return s,
         };
@@ -186,10 +222,11 @@ pub extern "C" fn hz_flip_encode(flip: *const hz_flip, out: *mut u8, cap: usize,
     })
 }
 
-/// Decodes the flip record of `len` bytes at `bytes` into `*out`. `out->locator` points into
-/// `bytes` (valid while they are); the ids of an IDS selector are copied to `ids_buf`
-/// (`ids_cap` entries; 32 always suffice) and `out->ids` points there. Errors: `HZ_ERR_NULL`,
-/// `HZ_ERR_MALFORMED` (the precise reason in `hz_last_error`, e.g. a CRC mismatch),
+/// Decodes the flip record of `len` bytes at `bytes` into `*out` (set `out->struct_size`
+/// first). `out->locator` points into `bytes` (valid while they are); the ids of an IDS
+/// selector are copied to `ids_buf` (`ids_cap` entries; 32 always suffice) and `out->ids`
+/// points there. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`struct_size` below the first
+/// layout), `HZ_ERR_MALFORMED` (the precise reason in `hz_last_error`, e.g. a CRC mismatch),
 /// `HZ_ERR_BUFFER_TOO_SMALL` (more ids than `ids_cap`). Any thread.
 #[no_mangle]
 pub extern "C" fn hz_flip_decode(
@@ -198,10 +235,15 @@ pub extern "C" fn hz_flip_decode(
     out: *mut hz_flip,
     ids_buf: *mut u64,
     ids_cap: usize,
-) -> u32 {
+) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         if out.is_null() {
             return fail(HZ_ERR_NULL, "out is NULL");
+        }
+        // SAFETY: non-null, the caller's flip per contract.
+        let given = unsafe { struct_size_of(out.cast()) };
+        if let Some(why) = size_problem("out", "hz_flip", given, FLIP_V1, std::mem::align_of::<hz_flip>()) {
+            return fail(HZ_ERR_INVALID, why);
         }
         // SAFETY: `len` readable bytes per contract.
         let Some(b) = (unsafe { bytes(bytes_ptr, len) }) else { return fail(HZ_ERR_NULL, "bytes is NULL") };
@@ -231,6 +273,7 @@ pub extern "C" fn hz_flip_decode(
             }
         };
         let c = hz_flip {
+            struct_size: given,
             action: f.action as u32,
             target: f.target,
             flip_id: f.flip_id,
@@ -246,8 +289,9 @@ pub extern "C" fn hz_flip_decode(
             locator: f.locator.as_ptr(),
             locator_len: f.locator.len(),
         };
-        // SAFETY: non-null and writable per contract.
-        unsafe { *out = c };
+        // SAFETY: non-null with `struct_size` writable bytes per contract; checked above.
+        let ok = unsafe { fill_sized(out.cast(), given, FLIP_V1, &c) };
+        debug_assert!(ok.is_some());
         HZ_OK
     })
 }

@@ -2,12 +2,28 @@
 //! `include/harmonizer.h` by `build.rs` with cbindgen.
 //!
 //! Conventions, for every function:
-//! - Fallible calls return a `uint32_t` status (`HZ_OK` = 0, the `HZ_ERR_*` values below);
-//!   out-parameters are written only on success. The one exception is
-//!   `hz_producer_push_batch`'s `*pushed`, which also reports partial progress when an event is
-//!   refused. `hz_status_str` names a status; the handle's `*_last_error` (or, for calls
-//!   without a handle, `hz_last_error`) says what went wrong in words, and its error counter
-//!   counts it. A panic inside the library is `HZ_ERR_PANIC`: free the handle.
+//! - Fallible calls return an `hz_status`: `HZ_OK` (0); an informational result below
+//!   `HZ_ERR_FIRST` (`HZ_FULL`, `HZ_SHED`, `HZ_NOT_SUBSCRIBED`, `HZ_EMPTY`, `HZ_GOT_NOTICE`: an
+//!   outcome, not counted); or an error `HZ_ERR_*`, which the handle's `*_last_error` (or, for
+//!   calls without a handle, `hz_last_error`) explains in words and its error counter counts.
+//!   Out-parameters are written only on success (`HZ_OK` or the informational result that
+//!   says so). The one exception is `hz_producer_push_batch`'s `*pushed`, which also reports
+//!   partial progress. `hz_status_str` names a status. A library bug is `HZ_ERR_PANIC`: free
+//!   the handle.
+//! - Structs that cross the boundary and may grow carry their size first (`struct_size`), so a
+//!   program built against one header works with a later library (docs/design.md §7):
+//!   - a struct the caller hands over to be filled (`hz_stats`, `hz_event_view`, `hz_notice`
+//!     in the pull calls, `hz_flip` in `hz_flip_decode`) has `struct_size = sizeof` set by the
+//!     caller; the library writes the fields that fit, zeroes the bytes it does not know and
+//!     leaves `struct_size` as it is;
+//!   - a struct the caller hands over to be read (`hz_flip` in `hz_flip_encode`) is read up to
+//!     `struct_size`; fields past it count as 0;
+//!   - a struct the library lends (`hz_notice` in a callback) has the library's `struct_size`:
+//!     read a field newer than your header's oldest supported library only when
+//!     `HZ_HAS_FIELD` says it is there.
+//!
+//!   A `struct_size` below the struct's first layout is `HZ_ERR_INVALID`. `hz_event_header` is
+//!   the record format itself (also in ring files) and has a fixed layout.
 //! - Handles are opaque, made by `*_new` (or taken from an engine) and released by `*_free`,
 //!   which accepts NULL. A NULL handle or pointer where one is required is `HZ_ERR_NULL`.
 //! - Lengths are `size_t`; enum values cross as `uint32_t` and are validated
@@ -37,44 +53,61 @@ pub use engine::*;
 pub use flip::*;
 pub use producer::*;
 
+/// What every fallible call returns: `HZ_OK`, an informational result (below
+/// `HZ_ERR_FIRST`: an outcome to act on, not an error, and not counted), or an error
+/// (`HZ_ERR_*`, at or above `HZ_ERR_FIRST`: the handle's last error says why, and its error
+/// count counts it). `hz_status_str` names each.
+#[allow(non_camel_case_types)]
+pub type hz_status = u32;
+
 /// Success.
-pub const HZ_OK: u32 = 0;
+pub const HZ_OK: hz_status = 0;
+/// Informational: the active stream's ring is full; retry after the engine polls
+/// (backpressure). Nothing was written.
+pub const HZ_FULL: hz_status = 1;
+/// Informational: a staged ring shed the event, as its consumer held the front while no space
+/// was left (counted in the ring, flagged to the engine). Nothing to do.
+pub const HZ_SHED: hz_status = 2;
+/// Informational: the stream is not subscribed (idle): the event was discarded. Nothing to do.
+pub const HZ_NOT_SUBSCRIBED: hz_status = 3;
+/// Informational: nothing to deliver now (the pull calls).
+pub const HZ_EMPTY: hz_status = 4;
+/// Informational: a notice was written to the caller's `hz_notice` (the pull calls); it comes
+/// after the events handed out by the same call.
+pub const HZ_GOT_NOTICE: hz_status = 5;
+/// Every status at or above this is an error; every status below it is success or
+/// informational.
+pub const HZ_ERR_FIRST: hz_status = 32;
 /// A required handle or pointer was NULL.
-pub const HZ_ERR_NULL: u32 = 1;
-/// An argument is out of range or an enum value is unknown.
-pub const HZ_ERR_INVALID: u32 = 2;
+pub const HZ_ERR_NULL: hz_status = 32;
+/// An argument is out of range, an enum value is unknown, or a `struct_size` is below the
+/// struct's first layout.
+pub const HZ_ERR_INVALID: hz_status = 33;
 /// The engine configuration was refused (the last error says why).
-pub const HZ_ERR_CONFIG: u32 = 3;
-/// The active stream's ring is full: retry after the engine polls (backpressure).
-pub const HZ_ERR_FULL: u32 = 4;
-/// The payload is larger than `max_payload`.
-pub const HZ_ERR_TOO_LARGE: u32 = 5;
-/// The stream is not subscribed (idle): the event was discarded. Informational.
-pub const HZ_ERR_NOT_SUBSCRIBED: u32 = 6;
-/// A staged ring shed the event (its window was held). Informational.
-pub const HZ_ERR_SHED: u32 = 7;
+pub const HZ_ERR_CONFIG: hz_status = 34;
+/// The payload is larger than `max_payload`. Nothing was written.
+pub const HZ_ERR_TOO_LARGE: hz_status = 35;
 /// The call is not valid in the handle's state (e.g. a producer taken twice, a model loaded
-/// into an engine whose policy is not the predictor).
-pub const HZ_ERR_STATE: u32 = 8;
+/// into an engine whose policy is not the predictor, a push while a reservation is open).
+pub const HZ_ERR_STATE: hz_status = 36;
 /// A flip record is malformed (the last error gives the precise reason).
-pub const HZ_ERR_MALFORMED: u32 = 9;
+pub const HZ_ERR_MALFORMED: hz_status = 37;
 /// The output buffer is too small.
-pub const HZ_ERR_BUFFER_TOO_SMALL: u32 = 10;
+pub const HZ_ERR_BUFFER_TOO_SMALL: hz_status = 38;
 /// A predictor model was refused; the engine keeps its previous model.
-pub const HZ_ERR_MODEL: u32 = 11;
+pub const HZ_ERR_MODEL: hz_status = 39;
 /// A file could not be read.
-pub const HZ_ERR_IO: u32 = 12;
-/// A bug: Rust code panicked. The handle may be inconsistent; free it.
-pub const HZ_ERR_PANIC: u32 = 13;
-/// Nothing to deliver now (`hz_engine_next`). Informational.
-pub const HZ_ERR_EMPTY: u32 = 14;
+pub const HZ_ERR_IO: hz_status = 40;
+/// A bug in the library (it failed an internal check). The handle may be inconsistent: free
+/// it.
+pub const HZ_ERR_PANIC: hz_status = 41;
 /// A ring file was refused: not a ring file, another layout version, a corrupt header or
 /// positions, a wrong length, made for another configuration, or already there (the last
 /// error says which).
-pub const HZ_ERR_RING_FILE: u32 = 15;
+pub const HZ_ERR_RING_FILE: hz_status = 42;
 /// A ring file is in use: another live process is its producer, or another live engine is
 /// attached to it.
-pub const HZ_ERR_BUSY: u32 = 16;
+pub const HZ_ERR_BUSY: hz_status = 43;
 
 /// Event kind: an ordinary data event (`hz_event_header.kind`).
 pub const HZ_KIND_DATA: u16 = 0;
@@ -122,26 +155,27 @@ pub extern "C" fn hz_version_number() -> u32 {
     HZ_VERSION_NUMBER
 }
 
-/// A short static description of `status` (`"ok"`, `"null pointer"`, ...; `"unknown status"`
-/// for a value not listed). Static storage: do not free. Any thread.
+/// A short static description of `status` (`"ok"`, `"ring full"`, `"null pointer"`, ...;
+/// `"unknown status"` for a value not listed). Static storage: do not free. Any thread.
 #[no_mangle]
-pub extern "C" fn hz_status_str(status: u32) -> *const c_char {
+pub extern "C" fn hz_status_str(status: hz_status) -> *const c_char {
     let s: &'static CStr = match status {
         HZ_OK => c"ok",
+        HZ_FULL => c"ring full",
+        HZ_SHED => c"event shed by a staged ring",
+        HZ_NOT_SUBSCRIBED => c"stream not subscribed",
+        HZ_EMPTY => c"nothing to deliver",
+        HZ_GOT_NOTICE => c"notice",
         HZ_ERR_NULL => c"null pointer",
         HZ_ERR_INVALID => c"invalid argument",
         HZ_ERR_CONFIG => c"invalid configuration",
-        HZ_ERR_FULL => c"ring full",
         HZ_ERR_TOO_LARGE => c"payload too large",
-        HZ_ERR_NOT_SUBSCRIBED => c"stream not subscribed",
-        HZ_ERR_SHED => c"event shed by a staged ring",
         HZ_ERR_STATE => c"wrong state",
         HZ_ERR_MALFORMED => c"malformed flip",
         HZ_ERR_BUFFER_TOO_SMALL => c"buffer too small",
         HZ_ERR_MODEL => c"invalid model",
         HZ_ERR_IO => c"i/o error",
         HZ_ERR_PANIC => c"internal error (panic)",
-        HZ_ERR_EMPTY => c"nothing to deliver",
         HZ_ERR_RING_FILE => c"ring file refused",
         HZ_ERR_BUSY => c"ring file in use",
         _ => c"unknown status",
@@ -161,7 +195,8 @@ pub(crate) struct LastError {
 
 impl LastError {
     /// Records an error and returns its status.
-    pub(crate) fn set(&self, status: u32, message: impl Into<String>) -> u32 {
+    pub(crate) fn set(&self, status: hz_status, message: impl Into<String>) -> hz_status {
+        debug_assert!(status >= HZ_ERR_FIRST, "status {status} is not an error");
         let mut m: String = message.into();
         m.retain(|c| c != '\0');
         *self.message.borrow_mut() = CString::new(m).ok();
@@ -178,7 +213,7 @@ impl LastError {
 
 /// The status of a ring-file error.
 #[cfg(shm)]
-pub(crate) fn shm_status(e: &harmonizer_core::shm::ShmError) -> u32 {
+pub(crate) fn shm_status(e: &harmonizer_core::shm::ShmError) -> hz_status {
     use harmonizer_core::shm::ShmError;
     match e {
         ShmError::Io { .. } => HZ_ERR_IO,
@@ -224,6 +259,86 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
     }
     // SAFETY: non-null, and the caller promises `len` readable bytes for 'a.
     Some(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Largest `struct_size` taken: far above any layout, so that an uninitialised `struct_size`
+/// is refused rather than trusted with a write that long.
+pub(crate) const MAX_STRUCT_SIZE: usize = 4096;
+
+/// Why a caller's `struct_size` of `given` bytes is refused for the struct `name` whose first
+/// layout is `first` bytes (`None`: taken). `what` names the argument (`"out"`, ...).
+pub(crate) fn size_problem(
+    what: &str,
+    name: &str,
+    given: usize,
+    first: usize,
+    align: usize,
+) -> Option<String> {
+    if given < first {
+        Some(format!(
+            "{what}->struct_size {given} is below the first {name} layout ({first} bytes): set it to sizeof({name})"
+        ))
+    } else if given > MAX_STRUCT_SIZE {
+        Some(format!(
+            "{what}->struct_size {given} is above {MAX_STRUCT_SIZE} bytes (not initialised?): set it to sizeof({name})"
+        ))
+    } else if given % align != 0 {
+        Some(format!("{what}->struct_size {given} is not a multiple of {name}'s alignment ({align}): set it to sizeof({name})"))
+    } else {
+        None
+    }
+}
+
+/// A caller's struct of `given` bytes that the library fills with `value` (the size-tag rule
+/// for caller-filled structs, module docs): `None` when `given` is below `first`, the size of
+/// the struct's first layout, or above `MAX_STRUCT_SIZE`. Otherwise writes the first `min(given, size_of::<T>())` bytes of
+/// `value` and zeroes the caller's bytes past `size_of::<T>()` (fields of a later header).
+///
+/// # Safety
+/// `out` must be valid for writes of `given` bytes.
+pub(crate) unsafe fn fill_sized<T: Copy>(out: *mut u8, given: usize, first: usize, value: &T) -> Option<()> {
+    if given < first || given > MAX_STRUCT_SIZE {
+        return None;
+    }
+    let own = std::mem::size_of::<T>();
+    // SAFETY: `value` is readable for `own` bytes and `out` writable for `given` (caller), and
+    // they do not overlap (`value` is the library's). Padding bytes copy as untyped bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(core::ptr::from_ref(value).cast::<u8>(), out, own.min(given));
+        if given > own {
+            std::ptr::write_bytes(out.add(own), 0, given - own);
+        }
+    }
+    Some(())
+}
+
+/// Reads a caller's struct of `given` bytes into a `T` (the size-tag rule for structs the
+/// library reads): bytes past `given` count as 0. `None` when `given` is below `first` or
+/// above `MAX_STRUCT_SIZE`.
+///
+/// # Safety
+/// `src` must be valid for reads of `min(given, size_of::<T>())` bytes, and `T` must be valid
+/// for any bytes the caller writes and for all-zero bytes (plain integers and raw pointers).
+pub(crate) unsafe fn read_sized<T: Copy>(src: *const u8, given: usize, first: usize) -> Option<T> {
+    if given < first || given > MAX_STRUCT_SIZE {
+        return None;
+    }
+    let mut v = std::mem::MaybeUninit::<T>::zeroed();
+    // SAFETY: `src` readable for the bytes copied (caller); `v` is a local of `size_of::<T>()`
+    // bytes; zeroed then overwritten bytes are a valid `T` (caller).
+    unsafe {
+        std::ptr::copy_nonoverlapping(src, v.as_mut_ptr().cast::<u8>(), given.min(std::mem::size_of::<T>()));
+        Some(v.assume_init())
+    }
+}
+
+/// The `struct_size` at the start of a caller's size-tagged struct.
+///
+/// # Safety
+/// `p` must be non-null and point to a readable struct whose first field is a `size_t`.
+pub(crate) unsafe fn struct_size_of(p: *const u8) -> usize {
+    // SAFETY: per the caller; unaligned read in case the caller's buffer is packed oddly.
+    unsafe { p.cast::<usize>().read_unaligned() }
 }
 
 #[cfg(test)]

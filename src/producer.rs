@@ -2,25 +2,38 @@
 
 use std::ffi::c_char;
 
-use super::{bytes, guard, LastError};
+use super::{bytes, guard, hz_status, LastError};
 use super::{
-    HZ_ERR_FULL, HZ_ERR_INVALID, HZ_ERR_NOT_SUBSCRIBED, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_ERR_SHED,
-    HZ_ERR_TOO_LARGE, HZ_OK,
+    HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_ERR_STATE, HZ_ERR_TOO_LARGE, HZ_FULL, HZ_NOT_SUBSCRIBED,
+    HZ_OK, HZ_SHED,
 };
 use harmonizer_core::engine::StreamProducer;
 use harmonizer_core::event::EventHeader;
-use harmonizer_core::ring::PushError;
+use harmonizer_core::ring::{PushError, Reservation};
 
 /// The producer of one stream. Opaque. Used by one thread at a time.
 #[allow(non_camel_case_types)]
 pub struct hz_producer {
     p: StreamProducer,
     err: LastError,
+    /// The record `hz_producer_reserve` lent out, until committed or cancelled.
+    reserved: Option<Reservation>,
 }
 
 impl hz_producer {
     pub(crate) fn new(p: StreamProducer) -> Self {
-        hz_producer { p, err: LastError::default() }
+        hz_producer { p, err: LastError::default(), reserved: None }
+    }
+
+    /// Refuses a write while a reservation is lent out: it would take the reserved room under
+    /// the caller's pointer.
+    fn check_no_reservation(&self) -> Result<(), hz_status> {
+        match self.reserved {
+            Some(_) => Err(self
+                .err
+                .set(HZ_ERR_STATE, "a reservation is open (hz_producer_reserve): commit or cancel it first")),
+            None => Ok(()),
+        }
     }
 }
 
@@ -36,12 +49,14 @@ pub unsafe fn producer_inner<'a>(p: *mut hz_producer) -> &'a mut StreamProducer 
     unsafe { &mut (*p).p }
 }
 
-fn status(e: &mut LastError, r: Result<(), PushError>) -> u32 {
+/// A push's status: the informational results (backpressure, discards) are outcomes, not bad
+/// input, and are not counted.
+fn status(e: &LastError, r: Result<(), PushError>) -> hz_status {
     match r {
         Ok(()) => HZ_OK,
-        Err(PushError::Full) => HZ_ERR_FULL, // backpressure, not bad input: not counted
-        Err(PushError::NotSubscribed) => HZ_ERR_NOT_SUBSCRIBED,
-        Err(PushError::Shed) => HZ_ERR_SHED,
+        Err(PushError::Full) => HZ_FULL,
+        Err(PushError::NotSubscribed) => HZ_NOT_SUBSCRIBED,
+        Err(PushError::Shed) => HZ_SHED,
         Err(err @ PushError::TooLarge { .. }) => e.set(HZ_ERR_TOO_LARGE, err.to_string()),
     }
 }
@@ -59,7 +74,7 @@ fn status(e: &mut LastError, r: Result<(), PushError>) -> u32 {
 /// `HZ_ERR_BUSY` (another live process produces on it); `HZ_ERR_STATE` where ring files are
 /// not supported (Linux only). Any thread; the producer is then used by one thread at a time.
 #[no_mangle]
-pub extern "C" fn hz_producer_open_file(path: *const c_char, out: *mut *mut hz_producer) -> u32 {
+pub extern "C" fn hz_producer_open_file(path: *const c_char, out: *mut *mut hz_producer) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         if out.is_null() {
             return super::flip::fail(HZ_ERR_NULL, "out is NULL");
@@ -97,7 +112,7 @@ pub extern "C" fn hz_producer_generation(producer: *const hz_producer) -> u64 {
     })
 }
 
-/// Frees a producer. NULL is a no-op. Its thread.
+/// Frees a producer (an open reservation is cancelled). NULL is a no-op. Its thread.
 #[no_mangle]
 pub extern "C" fn hz_producer_free(producer: *mut hz_producer) {
     guard((), || {
@@ -109,20 +124,24 @@ pub extern "C" fn hz_producer_free(producer: *mut hz_producer) {
 }
 
 /// Pushes one event: `header` is copied, then `payload_len` bytes from `payload` (NULL allowed
-/// when 0). The ring's role decides what happens: active, stored (or `HZ_ERR_FULL`: retry after
-/// the engine polls); staged, stored, the oldest evicted if needed (`HZ_ERR_SHED` if it could
-/// not); idle, discarded (`HZ_ERR_NOT_SUBSCRIBED`). Errors: `HZ_ERR_NULL`, `HZ_ERR_TOO_LARGE`
-/// (`payload_len` above `max_payload`: nothing written). The producer's thread.
+/// when 0). The ring's role decides what happens: active, stored (or `HZ_FULL`: retry after the
+/// engine polls); staged, stored, the oldest evicted if needed (`HZ_SHED` if it could not);
+/// idle, discarded (`HZ_NOT_SUBSCRIBED`). Errors: `HZ_ERR_NULL`, `HZ_ERR_TOO_LARGE`
+/// (`payload_len` above `max_payload`: nothing written), `HZ_ERR_STATE` (a reservation is
+/// open). The producer's thread.
 #[no_mangle]
 pub extern "C" fn hz_producer_push(
     producer: *mut hz_producer,
     header: *const EventHeader,
     payload: *const u8,
     payload_len: usize,
-) -> u32 {
+) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         // SAFETY: NULL or a live producer used by one thread at a time.
         let Some(p) = (unsafe { producer.as_mut() }) else { return HZ_ERR_NULL };
+        if let Err(s) = p.check_no_reservation() {
+            return s;
+        }
         // SAFETY: NULL or a readable header.
         let Some(h) = (unsafe { header.as_ref() }) else { return p.err.set(HZ_ERR_NULL, "header is NULL") };
         // Checked before the payload is looked at: a huge length must not become a slice.
@@ -137,17 +156,17 @@ pub extern "C" fn hz_producer_push(
             return p.err.set(HZ_ERR_NULL, "payload is NULL with a non-zero length");
         };
         let r = p.p.push(h, b);
-        status(&mut p.err, r)
+        status(&p.err, r)
     })
 }
 
 /// Pushes `n` events as one batch, published together: event `i` is `headers[i]` with
 /// `lens[i]` bytes at `payloads[i]`. Stops at the first event that is not stored. `*pushed`
 /// (if not NULL) is written with how many were stored, on `HZ_OK` (all `n`) and also on
-/// `HZ_ERR_FULL`, `HZ_ERR_TOO_LARGE`, `HZ_ERR_SHED`, `HZ_ERR_NOT_SUBSCRIBED` and `HZ_ERR_NULL`
-/// for a NULL payload with a length (the events before the one refused are published).
-/// Errors: as `hz_producer_push`, and `HZ_ERR_NULL` for a NULL array with `n > 0` (nothing
-/// pushed, `*pushed` not written). The producer's thread.
+/// `HZ_FULL`, `HZ_SHED`, `HZ_NOT_SUBSCRIBED`, `HZ_ERR_TOO_LARGE` and `HZ_ERR_NULL` for a NULL
+/// payload with a length (the events before the one refused are published). Errors: as
+/// `hz_producer_push`, and `HZ_ERR_NULL` for a NULL array with `n > 0` (nothing pushed,
+/// `*pushed` not written). The producer's thread.
 #[no_mangle]
 pub extern "C" fn hz_producer_push_batch(
     producer: *mut hz_producer,
@@ -156,10 +175,13 @@ pub extern "C" fn hz_producer_push_batch(
     lens: *const usize,
     n: usize,
     pushed: *mut usize,
-) -> u32 {
+) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         // SAFETY: NULL or a live producer used by one thread at a time.
         let Some(p) = (unsafe { producer.as_mut() }) else { return HZ_ERR_NULL };
+        if let Err(s) = p.check_no_reservation() {
+            return s;
+        }
         if n > 0 && (headers.is_null() || payloads.is_null() || lens.is_null()) {
             return p.err.set(HZ_ERR_NULL, "headers, payloads or lens is NULL");
         }
@@ -202,9 +224,9 @@ pub extern "C" fn hz_producer_push_batch(
                     Ok(()) => done += 1,
                     Err(e) => {
                         let status = match e {
-                            PushError::Full => HZ_ERR_FULL,
-                            PushError::NotSubscribed => HZ_ERR_NOT_SUBSCRIBED,
-                            PushError::Shed => HZ_ERR_SHED,
+                            PushError::Full => HZ_FULL,
+                            PushError::NotSubscribed => HZ_NOT_SUBSCRIBED,
+                            PushError::Shed => HZ_SHED,
                             PushError::TooLarge { .. } => HZ_ERR_TOO_LARGE,
                         };
                         refused = Some((status, format!("event {i}: {e}")));
@@ -220,8 +242,86 @@ pub extern "C" fn hz_producer_push_batch(
         match refused {
             None => HZ_OK,
             // Backpressure and discards are outcomes, not bad input: not counted.
-            Some((status @ (HZ_ERR_FULL | HZ_ERR_NOT_SUBSCRIBED | HZ_ERR_SHED), _)) => status,
+            Some((status @ (HZ_FULL | HZ_NOT_SUBSCRIBED | HZ_SHED), _)) => status,
             Some((status, message)) => p.err.set(status, message),
+        }
+    })
+}
+
+/// Reserves the producer's next record, `payload_len` bytes, in ring memory, and lends it out:
+/// on `HZ_OK`, `*payload` points to `payload_len` writable bytes (NULL when 0) for the caller
+/// to fill in place (serialise into it, receive into it), then `hz_producer_commit` publishes
+/// the record with its header, or `hz_producer_cancel` drops it. No copy is made.
+///
+/// While a reservation is open the producer refuses every other write with `HZ_ERR_STATE`
+/// (the record would take the reserved room); `*payload` is valid until commit, cancel or
+/// `hz_producer_free`. The role decides as in `hz_producer_push`: `HZ_FULL`, `HZ_SHED`,
+/// `HZ_NOT_SUBSCRIBED` reserve nothing (`*payload` untouched); a staged ring may evict its
+/// oldest records to make room. The limit is `max_payload` for every kind (a flip record
+/// longer than that goes through `hz_producer_push`). Errors: `HZ_ERR_NULL` (`producer`,
+/// `payload`), `HZ_ERR_TOO_LARGE`, `HZ_ERR_STATE` (a reservation is already open). The
+/// producer's thread.
+#[no_mangle]
+pub extern "C" fn hz_producer_reserve(
+    producer: *mut hz_producer,
+    payload_len: usize,
+    payload: *mut *mut u8,
+) -> hz_status {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a live producer used by one thread at a time.
+        let Some(p) = (unsafe { producer.as_mut() }) else { return HZ_ERR_NULL };
+        if payload.is_null() {
+            return p.err.set(HZ_ERR_NULL, "payload is NULL");
+        }
+        if let Err(s) = p.check_no_reservation() {
+            return s;
+        }
+        match p.p.reserve_detached(payload_len) {
+            Ok(r) => {
+                let at = if payload_len == 0 { core::ptr::null_mut() } else { p.p.reserved_payload(&r) };
+                p.reserved = Some(r);
+                // SAFETY: non-null and writable per contract.
+                unsafe { *payload = at };
+                HZ_OK
+            }
+            Err(e) => status(&p.err, Err(e)),
+        }
+    })
+}
+
+/// Publishes the record `hz_producer_reserve` lent out, with `*header` (copied): its payload
+/// is what the caller wrote. The payload pointer is no longer the caller's. Errors:
+/// `HZ_ERR_NULL` (`producer`, `header`: the reservation stays open), `HZ_ERR_STATE` (no
+/// reservation is open). The producer's thread.
+#[no_mangle]
+pub extern "C" fn hz_producer_commit(producer: *mut hz_producer, header: *const EventHeader) -> hz_status {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a live producer used by one thread at a time.
+        let Some(p) = (unsafe { producer.as_mut() }) else { return HZ_ERR_NULL };
+        // SAFETY: NULL or a readable header.
+        let Some(h) = (unsafe { header.as_ref() }) else { return p.err.set(HZ_ERR_NULL, "header is NULL") };
+        let Some(r) = p.reserved.take() else {
+            return p.err.set(HZ_ERR_STATE, "no reservation is open (hz_producer_reserve)");
+        };
+        match p.p.commit_detached(r, h) {
+            Ok(()) => HZ_OK,
+            // Cannot happen: every other write is refused while the reservation is open.
+            Err(e) => p.err.set(HZ_ERR_PANIC, e.to_string()),
+        }
+    })
+}
+
+/// Drops the record `hz_producer_reserve` lent out: nothing is published (a staged ring may
+/// have evicted records to make room for it). The payload pointer is no longer the caller's.
+/// Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no reservation is open). The producer's thread.
+#[no_mangle]
+pub extern "C" fn hz_producer_cancel(producer: *mut hz_producer) -> hz_status {
+    guard(HZ_ERR_PANIC, || {
+        // SAFETY: NULL or a live producer used by one thread at a time.
+        let Some(p) = (unsafe { producer.as_mut() }) else { return HZ_ERR_NULL };
+        match p.reserved.take() {
+            Some(_) => HZ_OK,
+            None => p.err.set(HZ_ERR_STATE, "no reservation is open (hz_producer_reserve)"),
         }
     })
 }

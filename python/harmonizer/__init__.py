@@ -44,9 +44,14 @@ def _declarations(text):
     """The header as cffi's cdef takes it: no preprocessor lines but integer constants, no
     ``extern "C"`` wrapper. Comments are cffi's to strip."""
     out = []
+    continued = False
     for line in text.splitlines():
         s = line.strip()
+        if continued:  # the rest of a multi-line macro (HZ_HAS_FIELD)
+            continued = s.endswith("\\")
+            continue
         if s.startswith("#"):
+            continued = s.endswith("\\")
             m = re.match(r"#define\s+(HZ_\w+)\s+(-?\d+)\s*$", s)
             if m:
                 out.append("#define %s %s" % (m.group(1), m.group(2)))
@@ -78,8 +83,12 @@ if lib.hz_version_number() != _header_version:
 
 __version__ = ffi.string(lib.hz_version()).decode()
 
-# Results that report what happened rather than a failure: returned, not raised.
-_INFORMATIONAL = {lib.HZ_ERR_FULL, lib.HZ_ERR_NOT_SUBSCRIBED, lib.HZ_ERR_SHED, lib.HZ_ERR_EMPTY}
+
+def _sized(ctype):
+    """A new zeroed size-tagged struct (``"hz_stats *"``...) with ``struct_size`` set."""
+    p = ffi.new(ctype)
+    p.struct_size = ffi.sizeof(ctype[:-1].strip())
+    return p
 
 
 class HarmonizerError(Exception):
@@ -92,7 +101,9 @@ class HarmonizerError(Exception):
 
 
 def _check(status, last_error, informational=False):
-    if status == lib.HZ_OK or (informational and status in _INFORMATIONAL):
+    """Returns ``HZ_OK``, and (when ``informational``) the results below ``HZ_ERR_FIRST`` that
+    say what happened rather than a failure; raises :class:`HarmonizerError` for the rest."""
+    if status == lib.HZ_OK or (informational and status < lib.HZ_ERR_FIRST):
         return status
     text = last_error()
     raise HarmonizerError(status, ffi.string(text).decode() if text != ffi.NULL else "")
@@ -135,15 +146,40 @@ class Producer:
         return lib.hz_producer_stream(self._h)
 
     def push(self, pos, seq, payload=b"", ts_ns=0, origin=0, kind=None, flags=0):
-        """Pushes one event. Returns ``HZ_OK``, or an informational status: ``HZ_ERR_FULL``
-        (backpressure: poll, then push again), ``HZ_ERR_NOT_SUBSCRIBED`` (the stream is idle;
-        discarded) or ``HZ_ERR_SHED`` (a staged ring shed it). Raises on errors."""
+        """Pushes one event. Returns ``HZ_OK``, or an informational status: ``HZ_FULL``
+        (backpressure: poll, then push again), ``HZ_NOT_SUBSCRIBED`` (the stream is idle;
+        discarded) or ``HZ_SHED`` (a staged ring shed it). Raises on errors."""
         h = self._header
         h.pos, h.seq, h.ts_ns, h.origin = pos, seq, ts_ns, origin
         h.kind = lib.HZ_KIND_DATA if kind is None else kind
         h.flags = flags
         status = lib.hz_producer_push(self._h, h, ffi.from_buffer(payload), len(payload))
         return _check(status, lambda: lib.hz_producer_last_error(self._h), informational=True)
+
+    def reserve(self, length):
+        """Zero-copy produce (``hz_producer_reserve``): returns ``(HZ_OK, buffer)`` with a
+        writable buffer of ``length`` bytes in the ring, to fill (``buffer[:] = ...``) and then
+        :meth:`commit` (or :meth:`cancel`); or ``(status, None)`` for an informational status
+        (``HZ_FULL``...), nothing reserved. No other write on this producer until then."""
+        out = ffi.new("uint8_t **")
+        status = _check(
+            lib.hz_producer_reserve(self._h, length, out), lambda: lib.hz_producer_last_error(self._h), informational=True
+        )
+        if status != lib.HZ_OK:
+            return status, None
+        return status, (ffi.buffer(out[0], length) if length else bytearray())
+
+    def commit(self, pos, seq, ts_ns=0, origin=0, kind=None, flags=0):
+        """Publishes the reserved record with this header."""
+        h = self._header
+        h.pos, h.seq, h.ts_ns, h.origin = pos, seq, ts_ns, origin
+        h.kind = lib.HZ_KIND_DATA if kind is None else kind
+        h.flags = flags
+        _check(lib.hz_producer_commit(self._h, h), lambda: lib.hz_producer_last_error(self._h))
+
+    def cancel(self):
+        """Drops the reserved record: nothing is published."""
+        _check(lib.hz_producer_cancel(self._h), lambda: lib.hz_producer_last_error(self._h))
 
     def close(self):
         lib.hz_producer_free(self._h)
@@ -157,7 +193,8 @@ class Producer:
 
 
 def _notice_dict(n):
-    d = {name: getattr(n, name) for name, _ in ffi.typeof("hz_notice").fields if name != "locator"}
+    skip = ("locator", "struct_size")
+    d = {name: getattr(n, name) for name, _ in ffi.typeof("hz_notice").fields if name not in skip}
     d["locator"] = bytes(ffi.buffer(n.locator, n.locator_len)) if n.locator_len else b""
     return d
 
@@ -169,6 +206,7 @@ class Engine:
         out = ffi.new("hz_engine **")
         _check(lib.hz_engine_new(config._h, out), lambda: lib.hz_config_last_error(config._h))
         self._h = out[0]
+        self._pull = (_sized("hz_event_view *"), _sized("hz_notice *"))
 
     def _last_error(self):
         return lib.hz_engine_last_error(self._h)
@@ -203,6 +241,19 @@ class Engine:
             raise raised[0]
         return got[0]
 
+    def next(self):
+        """Pulls the next item, in order, without a callback (``hz_engine_next``):
+        ``("event", stream, header, payload)`` (``header`` a copy, ``payload`` bytes),
+        ``("notice", notice)`` (a dict, as ``poll`` gives), or ``None`` when nothing is there."""
+        view, notice = self._pull
+        status = _check(lib.hz_engine_next(self._h, view, notice), self._last_error, informational=True)
+        if status == lib.HZ_OK:
+            header = ffi.new("hz_event_header *", view.header[0])
+            return ("event", view.stream, header, bytes(ffi.buffer(view.payload, view.payload_len)))
+        if status == lib.HZ_GOT_NOTICE:
+            return ("notice", _notice_dict(notice))
+        return None
+
     def wait(self, timeout_ns):
         """Sleeps until the active stream's producer publishes or ``timeout_ns`` passes; True
         when the next ``poll`` has work."""
@@ -218,9 +269,9 @@ class Engine:
 
     def stats(self):
         """``hz_stats`` as a dict."""
-        out = ffi.new("hz_stats *")
+        out = _sized("hz_stats *")
         _check(lib.hz_engine_stats(self._h, out), self._last_error)
-        return {name: getattr(out, name) for name, _ in ffi.typeof("hz_stats").fields}
+        return {name: getattr(out, name) for name, _ in ffi.typeof("hz_stats").fields if name != "struct_size"}
 
     def close(self):
         lib.hz_engine_free(self._h)
@@ -236,7 +287,7 @@ class Engine:
 def encode_flip(action, target, flip_id, locator=b"", ids=(), **fields):
     """A flip record's bytes (``hz_flip_encode``): ``action`` an ``HZ_FLIP_*``, the other
     ``hz_flip`` fields by name (``selector``, ``basis_points``, ``salt``, ``cutover_pos``...)."""
-    f = ffi.new("hz_flip *")
+    f = _sized("hz_flip *")
     f.action, f.target, f.flip_id = action, target, flip_id
     for name, value in fields.items():
         setattr(f, name, value)

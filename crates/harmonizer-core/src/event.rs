@@ -13,11 +13,9 @@ pub const KIND_HEARTBEAT: u16 = 2;
 /// Flag: the fanout path reported a retry or fault for this event.
 pub const FLAG_UPSTREAM_ERROR: u16 = 1 << 0;
 
-/// The fixed header of every event.
-///
-/// Field order puts the three `u64`s first so the struct has no interior padding and the same
-/// layout on every C ABI: `pos` at 0, `seq` at 8, `ts_ns` at 16, `origin` at 24, `kind` at 28,
-/// `flags` at 30 (checked by a test and by `const` assertions below).
+/// The fixed header of every event: 32 bytes, the same layout on every C ABI and in ring files
+/// (`pos` at 0, `seq` at 8, `ts_ns` at 16, `origin` at 24, `kind` at 28, `flags` at 30; no
+/// padding). Not size-tagged: it is the record format, versioned with the ring layout.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EventHeader {
@@ -29,9 +27,9 @@ pub struct EventHeader {
     pub ts_ns: u64,
     /// Dense origin index, `< max_origins`.
     pub origin: u32,
-    /// [`KIND_DATA`], [`KIND_FLIP`] or [`KIND_HEARTBEAT`] (`HZ_KIND_*` in C).
+    /// Data, flip or heartbeat: `KIND_*` in Rust, `HZ_KIND_*` in C.
     pub kind: u16,
-    /// Bit set; see [`FLAG_UPSTREAM_ERROR`] (`HZ_FLAG_UPSTREAM_ERROR` in C).
+    /// Bit set: `FLAG_UPSTREAM_ERROR` in Rust, `HZ_FLAG_UPSTREAM_ERROR` in C.
     pub flags: u16,
 }
 
