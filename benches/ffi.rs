@@ -33,12 +33,15 @@ fn header(seq: u64) -> EventHeader {
 /// An engine and the producer of stream 0, made through the C API as in `rust_api`.
 fn c_engine() -> (*mut hz_engine, *mut hz_producer) {
     let mut cfg = ptr::null_mut();
-    assert_eq!(hz_config_new(1, 2, 1 << 20, 64, &mut cfg), HZ_OK);
     let mut e = ptr::null_mut();
-    assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
-    hz_config_free(cfg);
     let mut p = ptr::null_mut();
-    assert_eq!(hz_engine_take_producer(e, 0, &mut p), HZ_OK);
+    // SAFETY: out-pointers to locals; each handle is used only after the call made it.
+    unsafe {
+        assert_eq!(hz_config_new(1, 2, 1 << 20, 64, &mut cfg), HZ_OK);
+        assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
+        hz_config_free(cfg);
+        assert_eq!(hz_engine_take_producer(e, 0, &mut p), HZ_OK);
+    }
     (e, p)
 }
 
@@ -97,7 +100,8 @@ fn bench(c: &mut Criterion) {
                     seq += 1;
                 }
                 let mut n = 0usize;
-                hz_engine_poll_views(e, views.as_mut_ptr(), N as usize, &mut n, ptr::null_mut());
+                // SAFETY: a live engine; `views` holds N views, the first with its struct_size.
+                unsafe { hz_engine_poll_views(e, views.as_mut_ptr(), N as usize, &mut n, ptr::null_mut()) };
                 for v in &views[..n] {
                     // SAFETY: lent until the next call on the engine.
                     total = total.wrapping_add(unsafe { (*v.header).seq });
@@ -106,8 +110,11 @@ fn bench(c: &mut Criterion) {
             })
         });
         black_box(total);
-        hz_producer_free(p);
-        hz_engine_free(e);
+        // SAFETY: the handles `c_engine` made, freed once, after their last use.
+        unsafe {
+            hz_producer_free(p);
+            hz_engine_free(e);
+        }
     }
     for c_producer in [false, true] {
         let (e, p) = c_engine();
@@ -119,7 +126,8 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..N {
                     let h = header(seq);
                     if c_producer {
-                        let _ = hz_producer_push(p, &h, payload.as_ptr(), payload.len());
+                        // SAFETY: a live producer; `payload` is `payload.len()` readable bytes.
+                        let _ = unsafe { hz_producer_push(p, &h, payload.as_ptr(), payload.len()) };
                     } else {
                         // SAFETY: `p` is a live producer from `hz_engine_take_producer`; the bench
                         // reaches its Rust inside only to push the same way `rust_api` does.
@@ -129,13 +137,17 @@ fn bench(c: &mut Criterion) {
                 }
                 let mut n = 0usize;
                 let user = (&mut total as *mut u64).cast::<c_void>();
-                hz_engine_poll(e, N as usize, Some(sum), None, user, &mut n);
+                // SAFETY: a live engine; `sum` reads `user` as the `u64` it is.
+                unsafe { hz_engine_poll(e, N as usize, Some(sum), None, user, &mut n) };
                 black_box(n);
             })
         });
         black_box(total);
-        hz_producer_free(p);
-        hz_engine_free(e);
+        // SAFETY: the handles `c_engine` made, freed once, after their last use.
+        unsafe {
+            hz_producer_free(p);
+            hz_engine_free(e);
+        }
     }
     g.finish();
 }

@@ -1099,7 +1099,7 @@ hz_status hz_engine_new(hz_config *config, hz_engine **out);
 /*
  Frees an engine. NULL is a no-op, and so is a call from inside one of this engine's poll
  callbacks (the engine is in use). Producers already taken stay valid (their pushes report
- `HZ_ERR_NOT_SUBSCRIBED` or fill their ring) and are freed separately. Poll thread.
+ `HZ_NOT_SUBSCRIBED` or fill their ring) and are freed separately. Poll thread.
  */
 void hz_engine_free(hz_engine *engine);
 
@@ -1117,7 +1117,7 @@ hz_status hz_engine_take_producer(hz_engine *engine, uint32_t stream, hz_produce
  Moves stream `stream` onto the ring file at `path` (a NUL-terminated path), for a producer
  in another process (`hz_producer_open_file`). The file's ring takes the stream's role,
  capacity and window; the stream's in-process producer, if taken, then gets
- `HZ_ERR_NOT_SUBSCRIBED`. Each poll checks the file when `check_interval_ns` clock
+ `HZ_NOT_SUBSCRIBED`. Each poll checks the file when `check_interval_ns` clock
  nanoseconds have passed since the last check (0: every poll): a producer gone is
  `HZ_NOTICE_PRODUCER_GONE`, a file truncated under the mapping
  `HZ_NOTICE_RING_FILE_TRUNCATED` (the stream goes back to its in-process ring).

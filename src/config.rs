@@ -102,7 +102,7 @@ impl Clock for AppClockState {
 /// `HZ_ERR_INVALID` (`streams` 0 or above 16). Capacity and payload limits are checked by
 /// `hz_engine_new`. Any thread; the configuration is then used by one thread at a time.
 #[no_mangle]
-pub extern "C" fn hz_config_new(
+pub unsafe extern "C" fn hz_config_new(
     recipient_id: u64,
     streams: u32,
     capacity_bytes: usize,
@@ -132,7 +132,7 @@ pub extern "C" fn hz_config_new(
 /// Frees a configuration. NULL is a no-op. An engine made from it does not need it. The
 /// configuration's thread.
 #[no_mangle]
-pub extern "C" fn hz_config_free(config: *mut hz_config) {
+pub unsafe extern "C" fn hz_config_free(config: *mut hz_config) {
     guard((), || {
         if !config.is_null() {
             // SAFETY: made by `hz_config_new` (Box::into_raw) and not freed before, per contract.
@@ -156,7 +156,7 @@ fn with(config: *mut hz_config, f: impl FnOnce(&mut hz_config) -> u32) -> hz_sta
 /// Errors: `HZ_ERR_NULL`.
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_initial_stream(config: *mut hz_config, stream: u32) -> hz_status {
+pub unsafe extern "C" fn hz_config_set_initial_stream(config: *mut hz_config, stream: u32) -> hz_status {
     with(config, |c| {
         c.cfg.initial_stream = stream;
         HZ_OK
@@ -167,7 +167,7 @@ pub extern "C" fn hz_config_set_initial_stream(config: *mut hz_config, stream: u
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (0).
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_max_origins(config: *mut hz_config, max_origins: u32) -> hz_status {
+pub unsafe extern "C" fn hz_config_set_max_origins(config: *mut hz_config, max_origins: u32) -> hz_status {
     with(config, |c| {
         if max_origins == 0 {
             return c.err.set(HZ_ERR_INVALID, "max_origins must be at least 1");
@@ -181,7 +181,7 @@ pub extern "C" fn hz_config_set_max_origins(config: *mut hz_config, max_origins:
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_gap_policy(config: *mut hz_config, policy: u32) -> hz_status {
+pub unsafe extern "C" fn hz_config_set_gap_policy(config: *mut hz_config, policy: u32) -> hz_status {
     with(config, |c| {
         c.cfg.gap_policy = match policy {
             HZ_GAP_REREAD => GapPolicy::ReRead,
@@ -199,7 +199,7 @@ pub extern "C" fn hz_config_set_gap_policy(config: *mut hz_config, policy: u32) 
 /// `HZ_ERR_NULL`, `HZ_ERR_INVALID` (rounds 0 or unknown `exhausted`). The configuration's
 /// thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_recovery(
+pub unsafe extern "C" fn hz_config_set_recovery(
     config: *mut hz_config,
     rounds: u32,
     round_timeout_ns: u64,
@@ -227,7 +227,11 @@ pub extern "C" fn hz_config_set_recovery(
 /// `failover` nonzero the engine then switches to that candidate (default 0). Errors:
 /// `HZ_ERR_NULL`. The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_silence(config: *mut hz_config, silence_ns: u64, failover: u32) -> hz_status {
+pub unsafe extern "C" fn hz_config_set_silence(
+    config: *mut hz_config,
+    silence_ns: u64,
+    failover: u32,
+) -> hz_status {
     with(config, |c| {
         (c.cfg.liveness.silence_ns, c.cfg.liveness.failover_on_silence) = (silence_ns, failover != 0);
         HZ_OK
@@ -246,7 +250,7 @@ pub extern "C" fn hz_config_set_silence(config: *mut hz_config, silence_ns: u64,
 /// `user_data`. `clock` must return normally (no C++ exceptions, no longjmp) and must not call
 /// into the engine. Errors: `HZ_ERR_NULL` (`config`). The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_clock(
+pub unsafe extern "C" fn hz_config_set_clock(
     config: *mut hz_config,
     clock: hz_clock_fn,
     user_data: *mut c_void,
@@ -261,7 +265,7 @@ pub extern "C" fn hz_config_set_clock(
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_seq_mode(config: *mut hz_config, mode: u32) -> hz_status {
+pub unsafe extern "C" fn hz_config_set_seq_mode(config: *mut hz_config, mode: u32) -> hz_status {
     with(config, |c| {
         c.cfg.seq_mode = match mode {
             HZ_SEQ_STRICT => SeqMode::Strict,
@@ -277,7 +281,7 @@ pub extern "C" fn hz_config_set_seq_mode(config: *mut hz_config, mode: u32) -> h
 /// Errors: `HZ_ERR_NULL`.
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_staging_budget(config: *mut hz_config, bytes: usize) -> hz_status {
+pub unsafe extern "C" fn hz_config_set_staging_budget(config: *mut hz_config, bytes: usize) -> hz_status {
     with(config, |c| {
         c.cfg.staging_budget_bytes = bytes;
         HZ_OK
@@ -288,7 +292,7 @@ pub extern "C" fn hz_config_set_staging_budget(config: *mut hz_config, bytes: us
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (0).
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_default_window(config: *mut hz_config, records: usize) -> hz_status {
+pub unsafe extern "C" fn hz_config_set_default_window(config: *mut hz_config, records: usize) -> hz_status {
     with(config, |c| {
         if records == 0 {
             return c.err.set(HZ_ERR_INVALID, "the default window must be at least 1 record");
@@ -304,7 +308,7 @@ pub extern "C" fn hz_config_set_default_window(config: *mut hz_config, records: 
 /// old stream is subscribed again at once. Errors: `HZ_ERR_NULL`.
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_keep_previous(config: *mut hz_config, keep: u32) -> hz_status {
+pub unsafe extern "C" fn hz_config_set_keep_previous(config: *mut hz_config, keep: u32) -> hz_status {
     with(config, |c| {
         c.cfg.keep_previous = keep != 0;
         HZ_OK
@@ -315,7 +319,7 @@ pub extern "C" fn hz_config_set_keep_previous(config: *mut hz_config, keep: u32)
 /// `HZ_POLICY_PREDICTOR`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown value).
 /// The configuration's thread (one at a time).
 #[no_mangle]
-pub extern "C" fn hz_config_set_policy(config: *mut hz_config, policy: u32) -> hz_status {
+pub unsafe extern "C" fn hz_config_set_policy(config: *mut hz_config, policy: u32) -> hz_status {
     with(config, |c| {
         if policy > HZ_POLICY_PREDICTOR {
             return c.err.set(HZ_ERR_INVALID, format!("unknown arming policy {policy}"));
@@ -329,7 +333,7 @@ pub extern "C" fn hz_config_set_policy(config: *mut hz_config, policy: u32) -> h
 /// `HZ_PRESET_AGGRESSIVE` (used with `HZ_POLICY_PREDICTOR`). Errors: `HZ_ERR_NULL`,
 /// `HZ_ERR_INVALID` (unknown value).
 #[no_mangle]
-pub extern "C" fn hz_config_set_preset(config: *mut hz_config, preset: u32) -> hz_status {
+pub unsafe extern "C" fn hz_config_set_preset(config: *mut hz_config, preset: u32) -> hz_status {
     with(config, |c| {
         if preset > HZ_PRESET_AGGRESSIVE {
             return c.err.set(HZ_ERR_INVALID, format!("unknown predictor preset {preset}"));
@@ -342,7 +346,7 @@ pub extern "C" fn hz_config_set_preset(config: *mut hz_config, preset: u32) -> h
 /// The configuration's last error message (`""` if none). Valid until the next call on this
 /// configuration; do not free. NULL `config` gives `""`. The configuration's thread.
 #[no_mangle]
-pub extern "C" fn hz_config_last_error(config: *const hz_config) -> *const c_char {
+pub unsafe extern "C" fn hz_config_last_error(config: *const hz_config) -> *const c_char {
     guard(c"".as_ptr(), || {
         // SAFETY: NULL or a live configuration.
         unsafe { config.as_ref() }.map_or(c"".as_ptr(), |c| c.err.as_ptr())

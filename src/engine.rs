@@ -401,7 +401,7 @@ pub type hz_notice_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, noti
 /// in `hz_config_last_error(config)` (capacity, payload limit, initial stream...). Any thread;
 /// the engine is then used from one thread at a time (it may move between threads).
 #[no_mangle]
-pub extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine) -> hz_status {
+pub unsafe extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         // SAFETY: NULL or a live configuration, used by this thread only during the call.
         let Some(c) = (unsafe { config.as_mut() }) else { return HZ_ERR_NULL };
@@ -457,9 +457,9 @@ pub extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine
 
 /// Frees an engine. NULL is a no-op, and so is a call from inside one of this engine's poll
 /// callbacks (the engine is in use). Producers already taken stay valid (their pushes report
-/// `HZ_ERR_NOT_SUBSCRIBED` or fill their ring) and are freed separately. Poll thread.
+/// `HZ_NOT_SUBSCRIBED` or fill their ring) and are freed separately. Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_free(engine: *mut hz_engine) {
+pub unsafe extern "C" fn hz_engine_free(engine: *mut hz_engine) {
     guard((), || {
         // SAFETY: NULL or a live engine, per contract.
         let Some(e) = (unsafe { engine.as_ref() }) else { return };
@@ -502,7 +502,7 @@ fn with(
 /// `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream), `HZ_ERR_STATE` (already taken). Poll
 /// thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_take_producer(
+pub unsafe extern "C" fn hz_engine_take_producer(
     engine: *mut hz_engine,
     stream: u32,
     out: *mut *mut hz_producer,
@@ -534,7 +534,7 @@ pub const HZ_ATTACH_CREATE_OR_RESUME: u32 = 3;
 /// Moves stream `stream` onto the ring file at `path` (a NUL-terminated path), for a producer
 /// in another process (`hz_producer_open_file`). The file's ring takes the stream's role,
 /// capacity and window; the stream's in-process producer, if taken, then gets
-/// `HZ_ERR_NOT_SUBSCRIBED`. Each poll checks the file when `check_interval_ns` clock
+/// `HZ_NOT_SUBSCRIBED`. Each poll checks the file when `check_interval_ns` clock
 /// nanoseconds have passed since the last check (0: every poll): a producer gone is
 /// `HZ_NOTICE_PRODUCER_GONE`, a file truncated under the mapping
 /// `HZ_NOTICE_RING_FILE_TRUNCATED` (the stream goes back to its in-process ring).
@@ -548,7 +548,7 @@ pub const HZ_ATTACH_CREATE_OR_RESUME: u32 = 3;
 /// supported (Linux only). The reason is in `hz_engine_last_error`. On error the stream is
 /// unchanged. Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_attach_file(
+pub unsafe extern "C" fn hz_engine_attach_file(
     engine: *mut hz_engine,
     stream: u32,
     path: *const c_char,
@@ -708,7 +708,7 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
 /// `HZ_ERR_NULL` (`engine`, `on_event`), `HZ_ERR_STATE` (called from one of this engine's own
 /// callbacks). Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_poll(
+pub unsafe extern "C" fn hz_engine_poll(
     engine: *mut hz_engine,
     max: usize,
     on_event: hz_event_fn,
@@ -1060,7 +1060,7 @@ fn check_notice_out(err: &LastError, notice: *mut hz_notice) -> Result<(), hz_st
 /// the first layout), `HZ_ERR_STATE` (called from one of this engine's callbacks). Poll
 /// thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_next(
+pub unsafe extern "C" fn hz_engine_next(
     engine: *mut hz_engine,
     event: *mut hz_event_view,
     notice: *mut hz_notice,
@@ -1108,7 +1108,7 @@ pub extern "C" fn hz_engine_next(
 /// a multiple of the struct's alignment, or `cap` above what an array can hold), `HZ_ERR_STATE`
 /// (called from one of this engine's callbacks). Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_poll_views(
+pub unsafe extern "C" fn hz_engine_poll_views(
     engine: *mut hz_engine,
     views: *mut hz_event_view,
     cap: usize,
@@ -1155,7 +1155,7 @@ pub extern "C" fn hz_engine_poll_views(
 /// first. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`struct_size` below the first layout). Poll
 /// thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) -> hz_status {
+pub unsafe extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) -> hz_status {
     with(engine, |e, err, _| {
         if out.is_null() {
             return err.set(HZ_ERR_NULL, "out is NULL");
@@ -1217,7 +1217,11 @@ pub extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_stats) 
 /// Only the active stream wakes it; for a ring file, its producer in another process does too.
 /// Errors: `HZ_ERR_NULL`; `HZ_ERR_STATE` from a callback. Poll thread: then poll.
 #[no_mangle]
-pub extern "C" fn hz_engine_wait(engine: *mut hz_engine, timeout_ns: u64, out_ready: *mut u32) -> hz_status {
+pub unsafe extern "C" fn hz_engine_wait(
+    engine: *mut hz_engine,
+    timeout_ns: u64,
+    out_ready: *mut u32,
+) -> hz_status {
     with(engine, |e, _, _| {
         let ready = !e.queue.is_empty() || e.engine.wait(core::time::Duration::from_nanos(timeout_ns));
         if !out_ready.is_null() {
@@ -1230,7 +1234,7 @@ pub extern "C" fn hz_engine_wait(engine: *mut hz_engine, timeout_ns: u64, out_re
 
 /// Writes the active stream's id to `*out`. Errors: `HZ_ERR_NULL`. Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_active_stream(engine: *const hz_engine, out: *mut u32) -> hz_status {
+pub unsafe extern "C" fn hz_engine_active_stream(engine: *const hz_engine, out: *mut u32) -> hz_status {
     with(engine, |e, err, _| {
         if out.is_null() {
             return err.set(HZ_ERR_NULL, "out is NULL");
@@ -1246,7 +1250,11 @@ pub extern "C" fn hz_engine_active_stream(engine: *const hz_engine, out: *mut u3
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below `max_origins`), `HZ_ERR_STATE`
 /// (nothing delivered from `origin` yet). Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_frontier(engine: *const hz_engine, origin: u32, out: *mut u64) -> hz_status {
+pub unsafe extern "C" fn hz_engine_frontier(
+    engine: *const hz_engine,
+    origin: u32,
+    out: *mut u64,
+) -> hz_status {
     with(engine, |e, err, _| {
         if out.is_null() {
             return err.set(HZ_ERR_NULL, "out is NULL");
@@ -1272,7 +1280,11 @@ pub extern "C" fn hz_engine_frontier(engine: *const hz_engine, origin: u32, out:
 /// again and are dropped here. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (origin not below
 /// `max_origins`). Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_resume_at(engine: *mut hz_engine, origin: u32, next_seq: u64) -> hz_status {
+pub unsafe extern "C" fn hz_engine_resume_at(
+    engine: *mut hz_engine,
+    origin: u32,
+    next_seq: u64,
+) -> hz_status {
     with(engine, |e, err, _| {
         if origin >= e.engine.tracker().max_origins() {
             return err.set(HZ_ERR_INVALID, format!("origin {origin} is not below max_origins"));
@@ -1287,7 +1299,7 @@ pub extern "C" fn hz_engine_resume_at(engine: *mut hz_engine, origin: u32, next_
 /// Call before the first poll. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll
 /// thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_resume_stream_at(
+pub unsafe extern "C" fn hz_engine_resume_stream_at(
     engine: *mut hz_engine,
     stream: u32,
     next_pos: u64,
@@ -1305,7 +1317,7 @@ pub extern "C" fn hz_engine_resume_stream_at(
 /// asks). Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no gap is stuck). Poll thread, not from a
 /// callback.
 #[no_mangle]
-pub extern "C" fn hz_engine_retry_gap(engine: *mut hz_engine) -> hz_status {
+pub unsafe extern "C" fn hz_engine_retry_gap(engine: *mut hz_engine) -> hz_status {
     with(
         engine,
         |e, err, _| {
@@ -1322,7 +1334,7 @@ pub extern "C" fn hz_engine_retry_gap(engine: *mut hz_engine) -> hz_status {
 /// its exact range and delivery goes on. Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no gap is
 /// stuck). Poll thread, not from a callback.
 #[no_mangle]
-pub extern "C" fn hz_engine_give_up_gap(engine: *mut hz_engine) -> hz_status {
+pub unsafe extern "C" fn hz_engine_give_up_gap(engine: *mut hz_engine) -> hz_status {
     with(
         engine,
         |e, err, _| {
@@ -1338,7 +1350,7 @@ pub extern "C" fn hz_engine_give_up_gap(engine: *mut hz_engine) -> hz_status {
 /// Asks for `stream` to be staged (`hz_engine_disarm` withdraws it): every policy honours it.
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_arm(engine: *mut hz_engine, stream: u32) -> hz_status {
+pub unsafe extern "C" fn hz_engine_arm(engine: *mut hz_engine, stream: u32) -> hz_status {
     with(engine, |e, err, _| {
         if e.engine.arm(stream) {
             HZ_OK
@@ -1351,7 +1363,7 @@ pub extern "C" fn hz_engine_arm(engine: *mut hz_engine, stream: u32) -> hz_statu
 /// Withdraws `hz_engine_arm`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (unknown stream). Poll
 /// thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_disarm(engine: *mut hz_engine, stream: u32) -> hz_status {
+pub unsafe extern "C" fn hz_engine_disarm(engine: *mut hz_engine, stream: u32) -> hz_status {
     with(engine, |e, err, _| {
         if e.engine.disarm(stream) {
             HZ_OK
@@ -1376,7 +1388,11 @@ fn install(e: &mut Inner, err: &LastError, bytes: &[u8]) -> hz_status {
 /// `HZ_ERR_STATE` (the policy is not the predictor), `HZ_ERR_MODEL` (the reason in the last
 /// error). Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_load_model(engine: *mut hz_engine, json: *const u8, len: usize) -> hz_status {
+pub unsafe extern "C" fn hz_engine_load_model(
+    engine: *mut hz_engine,
+    json: *const u8,
+    len: usize,
+) -> hz_status {
     with(engine, |e, err, _| {
         // SAFETY: `json` points to `len` readable bytes per contract (NULL only with 0).
         let Some(b) = (unsafe { bytes(json, len) }) else { return err.set(HZ_ERR_NULL, "json is NULL") };
@@ -1387,7 +1403,7 @@ pub extern "C" fn hz_engine_load_model(engine: *mut hz_engine, json: *const u8, 
 /// Loads a predictor model from the file at `path` (NUL-terminated, not retained). As
 /// `hz_engine_load_model`, plus `HZ_ERR_IO` when the file cannot be read. Poll thread.
 #[no_mangle]
-pub extern "C" fn hz_engine_load_model_file(engine: *mut hz_engine, path: *const c_char) -> hz_status {
+pub unsafe extern "C" fn hz_engine_load_model_file(engine: *mut hz_engine, path: *const c_char) -> hz_status {
     with(engine, |e, err, _| {
         if path.is_null() {
             return err.set(HZ_ERR_NULL, "path is NULL");
@@ -1410,7 +1426,7 @@ pub extern "C" fn hz_engine_load_model_file(engine: *mut hz_engine, path: *const
 /// The engine's last error message (`""` if none). Valid until the next call on this engine; do
 /// not free. NULL gives `""`. Poll thread (also from inside its callbacks).
 #[no_mangle]
-pub extern "C" fn hz_engine_last_error(engine: *const hz_engine) -> *const c_char {
+pub unsafe extern "C" fn hz_engine_last_error(engine: *const hz_engine) -> *const c_char {
     guard(c"".as_ptr(), || {
         // SAFETY: NULL or a live engine.
         unsafe { engine.as_ref() }.map_or(c"".as_ptr(), |e| e.err.as_ptr())

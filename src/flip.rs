@@ -158,7 +158,7 @@ unsafe fn from_c<'a>(f: &'a hz_flip) -> Result<Flip<'a>, hz_status> {
 /// `struct_size` below the first layout; the reason in `hz_last_error`).
 /// Any thread.
 #[no_mangle]
-pub extern "C" fn hz_flip_encoded_len(flip: *const hz_flip, len: *mut usize) -> hz_status {
+pub unsafe extern "C" fn hz_flip_encoded_len(flip: *const hz_flip, len: *mut usize) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         // SAFETY: NULL or a readable flip.
         let f = match unsafe { read_flip(flip) } {
@@ -185,7 +185,7 @@ pub extern "C" fn hz_flip_encoded_len(flip: *const hz_flip, len: *mut usize) -> 
 /// `HZ_ERR_BUFFER_TOO_SMALL` (ask `hz_flip_encoded_len`). `out` must not overlap the flip's
 /// `ids` or `locator`. Any thread.
 #[no_mangle]
-pub extern "C" fn hz_flip_encode(
+pub unsafe extern "C" fn hz_flip_encode(
     flip: *const hz_flip,
     out: *mut u8,
     cap: usize,
@@ -229,7 +229,7 @@ pub extern "C" fn hz_flip_encode(
 /// layout), `HZ_ERR_MALFORMED` (the precise reason in `hz_last_error`, e.g. a CRC mismatch),
 /// `HZ_ERR_BUFFER_TOO_SMALL` (more ids than `ids_cap`). Any thread.
 #[no_mangle]
-pub extern "C" fn hz_flip_decode(
+pub unsafe extern "C" fn hz_flip_decode(
     bytes_ptr: *const u8,
     len: usize,
     out: *mut hz_flip,

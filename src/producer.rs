@@ -74,7 +74,7 @@ fn status(e: &LastError, r: Result<(), PushError>) -> hz_status {
 /// `HZ_ERR_BUSY` (another live process produces on it); `HZ_ERR_STATE` where ring files are
 /// not supported (Linux only). Any thread; the producer is then used by one thread at a time.
 #[no_mangle]
-pub extern "C" fn hz_producer_open_file(path: *const c_char, out: *mut *mut hz_producer) -> hz_status {
+pub unsafe extern "C" fn hz_producer_open_file(path: *const c_char, out: *mut *mut hz_producer) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         if out.is_null() {
             return super::flip::fail(HZ_ERR_NULL, "out is NULL");
@@ -105,7 +105,7 @@ pub extern "C" fn hz_producer_open_file(path: *const c_char, out: *mut *mut hz_p
 /// The producer's generation on its ring file: 1 for the file's first producer, one more for
 /// each that opened it since; 0 for an in-process producer (or NULL). Its thread.
 #[no_mangle]
-pub extern "C" fn hz_producer_generation(producer: *const hz_producer) -> u64 {
+pub unsafe extern "C" fn hz_producer_generation(producer: *const hz_producer) -> u64 {
     guard(0, || {
         // SAFETY: NULL or a live producer, per contract.
         unsafe { producer.as_ref() }.map_or(0, |p| p.p.generation())
@@ -114,7 +114,7 @@ pub extern "C" fn hz_producer_generation(producer: *const hz_producer) -> u64 {
 
 /// Frees a producer (an open reservation is cancelled). NULL is a no-op. Its thread.
 #[no_mangle]
-pub extern "C" fn hz_producer_free(producer: *mut hz_producer) {
+pub unsafe extern "C" fn hz_producer_free(producer: *mut hz_producer) {
     guard((), || {
         if !producer.is_null() {
             // SAFETY: made by `hz_engine_take_producer`, not freed before, per contract.
@@ -130,7 +130,7 @@ pub extern "C" fn hz_producer_free(producer: *mut hz_producer) {
 /// (`payload_len` above `max_payload`: nothing written), `HZ_ERR_STATE` (a reservation is
 /// open). The producer's thread.
 #[no_mangle]
-pub extern "C" fn hz_producer_push(
+pub unsafe extern "C" fn hz_producer_push(
     producer: *mut hz_producer,
     header: *const EventHeader,
     payload: *const u8,
@@ -168,7 +168,7 @@ pub extern "C" fn hz_producer_push(
 /// `hz_producer_push`, and `HZ_ERR_NULL` for a NULL array with `n > 0` (nothing pushed,
 /// `*pushed` not written). The producer's thread.
 #[no_mangle]
-pub extern "C" fn hz_producer_push_batch(
+pub unsafe extern "C" fn hz_producer_push_batch(
     producer: *mut hz_producer,
     headers: *const EventHeader,
     payloads: *const *const u8,
@@ -262,7 +262,7 @@ pub extern "C" fn hz_producer_push_batch(
 /// `payload`), `HZ_ERR_TOO_LARGE`, `HZ_ERR_STATE` (a reservation is already open). The
 /// producer's thread.
 #[no_mangle]
-pub extern "C" fn hz_producer_reserve(
+pub unsafe extern "C" fn hz_producer_reserve(
     producer: *mut hz_producer,
     payload_len: usize,
     payload: *mut *mut u8,
@@ -294,7 +294,10 @@ pub extern "C" fn hz_producer_reserve(
 /// `HZ_ERR_NULL` (`producer`, `header`: the reservation stays open), `HZ_ERR_STATE` (no
 /// reservation is open). The producer's thread.
 #[no_mangle]
-pub extern "C" fn hz_producer_commit(producer: *mut hz_producer, header: *const EventHeader) -> hz_status {
+pub unsafe extern "C" fn hz_producer_commit(
+    producer: *mut hz_producer,
+    header: *const EventHeader,
+) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         // SAFETY: NULL or a live producer used by one thread at a time.
         let Some(p) = (unsafe { producer.as_mut() }) else { return HZ_ERR_NULL };
@@ -315,7 +318,7 @@ pub extern "C" fn hz_producer_commit(producer: *mut hz_producer, header: *const 
 /// have evicted records to make room for it). The payload pointer is no longer the caller's.
 /// Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (no reservation is open). The producer's thread.
 #[no_mangle]
-pub extern "C" fn hz_producer_cancel(producer: *mut hz_producer) -> hz_status {
+pub unsafe extern "C" fn hz_producer_cancel(producer: *mut hz_producer) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         // SAFETY: NULL or a live producer used by one thread at a time.
         let Some(p) = (unsafe { producer.as_mut() }) else { return HZ_ERR_NULL };
@@ -329,7 +332,7 @@ pub extern "C" fn hz_producer_cancel(producer: *mut hz_producer) -> hz_status {
 /// The stream this producer feeds (0 for NULL). The producer's thread (one at a time, like
 /// push).
 #[no_mangle]
-pub extern "C" fn hz_producer_stream(producer: *const hz_producer) -> u32 {
+pub unsafe extern "C" fn hz_producer_stream(producer: *const hz_producer) -> u32 {
     guard(0, || {
         // SAFETY: NULL or a live producer.
         unsafe { producer.as_ref() }.map_or(0, |p| p.p.stream())
@@ -339,7 +342,7 @@ pub extern "C" fn hz_producer_stream(producer: *const hz_producer) -> u32 {
 /// How many calls on this producer returned a bad-input error (NULL pointers, oversize
 /// payloads). Backpressure and discards are not counted. NULL gives 0. The producer's thread.
 #[no_mangle]
-pub extern "C" fn hz_producer_error_count(producer: *const hz_producer) -> u64 {
+pub unsafe extern "C" fn hz_producer_error_count(producer: *const hz_producer) -> u64 {
     guard(0, || {
         // SAFETY: NULL or a live producer.
         unsafe { producer.as_ref() }.map_or(0, |p| p.err.count())
@@ -349,7 +352,7 @@ pub extern "C" fn hz_producer_error_count(producer: *const hz_producer) -> u64 {
 /// The producer's last error message (`""` if none). Valid until the next call on this
 /// producer; do not free. NULL gives `""`. The producer's thread.
 #[no_mangle]
-pub extern "C" fn hz_producer_last_error(producer: *const hz_producer) -> *const c_char {
+pub unsafe extern "C" fn hz_producer_last_error(producer: *const hz_producer) -> *const c_char {
     guard(c"".as_ptr(), || {
         // SAFETY: NULL or a live producer.
         unsafe { producer.as_ref() }.map_or(c"".as_ptr(), |p| p.err.as_ptr())
