@@ -92,9 +92,9 @@
 //! the records but not what happens when.
 
 mod params;
-mod plan;
+pub(crate) mod plan;
 mod render;
-mod rng;
+pub(crate) mod rng;
 #[cfg(test)]
 mod tests;
 
@@ -107,7 +107,7 @@ pub use self::params::{
     AnnounceParams, BurstParams, CauseMix, DegradationParams, FailStopParams, LoadParams, RolloutParams,
     ScenarioError, ScenarioParams, StallParams, SwitchbackParams,
 };
-use self::rng::Rng;
+use self::rng::{Draws, Rng};
 
 /// [`TraceRecord::flip`] of a data record.
 pub const NO_FLIP: u32 = u32::MAX;

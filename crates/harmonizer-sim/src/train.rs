@@ -385,17 +385,14 @@ fn solve_in_place(l: &[f64], m: usize, b: &mut [f64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::rng::{Draws, SplitMix64};
 
-    /// splitmix64: a tiny seeded generator for synthetic data.
-    struct Rng(u64);
+    /// SplitMix64 (the scenarios' generator): a tiny seeded generator for synthetic data.
+    struct Rng(SplitMix64);
 
     impl Rng {
         fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
+            self.0.next_u64()
         }
 
         /// Uniform in (0, 1).
@@ -411,7 +408,7 @@ mod tests {
     }
 
     fn synthetic(seed: u64, n: usize, beta: &[f64], bias: f64) -> (Vec<f64>, Vec<bool>) {
-        let mut rng = Rng(seed);
+        let mut rng = Rng(SplitMix64::new(seed));
         let (mut x, mut y) = (Vec::with_capacity(n * beta.len()), Vec::with_capacity(n));
         for _ in 0..n {
             let start = x.len();

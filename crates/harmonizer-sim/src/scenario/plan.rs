@@ -3,7 +3,7 @@
 
 use harmonizer_core::flip::{in_cohort, FlipAction, IdList, Selector};
 
-use super::rng::Rng;
+use super::rng::{Draws, Rng};
 use super::{Cause, Episode, EpisodeKind, ScenarioParams, NO_STREAM};
 
 /// A flip to insert at logical time `t`; `key` identifies it until it gets its flip id.
@@ -29,7 +29,7 @@ pub(super) struct PlannedSwitch {
 /// A trapezoid in time: 0 before `t0`, rising linearly to 1 at `t1`, 1 until `t2`, falling
 /// linearly to 0 at `t3`, 0 after.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Shape {
+pub(crate) struct Shape {
     pub t0: u64,
     pub t1: u64,
     pub t2: u64,
@@ -54,7 +54,7 @@ impl Shape {
 
 /// A stream impairment at its peak, scaled by its shape.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Impair {
+pub(crate) struct Impair {
     pub stream: u32,
     pub shape: Shape,
     pub lag_ns: f64,
@@ -64,14 +64,14 @@ pub(super) struct Impair {
 
 /// A rate multiplier: `1 + (factor - 1) × shape`.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Surge {
+pub(crate) struct Surge {
     pub shape: Shape,
     pub factor: f64,
 }
 
 /// `stream` delivers nothing for events with `ts` in `(after, until]`.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct DeadSpan {
+pub(crate) struct DeadSpan {
     pub stream: u32,
     pub after: u64,
     pub until: u64,

@@ -4,7 +4,7 @@
 use harmonizer_core::event::{EventHeader, FLAG_UPSTREAM_ERROR, KIND_DATA, KIND_FLIP};
 
 use super::plan::{DeadSpan, Impair, Plan, Surge};
-use super::rng::Rng;
+use super::rng::{Draws, Rng};
 use super::{ScenarioParams, TraceRecord, NO_FLIP, SEC};
 
 /// The rate multiplier over time: a cursor over surges sorted by start (they may overlap; their
