@@ -295,11 +295,7 @@ impl Handler for Collect {
     fn notice(&mut self, n: &Notice<'_>) {
         match *n {
             Notice::Subscribe { stream, from, purpose, .. } => {
-                let from_pos = match from {
-                    StartAt::Pos(p) => p,
-                    StartAt::Live | StartAt::AfterSeq { .. } | StartAt::AfterFrontier => 0,
-                };
-                log(&self.app, AppEvent::Subscribe { stream, from_pos, purpose })
+                log(&self.app, AppEvent::Subscribe { stream, from_pos: exact_pos(from), purpose })
             }
             Notice::Unsubscribe { stream } => log(&self.app, AppEvent::Unsubscribe { stream }),
             Notice::Switched { flip_id, seamless, stall_ns, .. } => {
@@ -379,7 +375,7 @@ pub fn replay<P: Scored + 'static>(
                 push_dropped += 1;
             }
         }
-        drain(&mut engine, &mut h);
+        drain(&mut engine, &mut h, 256);
         // The application's side of the notices, in the engine's order.
         pending.append(&mut app.lock().unwrap_or_else(|e| e.into_inner()));
         for e in pending.drain(..) {
@@ -543,10 +539,21 @@ fn push(
     false
 }
 
-fn drain(engine: &mut Engine, h: &mut Collect) {
+/// The exact position a `Subscribe` names (`StartAt::Pos`), or 0 for any other start (live,
+/// after a seq, after the frontier): the simulated application then resumes from what it has
+/// delivered. The replay and the scripted lockstep ([`crate::scripted`]) both answer so.
+pub(crate) fn exact_pos(from: StartAt) -> u64 {
+    match from {
+        StartAt::Pos(p) => p,
+        StartAt::Live | StartAt::AfterSeq { .. } | StartAt::AfterFrontier => 0,
+    }
+}
+
+/// Polls `engine` until two polls in a row deliver nothing, `batch` records at a time.
+pub(crate) fn drain<H: Handler>(engine: &mut Engine, h: &mut H, batch: usize) {
     let mut idle = 0;
     while idle < 2 {
-        idle = if engine.poll(256, h) == 0 { idle + 1 } else { 0 };
+        idle = if engine.poll(batch, h) == 0 { idle + 1 } else { 0 };
     }
 }
 

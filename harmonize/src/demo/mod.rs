@@ -1,9 +1,10 @@
 //! `harmonize demo` and `harmonize sim`: the project's main job on a scenario, under each
 //! arming policy, with a report (table or JSON) and an optional timeline plot.
 //!
-//! - [`scenario`]: the TOML scenario file (schema, defaults, validation);
-//! - [`world`]: the scenario rendered into every stream's log;
-//! - [`sim`]: one run: engines, feed threads, the simulated application;
+//! The simulator is `harmonizer_sim::scripted` (the scenario's schema and validation, its
+//! world, the lockstep run through real engines); this is the command line around it:
+//!
+//! - [`file`]: the scenario file, TOML, read into the simulator's schema;
 //! - [`report`]: the table and the JSON object;
 //! - [`plot`]: the SVG timeline of one recipient.
 //!
@@ -15,17 +16,16 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+mod file;
 mod plot;
 mod report;
-mod scenario;
-mod sim;
-mod world;
 
-use scenario::Scenario;
+use harmonizer_sim::scripted::scenario::Scenario;
+use harmonizer_sim::scripted::{lockstep, world, PolicyKind};
 
 /// An arming policy, by its name on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PolicyKind {
+pub enum PolicyArg {
     /// The predictor with the shipped default model (preset from the scenario).
     Predictor,
     /// Never stage: every switch is cold.
@@ -34,13 +34,12 @@ pub enum PolicyKind {
     Always,
 }
 
-impl PolicyKind {
-    /// Its name in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            PolicyKind::Predictor => "predictor",
-            PolicyKind::Never => "never",
-            PolicyKind::Always => "always",
+impl From<PolicyArg> for PolicyKind {
+    fn from(p: PolicyArg) -> PolicyKind {
+        match p {
+            PolicyArg::Predictor => PolicyKind::Predictor,
+            PolicyArg::Never => PolicyKind::Never,
+            PolicyArg::Always => PolicyKind::Always,
         }
     }
 }
@@ -67,7 +66,7 @@ pub struct RunFlags {
     /// The arming policies to run, in order: repeat the flag or give a comma list. Default:
     /// all three.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "POLICY")]
-    policy: Vec<PolicyKind>,
+    policy: Vec<PolicyArg>,
 }
 
 const DEMO_HELP: &str = "\
@@ -107,15 +106,15 @@ pub struct SimArgs {
 
 /// `harmonize demo`: the embedded default scenario.
 pub fn run_demo(a: DemoArgs) -> Result<(), String> {
-    let sc = scenario::parse(scenario::DEMO_NAME, scenario::DEMO_TOML)?;
-    run(sc, scenario::DEMO_NAME, &a.flags)
+    let sc = file::parse(file::DEMO_NAME, file::DEMO_TOML)?;
+    run(sc, file::DEMO_NAME, &a.flags)
 }
 
 /// `harmonize sim --scenario FILE`.
 pub fn run_sim(a: SimArgs) -> Result<(), String> {
     let file = a.scenario.display().to_string();
     let text = std::fs::read_to_string(&a.scenario).map_err(|e| format!("{file}: cannot read: {e}"))?;
-    let sc = scenario::parse(&file, &text)?;
+    let sc = file::parse(&file, &text)?;
     run(sc, &file, &a.flags)
 }
 
@@ -141,12 +140,13 @@ fn run(mut sc: Scenario, file: &str, f: &RunFlags) -> Result<(), String> {
     }
     let mut policies: Vec<PolicyKind> = Vec::new();
     for p in if f.policy.is_empty() {
-        &[PolicyKind::Predictor, PolicyKind::Never, PolicyKind::Always][..]
+        &[PolicyArg::Predictor, PolicyArg::Never, PolicyArg::Always][..]
     } else {
         &f.policy
     } {
-        if !policies.contains(p) {
-            policies.push(*p);
+        let p = PolicyKind::from(*p);
+        if !policies.contains(&p) {
+            policies.push(p);
         }
     }
     let world = world::render(&sc);
@@ -159,7 +159,7 @@ fn run(mut sc: Scenario, file: &str, f: &RunFlags) -> Result<(), String> {
         let base = i as u64 * (world.duration_ns / 1_000_000);
         let dur_ms = world.duration_ns / 1_000_000;
         let plot_r = (f.plot.is_some() && i == plotted).then_some(f.plot_recipient);
-        let pass = sim::run(&sc, &world, kind, plot_r, &mut |t_ns| {
+        let pass = lockstep::run(&sc, &world, kind, plot_r, &mut |t_ns| {
             bar.set_position(base + (t_ns / 1_000_000).min(dur_ms))
         })?;
         passes.push(pass);

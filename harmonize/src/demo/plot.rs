@@ -15,10 +15,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::scenario::Scenario;
-use super::sim::Timeline;
-use super::world::{World, NO_FLIP};
-use super::PolicyKind;
+use harmonizer_sim::scripted::lockstep::{Sample, Timeline};
+use harmonizer_sim::scripted::scenario::Scenario;
+use harmonizer_sim::scripted::world::{World, NO_FLIP};
+use harmonizer_sim::scripted::PolicyKind;
 
 const W: u32 = 1900;
 const H: u32 = 1200;
@@ -333,7 +333,7 @@ fn legend(area: &Area<'_>, entries: &[(Key, String)]) -> Result<(), Box<dyn std:
 }
 
 /// Time spans (s) over which `f` holds, from the samples.
-fn runs(tl: &Timeline, f: impl Fn(&super::sim::Sample) -> bool) -> Vec<(f64, f64)> {
+fn runs(tl: &Timeline, f: impl Fn(&Sample) -> bool) -> Vec<(f64, f64)> {
     let mut out = Vec::new();
     let mut start: Option<f64> = None;
     let mut last = 0.0;
@@ -356,7 +356,7 @@ fn runs(tl: &Timeline, f: impl Fn(&super::sim::Sample) -> bool) -> Vec<(f64, f64
 }
 
 /// Contiguous segments of `(t, value)` where `f` gives a value.
-fn segments(tl: &Timeline, f: impl Fn(&super::sim::Sample) -> Option<f64>) -> Vec<Vec<(f64, f64)>> {
+fn segments(tl: &Timeline, f: impl Fn(&Sample) -> Option<f64>) -> Vec<Vec<(f64, f64)>> {
     let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
     let mut cur = Vec::new();
     for x in &tl.samples {

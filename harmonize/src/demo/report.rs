@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::scenario::Scenario;
-use super::sim::PassOutcome;
-use super::world::World;
+use harmonizer_sim::scripted::lockstep::{PassOutcome, RecipientOutcome};
+use harmonizer_sim::scripted::scenario::Scenario;
+use harmonizer_sim::scripted::world::World;
 
 /// One policy's row. The first thirteen keys are the issue's, in its order; more follow.
 #[derive(Debug, Serialize)]
@@ -294,7 +294,7 @@ fn row(p: &PassOutcome) -> Row {
     let rs = &p.recipients;
     let mut stalls: Vec<u64> = rs.iter().flat_map(|r| r.switches.iter().map(|s| s.stall_ns)).collect();
     stalls.sort_unstable();
-    let sum = |f: &dyn Fn(&super::sim::RecipientOutcome) -> u64| rs.iter().map(f).sum::<u64>();
+    let sum = |f: &dyn Fn(&RecipientOutcome) -> u64| rs.iter().map(f).sum::<u64>();
     let staged: u64 = sum(&|r| r.stats.staged_ns);
     let observed: u64 = sum(&|r| r.stats.observed_ns);
     let delivered = sum(&|r| r.delivered);

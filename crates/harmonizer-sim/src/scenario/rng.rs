@@ -3,8 +3,8 @@
 //!
 //! - [`Rng`]: xoshiro256** (Blackman and Vigna, 2018), seeded by SplitMix64 as its authors
 //!   recommend: the generated scenarios ([`crate::scenario`]).
-//! - [`SplitMix64`]: the SplitMix64 generator itself (Steele, Lea and Flood, 2014): [`Rng`]'s
-//!   seeding.
+//! - [`SplitMix64`]: the SplitMix64 generator itself (Steele, Lea and Flood, 2014): the scripted
+//!   scenarios' world ([`crate::scripted`]), and [`Rng`]'s seeding.
 //!
 //! Both draw through [`Draws`], so a uniform, an exponential or a coin flip is computed the same
 //! way whichever generator supplies the bits.
@@ -60,6 +60,12 @@ impl SplitMix64 {
     /// A generator whose first output is `splitmix64(state)`.
     pub(crate) fn new(state: u64) -> SplitMix64 {
         SplitMix64(state)
+    }
+
+    /// One of several independent generators for `seed`, by `lane`: the scripted world's
+    /// arrivals, bursts and so on each draw from their own lane.
+    pub(crate) fn lane(seed: u64, lane: u64) -> SplitMix64 {
+        SplitMix64(splitmix64(seed ^ lane.wrapping_mul(0xA24B_AED4_963E_E407)))
     }
 }
 
@@ -140,5 +146,11 @@ mod tests {
         let s: [u64; 4] = std::array::from_fn(|_| seeder.next_u64());
         assert_eq!(Rng::new(42).s, s);
         assert_eq!(s[0], splitmix64(42));
+        // A lane is a generator started at a mixed seed.
+        let mut lane = SplitMix64::lane(1, 0x4E4D);
+        assert_eq!(
+            lane.next_u64(),
+            splitmix64(splitmix64(1 ^ 0x4E4D_u64.wrapping_mul(0xA24B_AED4_963E_E407)))
+        );
     }
 }

@@ -1,17 +1,13 @@
-//! The scenario file: its TOML schema, its defaults and its validation.
+//! The scripted scenario: its schema, its defaults and its validation.
 //!
-//! Every key is documented in `docs/demo.md`; `harmonize/scenarios/demo.toml` is the embedded
-//! default and a commented example. Unknown keys are errors (`deny_unknown_fields`), and every
-//! error names the key path (`incident[2].lead_s`), so a typo never passes silently.
+//! A [`Scenario`] is what a scenario file holds (the `harmonize` CLI reads TOML into it; every key
+//! is documented in `docs/demo.md`, and `harmonize/scenarios/demo.toml` is the embedded default
+//! and a commented example). Unknown keys are errors (`deny_unknown_fields`), and every
+//! validation error names the key path (`incident[2].lead_s`), so a typo never passes silently.
 
 use serde::Deserialize;
 
 use harmonizer_core::flip::{MAX_BASIS_POINTS, MAX_IDS};
-
-/// The default demo scenario, embedded in the binary.
-pub const DEMO_TOML: &str = include_str!("../../scenarios/demo.toml");
-/// Where the embedded default comes from, for messages.
-pub const DEMO_NAME: &str = "harmonize/scenarios/demo.toml (embedded)";
 
 /// Most records a scenario may render (`rate × duration × streams`, times the highest rate
 /// multiplier when there are bursts): keeps the pre-rendered logs under about 256 MB (32
@@ -423,43 +419,6 @@ fn d_stage_gap() -> f64 {
     10.0
 }
 
-/// Parses scenario text. `file` names it in errors. Errors are one line: the file, the key path
-/// and the problem.
-pub fn parse(file: &str, text: &str) -> Result<Scenario, String> {
-    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(file, text, "", &e))?;
-    let sc: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        toml_error(file, text, &path, e.inner())
-    })?;
-    sc.validate().map_err(|e| format!("{file}: {e}"))?;
-    Ok(sc)
-}
-
-/// One line from a TOML error: `FILE: KEY: message (line L, column C)`.
-fn toml_error(file: &str, text: &str, path: &str, e: &toml::de::Error) -> String {
-    let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
-    let at = e.span().map(|s| {
-        let before = &text[..s.start.min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        format!(" (line {line}, column {col})")
-    });
-    let at = at.unwrap_or_default();
-    // Inside an `[[incident]]` (an internally tagged enum) the path stops at the incident:
-    // complete it with the unknown key's name from the message.
-    let mut path = if path == "." { String::new() } else { path.to_string() };
-    if let Some(field) = msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
-        if !path.ends_with(field) {
-            path = if path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
-        }
-    }
-    if path.is_empty() {
-        format!("{file}: {msg}{at}")
-    } else {
-        format!("{file}: {path}: {msg}{at}")
-    }
-}
-
 /// A value out of range: `path = value: must be want`.
 fn bad(path: impl AsRef<str>, value: impl std::fmt::Display, want: &str) -> String {
     format!("{} = {value}: must be {want}", path.as_ref())
@@ -696,37 +655,4 @@ fn check_pair(path: &str, v: [f64; 2], lo: f64, hi: f64) -> Result<(), String> {
         return Err(bad(path, format!("[{}, {}]", v[0], v[1]), "[low, high] with low <= high"));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_example_file_parses() {
-        for (name, text) in [
-            ("demo", DEMO_TOML),
-            ("quick", include_str!("../../scenarios/quick.toml")),
-            ("rollout", include_str!("../../scenarios/rollout.toml")),
-            ("lookalikes", include_str!("../../scenarios/lookalikes.toml")),
-        ] {
-            let sc = parse(name, text).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(sc.name, name);
-            assert!(!sc.incidents.is_empty());
-        }
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        let e = parse("f.toml", "name = \"x\"\nduration_s = 10\nrate = 0\n").unwrap_err();
-        assert_eq!(e, "f.toml: rate = 0: must be in [1, 20000]");
-        let e = parse("f.toml", "name = \"x\"\nduration_s = 10\nstreams = 2\n").unwrap_err();
-        assert!(e.starts_with("f.toml: stream_lag_ms: missing"), "{e}");
-        let text = "name = \"x\"\nduration_s = 10\n[[incident]]\nkind = \"burst\"\nat_s = 1\nfactor = 2\nlength_s = 1\nfator = 3\n";
-        let e = parse("f.toml", text).unwrap_err();
-        assert!(e.starts_with("f.toml: incident[0].fator: unknown field `fator`"), "{e}");
-        let e = parse("f.toml", "name = \"x\"\nduration_s = 3600\nrate = 20000\n").unwrap_err();
-        assert!(e.contains("records: at most"), "{e}");
-        assert!(!e.contains('\n'));
-    }
 }

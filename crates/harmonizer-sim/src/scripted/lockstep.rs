@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use harmonizer_core::clock::ManualClock;
 use harmonizer_core::engine::{
     AlwaysStage, ArmingPolicy, Candidate, Engine, EngineConfig, Handler, NeverStage, Notice, Purpose,
-    RejectReason, StagePlan, StartAt, Stats, StreamProducer,
+    RejectReason, StagePlan, Stats, StreamProducer,
 };
 use harmonizer_core::flip::Flip;
 use harmonizer_core::predict::policy::sigmoid;
@@ -38,6 +38,7 @@ use harmonizer_core::ring::{PushError, Record};
 use super::scenario::Scenario;
 use super::world::{data_payload, World, NO_FLIP};
 use super::PolicyKind;
+use crate::replay::{drain, exact_pos};
 
 /// The plotted recipient is sampled this often (scenario ns).
 const SAMPLE_EVERY_NS: u64 = 50_000_000;
@@ -46,6 +47,8 @@ const SAMPLE_EVERY_NS: u64 = 50_000_000;
 const IDLE_POLL_NS: u64 = 10_000_000;
 /// After the last arrival, the run goes on at most this long for fetches to finish.
 const DRAIN_CAP_NS: u64 = 30_000_000_000;
+/// An engine is polled this many records at a time until it has nothing to deliver.
+const POLL_BATCH: usize = 1024;
 
 /// One switch as the application saw it (`Notice::Switched`).
 #[derive(Clone, Copy, Debug)]
@@ -461,11 +464,7 @@ impl Handler for App {
                 Purpose::Switch | Purpose::ReRead { .. } | Purpose::Resume { .. } | Purpose::Fill { .. } => {
                     self.fetches += 1;
                     let k = self.frontier_k();
-                    let from_pos = match from {
-                        StartAt::Pos(p) => p,
-                        StartAt::Live | StartAt::AfterSeq { .. } | StartAt::AfterFrontier => 0,
-                    };
-                    self.requests.push(Req::Fetch { stream, from_pos, k });
+                    self.requests.push(Req::Fetch { stream, from_pos: exact_pos(from), k });
                     self.note(format!("fetch s{stream}"));
                 }
             },
@@ -516,13 +515,6 @@ fn policy(
         PolicyKind::Never => Box::new(Tap { inner: NeverStage, active }),
         PolicyKind::Always => Box::new(Tap { inner: AlwaysStage, active }),
     })
-}
-
-fn drain(engine: &mut Engine, app: &mut App) {
-    let mut idle = 0;
-    while idle < 2 {
-        idle = if engine.poll(1024, app) == 0 { idle + 1 } else { 0 };
-    }
 }
 
 /// Runs `world` (rendered from `sc`) under `kind`. `plot` asks for one recipient's timeline;
@@ -607,7 +599,7 @@ pub fn run(
                     // everything in the rings arrived by then).
                     for (e, a) in engines.iter_mut().zip(apps.iter_mut()) {
                         a.now_ns = t;
-                        drain(e, a);
+                        drain(e, a, POLL_BATCH);
                     }
                 } else {
                     backoff(&mut spins);
@@ -624,7 +616,7 @@ pub fn run(
                 last_poll[r] = t;
                 let app = &mut apps[r];
                 app.now_ns = t;
-                drain(&mut engines[r], app);
+                drain(&mut engines[r], app, POLL_BATCH);
                 for req in app.requests.drain(..) {
                     let (s, cmd) = match req {
                         Req::Live { stream } => {

@@ -1,7 +1,13 @@
 //! The world a scenario describes, rendered before the run: every stream's log (its records
 //! with arrival times), the flips, and marks for reports and the plot.
 //!
-//! # The model (the predictor's training world, `harmonizer_sim::scenario`, scripted)
+//! # The model (the predictor's training world, [`crate::scenario`], scripted)
+//!
+//! The same trapezoid impairments, surges and dead spans as the generated scenarios
+//! ([`crate::scenario`]), drawn from a SplitMix64 generator per lane. The world differs from
+//! the generated one where the demo needs it: several origins and payloads, losses that stay in
+//! the log (a fetch finds them), and its own order of draws; so a scripted world is not a
+//! generated trace with a script, and the two keep their own render loops.
 //!
 //! - **Events.** Logical events form a Poisson process of `rate × bursts(t)` per second.
 //!   Event `k` (from 0) has origin `k % origins`, seq `k / origins + 1`, `ts_ns` its time, and
@@ -20,9 +26,9 @@ use harmonizer_core::event::{EventHeader, FLAG_UPSTREAM_ERROR, KIND_DATA, KIND_F
 use harmonizer_core::flip::{splitmix64, Flip, FlipAction, IdList, Selector};
 
 use super::scenario::{Incident, Malform, Outcome, Scenario, MAX_RATE_FACTOR};
-
-/// [`Rec::flip`] of a data record.
-pub const NO_FLIP: u32 = u32::MAX;
+use crate::scenario::plan::{DeadSpan, Impair, Shape, Surge};
+use crate::scenario::rng::{Draws, SplitMix64};
+pub use crate::scenario::NO_FLIP;
 /// Positions of stream `s` start after `s × POS_STRIDE`.
 pub const POS_STRIDE: u64 = 1_000_000_000;
 
@@ -123,76 +129,6 @@ pub fn data_payload(k: u64) -> [u8; 16] {
     p
 }
 
-/// A deterministic generator (SplitMix64).
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator for `seed`, one of several independent ones by `lane`.
-    pub fn new(seed: u64, lane: u64) -> Rng {
-        Rng(splitmix64(seed ^ lane.wrapping_mul(0xA24B_AED4_963E_E407)))
-    }
-    /// 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let x = splitmix64(self.0);
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        x
-    }
-    /// Uniform in [0, 1).
-    pub fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Exponential with mean 1.
-    pub fn exp1(&mut self) -> f64 {
-        -(1.0 - self.f64()).ln()
-    }
-    /// True with probability `p`.
-    pub fn bernoulli(&mut self, p: f64) -> bool {
-        p > 0.0 && self.f64() < p
-    }
-    /// Uniform in `[lo, hi]`.
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.f64()
-    }
-}
-
-/// A trapezoid: 0 before `t0`, up to 1 at `t1`, 1 until `t2`, down to 0 at `t3`.
-#[derive(Clone, Copy, Debug)]
-struct Shape {
-    t0: u64,
-    t1: u64,
-    t2: u64,
-    t3: u64,
-}
-
-impl Shape {
-    fn level(&self, t: u64) -> f64 {
-        if t < self.t0 || t > self.t3 {
-            0.0
-        } else if t < self.t1 {
-            (t - self.t0) as f64 / (self.t1 - self.t0) as f64
-        } else if t <= self.t2 {
-            1.0
-        } else {
-            (self.t3 - t) as f64 / (self.t3 - self.t2).max(1) as f64
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Impair {
-    stream: usize,
-    shape: Shape,
-    lag_ns: f64,
-    err: f64,
-    drop: f64,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Surge {
-    shape: Shape,
-    factor: f64,
-}
-
 struct PlannedFlip {
     t: u64,
     payload: u32,
@@ -204,8 +140,7 @@ struct Plan {
     marks: Vec<Mark>,
     impairs: Vec<Impair>,
     surges: Vec<Surge>,
-    /// (stream, after, until]: dead.
-    deads: Vec<(usize, u64, u64)>,
+    deads: Vec<DeadSpan>,
     /// (stream, after, events): the live path loses that many events after that time.
     gaps: Vec<(usize, u64, u32)>,
     next_id: u64,
@@ -314,7 +249,7 @@ fn plan(sc: &Scenario) -> Plan {
                 let t1 = t0 + ns(*ramp_s);
                 let shape = Shape { t0, t1, t2: t1, t3: t1 + ns(*recover_s) };
                 p.impairs.push(Impair {
-                    stream: *stream as usize,
+                    stream: *stream,
                     shape,
                     lag_ns: peak_lag_ms * 1e6,
                     err: *peak_error,
@@ -330,7 +265,7 @@ fn plan(sc: &Scenario) -> Plan {
                 let t = ns(*at_s);
                 let f = flip_to(recipients, FlipAction::Switch, *switch_to);
                 p.flip(t, f, format!("switch → s{switch_to}{}", who(recipients)));
-                p.deads.push((*stream as usize, t, t + ns(*dead_s)));
+                p.deads.push(DeadSpan { stream: *stream, after: t, until: t + ns(*dead_s) });
                 p.mark(t, format!("s{stream} dies"));
             }
             Incident::Switchback {
@@ -346,7 +281,7 @@ fn plan(sc: &Scenario) -> Plan {
                 let bad = ns(*bad_from_s);
                 let shape = Shape { t0: bad, t1: bad, t2: t, t3: t + ns(*recover_s) };
                 p.impairs.push(Impair {
-                    stream: *bad_stream as usize,
+                    stream: *bad_stream,
                     shape,
                     lag_ns: extra_lag_ms * 1e6,
                     err: *error,
@@ -394,15 +329,15 @@ fn plan(sc: &Scenario) -> Plan {
     }
     let b = &sc.background;
     if b.bursts_every_s > 0.0 {
-        let mut rng = Rng::new(sc.seed, 0xB0B5);
+        let mut rng = SplitMix64::lane(sc.seed, 0xB0B5);
         let mut t = 0u64;
         loop {
             t += ns(rng.exp1() * b.bursts_every_s);
             if t >= ns(sc.duration_s) {
                 break;
             }
-            let end = t + ns(rng.uniform(b.burst_length_s[0], b.burst_length_s[1]));
-            let factor = rng.uniform(b.burst_factor[0], b.burst_factor[1]);
+            let end = t + ns(rng.uniform((b.burst_length_s[0], b.burst_length_s[1])));
+            let factor = rng.uniform((b.burst_factor[0], b.burst_factor[1]));
             p.surges.push(Surge { shape: Shape { t0: t, t1: t, t2: end, t3: end }, factor });
             t = end;
         }
@@ -421,7 +356,7 @@ pub fn render(sc: &Scenario) -> World {
     let jitter = (sc.jitter_ms * 1e6).round() as u64;
     let duration = Scenario::ns(sc.duration_s);
     let per_ns = sc.rate / 1e9;
-    let mut rng = Rng::new(sc.seed, 0x4E4D);
+    let mut rng = SplitMix64::lane(sc.seed, 0x4E4D);
     let mut streams: Vec<Vec<Rec>> = (0..n)
         .map(|_| Vec::with_capacity((sc.rate * sc.duration_s * 1.2) as usize + p.flips.len() + 16))
         .collect();
@@ -432,10 +367,11 @@ pub fn render(sc: &Scenario) -> World {
     let mut next_flip = 0usize;
     let mut ts = 0u64;
     let mut k = 0u64;
-    let dead = |s: usize, t: u64| p.deads.iter().any(|&(d, after, until)| d == s && after < t && t <= until);
+    let dead =
+        |s: usize, t: u64| p.deads.iter().any(|d| d.stream as usize == s && d.after < t && t <= d.until);
     let impairment = |s: usize, t: u64| {
         let (mut lag, mut err, mut drop) = (0.0, 0.0, 0.0);
-        for i in p.impairs.iter().filter(|i| i.stream == s) {
+        for i in p.impairs.iter().filter(|i| i.stream as usize == s) {
             let l = i.shape.level(t);
             lag += i.lag_ns * l;
             err += i.err * l;
@@ -446,7 +382,7 @@ pub fn render(sc: &Scenario) -> World {
     let rate_at = |t: u64| {
         p.surges.iter().fold(1.0, |m, s| m * (1.0 + (s.factor - 1.0) * s.shape.level(t))).min(MAX_RATE_FACTOR)
     };
-    let arrive = |s: usize, t: u64, extra: f64, rng: &mut Rng, last: &mut [u64]| {
+    let arrive = |s: usize, t: u64, extra: f64, rng: &mut SplitMix64, last: &mut [u64]| {
         let j = if jitter > 0 { rng.next_u64() % (jitter + 1) } else { 0 };
         let a = (t + lags[s] + extra as u64 + j).max(last[s]);
         last[s] = a;
@@ -505,12 +441,18 @@ pub fn render(sc: &Scenario) -> World {
 
 #[cfg(test)]
 mod tests {
-    use super::super::scenario::{parse, DEMO_TOML};
     use super::*;
+
+    /// The CLI's embedded demo scenario (`harmonize demo`), read as the CLI reads it.
+    fn demo() -> Scenario {
+        let sc: Scenario = toml::from_str(include_str!("../../../../harmonize/scenarios/demo.toml")).unwrap();
+        sc.validate().unwrap();
+        sc
+    }
 
     #[test]
     fn the_demo_world_is_well_formed() {
-        let sc = parse("demo", DEMO_TOML).unwrap();
+        let sc = demo();
         let w = render(&sc);
         assert!(w.events > 40_000);
         assert_eq!(w.streams.len(), 3);
@@ -548,7 +490,7 @@ mod tests {
 
     #[test]
     fn rendering_is_deterministic() {
-        let sc = parse("demo", DEMO_TOML).unwrap();
+        let sc = demo();
         let (a, b) = (render(&sc), render(&sc));
         assert_eq!(a.events, b.events);
         assert_eq!(a.streams[2].last().map(|r| r.arrival_ns), b.streams[2].last().map(|r| r.arrival_ns));
