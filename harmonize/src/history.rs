@@ -30,8 +30,8 @@
 //! {"t_ns":100000000,"candidate":0,"label":0,"features":[0.0,0.0,5.991464547107982,...]}
 //! ```
 //!
-//! Every key is required and no other is allowed; key order is free. Integers are JSON
-//! numbers that must be whole and at most 2^53 − 1 (about 104 days in ns).
+//! Every key is required, no other is allowed and none may repeat; key order is free. Integers
+//! are JSON numbers that must be whole and at most 2^53 − 1 (about 104 days in ns).
 //!
 //! **Fields.**
 //! - `duration_ns`: the trace's length. Training splits the rows by time at 80% of it, as the
@@ -49,12 +49,14 @@
 //! differ in the last bits. A file that breaks any of these rules is refused with its name, the
 //! line and the problem; an empty file or one without rows is refused too.
 
+use std::fmt;
 use std::fmt::Write as _;
 use std::io::{BufRead, Write};
 
-use harmonizer_core::predict::json::{self, Value};
 use harmonizer_core::predict::{FEATURE_NAMES, N_FEATURES};
+use harmonizer_sim::json;
 use harmonizer_sim::replay::Snapshot;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// The value of the JSONL header's `format` key, and the CSV header's first word.
 pub const FORMAT: &str = "harmonizer-history";
@@ -323,6 +325,122 @@ fn csv_row(line: &str) -> Result<Snapshot, String> {
     Ok(Snapshot { t_ns, stream, prob: 0.0, features, staged: false, label })
 }
 
+/// A JSON value as a history line is read: numbers as `f64` (serde_json's `float_roundtrip`
+/// makes the conversion correctly rounded, so the writer's shortest forms read back to the
+/// identical bits), object members in file order, a key repeated within one object refused.
+#[derive(Clone, Debug, PartialEq)]
+enum Value {
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    Array(Vec<Value>),
+    Object(Vec<(String, Value)>),
+}
+
+impl Value {
+    /// The JSON type's name, for error messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+    }
+
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    fn as_object(&self) -> Option<&[(String, Value)]> {
+        match self {
+            Value::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.as_object()?.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    // Integers become doubles as a double-based reader would read them (correctly rounded);
+    // the checks below refuse any above 2^53 − 1.
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n as f64))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n as f64))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(Value::Number(n))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members: Vec<(String, Value)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if members.iter().any(|(k, _)| *k == key) {
+                return Err(de::Error::custom("duplicate key in object"));
+            }
+            let value = map.next_value()?;
+            members.push((key, value));
+        }
+        Ok(Value::Object(members))
+    }
+}
+
 /// The members of a JSON object line, each key exactly once, no others.
 fn members<'v>(v: &'v Value, keys: &[&str], what: &str) -> Result<Vec<&'v Value>, String> {
     let obj = v.as_object().ok_or_else(|| format!("{what} must be a JSON object"))?;
@@ -333,7 +451,11 @@ fn members<'v>(v: &'v Value, keys: &[&str], what: &str) -> Result<Vec<&'v Value>
 }
 
 fn parse_json(line: &str) -> Result<Value, String> {
-    json::parse(line).map_err(|e| format!("not valid JSON: {} at column {}", e.msg, e.offset + 1))
+    serde_json::from_str(line).map_err(|e| {
+        let msg = e.to_string();
+        let at = format!(" at line {} column {}", e.line(), e.column());
+        format!("not valid JSON: {} at column {}", msg.strip_suffix(&at).unwrap_or(&msg), e.column())
+    })
 }
 
 fn json_int(v: &Value, key: &str, max: f64) -> Result<u64, String> {

@@ -309,7 +309,7 @@ pub fn run_train(a: TrainArgs) -> Result<(), String> {
     let trained = fit_snapshots(&h.rows, h.header.duration_ns, &s)
         .map_err(|e| format!("{}: training failed: {e}", a.history.display()))?;
     let (mut out, name) = create(a.output.as_ref())?;
-    out.write_all(trained.model.to_json().as_bytes())
+    out.write_all(harmonizer_sim::json::model_to_json(&trained.model).as_bytes())
         .and_then(|()| out.flush())
         .map_err(|e| format!("{name}: {e}"))?;
     eprintln!(

@@ -9,10 +9,75 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use harmonizer_core::predict::json::{self, Value};
 use harmonizer_core::predict::FEATURE_NAMES;
 use harmonizer_sim::eval::{train, TrainSettings};
+use harmonizer_sim::json::model_to_json;
 use harmonizer_sim::scenario::{generate, ScenarioParams};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+/// Object keys in file order (serde_json's default map sorts them): arrays and objects kept,
+/// every other value dropped.
+#[derive(Debug)]
+enum Ordered {
+    Other,
+    Array(Vec<Ordered>),
+    Object(Vec<(String, Ordered)>),
+}
+
+impl Ordered {
+    fn get(&self, key: &str) -> Option<&Ordered> {
+        match self {
+            Ordered::Object(o) => o.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Ordered, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Ordered, E> {
+                Ok(Ordered::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Ordered, E> {
+                Ok(Ordered::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Ordered, E> {
+                Ok(Ordered::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Ordered, E> {
+                Ok(Ordered::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Ordered, E> {
+                Ok(Ordered::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Ordered, E> {
+                Ok(Ordered::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Ordered, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = a.next_element()? {
+                    v.push(x);
+                }
+                Ok(Ordered::Array(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Ordered, A::Error> {
+                let mut v = Vec::new();
+                while let Some(k) = a.next_key::<String>()? {
+                    v.push((k, a.next_value()?));
+                }
+                Ok(Ordered::Object(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_harmonize"))
@@ -75,7 +140,7 @@ fn a_history_trains_exactly_the_library_model() {
     let lib = |l2: f64, trained_on: &str| {
         let mut s = TrainSettings { trained_on: trained_on.into(), ..TrainSettings::default() };
         s.irls.l2 = l2;
-        train(&t, &s).unwrap().model.to_json()
+        model_to_json(&train(&t, &s).unwrap().model)
     };
     let want = lib(1.0, source);
 
@@ -98,8 +163,7 @@ fn a_history_trains_exactly_the_library_model() {
 
     // JSONL on standard output, into `train` on standard input, the model on standard output.
     let jsonl = ok(&["trace", "--seed", "0x2a", "--duration", "120", "--format", "jsonl"]);
-    let header =
-        json::parse(std::str::from_utf8(jsonl.split(|&b| b == b'\n').next().unwrap()).unwrap()).unwrap();
+    let header: Value = serde_json::from_slice(jsonl.split(|&b| b == b'\n').next().unwrap()).unwrap();
     assert_eq!(header.get("format"), Some(&Value::String("harmonizer-history".into())));
     assert_eq!(header.get("source"), Some(&Value::String(source.into())));
     let o = run(&["train", "--history", "-"], Some(&jsonl));
@@ -353,10 +417,11 @@ fn eval_json_has_the_documented_shape() {
         (Some(5.0), Some(0.1))
     );
     // Key order, read with a parser that keeps it (serde_json's default map sorts keys).
-    let ordered = json::parse(std::str::from_utf8(&out).unwrap()).unwrap();
-    for p in ordered.get("policies").and_then(Value::as_array).unwrap() {
-        let got: Vec<&str> =
-            p.as_object().unwrap().iter().map(|(k, _)| k.as_str()).take(keys.len()).collect();
+    let ordered: Ordered = serde_json::from_slice(&out).unwrap();
+    let Some(Ordered::Array(policies)) = ordered.get("policies") else { panic!("policies: {ordered:?}") };
+    for p in policies {
+        let Ordered::Object(members) = p else { panic!("a policy is an object: {p:?}") };
+        let got: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).take(keys.len()).collect();
         assert_eq!(got, keys);
     }
 }

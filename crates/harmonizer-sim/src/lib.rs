@@ -8,10 +8,13 @@
 //! - [`eval`]: training the predictor from a trace and reporting each policy's results.
 //! - [`train`]: the logistic fit (Newton/IRLS with an L2 penalty) that training uses.
 //! - [`metrics`]: precision, recall, PR-AUC, Brier.
+//! - [`json`]: the model writer (the library reads models; training writes them) and the JSON
+//!   writing helpers.
 //! - [`scripted`]: scenarios written by hand (what happens when, to several recipients), run
 //!   in lockstep through real engines under each arming policy: `harmonize demo` and `sim`.
 
 pub mod eval;
+pub mod json;
 pub mod metrics;
 pub mod replay;
 pub mod scenario;

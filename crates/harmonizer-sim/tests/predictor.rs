@@ -11,6 +11,7 @@ use harmonizer_core::predict::features::FEATURE_NAMES;
 use harmonizer_core::predict::policy::{default_model, DEFAULT_MODEL_JSON};
 use harmonizer_core::predict::{Model, ModelError, PhiRule, Predictor, PredictorConfig, Preset};
 use harmonizer_sim::eval::{evaluate, same_model, train, tune_phi, Report, TrainSettings};
+use harmonizer_sim::json::model_to_json;
 use harmonizer_sim::replay::ReplayConfig;
 use harmonizer_sim::scenario::{generate, ScenarioParams};
 
@@ -59,7 +60,7 @@ fn bad_model_files_are_rejected_and_the_previous_model_stays() {
     // And a good one installs.
     let mut other = before.clone();
     other.bias += 1.0;
-    p.load_model_json(&other.to_json()).unwrap();
+    p.load_model_json(&model_to_json(&other)).unwrap();
     assert_eq!(p.model(), &other);
 }
 
@@ -139,7 +140,7 @@ fn stream_ids_beyond_sixteen_are_planned() {
 fn the_shipped_model_matches_this_build() {
     let m = default_model();
     m.validate().unwrap();
-    assert_eq!(m, Model::from_json(&m.to_json()).unwrap(), "round trip");
+    assert_eq!(m, Model::from_json(&model_to_json(&m)).unwrap(), "round trip");
     assert!(m.horizon_ns > 0);
     assert!(DEFAULT_MODEL_JSON.contains(FEATURE_NAMES[0]));
 }
@@ -230,7 +231,7 @@ fn training_on_a_short_trace_gives_a_valid_model() {
     let trained = train(&t, &TrainSettings::default()).unwrap();
     trained.model.validate().unwrap();
     assert!(trained.positives > 0 && trained.fitted > trained.positives);
-    assert_eq!(Model::from_json(&trained.model.to_json()).unwrap(), trained.model);
+    assert_eq!(Model::from_json(&model_to_json(&trained.model)).unwrap(), trained.model);
 }
 
 /// The shipped model is what training produces (`harmonize trace` then `harmonize train`;
@@ -243,7 +244,7 @@ fn the_shipped_model_is_what_the_tool_trains() {
     let t = generate(&ScenarioParams::train()).unwrap();
     let s = TrainSettings { trained_on: String::from("ScenarioParams::train()"), ..Default::default() };
     let trained = train(&t, &s).unwrap();
-    if trained.model.to_json() != DEFAULT_MODEL_JSON {
+    if model_to_json(&trained.model) != DEFAULT_MODEL_JSON {
         let shipped = Model::from_json(DEFAULT_MODEL_JSON).unwrap();
         same_model(&trained.model, &shipped).expect("retrain with the tool and commit the file");
         eprintln!("the trained model differs from the file in the last bits only (another libm?)");
