@@ -1,4 +1,5 @@
-//! A minimal, strict JSON reader and the writer helpers the model file needs.
+//! A minimal, strict JSON reader: what the model file needs. Private to the crate: it is not a
+//! JSON API. (Models are written by `harmonizer_sim::json`, the offline work that trains them.)
 //!
 //! The predictor's model file (see [`crate::predict::model`]) is JSON so that people can read,
 //! diff and hand-edit it. The library takes no serialisation dependency, so this module carries a
@@ -20,14 +21,9 @@
 //!
 //! Every error is a [`JsonError`]: a byte offset into the input and a fixed message. The parser
 //! never panics, whatever the input.
-//!
-//! For writing, [`write_number`] prints an `f64` in Rust's shortest round-trip form (`1.0`,
-//! `1e-7`, `-0.0`), which parses back to the identical bits, and [`write_string`] escapes a
-//! string.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fmt::Write as _;
 
 /// How deeply arrays and objects may nest. A top-level array is depth 1.
 pub const MAX_DEPTH: usize = 32;
@@ -50,19 +46,6 @@ pub enum Value {
 }
 
 impl Value {
-    /// The JSON type's name, for error messages: `"null"`, `"boolean"`, `"number"`, `"string"`,
-    /// `"array"` or `"object"`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Value::Null => "null",
-            Value::Bool(_) => "boolean",
-            Value::Number(_) => "number",
-            Value::String(_) => "string",
-            Value::Array(_) => "array",
-            Value::Object(_) => "object",
-        }
-    }
-
     /// The number, if this is one.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
@@ -95,7 +78,9 @@ impl Value {
         }
     }
 
-    /// The member named `key`, if this is an object that has one.
+    /// The member named `key`, if this is an object that has one (the model reader looks
+    /// members up itself, to name missing keys).
+    #[cfg(test)]
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.as_object()?.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
@@ -131,68 +116,6 @@ pub fn parse(text: &str) -> Result<Value, JsonError> {
         return Err(p.err("trailing characters after the JSON value"));
     }
     Ok(v)
-}
-
-/// Appends `v` in Rust's shortest round-trip form (`1.0`, `1e-7`, `-0.0`), which is valid JSON
-/// and parses back to the same bits. JSON cannot express non-finite numbers: an infinity is
-/// written as `1e999` or `-1e999` (which read back as infinities), and NaN as `null`.
-pub fn write_number(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("null");
-    } else if v == f64::INFINITY {
-        out.push_str("1e999");
-    } else if v == f64::NEG_INFINITY {
-        out.push_str("-1e999");
-    } else {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{v:?}");
-    }
-}
-
-/// Appends `s` as a quoted JSON string: `"` and `\` are escaped, control characters are written
-/// as `\n`, `\t` etc. or `\u00XX`; everything else is copied as UTF-8.
-pub fn write_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// Appends `[a, b, c]` on one line, each element written by [`write_number`].
-pub fn write_number_array(out: &mut String, values: &[f64]) {
-    out.push('[');
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        write_number(out, *v);
-    }
-    out.push(']');
-}
-
-/// Appends `["a", "b"]` on one line, each element written by [`write_string`].
-pub fn write_string_array(out: &mut String, values: &[&str]) {
-    out.push('[');
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        write_string(out, v);
-    }
-    out.push(']');
 }
 
 struct Parser<'a> {
@@ -571,18 +494,52 @@ mod tests {
     }
 
     #[test]
-    fn writer() {
-        let mut s = String::new();
-        write_number_array(&mut s, &[1.0, -0.0, 1e-7, 1e300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN]);
-        assert_eq!(s, "[1.0, -0.0, 1e-7, 1e300, 1e999, -1e999, null]");
-        let mut s = String::new();
-        write_string_array(&mut s, &["a\"b", "\\", "\n\u{1}é"]);
-        assert_eq!(s, r#"["a\"b", "\\", "\n\u0001é"]"#);
-        assert!(parse(&s).is_ok());
+    fn reads_what_the_writer_writes() {
+        // The model writer's outputs for awkward numbers and strings (its golden test, in
+        // harmonizer-sim's json module), read back.
+        let v = parse("[1.0, -0.0, 1e-7, 1e300, 1e999, -1e999, null]").unwrap();
+        let got: Vec<Option<f64>> = v.as_array().unwrap().iter().map(Value::as_f64).collect();
+        assert_eq!(
+            got,
+            [
+                Some(1.0),
+                Some(-0.0),
+                Some(1e-7),
+                Some(1e300),
+                Some(f64::INFINITY),
+                Some(f64::NEG_INFINITY),
+                None
+            ]
+        );
+        assert!(got[1].unwrap().is_sign_negative());
+        let v = parse(r#"["a\"b", "\\", "\n\u0001é"]"#).unwrap();
+        let got: Vec<&str> = v.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert_eq!(got, ["a\"b", "\\", "\n\u{1}é"]);
     }
 
     /// JSON-ish characters, so random text often gets deep into the parser.
     const JSONISH: &str = "[\\[\\]{}\",:0-9eE.+\\-\\\\u tfnrl a-f\u{e9}\u{1F600}]{0,64}";
+
+    /// `s` as a quoted JSON string, escaped as the model writer (`harmonizer_sim::json`) does:
+    /// `"` and `\`, the short escapes, other control characters as `\u00XX`.
+    fn quoted(s: &str) -> String {
+        let mut out = String::from('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, failure_persistence: if cfg!(miri) { None } else { ProptestConfig::default().failure_persistence }, ..Default::default() })]
@@ -591,17 +548,15 @@ mod tests {
         fn finite_numbers_round_trip_bit_exactly(bits in any::<u64>()) {
             let v = f64::from_bits(bits);
             prop_assume!(v.is_finite());
-            let mut s = String::new();
-            write_number(&mut s, v);
+            // Rust's shortest round-trip form, what the model writer prints.
+            let s = format!("{v:?}");
             let back = parse(&s).unwrap().as_f64().unwrap();
             prop_assert_eq!(back.to_bits(), v.to_bits(), "{}", s);
         }
 
         #[test]
         fn strings_round_trip(text in any::<String>()) {
-            let mut s = String::new();
-            write_string(&mut s, &text);
-            prop_assert_eq!(parse(&s), Ok(Value::String(text)));
+            prop_assert_eq!(parse(&quoted(&text)), Ok(Value::String(text)));
         }
 
         #[test]

@@ -1,5 +1,5 @@
 //! Predictive arming (docs/design.md §5): per-event features, a logistic model over them, the
-//! arming policy built on the model, a phi-accrual-style baseline, and training.
+//! arming policy built on the model, and a phi-accrual-style baseline.
 //!
 //! - [`features`]: time-decayed statistics of the active stream and its flips, updated per
 //!   event without allocating; the same code computes them online and in training.
@@ -9,13 +9,15 @@
 //!   minimum hold, adaptive threshold, windows from the measured lead and predicted time to
 //!   switch, several candidates within the budget.
 //! - [`phi`]: the phi-accrual-style baseline every report shows beside the predictor.
-//! - [`train`]: Newton/IRLS logistic regression with L2.
-//! - [`json`]: the small strict JSON reader and writer the model file needs.
+//! - `json` (private): the small strict JSON reader the model file needs.
+//!
+//! Training (Newton/IRLS logistic regression with L2) and the model writer are offline work,
+//! in `harmonizer-sim` (`harmonizer_sim::train`, `harmonizer_sim::json`).
 //!
 //! The design and the measured results are in `docs/predictor.md`.
 
 pub mod features;
-pub mod json;
+pub(crate) mod json;
 pub mod model;
 pub mod phi;
 pub mod policy;

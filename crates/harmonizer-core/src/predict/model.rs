@@ -12,8 +12,8 @@
 //!
 //! # File format
 //!
-//! A model is stored as one UTF-8 JSON object, written by [`Model::to_json`] and read by
-//! [`Model::from_json`] / [`Model::load`]:
+//! A model is stored as one UTF-8 JSON object, read by [`Model::from_json`] / [`Model::load`]
+//! (and written by the offline work that trains it, `harmonizer_sim::json::model_to_json`):
 //!
 //! ```text
 //! {
@@ -52,14 +52,15 @@
 //! Every key is required and unknown keys (at the top level or in `meta`) are errors, so a typo
 //! cannot be silently ignored. Key order and whitespace are free. Numbers must be finite: JSON
 //! has no NaN or infinity, but a literal such as `1e999` overflows to infinity and is rejected,
-//! naming the field and index. The JSON itself is read strictly (see [`crate::predict::json`]).
+//! naming the field and index. The JSON itself is read strictly: exactly one RFC 8259 value, the
+//! number grammar exactly, numbers converted with Rust's correctly rounded `str::parse::<f64>`,
+//! lone surrogates, raw control characters and repeated keys refused, nesting at most 32 deep.
 //!
-//! [`Model::to_json`] writes every number in Rust's shortest round-trip form, so a model written
-//! and read back is bit-for-bit identical. Every rejection is a [`ModelError`] with a one-line
+//! The writer prints every number in Rust's shortest round-trip form, so a model written and
+//! read back is bit-for-bit identical. Every rejection is a [`ModelError`] with a one-line
 //! message and a stable [`ModelError::code`]; nothing here panics, whatever the input.
 
 use std::fmt;
-use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::predict::features::{FEATURE_NAMES, N_FEATURES};
@@ -75,7 +76,7 @@ pub const MODEL_FORMAT: &str = "harmonizer-predictor";
 /// such that every integer up to it, and no larger one, reads back exactly from a double.
 const MAX_INTEGER: u64 = (1 << 53) - 1;
 
-/// The top-level keys of a model file, in the order [`Model::to_json`] writes them.
+/// The top-level keys of a model file, in the order the writer writes them.
 const KEYS: [&str; 10] =
     ["format", "version", "horizon_ns", "clip", "features", "mean", "scale", "weights", "bias", "meta"];
 
@@ -122,7 +123,7 @@ pub enum ModelError {
         /// Byte offset of the first byte that is not valid UTF-8.
         offset: usize,
     },
-    /// The file is not valid JSON (see [`crate::predict::json`]).
+    /// The file is not valid JSON (see the module docs).
     Json {
         /// Byte offset at which the problem was found.
         offset: usize,
@@ -386,38 +387,6 @@ impl Model {
     pub fn load(path: &Path) -> Result<Model, ModelError> {
         let bytes = std::fs::read(path).map_err(|e| ModelError::Io(format!("{}: {e}", path.display())))?;
         Model::from_json_bytes(&bytes)
-    }
-
-    /// The model as pretty-printed JSON: one key per line, arrays on one line, a final newline.
-    /// Reading it back with [`Model::from_json`] gives a bit-identical model.
-    ///
-    /// This does not validate: an invalid model (see [`Model::validate`]) is written as faithfully
-    /// as JSON allows (NaN as `null`, infinities as `±1e999`) and is refused when read back.
-    pub fn to_json(&self) -> String {
-        let mut s = String::with_capacity(1536 + self.meta.trained_on.len());
-        s.push_str("{\n  \"format\": ");
-        json::write_string(&mut s, MODEL_FORMAT);
-        // Writing to a String cannot fail.
-        let _ = write!(
-            s,
-            ",\n  \"version\": {MODEL_VERSION},\n  \"horizon_ns\": {},\n  \"clip\": ",
-            self.horizon_ns
-        );
-        json::write_number(&mut s, self.clip);
-        s.push_str(",\n  \"features\": ");
-        json::write_string_array(&mut s, &FEATURE_NAMES);
-        for (key, values) in [("mean", &self.mean), ("scale", &self.scale), ("weights", &self.weights)] {
-            let _ = write!(s, ",\n  \"{key}\": ");
-            json::write_number_array(&mut s, values);
-        }
-        s.push_str(",\n  \"bias\": ");
-        json::write_number(&mut s, self.bias);
-        s.push_str(",\n  \"meta\": {\n    \"trained_on\": ");
-        json::write_string(&mut s, &self.meta.trained_on);
-        let _ = write!(s, ",\n    \"snapshots\": {},\n    \"l2\": ", self.meta.snapshots);
-        json::write_number(&mut s, self.meta.l2);
-        s.push_str("\n  }\n}\n");
-        s
     }
 }
 
