@@ -28,6 +28,9 @@ cargo test --workspace --all-targets --locked
 step "doc tests (including the compile-fail Send/!Sync pins)"
 cargo test --workspace --doc --locked
 
+step "rustdoc: every intra-doc link resolves"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 step "minimum Rust versions: each package's rust-version builds its locked dependencies"
 # rustup fetches the two toolchains if they are missing; if it cannot, say so and go on (the
 # registries, not rustup's server, are what CI promises to reach).

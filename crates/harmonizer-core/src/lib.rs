@@ -1,4 +1,4 @@
-//! # harmonizer
+//! # harmonizer-core
 //!
 //! Receiver-side stream switching: the same logical events arrive over several streams, and
 //! in-band flip events move this recipient between them. harmonizer delivers every event once,
@@ -10,15 +10,16 @@
 //! - [`engine`]: the harmonization engine: poll loop, flips, switching, staging, notices.
 //! - [`clock`]: the engine's time source (monotonic, or virtual for simulation and tests).
 //! - [`event`]: the fixed `repr(C)` event header shared with C.
-//! - [`ffi`]: the C API (`hz_*`), generated into `include/harmonizer.h`.
 //! - [`flip`]: the flip record (encode, decode with precise rejections) and the cohort rule.
-//! - [`predict`]: the switch predictor: per-event features, the logistic model, the arming
-//!   policy built on it, and training.
-//! - [`sim`]: scenario traces with ground-truth switches, replay through a real engine, and the
-//!   metrics that compare arming policies.
+//! - [`predict`]: the switch predictor: per-event features, the logistic model and its reader,
+//!   and the arming policy built on it.
 //! - [`ring`]: the lock-free SPSC event ring with active, staged and idle roles and the epoch
 //!   switch between them.
 //! - [`tracker`]: per-origin last delivered seq; duplicates, gaps, trimming.
+//! - `shm` (Linux): rings in memory-mapped files, for a producer in another process.
+//!
+//! Elsewhere in the workspace (docs/workspace.md): the C API (`libharmonizer`, the root
+//! package), simulation, training and evaluation (`harmonizer-sim`), and the `harmonize` CLI.
 //!
 //! Internal: `sync`, the one shim every lock-free protocol imports its atomics from (loom's
 //! under `--cfg loom`).

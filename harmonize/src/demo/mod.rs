@@ -4,7 +4,7 @@
 //! The simulator is `harmonizer_sim::scripted` (the scenario's schema and validation, its
 //! world, the lockstep run through real engines); this is the command line around it:
 //!
-//! - [`file`]: the scenario file, TOML, read into the simulator's schema;
+//! - [`file`](mod@file): the scenario file, TOML, read into the simulator's schema;
 //! - [`report`]: the table and the JSON object;
 //! - [`plot`]: the SVG timeline of one recipient.
 //!

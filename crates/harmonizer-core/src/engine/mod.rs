@@ -304,7 +304,7 @@ impl StreamProducer {
     /// lock until it is dropped or its process dies, which is how the engine tells a dead
     /// producer from a slow one; its generation is one more than the last producer's.
     ///
-    /// Errors: the file's [`ShmError`]s: I/O, a header this build does not accept, a file
+    /// Errors: the file's [`ShmError`](crate::shm::ShmError)s: I/O, a header this build does not accept, a file
     /// whose length or positions do not match its header, or
     /// [`ProducerBusy`](crate::shm::ShmError::ProducerBusy) while another live process
     /// produces on it.
