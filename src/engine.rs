@@ -821,9 +821,18 @@ impl Views {
     ///
     /// # Safety
     /// The caller's array has `cap` elements of `stride >= VIEW_V1` writable bytes.
+    #[inline]
     unsafe fn write(&self, i: usize, mut v: hz_event_view) {
         debug_assert!(i < self.cap);
         v.struct_size = self.stride;
+        if self.stride == std::mem::size_of::<hz_event_view>() {
+            // This header's layout (the usual case): one struct store, no byte copy. Unaligned,
+            // as a stride from the caller need not keep pointer alignment.
+            // SAFETY: element `i < cap` of the caller's array of `stride`-byte elements
+            // (this function's contract), exactly one `hz_event_view` long.
+            unsafe { self.base.add(i * self.stride).cast::<hz_event_view>().write_unaligned(v) };
+            return;
+        }
         // SAFETY: element `i < cap` of the caller's array (this function's contract).
         let ok = unsafe { fill_sized(self.base.add(i * self.stride), self.stride, VIEW_V1, &v) };
         debug_assert!(ok.is_some(), "stride checked against VIEW_V1");
@@ -855,8 +864,9 @@ impl Views {
 struct Fill<'a> {
     views: Views,
     k: usize,
-    /// Still writing into the caller's array: no notice queued yet.
-    direct: bool,
+    /// How far events go straight into the caller's array: `views.cap` until a notice is
+    /// queued, then `k` (everything after a queued notice waits behind it).
+    limit: usize,
     /// The caller takes notices (else they are dropped, as with a NULL callback).
     notices: bool,
     fixups: &'a mut Vec<(usize, usize, usize)>,
@@ -869,7 +879,7 @@ impl Handler for Fill<'_> {
     /// An active-ring event: lent in place (the engine holds the record until the next poll).
     #[inline]
     fn event(&mut self, stream: u32, r: &Record<'_>) {
-        if self.direct && self.k < self.views.cap {
+        if self.k < self.limit {
             let v = hz_event_view {
                 struct_size: 0,
                 stream,
@@ -895,7 +905,7 @@ impl Handler for Fill<'_> {
         self.arena.extend_from_slice(r.payload);
         self.headers.push(*r.header);
         let hidx = self.headers.len() - 1;
-        if self.direct && self.k < self.views.cap {
+        if self.k < self.limit {
             // A copy: the header and payload pointers are set after the poll.
             self.fixups.push((self.k, off, hidx));
             let v = hz_event_view {
@@ -926,7 +936,7 @@ impl Handler for Fill<'_> {
         }
         c.locator = core::ptr::null();
         self.queue.push_back(Pending::Notice { notice: c, off });
-        self.direct = false;
+        self.limit = self.k;
     }
 }
 
@@ -979,7 +989,7 @@ unsafe fn pull(e: &mut Inner, views: Views, notice_out: *mut hz_notice) -> Pulle
     e.fixups.clear();
     e.headers.clear();
     let Inner { engine, queue, arena, fixups, headers, .. } = e;
-    let mut h = Fill { views, k: 0, direct: true, notices: takes, fixups, headers, queue, arena };
+    let mut h = Fill { views, k: 0, limit: views.cap, notices: takes, fixups, headers, queue, arena };
     engine.poll_holding(views.cap, &mut h);
     let k = h.k;
     // The arena has stopped growing: point the copies' views at it.

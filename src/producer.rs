@@ -27,13 +27,17 @@ impl hz_producer {
 
     /// Refuses a write while a reservation is lent out: it would take the reserved room under
     /// the caller's pointer.
+    #[inline]
     fn check_no_reservation(&self) -> Result<(), hz_status> {
-        match self.reserved {
-            Some(_) => Err(self
-                .err
-                .set(HZ_ERR_STATE, "a reservation is open (hz_producer_reserve): commit or cancel it first")),
-            None => Ok(()),
+        if self.reserved.is_some() {
+            return Err(self.reservation_open());
         }
+        Ok(())
+    }
+
+    #[cold]
+    fn reservation_open(&self) -> hz_status {
+        self.err.set(HZ_ERR_STATE, "a reservation is open (hz_producer_reserve): commit or cancel it first")
     }
 }
 
