@@ -3,10 +3,12 @@
 #
 #     bash scripts/check.sh
 #
-# It installs what it needs (the nightly Miri and rust-src components, Rust 1.81 and 1.85 for the
-# rust-version check; cmake and pkg-config with apt-get for the packaging test; pip fetches the
-# Python package's build tools) and otherwise needs the stable and nightly toolchains rustup
-# provides, gcc/g++, python3 (with venv) and valgrind. Each step prints a banner; the first failure
+# It installs what it needs (the nightly Miri and rust-src components, Rust 1.81, 1.85 and 1.88
+# for the rust-version check; redis-server and nats-server for the connector tests, and cmake
+# and pkg-config for the packaging test, with apt-get; pip fetches the Python package's build
+# tools) and otherwise needs the stable and nightly toolchains rustup provides, gcc/g++, python3
+# (with venv) and valgrind. The connector tests start their own servers, each on a free
+# loopback port with its own directory, and stop them when they end. Each step prints a banner; the first failure
 # stops the run. Set SKIP_MIRI=1 or SKIP_LOOM=1 to skip the slow steps while iterating.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,26 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Keep loom and Miri builds out of the main target dir so they do not invalidate each other.
 TARGET=${CARGO_TARGET_DIR:-target}
+
+# Debian packages the tests need, installed when missing (as root, or with sudo).
+need_packages() { # command=package...
+    local missing=() want cmd pkg
+    for want in "$@"; do
+        cmd=${want%%=*} pkg=${want#*=}
+        command -v "$cmd" >/dev/null || [[ -x /usr/sbin/$cmd ]] || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    local sudo=()
+    [[ $(id -u) == 0 ]] || sudo=(sudo)
+    echo "installing ${missing[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" ||
+        { "${sudo[@]}" apt-get update && "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; }
+}
+
+step "servers for the connector tests: redis-server (Debian's)"
+need_packages redis-server=redis-server
+redis-server --version
 
 step "rustfmt"
 cargo fmt --all -- --check
@@ -43,8 +65,9 @@ msrv() { # version packages...
     fi
     CARGO_TARGET_DIR="$TARGET/msrv-$v" cargo "+$v" check --locked --lib --bins "${@/#/-p=}"
 }
-msrv 1.81 harmonizer-core harmonizer-sim
+msrv 1.81 harmonizer-core harmonizer-sim harmonizer-connect
 msrv 1.85 harmonizer harmonize
+msrv 1.88 harmonizer-redis
 
 step "predictor, release: the shipped model is what the tool trains; held-out results against the phi rule"
 cargo test --release --locked -p harmonizer-sim --test predictor -- --ignored

@@ -143,6 +143,18 @@ impl Tracker {
         (i < self.last.len() && unsafe { *self.started.get_unchecked(i) }).then(|| self.last[i])
     }
 
+    /// The frontier: `(origin, last seq delivered)` for every origin delivered from, in origin
+    /// order. Walks every origin slot (`max_origins`), so it is for the rare moments that need
+    /// the whole frontier (a start after it), not for the delivery path.
+    pub fn frontier(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.started
+            .iter()
+            .zip(self.last.iter())
+            .enumerate()
+            .filter(|(_, (s, _))| **s)
+            .map(|(i, (_, l))| (i as u32, *l))
+    }
+
     /// Declares that delivery of `origin` resumes at `next_seq` (for example after a restart, from
     /// the application's own checkpoint): everything below it counts as delivered.
     pub fn resume_at(&mut self, origin: u32, next_seq: u64) {
@@ -183,6 +195,12 @@ mod tests {
         assert_eq!(t.last(0), Some(10));
         t.advance(0, 0);
         assert_eq!(t.last(0), Some(10));
+        assert_eq!(t.frontier().collect::<Vec<_>>(), [(0, 10)]);
+        t.advance(3, 7);
+        t.resume_at(1, 1);
+        assert_eq!(t.frontier().collect::<Vec<_>>(), [(0, 10), (1, 0), (3, 7)]);
+        t.resume_at(0, 0);
+        assert_eq!(t.frontier().collect::<Vec<_>>(), [(1, 0), (3, 7)]);
     }
 
     #[test]

@@ -1,0 +1,17 @@
+//! # harmonizer-connect
+//!
+//! Following real upstreams with harmonizer: what a connector implements ([`upstream`]), where
+//! an entry's values live ([`entry`]), and the [`driver`] that owns the engine and one reader
+//! thread per stream, turning the engine's notices into reader commands. The connectors
+//! themselves are their own crates (`harmonizer-redis`, ...), so this one, like the core, has no
+//! client dependency. docs/connectors.md is the guide.
+
+#![warn(missing_docs)]
+
+pub mod driver;
+pub mod entry;
+pub mod upstream;
+
+pub use driver::{Driver, DriverOptions, Report};
+pub use entry::{Entry, EntryError, Layout};
+pub use upstream::{Reader, Seeked, Skipped, Start, Upstream, UpstreamError};
