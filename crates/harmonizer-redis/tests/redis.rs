@@ -190,3 +190,163 @@ fn trimmed_range_under_a_reread_is_reported_and_lost_exactly() {
         "the trim is reported, with the first entry left: {reports:#?}"
     );
 }
+
+/// The writer of the active stream is a process, killed with `kill -9` mid-stream and started
+/// again later (it goes on from the last seq its key holds, as a restarted writer does). The
+/// active stream falls silent: the engine reports it and fails over to the staged stream (opt-in
+/// failover), and every event is delivered once.
+#[test]
+fn writer_killed_with_sigkill_then_restarted() {
+    let server = Server::start();
+    let keys = ["a", "b"];
+    let n = 4000;
+    let mut d = follow(&server, &keys, 7, |c| {
+        c.liveness = Liveness { silence_ns: 150_000_000, failover_on_silence: true, ..Liveness::default() };
+    });
+    d.engine_mut().resume_stream_at(0, 1);
+    d.engine_mut().resume_stream_at(1, 1);
+    assert!(d.engine_mut().arm(1), "stream b is staged from the start");
+    let (mut seen, mut reports) = (Seen::default(), Vec::new());
+    let mut writer_a = Writer::spawn(&server, "a", n, 300);
+    let mut writer_b = Writer::spawn(&server, "b", n, 300);
+    run_until(&mut d, &mut seen, &mut reports, LIMIT, |s, _| s.seqs(0).len() >= 800);
+    writer_a.kill9();
+    run_until(&mut d, &mut seen, &mut reports, LIMIT, |s, _| s.switches.iter().any(|w| w.2 == 0));
+    let mut restarted = Writer::spawn(&server, "a", n, 300);
+    run_until(&mut d, &mut seen, &mut reports, LIMIT, |s, _| s.seqs(0).len() == n as usize);
+    seen.assert_exactly_once(n);
+    assert!(seen.silences >= 1, "the silence of `a` was reported");
+    assert_eq!(seen.switches[0].0..seen.switches[0].1, 0..1, "failed over from a to b: {:?}", seen.switches);
+    assert!(writer_b.wait_ok() && restarted.wait_ok(), "the writers finished");
+}
+
+/// One flip, several recipients: a cohort flip switches the recipients it selects (and only
+/// those); a second flip for everyone switches the rest. Each recipient gets every event once.
+#[test]
+fn cohort_rollout_across_recipients() {
+    use harmonizer_core::flip::{in_cohort, Selector};
+    let server = Server::start();
+    let keys = ["a", "b"];
+    let mut feed = Feed::new(&server, &keys);
+    let recipients = [11u64, 12, 13, 14, 15, 16];
+    // A salt that splits them: some in the 50% cohort, some not.
+    let salt = (1..1000u64)
+        .find(|&s| {
+            let k = recipients.iter().filter(|&&r| in_cohort(r, s, 5000)).count();
+            k >= 2 && k <= recipients.len() - 2
+        })
+        .expect("some salt splits six recipients");
+    let mut drivers: Vec<_> = recipients
+        .iter()
+        .map(|&r| {
+            let mut d = follow(&server, &keys, r, |_| {});
+            d.engine_mut().resume_stream_at(0, 1);
+            (r, d, Seen::default(), Vec::new())
+        })
+        .collect();
+    feed.data_all(1..=100);
+    let mut cohort = flip(FlipAction::Switch, 1, 21);
+    cohort.selector = Selector::Cohort { basis_points: 5000, salt };
+    feed.flip_all(&cohort);
+    feed.data_all(101..=200);
+    let everyone = flip(FlipAction::Switch, 1, 22);
+    feed.flip_all(&everyone);
+    feed.data_all(201..=300);
+    for (r, d, seen, reports) in &mut drivers {
+        run_until(d, seen, reports, LIMIT, |s, _| s.seqs(0).len() == 300);
+        seen.assert_exactly_once(300);
+        let want = if in_cohort(*r, salt, 5000) { 21 } else { 22 };
+        assert_eq!(seen.switches.len(), 1, "recipient {r}: {:?}", seen.switches);
+        assert_eq!((seen.switches[0].1, seen.switches[0].2), (1, want), "recipient {r}");
+        assert_eq!(d.engine().active_stream(), 1);
+    }
+}
+
+/// The target of a switch lags by 1.5 s: the switch waits for it (a stall, reported with its
+/// length in the `Switched` notice), nothing is lost, nothing repeated.
+#[test]
+fn lagging_target_stalls_the_switch_and_loses_nothing() {
+    let server = Server::start();
+    let keys = ["a", "b"];
+    let mut d = follow(&server, &keys, 7, |_| {});
+    d.engine_mut().resume_stream_at(0, 1);
+    let (mut seen, mut reports) = (Seen::default(), Vec::new());
+    let url = server.url();
+    // `a` now, `b` the same records 1.5 s later; the switch to `b` sits after seq 150 in both.
+    let write = move |key: &'static str, delay: Duration| {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let mut feed =
+                Feed { keys: vec![key.into()], p: harmonizer_redis::RedisPublisher::new(&url).unwrap() };
+            for s in 1..=300 {
+                if s == 151 {
+                    feed.flip(0, &flip(FlipAction::Switch, 1, 31));
+                }
+                feed.data(0, s);
+                std::thread::sleep(Duration::from_millis(4));
+            }
+        })
+    };
+    let ta = write("a", Duration::ZERO);
+    let tb = write("b", Duration::from_millis(1500));
+    run_until(&mut d, &mut seen, &mut reports, LIMIT, |s, _| s.seqs(0).len() == 300);
+    ta.join().unwrap();
+    tb.join().unwrap();
+    seen.assert_exactly_once(300);
+    assert_eq!(seen.switches.len(), 1);
+    assert!(seen.stalls[0] >= 1_000_000_000, "the switch waited for b: stall {} ns", seen.stalls[0]);
+    assert!(seen.lost.is_empty());
+}
+
+/// The same flip reaches the two streams at different logical points (after seq 100 in `a`,
+/// after seq 130 in `b`), and so does the switchback (after 200 in `b`, 180 in `a`). Each is
+/// applied once, where the active stream carries it; the copies met later are repeats.
+#[test]
+fn flips_at_different_logical_points_in_each_stream() {
+    let server = Server::start();
+    let keys = ["a", "b"];
+    let mut feed = Feed::new(&server, &keys);
+    let mut d = follow(&server, &keys, 7, |_| {});
+    d.engine_mut().resume_stream_at(0, 1);
+    d.engine_mut().resume_stream_at(1, 1);
+    let (mut seen, mut reports) = (Seen::default(), Vec::new());
+    let switch = flip(FlipAction::Switch, 1, 41);
+    let back = flip(FlipAction::Switchback, 0, 42);
+    for s in 1..=300 {
+        if s == 101 {
+            feed.flip(0, &switch);
+        }
+        if s == 131 {
+            feed.flip(1, &switch);
+        }
+        if s == 181 {
+            feed.flip(0, &back);
+        }
+        if s == 201 {
+            feed.flip(1, &back);
+        }
+        feed.data(0, s);
+        feed.data(1, s);
+    }
+    run_until(&mut d, &mut seen, &mut reports, LIMIT, |s, _| s.seqs(0).len() == 300);
+    seen.assert_exactly_once(300);
+    let ids: Vec<_> = seen.switches.iter().map(|w| (w.0, w.1, w.2)).collect();
+    assert_eq!(ids, [(0, 1, 41), (1, 0, 42)]);
+    // Where each switch took effect: 41 after seq 100 (met on `a`), 42 after seq 200 (met on
+    // `b`, active then).
+    let stream_of = |seq: u64| seen.events.iter().find(|e| e.2 == seq).map(|e| e.0);
+    assert_eq!(
+        (stream_of(100), stream_of(101), stream_of(200), stream_of(201)),
+        (Some(0), Some(1), Some(1), Some(0))
+    );
+    assert!(d.engine().stats().flips_repeated >= 1);
+}
+
+/// Not a test: the body of the writer processes [`Writer`] starts, run by them with
+/// `--include-ignored` (ignored in an ordinary run, where it would do nothing).
+#[test]
+#[ignore = "the writer process's entry point, run by Writer::spawn"]
+fn writer_process() {
+    writer_main();
+}

@@ -94,6 +94,10 @@ pub struct Seen {
     pub events: Vec<(u32, u32, u64, Vec<u8>)>,
     /// Switches: (from, to, flip id, seamless).
     pub switches: Vec<(u32, u32, u64, bool)>,
+    /// Each switch's stall, clock ns (cut-over consumed to contiguous delivery of the target).
+    pub stalls: Vec<u64>,
+    /// Silences of the active stream reported.
+    pub silences: usize,
     /// Lost ranges: (origin, first, last).
     pub lost: Vec<(u32, u64, u64)>,
     pub gaps: usize,
@@ -106,9 +110,11 @@ impl Handler for Seen {
     }
     fn notice(&mut self, n: &Notice<'_>) {
         match *n {
-            Notice::Switched { from, to, flip_id, seamless, .. } => {
-                self.switches.push((from, to, flip_id, seamless))
+            Notice::Switched { from, to, flip_id, seamless, stall_ns, .. } => {
+                self.switches.push((from, to, flip_id, seamless));
+                self.stalls.push(stall_ns);
             }
+            Notice::ActiveSilent { .. } => self.silences += 1,
             Notice::Lost { origin, from_seq, to_seq } => self.lost.push((origin, from_seq, to_seq)),
             Notice::Gap { .. } => self.gaps += 1,
             _ => {}
@@ -242,4 +248,74 @@ pub fn run_until(
         }
     }
     reports.extend(d.reports());
+}
+
+/// A writer process: this test binary run again as `writer_process` (tests/redis.rs), writing
+/// seqs up to `n` of origin 0 into `key`, one every `gap_us` µs, from the seq after the last one
+/// the key holds. So it can be killed with SIGKILL and started again.
+pub struct Writer {
+    child: Child,
+}
+
+impl Writer {
+    pub fn spawn(server: &Server, key: &str, n: u64, gap_us: u64) -> Writer {
+        let exe = std::env::current_exe().unwrap();
+        let child = Command::new(exe)
+            .args(["--exact", "writer_process", "--include-ignored", "--nocapture", "--test-threads=1"])
+            .env("HZ_TEST_WRITER", format!("{} {key} {n} {gap_us}", server.url()))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Writer { child }
+    }
+
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    pub fn wait_ok(&mut self) -> bool {
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The body of a writer process (see [`Writer`]); does nothing in an ordinary test run.
+pub fn writer_main() {
+    let Ok(spec) = std::env::var("HZ_TEST_WRITER") else { return };
+    let parts: Vec<&str> = spec.split(' ').collect();
+    let (url, key, n, gap_us): (&str, &str, u64, u64) =
+        (parts[0], parts[1], parts[2].parse().unwrap(), parts[3].parse().unwrap());
+    let mut p = RedisPublisher::new(url).unwrap();
+    // The last seq already written (a restarted writer goes on after it).
+    let last = match p
+        .command(redis::cmd("XREVRANGE").arg(key).arg("+").arg("-").arg("COUNT").arg(1))
+        .unwrap()
+    {
+        redis::Value::Array(entries) => entries.first().and_then(|e| match e {
+            redis::Value::Array(kv) => match kv.get(1) {
+                Some(redis::Value::Array(fields)) => fields.chunks(2).find_map(|f| match (&f[0], &f[1]) {
+                    (redis::Value::BulkString(k), redis::Value::BulkString(v)) if k == b"s" => {
+                        std::str::from_utf8(v).ok()?.parse::<u64>().ok()
+                    }
+                    _ => None,
+                }),
+                _ => None,
+            },
+            _ => None,
+        }),
+        _ => None,
+    }
+    .unwrap_or(0);
+    for seq in last + 1..=n {
+        let h = EventHeader { pos: 0, seq, ts_ns: seq * 1_000_000, origin: 0, kind: KIND_DATA, flags: 0 };
+        p.publish(key, &h, &payload(0, seq)).unwrap();
+        std::thread::sleep(Duration::from_micros(gap_us));
+    }
 }
