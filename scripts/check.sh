@@ -34,9 +34,12 @@ need_packages() { # command=package...
         { "${sudo[@]}" apt-get update && "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; }
 }
 
-step "servers for the connector tests: redis-server (Debian's)"
-need_packages redis-server=redis-server
+step "servers for the connector tests: redis-server and nats-server (Debian's)"
+need_packages redis-server=redis-server nats-server=nats-server
 redis-server --version
+# Debian installs nats-server in /usr/sbin, which a non-root PATH may lack.
+export PATH="$PATH:/usr/sbin"
+nats-server --version
 
 step "rustfmt"
 cargo fmt --all -- --check
@@ -67,7 +70,7 @@ msrv() { # version packages...
 }
 msrv 1.81 harmonizer-core harmonizer-sim harmonizer-connect
 msrv 1.85 harmonizer harmonize
-msrv 1.88 harmonizer-redis
+msrv 1.88 harmonizer-redis harmonizer-nats
 
 step "predictor, release: the shipped model is what the tool trains; held-out results against the phi rule"
 cargo test --release --locked -p harmonizer-sim --test predictor -- --ignored

@@ -105,6 +105,14 @@ pub enum Report {
         /// How long the outage lasted.
         after: Duration,
     },
+    /// A reader thread ended by a panic (a bug in a connector): its stream is read no more.
+    /// Reported once.
+    ReaderFailed {
+        /// The stream.
+        stream: u32,
+        /// The panic's message, when it had one.
+        why: String,
+    },
     /// The active ring has been full this long: the application is not polling fast enough.
     Backpressure {
         /// The stream.
@@ -125,6 +133,22 @@ struct ReaderHandle {
     stream: u32,
     tx: Sender<Command>,
     join: Option<JoinHandle<()>>,
+}
+
+impl ReaderHandle {
+    /// If the thread ended by a panic, its report (once: the handle is joined).
+    fn failure(&mut self) -> Option<Report> {
+        if !self.join.as_ref().is_some_and(JoinHandle::is_finished) {
+            return None;
+        }
+        let panic = self.join.take()?.join().err()?;
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Some(Report::ReaderFailed { stream: self.stream, why })
+    }
 }
 
 /// The engine and the readers that feed it: see the module docs.
@@ -205,9 +229,11 @@ impl Driver {
         n
     }
 
-    /// The reports the readers sent since the last call, in order.
+    /// The reports the readers sent since the last call, in order, then any reader found
+    /// ended by a panic.
     pub fn reports(&mut self) -> impl Iterator<Item = Report> + '_ {
-        self.reports_rx.try_iter()
+        let failed: Vec<Report> = self.readers.iter_mut().filter_map(ReaderHandle::failure).collect();
+        self.reports_rx.try_iter().chain(failed)
     }
 
     fn send_asked(&mut self) {

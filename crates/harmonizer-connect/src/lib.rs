@@ -10,6 +10,8 @@
 
 pub mod driver;
 pub mod entry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod upstream;
 
 pub use driver::{Driver, DriverOptions, Report};

@@ -459,6 +459,21 @@ impl RedisPublisher {
         id_to_pos(ms, seq).ok_or_else(|| UpstreamError::Refused(format!("id {ms}-{seq} has no position")))
     }
 
+    /// The seq (the layout's seq field) of the last entry of `key`, if it has one.
+    pub fn last_seq(&mut self, key: &str) -> Result<Option<u64>, UpstreamError> {
+        let v: Value = redis::cmd("XREVRANGE")
+            .arg(key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query(&mut self.conn)
+            .map_err(refused)?;
+        let Some(e) = array(&v).first() else { return Ok(None) };
+        let Some((pos, fields)) = entry(e) else { return Ok(None) };
+        Ok(self.layout.decode(pos, fields).ok().map(|e| e.header.seq))
+    }
+
     /// Runs any command (for tests and tools: `XTRIM`, `DEL`...).
     pub fn command(&mut self, cmd: &redis::Cmd) -> Result<Value, UpstreamError> {
         cmd.query(&mut self.conn).map_err(refused)
