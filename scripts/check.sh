@@ -69,8 +69,8 @@ msrv() { # version packages...
     CARGO_TARGET_DIR="$TARGET/msrv-$v" cargo "+$v" check --locked --lib --bins "${@/#/-p=}"
 }
 msrv 1.81 harmonizer-core harmonizer-sim harmonizer-connect
-msrv 1.85 harmonizer harmonize
-msrv 1.88 harmonizer-redis harmonizer-nats
+msrv 1.85 harmonizer
+msrv 1.88 harmonizer-redis harmonizer-nats harmonize
 
 step "predictor, release: the shipped model is what the tool trains; held-out results against the phi rule"
 cargo test --release --locked -p harmonizer-sim --test predictor -- --ignored

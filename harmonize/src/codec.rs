@@ -86,7 +86,7 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
     if rem == 1 {
         return Err(String::from("not base64: the length leaves one character over"));
     }
-    if pad > 0 && (pad > 2 || (vals.len() + pad) % 4 != 0) {
+    if pad > 0 && (pad > 2 || !(vals.len() + pad).is_multiple_of(4)) {
         return Err(String::from("not base64: wrong padding"));
     }
     let mut out = Vec::with_capacity(vals.len() * 3 / 4);

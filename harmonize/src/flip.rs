@@ -24,7 +24,16 @@ pub enum FlipCmd {
     /// Decode a flip record and print its fields, or why it is malformed.
     #[command(after_help = DECODE_EXAMPLES)]
     Decode(DecodeArgs),
+    /// Write a flip record into real streams (Redis Streams keys or JetStream subjects), as an
+    /// entry of kind 1.
+    #[command(after_help = SEND_EXAMPLES)]
+    Send(crate::connect::SendArgs),
 }
+
+const SEND_EXAMPLES: &str = "\
+Example:
+  harmonize flip send --redis redis://127.0.0.1:6379/ --stream feed-a --stream feed-b --action switch --id 7 --target 1
+  harmonize flip send --nats nats://127.0.0.1:4222 --stream feed-a --action announce --id 8 --target 1 --cohort 2500 --salt 9";
 
 const ENCODE_EXAMPLES: &str = "\
 Example:
@@ -75,6 +84,19 @@ fn action_name(a: FlipAction) -> &'static str {
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
 pub struct EncodeArgs {
+    #[command(flatten)]
+    fields: FlipFields,
+    /// Print the record in hex (the default).
+    #[arg(long, conflicts_with = "base64")]
+    hex: bool,
+    /// Print the record in base64.
+    #[arg(long)]
+    base64: bool,
+}
+
+/// A flip's fields, one flag each (`flip encode`, `flip send`).
+#[derive(Args)]
+pub struct FlipFields {
     /// What the flip asks for.
     #[arg(long, value_enum)]
     action: Action,
@@ -112,12 +134,6 @@ pub struct EncodeArgs {
     /// Locator, as hex bytes (at most 1024 bytes).
     #[arg(long, value_name = "HEX")]
     locator_hex: Option<String>,
-    /// Print the record in hex (the default).
-    #[arg(long, conflicts_with = "base64")]
-    hex: bool,
-    /// Print the record in base64.
-    #[arg(long)]
-    base64: bool,
 }
 
 /// `harmonize flip decode`.
@@ -146,6 +162,7 @@ pub fn run(c: FlipCmd) -> Result<(), String> {
     let out = match c {
         FlipCmd::Encode(a) => encode(&a)?,
         FlipCmd::Decode(a) => decode(&a)?,
+        FlipCmd::Send(a) => crate::connect::send_flip(&a, record(&a.fields)?)?,
     };
     let mut stdout = std::io::stdout().lock();
     stdout
@@ -156,6 +173,13 @@ pub fn run(c: FlipCmd) -> Result<(), String> {
 
 /// The record as one line of hex or base64.
 pub fn encode(a: &EncodeArgs) -> Result<String, String> {
+    let bytes = record(&a.fields)?;
+    let text = if a.base64 { base64_encode(&bytes) } else { hex_encode(&bytes) };
+    Ok(text + "\n")
+}
+
+/// The record's bytes.
+pub fn record(a: &FlipFields) -> Result<Vec<u8>, String> {
     let target = match (a.target, a.action) {
         (Some(t), _) => t,
         (None, Action::Switchback) => 0,
@@ -184,9 +208,7 @@ pub fn encode(a: &EncodeArgs) -> Result<String, String> {
         locator: &locator,
         ..Flip::new(a.action.to_lib(), a.id, target)
     };
-    let bytes = flip.to_vec().map_err(|e| format!("cannot encode ({}): {e}", e.code()))?;
-    let text = if a.base64 { base64_encode(&bytes) } else { hex_encode(&bytes) };
-    Ok(text + "\n")
+    flip.to_vec().map_err(|e| format!("cannot encode ({}): {e}", e.code()))
 }
 
 /// The fields, one `key: value` per line.

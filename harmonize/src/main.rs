@@ -3,7 +3,10 @@
 //! - `demo`: the project's main job, on an embedded default scenario;
 //! - `sim`: the same on a scenario file;
 //! - `trace`, `train`, `eval`: the predictor's tools;
-//! - `flip encode`, `flip decode`: craft and read flip records.
+//! - `flip encode`, `flip decode`: craft and read flip records; `flip send` writes one into
+//!   real streams;
+//! - `follow`, `publish`: a recipient on real Redis Streams or NATS JetStream streams, and a
+//!   test publisher for them.
 //!
 //! Every subcommand returns `Err(message)` on failure; `main` prints it on one line, prefixed
 //! with `error: `, and exits with status 1. A usage error (bad flag or value) is clap's message
@@ -14,6 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod codec;
+mod connect;
 mod demo;
 mod flip;
 mod history;
@@ -38,10 +42,28 @@ enum Cmd {
     Train(predictor::TrainArgs),
     /// Evaluate a model and the baselines on the held-out test trace.
     Eval(predictor::EvalArgs),
-    /// Encode or decode flip records.
+    /// Encode, decode or send flip records.
     #[command(subcommand, after_help = FLIP_EXAMPLES)]
     Flip(flip::FlipCmd),
+    /// Run a recipient on real streams (Redis Streams or NATS JetStream): a live table of
+    /// deliveries, switches, stalls and notices.
+    #[command(after_help = FOLLOW_EXAMPLES)]
+    Follow(connect::FollowArgs),
+    /// Write the same logical events into several real streams, with delays, jitter, outages,
+    /// holes and flips: a test feed for `follow`.
+    #[command(after_help = PUBLISH_EXAMPLES)]
+    Publish(connect::PublishArgs),
 }
+
+const FOLLOW_EXAMPLES: &str = "\
+Example:
+  harmonize follow --redis redis://127.0.0.1:6379/ --streams feed-a,feed-b
+  harmonize follow --nats nats://127.0.0.1:4222 --streams feed-a,feed-b --from start --events 10000 --json";
+
+const PUBLISH_EXAMPLES: &str = "\
+Example:
+  harmonize publish --redis redis://127.0.0.1:6379/ --streams feed-a,feed-b --events 10000 --rate 2000 \\
+      --delay feed-b=5 --hole feed-a=500..510 --flip 4000=announce:1:1 --flip 5000=switch:1:2";
 
 const EXAMPLES: &str = "\
 Example:
@@ -77,6 +99,8 @@ fn main() -> ExitCode {
         Cmd::Train(a) => predictor::run_train(a),
         Cmd::Eval(a) => predictor::run_eval(a),
         Cmd::Flip(c) => flip::run(c),
+        Cmd::Follow(a) => connect::run_follow(a),
+        Cmd::Publish(a) => connect::run_publish(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
