@@ -27,11 +27,11 @@ use crate::predictor::parse_u64;
 pub struct ServerArgs {
     /// A Redis server (`redis://host:port/`): streams are stream keys.
     #[arg(long, value_name = "URL")]
-    redis: Option<String>,
+    pub redis: Option<String>,
     /// A NATS server with JetStream (`nats://host:port`): streams are JetStream streams, each
     /// on the subject of its name (`publish` makes them when missing).
     #[arg(long, value_name = "URL")]
-    nats: Option<String>,
+    pub nats: Option<String>,
 }
 
 /// Something that writes entries into named streams.
@@ -572,7 +572,7 @@ fn start<U: Upstream>(
 }
 
 /// This process's CPU time (user + system), seconds, from /proc (Linux).
-fn cpu_seconds() -> Option<f64> {
+pub fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command (which may hold spaces) in parentheses: utime is 14th, stime 15th.
     let rest = stat.rsplit_once(')')?.1;

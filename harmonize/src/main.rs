@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 
 mod codec;
 mod connect;
+mod connector_bench;
 mod demo;
 mod flip;
 mod history;
@@ -53,6 +54,9 @@ enum Cmd {
     /// holes and flips: a test feed for `follow`.
     #[command(after_help = PUBLISH_EXAMPLES)]
     Publish(connect::PublishArgs),
+    /// Measure a connector against a plain client of the same server: events/s, idle CPU, and
+    /// the switch stall staged and cold.
+    ConnectorBench(connector_bench::BenchArgs),
 }
 
 const FOLLOW_EXAMPLES: &str = "\
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Cmd::Flip(c) => flip::run(c),
         Cmd::Follow(a) => connect::run_follow(a),
         Cmd::Publish(a) => connect::run_publish(a),
+        Cmd::ConnectorBench(a) => connector_bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -52,7 +52,7 @@ pub struct DriverOptions {
 impl Default for DriverOptions {
     fn default() -> Self {
         DriverOptions {
-            batch: 256,
+            batch: 512,
             read_timeout: Duration::from_millis(100),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
@@ -449,38 +449,53 @@ impl<U: Upstream> ReaderCtx<U> {
         }
     }
 
-    /// Pushes what the reader holds, in order, until the ring pushes back (then one bounded
-    /// backoff step, and back to the commands).
+    /// Pushes what the reader holds, in order, as one batch (published with one store, so the
+    /// engine is woken once per read, not once per entry), until the ring pushes back (then one
+    /// bounded backoff step, and back to the commands).
     fn push_pending(&mut self, st: &mut State<U::Reader>) {
-        while let Some(e) = st.pending.front() {
-            match self.producer.push(&e.header, &e.payload) {
-                // Stored; shed by a staged ring (counted there); or discarded by an idle one
-                // (a stop is on its way): taken either way.
-                Ok(()) | Err(PushError::Shed) | Err(PushError::NotSubscribed) => {}
-                Err(err @ PushError::TooLarge { .. }) => {
-                    let what = Skipped::Malformed { pos: e.header.pos, why: err.to_string() };
-                    self.report(Report::Skipped { stream: self.stream, what });
-                }
-                Err(PushError::Full) => {
-                    let since = *st.full_since.get_or_insert_with(Instant::now);
-                    let waited = since.elapsed();
-                    let due = self.options.full_report_after.max(st.full_reported * 2);
-                    if waited >= due {
-                        st.full_reported = waited;
-                        self.report(Report::Backpressure { stream: self.stream, waited });
+        let max = self.producer.max_payload();
+        let mut full = false;
+        {
+            let mut batch = self.producer.batch();
+            while let Some(e) = st.pending.front() {
+                // The data limit, as `StreamProducer::push` applies it (flips may be larger).
+                let r = if e.payload.len() > max && e.header.kind != harmonizer_core::event::KIND_FLIP {
+                    Err(PushError::TooLarge { len: e.payload.len(), max })
+                } else {
+                    batch.push(&e.header, &e.payload)
+                };
+                match r {
+                    // Stored; shed by a staged ring (counted there); or discarded by an idle one
+                    // (a stop is on its way): taken either way.
+                    Ok(()) | Err(PushError::Shed) | Err(PushError::NotSubscribed) => {}
+                    Err(err @ PushError::TooLarge { .. }) => {
+                        let what = Skipped::Malformed { pos: e.header.pos, why: err.to_string() };
+                        let _ = self.reports.send(Report::Skipped { stream: self.stream, what });
                     }
-                    // Bounded backoff: 50 µs doubling to 1 ms with the wait, then back to the
-                    // commands (a new start supersedes what is held).
-                    let step =
-                        Duration::from_micros(50).saturating_mul(1 << (waited.as_millis().min(5) as u32));
-                    std::thread::sleep(step.min(Duration::from_millis(1)));
-                    return;
+                    // The batch published what it held before saying so.
+                    Err(PushError::Full) => {
+                        full = true;
+                        break;
+                    }
                 }
+                st.next_pos = Some(e.header.pos.saturating_add(1));
+                st.full_since = None;
+                st.full_reported = Duration::ZERO;
+                st.pending.pop_front();
             }
-            st.next_pos = Some(e.header.pos.saturating_add(1));
-            st.full_since = None;
-            st.full_reported = Duration::ZERO;
-            st.pending.pop_front();
+        } // the batch publishes here
+        if full {
+            let since = *st.full_since.get_or_insert_with(Instant::now);
+            let waited = since.elapsed();
+            let due = self.options.full_report_after.max(st.full_reported * 2);
+            if waited >= due {
+                st.full_reported = waited;
+                self.report(Report::Backpressure { stream: self.stream, waited });
+            }
+            // Bounded backoff: 50 µs doubling to 1 ms with the wait, then back to the commands
+            // (a new start supersedes what is held).
+            let step = Duration::from_micros(50).saturating_mul(1 << (waited.as_millis().min(5) as u32));
+            std::thread::sleep(step.min(Duration::from_millis(1)));
         }
     }
 

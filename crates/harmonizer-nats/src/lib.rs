@@ -362,6 +362,40 @@ impl NatsPublisher {
         })
     }
 
+    /// Publishes events on `subject`, all sent before the first acknowledgement is awaited,
+    /// returning their stream sequences in order.
+    pub fn publish_batch(
+        &self,
+        subject: &str,
+        events: &[(EventHeader, Vec<u8>)],
+    ) -> Result<Vec<u64>, UpstreamError> {
+        let mut prepared = Vec::with_capacity(events.len());
+        for (header, payload) in events {
+            let mut headers = HeaderMap::new();
+            for (k, v) in self.layout.encode(header, &[]) {
+                let v = String::from_utf8(v).map_err(|e| UpstreamError::Refused(e.to_string()))?;
+                headers.insert(k.as_str(), v.as_str());
+            }
+            prepared.push((headers, bytes::Bytes::copy_from_slice(payload)));
+        }
+        self.rt.block_on(async {
+            let mut acks = Vec::with_capacity(prepared.len());
+            for (headers, payload) in prepared {
+                acks.push(
+                    self.js
+                        .publish_with_headers(subject.to_string(), headers, payload)
+                        .await
+                        .map_err(conn)?,
+                );
+            }
+            let mut out = Vec::with_capacity(acks.len());
+            for ack in acks {
+                out.push(ack.await.map(|a| a.sequence).map_err(conn)?);
+            }
+            Ok(out)
+        })
+    }
+
     /// Removes the messages of stream `name` below sequence `seq` (a purge, as limits would).
     pub fn purge_below(&self, name: &str, seq: u64) -> Result<(), UpstreamError> {
         self.rt.block_on(async {

@@ -309,25 +309,36 @@ impl Reader for RedisReader {
             .query(&mut self.conn)
             .map_err(refused)?;
         // Nil: the block timed out. Otherwise [[key, [entries]]] (RESP2) or {key: [entries]}.
-        let entries = match &v {
+        // Taken apart by value, so each payload moves out of the reply rather than being copied.
+        let entries = match v {
             Value::Nil => return Ok(()),
-            Value::Array(streams) => {
-                streams.first().map(|s| array(s).get(1).map(array).unwrap_or(&[])).unwrap_or(&[])
-            }
-            Value::Map(m) => m.first().map(|(_, e)| array(e)).unwrap_or(&[]),
-            _ => return Err(UpstreamError::Refused(format!("XREAD answered {v:?}"))),
+            Value::Array(streams) => match streams.into_iter().next() {
+                Some(Value::Array(s)) => match s.into_iter().nth(1) {
+                    Some(Value::Array(entries)) => entries,
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            },
+            Value::Map(m) => match m.into_iter().next() {
+                Some((_, Value::Array(entries))) => entries,
+                _ => Vec::new(),
+            },
+            other => return Err(UpstreamError::Refused(format!("XREAD answered {other:?}"))),
         };
         for e in entries {
-            let Some(Value::BulkString(raw_id)) = array(e).first() else { continue };
-            let id = String::from_utf8_lossy(raw_id).into_owned();
-            let Some((ms, seq)) = parse_id(raw_id) else {
-                skipped.push(Skipped::Unrepresentable { id });
+            let Value::Array(parts) = e else { continue };
+            let mut parts = parts.into_iter();
+            let Some(Value::BulkString(raw_id)) = parts.next() else { continue };
+            let unrepresentable =
+                || Skipped::Unrepresentable { id: String::from_utf8_lossy(&raw_id).into_owned() };
+            let Some((ms, seq)) = parse_id(&raw_id) else {
+                skipped.push(unrepresentable());
                 continue;
             };
             let Some(pos) = id_to_pos(ms, seq) else {
                 // Still move past it: the next read starts after this id.
                 self.next = self.next.max(pos_after_id(ms, seq));
-                skipped.push(Skipped::Unrepresentable { id });
+                skipped.push(unrepresentable());
                 continue;
             };
             if let Some(prev) = self.last.filter(|&prev| pos <= prev) {
@@ -336,13 +347,43 @@ impl Reader for RedisReader {
             }
             self.last = Some(pos);
             self.next = pos + 1;
-            let Some((_, fields)) = entry(e) else { continue };
-            match self.layout.decode(pos, fields) {
+            let mut fields = match parts.next() {
+                Some(Value::Array(f)) => f,
+                _ => Vec::new(),
+            };
+            match self.decode(pos, &mut fields) {
                 Ok(ev) => out.push(ev),
                 Err(why) => skipped.push(Skipped::Malformed { pos, why: why.to_string() }),
             }
         }
         Ok(())
+    }
+}
+
+impl RedisReader {
+    /// An entry from its field-value list: the layout reads every value but the payload, which
+    /// is moved out of the list (one payload field at most, as the layout requires).
+    fn decode(&self, pos: u64, fields: &mut [Value]) -> Result<Entry, harmonizer_connect::EntryError> {
+        let name = self.layout.payload.as_bytes();
+        let mut payload_at = None;
+        for (i, kv) in fields.chunks_exact(2).enumerate() {
+            if bytes(&kv[0]) == Some(name) && payload_at.replace(2 * i + 1).is_some() {
+                return Err(harmonizer_connect::EntryError::Repeated(self.layout.payload.clone()));
+            }
+        }
+        let pairs = fields
+            .chunks_exact(2)
+            .filter(|kv| bytes(&kv[0]) != Some(name))
+            .filter_map(|kv| Some((bytes(&kv[0])?, bytes(&kv[1])?)));
+        let mut e = self.layout.decode(pos, pairs)?;
+        if let Some(i) = payload_at {
+            e.payload = match std::mem::replace(&mut fields[i], Value::Nil) {
+                Value::BulkString(b) => b,
+                Value::SimpleString(s) => s.into_bytes(),
+                _ => Vec::new(),
+            };
+        }
+        Ok(e)
     }
 }
 
@@ -429,6 +470,30 @@ impl RedisPublisher {
     /// position. `header.pos` is ignored: the id is the position.
     pub fn publish(&mut self, key: &str, header: &EventHeader, payload: &[u8]) -> Result<u64, UpstreamError> {
         self.publish_at(key, None, header, payload)
+    }
+
+    /// Appends events to `key` in one round trip (a pipeline of `XADD key *`), returning their
+    /// positions in order.
+    pub fn publish_batch(
+        &mut self,
+        key: &str,
+        events: &[(EventHeader, Vec<u8>)],
+    ) -> Result<Vec<u64>, UpstreamError> {
+        let mut pipe = redis::pipe();
+        for (header, payload) in events {
+            let cmd = pipe.cmd("XADD").arg(key).arg("*");
+            for (k, v) in self.layout.encode(header, payload) {
+                cmd.arg(k).arg(v);
+            }
+        }
+        let ids: Vec<Vec<u8>> = pipe.query(&mut self.conn).map_err(refused)?;
+        ids.iter()
+            .map(|id| {
+                parse_id(id)
+                    .and_then(|(ms, seq)| id_to_pos(ms, seq))
+                    .ok_or_else(|| UpstreamError::Refused("XADD returned an id without a position".into()))
+            })
+            .collect()
     }
 
     /// As [`publish`](Self::publish) with an explicit id position (`id` as [`pos_to_id`]); Redis

@@ -116,3 +116,43 @@ fn flips_at_different_logical_points_in_each_stream() {
 fn writer_process() {
     t::writer_main::<Redis>();
 }
+
+/// Entries the connector cannot take are reported, each once, and not delivered: a missing
+/// seq, a payload field named twice, an id beyond the position mapping. The rest is delivered.
+#[test]
+fn unreadable_entries_are_reported_and_skipped() {
+    use harmonizer_connect::upstream::Skipped;
+    use harmonizer_connect::Report;
+    let server = Redis::start();
+    let mut p = RedisPublisher::new(&server.url()).unwrap();
+    let xadd = |p: &mut RedisPublisher, id: &str, fields: &[(&str, &str)]| {
+        let mut c = redis::cmd("XADD");
+        c.arg("a").arg(id);
+        for (k, v) in fields {
+            c.arg(*k).arg(*v);
+        }
+        p.command(&c).unwrap();
+    };
+    xadd(&mut p, "*", &[("s", "1"), ("p", "o0-event-1")]);
+    xadd(&mut p, "*", &[("p", "no seq")]);
+    xadd(&mut p, "*", &[("s", "2"), ("p", "one"), ("p", "two")]);
+    xadd(&mut p, "*", &[("s", "2"), ("p", "o0-event-2")]);
+    xadd(&mut p, "5000000000000000-1", &[("s", "3"), ("p", "o0-event-3")]); // ms above 2^42
+    let mut d = t::follow(&server, &["a", "b"], 7, |_| {});
+    d.engine_mut().resume_stream_at(0, 1);
+    let (mut seen, mut reports) = (t::Seen::default(), Vec::new());
+    t::run_until(&mut d, &mut seen, &mut reports, t::LIMIT, |s, r| {
+        s.seqs(0).len() == 2 && r.iter().filter(|r| matches!(r, Report::Skipped { .. })).count() == 3
+    });
+    seen.assert_exactly_once(2);
+    let skipped: Vec<&Skipped> = reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Skipped { stream: 0, what } => Some(what),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(skipped[0], Skipped::Malformed { why, .. } if why.contains("no `s`")), "{skipped:?}");
+    assert!(matches!(skipped[1], Skipped::Malformed { why, .. } if why.contains("twice")), "{skipped:?}");
+    assert_eq!(skipped[2], &Skipped::Unrepresentable { id: "5000000000000000-1".into() });
+}
