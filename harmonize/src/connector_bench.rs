@@ -53,6 +53,10 @@ struct Results {
     events: u64,
     plain_events_per_s: Vec<f64>,
     connector_events_per_s: Vec<f64>,
+    /// This process's CPU time per event (all threads, user + system), ns: what reading costs
+    /// the client side, whatever the server does.
+    plain_cpu_ns_per_event: Vec<f64>,
+    connector_cpu_ns_per_event: Vec<f64>,
     /// Median connector rate over median plain rate.
     ratio: f64,
     idle_cpu_percent: Option<f64>,
@@ -294,9 +298,16 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     let stream = format!("{tag}-fill");
     server.fill(&stream, &events(1, a.events, a.payload_bytes as usize))?;
     let (mut plain, mut conn) = (Vec::new(), Vec::new());
+    let (mut plain_cpu, mut conn_cpu) = (Vec::new(), Vec::new());
+    let events_n = a.events as f64;
+    let per_event =
+        |c0: Option<f64>| cpu_seconds().zip(c0).map_or(f64::NAN, |(b, a)| (b - a) * 1e9 / events_n);
     let mut idle_cpu = None;
     for round in 0..a.rounds.max(1) {
+        let c0 = cpu_seconds();
         plain.push(server.plain_read(&stream, a.events)?);
+        plain_cpu.push(per_event(c0));
+        let c0 = cpu_seconds();
         let mut d = server.driver(&[&stream])?;
         d.engine_mut().resume_stream_at(0, 1);
         let mut c = Count::default();
@@ -308,6 +319,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
             }
         }
         conn.push(a.events as f64 / t.elapsed().as_secs_f64());
+        conn_cpu.push(per_event(c0));
         if round == 0 {
             // Idle: nothing more arrives; the recipient sleeps on the engine's wait.
             let (cpu0, t0) = (cpu_seconds(), Instant::now());
@@ -325,6 +337,8 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         ratio: median(&conn) / median(&plain),
         plain_events_per_s: plain,
         connector_events_per_s: conn,
+        plain_cpu_ns_per_event: plain_cpu,
+        connector_cpu_ns_per_event: conn_cpu,
         idle_cpu_percent: idle_cpu,
         staged_stall_ms: staged_stall,
         staged_max_delivery_gap_ms: staged_gap,
@@ -339,6 +353,11 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         println!("  plain client       {} events/s", list(&r.plain_events_per_s));
         println!("  connector + engine {} events/s", list(&r.connector_events_per_s));
         println!("  ratio of medians   {:.3} (goal >= 0.9)", r.ratio);
+        println!(
+            "  client CPU/event   plain {} ns, connector + engine {} ns (all threads)",
+            list(&r.plain_cpu_ns_per_event),
+            list(&r.connector_cpu_ns_per_event)
+        );
         println!(
             "  idle CPU           {}",
             r.idle_cpu_percent.map_or("unknown".into(), |c| format!("{c:.2}% of a core over 2 s"))
