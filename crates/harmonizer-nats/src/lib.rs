@@ -189,6 +189,15 @@ impl NatsReader {
         let seeked = match start {
             Start::Pos(p) => {
                 let p = (*p).max(1);
+                if p > 1 && last < p - 1 {
+                    // Sequences restart at 1 in a stream deleted and made again: reading on from
+                    // here would wait for ever. Refused, so the driver reports it.
+                    return Err(UpstreamError::Refused(format!(
+                        "stream {} went backwards: its last sequence is {last}, below the {} already read (deleted and made again?)",
+                        self.stream.cached_info().config.name,
+                        p - 1
+                    )));
+                }
                 if removed_before(p) {
                     Seeked { pos: first, trimmed: true }
                 } else {

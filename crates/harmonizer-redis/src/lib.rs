@@ -25,9 +25,10 @@
 //! past it, and the key has lost entries: `entries-added` above `length`, Redis 7) is reported
 //! as trimmed: reading goes on from
 //! the first entry still there, and the engine's bounded recovery reports the rest as lost.
-//! An entry whose id is not above the previous one read (a stream deleted and made again under
-//! the same key) is reported and skipped; so is the case where the key's last id falls behind
-//! what was read, seen when seeking after a reconnect.
+//! An entry whose id is not above the previous one read is reported and skipped. A key whose
+//! last id falls below what was read (deleted and made again under the same name, where
+//! `XREAD` after the old id would wait forever) is refused, checked at every seek and on every
+//! read that times out: the driver reports it as an outage and retries with backoff.
 
 #![warn(missing_docs)]
 
@@ -255,6 +256,7 @@ impl Reader for RedisReader {
         let seeked = match start {
             Start::Pos(p) => {
                 let p = (*p).max(1);
+                self.check_not_behind(&info, p)?;
                 // The oldest entry left is past `p` (every entry before it is gone, including any
                 // at `p`), and the key has lost entries: the range from `p` was trimmed. (A key
                 // that never lost one simply had nothing there.)
@@ -311,7 +313,12 @@ impl Reader for RedisReader {
         // Nil: the block timed out. Otherwise [[key, [entries]]] (RESP2) or {key: [entries]}.
         // Taken apart by value, so each payload moves out of the reply rather than being copied.
         let entries = match v {
-            Value::Nil => return Ok(()),
+            Value::Nil => {
+                // Nothing new: make sure the key has not gone backwards under us (deleted and
+                // made again), which XREAD after our last id would never show. Idle reads only.
+                let info = self.info()?;
+                return self.check_not_behind(&info, self.next);
+            }
             Value::Array(streams) => match streams.into_iter().next() {
                 Some(Value::Array(s)) => match s.into_iter().nth(1) {
                     Some(Value::Array(entries)) => entries,
@@ -361,6 +368,26 @@ impl Reader for RedisReader {
 }
 
 impl RedisReader {
+    /// Refuses to read from `next` on a key whose last id is below the position before it: the
+    /// key went backwards (deleted and made again under the same name), so reading after our
+    /// last id would wait forever for ids that now come lower. Reported by the driver as an
+    /// outage, retried with backoff, never silent.
+    fn check_not_behind(&self, info: &Info, next: u64) -> Result<(), UpstreamError> {
+        match info.last_generated {
+            Some(last) if next > 1 && last < next - 1 => Err(UpstreamError::Refused(format!(
+                "stream {} went backwards: its last id is at position {last}, below the {} already read (deleted and made again?)",
+                self.key,
+                next - 1
+            ))),
+            None if next > 1 => Err(UpstreamError::Refused(format!(
+                "stream {} is gone after position {} was read (deleted?)",
+                self.key,
+                next - 1
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// An entry from its field-value list: the layout reads every value but the payload, which
     /// is moved out of the list (one payload field at most, as the layout requires).
     fn decode(&self, pos: u64, fields: &mut [Value]) -> Result<Entry, harmonizer_connect::EntryError> {

@@ -156,3 +156,38 @@ fn unreadable_entries_are_reported_and_skipped() {
     assert!(matches!(skipped[1], Skipped::Malformed { why, .. } if why.contains("twice")), "{skipped:?}");
     assert_eq!(skipped[2], &Skipped::Unrepresentable { id: "5000000000000000-1".into() });
 }
+
+/// A key deleted and made again under the same name while it is read: its new ids are below
+/// what was read, and `XREAD` after the old id would wait for ever. The reader notices on its
+/// next idle read and reports it (as an outage, retried with backoff), never silently.
+#[test]
+fn a_key_made_again_below_what_was_read_is_reported() {
+    use harmonizer_connect::upstream::UpstreamError;
+    use harmonizer_connect::Report;
+    let server = Redis::start();
+    let mut p = RedisPublisher::new(&server.url()).unwrap();
+    for i in 1..=5u64 {
+        p.command(
+            redis::cmd("XADD")
+                .arg("a")
+                .arg(format!("1000-{i}"))
+                .arg("s")
+                .arg(i)
+                .arg("p")
+                .arg(format!("o0-event-{i}")),
+        )
+        .unwrap();
+    }
+    let mut d = t::follow(&server, &["a", "b"], 7, |_| {});
+    d.engine_mut().resume_stream_at(0, 1);
+    let (mut seen, mut reports) = (t::Seen::default(), Vec::new());
+    t::run_until(&mut d, &mut seen, &mut reports, t::LIMIT, |s, _| s.seqs(0).len() == 5);
+    p.command(redis::cmd("DEL").arg("a")).unwrap();
+    p.command(redis::cmd("XADD").arg("a").arg("500-1").arg("s").arg(6).arg("p").arg("o0-event-6")).unwrap();
+    t::run_until(&mut d, &mut seen, &mut reports, t::LIMIT, |_, r| {
+        r.iter().any(|r| {
+            matches!(r, Report::Disconnected { stream: 0, error: UpstreamError::Refused(m) } if m.contains("went backwards"))
+        })
+    });
+    seen.assert_exactly_once(5);
+}
