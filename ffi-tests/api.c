@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 
 /* Sentinels: out-parameters are pre-filled with these and must be untouched on error. */
 #define SENT_PTR ((void *)(uintptr_t)0x5EA1F00Du)
@@ -257,12 +258,13 @@ static void test_status_str(void) {
         {HZ_ERR_PANIC, "internal error (panic)"},
         {HZ_ERR_RING_FILE, "ring file refused"},
         {HZ_ERR_BUSY, "ring file in use"},
+        {HZ_ERR_NO_MEMORY, "out of memory"},
     };
     const size_t n = sizeof all / sizeof all[0];
     /* Success and informational results are dense from 0 below HZ_ERR_FIRST; errors dense from
        HZ_ERR_FIRST. */
     CHECK(HZ_GOT_NOTICE < HZ_ERR_FIRST && HZ_ERR_NULL == HZ_ERR_FIRST);
-    CHECK(n == (HZ_GOT_NOTICE + 1) + (HZ_ERR_BUSY - HZ_ERR_FIRST + 1));
+    CHECK(n == (HZ_GOT_NOTICE + 1) + (HZ_ERR_NO_MEMORY - HZ_ERR_FIRST + 1));
     for (size_t i = 0; i < n; i++) {
         hz_status want = i <= HZ_GOT_NOTICE ? (hz_status)i : (hz_status)(HZ_ERR_FIRST + i - (HZ_GOT_NOTICE + 1));
         CHECK(all[i].st == want);
@@ -272,7 +274,7 @@ static void test_status_str(void) {
         CHECK(strcmp(s, "unknown status") != 0);
         for (size_t j = 0; j < i; j++) CHECK(strcmp(s, hz_status_str(all[j].st)) != 0);
     }
-    const uint32_t unknown[] = {HZ_GOT_NOTICE + 1, HZ_ERR_FIRST - 1, HZ_ERR_BUSY + 1, 100, 999, 0x7fffffffu, UINT32_MAX};
+    const uint32_t unknown[] = {HZ_GOT_NOTICE + 1, HZ_ERR_FIRST - 1, HZ_ERR_NO_MEMORY + 1, 100, 999, 0x7fffffffu, UINT32_MAX};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         CHECK(strcmp(hz_status_str(unknown[i]), "unknown status") == 0);
     }
@@ -370,12 +372,17 @@ static void test_engine_new_errors(void) {
     CHECK_ST(hz_engine_new(c, NULL), HZ_ERR_NULL);
     hz_config_free(c);
 
-    /* capacity 0 */
-    CHECK_OK(hz_config_new(1, 2, 0, 64, &c));
-    CHECK_ST(hz_engine_new(c, &e), HZ_ERR_CONFIG);
-    CHECK(e == SENT_PTR);
-    CHECK_CONTAINS(hz_config_last_error(c), "capacity");
-    hz_config_free(c);
+    /* capacity 0, or above the maximum; max_payload above its maximum: refused when the
+       configuration is made (issue 19: every size has a maximum checked at config time). */
+    c = (hz_config *)SENT_PTR;
+    CHECK_ST(hz_config_new(1, 2, 0, 64, &c), HZ_ERR_CONFIG);
+    CHECK(c == (hz_config *)SENT_PTR);
+    CHECK_CONTAINS(hz_last_error(), "capacity_bytes 0");
+    CHECK_ST(hz_config_new(1, 2, SIZE_MAX, 64, &c), HZ_ERR_CONFIG);
+    CHECK_CONTAINS(hz_last_error(), "capacity_bytes");
+    CHECK_ST(hz_config_new(1, 2, 1 << 16, SIZE_MAX, &c), HZ_ERR_CONFIG);
+    CHECK_CONTAINS(hz_last_error(), "max_payload");
+    CHECK(c == (hz_config *)SENT_PTR);
 
     /* capacity too small for one maximal record */
     CHECK_OK(hz_config_new(1, 2, 64, 1024, &c));
@@ -384,19 +391,6 @@ static void test_engine_new_errors(void) {
     CHECK(strlen(hz_config_last_error(c)) > 0);
     hz_config_free(c);
 
-    /* capacity far too large */
-    CHECK_OK(hz_config_new(1, 2, SIZE_MAX, 64, &c));
-    CHECK_ST(hz_engine_new(c, &e), HZ_ERR_CONFIG);
-    CHECK(e == SENT_PTR);
-    CHECK(strlen(hz_config_last_error(c)) > 0);
-    hz_config_free(c);
-
-    /* max_payload far too large */
-    CHECK_OK(hz_config_new(1, 2, 1 << 16, SIZE_MAX, &c));
-    CHECK_ST(hz_engine_new(c, &e), HZ_ERR_CONFIG);
-    CHECK(e == SENT_PTR);
-    CHECK(strlen(hz_config_last_error(c)) > 0);
-    hz_config_free(c);
 
     /* initial stream out of range */
     c = cfg_new(1, 3);
@@ -1676,6 +1670,88 @@ static void test_reserve(void) {
     hz_engine_free(e);
 }
 
+/* Issue 19, defects 4 to 6: absurd sizes get an error that names the real problem; nothing
+   aborts the process or reads without end. */
+static void test_hostile_sizes(void) {
+    /* 4: a terabyte ring is within the capacity limit, so it is tried, and refused. */
+    hz_config *c = NULL;
+    CHECK_OK(hz_config_new(1, 2, (size_t)1 << 40, 16, &c));
+    hz_engine *e = (hz_engine *)SENT_PTR;
+    CHECK_ST(hz_engine_new(c, &e), HZ_ERR_NO_MEMORY);
+    CHECK(e == (hz_engine *)SENT_PTR);
+    CHECK_CONTAINS(hz_config_last_error(c), "cannot allocate");
+    CHECK(strcmp(hz_status_str(HZ_ERR_NO_MEMORY), "out of memory") == 0);
+    hz_config_free(c);
+    c = NULL;
+
+    /* 5: a model file that never ends, and one over the limit: refused before reading on. */
+    c = cfg_new(3, 2);
+    CHECK_OK(hz_config_set_policy(c, HZ_POLICY_PREDICTOR));
+    e = engine_from(c);
+    hz_config_free(c);
+    CHECK_ST(hz_engine_load_model_file(e, "/dev/zero"), HZ_ERR_IO);
+    CHECK_CONTAINS(hz_engine_last_error(e), "not a regular file");
+    CHECK_ST(hz_engine_load_model_file(e, "/tmp"), HZ_ERR_IO);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/hz-api-big-model-%ld.json", (long)getpid());
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    for (size_t i = 0; i < HZ_MAX_MODEL_BYTES + 1; i++) CHECK(fputc(' ', f) != EOF);
+    CHECK(fclose(f) == 0);
+    CHECK_ST(hz_engine_load_model_file(e, path), HZ_ERR_MODEL);
+    CHECK_CONTAINS(hz_engine_last_error(e), "limit of 1048576 bytes");
+    CHECK(remove(path) == 0);
+    static uint8_t spaces[HZ_MAX_MODEL_BYTES + 1];
+    memset(spaces, ' ', sizeof spaces);
+    CHECK_ST(hz_engine_load_model(e, spaces, sizeof spaces), HZ_ERR_MODEL);
+    CHECK_CONTAINS(hz_engine_last_error(e), "limit");
+    CHECK_ST(hz_engine_load_model(e, spaces, SIZE_MAX), HZ_ERR_MODEL);
+    CHECK_ST(hz_engine_load_model(e, NULL, 5), HZ_ERR_NULL);
+    CHECK_CONTAINS(hz_engine_last_error(e), "json is NULL with a length of 5");
+
+    /* 6: every entry point that takes a length names the real problem. */
+    uint8_t buf[HZ_MAX_FLIP_LEN];
+    hz_flip fl = mkflip(HZ_FLIP_SWITCH, 1, 1);
+    size_t n = encode(&fl, buf, sizeof buf);
+    hz_flip d;
+    memset(&d, 0, sizeof d);
+    d.struct_size = sizeof d;
+    CHECK_ST(hz_flip_decode(buf, SIZE_MAX, &d, NULL, 0), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_last_error(), "longer than any object");
+    CHECK_ST(hz_flip_decode(NULL, 7, &d, NULL, 0), HZ_ERR_NULL);
+    CHECK_CONTAINS(hz_last_error(), "bytes is NULL with a length of 7");
+    CHECK_OK(hz_flip_decode(buf, n, &d, NULL, 0));
+    fl.locator = (const uint8_t *)"x";
+    fl.locator_len = SIZE_MAX;
+    size_t len = SENT_SIZE;
+    CHECK_ST(hz_flip_encoded_len(&fl, &len), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_last_error(), "locator: a length of");
+    CHECK(len == SENT_SIZE);
+    fl.ids_len = SIZE_MAX;
+    fl.selector = HZ_SELECTOR_IDS;
+    CHECK_ST(hz_flip_encoded_len(&fl, &len), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_last_error(), "1 to 32");
+    hz_producer *p = take(e, 0);
+    hz_event_header h = hdr(1, 1, HZ_KIND_DATA);
+    CHECK_ST(hz_producer_push(p, &h, buf, SIZE_MAX), HZ_ERR_TOO_LARGE);
+    CHECK_CONTAINS(hz_producer_last_error(p), "exceeds max_payload");
+    const uint8_t *pls[1] = {buf};
+    size_t lens[1] = {SIZE_MAX}, pushed = SENT_SIZE;
+    CHECK_ST(hz_producer_push_batch(p, &h, pls, lens, 1, &pushed), HZ_ERR_TOO_LARGE);
+    CHECK(pushed == 0);
+    uint8_t *slot = (uint8_t *)SENT_PTR;
+    CHECK_ST(hz_producer_reserve(p, SIZE_MAX, &slot), HZ_ERR_TOO_LARGE);
+    CHECK(slot == (uint8_t *)SENT_PTR);
+    hz_event_view vs[1];
+    memset(vs, 0, sizeof vs);
+    vs[0].struct_size = sizeof vs[0];
+    size_t nv = SENT_SIZE;
+    CHECK_ST(hz_engine_poll_views(e, vs, SIZE_MAX, &nv, NULL), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_engine_last_error(e), "no array is that long");
+    hz_producer_free(p);
+    hz_engine_free(e);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) model_path = argv[1];
     CHECK(hz_last_error() != NULL && strcmp(hz_last_error(), "") == 0);
@@ -1696,6 +1772,7 @@ int main(int argc, char **argv) {
     test_reentrancy();
     test_next();
     test_reserve();
+    test_hostile_sizes();
     test_liveness(r);
     test_app_clock(r);
     free(r);

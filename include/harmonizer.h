@@ -339,6 +339,11 @@
 #define HZ_ATTACH_CREATE_OR_RESUME 3
 
 /*
+ Largest model `hz_engine_load_model` and `hz_engine_load_model_file` take, bytes.
+ */
+#define HZ_MAX_MODEL_BYTES 1048576
+
+/*
  Flip action: switch to `target`.
  */
 #define HZ_FLIP_SWITCH 1
@@ -940,6 +945,12 @@ typedef struct {
  */
 #define HZ_ERR_BUSY 43
 
+/*
+ Memory could not be allocated (a ring, the tracker's tables): nothing was made, the host
+ process goes on. The last error names the size.
+ */
+#define HZ_ERR_NO_MEMORY 44
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -967,10 +978,15 @@ const char *hz_status_str(hz_status status);
  records may be larger, up to `HZ_MAX_FLIP_LEN`, 1335 bytes: the rings take both), starting on stream 0, strict seqs, gaps re-read, the
  manual policy, default window 100, no staging budget.
 
+ Maxima, checked here: `capacity_bytes` 1 to 1 TiB (1 GiB on 32-bit targets), `max_payload`
+ up to 16 MiB. Whether a capacity holds two records of `max_payload` is checked by
+ `hz_engine_new`, and so is the memory: a ring the system cannot give is `HZ_ERR_NO_MEMORY`.
+
  Ownership: on `HZ_OK`, `*out` is a new configuration the caller frees with
  `hz_config_free`. Errors (the reason in `hz_last_error`): `HZ_ERR_NULL` (`out`),
- `HZ_ERR_INVALID` (`streams` 0 or above 16). Capacity and payload limits are checked by
- `hz_engine_new`. Any thread; the configuration is then used by one thread at a time.
+ `HZ_ERR_INVALID` (`streams` 0 or above 16), `HZ_ERR_CONFIG` (a capacity or payload limit
+ above its maximum, or a capacity of 0). Any thread; the configuration is then used by one
+ thread at a time.
  */
 hz_status hz_config_new(uint64_t recipient_id, uint32_t streams, size_t capacity_bytes, size_t max_payload, hz_config **out);
 
@@ -1091,7 +1107,9 @@ const char *hz_config_last_error(const hz_config *config);
 
  Ownership: on `HZ_OK`, `*out` is a new engine, freed with `hz_engine_free`. Its producers are
  taken with `hz_engine_take_producer`. Errors: `HZ_ERR_NULL`; `HZ_ERR_CONFIG` with the reason
- in `hz_config_last_error(config)` (capacity, payload limit, initial stream...). Any thread;
+ in `hz_config_last_error(config)` (capacity, payload limit, initial stream...);
+ `HZ_ERR_NO_MEMORY` when a ring or the tracker's tables cannot be allocated (the process goes
+ on; the reason names the size). Any thread;
  the engine is then used from one thread at a time (it may move between threads).
  */
 hz_status hz_engine_new(hz_config *config, hz_engine **out);
@@ -1261,13 +1279,16 @@ hz_status hz_engine_disarm(hz_engine *engine, uint32_t stream);
  Loads a predictor model (the JSON model file, `len` bytes at `json`, not retained) into the
  engine's predictor. On any error the previous model stays. Errors: `HZ_ERR_NULL`,
  `HZ_ERR_STATE` (the policy is not the predictor), `HZ_ERR_MODEL` (the reason in the last
- error). Poll thread.
+ error; a model longer than 1 MiB, `HZ_MAX_MODEL_BYTES`, is refused before it is read).
+ Poll thread.
  */
 hz_status hz_engine_load_model(hz_engine *engine, const uint8_t *json, size_t len);
 
 /*
- Loads a predictor model from the file at `path` (NUL-terminated, not retained). As
- `hz_engine_load_model`, plus `HZ_ERR_IO` when the file cannot be read. Poll thread.
+ Loads a predictor model from the file at `path` (NUL-terminated, not retained): a regular
+ file (not a directory, a device or a pipe) of at most `HZ_MAX_MODEL_BYTES`, never read
+ further. As `hz_engine_load_model`, plus `HZ_ERR_IO` when the file cannot be opened or is not
+ a regular file. Poll thread.
  */
 hz_status hz_engine_load_model_file(hz_engine *engine, const char *path);
 

@@ -1,8 +1,9 @@
 //! `hz_config`: what an engine is built from.
 
-use super::{guard, hz_status, LastError, HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_OK};
+use super::{guard, hz_status, LastError, HZ_ERR_CONFIG, HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_OK};
 use harmonizer_core::clock::Clock;
 use harmonizer_core::engine::{EngineConfig, Exhausted, GapPolicy, MAX_STREAMS};
+use harmonizer_core::ring::{MAX_CAPACITY, MAX_PAYLOAD_LIMIT};
 use harmonizer_core::tracker::SeqMode;
 use std::ffi::{c_char, c_void};
 
@@ -97,10 +98,15 @@ impl Clock for AppClockState {
 /// records may be larger, up to `HZ_MAX_FLIP_LEN`, 1335 bytes: the rings take both), starting on stream 0, strict seqs, gaps re-read, the
 /// manual policy, default window 100, no staging budget.
 ///
+/// Maxima, checked here: `capacity_bytes` 1 to 1 TiB (1 GiB on 32-bit targets), `max_payload`
+/// up to 16 MiB. Whether a capacity holds two records of `max_payload` is checked by
+/// `hz_engine_new`, and so is the memory: a ring the system cannot give is `HZ_ERR_NO_MEMORY`.
+///
 /// Ownership: on `HZ_OK`, `*out` is a new configuration the caller frees with
 /// `hz_config_free`. Errors (the reason in `hz_last_error`): `HZ_ERR_NULL` (`out`),
-/// `HZ_ERR_INVALID` (`streams` 0 or above 16). Capacity and payload limits are checked by
-/// `hz_engine_new`. Any thread; the configuration is then used by one thread at a time.
+/// `HZ_ERR_INVALID` (`streams` 0 or above 16), `HZ_ERR_CONFIG` (a capacity or payload limit
+/// above its maximum, or a capacity of 0). Any thread; the configuration is then used by one
+/// thread at a time.
 #[no_mangle]
 pub unsafe extern "C" fn hz_config_new(
     recipient_id: u64,
@@ -115,6 +121,18 @@ pub unsafe extern "C" fn hz_config_new(
         }
         if streams == 0 || streams as usize > MAX_STREAMS {
             return super::flip::fail(HZ_ERR_INVALID, format!("{streams} streams: 1 to {MAX_STREAMS}"));
+        }
+        if capacity_bytes == 0 || capacity_bytes > MAX_CAPACITY {
+            return super::flip::fail(
+                HZ_ERR_CONFIG,
+                format!("capacity_bytes {capacity_bytes} outside 1..={MAX_CAPACITY}"),
+            );
+        }
+        if max_payload > MAX_PAYLOAD_LIMIT {
+            return super::flip::fail(
+                HZ_ERR_CONFIG,
+                format!("max_payload {max_payload} above the limit of {MAX_PAYLOAD_LIMIT} bytes"),
+            );
         }
         let c = hz_config {
             cfg: EngineConfig::new(recipient_id, streams, capacity_bytes, max_payload),

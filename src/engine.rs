@@ -8,18 +8,19 @@ use super::config::*;
 use super::producer::hz_producer;
 use super::{bytes, fill_sized, guard, hz_status, size_problem, struct_size_of, LastError};
 use super::{
-    HZ_EMPTY, HZ_ERR_CONFIG, HZ_ERR_INVALID, HZ_ERR_IO, HZ_ERR_MODEL, HZ_ERR_NULL, HZ_ERR_PANIC,
-    HZ_ERR_STATE, HZ_GOT_NOTICE, HZ_OK,
+    HZ_EMPTY, HZ_ERR_CONFIG, HZ_ERR_INVALID, HZ_ERR_IO, HZ_ERR_MODEL, HZ_ERR_NO_MEMORY, HZ_ERR_NULL,
+    HZ_ERR_PANIC, HZ_ERR_STATE, HZ_GOT_NOTICE, HZ_OK,
 };
 use harmonizer_core::clock::{Clock, MonotonicClock};
 use harmonizer_core::engine::{
-    AlwaysStage, ArmingPolicy, BadEventReason, Engine, Handler, ManualStage, NeverStage, Notice, Purpose,
-    RejectReason, StartAt, StreamProducer, SwitchCause,
+    AlwaysStage, ArmingPolicy, BadEventReason, Engine, EngineError, Handler, ManualStage, NeverStage, Notice,
+    Purpose, RejectReason, StartAt, StreamProducer, SwitchCause,
 };
 use harmonizer_core::event::EventHeader;
 use harmonizer_core::predict::policy::{Predictor, PredictorConfig, Preset};
-use harmonizer_core::predict::Model;
-use harmonizer_core::ring::Record;
+use harmonizer_core::predict::{read_model_file, Model, ModelError};
+use harmonizer_core::ring::{Record, RingError};
+use harmonizer_core::tracker::TrackerError;
 use std::collections::VecDeque;
 
 /// The engine: one recipient's consumer of every stream. Opaque. Calls on an engine from inside
@@ -398,7 +399,9 @@ pub type hz_notice_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, noti
 ///
 /// Ownership: on `HZ_OK`, `*out` is a new engine, freed with `hz_engine_free`. Its producers are
 /// taken with `hz_engine_take_producer`. Errors: `HZ_ERR_NULL`; `HZ_ERR_CONFIG` with the reason
-/// in `hz_config_last_error(config)` (capacity, payload limit, initial stream...). Any thread;
+/// in `hz_config_last_error(config)` (capacity, payload limit, initial stream...);
+/// `HZ_ERR_NO_MEMORY` when a ring or the tracker's tables cannot be allocated (the process goes
+/// on; the reason names the size). Any thread;
 /// the engine is then used from one thread at a time (it may move between threads).
 #[no_mangle]
 pub unsafe extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz_engine) -> hz_status {
@@ -450,6 +453,10 @@ pub unsafe extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz
                 unsafe { *out = Box::into_raw(Box::new(e)) };
                 HZ_OK
             }
+            Err(
+                e @ (EngineError::Ring(_, RingError::OutOfMemory { .. })
+                | EngineError::Tracker(TrackerError::OutOfMemory { .. })),
+            ) => c.err.set(HZ_ERR_NO_MEMORY, e.to_string()),
             Err(e) => c.err.set(HZ_ERR_CONFIG, e.to_string()),
         }
     })
@@ -1396,7 +1403,8 @@ fn install(e: &mut Inner, err: &LastError, bytes: &[u8]) -> hz_status {
 /// Loads a predictor model (the JSON model file, `len` bytes at `json`, not retained) into the
 /// engine's predictor. On any error the previous model stays. Errors: `HZ_ERR_NULL`,
 /// `HZ_ERR_STATE` (the policy is not the predictor), `HZ_ERR_MODEL` (the reason in the last
-/// error). Poll thread.
+/// error; a model longer than 1 MiB, `HZ_MAX_MODEL_BYTES`, is refused before it is read).
+/// Poll thread.
 #[no_mangle]
 pub unsafe extern "C" fn hz_engine_load_model(
     engine: *mut hz_engine,
@@ -1404,14 +1412,32 @@ pub unsafe extern "C" fn hz_engine_load_model(
     len: usize,
 ) -> hz_status {
     with(engine, |e, err, _| {
+        if len > HZ_MAX_MODEL_BYTES {
+            return err.set(
+                HZ_ERR_MODEL,
+                ModelError::TooLarge { len: len as u64, limit: HZ_MAX_MODEL_BYTES }.to_string(),
+            );
+        }
         // SAFETY: `json` points to `len` readable bytes per contract (NULL only with 0).
-        let Some(b) = (unsafe { bytes(json, len) }) else { return err.set(HZ_ERR_NULL, "json is NULL") };
+        let b = match unsafe { bytes(json, len) } {
+            Ok(b) => b,
+            Err(bad) => {
+                let (status, why) = bad.status("json", len);
+                return err.set(status, why);
+            }
+        };
         install(e, err, b)
     })
 }
 
-/// Loads a predictor model from the file at `path` (NUL-terminated, not retained). As
-/// `hz_engine_load_model`, plus `HZ_ERR_IO` when the file cannot be read. Poll thread.
+/// Largest model `hz_engine_load_model` and `hz_engine_load_model_file` take, bytes.
+pub const HZ_MAX_MODEL_BYTES: usize = 1_048_576;
+const _: () = assert!(HZ_MAX_MODEL_BYTES == harmonizer_core::predict::MAX_MODEL_BYTES);
+
+/// Loads a predictor model from the file at `path` (NUL-terminated, not retained): a regular
+/// file (not a directory, a device or a pipe) of at most `HZ_MAX_MODEL_BYTES`, never read
+/// further. As `hz_engine_load_model`, plus `HZ_ERR_IO` when the file cannot be opened or is not
+/// a regular file. Poll thread.
 #[no_mangle]
 pub unsafe extern "C" fn hz_engine_load_model_file(engine: *mut hz_engine, path: *const c_char) -> hz_status {
     with(engine, |e, err, _| {
@@ -1426,9 +1452,10 @@ pub unsafe extern "C" fn hz_engine_load_model_file(engine: *mut hz_engine, path:
         ));
         #[cfg(not(unix))]
         let p = std::path::PathBuf::from(raw.to_string_lossy().into_owned());
-        match std::fs::read(&p) {
+        match read_model_file(&p) {
             Ok(b) => install(e, err, &b),
-            Err(io) => err.set(HZ_ERR_IO, format!("{}: {io}", p.display())),
+            Err(m @ ModelError::Io(_)) => err.set(HZ_ERR_IO, m.to_string()),
+            Err(m) => err.set(HZ_ERR_MODEL, m.to_string()),
         }
     })
 }

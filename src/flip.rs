@@ -138,8 +138,10 @@ unsafe fn from_c<'a>(f: &'a hz_flip) -> Result<Flip<'a>, hz_status> {
         v => return Err(fail(HZ_ERR_INVALID, format!("unknown selector {v}"))),
     };
     // SAFETY: `locator_len` readable bytes per contract.
-    let locator =
-        unsafe { bytes(f.locator, f.locator_len) }.ok_or_else(|| fail(HZ_ERR_NULL, "locator is NULL"))?;
+    let locator = unsafe { bytes(f.locator, f.locator_len) }.map_err(|bad| {
+        let (status, why) = bad.status("locator", f.locator_len);
+        fail(status, why)
+    })?;
     Ok(Flip {
         action,
         flip_id: f.flip_id,
@@ -246,7 +248,13 @@ pub unsafe extern "C" fn hz_flip_decode(
             return fail(HZ_ERR_INVALID, why);
         }
         // SAFETY: `len` readable bytes per contract.
-        let Some(b) = (unsafe { bytes(bytes_ptr, len) }) else { return fail(HZ_ERR_NULL, "bytes is NULL") };
+        let b = match unsafe { bytes(bytes_ptr, len) } {
+            Ok(b) => b,
+            Err(bad) => {
+                let (status, why) = bad.status("bytes", len);
+                return fail(status, why);
+            }
+        };
         let f = match Flip::decode(b) {
             Ok(f) => f,
             Err(e) => return fail(HZ_ERR_MALFORMED, format!("{} ({})", e, e.code())),

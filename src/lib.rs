@@ -116,6 +116,9 @@ pub const HZ_ERR_RING_FILE: hz_status = 42;
 /// A ring file is in use: another live process is its producer, or another live engine is
 /// attached to it.
 pub const HZ_ERR_BUSY: hz_status = 43;
+/// Memory could not be allocated (a ring, the tracker's tables): nothing was made, the host
+/// process goes on. The last error names the size.
+pub const HZ_ERR_NO_MEMORY: hz_status = 44;
 
 /// Event kind: an ordinary data event (`hz_event_header.kind`).
 pub const HZ_KIND_DATA: u16 = 0;
@@ -186,6 +189,7 @@ pub extern "C" fn hz_status_str(status: hz_status) -> *const c_char {
         HZ_ERR_PANIC => c"internal error (panic)",
         HZ_ERR_RING_FILE => c"ring file refused",
         HZ_ERR_BUSY => c"ring file in use",
+        HZ_ERR_NO_MEMORY => c"out of memory",
         _ => c"unknown status",
     };
     s.as_ptr()
@@ -252,21 +256,46 @@ pub(crate) fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(on_panic)
 }
 
-/// Borrows `len` bytes at `ptr` (NULL allowed when `len` is 0). `None` for NULL with a length,
-/// or a length no object can have (above `isize::MAX`).
+/// Why a pointer and a length are not a byte slice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BadBytes {
+    /// NULL with a non-zero length.
+    Null,
+    /// A length no object can have (above `isize::MAX`), whatever the pointer.
+    TooLong,
+}
+
+impl BadBytes {
+    /// The status and message for argument `what` of length `len`: each names the real problem
+    /// (issue 19: a huge length was reported as a NULL pointer).
+    pub(crate) fn status(self, what: &str, len: usize) -> (hz_status, String) {
+        match self {
+            BadBytes::Null => (HZ_ERR_NULL, format!("{what} is NULL with a length of {len}")),
+            BadBytes::TooLong => (
+                HZ_ERR_INVALID,
+                format!("{what}: a length of {len} bytes is longer than any object can be (isize::MAX)"),
+            ),
+        }
+    }
+}
+
+/// Borrows `len` bytes at `ptr` (NULL allowed when `len` is 0).
 ///
 /// # Safety
 /// `ptr` must be NULL or point to `len` readable bytes that stay valid and unmodified for the
 /// returned lifetime.
-pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
+pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], BadBytes> {
     if len == 0 {
-        return Some(&[]);
+        return Ok(&[]);
     }
-    if ptr.is_null() || len > isize::MAX as usize {
-        return None;
+    if len > isize::MAX as usize {
+        return Err(BadBytes::TooLong);
+    }
+    if ptr.is_null() {
+        return Err(BadBytes::Null);
     }
     // SAFETY: non-null, and the caller promises `len` readable bytes for 'a.
-    Some(unsafe { std::slice::from_raw_parts(ptr, len) })
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
 /// Largest `struct_size` taken: far above any layout, so that an uninitialised `struct_size`

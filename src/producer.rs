@@ -156,8 +156,12 @@ pub unsafe extern "C" fn hz_producer_push(
                 .set(HZ_ERR_TOO_LARGE, format!("payload of {payload_len} bytes exceeds max_payload {max}"));
         }
         // SAFETY: `payload_len` readable bytes per contract.
-        let Some(b) = (unsafe { bytes(payload, payload_len) }) else {
-            return p.err.set(HZ_ERR_NULL, "payload is NULL with a non-zero length");
+        let b = match unsafe { bytes(payload, payload_len) } {
+            Ok(b) => b,
+            Err(bad) => {
+                let (status, why) = bad.status("payload", payload_len);
+                return p.err.set(status, why);
+            }
         };
         let r = p.p.push(h, b);
         status(&p.err, r)
@@ -220,9 +224,12 @@ pub unsafe extern "C" fn hz_producer_push_batch(
                     break;
                 }
                 // SAFETY: `lens[i]` readable bytes at `payloads[i]` per contract.
-                let Some(b) = (unsafe { bytes(payloads[i], lens[i]) }) else {
-                    refused = Some((HZ_ERR_NULL, format!("payloads[{i}] is NULL with a non-zero length")));
-                    break;
+                let b = match unsafe { bytes(payloads[i], lens[i]) } {
+                    Ok(b) => b,
+                    Err(bad) => {
+                        refused = Some(bad.status(&format!("payloads[{i}]"), lens[i]));
+                        break;
+                    }
                 };
                 match batch.push(&headers[i], b) {
                     Ok(()) => done += 1,

@@ -73,14 +73,14 @@ fn statuses_and_versions() {
         let s = |v| CStr::from_ptr(hz_status_str(v)).to_str().unwrap();
         assert_eq!(s(HZ_OK), "ok");
         assert_eq!(s(999), "unknown status");
-        for v in (HZ_OK..=HZ_GOT_NOTICE).chain(HZ_ERR_FIRST..=HZ_ERR_BUSY) {
+        for v in (HZ_OK..=HZ_GOT_NOTICE).chain(HZ_ERR_FIRST..=HZ_ERR_NO_MEMORY) {
             assert_ne!(s(v), "unknown status", "{v}");
         }
         // Informational results sit below the first error, errors at or above it.
         for v in [HZ_FULL, HZ_SHED, HZ_NOT_SUBSCRIBED, HZ_EMPTY, HZ_GOT_NOTICE] {
             assert!(v > HZ_OK && v < HZ_ERR_FIRST, "{v}");
         }
-        for v in [HZ_ERR_NULL, HZ_ERR_INVALID, HZ_ERR_PANIC, HZ_ERR_BUSY] {
+        for v in [HZ_ERR_NULL, HZ_ERR_INVALID, HZ_ERR_PANIC, HZ_ERR_BUSY, HZ_ERR_NO_MEMORY] {
             assert!(v >= HZ_ERR_FIRST, "{v}");
         }
         assert_eq!(s(HZ_ERR_FIRST - 1), "unknown status");

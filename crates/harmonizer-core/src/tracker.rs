@@ -38,12 +38,20 @@ pub enum Verdict {
 pub enum TrackerError {
     /// `max_origins` is 0 or above [`MAX_ORIGINS`].
     BadMaxOrigins(u32),
+    /// The per-origin tables could not be allocated.
+    OutOfMemory {
+        /// Origins asked for.
+        origins: u32,
+    },
 }
 
 impl fmt::Display for TrackerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TrackerError::BadMaxOrigins(n) => write!(f, "max_origins {n} outside 1..={MAX_ORIGINS}"),
+            TrackerError::OutOfMemory { origins } => {
+                write!(f, "cannot allocate the tracker's tables for {origins} origins")
+            }
         }
     }
 }
@@ -69,8 +77,16 @@ impl Tracker {
         if max_origins == 0 || max_origins > MAX_ORIGINS {
             return Err(TrackerError::BadMaxOrigins(max_origins));
         }
+        // Fallibly: up to 2^24 origins is 144 MiB, which a host may not have to give.
         let n = max_origins as usize;
-        Ok(Tracker { mode, last: vec![0; n].into_boxed_slice(), started: vec![false; n].into_boxed_slice() })
+        let oom = |_| TrackerError::OutOfMemory { origins: max_origins };
+        let mut last = Vec::new();
+        last.try_reserve_exact(n).map_err(oom)?;
+        last.resize(n, 0u64);
+        let mut started = Vec::new();
+        started.try_reserve_exact(n).map_err(oom)?;
+        started.resize(n, false);
+        Ok(Tracker { mode, last: last.into_boxed_slice(), started: started.into_boxed_slice() })
     }
 
     /// The sequence mode.

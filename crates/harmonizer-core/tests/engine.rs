@@ -636,3 +636,17 @@ fn extreme_positions_and_seqs_do_not_panic() {
         N::Subscribe { stream: 0, from: StartAt::Pos(u64::MAX), purpose: Purpose::ReRead { .. }, .. }
     )));
 }
+
+/// Issue 19, defect 4: a ring larger than memory is an error, not an abort of the host. (1 TiB
+/// is within the capacity limit, so the allocation is tried and refused.)
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot be asked for a terabyte")]
+fn a_ring_larger_than_memory_is_an_error_not_an_abort() {
+    use harmonizer_core::engine::{Engine, EngineConfig, EngineError};
+    use harmonizer_core::ring::RingError;
+    match Engine::new(EngineConfig::new(1, 2, 1 << 40, 16)) {
+        Err(EngineError::Ring(0, RingError::OutOfMemory { bytes })) => assert_eq!(bytes, 1 << 40),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a terabyte ring was allocated"),
+    }
+}

@@ -23,6 +23,8 @@ pub mod phi;
 pub mod policy;
 
 pub use features::{FeatureState, FEATURE_NAMES, N_FEATURES};
-pub use model::{Model, ModelError, ModelMeta, MODEL_FORMAT, MODEL_VERSION};
+pub use model::{
+    read_model_file, Model, ModelError, ModelMeta, MAX_MODEL_BYTES, MODEL_FORMAT, MODEL_VERSION,
+};
 pub use phi::PhiRule;
 pub use policy::{Predictor, PredictorConfig, Preset};

@@ -116,8 +116,16 @@ pub struct ModelMeta {
 /// Why a model file or a [`Model`] was rejected.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelError {
-    /// The file could not be read: the path and the operating system's message.
+    /// The file could not be read: the path and the operating system's message (or why it is
+    /// not a file this reads: a directory, a device, a pipe).
     Io(String),
+    /// The model is longer than [`MAX_MODEL_BYTES`]: refused before it is read in full.
+    TooLarge {
+        /// Its length, or as much of it as was read before stopping.
+        len: u64,
+        /// [`MAX_MODEL_BYTES`].
+        limit: usize,
+    },
     /// The file is not UTF-8.
     NotUtf8 {
         /// Byte offset of the first byte that is not valid UTF-8.
@@ -205,6 +213,7 @@ impl ModelError {
     pub fn code(&self) -> &'static str {
         match self {
             ModelError::Io(_) => "io",
+            ModelError::TooLarge { .. } => "too_large",
             ModelError::NotUtf8 { .. } => "not_utf8",
             ModelError::Json { .. } => "json",
             ModelError::Format(_) => "format",
@@ -247,6 +256,9 @@ impl fmt::Display for ModelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ModelError::Io(msg) => write!(f, "cannot read model file: {msg}"),
+            ModelError::TooLarge { len, limit } => {
+                write!(f, "model of {len} bytes or more is above the limit of {limit} bytes")
+            }
             ModelError::NotUtf8 { offset } => {
                 write!(f, "model file is not UTF-8 (invalid byte at offset {offset})")
             }
@@ -370,6 +382,9 @@ impl Model {
     /// Reads a model from JSON text and [validates](Model::validate) it. See the module docs for
     /// the format.
     pub fn from_json(text: &str) -> Result<Model, ModelError> {
+        if text.len() > MAX_MODEL_BYTES {
+            return Err(ModelError::TooLarge { len: text.len() as u64, limit: MAX_MODEL_BYTES });
+        }
         let value = json::parse(text)?;
         let model = from_value(&value)?;
         model.validate()?;
@@ -378,16 +393,44 @@ impl Model {
 
     /// Like [`Model::from_json`], for raw file bytes: rejects bytes that are not UTF-8 first.
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
+        if bytes.len() > MAX_MODEL_BYTES {
+            return Err(ModelError::TooLarge { len: bytes.len() as u64, limit: MAX_MODEL_BYTES });
+        }
         let text = std::str::from_utf8(bytes).map_err(|e| ModelError::NotUtf8 { offset: e.valid_up_to() })?;
         Model::from_json(text)
     }
 
-    /// Reads and validates the model file at `path`. I/O failures are [`ModelError::Io`], with
-    /// the path in the message.
+    /// Reads and validates the model file at `path` ([`read_model_file`]). I/O failures are
+    /// [`ModelError::Io`], with the path in the message.
     pub fn load(path: &Path) -> Result<Model, ModelError> {
-        let bytes = std::fs::read(path).map_err(|e| ModelError::Io(format!("{}: {e}", path.display())))?;
-        Model::from_json_bytes(&bytes)
+        Model::from_json_bytes(&read_model_file(path)?)
     }
+}
+
+/// The largest model this build reads, bytes: about a thousand times the shipped model, so a
+/// device or a runaway file is refused before it is read (issue 19).
+pub const MAX_MODEL_BYTES: usize = 1 << 20;
+
+/// A model file's bytes: a regular file (not a directory, a device such as `/dev/zero`, or a
+/// pipe) of at most [`MAX_MODEL_BYTES`], read no further than one byte past the limit (a file
+/// growing while it is read is caught too).
+pub fn read_model_file(path: &Path) -> Result<Vec<u8>, ModelError> {
+    use std::io::Read;
+    let io = |e: std::io::Error| ModelError::Io(format!("{}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(ModelError::Io(format!("{}: not a regular file", path.display())));
+    }
+    if meta.len() > MAX_MODEL_BYTES as u64 {
+        return Err(ModelError::TooLarge { len: meta.len(), limit: MAX_MODEL_BYTES });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_MODEL_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() > MAX_MODEL_BYTES {
+        return Err(ModelError::TooLarge { len: bytes.len() as u64, limit: MAX_MODEL_BYTES });
+    }
+    Ok(bytes)
 }
 
 fn finite(key: &'static str, index: Option<usize>, v: f64) -> Result<(), ModelError> {

@@ -305,6 +305,11 @@ pub enum RingError {
     },
     /// `release` with no record peeked.
     NothingToRelease,
+    /// The ring's memory could not be allocated.
+    OutOfMemory {
+        /// The bytes asked for.
+        bytes: usize,
+    },
 }
 
 impl fmt::Display for RingError {
@@ -327,6 +332,7 @@ impl fmt::Display for RingError {
                 write!(f, "operation needs a {expected:?} ring, but it is {actual:?}")
             }
             RingError::NothingToRelease => f.write_str("release without a peeked record"),
+            RingError::OutOfMemory { bytes } => write!(f, "cannot allocate the ring's {bytes} bytes"),
         }
     }
 }

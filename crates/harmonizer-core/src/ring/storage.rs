@@ -5,7 +5,7 @@
 //! another process (`src/shm`, where the storage also holds the ring's atomic words).
 
 use core::ptr::NonNull;
-use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
+use std::alloc::{alloc_zeroed, dealloc, Layout};
 
 use super::shared::RingWords;
 use super::RingError;
@@ -57,7 +57,8 @@ impl HeapStorage {
     /// Allocates `len_bytes` zeroed bytes aligned to [`HEAP_ALIGN`].
     ///
     /// Errors: [`RingError::BadStorage`] unless `len_bytes` is a power of two from 64 to
-    /// [`MAX_CAPACITY`](super::MAX_CAPACITY). Memory exhaustion aborts, as in std.
+    /// [`MAX_CAPACITY`](super::MAX_CAPACITY); [`RingError::OutOfMemory`] when the allocator
+    /// refuses (never an abort: a host process asking for a huge ring gets an error back).
     pub fn new(len_bytes: usize) -> Result<Self, RingError> {
         if !len_bytes.is_power_of_two() || !(64..=super::MAX_CAPACITY).contains(&len_bytes) {
             return Err(RingError::BadStorage { len: len_bytes, needed: 64 });
@@ -66,7 +67,7 @@ impl HeapStorage {
             .map_err(|_| RingError::BadStorage { len: len_bytes, needed: 64 })?;
         // SAFETY: the layout has a non-zero size (checked above).
         let raw = unsafe { alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(raw) else { handle_alloc_error(layout) };
+        let Some(ptr) = NonNull::new(raw) else { return Err(RingError::OutOfMemory { bytes: len_bytes }) };
         Ok(HeapStorage { ptr, layout })
     }
 }

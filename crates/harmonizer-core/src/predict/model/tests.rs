@@ -406,3 +406,26 @@ proptest! {
         }
     }
 }
+
+/// Issue 19, defect 5: a model that never ends (`/dev/zero`), a directory, and one over the
+/// limit are refused before they are read in full, each with a reason that names it.
+#[test]
+#[cfg_attr(miri, ignore = "files")]
+fn model_files_are_bounded_and_regular() {
+    let e = read_model_file(Path::new("/dev/zero")).unwrap_err();
+    assert!(matches!(&e, ModelError::Io(m) if m.contains("not a regular file")), "{e}");
+    let e = read_model_file(&std::env::temp_dir()).unwrap_err();
+    assert!(matches!(&e, ModelError::Io(m) if m.contains("not a regular file")), "{e}");
+    let path = std::env::temp_dir().join(format!("hz-model-too-big-{}.json", std::process::id()));
+    std::fs::write(&path, vec![b' '; MAX_MODEL_BYTES + 1]).unwrap();
+    let e = Model::load(&path).unwrap_err();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(e, ModelError::TooLarge { len: MAX_MODEL_BYTES as u64 + 1, limit: MAX_MODEL_BYTES });
+    assert!(e.to_string().contains("limit of 1048576 bytes"), "{e}");
+    let e = Model::from_json_bytes(&vec![b' '; MAX_MODEL_BYTES + 1]).unwrap_err();
+    assert!(matches!(e, ModelError::TooLarge { .. }));
+    // At the limit, the file is read and judged on its content.
+    let mut at_limit = file_with(&[]);
+    at_limit.push_str(&" ".repeat(MAX_MODEL_BYTES - at_limit.len()));
+    assert!(Model::from_json(&at_limit).is_ok());
+}
