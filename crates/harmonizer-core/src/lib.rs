@@ -31,6 +31,8 @@ mod crc32c;
 pub mod engine;
 pub mod event;
 pub mod flip;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod predict;
 pub mod ring;
 #[cfg(shm)]
