@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (fuzz/, cargo-fuzz on the nightly toolchain) for SECONDS each (default
-# 60), growing fuzz/corpus/ with what it finds, and prints libFuzzer's last status line per
-# target (executions, coverage). A crash stops the run with its input saved under
-# fuzz/artifacts/; add it to fuzz/corpus/ with the fix, so the stable replay test keeps it.
+# 60), starting from the checked-in seeds in fuzz/corpus/ (left as they are: what the run finds
+# goes to a scratch directory), and prints libFuzzer's last status line per target (executions,
+# coverage, corpus). A crash stops the run with its input saved under fuzz/artifacts/; add that
+# input to fuzz/corpus/ with the fix, so the stable replay test keeps it fixed.
 #
 #     bash scripts/fuzz.sh [SECONDS]
 #
@@ -22,11 +23,13 @@ fi
 for target in $(cargo +nightly fuzz list); do
     echo "==> fuzz $target for ${SECONDS_PER} s"
     log=$(mktemp)
-    if ! cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$SECONDS_PER" >"$log" 2>&1; then
+    scratch=$(mktemp -d)
+    # libFuzzer writes new inputs to the first corpus directory and only reads the others.
+    if ! cargo +nightly fuzz run "$target" "$scratch" "corpus/$target" -- -max_total_time="$SECONDS_PER" >"$log" 2>&1; then
         tail -n 40 "$log"
         echo "FAIL fuzz $target: see fuzz/artifacts/$target/"
         exit 1
     fi
     grep -E '^#[0-9]+' "$log" | tail -n 1
-    rm -f "$log"
+    rm -rf "$log" "$scratch"
 done
