@@ -29,3 +29,9 @@ fn flip_decode_corpus() {
 fn model_json_corpus() {
     replay("model_json", harmonizer_core::fuzzing::model_json);
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "files")]
+fn engine_ops_corpus() {
+    replay("engine_ops", harmonizer_core::fuzzing::engine_ops);
+}
