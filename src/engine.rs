@@ -48,8 +48,9 @@ struct Inner {
     arena: Vec<u8>,
     /// Headers of copied events (`Pending::Copied::hidx`), cleared with the arena.
     headers: Vec<EventHeader>,
-    /// `hz_engine_poll_views`: copied events' view slot, arena offset and header index.
-    fixups: Vec<(usize, usize, usize)>,
+    /// The pull calls: each copied event's view slot, arena offset, header index and payload
+    /// length, for pointing its view at the arena once the poll is over.
+    fixups: Vec<(usize, usize, usize, usize)>,
 }
 
 // SAFETY: `Held` pointers are addresses in ring storage the engine keeps alive (the rings are
@@ -876,7 +877,7 @@ struct Fill<'a> {
     limit: usize,
     /// The caller takes notices (else they are dropped, as with a NULL callback).
     notices: bool,
-    fixups: &'a mut Vec<(usize, usize, usize)>,
+    fixups: &'a mut Vec<(usize, usize, usize, usize)>,
     headers: &'a mut Vec<EventHeader>,
     queue: &'a mut VecDeque<Pending>,
     arena: &'a mut Vec<u8>,
@@ -914,7 +915,7 @@ impl Handler for Fill<'_> {
         let hidx = self.headers.len() - 1;
         if self.k < self.limit {
             // A copy: the header and payload pointers are set after the poll.
-            self.fixups.push((self.k, off, hidx));
+            self.fixups.push((self.k, off, hidx, r.payload.len()));
             let v = hz_event_view {
                 struct_size: 0,
                 stream,
@@ -967,16 +968,15 @@ unsafe fn pull(e: &mut Inner, views: Views, notice_out: *mut hz_notice) -> Pulle
     loop {
         match e.queue.front() {
             None => break,
+            Some(Pending::Notice { .. }) if !takes => {
+                e.queue.pop_front(); // the caller ignores notices
+            }
             Some(Pending::Notice { .. }) => {
-                if takes && k >= views.cap {
-                    break;
-                }
-                let Some(Pending::Notice { notice, off }) = e.queue.pop_front() else { unreachable!() };
-                if takes {
-                    // SAFETY: per this function's contract.
-                    unsafe { give_notice(notice_out, lend(&e.arena, notice, off)) };
+                // SAFETY: per this function's contract.
+                if k < views.cap && unsafe { give_front_notice(e, notice_out) } {
                     return Pulled { events: k, notice: true };
                 }
+                break;
             }
             Some(_) if k < views.cap => {
                 let Some(p) = e.queue.pop_front() else { unreachable!() };
@@ -1000,35 +1000,29 @@ unsafe fn pull(e: &mut Inner, views: Views, notice_out: *mut hz_notice) -> Pulle
     engine.poll_holding(views.cap, &mut h);
     let k = h.k;
     // The arena has stopped growing: point the copies' views at it.
-    for &(slot, off, hidx) in &e.fixups {
+    for &(slot, off, hidx, payload_len) in &e.fixups {
         let hdr: *const EventHeader = &e.headers[hidx];
-        // The payload length is the view's own; the fix-up only sets the pointers.
-        let payload_len = view_len(views, slot);
         let payload =
             if payload_len > 0 { e.arena[off..off + payload_len].as_ptr() } else { core::ptr::null() };
         // SAFETY: `slot < k <= cap`, written by `Fill`.
         unsafe { views.fix(slot, hdr, payload) };
     }
     // A notice right behind the events handed out goes with them.
-    if takes && k < views.cap && matches!(e.queue.front(), Some(Pending::Notice { .. })) {
-        let Some(Pending::Notice { notice, off }) = e.queue.pop_front() else { unreachable!() };
-        // SAFETY: per this function's contract.
-        unsafe { give_notice(notice_out, lend(&e.arena, notice, off)) };
-        return Pulled { events: k, notice: true };
-    }
-    Pulled { events: k, notice: false }
+    // SAFETY: per this function's contract.
+    let notice = takes && k < views.cap && unsafe { give_front_notice(e, notice_out) };
+    Pulled { events: k, notice }
 }
 
-/// The payload length of the view written at `slot`.
-fn view_len(views: Views, slot: usize) -> usize {
-    // SAFETY: `slot` was written by `Fill` (a view of at least `VIEW_V1` bytes).
-    unsafe {
-        views
-            .base
-            .add(slot * views.stride + std::mem::offset_of!(hz_event_view, payload_len))
-            .cast::<usize>()
-            .read_unaligned()
-    }
+/// When the queue's front is a notice, takes it and writes it into the caller's struct.
+///
+/// # Safety
+/// As `give_notice`.
+unsafe fn give_front_notice(e: &mut Inner, out: *mut hz_notice) -> bool {
+    let Some(&Pending::Notice { notice, off }) = e.queue.front() else { return false };
+    e.queue.pop_front();
+    // SAFETY: per this function's contract.
+    unsafe { give_notice(out, lend(&e.arena, notice, off)) };
+    true
 }
 
 /// Writes a notice into the caller's struct, keeping its `struct_size`.

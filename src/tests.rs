@@ -16,6 +16,38 @@ unsafe extern "C" fn count_event(
     unsafe { *(user as *mut u64) += 1 };
 }
 
+/// A view of this header's size, every other field zero or NULL.
+fn blank_view() -> hz_event_view {
+    hz_event_view {
+        struct_size: std::mem::size_of::<hz_event_view>(),
+        stream: 0,
+        header: ptr::null(),
+        payload: ptr::null(),
+        payload_len: 0,
+    }
+}
+
+/// A SWITCH to `target` for every recipient, this header's size, no ids, no locator.
+fn switch_flip(target: u32, flip_id: u64) -> hz_flip {
+    hz_flip {
+        struct_size: std::mem::size_of::<hz_flip>(),
+        action: HZ_FLIP_SWITCH,
+        target,
+        flip_id,
+        cutover_pos: 0,
+        resume_pos: 0,
+        not_before_ns: 0,
+        expected_in_ns: 0,
+        selector: HZ_SELECTOR_ALL,
+        basis_points: 0,
+        salt: 0,
+        ids: ptr::null(),
+        ids_len: 0,
+        locator: ptr::null(),
+        locator_len: 0,
+    }
+}
+
 #[test]
 fn round_trip_through_the_c_api() {
     // SAFETY: the C contract (crate docs): every handle passed is live (or NULL where that
@@ -99,21 +131,12 @@ fn flips_encode_and_decode() {
     unsafe {
         let ids = [5u64, 6];
         let f = hz_flip {
-            struct_size: std::mem::size_of::<hz_flip>(),
-            action: HZ_FLIP_SWITCH,
-            target: 1,
-            flip_id: 9,
-            cutover_pos: 0,
-            resume_pos: 0,
-            not_before_ns: 0,
-            expected_in_ns: 0,
             selector: HZ_SELECTOR_IDS,
-            basis_points: 0,
-            salt: 0,
             ids: ids.as_ptr(),
             ids_len: 2,
             locator: b"loc".as_ptr(),
             locator_len: 3,
+            ..switch_flip(1, 9)
         };
         let mut len = 0;
         assert_eq!(hz_flip_encoded_len(&f, &mut len), HZ_OK);
@@ -177,13 +200,7 @@ fn size_tagged_structs_from_a_later_header() {
             let h = EventHeader { pos: seq, seq, ts_ns: seq, origin: 0, kind: KIND_DATA, flags: 0 };
             assert_eq!(hz_producer_push(p, &h, seq.to_le_bytes().as_ptr(), 8), HZ_OK);
         }
-        let empty = hz_event_view {
-            struct_size: 0,
-            stream: 9,
-            header: ptr::null(),
-            payload: ptr::null(),
-            payload_len: 0,
-        };
+        let empty = hz_event_view { struct_size: 0, stream: 9, ..blank_view() };
         let stride = std::mem::size_of::<Later<hz_event_view>>();
         let mut views = [Later { known: empty, added: [7; 3] }; 4];
         views[0].known.struct_size = stride;
@@ -203,23 +220,7 @@ fn size_tagged_structs_from_a_later_header() {
         );
         // A flip from a later header: its extra bytes are not read as anything.
         let f = Later {
-            known: hz_flip {
-                struct_size: std::mem::size_of::<Later<hz_flip>>(),
-                action: HZ_FLIP_SWITCH,
-                target: 1,
-                flip_id: 3,
-                cutover_pos: 0,
-                resume_pos: 0,
-                not_before_ns: 0,
-                expected_in_ns: 0,
-                selector: HZ_SELECTOR_ALL,
-                basis_points: 0,
-                salt: 0,
-                ids: ptr::null(),
-                ids_len: 0,
-                locator: ptr::null(),
-                locator_len: 0,
-            },
+            known: hz_flip { struct_size: std::mem::size_of::<Later<hz_flip>>(), ..switch_flip(1, 3) },
             added: [u64::MAX; 3],
         };
         let mut len = 0;
@@ -255,23 +256,7 @@ fn pull_calls_hand_out_notices_in_order() {
                 assert_eq!(push(p0, seq, seq), HZ_OK);
             }
             // A SWITCH to stream 1 with a locator, after event 3, then events 4 and 5 on stream 1.
-            let flip = hz_flip {
-                struct_size: std::mem::size_of::<hz_flip>(),
-                action: HZ_FLIP_SWITCH,
-                target: 1,
-                flip_id: 77,
-                cutover_pos: 0,
-                resume_pos: 0,
-                not_before_ns: 0,
-                expected_in_ns: 0,
-                selector: HZ_SELECTOR_ALL,
-                basis_points: 0,
-                salt: 0,
-                ids: ptr::null(),
-                ids_len: 0,
-                locator: b"region-b".as_ptr(),
-                locator_len: 8,
-            };
+            let flip = hz_flip { locator: b"region-b".as_ptr(), locator_len: 8, ..switch_flip(1, 77) };
             let mut rec = [0u8; 256];
             let mut w = 0;
             assert_eq!(hz_flip_encode(&flip, rec.as_mut_ptr(), rec.len(), &mut w), HZ_OK);
@@ -279,13 +264,7 @@ fn pull_calls_hand_out_notices_in_order() {
             assert_eq!(hz_producer_push(p0, &fh, rec.as_ptr(), w), HZ_OK);
             // Everything as it comes out: events as ("e", stream, seq), notices as ("n", kind, x).
             let mut got: Vec<(&str, u32, u64)> = Vec::new();
-            let empty = hz_event_view {
-                struct_size: std::mem::size_of::<hz_event_view>(),
-                stream: 0,
-                header: ptr::null(),
-                payload: ptr::null(),
-                payload_len: 0,
-            };
+            let empty = blank_view();
             let mut views = [empty; 16];
             let mut nb = hz_notice::empty(0);
             let mut fed = false;
@@ -390,13 +369,7 @@ fn reserve_fill_commit_publishes_in_place() {
         assert_eq!(hz_producer_reserve(p, 0, &mut buf), HZ_OK);
         assert!(buf.is_null(), "no payload");
         assert_eq!(hz_producer_commit(p, &h(2)), HZ_OK);
-        let empty = hz_event_view {
-            struct_size: std::mem::size_of::<hz_event_view>(),
-            stream: 0,
-            header: ptr::null(),
-            payload: ptr::null(),
-            payload_len: 0,
-        };
+        let empty = blank_view();
         let mut views = [empty; 4];
         let mut n = 0;
         assert_eq!(hz_engine_poll_views(e, views.as_mut_ptr(), 4, &mut n, ptr::null_mut()), HZ_OK);
@@ -429,13 +402,7 @@ fn next_lends_events_without_copying_until_the_next_call() {
         hz_config_free(cfg);
         let mut p = ptr::null_mut();
         assert_eq!(hz_engine_take_producer(e, 0, &mut p), HZ_OK);
-        let mut view = hz_event_view {
-            struct_size: std::mem::size_of::<hz_event_view>(),
-            stream: 9,
-            header: ptr::null(),
-            payload: ptr::null(),
-            payload_len: 0,
-        };
+        let mut view = hz_event_view { stream: 9, ..blank_view() };
         assert_eq!(hz_engine_next(e, &mut view, ptr::null_mut()), HZ_EMPTY);
         assert_eq!(view.stream, 9, "untouched on error");
         let push = |seq: u64| {
@@ -485,13 +452,7 @@ fn poll_views_lends_a_batch_until_the_next_call() {
             let h = EventHeader { pos: seq, seq, ts_ns: seq, origin: 0, kind: KIND_DATA, flags: 0 };
             hz_producer_push(p, &h, seq.to_le_bytes().as_ptr(), 8)
         };
-        let empty = hz_event_view {
-            struct_size: std::mem::size_of::<hz_event_view>(),
-            stream: 0,
-            header: ptr::null(),
-            payload: ptr::null(),
-            payload_len: 0,
-        };
+        let empty = blank_view();
         let mut views = [empty; 16];
         let mut n = 99;
         assert_eq!(hz_engine_poll_views(e, views.as_mut_ptr(), 16, &mut n, ptr::null_mut()), HZ_OK);
@@ -548,13 +509,7 @@ fn gap_fills_come_through_the_views_in_order() {
             let (mut p0, mut p1) = (ptr::null_mut(), ptr::null_mut());
             assert_eq!(hz_engine_take_producer(e, 0, &mut p0), HZ_OK);
             assert_eq!(hz_engine_take_producer(e, 1, &mut p1), HZ_OK);
-            let empty = hz_event_view {
-                struct_size: std::mem::size_of::<hz_event_view>(),
-                stream: 0,
-                header: ptr::null(),
-                payload: ptr::null(),
-                payload_len: 0,
-            };
+            let empty = blank_view();
             let mut views = [empty; 16];
             let mut n = 0;
             // The first poll stages stream 1.

@@ -20,6 +20,41 @@ use harmonizer_core::ring::Record;
 
 use crate::{Driver, DriverOptions, Report, Start, Upstream};
 
+/// One `#[test]` per scenario for a connector's [`Backend`], and the writer process's entry
+/// point, so each connector's test file holds only its backend:
+/// `harmonizer_connect::scenario_tests!(Redis);`.
+#[macro_export]
+macro_rules! scenario_tests {
+    ($backend:ty) => {
+        $crate::scenario_tests!(@each $backend;
+            announced_switch_switchback_and_cancel,
+            cold_switch_finds_the_position_after_the_frontier,
+            server_killed_and_restarted_mid_stream,
+            permanent_hole_is_filled_from_the_other_stream,
+            trimmed_range_under_a_reread_is_reported_and_lost_exactly,
+            writer_killed_with_sigkill_then_restarted,
+            cohort_rollout_across_recipients,
+            lagging_target_stalls_the_switch_and_loses_nothing,
+            flips_at_different_logical_points_in_each_stream);
+
+        /// Not a test: the body of the writer processes the scenarios start, run by them with
+        /// `--include-ignored` (ignored in an ordinary run, where it would do nothing).
+        #[test]
+        #[ignore = "the writer process's entry point, run by testing::Writer::spawn"]
+        fn writer_process() {
+            $crate::testing::writer_main::<$backend>();
+        }
+    };
+    (@each $backend:ty; $($name:ident),*) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testing::$name::<$backend>();
+            }
+        )*
+    };
+}
+
 /// How long a scenario step may take before it fails with what it saw.
 pub const LIMIT: Duration = Duration::from_secs(30);
 

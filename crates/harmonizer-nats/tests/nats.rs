@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use harmonizer_connect::testing::{self as t, Backend, Process, Publish};
+use harmonizer_connect::testing::{Backend, Process, Publish};
 use harmonizer_core::event::EventHeader;
 use harmonizer_nats::{NatsPublisher, NatsUpstream};
 
@@ -63,58 +63,7 @@ impl Publish for Pub {
     }
 }
 
-#[test]
-fn announced_switch_switchback_and_cancel() {
-    t::announced_switch_switchback_and_cancel::<Nats>();
-}
-
-#[test]
-fn cold_switch_finds_the_position_after_the_frontier() {
-    t::cold_switch_finds_the_position_after_the_frontier::<Nats>();
-}
-
-#[test]
-fn server_killed_and_restarted_mid_stream() {
-    t::server_killed_and_restarted_mid_stream::<Nats>();
-}
-
-#[test]
-fn permanent_hole_is_filled_from_the_other_stream() {
-    t::permanent_hole_is_filled_from_the_other_stream::<Nats>();
-}
-
-#[test]
-fn trimmed_range_under_a_reread_is_reported_and_lost_exactly() {
-    t::trimmed_range_under_a_reread_is_reported_and_lost_exactly::<Nats>();
-}
-
-#[test]
-fn writer_killed_with_sigkill_then_restarted() {
-    t::writer_killed_with_sigkill_then_restarted::<Nats>();
-}
-
-#[test]
-fn cohort_rollout_across_recipients() {
-    t::cohort_rollout_across_recipients::<Nats>();
-}
-
-#[test]
-fn lagging_target_stalls_the_switch_and_loses_nothing() {
-    t::lagging_target_stalls_the_switch_and_loses_nothing::<Nats>();
-}
-
-#[test]
-fn flips_at_different_logical_points_in_each_stream() {
-    t::flips_at_different_logical_points_in_each_stream::<Nats>();
-}
-
-/// Not a test: the body of the writer processes the scenarios start, run by them with
-/// `--include-ignored` (ignored in an ordinary run, where it would do nothing).
-#[test]
-#[ignore = "the writer process's entry point, run by testing::Writer::spawn"]
-fn writer_process() {
-    t::writer_main::<Nats>();
-}
+harmonizer_connect::scenario_tests!(Nats);
 
 /// A reader keeps its ordered consumer while it reads on from where it is (a start at its next
 /// sequence, as after a re-read that resumes there), and makes a new one only for a start

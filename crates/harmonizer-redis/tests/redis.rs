@@ -64,58 +64,7 @@ impl Publish for Pub {
     }
 }
 
-#[test]
-fn announced_switch_switchback_and_cancel() {
-    t::announced_switch_switchback_and_cancel::<Redis>();
-}
-
-#[test]
-fn cold_switch_finds_the_position_after_the_frontier() {
-    t::cold_switch_finds_the_position_after_the_frontier::<Redis>();
-}
-
-#[test]
-fn server_killed_and_restarted_mid_stream() {
-    t::server_killed_and_restarted_mid_stream::<Redis>();
-}
-
-#[test]
-fn permanent_hole_is_filled_from_the_other_stream() {
-    t::permanent_hole_is_filled_from_the_other_stream::<Redis>();
-}
-
-#[test]
-fn trimmed_range_under_a_reread_is_reported_and_lost_exactly() {
-    t::trimmed_range_under_a_reread_is_reported_and_lost_exactly::<Redis>();
-}
-
-#[test]
-fn writer_killed_with_sigkill_then_restarted() {
-    t::writer_killed_with_sigkill_then_restarted::<Redis>();
-}
-
-#[test]
-fn cohort_rollout_across_recipients() {
-    t::cohort_rollout_across_recipients::<Redis>();
-}
-
-#[test]
-fn lagging_target_stalls_the_switch_and_loses_nothing() {
-    t::lagging_target_stalls_the_switch_and_loses_nothing::<Redis>();
-}
-
-#[test]
-fn flips_at_different_logical_points_in_each_stream() {
-    t::flips_at_different_logical_points_in_each_stream::<Redis>();
-}
-
-/// Not a test: the body of the writer processes the scenarios start, run by them with
-/// `--include-ignored` (ignored in an ordinary run, where it would do nothing).
-#[test]
-#[ignore = "the writer process's entry point, run by testing::Writer::spawn"]
-fn writer_process() {
-    t::writer_main::<Redis>();
-}
+harmonizer_connect::scenario_tests!(Redis);
 
 /// Entries the connector cannot take are reported, each once, and not delivered: a missing
 /// seq, a payload field named twice, an id beyond the position mapping. The rest is delivered.
