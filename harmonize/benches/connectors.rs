@@ -7,29 +7,13 @@
 
 use std::process::Command;
 
-use harmonizer_connect::testing::Process;
+use harmonizer_connect::testing::{self, Process};
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (events, rounds) = if full { ("200000", "3") } else { ("2000", "1") };
-    let redis = Process::start(
-        "redis-server",
-        |port, dir| {
-            let mut c = Command::new("redis-server");
-            c.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--dir"]).arg(dir);
-            c
-        },
-        |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-    );
-    let nats = Process::start(
-        "nats-server",
-        |port, dir| {
-            let mut c = Command::new("nats-server");
-            c.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"]).arg(dir);
-            c
-        },
-        |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-    );
+    let redis = Process::start("redis-server", testing::redis_command, testing::listening);
+    let nats = Process::start("nats-server", testing::nats_command, testing::listening);
     for (flag, url) in [
         ("--redis", format!("redis://127.0.0.1:{}/", redis.port)),
         ("--nats", format!("nats://127.0.0.1:{}", nats.port)),

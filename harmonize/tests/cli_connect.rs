@@ -6,7 +6,7 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use harmonizer_connect::testing::Process;
+use harmonizer_connect::testing::{self, Process};
 
 fn harmonize(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_harmonize")).args(args).output().expect("run harmonize")
@@ -24,27 +24,11 @@ fn ok(args: &[&str]) -> String {
 }
 
 fn redis() -> Process {
-    Process::start(
-        "redis-server",
-        |port, dir| {
-            let mut c = Command::new("redis-server");
-            c.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--dir"]).arg(dir);
-            c
-        },
-        |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-    )
+    Process::start("redis-server", testing::redis_command, testing::listening)
 }
 
 fn nats() -> Process {
-    Process::start(
-        "nats-server",
-        |port, dir| {
-            let mut c = Command::new("nats-server");
-            c.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"]).arg(dir);
-            c
-        },
-        |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-    )
+    Process::start("nats-server", testing::nats_command, testing::listening)
 }
 
 /// The `follow --json` summary line.

@@ -136,6 +136,33 @@ impl Process {
     }
 }
 
+/// `redis-server` on `port` (loopback), files in `dir`, no persistence.
+pub fn redis_command(port: u16, dir: &std::path::Path) -> Command {
+    let mut c = Command::new("redis-server");
+    c.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--dir"]).arg(dir);
+    c
+}
+
+/// As [`redis_command`], with an append-only file synced on every write: a restart keeps every
+/// entry.
+pub fn redis_command_aof(port: u16, dir: &std::path::Path) -> Command {
+    let mut c = redis_command(port, dir);
+    c.args(["--appendonly", "yes", "--appendfsync", "always"]);
+    c
+}
+
+/// `nats-server` with JetStream on `port` (loopback), file storage in `dir`.
+pub fn nats_command(port: u16, dir: &std::path::Path) -> Command {
+    let mut c = Command::new("nats-server");
+    c.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"]).arg(dir);
+    c
+}
+
+/// Whether something accepts connections on `port` (loopback).
+pub fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         self.kill();

@@ -3,7 +3,6 @@
 //! scenario of `harmonizer_connect::testing`. No mocks: `nats-server` must be installed
 //! (scripts/check.sh does it).
 
-use std::process::Command;
 use std::time::Duration;
 
 use harmonizer_connect::testing::{Backend, Process, Publish};
@@ -12,12 +11,6 @@ use harmonizer_nats::{NatsPublisher, NatsUpstream};
 
 struct Nats(Process);
 
-fn command(port: u16, dir: &std::path::Path) -> Command {
-    let mut c = Command::new("nats-server");
-    c.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"]).arg(dir);
-    c
-}
-
 fn ready(port: u16) -> bool {
     NatsPublisher::new(&format!("nats://127.0.0.1:{port}")).is_ok()
 }
@@ -25,7 +18,7 @@ fn ready(port: u16) -> bool {
 impl Backend for Nats {
     type Up = NatsUpstream;
     fn start() -> Self {
-        Nats(Process::start("nats-server", command, ready))
+        Nats(Process::start("nats-server", harmonizer_connect::testing::nats_command, ready))
     }
     fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.0.port)

@@ -3,7 +3,6 @@
 //! scenario of `harmonizer_connect::testing`. No mocks: `redis-server` must be installed
 //! (scripts/check.sh does it).
 
-use std::process::Command;
 use std::time::Duration;
 
 use harmonizer_connect::testing::{self as t, Backend, Process, Publish};
@@ -11,14 +10,6 @@ use harmonizer_core::event::EventHeader;
 use harmonizer_redis::{pos_to_id, RedisPublisher, RedisUpstream};
 
 struct Redis(Process);
-
-fn command(port: u16, dir: &std::path::Path) -> Command {
-    let mut c = Command::new("redis-server");
-    c.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-        .args(["--appendfsync", "always", "--dir"])
-        .arg(dir);
-    c
-}
 
 fn ready(port: u16) -> bool {
     RedisPublisher::new(&format!("redis://127.0.0.1:{port}/"))
@@ -29,7 +20,7 @@ fn ready(port: u16) -> bool {
 impl Backend for Redis {
     type Up = RedisUpstream;
     fn start() -> Self {
-        Redis(Process::start("redis-server", command, ready))
+        Redis(Process::start("redis-server", t::redis_command_aof, ready))
     }
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.0.port)
