@@ -130,6 +130,9 @@ impl Handler for Check {
                 format!("producer {generation} of stream {stream} gone (crashed: {crashed})")
             }
             Notice::RingFileTruncated { stream, .. } => format!("ring file of stream {stream} truncated"),
+            Notice::RingCorrupt { stream, offset, what } => {
+                format!("ring file of stream {stream} corrupt at {offset}: {what}")
+            }
             Notice::Stuck { origin, from_seq, to_seq, .. } => {
                 format!("STUCK origin {origin} {from_seq}..={to_seq}")
             }

@@ -259,12 +259,13 @@ static void test_status_str(void) {
         {HZ_ERR_RING_FILE, "ring file refused"},
         {HZ_ERR_BUSY, "ring file in use"},
         {HZ_ERR_NO_MEMORY, "out of memory"},
+        {HZ_ERR_RING_CORRUPT, "ring file corrupt"},
     };
     const size_t n = sizeof all / sizeof all[0];
     /* Success and informational results are dense from 0 below HZ_ERR_FIRST; errors dense from
        HZ_ERR_FIRST. */
     CHECK(HZ_GOT_NOTICE < HZ_ERR_FIRST && HZ_ERR_NULL == HZ_ERR_FIRST);
-    CHECK(n == (HZ_GOT_NOTICE + 1) + (HZ_ERR_NO_MEMORY - HZ_ERR_FIRST + 1));
+    CHECK(n == (HZ_GOT_NOTICE + 1) + (HZ_ERR_RING_CORRUPT - HZ_ERR_FIRST + 1));
     for (size_t i = 0; i < n; i++) {
         hz_status want = i <= HZ_GOT_NOTICE ? (hz_status)i : (hz_status)(HZ_ERR_FIRST + i - (HZ_GOT_NOTICE + 1));
         CHECK(all[i].st == want);
@@ -274,7 +275,7 @@ static void test_status_str(void) {
         CHECK(strcmp(s, "unknown status") != 0);
         for (size_t j = 0; j < i; j++) CHECK(strcmp(s, hz_status_str(all[j].st)) != 0);
     }
-    const uint32_t unknown[] = {HZ_GOT_NOTICE + 1, HZ_ERR_FIRST - 1, HZ_ERR_NO_MEMORY + 1, 100, 999, 0x7fffffffu, UINT32_MAX};
+    const uint32_t unknown[] = {HZ_GOT_NOTICE + 1, HZ_ERR_FIRST - 1, HZ_ERR_RING_CORRUPT + 1, 100, 999, 0x7fffffffu, UINT32_MAX};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         CHECK(strcmp(hz_status_str(unknown[i]), "unknown status") == 0);
     }

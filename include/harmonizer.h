@@ -218,6 +218,65 @@
 #define HZ_NOTICE_ACTIVE_SILENT 11
 
 /*
+ Notice kind: the ring file of `stream` holds something no producer following the protocol
+ writes, found at ring byte `ring_offset`; `reason` (`HZ_CORRUPT_*`) says what. Everything
+ before it was delivered; nothing after it is read. The file's ring was set idle (its producer
+ gets `HZ_NOT_SUBSCRIBED`) and the stream went back to its in-process ring, empty. Counted in
+ `hz_stats.rings_corrupt`.
+ */
+#define HZ_NOTICE_RING_CORRUPT 12
+
+/*
+ `HZ_NOTICE_RING_CORRUPT`: a pad frame of 0 bytes or not a multiple of 8.
+ */
+#define HZ_CORRUPT_BAD_PAD 1
+
+/*
+ `HZ_NOTICE_RING_CORRUPT`: a pad frame that does not end at the buffer's end.
+ */
+#define HZ_CORRUPT_PAD_NOT_AT_END 2
+
+/*
+ `HZ_NOTICE_RING_CORRUPT`: a record shorter than the frame and event headers (40 bytes).
+ */
+#define HZ_CORRUPT_TOO_SHORT 3
+
+/*
+ `HZ_NOTICE_RING_CORRUPT`: a record payload above the ring's `max_payload`.
+ */
+#define HZ_CORRUPT_TOO_LARGE 4
+
+/*
+ `HZ_NOTICE_RING_CORRUPT`: a record running past the buffer's end.
+ */
+#define HZ_CORRUPT_WRAPS 5
+
+/*
+ `HZ_NOTICE_RING_CORRUPT`: a frame ending past the producer's published tail.
+ */
+#define HZ_CORRUPT_PAST_TAIL 6
+
+/*
+ `HZ_NOTICE_RING_CORRUPT`: a tail misaligned, beyond the capacity, or behind the reader.
+ */
+#define HZ_CORRUPT_BAD_TAIL 7
+
+/*
+ `HZ_NOTICE_RING_CORRUPT`: a head position misaligned or past the tail.
+ */
+#define HZ_CORRUPT_BAD_HEAD 8
+
+/*
+ `HZ_NOTICE_RING_CORRUPT`: the head word changed under every compare-exchange.
+ */
+#define HZ_CORRUPT_HEAD_BUSY 9
+
+/*
+ `HZ_NOTICE_RING_CORRUPT`: the head word's role is not the one the engine set.
+ */
+#define HZ_CORRUPT_ROLE_CHANGED 10
+
+/*
  `HZ_NOTICE_SUBSCRIBE`: read from the exact position `start_pos`.
  */
 #define HZ_START_POS 1
@@ -597,6 +656,11 @@ typedef struct {
    `SUBSCRIBE`: locator length.
    */
   size_t locator_len;
+  /*
+   `RING_CORRUPT`: the ring byte position (from the ring's start, mod 2^61) where the fault
+   was found. Added after the first layout: test with `HZ_HAS_FIELD`.
+   */
+  uint64_t ring_offset;
 } hz_notice;
 
 /*
@@ -770,6 +834,11 @@ typedef struct {
    Largest engine-side switch cost, clock ns.
    */
   uint64_t switch_max_ns;
+  /*
+   Ring files detached as corrupt (`HZ_NOTICE_RING_CORRUPT`). Added after the first
+   layout: test with `HZ_HAS_FIELD`.
+   */
+  uint64_t rings_corrupt;
 } hz_stats;
 
 /*
@@ -950,6 +1019,13 @@ typedef struct {
  process goes on. The last error names the size.
  */
 #define HZ_ERR_NO_MEMORY 44
+
+/*
+ A ring file holds something no process following the protocol writes (another process
+ scribbled on it): nothing was written or read past it. The last error names the position
+ and what was wrong.
+ */
+#define HZ_ERR_RING_CORRUPT 45
 
 #ifdef __cplusplus
 extern "C" {
@@ -1150,6 +1226,19 @@ hz_status hz_engine_take_producer(hz_engine *engine, uint32_t stream, hz_produce
  unchanged. Poll thread.
  */
 hz_status hz_engine_attach_file(hz_engine *engine, uint32_t stream, const char *path, uint32_t mode, uint64_t check_interval_ns);
+
+/*
+ Guards (`enabled` non-zero, the default) or stops guarding ring-file mappings made from now
+ on against truncation: with the guard, a ring file another process shrinks under this
+ process's mapping cannot kill it with `SIGBUS`; a `SIGBUS` handler installed at the first
+ ring-file mapping maps zero pages over the lost part and passes every other `SIGBUS` on to
+ the handler that was there before (docs/shm.md). An application that owns `SIGBUS` and
+ wants no library handler in front of its own calls this with 0 before any
+ `hz_engine_attach_file` or `hz_producer_open_file`; a truncated file then ends the process,
+ as it would without this library. Mappings made earlier keep their guard. Returns `HZ_OK`,
+ or `HZ_ERR_STATE` where ring files are not supported (Linux only). Any thread.
+ */
+hz_status hz_set_sigbus_guard(uint32_t enabled);
 
 /*
  Delivers up to `max` events to `on_event`, with the notices between them to `on_notice`

@@ -19,7 +19,7 @@ use harmonizer_core::engine::{
 use harmonizer_core::event::EventHeader;
 use harmonizer_core::predict::policy::{Predictor, PredictorConfig, Preset};
 use harmonizer_core::predict::{read_model_file, Model, ModelError};
-use harmonizer_core::ring::{Record, RingError};
+use harmonizer_core::ring::{Corruption, Record, RingError};
 use harmonizer_core::tracker::TrackerError;
 use std::collections::VecDeque;
 
@@ -120,6 +120,33 @@ pub const HZ_NOTICE_STUCK: u32 = 10;
 /// `candidate` holds `lead_events` events beyond the frontier, `lead_ns` of upstream time
 /// ahead. Once per silence.
 pub const HZ_NOTICE_ACTIVE_SILENT: u32 = 11;
+/// Notice kind: the ring file of `stream` holds something no producer following the protocol
+/// writes, found at ring byte `ring_offset`; `reason` (`HZ_CORRUPT_*`) says what. Everything
+/// before it was delivered; nothing after it is read. The file's ring was set idle (its producer
+/// gets `HZ_NOT_SUBSCRIBED`) and the stream went back to its in-process ring, empty. Counted in
+/// `hz_stats.rings_corrupt`.
+pub const HZ_NOTICE_RING_CORRUPT: u32 = 12;
+
+/// `HZ_NOTICE_RING_CORRUPT`: a pad frame of 0 bytes or not a multiple of 8.
+pub const HZ_CORRUPT_BAD_PAD: u32 = 1;
+/// `HZ_NOTICE_RING_CORRUPT`: a pad frame that does not end at the buffer's end.
+pub const HZ_CORRUPT_PAD_NOT_AT_END: u32 = 2;
+/// `HZ_NOTICE_RING_CORRUPT`: a record shorter than the frame and event headers (40 bytes).
+pub const HZ_CORRUPT_TOO_SHORT: u32 = 3;
+/// `HZ_NOTICE_RING_CORRUPT`: a record payload above the ring's `max_payload`.
+pub const HZ_CORRUPT_TOO_LARGE: u32 = 4;
+/// `HZ_NOTICE_RING_CORRUPT`: a record running past the buffer's end.
+pub const HZ_CORRUPT_WRAPS: u32 = 5;
+/// `HZ_NOTICE_RING_CORRUPT`: a frame ending past the producer's published tail.
+pub const HZ_CORRUPT_PAST_TAIL: u32 = 6;
+/// `HZ_NOTICE_RING_CORRUPT`: a tail misaligned, beyond the capacity, or behind the reader.
+pub const HZ_CORRUPT_BAD_TAIL: u32 = 7;
+/// `HZ_NOTICE_RING_CORRUPT`: a head position misaligned or past the tail.
+pub const HZ_CORRUPT_BAD_HEAD: u32 = 8;
+/// `HZ_NOTICE_RING_CORRUPT`: the head word changed under every compare-exchange.
+pub const HZ_CORRUPT_HEAD_BUSY: u32 = 9;
+/// `HZ_NOTICE_RING_CORRUPT`: the head word's role is not the one the engine set.
+pub const HZ_CORRUPT_ROLE_CHANGED: u32 = 10;
 
 /// `HZ_NOTICE_SUBSCRIBE`: read from the exact position `start_pos`.
 pub const HZ_START_POS: u32 = 1;
@@ -252,6 +279,9 @@ pub struct hz_notice {
     pub locator: *const u8,
     /// `SUBSCRIBE`: locator length.
     pub locator_len: usize,
+    /// `RING_CORRUPT`: the ring byte position (from the ring's start, mod 2^61) where the fault
+    /// was found. Added after the first layout: test with `HZ_HAS_FIELD`.
+    pub ring_offset: u64,
 }
 
 /// Size of `hz_notice`'s first layout (fields are only ever appended).
@@ -292,6 +322,7 @@ impl hz_notice {
             needed_len: 0,
             locator: core::ptr::null(),
             locator_len: 0,
+            ring_offset: 0,
         }
     }
 }
@@ -367,6 +398,9 @@ pub struct hz_stats {
     pub switch_last_ns: u64,
     /// Largest engine-side switch cost, clock ns.
     pub switch_max_ns: u64,
+    /// Ring files detached as corrupt (`HZ_NOTICE_RING_CORRUPT`). Added after the first
+    /// layout: test with `HZ_HAS_FIELD`.
+    pub rings_corrupt: u64,
 }
 
 /// Size of `hz_stats`'s first layout (fields are only ever appended).
@@ -591,6 +625,29 @@ pub unsafe extern "C" fn hz_engine_attach_file(
     })
 }
 
+/// Guards (`enabled` non-zero, the default) or stops guarding ring-file mappings made from now
+/// on against truncation: with the guard, a ring file another process shrinks under this
+/// process's mapping cannot kill it with `SIGBUS`; a `SIGBUS` handler installed at the first
+/// ring-file mapping maps zero pages over the lost part and passes every other `SIGBUS` on to
+/// the handler that was there before (docs/shm.md). An application that owns `SIGBUS` and
+/// wants no library handler in front of its own calls this with 0 before any
+/// `hz_engine_attach_file` or `hz_producer_open_file`; a truncated file then ends the process,
+/// as it would without this library. Mappings made earlier keep their guard. Returns `HZ_OK`,
+/// or `HZ_ERR_STATE` where ring files are not supported (Linux only). Any thread.
+#[no_mangle]
+pub extern "C" fn hz_set_sigbus_guard(enabled: u32) -> hz_status {
+    #[cfg(shm)]
+    {
+        harmonizer_core::shm::set_sigbus_guard(enabled != 0);
+        HZ_OK
+    }
+    #[cfg(not(shm))]
+    {
+        let _ = enabled;
+        HZ_ERR_STATE
+    }
+}
+
 struct CHandler {
     on_event: unsafe extern "C" fn(*mut c_void, u32, *const EventHeader, *const u8, usize),
     on_notice: hz_notice_fn,
@@ -703,6 +760,22 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
         Notice::RingFileTruncated { stream, len, needed } => {
             c = hz_notice::empty(HZ_NOTICE_RING_FILE_TRUNCATED);
             (c.stream, c.file_len, c.needed_len) = (stream, len, needed);
+        }
+        Notice::RingCorrupt { stream, offset, what } => {
+            c = hz_notice::empty(HZ_NOTICE_RING_CORRUPT);
+            (c.stream, c.ring_offset) = (stream, offset);
+            c.reason = match what {
+                Corruption::BadPad { .. } => HZ_CORRUPT_BAD_PAD,
+                Corruption::PadNotAtEnd { .. } => HZ_CORRUPT_PAD_NOT_AT_END,
+                Corruption::TooShort { .. } => HZ_CORRUPT_TOO_SHORT,
+                Corruption::TooLarge { .. } => HZ_CORRUPT_TOO_LARGE,
+                Corruption::Wraps { .. } => HZ_CORRUPT_WRAPS,
+                Corruption::PastTail { .. } => HZ_CORRUPT_PAST_TAIL,
+                Corruption::BadTail { .. } => HZ_CORRUPT_BAD_TAIL,
+                Corruption::BadHead { .. } => HZ_CORRUPT_BAD_HEAD,
+                Corruption::HeadBusy { .. } => HZ_CORRUPT_HEAD_BUSY,
+                Corruption::RoleChanged { .. } => HZ_CORRUPT_ROLE_CHANGED,
+            };
         }
     }
     c
@@ -1207,6 +1280,7 @@ pub unsafe extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_
             failovers: s.failovers,
             switch_last_ns: s.switch_last_ns,
             switch_max_ns: s.switch_max_ns,
+            rings_corrupt: s.rings_corrupt,
         };
         // SAFETY: non-null with `struct_size` writable bytes per contract.
         if let Some(why) = size_problem("out", "hz_stats", given, STATS_V1, std::mem::align_of::<hz_stats>())

@@ -119,6 +119,10 @@ pub const HZ_ERR_BUSY: hz_status = 43;
 /// Memory could not be allocated (a ring, the tracker's tables): nothing was made, the host
 /// process goes on. The last error names the size.
 pub const HZ_ERR_NO_MEMORY: hz_status = 44;
+/// A ring file holds something no process following the protocol writes (another process
+/// scribbled on it): nothing was written or read past it. The last error names the position
+/// and what was wrong.
+pub const HZ_ERR_RING_CORRUPT: hz_status = 45;
 
 /// Event kind: an ordinary data event (`hz_event_header.kind`).
 pub const HZ_KIND_DATA: u16 = 0;
@@ -190,6 +194,7 @@ pub extern "C" fn hz_status_str(status: hz_status) -> *const c_char {
         HZ_ERR_RING_FILE => c"ring file refused",
         HZ_ERR_BUSY => c"ring file in use",
         HZ_ERR_NO_MEMORY => c"out of memory",
+        HZ_ERR_RING_CORRUPT => c"ring file corrupt",
         _ => c"unknown status",
     };
     s.as_ptr()

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 
 use super::{bytes, guard, hz_status, LastError};
 use super::{
-    HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_ERR_STATE, HZ_ERR_TOO_LARGE, HZ_FULL, HZ_NOT_SUBSCRIBED,
+    HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_ERR_RING_CORRUPT, HZ_ERR_STATE, HZ_ERR_TOO_LARGE, HZ_FULL, HZ_NOT_SUBSCRIBED,
     HZ_OK, HZ_SHED,
 };
 use harmonizer_core::engine::StreamProducer;
@@ -62,6 +62,7 @@ fn status(e: &LastError, r: Result<(), PushError>) -> hz_status {
         Err(PushError::NotSubscribed) => HZ_NOT_SUBSCRIBED,
         Err(PushError::Shed) => HZ_SHED,
         Err(err @ PushError::TooLarge { .. }) => e.set(HZ_ERR_TOO_LARGE, err.to_string()),
+        Err(err @ PushError::Corrupt { .. }) => e.set(HZ_ERR_RING_CORRUPT, err.to_string()),
     }
 }
 
@@ -239,6 +240,7 @@ pub unsafe extern "C" fn hz_producer_push_batch(
                             PushError::NotSubscribed => HZ_NOT_SUBSCRIBED,
                             PushError::Shed => HZ_SHED,
                             PushError::TooLarge { .. } => HZ_ERR_TOO_LARGE,
+                            PushError::Corrupt { .. } => HZ_ERR_RING_CORRUPT,
                         };
                         refused = Some((status, format!("event {i}: {e}")));
                         break;

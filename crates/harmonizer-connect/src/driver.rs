@@ -468,7 +468,9 @@ impl<U: Upstream> ReaderCtx<U> {
                     // Stored; shed by a staged ring (counted there); or discarded by an idle one
                     // (a stop is on its way): taken either way.
                     Ok(()) | Err(PushError::Shed) | Err(PushError::NotSubscribed) => {}
-                    Err(err @ PushError::TooLarge { .. }) => {
+                    // Corrupt: only a ring file's producer meets it, and the driver's rings are
+                    // in-process; were it one, the entry is reported, not silently lost.
+                    Err(err @ (PushError::TooLarge { .. } | PushError::Corrupt { .. })) => {
                         let what = Skipped::Malformed { pos: e.header.pos, why: err.to_string() };
                         let _ = self.reports.send(Report::Skipped { stream: self.stream, what });
                     }

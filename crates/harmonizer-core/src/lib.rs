@@ -33,6 +33,8 @@ pub mod event;
 pub mod flip;
 #[doc(hidden)]
 pub mod fuzzing;
+#[doc(hidden)]
+pub mod guard_table;
 pub mod predict;
 pub mod ring;
 #[cfg(shm)]

@@ -21,6 +21,16 @@ pub(crate) use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::Arc;
 
+/// A busy-wait step: a CPU hint, or under loom a yield so the model explores the other threads.
+#[inline(always)]
+#[allow(dead_code)] // only the guard table's writers spin
+pub(crate) fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+}
+
 /// Shadow cells that let loom check the ring's raw-byte accesses for data races.
 #[cfg(loom)]
 pub(crate) struct AccessTracker {

@@ -74,7 +74,8 @@ impl Engine {
         Some(s.file.as_ref()?.file.producer_status())
     }
 
-    /// At the start of a poll: every file-backed stream whose check is due gets one `fstat`
+    /// At the start of a poll: a file-backed stream whose ring was found corrupt in the last
+    /// call is detached at once; every other one whose check is due gets one `fstat`
     /// (truncated? then back to the in-process ring) and one lock probe (producer gone?).
     pub(super) fn watch_files<H: Handler>(&mut self, h: &mut H) {
         let now = self.now_ns;
@@ -84,32 +85,31 @@ impl Engine {
             // Anything retired in an earlier call is no longer lent out: free it now.
             s.retired = None;
             let Some(w) = s.file.as_mut() else { continue };
-            if w.last_check_ns.is_some_and(|t| now.saturating_sub(t) < w.interval_ns) {
+            // A fault, or a truncation the SIGBUS guard caught, is looked into at once.
+            let corrupt = s.consumer.corruption();
+            let urgent = corrupt.is_some() || w.file.truncation_seen();
+            if !urgent && w.last_check_ns.is_some_and(|t| now.saturating_sub(t) < w.interval_ns) {
                 continue;
             }
             w.last_check_ns = Some(now);
             let needed = w.file.needed_len();
-            if let Ok(len) = w.file.len_now() {
-                if len < needed {
-                    let Some(w) = s.file.take() else { continue };
-                    // Nothing below touches the mapping (its pages may be gone): the role is
-                    // the consumer's own copy, the window the engine's default.
-                    let role = s.consumer.role();
-                    let window = self.default_window;
-                    let mut heap = w.fallback;
-                    // Empty it: whatever it held before the attach is long stale.
-                    heap.set_role(Role::Idle);
-                    heap.set_role(role);
-                    heap.set_window(window);
-                    // The file's ring is not read again; it is freed at the next poll, since
-                    // records of this call's predecessor may still be lent from it.
-                    s.retired = Some(core::mem::replace(&mut s.consumer, heap));
-                    self.retired_pending = true;
-                    s.retained_bytes = 0;
-                    self.file_streams -= 1;
-                    h.notice(&Notice::RingFileTruncated { stream: s.id, len, needed });
-                    continue;
-                }
+            // A fault on a file that shrank is the shrinking's doing: report that.
+            let len = w.file.len_now().ok();
+            if let Some(len) = len.filter(|&len| len < needed) {
+                // Its pages may be gone: the mapping is touched only if the SIGBUS guard covers
+                // it, to set the ring idle for a producer that still has the file's first page.
+                let guarded = w.file.is_guarded();
+                self.detach_file(i, guarded);
+                let id = self.streams[i].id;
+                h.notice(&Notice::RingFileTruncated { stream: id, len, needed });
+                continue;
+            }
+            if let Some((offset, what)) = corrupt {
+                self.detach_file(i, true);
+                self.stats.rings_corrupt += 1;
+                let id = self.streams[i].id;
+                h.notice(&Notice::RingCorrupt { stream: id, offset, what });
+                continue;
             }
             let gone = match w.file.producer_status() {
                 Ok(ProducerStatus::Dead { generation, pid }) => Some((generation, pid, true)),
@@ -123,5 +123,30 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Stops reading stream `i`'s ring file and puts the stream back on its in-process ring,
+    /// empty, in the same role. With `idle_file`, the file's ring is first set idle, so an
+    /// honest producer on it is told `NotSubscribed` rather than filling a ring nobody reads
+    /// (not for a truncated file without the SIGBUS guard: its pages may be gone).
+    fn detach_file(&mut self, i: usize, idle_file: bool) {
+        let window = self.default_window;
+        let s = &mut self.streams[i];
+        let Some(w) = s.file.take() else { return };
+        let role = s.consumer.role();
+        if idle_file {
+            s.consumer.set_role(Role::Idle);
+        }
+        let mut heap = w.fallback;
+        // Empty it: whatever it held before the attach is long stale.
+        heap.set_role(Role::Idle);
+        heap.set_role(role);
+        heap.set_window(window);
+        // The file's ring is not read again; it is freed at the next poll, since records of
+        // this call's predecessor may still be lent from it.
+        s.retired = Some(core::mem::replace(&mut s.consumer, heap));
+        self.retired_pending = true;
+        s.retained_bytes = 0;
+        self.file_streams -= 1;
     }
 }

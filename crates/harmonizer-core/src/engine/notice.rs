@@ -191,6 +191,20 @@ pub enum Notice<'a> {
         /// The length the ring needs.
         needed: u64,
     },
+    /// The ring file of a file-backed stream holds something no producer following the
+    /// protocol writes (another process scribbled on it, `ring::Corruption`). Everything before
+    /// `offset` was read; nothing at or after it is read from the file. The engine set the
+    /// file's ring idle (its producer is told `NotSubscribed`) and the stream went back to its
+    /// in-process ring, empty, in the same role; attach a new file to go on. Counted in
+    /// `Stats::rings_corrupt`.
+    RingCorrupt {
+        /// The stream.
+        stream: u32,
+        /// The ring position (bytes from the ring's start, mod 2^61) where it was found.
+        offset: u64,
+        /// What was wrong.
+        what: crate::ring::Corruption,
+    },
 }
 
 /// Where a subscription starts. Never a bare 0 that two readers could read two ways: an exact

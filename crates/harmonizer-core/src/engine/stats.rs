@@ -67,6 +67,9 @@ pub struct Stats {
     pub observed_ns: u64,
     /// Payload bytes of the events delivered (their mean prices a staged window's records).
     pub delivered_bytes: u64,
+    /// Ring files detached because another process wrote something the protocol never writes
+    /// (`Notice::RingCorrupt`).
+    pub rings_corrupt: u64,
 }
 
 impl Stats {

@@ -52,6 +52,7 @@ unsafe impl Sync for StreamStorage {}
 // runs the same protocol on the same words. What this cannot promise, a file shrunk under the
 // mapping, is `docs/shm.md`'s SIGBUS section.
 unsafe impl Storage for StreamStorage {
+    const MAY_BE_SHARED: bool = cfg!(shm);
     #[inline(always)]
     fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()

@@ -3,7 +3,8 @@
 use core::cell::Cell;
 use core::marker::PhantomData;
 
-use super::layout::{advance, Frame, Head, Role, MIN_FRAME};
+use super::check::{self, Corruption};
+use super::layout::{advance, distance, Frame, Head, Role, MIN_FRAME};
 use super::shared::Shared;
 use super::storage::{HeapStorage, Storage};
 use super::{Record, RingError};
@@ -34,12 +35,105 @@ pub struct Consumer<S: Storage = HeapStorage> {
     pub(super) role: Role,
     /// End of the peeked record, if a peek is outstanding.
     peeked: Option<u64>,
+    /// Another process writes this ring (a ring file): check what it wrote before use
+    /// (`ring::check`). Only read when `S::MAY_BE_SHARED`.
+    untrusted: bool,
+    /// The first thing found wrong with what the other process wrote, and where: sticky, the
+    /// ring is not read past it again.
+    fault: Option<(u64, Corruption)>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
 impl<S: Storage> Consumer<S> {
     pub(super) fn new(shared: Arc<Shared<S>>, role: Role) -> Self {
-        Consumer { shared, head: 0, released: 0, cached_tail: 0, role, peeked: None, _not_sync: PhantomData }
+        let untrusted = shared.storage.external_words().is_some();
+        Consumer {
+            shared,
+            head: 0,
+            released: 0,
+            cached_tail: 0,
+            role,
+            peeked: None,
+            untrusted,
+            fault: None,
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// True when what the ring holds comes from another process and is checked before use.
+    /// A constant `false` for storage that is never shared.
+    #[inline(always)]
+    fn checks(&self) -> bool {
+        S::MAY_BE_SHARED && self.untrusted
+    }
+
+    /// [`checks`](Self::checks), for the staged view's code.
+    #[inline(always)]
+    pub(super) fn corruption_checked(&self) -> bool {
+        self.checks()
+    }
+
+    /// What the other process wrote wrong, and the ring position where it was found: the first
+    /// violation on a ring file's frames or positions (`ring::check`), after which the ring
+    /// reads as empty and [`peek`](Self::peek), [`read_chunk`](Self::read_chunk) and
+    /// [`staged`](Self::staged) answer [`RingError::Corrupt`]. Always `None` for an in-process
+    /// ring.
+    pub fn corruption(&self) -> Option<(u64, Corruption)> {
+        if self.checks() {
+            self.fault
+        } else {
+            None
+        }
+    }
+
+    /// Stops checking what the producer writes, as if it were this process's own: for the
+    /// benchmark that measures what the checks cost on a ring file. Not API.
+    ///
+    /// # Safety
+    /// Every frame and position the producer publishes from now on is sound (it is this
+    /// crate's producer, and nothing else writes the ring's memory); otherwise reads may go
+    /// outside the ring.
+    #[doc(hidden)]
+    pub unsafe fn trust_producer(&mut self) {
+        self.untrusted = false;
+    }
+
+    /// Records the first fault at `pos`; reading stops there (the ring looks empty from `pos`).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn corrupt(&mut self, pos: u64, what: Corruption) {
+        if self.fault.is_none() {
+            self.fault = Some((pos, what));
+        }
+        // `pos` is at or before the last sound tail; nothing past it is read again.
+        if distance(self.cached_tail, pos) <= self.shared.capacity {
+            self.cached_tail = pos;
+        }
+    }
+
+    /// Loads the producer's tail into `cached_tail`, checked when the ring is untrusted
+    /// (reading at `pos`); false when a fault is (or was already) found, `cached_tail` unchanged.
+    #[inline]
+    pub(super) fn load_tail(&mut self, pos: u64) -> bool {
+        let tail = self.shared.w().tail.load(Ordering::Acquire);
+        if self.checks() {
+            if self.fault.is_some() {
+                return false;
+            }
+            if let Err(what) = check::tail(tail, pos, self.released, self.shared.capacity) {
+                self.corrupt(pos, what);
+                return false;
+            }
+        }
+        self.cached_tail = tail;
+        true
+    }
+
+    fn fault_error(&self) -> Result<(), RingError> {
+        match self.corruption() {
+            Some((pos, what)) => Err(RingError::Corrupt { pos, what }),
+            None => Ok(()),
+        }
     }
 
     /// A consumer that takes over a ring whose previous consumer is gone (a restarted engine on
@@ -49,7 +143,8 @@ impl<S: Storage> Consumer<S> {
     /// producer can evict again.
     pub(crate) fn resume(shared: Arc<Shared<S>>) -> Self {
         let mut word = shared.w().head.load(Ordering::Acquire);
-        loop {
+        // Only another process can make this fail for long; it cannot make it spin forever.
+        for _ in 0..CAS_ATTEMPTS {
             let head = Head::decode(word);
             if !head.locked {
                 break;
@@ -71,15 +166,20 @@ impl<S: Storage> Consumer<S> {
         let head = Head::decode(word);
         // `cached_tail` starts at the head: never ahead of the real tail, never behind the head;
         // the first read loads the tail.
-        Consumer {
-            shared,
-            head: head.pos,
-            released: head.pos,
-            cached_tail: head.pos,
-            role: head.role,
-            peeked: None,
-            _not_sync: PhantomData,
+        let mut c = Consumer::new(shared, head.role);
+        c.head = head.pos;
+        c.released = head.pos;
+        c.cached_tail = head.pos;
+        if c.checks() {
+            let tail = c.shared.w().tail.load(Ordering::Acquire);
+            if let Err(what) = check::head(head.pos, tail, c.shared.capacity) {
+                c.fault = Some((head.pos, what));
+                c.head = 0;
+                c.released = 0;
+                c.cached_tail = 0;
+            }
         }
+        c
     }
 
     /// This consumer dies and a new one takes over, as a restarted engine does on a
@@ -151,24 +251,30 @@ impl<S: Storage> Consumer<S> {
         let sh = &*self.shared;
         let head = self.head;
         let cross_process = sh.storage.external_words().is_some();
+        if self.corruption().is_some() {
+            return true; // the next read reports it
+        }
         let ready = sh
             .w()
             .control
             .wake
             .wait(cross_process, timeout_ns, || sh.w().tail.load(Ordering::Acquire) == head);
         if ready {
-            self.cached_tail = sh.w().tail.load(Ordering::Acquire);
+            self.load_tail(head);
         }
         ready
     }
 
     /// True when no published record is waiting (active ring; loads the tail).
     pub fn is_empty(&mut self) -> bool {
-        self.cached_tail = self.shared.w().tail.load(Ordering::Acquire);
-        self.head == self.cached_tail
+        !self.load_tail(self.head) || self.head == self.cached_tail
     }
 
+    #[inline]
     fn require(&self, expected: Role) -> Result<(), RingError> {
+        if self.checks() {
+            self.fault_error()?;
+        }
         if self.role == expected {
             Ok(())
         } else {
@@ -187,14 +293,25 @@ impl<S: Storage> Consumer<S> {
                 self.cached_tail
             );
             if pos == self.cached_tail {
-                self.cached_tail = self.shared.w().tail.load(Ordering::Acquire);
-                if pos == self.cached_tail {
+                // Reload; still nothing (or a fault) means empty.
+                let loaded = self.load_tail(pos);
+                if !loaded || pos == self.cached_tail {
                     return None;
                 }
             }
             // SAFETY: `pos` is a frame start below the acquired tail and at or after our head, so
-            // the producer published it and cannot overwrite it until we release it.
+            // the producer published it and cannot overwrite it until we release it. (Of a ring
+            // file: `pos` is 8-aligned and inside the buffer, as every position and span used to
+            // reach it was checked; what another process may write there meanwhile is checked
+            // below before it is used.)
             let frame = unsafe { self.shared.read_frame(pos) };
+            if self.checks() {
+                let sh = &*self.shared;
+                if let Err(what) = check::frame(pos, frame, self.cached_tail, sh.capacity, sh.max_payload as u64) {
+                    self.corrupt(pos, what);
+                    return None;
+                }
+            }
             if !frame.is_pad() {
                 return Some((pos, frame));
             }
@@ -271,11 +388,26 @@ impl<S: Storage> Consumer<S> {
         self.peeked = None;
         let sh = Arc::clone(&self.shared);
         let mut word = sh.w().head.load(Ordering::Acquire);
+        let mut attempts = 0;
         let pos = loop {
+            attempts += 1;
+            if self.checks() && attempts > CAS_ATTEMPTS {
+                // Only another process writing the word without end gets here: take the role
+                // by force and stop reading the ring (the other side is not following the
+                // protocol).
+                let pos = Head::decode(word).pos;
+                sh.w().head.store(Head::encode(pos, false, role), Ordering::Release);
+                self.corrupt(self.head, Corruption::HeadBusy { attempts: CAS_ATTEMPTS });
+                break pos;
+            }
             let head = Head::decode(word);
+            if head.role != self.role && self.checks() {
+                // Overwritten below: the role is ours to set, whatever the other side wrote.
+                self.corrupt(self.head, Corruption::RoleChanged { found: head.role, set: self.role });
+            }
             // The lock bit may be set if a `StagedView` was leaked (mem::forget): changing role
             // clears it, which is correct, so only the role is asserted.
-            debug_assert!(head.role == self.role);
+            debug_assert!(head.role == self.role || self.checks());
             let pos = if role == Role::Idle {
                 self.cached_tail = sh.w().tail.load(Ordering::Acquire);
                 self.cached_tail
@@ -295,15 +427,29 @@ impl<S: Storage> Consumer<S> {
                 Err(actual) => word = actual,
             }
         };
-        self.head = pos;
-        self.released = pos;
         // Evictions may have moved the head past the tail we cached; `next_frame` relies on
         // `head <= cached_tail`, so take a fresh one.
-        self.cached_tail = sh.w().tail.load(Ordering::Acquire);
+        let tail = sh.w().tail.load(Ordering::Acquire);
+        if self.checks() {
+            if let Err(what) = check::head(pos, tail, sh.capacity) {
+                self.corrupt(self.head, what);
+            }
+        }
+        if self.corruption().is_none() {
+            self.head = pos;
+            self.released = pos;
+            self.cached_tail = tail;
+        }
         self.role = role;
-        sh.w().control.epoch.fetch_add(1, Ordering::Release) + 1
+        // Wrapping: a ring file's other process may have written any value here.
+        sh.w().control.epoch.fetch_add(1, Ordering::Release).wrapping_add(1)
     }
 }
+
+/// Compare-exchange attempts on the head word of a ring file before another process is taken
+/// to be fighting the protocol (an honest producer makes one fail only by evicting, a few times
+/// in a row at most).
+pub(super) const CAS_ATTEMPTS: u32 = 1 << 16;
 
 /// Records read from an active ring, freed together by [`commit`](ReadChunk::commit).
 pub struct ReadChunk<'a, S: Storage = HeapStorage> {

@@ -70,6 +70,7 @@
 //!
 //! [`EventHeader`]: crate::event::EventHeader
 
+pub(crate) mod check;
 mod consumer;
 mod layout;
 mod producer;
@@ -78,6 +79,7 @@ mod staged;
 mod storage;
 pub(crate) mod wake;
 
+pub use check::Corruption;
 pub use consumer::{Consumer, ReadChunk};
 pub use layout::Role;
 pub use producer::{Producer, Reservation, StaleReservation, WriteBatch, WriteSlot};
@@ -248,6 +250,14 @@ pub enum PushError {
     /// Staged ring whose consumer held the front while no space was left: the event was shed
     /// (counted, and flagged on the next stored record). The producer need not do anything.
     Shed,
+    /// A ring file whose consumer process wrote a head word or frame that no consumer following
+    /// the protocol writes: nothing was written. Pushing again checks again.
+    Corrupt {
+        /// The ring position found wrong.
+        pos: u64,
+        /// What was wrong.
+        what: Corruption,
+    },
 }
 
 impl fmt::Display for PushError {
@@ -257,6 +267,7 @@ impl fmt::Display for PushError {
             PushError::TooLarge { len, max } => write!(f, "payload of {len} bytes exceeds max_payload {max}"),
             PushError::NotSubscribed => f.write_str("stream not subscribed (idle ring): event discarded"),
             PushError::Shed => f.write_str("staged ring shed the event (consumer held the front, no space)"),
+            PushError::Corrupt { pos, what } => write!(f, "ring file corrupt at position {pos}: {what}"),
         }
     }
 }
@@ -310,6 +321,14 @@ pub enum RingError {
         /// The bytes asked for.
         bytes: usize,
     },
+    /// The other process of a ring file wrote something no producer following the protocol
+    /// writes ([`Consumer::corruption`]): the ring is not read past `pos` again.
+    Corrupt {
+        /// The ring position where it was found.
+        pos: u64,
+        /// What was wrong.
+        what: Corruption,
+    },
 }
 
 impl fmt::Display for RingError {
@@ -333,6 +352,7 @@ impl fmt::Display for RingError {
             }
             RingError::NothingToRelease => f.write_str("release without a peeked record"),
             RingError::OutOfMemory { bytes } => write!(f, "cannot allocate the ring's {bytes} bytes"),
+            RingError::Corrupt { pos, what } => write!(f, "ring file corrupt at position {pos}: {what}"),
         }
     }
 }

@@ -7,6 +7,7 @@ use core::ptr::NonNull;
 use super::layout::{advance, distance, frame_size, Frame, Head, Role, FRAME_HEADER_SIZE, RECORD_PREFIX};
 use super::shared::{RingWords, Shared};
 use super::storage::{HeapStorage, Storage};
+use super::check::{self, Corruption};
 use super::PushError;
 use crate::event::EventHeader;
 use crate::sync::{Arc, Ordering};
@@ -53,6 +54,9 @@ pub struct Producer<S: Storage = HeapStorage> {
     /// ring file, or no membarrier in this process). Fixed at creation, so a publish does not
     /// ask.
     fence_mode: super::wake::FenceMode,
+    /// Another process (a ring file's consumer) writes the head word: check what this producer
+    /// takes from it before use (`ring::check`). Only read when `S::MAY_BE_SHARED`.
+    untrusted: bool,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -91,6 +95,7 @@ impl<S: Storage> Producer<S> {
             evicted: 0,
             dropped: 0,
             fence_mode: super::wake::FenceMode::for_ring(shared_is_file),
+            untrusted: shared_is_file,
             _not_sync: PhantomData,
         }
     }
@@ -113,19 +118,36 @@ impl<S: Storage> Producer<S> {
         p.evicted = w.counters.evicted.load(Ordering::Relaxed);
         p.dropped = w.counters.dropped.load(Ordering::Relaxed);
         let mut pos = p.cached_head;
-        debug_assert!(distance(tail, pos) <= p.shared.capacity, "head {pos} beyond tail {tail}");
+        let (cap, max_payload) = (p.shared.capacity, p.shared.max_payload as u64);
+        if p.checks() && check::head(pos, tail, cap).is_err() {
+            // A consumer that writes nonsense: number on from 0; its next push reports it.
+            return p;
+        }
+        debug_assert!(distance(tail, pos) <= cap, "head {pos} beyond tail {tail}");
         // Bounded: frames are at least 8 bytes and never cross the tail.
-        let mut steps = p.shared.capacity / 8;
+        let mut steps = cap / 8;
         while pos != tail && steps > 0 {
             // SAFETY: `pos` is a frame start in [head, tail): published by the old producer and
             // written by nobody now (the consumer only reads; this producer has not written).
+            // Of a ring file, `pos` is 8-aligned and inside the buffer (checked head, checked
+            // spans), whatever the other process wrote.
             let frame = unsafe { p.shared.read_frame(pos) };
+            if p.checks() && check::frame(pos, frame, tail, cap, max_payload).is_err() {
+                break;
+            }
             // A pad frame carries the number of the record after it.
             p.next_rec = if frame.is_pad() { frame.rec_no } else { frame.rec_no.wrapping_add(1) };
             pos = advance(pos, frame.span().max(8));
             steps -= 1;
         }
         p
+    }
+
+    /// True when the head word comes from another process and is checked before use. A
+    /// constant `false` for storage that is never shared.
+    #[inline(always)]
+    fn checks(&self) -> bool {
+        S::MAY_BE_SHARED && self.untrusted
     }
 
     /// The ring's shared words, as `shared.w()` without choosing again between the storage's
@@ -316,8 +338,25 @@ impl<S: Storage> Producer<S> {
     fn place_slow(&mut self, frame: u64) -> Result<Placement, PushError> {
         self.cached_epoch = self.w().control.epoch.load(Ordering::Acquire);
         let mut word = self.w().head.load(Ordering::Acquire);
+        let mut attempts = 0u32;
         loop {
             let head = Head::decode(word);
+            if self.checks() && head.role != Role::Idle {
+                // A ring file's consumer process wrote this word: it must be a position this
+                // producer can have published, or the free space computed from it is a lie.
+                attempts += 1;
+                let bad = if attempts > super::consumer::CAS_ATTEMPTS {
+                    Err(Corruption::HeadBusy { attempts: super::consumer::CAS_ATTEMPTS })
+                } else {
+                    check::head(head.pos, self.tail, self.shared.capacity)
+                };
+                if let Err(what) = bad {
+                    // Keep the cached head sound for the fast path: at the tail means "full".
+                    self.cached_head = self.tail;
+                    self.cached_role = Role::Idle;
+                    return Err(PushError::Corrupt { pos: head.pos, what });
+                }
+            }
             self.cached_head = head.pos;
             self.cached_role = head.role;
             match head.role {
@@ -341,7 +380,9 @@ impl<S: Storage> Producer<S> {
                 Role::Staged => {}
             }
             let placement = self.fits(frame, head.pos);
-            let window = self.w().control.window.load(Ordering::Relaxed);
+            // At least 1 whatever the word holds (a ring file's other process may have written
+            // 0): with a window of 0 the loop below would evict past an empty ring.
+            let window = self.w().control.window.load(Ordering::Relaxed).max(1);
             if let Some(p) = placement {
                 // Within the window, or the consumer holds the front: store it. (Under the lock
                 // the window may be exceeded until the next push after the unlock.)
@@ -363,8 +404,16 @@ impl<S: Storage> Producer<S> {
             }
             debug_assert!(head.pos != self.tail, "an empty ring always has room for one record");
             // Evict the front frame (a record, or a pad frame on the way to one).
-            // SAFETY: as in `records_from`: a frame in [head, tail) this producer wrote.
+            // SAFETY: as in `records_from`: a frame in [head, tail) this producer wrote. (Of a
+            // ring file: 8-aligned and inside the buffer, checked above.)
             let front = unsafe { self.shared.read_frame(head.pos) };
+            if self.checks() {
+                let sh = &*self.shared;
+                if let Err(what) = check::frame(head.pos, front, self.tail, sh.capacity, sh.max_payload as u64) {
+                    self.cached_role = Role::Idle;
+                    return Err(PushError::Corrupt { pos: head.pos, what });
+                }
+            }
             let next = Head::encode(advance(head.pos, front.span()), false, Role::Staged);
             // AcqRel. Acquire: the consumer's reads before its last unlock/role change happen
             // before we overwrite the evicted space. Release: a consumer that later takes its

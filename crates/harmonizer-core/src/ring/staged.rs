@@ -1,6 +1,7 @@
 //! Reading and trimming a staged ring: the consumer holds the front while it looks.
 
-use super::consumer::Consumer;
+use super::check::{self, Corruption};
+use super::consumer::{Consumer, CAS_ATTEMPTS};
 use super::layout::{advance, Frame, Head, Role};
 use super::storage::{HeapStorage, Storage};
 use super::{Record, RingError};
@@ -14,13 +15,30 @@ impl<S: Storage> Consumer<S> {
     /// full, trims made through the leaked view are lost, and the next `staged()` or
     /// `set_role` takes the front back.
     pub fn staged(&mut self) -> Result<StagedView<'_, S>, RingError> {
+        if let Some((pos, what)) = self.corruption() {
+            return Err(RingError::Corrupt { pos, what });
+        }
         if self.role != Role::Staged {
             return Err(RingError::WrongRole { expected: Role::Staged, actual: self.role });
         }
         let sh = &*self.shared;
         let mut word = sh.w().head.load(Ordering::Relaxed);
+        let mut attempts = 0;
         let front = loop {
+            attempts += 1;
+            if attempts > CAS_ATTEMPTS && self.corruption_checked() {
+                let what = Corruption::HeadBusy { attempts: CAS_ATTEMPTS };
+                let pos = self.head;
+                self.corrupt(pos, what);
+                return Err(RingError::Corrupt { pos, what });
+            }
             let head = Head::decode(word);
+            if head.role != Role::Staged && self.corruption_checked() {
+                let what = Corruption::RoleChanged { found: head.role, set: Role::Staged };
+                let pos = self.head;
+                self.corrupt(pos, what);
+                return Err(RingError::Corrupt { pos, what });
+            }
             // Locked already only if a view was leaked: taking it again is correct.
             debug_assert!(head.role == Role::Staged);
             // Acquire: pairs with the producer's eviction exchange (we start reading at its
@@ -35,9 +53,18 @@ impl<S: Storage> Consumer<S> {
                 Err(actual) => word = actual,
             }
         };
+        let tail = sh.w().tail.load(Ordering::Acquire);
+        if self.corruption_checked() {
+            if let Err(what) = check::head(front, tail, sh.capacity) {
+                // The front stays held (the word is the other process's to fix); nothing is read.
+                let pos = self.head;
+                self.corrupt(pos, what);
+                return Err(RingError::Corrupt { pos, what });
+            }
+        }
         self.head = front;
         self.released = front;
-        self.cached_tail = sh.w().tail.load(Ordering::Acquire);
+        self.cached_tail = tail;
         Ok(StagedView { consumer: self, front })
     }
 }

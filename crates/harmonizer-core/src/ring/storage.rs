@@ -39,6 +39,11 @@ pub unsafe trait Storage: Send + Sync + 'static {
     fn external_words(&self) -> Option<NonNull<RingWords>> {
         None
     }
+    /// True when [`external_words`](Storage::external_words) may return `Some`: the storage
+    /// may be shared with another process, whose writes the consumer checks before use
+    /// (`ring::check`). `false` (the default) removes those checks at compile time. Internal.
+    #[doc(hidden)]
+    const MAY_BE_SHARED: bool = false;
 }
 
 /// Alignment of heap storage: two cache lines (128 bytes covers the adjacent-line prefetcher of

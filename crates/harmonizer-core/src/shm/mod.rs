@@ -32,6 +32,7 @@
 //! Loom models of the restart protocols run on heap rings through the same code
 //! (`Producer::restart`, `Consumer::restart`): `tests/loom_ring.rs`.
 
+mod guard;
 mod header;
 
 use std::fs::{File, OpenOptions};
@@ -44,6 +45,7 @@ use std::ptr::NonNull;
 use memmap2::{MmapOptions, MmapRaw};
 
 use header::{Fixed, Live, LIVE_OFFSET, WORDS_OFFSET};
+pub use guard::{set_sigbus_guard, GUARD_SLOTS};
 pub use header::{HeaderError, HEADER_BYTES, LAYOUT_VERSION, MAGIC};
 
 use crate::ring::{RingConfig, RingError, RingWords};
@@ -121,6 +123,12 @@ pub enum ShmError {
     },
     /// The engine has no stream with this id.
     UnknownStream(u32),
+    /// The mapping could not be guarded against truncation (`set_sigbus_guard`): every one of
+    /// the [`GUARD_SLOTS`] is in use (`errno` 0), or installing the handler failed.
+    Guard {
+        /// The error of `sigaction`, or 0 when the table is full.
+        errno: i32,
+    },
 }
 
 impl ShmError {
@@ -157,6 +165,15 @@ impl core::fmt::Display for ShmError {
                 write!(f, "ring file already attached to a live engine (pid {pid})")
             }
             ShmError::UnknownStream(s) => write!(f, "no stream {s} in this engine"),
+            ShmError::Guard { errno: 0 } => write!(
+                f,
+                "ring file cannot be guarded against truncation: all {GUARD_SLOTS} guarded mappings in use"
+            ),
+            ShmError::Guard { errno } => write!(
+                f,
+                "ring file cannot be guarded against truncation: sigaction(SIGBUS): {}",
+                io::Error::from_raw_os_error(*errno)
+            ),
         }
     }
 }
@@ -198,6 +215,8 @@ const CONSUMER_LOCK_BYTE: i64 = 1;
 
 /// An open, mapped ring file.
 pub(crate) struct RingFile {
+    /// First, so it is dropped (unregistered) before the mapping is unmapped.
+    guard: guard::Guarded,
     file: File,
     map: MmapRaw,
     fixed: Fixed,
@@ -245,6 +264,13 @@ impl RingFile {
                 return Err(e);
             }
         };
+        let guard = match guard_mapping(&map) {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
         let linked = std::fs::hard_link(&tmp, path);
         let _ = std::fs::remove_file(&tmp);
         match linked {
@@ -252,7 +278,7 @@ impl RingFile {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(ShmError::Exists),
             Err(e) => return Err(ShmError::io("link", e)),
         }
-        Ok(RingFile { file, map, fixed, producer_generation: None })
+        Ok(RingFile { guard, file, map, fixed, producer_generation: None })
     }
 
     /// Opens and checks an existing ring file: the header, the file's length, the positions.
@@ -264,6 +290,8 @@ impl RingFile {
             return Err(ShmError::Truncated { len, needed: HEADER_BYTES as u64 });
         }
         let map = map(&file, len)?;
+        // Guarded before the first read: the file may shrink at any moment from now on.
+        let guard = guard_mapping(&map)?;
         // SAFETY: the mapping holds at least `HEADER_BYTES` (checked above) and is page-aligned;
         // any 64 bytes are a valid `Fixed` (integers and bytes). The creator wrote it before
         // linking the file into place, so it is complete; it is never written again.
@@ -276,7 +304,7 @@ impl RingFile {
         if len > expected {
             return Err(ShmError::SizeMismatch { len, expected });
         }
-        let rf = RingFile { file, map, fixed, producer_generation: None };
+        let rf = RingFile { guard, file, map, fixed, producer_generation: None };
         // SAFETY: `words` points at the file's `RingWords` (layout checked by `validate`).
         let w = unsafe { rf.words().as_ref() };
         let (head, tail) = w.positions();
@@ -317,6 +345,17 @@ impl RingFile {
     /// The file's length now (one `fstat`).
     pub(crate) fn len_now(&self) -> Result<u64, ShmError> {
         self.file.metadata().map(|m| m.len()).map_err(|e| ShmError::io("fstat", e))
+    }
+
+    /// True when this process's SIGBUS guard found the file truncated under the mapping (and
+    /// mapped zeros over the lost pages).
+    pub(crate) fn truncation_seen(&self) -> bool {
+        self.guard.hit()
+    }
+
+    /// Whether this mapping is guarded: touching it is safe even after a truncation.
+    pub(crate) fn is_guarded(&self) -> bool {
+        self.guard.is_guarded()
     }
 
     /// The length the mapping needs.
@@ -391,6 +430,10 @@ impl Drop for RingFile {
     }
 }
 
+fn guard_mapping(map: &MmapRaw) -> Result<guard::Guarded, ShmError> {
+    guard::register(map.as_mut_ptr(), map.len()).map_err(|e| ShmError::Guard { errno: e.unwrap_or(0) })
+}
+
 fn map(file: &File, len: u64) -> Result<MmapRaw, ShmError> {
     let len = usize::try_from(len).map_err(|_| ShmError::Io { op: "mmap", errno: libc::EFBIG })?;
     MmapOptions::new().len(len).map_raw(file).map_err(|e| ShmError::io("mmap", e))
@@ -432,6 +475,26 @@ fn ofd_is_locked(file: &File, start: i64) -> io::Result<bool> {
         return Err(io::Error::last_os_error());
     }
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// A ring on a new ring file at `path`, both ends in this process over one mapping, for the
+/// benchmarks that compare a file ring's checked reads with unchecked ones
+/// ([`Consumer::trust_producer`](crate::ring::Consumer::trust_producer)). Not API.
+#[doc(hidden)]
+pub fn file_ring(
+    path: &Path,
+    config: RingConfig,
+) -> Result<
+    (crate::ring::Producer<crate::engine::StreamStorage>, crate::ring::Consumer<crate::engine::StreamStorage>),
+    ShmError,
+> {
+    let mut rf = RingFile::create(path, config, 0)?;
+    rf.become_consumer()?;
+    rf.become_producer()?;
+    let rf = std::sync::Arc::new(rf);
+    let max_payload = rf.max_payload();
+    let storage = || crate::engine::StreamStorage::file(std::sync::Arc::clone(&rf));
+    Ok((crate::ring::resume_producer(storage(), max_payload), crate::ring::resume_consumer(storage(), max_payload)))
 }
 
 /// Opens (or creates) the ring file of an engine stream and checks it against the engine's

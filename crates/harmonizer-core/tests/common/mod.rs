@@ -65,6 +65,11 @@ pub enum N {
         len: u64,
         needed: u64,
     },
+    Corrupt {
+        stream: u32,
+        offset: u64,
+        what: harmonizer_core::ring::Corruption,
+    },
     Stuck {
         stream: u32,
         origin: u32,
@@ -131,6 +136,7 @@ impl Handler for Recorder {
                 N::ProducerGone { stream, generation, crashed }
             }
             Notice::RingFileTruncated { stream, len, needed } => N::Truncated { stream, len, needed },
+            Notice::RingCorrupt { stream, offset, what } => N::Corrupt { stream, offset, what },
             Notice::Stuck { stream, origin, from_seq, to_seq, .. } => {
                 N::Stuck { stream, origin, from: from_seq, to: to_seq }
             }

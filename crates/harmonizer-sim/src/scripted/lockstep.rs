@@ -333,7 +333,7 @@ fn feed_loop(
                             }
                             backoff(&mut spins);
                         }
-                        Err(PushError::TooLarge { .. }) => {
+                        Err(PushError::TooLarge { .. } | PushError::Corrupt { .. }) => {
                             stats.errors += 1;
                             break;
                         }
@@ -487,7 +487,7 @@ impl Handler for App {
             Notice::BadEvent { .. } => self.corrupt += 1,
             // The demo's rings live on the heap: no ring files, so no producer to lose and no
             // file to truncate.
-            Notice::ProducerGone { .. } | Notice::RingFileTruncated { .. } => {}
+            Notice::ProducerGone { .. } | Notice::RingFileTruncated { .. } | Notice::RingCorrupt { .. } => {}
             Notice::Stuck { stream, origin, from_seq, to_seq, .. } => {
                 self.note(format!("stuck on s{stream}: origin {origin} seqs {from_seq}..={to_seq}"));
             }
