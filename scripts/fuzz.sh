@@ -25,7 +25,9 @@ for target in $(cargo +nightly fuzz list); do
     log=$(mktemp)
     scratch=$(mktemp -d)
     # libFuzzer writes new inputs to the first corpus directory and only reads the others.
-    if ! cargo +nightly fuzz run "$target" "$scratch" "corpus/$target" -- -max_total_time="$SECONDS_PER" >"$log" 2>&1; then
+    # -timeout: an input that runs 10 s is a hang (a poll that never returns), reported as a
+    # crash with its input saved.
+    if ! cargo +nightly fuzz run "$target" "$scratch" "corpus/$target" -- -max_total_time="$SECONDS_PER" -timeout=10 >"$log" 2>&1; then
         tail -n 40 "$log"
         echo "FAIL fuzz $target: see fuzz/artifacts/$target/"
         exit 1

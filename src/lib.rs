@@ -50,6 +50,8 @@
 
 mod config;
 mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 mod flip;
 mod producer;
 

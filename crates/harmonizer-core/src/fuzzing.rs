@@ -131,3 +131,165 @@ pub fn engine_ops(data: &[u8]) {
         engine.poll(1024, &mut check);
     }
 }
+
+/// Ring files that another process scribbles on, read from arbitrary bytes (`ring_file`
+/// target): an engine with two streams attaches a ring file to each, and producers in this
+/// process fill them (stream 0 active; stream 1 idle, or staged while armed). The first byte's
+/// low three bits say how many 4-byte mutations are written into the files *before* a second
+/// engine re-attaches to them (files found that way); the ops that follow push, poll, arm and
+/// disarm stream 1, write more mutations *while attached*, let time pass and restart a
+/// producer. The mutations aim at the header, the ring's words and the records, with values
+/// chosen to be frame words (pads of 0, lengths of 0 or 2^30 - 1, multiples of 8) or anything at
+/// all. Never panics, never reads outside a mapping, every poll returns, and what is delivered
+/// is in order.
+#[cfg(shm)]
+pub fn ring_file(data: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use crate::clock::{Clock, ManualClock};
+    use crate::engine::{Engine, EngineConfig, FileOptions, Handler, ManualStage, Notice, StreamProducer};
+    use crate::event::{EventHeader, KIND_DATA};
+    use crate::ring::Record;
+    use crate::shm::AttachMode;
+
+    const CAPACITY: usize = 4096;
+    const FILE_LEN: u64 = 4096 + CAPACITY as u64;
+
+    struct Check {
+        last: Option<u64>,
+    }
+    impl Handler for Check {
+        fn event(&mut self, _stream: u32, r: &Record<'_>) {
+            // Every lent byte is read: a slice past the mapping faults (or ASan says so).
+            let sum = r.payload.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+            core::hint::black_box(sum);
+            if r.header.kind == KIND_DATA && r.header.origin == 0 {
+                if let Some(prev) = self.last {
+                    assert!(r.header.seq > prev, "seq {} delivered after {prev}", r.header.seq);
+                }
+                self.last = Some(r.header.seq);
+            }
+        }
+        fn notice(&mut self, _n: &Notice<'_>) {}
+    }
+
+    /// Writes a mutation into one of the files: which and where from the kind byte and
+    /// `a`/`b`, what from `c`.
+    fn mutate(files: &[std::fs::File; 2], op: &[u8]) {
+        let (k, a, b, c) = (op[0], op[1], op[2], op[3]);
+        let spot = u64::from(a) << 8 | u64::from(b);
+        let at = match k >> 6 {
+            0 => 1024 + (spot % 512) / 8 * 8,             // the ring's words
+            1 => spot % 4096,                             // anywhere in the header page
+            _ => 4096 + (spot % CAPACITY as u64) / 8 * 8, // a frame word, or inside a record
+        };
+        let word: u64 = match c % 8 {
+            0 => 0,
+            1 => 0x8000_0000,
+            2 => 0x8000_0000 | u64::from(b),
+            3 => (1 << 30) - 1,
+            4 => u64::from(a) * 8,
+            5 => 40 + u64::from(b),
+            6 => u64::from_ne_bytes([a, b, c, k, a, b, c, k]),
+            _ => u64::MAX,
+        };
+        let file = &files[usize::from(k >> 3 & 1)];
+        let _ = file.write_all_at(&word.to_ne_bytes(), at.min(FILE_LEN - 8));
+    }
+
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let paths: [std::path::PathBuf; 2] =
+        core::array::from_fn(|s| dir.join(format!("hz-fuzz-{}-{n}-{s}.ring", std::process::id())));
+    let _remove = paths.clone().map(RemoveOnDrop);
+    for p in &paths {
+        let _ = std::fs::remove_file(p);
+    }
+
+    let clock = ManualClock::at(1);
+    let attach = |mode| {
+        let cfg = EngineConfig::new(7, 2, CAPACITY, 64);
+        let (mut e, _) = Engine::with(cfg, Box::new(ManualStage), Box::new(clock.clone())).ok()?;
+        for (s, path) in paths.iter().enumerate() {
+            e.attach_file(s as u32, path, FileOptions { mode, check_interval_ns: 0 }).ok()?;
+        }
+        Some(e)
+    };
+    let Some(mut e) = attach(AttachMode::Create) else { return };
+    let mut producers: [Option<StreamProducer>; 2] = [None, None];
+    for (s, path) in paths.iter().enumerate() {
+        let Ok(p) = StreamProducer::open_file(path) else { return };
+        producers[s] = Some(p);
+    }
+    let files = paths.clone().map(|p| std::fs::OpenOptions::new().write(true).open(p));
+    let [Ok(f0), Ok(f1)] = files else { return };
+    let files = [f0, f1];
+    let mut seq = [0u64; 2];
+    let mut push = |p: &mut Option<StreamProducer>, s: usize, len: u8| {
+        let Some(p) = p else { return };
+        // The same events on both streams, each at its own pace.
+        let h = EventHeader { pos: seq[s] + 1, seq: seq[s], ts_ns: 0, origin: 0, kind: KIND_DATA, flags: 0 };
+        let _ = p.push(&h, &[len; 64][..usize::from(len % 64)]);
+        seq[s] += 1;
+    };
+    let mut check = Check { last: None };
+    let (pre, ops) = match data.split_first() {
+        Some((&n, rest)) => (usize::from(n % 8), rest),
+        None => return,
+    };
+    // Before attach: files filled, scribbled on, then found by a new engine.
+    for i in 0..40 {
+        push(&mut producers[0], 0, i);
+    }
+    let mut chunks = ops.chunks_exact(4);
+    for op in chunks.by_ref().take(pre) {
+        mutate(&files, op);
+    }
+    if pre > 0 {
+        drop(e);
+        match attach(AttachMode::Resume) {
+            Some(again) => e = again,
+            None => return, // refused with a reason: fine
+        }
+    }
+    // While attached.
+    for op in chunks {
+        let s = usize::from(op[1] & 1);
+        match op[0] % 8 {
+            0 | 1 => push(&mut producers[s], s, op[2]),
+            2 => {
+                e.poll(usize::from(op[2]) + 1, &mut check);
+            }
+            3 => {
+                if op[2] & 1 == 0 {
+                    e.arm(1);
+                } else {
+                    e.disarm(1);
+                }
+            }
+            4 | 5 => mutate(&files, op),
+            6 => clock.set(clock.now_ns() + u64::from(op[2]) * 1_000_000),
+            _ => {
+                // A restarted producer: the old one lets go of the file first.
+                producers[s] = None;
+                producers[s] = StreamProducer::open_file(&paths[s]).ok();
+            }
+        }
+    }
+    for _ in 0..8 {
+        e.poll(1024, &mut check);
+    }
+}
+
+/// Removes a file when dropped (also when a check panics).
+#[cfg(shm)]
+struct RemoveOnDrop(std::path::PathBuf);
+
+#[cfg(shm)]
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

@@ -35,3 +35,10 @@ fn model_json_corpus() {
 fn engine_ops_corpus() {
     replay("engine_ops", harmonizer_core::fuzzing::engine_ops);
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+#[cfg_attr(miri, ignore = "files")]
+fn ring_file_corpus() {
+    replay("ring_file", harmonizer_core::fuzzing::ring_file);
+}

@@ -376,7 +376,8 @@ impl RingFile {
         let live = self.live();
         live.producer_pid.store(u64::from(std::process::id()), Ordering::Relaxed);
         // Release: a consumer reading this generation also reads the pid above.
-        let generation = live.producer_generation.fetch_add(1, Ordering::Release) + 1;
+        // Wrapping: another process may have written any value here.
+        let generation = live.producer_generation.fetch_add(1, Ordering::Release).wrapping_add(1);
         self.producer_generation = Some(generation);
         Ok(generation)
     }

@@ -1,0 +1,343 @@
+//! The C API call-sequence check the `c_api` fuzz target runs (`fuzz/`), here so the stable test
+//! that replays its corpus (`tests/fuzz_corpus_c.rs`) runs the same code. Not API.
+//!
+//! Arbitrary bytes become a configuration (every setter, with values in and out of range) and
+//! then a sequence of calls on one engine and its producers, as a careless C program would make
+//! them: NULL pointers, lengths that do not match, struct sizes too small, too large and
+//! misaligned, calls in the wrong state (an open reservation, a commit with none), unknown
+//! enum values and stream ids, flips encoded and decoded with short buffers. Every pointer the
+//! sequence passes is NULL or valid for what it says, as the C contract requires (the fuzzer
+//! attacks values, not memory safety the caller owns). Checks: nothing panics (no call returns
+//! `HZ_ERR_PANIC`), every status is one the library defines, every lent payload is readable in
+//! full, and events of each origin come out in order.
+
+use core::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::*;
+use harmonizer_core::event::EventHeader as hz_event_header;
+
+static NOW: AtomicU64 = AtomicU64::new(1);
+
+extern "C" fn clock(_: *mut c_void) -> u64 {
+    NOW.load(Ordering::Relaxed)
+}
+
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn u8(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes([self.u8()?, self.u8()?, self.u8()?, self.u8()?]))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from(self.u32()?) | u64::from(self.u32()?) << 32)
+    }
+    /// A size: small, at a boundary, or absurd.
+    fn size(&mut self) -> Option<usize> {
+        let b = self.u8()?;
+        Some(match b % 8 {
+            0..=3 => usize::from(self.u8()?),
+            4 => usize::from(self.u8()?) << 8,
+            5 => usize::MAX - usize::from(b),
+            6 => 1 << (b % 48),
+            _ => self.u64()? as usize,
+        })
+    }
+    /// A `struct_size` to try on a struct whose real size is `real` and first layout `first`.
+    fn struct_size(&mut self, real: usize, first: usize) -> Option<usize> {
+        let b = self.u8()?;
+        Some(match b % 8 {
+            0..=3 => real,
+            4 => first,
+            5 => real + 8 * usize::from(b >> 3), // a newer caller's larger struct
+            6 => usize::from(b) * 3,             // short or misaligned
+            _ => 4096 + usize::from(b),          // over the 4 KiB bound
+        })
+    }
+}
+
+fn ok_status(s: hz_status) -> hz_status {
+    assert_ne!(s, HZ_ERR_PANIC, "a call panicked inside the library");
+    assert!(s <= HZ_GOT_NOTICE || (HZ_ERR_FIRST..=HZ_ERR_RING_CORRUPT).contains(&s), "unknown status {s}");
+    s
+}
+
+/// Per-origin order check of what the engine hands out.
+#[derive(Default)]
+struct Order {
+    last: std::collections::HashMap<u32, u64>,
+}
+
+impl Order {
+    /// # Safety
+    /// `header` valid, `payload` valid for `len` bytes (or NULL with 0).
+    unsafe fn see(&mut self, header: *const hz_event_header, payload: *const u8, len: usize) {
+        // SAFETY: per this function's contract (the library's, for what it lends).
+        let h = unsafe { &*header };
+        if len > 0 {
+            // SAFETY: as above: every lent byte must be readable.
+            let p = unsafe { core::slice::from_raw_parts(payload, len) };
+            core::hint::black_box(p.iter().fold(0u8, |a, b| a.wrapping_add(*b)));
+        }
+        if h.kind == HZ_KIND_DATA {
+            if let Some(prev) = self.last.insert(h.origin, h.seq) {
+                assert!(h.seq > prev, "origin {}: seq {} after {prev}", h.origin, h.seq);
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn on_event(user: *mut c_void, _stream: u32, h: *const hz_event_header, p: *const u8, len: usize) {
+    // SAFETY: `user` is the `Order` passed to the poll; the rest the library lends for the call.
+    unsafe { (*user.cast::<Order>()).see(h, p, len) }
+}
+
+unsafe extern "C" fn on_notice(_user: *mut c_void, n: *const hz_notice) {
+    // SAFETY: the library lends a valid notice for the call.
+    core::hint::black_box(unsafe { (*n).kind });
+}
+
+/// The check (see the module docs).
+pub fn c_api(data: &[u8]) {
+    let mut inp = Input(data);
+    run(&mut inp);
+}
+
+// Every unsafe call below passes pointers that are NULL, a live handle made here, or a local
+// buffer at least as large as the length passed with it ("see `c_api`").
+fn run(inp: &mut Input<'_>) -> Option<()> {
+    NOW.store(1, Ordering::Relaxed);
+    let streams = u32::from(inp.u8()? % 4);
+    let capacity = if inp.u8()? & 1 == 0 { 1 << 14 } else { inp.size()? };
+    let max_payload = if inp.u8()? & 1 == 0 { 64 } else { inp.size()? };
+    let mut cfg: *mut hz_config = core::ptr::null_mut();
+    // SAFETY: see `c_api`.
+    if ok_status(unsafe { hz_config_new(7, streams, capacity, max_payload, &mut cfg) }) != HZ_OK {
+        return None;
+    }
+    // Freed on every way out, the early ones (`?` at the input's end) included.
+    struct FreeConfig(*mut hz_config);
+    impl Drop for FreeConfig {
+        fn drop(&mut self) {
+            // SAFETY: the config made above, freed once.
+            unsafe { hz_config_free(self.0) };
+        }
+    }
+    let _free = FreeConfig(cfg);
+    // Setters, then the engine.
+    for _ in 0..inp.u8()? % 8 {
+        let (a, b) = (inp.u32()?, inp.u64()?);
+        // SAFETY: see `c_api`.
+        let s = unsafe {
+            match inp.u8()? % 12 {
+                0 => hz_config_set_initial_stream(cfg, a % 5),
+                1 => hz_config_set_max_origins(cfg, a),
+                2 => hz_config_set_gap_policy(cfg, a % 4),
+                3 => hz_config_set_recovery(cfg, a % 8, b, a & 1, a % 3),
+                4 => hz_config_set_silence(cfg, b, a % 3),
+                5 => hz_config_set_seq_mode(cfg, a % 3),
+                6 => hz_config_set_staging_budget(cfg, b as usize),
+                7 => hz_config_set_default_window(cfg, b as usize),
+                8 => hz_config_set_keep_previous(cfg, a % 3),
+                9 => hz_config_set_policy(cfg, a % 5),
+                10 => hz_config_set_preset(cfg, a % 5),
+                _ => hz_config_set_initial_stream(core::ptr::null_mut(), a),
+            }
+        };
+        ok_status(s);
+    }
+    // SAFETY: see `c_api`.
+    ok_status(unsafe { hz_config_set_clock(cfg, Some(clock), core::ptr::null_mut()) });
+    if capacity > 1 << 22 {
+        // Rings this large are refused or allocated fallibly (ffi-tests/api.c,
+        // `test_hostile_sizes`, checks that path); under the fuzzer a huge allocation is
+        // reported as a crash whatever the library does with its failure, so stop here.
+        return None;
+    }
+    let mut e: *mut hz_engine = core::ptr::null_mut();
+    // SAFETY: see `c_api`.
+    let made = ok_status(unsafe { hz_engine_new(cfg, &mut e) });
+    if made != HZ_OK {
+        return None;
+    }
+    let mut producers: Vec<*mut hz_producer> = Vec::new();
+    for s in 0..streams + 1 {
+        let mut p = core::ptr::null_mut();
+        // SAFETY: see `c_api`. (Stream `streams` does not exist: refused.)
+        if ok_status(unsafe { hz_engine_take_producer(e, s, &mut p) }) == HZ_OK {
+            producers.push(p);
+        }
+    }
+    let result = ops(inp, e, &producers);
+    for p in producers {
+        // SAFETY: a producer taken above, freed once.
+        unsafe { hz_producer_free(p) };
+    }
+    // SAFETY: the engine made above, freed once, after its producers.
+    unsafe { hz_engine_free(e) };
+    result
+}
+
+fn ops(inp: &mut Input<'_>, e: *mut hz_engine, producers: &[*mut hz_producer]) -> Option<()> {
+    let mut order = Order::default();
+    let mut payload = [0u8; 512];
+    // Large enough for any struct size the library accepts (4 KiB), eight times over, aligned.
+    let mut scratch = vec![0u64; 8 * 4096 / 8 + 64];
+    let mut notice_buf = vec![0u64; 4096 / 8 + 64];
+    let mut seq = [0u64; 4];
+    let mut reserved: Option<(usize, *mut u8, usize)> = None;
+    while let Some(op) = inp.u8() {
+        let p = producers.get(usize::from(op >> 5) % producers.len().max(1)).copied().unwrap_or(core::ptr::null_mut());
+        let pi = usize::from(op >> 5) % 4;
+        // SAFETY: see `c_api` (every arm).
+        let s = unsafe {
+            match op % 16 {
+                0..=3 => {
+                    let origin = u32::from(inp.u8()? % 4);
+                    let len = inp.size()?;
+                    let step = u64::from(inp.u8()? % 3);
+                    seq[pi] += step;
+                    let h = hz_event_header {
+                        pos: seq[pi] + 1,
+                        seq: seq[pi],
+                        ts_ns: NOW.load(Ordering::Relaxed),
+                        origin,
+                        kind: if op & 16 == 0 { HZ_KIND_DATA } else { u16::from(op) },
+                        flags: 0,
+                    };
+                    // A length the buffer holds, or a NULL with any length.
+                    if len <= payload.len() {
+                        hz_producer_push(p, &h, payload.as_ptr(), len)
+                    } else {
+                        hz_producer_push(p, &h, core::ptr::null(), len)
+                    }
+                }
+                4 => {
+                    let n = usize::from(inp.u8()? % 8);
+                    let headers: Vec<hz_event_header> = (0..n as u64)
+                        .map(|i| hz_event_header { pos: seq[pi] + i + 1, seq: seq[pi] + i, ts_ns: 0, origin: 0, kind: 0, flags: 0 })
+                        .collect();
+                    seq[pi] += n as u64;
+                    let ptrs: Vec<*const u8> = (0..n).map(|_| payload.as_ptr()).collect();
+                    let lens: Vec<usize> = (0..n).map(|i| (i * 37) % payload.len()).collect();
+                    let mut pushed = 0;
+                    hz_producer_push_batch(p, headers.as_ptr(), ptrs.as_ptr(), lens.as_ptr(), n, &mut pushed)
+                }
+                5 => {
+                    let mut delivered = 0;
+                    let max = usize::from(inp.u8()?);
+                    let user = (&mut order as *mut Order).cast();
+                    hz_engine_poll(e, max, Some(on_event), Some(on_notice), user, &mut delivered)
+                }
+                6 => {
+                    let view_size = inp.struct_size(size_of::<hz_event_view>(), size_of::<hz_event_view>())?;
+                    let notice_size = inp.struct_size(size_of::<hz_notice>(), 8)?;
+                    let view = scratch.as_mut_ptr().cast::<hz_event_view>();
+                    (*view).struct_size = view_size;
+                    let notice = notice_buf.as_mut_ptr().cast::<hz_notice>();
+                    (*notice).struct_size = notice_size;
+                    let s = hz_engine_next(e, view, notice);
+                    if s == HZ_OK {
+                        order.see((*view).header, (*view).payload, (*view).payload_len);
+                    }
+                    s
+                }
+                7 => {
+                    let stride = inp.struct_size(size_of::<hz_event_view>(), size_of::<hz_event_view>())?;
+                    let cap = usize::from(inp.u8()? % 9);
+                    let stride_ok = stride.min(4096);
+                    let views = scratch.as_mut_ptr().cast::<u8>();
+                    for i in 0..cap {
+                        views.add(i * stride_ok).cast::<usize>().write_unaligned(stride);
+                    }
+                    let notice = notice_buf.as_mut_ptr().cast::<hz_notice>();
+                    (*notice).struct_size = size_of::<hz_notice>();
+                    let mut n = 0;
+                    let s = hz_engine_poll_views(e, views.cast(), cap, &mut n, notice);
+                    if s == HZ_OK || s == HZ_GOT_NOTICE {
+                        for i in 0..n {
+                            let v = views.add(i * stride).cast::<hz_event_view>();
+                            order.see((*v).header, (*v).payload, (*v).payload_len);
+                        }
+                    }
+                    s
+                }
+                8 => {
+                    let size = inp.struct_size(size_of::<hz_stats>(), 8)?;
+                    let stats = scratch.as_mut_ptr().cast::<hz_stats>();
+                    (*stats).struct_size = size;
+                    hz_engine_stats(e, stats)
+                }
+                9 => {
+                    let stream = u32::from(inp.u8()?);
+                    if op & 16 == 0 { hz_engine_arm(e, stream % 5) } else { hz_engine_disarm(e, stream) }
+                }
+                10 => {
+                    let len = inp.size()?;
+                    let mut out = core::ptr::null_mut();
+                    let s = hz_producer_reserve(p, len, &mut out);
+                    if s == HZ_OK {
+                        reserved = Some((pi, out, len.min(1 << 16)));
+                        if !out.is_null() {
+                            core::ptr::write_bytes(out, 0xa5, len);
+                        }
+                    }
+                    s
+                }
+                11 => {
+                    seq[pi] += 1;
+                    let h = hz_event_header { pos: seq[pi] + 1, seq: seq[pi], ts_ns: 0, origin: 0, kind: 0, flags: 0 };
+                    let s = if op & 16 == 0 { hz_producer_commit(p, &h) } else { hz_producer_cancel(p) };
+                    if s == HZ_OK {
+                        reserved = None;
+                    }
+                    s
+                }
+                12 => {
+                    // Flip bytes: encoded from fuzz-chosen fields into a buffer of a chosen
+                    // size, then decoded with a chosen length and id buffer.
+                    let mut f = hz_flip { struct_size: size_of::<hz_flip>(), ..core::mem::zeroed() };
+                    f.action = inp.u32()? % 6;
+                    f.target = inp.u32()? % 5;
+                    f.flip_id = inp.u64()?;
+                    f.selector = inp.u32()? % 4;
+                    f.basis_points = inp.u32()? % 12_000;
+                    let ids = [1u64, 2, 3];
+                    if op & 16 != 0 {
+                        f.ids = ids.as_ptr();
+                        f.ids_len = ids.len();
+                    }
+                    let cap = usize::from(inp.u8()?) * 2;
+                    let mut written = 0;
+                    let s = ok_status(hz_flip_encode(&f, payload.as_mut_ptr(), cap.min(payload.len()), &mut written));
+                    let len = if s == HZ_OK { written } else { usize::from(inp.u8()?) };
+                    let mut out = hz_flip { struct_size: size_of::<hz_flip>(), ..core::mem::zeroed() };
+                    let mut ids_out = [0u64; 4];
+                    let ids_cap = usize::from(inp.u8()? % 5);
+                    hz_flip_decode(payload.as_ptr(), len.min(payload.len()), &mut out, ids_out.as_mut_ptr(), ids_cap)
+                }
+                13 => {
+                    NOW.fetch_add(u64::from(inp.u8()?) * 1_000_000, Ordering::Relaxed);
+                    let mut ready = 0;
+                    hz_engine_wait(e, 0, &mut ready)
+                }
+                14 => {
+                    if op & 16 == 0 { hz_engine_retry_gap(e) } else { hz_engine_give_up_gap(e) }
+                }
+                _ => {
+                    let mut out = 0;
+                    let origin = u32::from(inp.u8()?);
+                    hz_engine_frontier(e, origin, &mut out)
+                }
+            }
+        };
+        ok_status(s);
+    }
+    let _ = reserved;
+    Some(())
+}
