@@ -13,6 +13,10 @@
 //! - `harmonizer_batch64`: the producer pushes 64 records through `Producer::batch` and publishes
 //!   them with one store; the consumer reads up to 64 with `Consumer::consume` and frees them
 //!   with one store.
+//! - `file_checked`, `file_unchecked` (and `_batch64`): the same two ways, on a ring file (the
+//!   ring's memory and words in a mapped file under /dev/shm, both ends in this process), with
+//!   the checks the consumer makes on every frame and position another process wrote
+//!   (`ring::check`, issue 19) and without them: the checks' cost, side by side.
 //! - `rtrb`: `rtrb::RingBuffer` of the same 64/256-byte record type, `push`/`pop` one at a time.
 //! - `array_queue`: `crossbeam_queue::ArrayQueue` of the same record type, `push`/`pop` one at a
 //!   time (an MPMC queue, here used SPSC).
@@ -56,7 +60,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Thro
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use harmonizer_core::event::{EventHeader, EVENT_HEADER_SIZE};
-use harmonizer_core::ring::{ring, PushError, Record, RingConfig};
+use harmonizer_core::ring::{ring, Consumer, Producer, PushError, Record, RingConfig, Storage};
+#[cfg(target_os = "linux")]
+use harmonizer_core::engine::StreamStorage;
 
 /// Queue capacity in records.
 const RECORDS: usize = 4096;
@@ -172,7 +178,34 @@ impl<C: FnMut(u64) -> u64> Drop for Entry<C> {
 }
 
 fn harmonizer_one<const P: usize>() -> Entry<impl FnMut(u64) -> u64> {
-    let (mut tx, mut rx) = ring(RingConfig::for_records(RECORDS, P)).expect("ring config");
+    let (tx, rx) = ring(RingConfig::for_records(RECORDS, P)).expect("ring config");
+    one_at_a_time::<P, _>(tx, rx)
+}
+
+fn harmonizer_batch<const P: usize>() -> Entry<impl FnMut(u64) -> u64> {
+    let (tx, rx) = ring(RingConfig::for_records(RECORDS, P)).expect("ring config");
+    batches::<P, _>(tx, rx)
+}
+
+/// The same ring on a ring file (both ends in this process), reading with the checks every
+/// ring file gets (`checked`) or without them, as for a ring in this process.
+#[cfg(target_os = "linux")]
+fn file_ring<const P: usize>(name: &str, checked: bool) -> (Producer<StreamStorage>, Consumer<StreamStorage>) {
+    let dir = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
+    let path = dir.join(format!("hz-ring-bench-{}-{name}-{P}.ring", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let (tx, mut rx) = harmonizer_core::shm::file_ring(&path, RingConfig::for_records(RECORDS, P)).expect("ring file");
+    // The mapping stays; the name is not needed.
+    let _ = std::fs::remove_file(&path);
+    if !checked {
+        // SAFETY: the producer is this crate's, in this process, and nothing else writes the
+        // file (its name is gone).
+        unsafe { rx.trust_producer() };
+    }
+    (tx, rx)
+}
+
+fn one_at_a_time<const P: usize, S: Storage>(mut tx: Producer<S>, mut rx: Consumer<S>) -> Entry<impl FnMut(u64) -> u64> {
     let mut rec = Rec::<P>::new();
     let mut seq = 0u64;
     let produce = move |n: u64| {
@@ -207,8 +240,7 @@ fn harmonizer_one<const P: usize>() -> Entry<impl FnMut(u64) -> u64> {
     Entry::new(produce, consume)
 }
 
-fn harmonizer_batch<const P: usize>() -> Entry<impl FnMut(u64) -> u64> {
-    let (mut tx, mut rx) = ring(RingConfig::for_records(RECORDS, P)).expect("ring config");
+fn batches<const P: usize, S: Storage>(mut tx: Producer<S>, mut rx: Consumer<S>) -> Entry<impl FnMut(u64) -> u64> {
     let mut rec = Rec::<P>::new();
     let mut seq = 0u64;
     let produce = move |n: u64| {
@@ -426,6 +458,18 @@ fn group<const P: usize>(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     measure(&mut group, "harmonizer", harmonizer_one::<P>());
     measure(&mut group, "harmonizer_batch64", harmonizer_batch::<P>());
+    // Ring files: the checks on what another process wrote, on and off, side by side.
+    #[cfg(target_os = "linux")]
+    {
+        let (tx, rx) = file_ring::<P>("one-checked", true);
+        measure(&mut group, "file_checked", one_at_a_time::<P, _>(tx, rx));
+        let (tx, rx) = file_ring::<P>("one-unchecked", false);
+        measure(&mut group, "file_unchecked", one_at_a_time::<P, _>(tx, rx));
+        let (tx, rx) = file_ring::<P>("batch-checked", true);
+        measure(&mut group, "file_checked_batch64", batches::<P, _>(tx, rx));
+        let (tx, rx) = file_ring::<P>("batch-unchecked", false);
+        measure(&mut group, "file_unchecked_batch64", batches::<P, _>(tx, rx));
+    }
     measure(&mut group, "rtrb", rtrb_entry::<P>());
     measure(&mut group, "array_queue", array_queue_entry::<P>());
     measure(&mut group, "ceiling", ceiling_entry::<P>());
