@@ -63,6 +63,9 @@ typedef struct {
     uint64_t crashed_gen, closed_gen;
     uint64_t gone_pid; /* the pid of the last producer reported gone */
     int truncated;
+    int corrupt;          /* RING_CORRUPT notices */
+    uint32_t corrupt_reason;
+    uint64_t corrupt_offset;
 } ctx;
 
 static void on_event(void *user, uint32_t stream, const hz_event_header *h, const uint8_t *payload,
@@ -87,6 +90,11 @@ static void on_notice(void *user, const hz_notice *n) {
         else CHECK(!"unknown PRODUCER_GONE reason");
     } else if (n->kind == HZ_NOTICE_SUBSCRIBE && n->purpose == HZ_PURPOSE_INITIAL) {
         CHECK(n->stream == 0); /* the first poll's: the producer is the child process */
+    } else if (n->kind == HZ_NOTICE_RING_CORRUPT) {
+        CHECK(n->stream == 0 && HZ_HAS_FIELD(n, hz_notice, ring_offset));
+        c->corrupt++;
+        c->corrupt_reason = n->reason;
+        c->corrupt_offset = n->ring_offset;
     } else if (n->kind == HZ_NOTICE_RING_FILE_TRUNCATED) {
         CHECK(n->stream == 0 && n->file_len == 100 && n->needed_len == 4096 + CAPACITY);
         c->truncated++;
@@ -226,6 +234,53 @@ int main(int argc, char **argv) {
     CHECK(c.truncated == 1);
     hz_engine_free(e);
     unlink(path);
-    printf("shm: %" PRIu64 " events across 2 producer processes, one killed; truncation survived\n", c.next);
+
+    /* Another process scribbles a pad frame of 0 bytes over the first unread record (issue 19,
+     * defect 1: the poll never returned): a RING_CORRUPT notice naming the offset, everything
+     * before it delivered, the file's producer told HZ_NOT_SUBSCRIBED from then on. */
+    CHECK_OK(hz_set_sigbus_guard(1));
+    e = new_engine();
+    CHECK_OK(hz_engine_attach_file(e, 0, path, HZ_ATTACH_CREATE, 0));
+    CHECK_OK(hz_producer_open_file(path, &p));
+    uint64_t offset = 0, bad = 0;
+    for (uint64_t seq = 0; seq < 20; seq++) {
+        hz_event_header h;
+        memset(&h, 0, sizeof h);
+        h.pos = 1000 + seq;
+        h.seq = seq;
+        h.kind = HZ_KIND_DATA;
+        uint8_t buf[MAX_PAYLOAD];
+        size_t len = make_payload(seq, buf);
+        if (seq == 10) bad = offset;
+        offset += (8 + 32 + len + 7) / 8 * 8; /* the frame: its header, the event's, the payload, padded */
+        CHECK_OK(hz_producer_push(p, &h, buf, len));
+    }
+    memset(&c, 0, sizeof c);
+    size_t got = 0;
+    CHECK_OK(hz_engine_poll(e, 5, on_event, on_notice, &c, &got));
+    CHECK(got == 5);
+    FILE *rf = fopen(path, "r+b");
+    CHECK(rf != NULL);
+    uint64_t pad0 = 0x80000000u;
+    CHECK(fseek(rf, (long)(4096 + bad), SEEK_SET) == 0);
+    CHECK(fwrite(&pad0, sizeof pad0, 1, rf) == 1);
+    fclose(rf);
+    drain(e, &c);
+    CHECK(c.next == 10);
+    CHECK(c.corrupt == 1 && c.corrupt_reason == HZ_CORRUPT_BAD_PAD && c.corrupt_offset == bad);
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_OK(hz_engine_stats(e, &st));
+    CHECK(HZ_HAS_FIELD(&st, hz_stats, rings_corrupt) && st.rings_corrupt == 1);
+    hz_event_header later;
+    memset(&later, 0, sizeof later);
+    later.pos = 2000;
+    later.seq = 20;
+    CHECK_ST(hz_producer_push(p, &later, NULL, 0), HZ_NOT_SUBSCRIBED);
+    hz_producer_free(p);
+    hz_engine_free(e);
+    unlink(path);
+    printf("shm: %" PRIu64 " events across 2 producer processes, one killed; truncation survived; "
+           "a scribbled frame reported\n", c.next);
     return 0;
 }
