@@ -300,3 +300,75 @@ fn defect_3_without_the_guard_truncation_is_the_documented_sigbus() {
     let (status, text) = run_truncation_child(false, 100);
     assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}\n{text}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The guard passes every SIGBUS that is not a ring file's on, as if it were not there.
+
+/// Child of the chaining tests: guards a ring file's mapping (installing the handler), then
+/// faults on a *different* truncated mapping. With `HZ_OWN_HANDLER=1` the application had its
+/// own `SIGBUS` handler before the guard came, which must be the one that runs (it exits 42).
+#[test]
+#[ignore = "a child process of the chaining tests"]
+fn foreign_sigbus_child() {
+    extern "C" fn own(_sig: libc::c_int, _info: *mut libc::siginfo_t, _ctx: *mut core::ffi::c_void) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(42) };
+    }
+    if std::env::var("HZ_OWN_HANDLER").as_deref() == Ok("1") {
+        // SAFETY: a zeroed sigaction is valid; the handler has the SA_SIGINFO signature.
+        unsafe {
+            let mut sa: libc::sigaction = core::mem::zeroed();
+            sa.sa_sigaction = own as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO;
+            assert_eq!(libc::sigaction(libc::SIGBUS, &sa, core::ptr::null_mut()), 0);
+        }
+    }
+    let path = temp_path("foreign-ring");
+    let cfg = EngineConfig::new(7, 1, CAPACITY, MAX_PAYLOAD);
+    let (mut e, _p) = Engine::with(cfg, Box::new(ManualStage), Box::new(ManualClock::at(1))).unwrap();
+    e.attach_file(0, &path, FileOptions { mode: AttachMode::Create, check_interval_ns: 0 }).unwrap();
+    // Some other file of the application's, mapped, then truncated under it.
+    let other = temp_path("foreign-other");
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&other).unwrap();
+    f.set_len(8192).unwrap();
+    // SAFETY: a fresh shared mapping of a file this test owns; read below after truncation
+    // on purpose, to raise SIGBUS.
+    let p = unsafe {
+        use std::os::fd::AsRawFd;
+        libc::mmap(core::ptr::null_mut(), 8192, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0)
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    f.set_len(0).unwrap();
+    let _ = std::fs::remove_file(&other);
+    let _ = std::fs::remove_file(&path);
+    println!("HZ touching");
+    // SAFETY: deliberately reads a page past the end of the file: SIGBUS.
+    let b = unsafe { core::ptr::read_volatile(p.cast::<u8>().add(4096)) };
+    println!("HZ read {b} (the fault was swallowed)");
+}
+
+fn run_foreign_child(own_handler: bool) -> (std::process::ExitStatus, String) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["foreign_sigbus_child", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
+        .env("HZ_OWN_HANDLER", if own_handler { "1" } else { "0" })
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status, text)
+}
+
+#[test]
+fn a_sigbus_outside_ring_files_still_ends_the_process() {
+    use std::os::unix::process::ExitStatusExt;
+    let (status, text) = run_foreign_child(false);
+    assert!(text.contains("HZ touching"), "{text}");
+    assert!(!text.contains("swallowed"), "{text}");
+    assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}\n{text}");
+}
+
+#[test]
+fn a_sigbus_outside_ring_files_reaches_the_applications_own_handler() {
+    let (status, text) = run_foreign_child(true);
+    assert!(text.contains("HZ touching"), "{text}");
+    assert_eq!(status.code(), Some(42), "{status:?}\n{text}");
+}
