@@ -831,7 +831,9 @@ static void test_engine_calls(recorder *r) {
 
     /* Gap with the re-read policy: GAP then SUBSCRIBE of the active stream from the position
        after the last delivered; the re-read delivers what was missing. Stream 0 (staged, kept
-       as previous) must not hold seqs 15..16 so that no A/B fill happens. */
+       as previous) must not hold seqs 15..16 so that no A/B fill happens; it shows seq 17, past
+       the hole, so the hole does not wait for it (hz_config_set_gap_wait). */
+    CHECK_OK(push_data(p0, 24, 17));
     CHECK_OK(push_data(p1, 54, 17));
     rec_clear(r);
     CHECK(drain(e, r) == 0);
