@@ -367,6 +367,9 @@ pub struct hz_stats {
     pub switch_last_ns: u64,
     /// Largest engine-side switch cost, clock ns.
     pub switch_max_ns: u64,
+    /// Holes that a lagging staged stream filled while delivery waited for it
+    /// (`hz_config_set_gap_wait`), before any gap policy ran.
+    pub gaps_filled_by_wait: u64,
 }
 
 /// Size of `hz_stats`'s first layout (fields are only ever appended).
@@ -1207,6 +1210,7 @@ pub unsafe extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_
             failovers: s.failovers,
             switch_last_ns: s.switch_last_ns,
             switch_max_ns: s.switch_max_ns,
+            gaps_filled_by_wait: s.gaps_filled_by_wait,
         };
         // SAFETY: non-null with `struct_size` writable bytes per contract.
         if let Some(why) = size_problem("out", "hz_stats", given, STATS_V1, std::mem::align_of::<hz_stats>())
