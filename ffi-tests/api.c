@@ -832,7 +832,9 @@ static void test_engine_calls(recorder *r) {
 
     /* Gap with the re-read policy: GAP then SUBSCRIBE of the active stream from the position
        after the last delivered; the re-read delivers what was missing. Stream 0 (staged, kept
-       as previous) must not hold seqs 15..16 so that no A/B fill happens. */
+       as previous) must not hold seqs 15..16 so that no A/B fill happens; it shows seq 17, past
+       the hole, so the hole does not wait for it (hz_config_set_gap_wait). */
+    CHECK_OK(push_data(p0, 24, 17));
     CHECK_OK(push_data(p1, 54, 17));
     rec_clear(r);
     CHECK(drain(e, r) == 0);
@@ -1610,6 +1612,56 @@ static void test_app_clock(recorder *r) {
     hz_engine_free(e);
 }
 
+/* Issue 19, defect 7, from C: a hole in the active stream waits (on the application's clock)
+ * for a staged stream that lags, which fills it: no GAP, counted in gaps_filled_by_wait. A hole
+ * no stream fills is reported LOST once the wait runs out. */
+static void test_gap_wait(recorder *r) {
+    vclock v = {1000, 0};
+    hz_config *c = cfg_new(1, 2);
+    CHECK_ST(hz_config_set_gap_wait(NULL, 0), HZ_ERR_NULL);
+    CHECK_OK(hz_config_set_gap_wait(c, 5000));
+    CHECK_OK(hz_config_set_clock(c, vclock_read, &v));
+    CHECK_OK(hz_config_set_gap_policy(c, HZ_GAP_REPORT_LOST));
+    CHECK_OK(hz_config_set_policy(c, HZ_POLICY_ALWAYS));
+    hz_engine *e = engine_from(c);
+    hz_config_free(c);
+    hz_producer *p0 = take(e, 0), *p1 = take(e, 1);
+    rec_clear(r);
+    drain(e, r); /* stages stream 1 */
+    /* Stream 0 lacks seq 2: delivery holds at seq 3, nothing reported. */
+    CHECK_OK(push_data(p0, 10, 0));
+    CHECK_OK(push_data(p0, 11, 1));
+    CHECK_OK(push_data(p0, 13, 3));
+    rec_clear(r);
+    CHECK(drain(e, r) == 2);
+    CHECK(count_notices(r, HZ_NOTICE_GAP) == 0);
+    /* 4 us later stream 1, behind, brings seqs 0 to 2: seq 2 fills the hole. */
+    v.now += 4000;
+    for (uint64_t seq = 0; seq < 3; seq++) CHECK_OK(push_data(p1, 20 + seq, seq));
+    rec_clear(r);
+    CHECK(drain(e, r) == 1); /* the count is of the active stream's events; seq 2 came filled */
+    CHECK(r->nev == 2);
+    CHECK(r->ev[0].h.seq == 2 && r->ev[0].stream == 1 && r->ev[1].h.seq == 3 && r->ev[1].stream == 0);
+    CHECK(count_notices(r, HZ_NOTICE_GAP) == 0 && count_notices(r, HZ_NOTICE_LOST) == 0);
+    hz_stats s = stats_of(e);
+    CHECK(s.gaps_filled_by_wait == 1 && s.gap_filled == 1 && s.gaps == 0 && s.lost == 0);
+    /* Seq 4 is in no stream: held for the wait, then GAP and LOST, and seq 5 is delivered. */
+    CHECK_OK(push_data(p0, 15, 5));
+    rec_clear(r);
+    CHECK(drain(e, r) == 0);
+    v.now += 4999;
+    CHECK(drain(e, r) == 0 && count_notices(r, HZ_NOTICE_LOST) == 0);
+    v.now += 1;
+    CHECK(drain(e, r) == 1 && r->ev[0].h.seq == 5);
+    const nt_rec *lost = find_notice(r, HZ_NOTICE_LOST, 0);
+    CHECK(lost != NULL && lost->n.first_seq == 4 && lost->n.last_seq == 4);
+    s = stats_of(e);
+    CHECK(s.gaps_filled_by_wait == 1 && s.gaps == 1 && s.lost == 1);
+    hz_producer_free(p0);
+    hz_producer_free(p1);
+    hz_engine_free(e);
+}
+
 /* Zero-copy produce: reserve room in the ring, fill it in place, commit with the header; no
    other write while it is lent out; cancel publishes nothing; free with one open cancels. */
 static void test_reserve(void) {
@@ -1776,6 +1828,7 @@ int main(int argc, char **argv) {
     test_hostile_sizes();
     test_liveness(r);
     test_app_clock(r);
+    test_gap_wait(r);
     free(r);
     printf("api: all checks passed (harmonizer %s)\n", hz_version());
     return 0;

@@ -187,6 +187,7 @@ def main():
     check(stats["switches_seamless"] + stats["switches_cold"] == 3, "stats switches")
     check(stats["flips_ignored"] == 1 and stats["flips_repeated"] >= 1, "stats flips")
     check(stats["api_errors"] == 1, "api_errors")
+    check("gaps_filled_by_wait" in stats, "a counter appended to hz_stats is read (issue 19, defect 7)")
 
     # An exception in a callback is re-raised by poll, after the call.
     prods[2].push(len(records) + 1, n_seq + 1, b"seq=%d" % (n_seq + 1), kind=lib.HZ_KIND_DATA)

@@ -835,6 +835,11 @@ typedef struct {
    */
   uint64_t switch_max_ns;
   /*
+   Holes that a lagging staged stream filled while delivery waited for it
+   (`hz_config_set_gap_wait`), before any gap policy ran.
+   */
+  uint64_t gaps_filled_by_wait;
+  /*
    Ring files detached as corrupt (`HZ_NOTICE_RING_CORRUPT`). Added after the first
    layout: test with `HZ_HAS_FIELD`.
    */
@@ -1110,6 +1115,17 @@ hz_status hz_config_set_recovery(hz_config *config, uint32_t rounds, uint64_t ro
  `HZ_ERR_NULL`. The configuration's thread (one at a time).
  */
 hz_status hz_config_set_silence(hz_config *config, uint64_t silence_ns, uint32_t failover);
+
+/*
+ Sets how long a hole in the active stream waits, delivery held at it, for a staged stream
+ that lags (it has not yet shown the hole's origin past it) to bring the missing events,
+ before the gap policy runs: `gap_wait_ns` of clock time from when the hole is met (0
+ disables; default 20 ms). The wait ends early when the hole is filled or every staged stream
+ shows the origin past it without it. Holes filled so are counted in
+ `hz_stats.gaps_filled_by_wait`. Errors: `HZ_ERR_NULL`. The configuration's thread (one at a
+ time).
+ */
+hz_status hz_config_set_gap_wait(hz_config *config, uint64_t gap_wait_ns);
 
 /*
  Sets the engine's clock (docs/design.md §6: replay and tests pass virtual time): `clock`

@@ -91,6 +91,7 @@ public:
     config &silence(std::uint64_t silence_ns, bool failover) {
         return done(hz_config_set_silence(get(), silence_ns, failover ? 1u : 0u));
     }
+    config &gap_wait(std::uint64_t gap_wait_ns) { return done(hz_config_set_gap_wait(get(), gap_wait_ns)); }
     /* The application's clock (hz_config_set_clock): fn and user_data must outlive every
      * engine built from this configuration. */
     config &clock(hz_clock_fn fn, void *user_data) { return done(hz_config_set_clock(get(), fn, user_data)); }

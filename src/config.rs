@@ -256,6 +256,21 @@ pub unsafe extern "C" fn hz_config_set_silence(
     })
 }
 
+/// Sets how long a hole in the active stream waits, delivery held at it, for a staged stream
+/// that lags (it has not yet shown the hole's origin past it) to bring the missing events,
+/// before the gap policy runs: `gap_wait_ns` of clock time from when the hole is met (0
+/// disables; default 20 ms). The wait ends early when the hole is filled or every staged stream
+/// shows the origin past it without it. Holes filled so are counted in
+/// `hz_stats.gaps_filled_by_wait`. Errors: `HZ_ERR_NULL`. The configuration's thread (one at a
+/// time).
+#[no_mangle]
+pub unsafe extern "C" fn hz_config_set_gap_wait(config: *mut hz_config, gap_wait_ns: u64) -> hz_status {
+    with(config, |c| {
+        c.cfg.liveness.gap_wait_ns = gap_wait_ns;
+        HZ_OK
+    })
+}
+
 /// Sets the engine's clock (docs/design.md §6: replay and tests pass virtual time): `clock`
 /// returns nanoseconds since an origin of the application's choosing, and the engine reads it
 /// once per poll instead of its monotonic clock. Every time in notices and statistics, and every

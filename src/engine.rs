@@ -398,6 +398,9 @@ pub struct hz_stats {
     pub switch_last_ns: u64,
     /// Largest engine-side switch cost, clock ns.
     pub switch_max_ns: u64,
+    /// Holes that a lagging staged stream filled while delivery waited for it
+    /// (`hz_config_set_gap_wait`), before any gap policy ran.
+    pub gaps_filled_by_wait: u64,
     /// Ring files detached as corrupt (`HZ_NOTICE_RING_CORRUPT`). Added after the first
     /// layout: test with `HZ_HAS_FIELD`.
     pub rings_corrupt: u64,
@@ -1280,6 +1283,7 @@ pub unsafe extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_
             failovers: s.failovers,
             switch_last_ns: s.switch_last_ns,
             switch_max_ns: s.switch_max_ns,
+            gaps_filled_by_wait: s.gaps_filled_by_wait,
             rings_corrupt: s.rings_corrupt,
         };
         // SAFETY: non-null with `struct_size` writable bytes per contract.

@@ -11,8 +11,8 @@ mod common;
 use common::*;
 use harmonizer_core::clock::ManualClock;
 use harmonizer_core::engine::{
-    AlwaysStage, ArmingPolicy, Engine, EngineConfig, Exhausted, ManualStage, NeverStage, Purpose, StartAt,
-    StreamProducer,
+    AlwaysStage, ArmingPolicy, Engine, EngineConfig, Exhausted, Liveness, ManualStage, NeverStage, Purpose,
+    StartAt, StreamProducer,
 };
 use harmonizer_core::event::{EventHeader, KIND_DATA, KIND_FLIP};
 use harmonizer_core::flip::{Flip, FlipAction, MAX_FLIP_LEN};
@@ -409,6 +409,11 @@ fn the_stall_includes_the_reread_a_switch_needed() {
     up.publish_until(1, 100);
     app.run(&mut e, &mut p, &up, 1);
     assert_eq!(app.seqs(), (0..60).collect::<Vec<_>>(), "up to the switch from A, then A's window");
+    // A, staged, has not shown the origin past the hole: it may yet bring the rest, so the hole
+    // waits for it first (`gap_wait_ns`, issue 19 defect 7). A has stopped: then the re-read.
+    assert_eq!(e.stats().rereads, 0);
+    clock.advance(Liveness::default().gap_wait_ns);
+    app.run(&mut e, &mut p, &up, 1);
     assert!(app.r.subscribes().contains(&(
         1,
         StartAt::AfterSeq { origin: 0, seq: 59 },

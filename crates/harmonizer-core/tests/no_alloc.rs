@@ -121,6 +121,39 @@ fn the_phi_rule_allocates_nothing() {
     run_without_allocating(Box::new(PhiRule::new(3.0, 0.1)));
 }
 
+/// A hole waiting for a lagging staged stream (`Liveness::gap_wait_ns`): every poll meets it
+/// again and offers it to the candidate anew, allocating nothing, until the candidate brings it.
+#[test]
+fn a_gap_waiting_for_a_lagging_candidate_allocates_nothing() {
+    let mut cfg = EngineConfig::new(1, 2, 1 << 20, 2048);
+    cfg.gap_policy = GapPolicy::ReportLost;
+    let clock = ManualClock::at(1);
+    let (mut e, mut p) = Engine::with(cfg, Box::new(AlwaysStage), Box::new(clock.clone())).unwrap();
+    let payload = [7u8; 48];
+    let mut h = Check::default();
+    e.poll(1, &mut h); // first poll: stages stream 1
+    let ((), allocations) = counted(|| {
+        // Ten events a millisecond, polled once a millisecond. Stream 0, active, misses every
+        // tenth event; stream 1 carries every one, 5 ms behind.
+        for seq in 0..1050u64 {
+            if seq < 1000 && seq % 10 != 3 {
+                let _ = p[0].push(&data(0, seq), &payload);
+            }
+            if seq >= 50 {
+                let _ = p[1].push(&data(1, seq - 50), &payload);
+            }
+            if seq % 10 == 9 {
+                clock.advance(1_000_000);
+                e.poll(64, &mut h);
+            }
+        }
+        while e.poll(64, &mut h) > 0 {}
+    });
+    assert_eq!(allocations, 0, "the hot path allocated while waiting");
+    assert_eq!((h.events, h.lost), (1000, 0));
+    assert_eq!(e.stats().gaps_filled_by_wait, 100);
+}
+
 fn run_without_allocating(policy: Box<dyn ArmingPolicy>) {
     let mut cfg = EngineConfig::new(1, 2, 1 << 20, 2048);
     cfg.gap_policy = GapPolicy::ReportLost;

@@ -79,6 +79,12 @@ pub struct Liveness {
     /// On `ActiveSilent`, switch to the candidate furthest ahead (`SwitchCause::Silence`).
     /// Opt-in; default false.
     pub failover_on_silence: bool,
+    /// A hole on the active stream that no staged window fills at once waits up to this long,
+    /// delivery held at it, while a staged stream that has not yet shown the hole's origin past
+    /// it (it lags) may bring the missing events; then the gap policy runs. Clock nanoseconds
+    /// from when the hole is met; 0 disables. Default 20 ms (docs/engine.md, "Waiting for a
+    /// lagging candidate").
+    pub gap_wait_ns: u64,
 }
 
 impl Default for Liveness {
@@ -90,6 +96,7 @@ impl Default for Liveness {
             exhausted: Exhausted::Stuck,
             silence_ns: 1_000_000_000,
             failover_on_silence: false,
+            gap_wait_ns: 20_000_000,
         }
     }
 }
@@ -500,6 +507,8 @@ pub struct Engine {
     flip_told: Option<u64>,
     /// The last gap the policy was told of, `(origin, first missing seq)`.
     gap_told: Option<(u32, u64)>,
+    /// A hole held while a lagging staged stream may still fill it (`Liveness::gap_wait_ns`).
+    gap_wait: recovery::GapWait,
     /// A gap being recovered (gap policy `ReRead`): its re-read and fill rounds.
     recovery: Option<recovery::Recovery>,
     /// A read of the active stream asked after a hole closed while it was being skipped
@@ -639,6 +648,7 @@ impl Engine {
             resume_floor: 0,
             gap_told: None,
             flip_told: None,
+            gap_wait: recovery::GapWait::NONE,
             recovery: None,
             resume_wait: None,
             skipped_max: vec![0; config.max_origins as usize].into_boxed_slice(),

@@ -127,7 +127,11 @@ impl Engine {
                 }
             }
         }
-        if self.liveness.silence_ns != 0 && !self.silence_reported && self.recovery.is_none() {
+        if self.liveness.silence_ns != 0
+            && !self.silence_reported
+            && self.recovery.is_none()
+            && !self.gap_wait.held()
+        {
             self.check_silence(handler);
         }
         delivered

@@ -1,6 +1,14 @@
 //! Recovering a gap that no staged candidate could fill (gap policy `ReRead`), in bounded
 //! rounds: docs/design.md §2 guarantee 8; docs/engine.md, "Liveness".
 //!
+//! Before any policy, a hole **waits** for a lagging candidate (`Liveness::gap_wait_ns`,
+//! issue 19 defect 7): while a staged stream has not yet shown the origin past the hole, it
+//! may still bring the events, so delivery holds at the gap event (left unread, as for an
+//! awaited fill) and every poll meets it again and offers it to the candidates anew. The wait
+//! ends when the hole is filled (`gaps_filled_by_wait`, no `Gap` reported), when every staged
+//! stream shows the origin past the hole without it, or after `gap_wait_ns` from when the hole
+//! was met; then the gap policy runs as below.
+//!
 //! The ladder, for one hole `(origin, from_seq ..= to_seq)` met on the active stream:
 //! 1. **Re-read** the active stream from the exact position (`Purpose::ReRead`), up to
 //!    `Liveness::reread_rounds` times. A round fails when the re-read comes back with the same
@@ -23,6 +31,7 @@
 //! of it (`Purpose::Resume`) from before the hole.
 
 use super::{Engine, Exhausted, GapPolicy, Handler, Notice, Purpose, StartAt};
+use crate::ring::Role;
 
 /// What the poll does after a gap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +74,36 @@ pub(super) struct Recovery {
     /// Where the active stream is read again from (each re-read round, and the read after the
     /// hole closes): fixed when the hole is met, at or before the first record skipped after it.
     reread_at: StartAt,
+}
+
+/// A hole held while a lagging staged stream may still fill it (`Liveness::gap_wait_ns`), or
+/// [`GapWait::NONE`]. Not an `Option`: optimised code may compare a `None`'s fields before its
+/// tag, and the engine is built on the stack, so valgrind (ffi-tests) reports the branch as
+/// depending on uninitialised bytes; every field here is always written.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct GapWait {
+    /// A hole is held.
+    held: bool,
+    origin: u32,
+    /// The hole's last seq: the gap event left unread is the origin's `to + 1`. A partial fill
+    /// moves the hole's start, not this.
+    to: u64,
+    /// When the hole was met (engine clock): the wait is bounded from here.
+    since_ns: u64,
+}
+
+impl GapWait {
+    pub(super) const NONE: GapWait = GapWait { held: false, origin: 0, to: 0, since_ns: 0 };
+
+    /// A hole is held.
+    pub(super) fn held(&self) -> bool {
+        self.held
+    }
+
+    /// Held for the hole of `origin` that ends at `to`.
+    fn is(&self, origin: u32, to: u64) -> bool {
+        self.held && self.origin == origin && self.to == to
+    }
 }
 
 /// A `Purpose::Resume` read of the active stream asked and not begun.
@@ -114,10 +153,14 @@ impl Engine {
     /// A gap before the active stream's next record (`(origin, to + 1)`, left unread): fill it
     /// from staged candidates, else apply the gap policy and the recovery ladder.
     pub(super) fn on_gap<H: Handler>(&mut self, origin: u32, from: u64, to: u64, h: &mut H) -> GapOutcome {
+        let waited = self.gap_wait.is(origin, to);
         if self.gap_told != Some((origin, from)) {
-            // The policy hears of each gap once, before any fill (`ArmingPolicy::gap`).
+            // The policy hears of each gap once, before any fill (`ArmingPolicy::gap`); not
+            // again for what is left of a hole being waited on after a partial fill.
             self.gap_told = Some((origin, from));
-            self.policy.gap(self.streams[self.active].id, to + 1 - from, self.now_ns);
+            if !waited {
+                self.policy.gap(self.streams[self.active].id, to + 1 - from, self.now_ns);
+            }
         }
         let (passed, offered) = self.fill_from_candidates(origin, to, h);
         if let Some(r) = self.recovery.as_mut() {
@@ -127,6 +170,10 @@ impl Engine {
             if self.recovery.is_some_and(|r| r.origin == origin) {
                 self.recovery = None;
             }
+            if waited {
+                self.gap_wait = GapWait::NONE;
+                self.stats.gaps_filled_by_wait += 1;
+            }
             return GapOutcome::Continue; // filled: the event after the gap delivers next
         }
         let from = self.tracker.last(origin).map_or(from, |l| l + 1).max(from);
@@ -135,6 +182,9 @@ impl Engine {
         if !same {
             // A new hole (or progress on the last one).
             self.recovery = None;
+            if self.wait_for_lagging(origin, to, passed) {
+                return GapOutcome::Hold;
+            }
             self.stats.gaps += 1;
             h.notice(&Notice::Gap { stream, origin, from_seq: from, to_seq: to });
             // A hole met while a switch is in flight is the switch's, not the upstream's: the
@@ -172,6 +222,29 @@ impl Engine {
             // Awaiting the fill, or stuck: stop at the gap.
             _ => GapOutcome::Hold,
         }
+    }
+
+    /// Whether to hold at the gap event a while longer (`Liveness::gap_wait_ns`): some staged
+    /// stream has not shown `origin` past the hole (not in `passed`: it lags, and may still
+    /// bring the events), and the wait, timed from when the hole was met, has not run out.
+    /// Each poll meets the gap event again, so the candidates are offered the hole anew.
+    fn wait_for_lagging(&mut self, origin: u32, to: u64, passed: u32) -> bool {
+        debug_assert!(self.holding_gap, "the gap event is left unread");
+        let since = if self.gap_wait.is(origin, to) { self.gap_wait.since_ns } else { self.now_ns };
+        self.gap_wait = GapWait::NONE;
+        if self.now_ns.saturating_sub(since) >= self.liveness.gap_wait_ns {
+            return false; // also when `gap_wait_ns` is 0
+        }
+        let active = self.active;
+        let lagging = self
+            .streams
+            .iter()
+            .enumerate()
+            .any(|(i, s)| i != active && s.consumer.role() == Role::Staged && passed & (1 << i) == 0);
+        if lagging {
+            self.gap_wait = GapWait { held: true, origin, to, since_ns: since };
+        }
+        lagging
     }
 
     /// At the start of a poll with a recovery under way: see whether the hole closed (or a
@@ -413,8 +486,8 @@ impl Engine {
             f.gapped = true;
         }
         let s = &mut self.streams[x];
-        if s.consumer.role() == crate::ring::Role::Idle {
-            s.consumer.set_role(crate::ring::Role::Staged);
+        if s.consumer.role() == Role::Idle {
+            s.consumer.set_role(Role::Staged);
         }
         let whole = s.consumer.max_records();
         s.consumer.set_window(whole);
@@ -431,10 +504,11 @@ impl Engine {
         h.notice(&Notice::Subscribe { stream: s.id, locator: s.locator(), from, purpose });
     }
 
-    /// Ends any recovery (a switch: the new stream meets the hole afresh if it lacks it). A
-    /// stream staged only for its fill is released by the next plan.
+    /// Ends any recovery or wait for a hole (a switch: the new stream meets the hole afresh if
+    /// it lacks it). A stream staged only for its fill is released by the next plan.
     pub(super) fn end_recovery(&mut self) {
         self.recovery = None;
+        self.gap_wait = GapWait::NONE;
     }
 
     /// True while a gap's recovery has stopped (`Notice::Stuck`).

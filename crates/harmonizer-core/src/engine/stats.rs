@@ -9,6 +9,9 @@ pub struct Stats {
     pub duplicates_dropped: u64,
     /// Events delivered from a staged candidate to fill a gap in the active stream.
     pub gap_filled: u64,
+    /// Holes in the active stream that a lagging staged stream filled while delivery waited for
+    /// it (`Liveness::gap_wait_ns`), before any gap policy ran: no `Gap`, no re-read, no loss.
+    pub gaps_filled_by_wait: u64,
     /// Gaps reported (`Notice::Gap`).
     pub gaps: u64,
     /// Events given up for lost (`Notice::Lost`).
