@@ -59,10 +59,10 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
-use harmonizer_core::event::{EventHeader, EVENT_HEADER_SIZE};
-use harmonizer_core::ring::{ring, Consumer, Producer, PushError, Record, RingConfig, Storage};
 #[cfg(target_os = "linux")]
 use harmonizer_core::engine::StreamStorage;
+use harmonizer_core::event::{EventHeader, EVENT_HEADER_SIZE};
+use harmonizer_core::ring::{ring, Consumer, Producer, PushError, Record, RingConfig, Storage};
 
 /// Queue capacity in records.
 const RECORDS: usize = 4096;
@@ -190,11 +190,16 @@ fn harmonizer_batch<const P: usize>() -> Entry<impl FnMut(u64) -> u64> {
 /// The same ring on a ring file (both ends in this process), reading with the checks every
 /// ring file gets (`checked`) or without them, as for a ring in this process.
 #[cfg(target_os = "linux")]
-fn file_ring<const P: usize>(name: &str, checked: bool) -> (Producer<StreamStorage>, Consumer<StreamStorage>) {
-    let dir = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
+fn file_ring<const P: usize>(
+    name: &str,
+    checked: bool,
+) -> (Producer<StreamStorage>, Consumer<StreamStorage>) {
+    let dir =
+        if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
     let path = dir.join(format!("hz-ring-bench-{}-{name}-{P}.ring", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let (tx, mut rx) = harmonizer_core::shm::file_ring(&path, RingConfig::for_records(RECORDS, P)).expect("ring file");
+    let (tx, mut rx) =
+        harmonizer_core::shm::file_ring(&path, RingConfig::for_records(RECORDS, P)).expect("ring file");
     // The mapping stays; the name is not needed.
     let _ = std::fs::remove_file(&path);
     if !checked {
@@ -205,7 +210,10 @@ fn file_ring<const P: usize>(name: &str, checked: bool) -> (Producer<StreamStora
     (tx, rx)
 }
 
-fn one_at_a_time<const P: usize, S: Storage>(mut tx: Producer<S>, mut rx: Consumer<S>) -> Entry<impl FnMut(u64) -> u64> {
+fn one_at_a_time<const P: usize, S: Storage>(
+    mut tx: Producer<S>,
+    mut rx: Consumer<S>,
+) -> Entry<impl FnMut(u64) -> u64> {
     let mut rec = Rec::<P>::new();
     let mut seq = 0u64;
     let produce = move |n: u64| {
@@ -240,7 +248,10 @@ fn one_at_a_time<const P: usize, S: Storage>(mut tx: Producer<S>, mut rx: Consum
     Entry::new(produce, consume)
 }
 
-fn batches<const P: usize, S: Storage>(mut tx: Producer<S>, mut rx: Consumer<S>) -> Entry<impl FnMut(u64) -> u64> {
+fn batches<const P: usize, S: Storage>(
+    mut tx: Producer<S>,
+    mut rx: Consumer<S>,
+) -> Entry<impl FnMut(u64) -> u64> {
     let mut rec = Rec::<P>::new();
     let mut seq = 0u64;
     let produce = move |n: u64| {

@@ -26,7 +26,8 @@ fn run<S: Storage>(mut tx: Producer<S>, mut rx: Consumer<S>, batch: bool, n: u64
         }
         b.publish();
         if batch {
-            rx.consume(64, |r| sum = sum.wrapping_add(r.header.seq ^ u64::from(r.payload[31]))).expect("active");
+            rx.consume(64, |r| sum = sum.wrapping_add(r.header.seq ^ u64::from(r.payload[31])))
+                .expect("active");
         } else {
             for _ in 0..k {
                 let r = rx.peek().expect("active").expect("a record");
@@ -51,7 +52,8 @@ fn main() {
     } else {
         #[cfg(target_os = "linux")]
         {
-            let path = std::path::Path::new("/dev/shm").join(format!("hz-check-cost-{}.ring", std::process::id()));
+            let path =
+                std::path::Path::new("/dev/shm").join(format!("hz-check-cost-{}.ring", std::process::id()));
             let _ = std::fs::remove_file(&path);
             let (tx, mut rx) = harmonizer_core::shm::file_ring(&path, config).expect("ring file");
             let _ = std::fs::remove_file(&path);

@@ -22,9 +22,11 @@ struct Pair {
 }
 
 fn pair(name: &str, checked: bool, batch: bool) -> Pair {
-    let path = std::path::Path::new("/dev/shm").join(format!("hz-check-pairs-{}-{name}.ring", std::process::id()));
+    let path =
+        std::path::Path::new("/dev/shm").join(format!("hz-check-pairs-{}-{name}.ring", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let (tx, mut rx) = harmonizer_core::shm::file_ring(&path, RingConfig::for_records(4096, 32)).expect("ring file");
+    let (tx, mut rx) =
+        harmonizer_core::shm::file_ring(&path, RingConfig::for_records(4096, 32)).expect("ring file");
     let _ = std::fs::remove_file(&path);
     if !checked {
         // SAFETY: the producer is this crate's, in this process, and nothing else writes the
@@ -68,7 +70,9 @@ fn consume(p: &mut Pair, n: u64, batch: bool) -> Duration {
     let mut sum = 0u64;
     while left > 0 {
         if batch {
-            let got = p.rx.consume(64, |r| sum = sum.wrapping_add(r.header.seq ^ u64::from(r.payload[31]))).unwrap();
+            let got =
+                p.rx.consume(64, |r| sum = sum.wrapping_add(r.header.seq ^ u64::from(r.payload[31])))
+                    .unwrap();
             if got == 0 {
                 spin_loop();
             }

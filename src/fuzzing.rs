@@ -92,7 +92,13 @@ impl Order {
     }
 }
 
-unsafe extern "C" fn on_event(user: *mut c_void, _stream: u32, h: *const hz_event_header, p: *const u8, len: usize) {
+unsafe extern "C" fn on_event(
+    user: *mut c_void,
+    _stream: u32,
+    h: *const hz_event_header,
+    p: *const u8,
+    len: usize,
+) {
     // SAFETY: `user` is the `Order` passed to the poll; the rest the library lends for the call.
     unsafe { (*user.cast::<Order>()).see(h, p, len) }
 }
@@ -192,7 +198,10 @@ fn ops(inp: &mut Input<'_>, e: *mut hz_engine, producers: &[*mut hz_producer]) -
     let mut seq = [0u64; 4];
     let mut reserved: Option<(usize, *mut u8, usize)> = None;
     while let Some(op) = inp.u8() {
-        let p = producers.get(usize::from(op >> 5) % producers.len().max(1)).copied().unwrap_or(core::ptr::null_mut());
+        let p = producers
+            .get(usize::from(op >> 5) % producers.len().max(1))
+            .copied()
+            .unwrap_or(core::ptr::null_mut());
         let pi = usize::from(op >> 5) % 4;
         // SAFETY: see `c_api` (every arm).
         let s = unsafe {
@@ -220,7 +229,14 @@ fn ops(inp: &mut Input<'_>, e: *mut hz_engine, producers: &[*mut hz_producer]) -
                 4 => {
                     let n = usize::from(inp.u8()? % 8);
                     let headers: Vec<hz_event_header> = (0..n as u64)
-                        .map(|i| hz_event_header { pos: seq[pi] + i + 1, seq: seq[pi] + i, ts_ns: 0, origin: 0, kind: 0, flags: 0 })
+                        .map(|i| hz_event_header {
+                            pos: seq[pi] + i + 1,
+                            seq: seq[pi] + i,
+                            ts_ns: 0,
+                            origin: 0,
+                            kind: 0,
+                            flags: 0,
+                        })
                         .collect();
                     seq[pi] += n as u64;
                     let ptrs: Vec<*const u8> = (0..n).map(|_| payload.as_ptr()).collect();
@@ -235,7 +251,8 @@ fn ops(inp: &mut Input<'_>, e: *mut hz_engine, producers: &[*mut hz_producer]) -
                     hz_engine_poll(e, max, Some(on_event), Some(on_notice), user, &mut delivered)
                 }
                 6 => {
-                    let view_size = inp.struct_size(size_of::<hz_event_view>(), size_of::<hz_event_view>())?;
+                    let view_size =
+                        inp.struct_size(size_of::<hz_event_view>(), size_of::<hz_event_view>())?;
                     let notice_size = inp.struct_size(size_of::<hz_notice>(), 8)?;
                     let view = scratch.as_mut_ptr().cast::<hz_event_view>();
                     (*view).struct_size = view_size;
@@ -275,7 +292,11 @@ fn ops(inp: &mut Input<'_>, e: *mut hz_engine, producers: &[*mut hz_producer]) -
                 }
                 9 => {
                     let stream = u32::from(inp.u8()?);
-                    if op & 16 == 0 { hz_engine_arm(e, stream % 5) } else { hz_engine_disarm(e, stream) }
+                    if op & 16 == 0 {
+                        hz_engine_arm(e, stream % 5)
+                    } else {
+                        hz_engine_disarm(e, stream)
+                    }
                 }
                 10 => {
                     let len = inp.size()?;
@@ -291,7 +312,14 @@ fn ops(inp: &mut Input<'_>, e: *mut hz_engine, producers: &[*mut hz_producer]) -
                 }
                 11 => {
                     seq[pi] += 1;
-                    let h = hz_event_header { pos: seq[pi] + 1, seq: seq[pi], ts_ns: 0, origin: 0, kind: 0, flags: 0 };
+                    let h = hz_event_header {
+                        pos: seq[pi] + 1,
+                        seq: seq[pi],
+                        ts_ns: 0,
+                        origin: 0,
+                        kind: 0,
+                        flags: 0,
+                    };
                     let s = if op & 16 == 0 { hz_producer_commit(p, &h) } else { hz_producer_cancel(p) };
                     if s == HZ_OK {
                         reserved = None;
@@ -314,12 +342,23 @@ fn ops(inp: &mut Input<'_>, e: *mut hz_engine, producers: &[*mut hz_producer]) -
                     }
                     let cap = usize::from(inp.u8()?) * 2;
                     let mut written = 0;
-                    let s = ok_status(hz_flip_encode(&f, payload.as_mut_ptr(), cap.min(payload.len()), &mut written));
+                    let s = ok_status(hz_flip_encode(
+                        &f,
+                        payload.as_mut_ptr(),
+                        cap.min(payload.len()),
+                        &mut written,
+                    ));
                     let len = if s == HZ_OK { written } else { usize::from(inp.u8()?) };
                     let mut out = hz_flip { struct_size: size_of::<hz_flip>(), ..core::mem::zeroed() };
                     let mut ids_out = [0u64; 4];
                     let ids_cap = usize::from(inp.u8()? % 5);
-                    hz_flip_decode(payload.as_ptr(), len.min(payload.len()), &mut out, ids_out.as_mut_ptr(), ids_cap)
+                    hz_flip_decode(
+                        payload.as_ptr(),
+                        len.min(payload.len()),
+                        &mut out,
+                        ids_out.as_mut_ptr(),
+                        ids_cap,
+                    )
                 }
                 13 => {
                     NOW.fetch_add(u64::from(inp.u8()?) * 1_000_000, Ordering::Relaxed);
@@ -327,7 +366,11 @@ fn ops(inp: &mut Input<'_>, e: *mut hz_engine, producers: &[*mut hz_producer]) -
                     hz_engine_wait(e, 0, &mut ready)
                 }
                 14 => {
-                    if op & 16 == 0 { hz_engine_retry_gap(e) } else { hz_engine_give_up_gap(e) }
+                    if op & 16 == 0 {
+                        hz_engine_retry_gap(e)
+                    } else {
+                        hz_engine_give_up_gap(e)
+                    }
                 }
                 _ => {
                     let mut out = 0;

@@ -50,9 +50,9 @@
 
 mod config;
 mod engine;
+mod flip;
 #[doc(hidden)]
 pub mod fuzzing;
-mod flip;
 mod producer;
 
 use std::ffi::{c_char, CStr, CString};

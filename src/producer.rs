@@ -4,8 +4,8 @@ use std::ffi::c_char;
 
 use super::{bytes, guard, hz_status, LastError};
 use super::{
-    HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_ERR_RING_CORRUPT, HZ_ERR_STATE, HZ_ERR_TOO_LARGE, HZ_FULL, HZ_NOT_SUBSCRIBED,
-    HZ_OK, HZ_SHED,
+    HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_ERR_RING_CORRUPT, HZ_ERR_STATE, HZ_ERR_TOO_LARGE, HZ_FULL,
+    HZ_NOT_SUBSCRIBED, HZ_OK, HZ_SHED,
 };
 use harmonizer_core::engine::StreamProducer;
 use harmonizer_core::event::EventHeader;

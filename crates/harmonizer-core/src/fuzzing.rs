@@ -199,7 +199,8 @@ pub fn ring_file(data: &[u8]) {
     }
 
     static N: AtomicU64 = AtomicU64::new(0);
-    let dir = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
+    let dir =
+        if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
     let n = N.fetch_add(1, Ordering::Relaxed);
     let paths: [std::path::PathBuf; 2] =
         core::array::from_fn(|s| dir.join(format!("hz-fuzz-{}-{n}-{s}.ring", std::process::id())));

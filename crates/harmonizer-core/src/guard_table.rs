@@ -37,11 +37,21 @@ struct Slot {
 impl Slot {
     #[cfg(not(loom))]
     const fn new() -> Slot {
-        Slot { seq: AtomicU64::new(0), start: AtomicU64::new(0), len: AtomicU64::new(0), hit: AtomicU64::new(0) }
+        Slot {
+            seq: AtomicU64::new(0),
+            start: AtomicU64::new(0),
+            len: AtomicU64::new(0),
+            hit: AtomicU64::new(0),
+        }
     }
     #[cfg(loom)]
     fn new() -> Slot {
-        Slot { seq: AtomicU64::new(0), start: AtomicU64::new(0), len: AtomicU64::new(0), hit: AtomicU64::new(0) }
+        Slot {
+            seq: AtomicU64::new(0),
+            start: AtomicU64::new(0),
+            len: AtomicU64::new(0),
+            hit: AtomicU64::new(0),
+        }
     }
 
     /// Makes `seq` odd if it is even (this thread then owns the slot); returns the even value.

@@ -17,7 +17,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use harmonizer_core::clock::ManualClock;
-use harmonizer_core::engine::{Engine, EngineConfig, FileOptions, Handler, ManualStage, Notice, StreamProducer};
+use harmonizer_core::engine::{
+    Engine, EngineConfig, FileOptions, Handler, ManualStage, Notice, StreamProducer,
+};
 use harmonizer_core::event::{EventHeader, KIND_DATA};
 use harmonizer_core::ring::{Corruption, PushError, Record};
 use harmonizer_core::shm::AttachMode;
@@ -100,7 +102,9 @@ fn attack(name: &'static str, pushed: u64, read: usize, scribble: Scribble, resu
         assert_eq!(e.poll(read, &mut seen), read);
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         match scribble {
-            Scribble::Frame { at, word } => file.write_all_at(&word.to_ne_bytes(), DATA + at * FRAME).unwrap(),
+            Scribble::Frame { at, word } => {
+                file.write_all_at(&word.to_ne_bytes(), DATA + at * FRAME).unwrap()
+            }
             Scribble::Tail(t) => file.write_all_at(&t.to_ne_bytes(), TAIL_WORD).unwrap(),
         }
         drain(&mut e, &mut seen);
@@ -329,7 +333,8 @@ fn foreign_sigbus_child() {
     e.attach_file(0, &path, FileOptions { mode: AttachMode::Create, check_interval_ns: 0 }).unwrap();
     // Some other file of the application's, mapped, then truncated under it.
     let other = temp_path("foreign-other");
-    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&other).unwrap();
+    let f =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&other).unwrap();
     f.set_len(8192).unwrap();
     // SAFETY: a fresh shared mapping of a file this test owns; read below after truncation
     // on purpose, to raise SIGBUS.

@@ -104,7 +104,10 @@ impl fmt::Display for Corruption {
                 write!(f, "pad frame of {len} bytes where {to_end} remain to the buffer's end")
             }
             Corruption::TooShort { len } => {
-                write!(f, "record length {len} is shorter than the {RECORD_PREFIX}-byte frame and event headers")
+                write!(
+                    f,
+                    "record length {len} is shorter than the {RECORD_PREFIX}-byte frame and event headers"
+                )
             }
             Corruption::TooLarge { payload, max } => {
                 write!(f, "record payload of {payload} bytes exceeds the ring's max_payload {max}")
@@ -147,7 +150,13 @@ pub(crate) fn record_is_sound(pos: u64, frame: Frame, tail: u64, capacity: u64, 
 /// Checks the frame `frame` read at `pos` (8-aligned) of a ring of `capacity` bytes whose
 /// published tail is `tail` (sound: at or after `pos`, at most `capacity` ahead of it).
 #[inline]
-pub(crate) fn frame(pos: u64, frame: Frame, tail: u64, capacity: u64, max_payload: u64) -> Result<(), Corruption> {
+pub(crate) fn frame(
+    pos: u64,
+    frame: Frame,
+    tail: u64,
+    capacity: u64,
+    max_payload: u64,
+) -> Result<(), Corruption> {
     let to_end = capacity - (pos & (capacity - 1));
     let len = frame.len();
     let span = if frame.is_pad() {
@@ -213,7 +222,10 @@ mod tests {
         assert_eq!(frame(1000, Frame::pad(24, 0), 1024 + 40, CAP, 100), Ok(()));
         assert_eq!(frame(0, Frame::pad(0, 0), 64, CAP, 100), Err(Corruption::BadPad { len: 0 }));
         assert_eq!(frame(0, Frame::pad(12, 0), 64, CAP, 100), Err(Corruption::BadPad { len: 12 }));
-        assert_eq!(frame(0, Frame::pad(16, 0), 64, CAP, 100), Err(Corruption::PadNotAtEnd { len: 16, to_end: 1024 }));
+        assert_eq!(
+            frame(0, Frame::pad(16, 0), 64, CAP, 100),
+            Err(Corruption::PadNotAtEnd { len: 16, to_end: 1024 })
+        );
         assert_eq!(frame(0, Frame::from_word(0), 64, CAP, 100), Err(Corruption::TooShort { len: 0 }));
         assert_eq!(frame(0, rec(101), 4096, CAP, 100), Err(Corruption::TooLarge { payload: 101, max: 100 }));
         let huge = Frame::from_word((1 << 30) - 1);

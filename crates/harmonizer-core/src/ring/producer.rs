@@ -4,10 +4,10 @@ use core::cell::Cell;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
+use super::check::{self, Corruption};
 use super::layout::{advance, distance, frame_size, Frame, Head, Role, FRAME_HEADER_SIZE, RECORD_PREFIX};
 use super::shared::{RingWords, Shared};
 use super::storage::{HeapStorage, Storage};
-use super::check::{self, Corruption};
 use super::PushError;
 use crate::event::EventHeader;
 use crate::sync::{Arc, Ordering};
@@ -409,7 +409,9 @@ impl<S: Storage> Producer<S> {
             let front = unsafe { self.shared.read_frame(head.pos) };
             if self.checks() {
                 let sh = &*self.shared;
-                if let Err(what) = check::frame(head.pos, front, self.tail, sh.capacity, sh.max_payload as u64) {
+                if let Err(what) =
+                    check::frame(head.pos, front, self.tail, sh.capacity, sh.max_payload as u64)
+                {
                     self.cached_role = Role::Idle;
                     return Err(PushError::Corrupt { pos: head.pos, what });
                 }

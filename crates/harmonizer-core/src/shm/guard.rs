@@ -178,7 +178,8 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
         }
     } else if old.sa_flags & libc::SA_SIGINFO != 0 {
         // SAFETY: an SA_SIGINFO handler has this signature; we pass it what we were given.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) = unsafe { core::mem::transmute(handler) };
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) =
+            unsafe { core::mem::transmute(handler) };
         f(sig, info, ctx);
     } else {
         // SAFETY: a plain handler has this signature.

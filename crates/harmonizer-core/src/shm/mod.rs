@@ -44,8 +44,8 @@ use std::ptr::NonNull;
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use header::{Fixed, Live, LIVE_OFFSET, WORDS_OFFSET};
 pub use guard::{set_sigbus_guard, GUARD_SLOTS};
+use header::{Fixed, Live, LIVE_OFFSET, WORDS_OFFSET};
 pub use header::{HeaderError, HEADER_BYTES, LAYOUT_VERSION, MAGIC};
 
 use crate::ring::{RingConfig, RingError, RingWords};
@@ -486,7 +486,10 @@ pub fn file_ring(
     path: &Path,
     config: RingConfig,
 ) -> Result<
-    (crate::ring::Producer<crate::engine::StreamStorage>, crate::ring::Consumer<crate::engine::StreamStorage>),
+    (
+        crate::ring::Producer<crate::engine::StreamStorage>,
+        crate::ring::Consumer<crate::engine::StreamStorage>,
+    ),
     ShmError,
 > {
     let mut rf = RingFile::create(path, config, 0)?;
@@ -495,7 +498,10 @@ pub fn file_ring(
     let rf = std::sync::Arc::new(rf);
     let max_payload = rf.max_payload();
     let storage = || crate::engine::StreamStorage::file(std::sync::Arc::clone(&rf));
-    Ok((crate::ring::resume_producer(storage(), max_payload), crate::ring::resume_consumer(storage(), max_payload)))
+    Ok((
+        crate::ring::resume_producer(storage(), max_payload),
+        crate::ring::resume_consumer(storage(), max_payload),
+    ))
 }
 
 /// Opens (or creates) the ring file of an engine stream and checks it against the engine's
