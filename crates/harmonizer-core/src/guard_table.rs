@@ -170,7 +170,6 @@ impl<const N: usize> GuardTable<N> {
     }
 }
 
-#[cfg(not(loom))]
 impl<const N: usize> Default for GuardTable<N> {
     fn default() -> Self {
         Self::new()
