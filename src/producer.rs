@@ -66,6 +66,16 @@ fn status(e: &LastError, r: Result<(), PushError>) -> hz_status {
     }
 }
 
+/// [`status`], with what a ring file's consumer wrote wrong in the message of a corrupt one.
+fn status_of(p: &hz_producer, r: Result<(), PushError>) -> hz_status {
+    match (r, p.p.corruption()) {
+        (Err(err @ PushError::Corrupt { .. }), Some((_, what))) => {
+            p.err.set(HZ_ERR_RING_CORRUPT, format!("{err}: {what}"))
+        }
+        (r, _) => status(&p.err, r),
+    }
+}
+
 /// Opens the producer side of a ring file that an engine made with `hz_engine_attach_file`
 /// (typically in another process), for the stream the file was made for; push with the usual
 /// `hz_producer_push*` calls. It goes on from the ring's published tail: a previous producer
@@ -165,7 +175,7 @@ pub unsafe extern "C" fn hz_producer_push(
             }
         };
         let r = p.p.push(h, b);
-        status(&p.err, r)
+        status_of(p, r)
     })
 }
 
@@ -297,7 +307,7 @@ pub unsafe extern "C" fn hz_producer_reserve(
                 unsafe { *payload = at };
                 HZ_OK
             }
-            Err(e) => status(&p.err, Err(e)),
+            Err(e) => status_of(p, Err(e)),
         }
     })
 }

@@ -335,6 +335,12 @@ impl StreamProducer {
     pub fn generation(&self) -> u64 {
         self.generation
     }
+
+    /// What the ring file's consumer process wrote wrong, behind the last
+    /// [`PushError::Corrupt`]: the position and the fault. `None` for an in-process ring.
+    pub fn corruption(&self) -> Option<(u64, crate::ring::Corruption)> {
+        self.producer.corruption()
+    }
 }
 
 /// Per-stream engine state.

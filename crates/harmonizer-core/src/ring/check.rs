@@ -149,7 +149,7 @@ pub(crate) fn record_is_sound(pos: u64, frame: Frame, tail: u64, capacity: u64, 
 
 /// Checks the frame `frame` read at `pos` (8-aligned) of a ring of `capacity` bytes whose
 /// published tail is `tail` (sound: at or after `pos`, at most `capacity` ahead of it).
-#[inline]
+#[cold]
 pub(crate) fn frame(
     pos: u64,
     frame: Frame,

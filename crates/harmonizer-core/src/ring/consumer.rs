@@ -283,9 +283,20 @@ impl<S: Storage> Consumer<S> {
     }
 
     /// The next record frame at or after `pos` (skipping pad frames), below the tail. Reloads
-    /// the tail when the cached one is reached.
+    /// the tail when the cached one is reached. A ring file's frames are checked
+    /// ([`next_frame_checked`](Self::next_frame_checked)); a ring in this process reads them as
+    /// its own producer wrote them, in a loop of its own.
     #[inline]
-    pub(super) fn next_frame(&mut self, mut pos: u64) -> Option<(u64, Frame)> {
+    pub(super) fn next_frame(&mut self, pos: u64) -> Option<(u64, Frame)> {
+        if self.checks() {
+            self.next_frame_checked(pos)
+        } else {
+            self.next_frame_trusted(pos)
+        }
+    }
+
+    #[inline]
+    fn next_frame_trusted(&mut self, mut pos: u64) -> Option<(u64, Frame)> {
         loop {
             debug_assert!(
                 super::layout::distance(self.cached_tail, pos) <= self.shared.capacity,
@@ -293,27 +304,50 @@ impl<S: Storage> Consumer<S> {
                 self.cached_tail
             );
             if pos == self.cached_tail {
+                self.cached_tail = self.shared.w().tail.load(Ordering::Acquire);
+                if pos == self.cached_tail {
+                    return None;
+                }
+            }
+            // SAFETY: `pos` is a frame start below the acquired tail and at or after our head, so
+            // the producer published it and cannot overwrite it until we release it.
+            let frame = unsafe { self.shared.read_frame(pos) };
+            if !frame.is_pad() {
+                return Some((pos, frame));
+            }
+            pos = advance(pos, frame.span());
+        }
+    }
+
+    /// [`next_frame`](Self::next_frame) on a ring another process writes: the tail and every
+    /// frame are checked before use (`ring::check`); the first fault stops reading for good.
+    ///
+    /// Inlined: out of line, the call per record cost a ring file 47 instructions per record
+    /// (`examples/check_cost.rs`), and a batch of frames checked and copied ahead 44, as the
+    /// walk is then made twice; inlined it costs 15 to 19. The price is paid by the engine's
+    /// in-process rings, whose read loop holds both paths: about 5 instructions per event
+    /// (`scripts/push-cost.sh`); a ring on `HeapStorage` has no checked path at all.
+    #[inline]
+    fn next_frame_checked(&mut self, mut pos: u64) -> Option<(u64, Frame)> {
+        loop {
+            if pos == self.cached_tail {
                 // Reload; still nothing (or a fault) means empty.
                 let loaded = self.load_tail(pos);
                 if !loaded || pos == self.cached_tail {
                     return None;
                 }
             }
-            // SAFETY: `pos` is a frame start below the acquired tail and at or after our head, so
-            // the producer published it and cannot overwrite it until we release it. (Of a ring
-            // file: `pos` is 8-aligned and inside the buffer, as every position and span used to
-            // reach it was checked; what another process may write there meanwhile is checked
-            // below before it is used.)
+            // SAFETY: `pos` is 8-aligned and inside the buffer, at or after our head and below
+            // the checked tail: every position and span used to reach it was checked. What the
+            // other process may write there meanwhile is checked below before it is used.
             let frame = unsafe { self.shared.read_frame(pos) };
-            if self.checks() {
-                let sh = &*self.shared;
-                let (tail, cap, max) = (self.cached_tail, sh.capacity, sh.max_payload as u64);
-                if !check::record_is_sound(pos, frame, tail, cap, max) {
-                    // A pad, or something wrong: the full check says which.
-                    if let Err(what) = check::frame(pos, frame, tail, cap, max) {
-                        self.corrupt(pos, what);
-                        return None;
-                    }
+            let sh = &*self.shared;
+            let (tail, cap, max) = (self.cached_tail, sh.capacity, sh.max_payload as u64);
+            if !check::record_is_sound(pos, frame, tail, cap, max) {
+                // A pad, or something wrong: the full check says which.
+                if let Err(what) = check::frame(pos, frame, tail, cap, max) {
+                    self.corrupt(pos, what);
+                    return None;
                 }
             }
             if !frame.is_pad() {
@@ -330,7 +364,7 @@ impl<S: Storage> Consumer<S> {
         self.require(Role::Active)?;
         let Some((pos, frame)) = self.next_frame(self.head) else { return Ok(None) };
         self.head = pos;
-        self.peeked = Some(advance(pos, frame.span()));
+        self.peeked = Some(advance(pos, frame.record_span()));
         // SAFETY: published, unreleased record; the borrow ends before `release` (`&mut self`).
         let (header, payload) = unsafe { self.shared.record(pos, frame) };
         Ok(Some(Record { header, payload, after_drop: frame.after_drop() }))
@@ -481,7 +515,7 @@ impl<S: Storage> ReadChunk<'_, S> {
             return None;
         }
         let (pos, frame) = self.consumer.next_frame(self.cursor)?;
-        self.cursor = advance(pos, frame.span());
+        self.cursor = advance(pos, frame.record_span());
         self.remaining -= 1;
         self.read += 1;
         self.last = Some(pos);

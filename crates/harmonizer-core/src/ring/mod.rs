@@ -251,12 +251,12 @@ pub enum PushError {
     /// (counted, and flagged on the next stored record). The producer need not do anything.
     Shed,
     /// A ring file whose consumer process wrote a head word or frame that no consumer following
-    /// the protocol writes: nothing was written. Pushing again checks again.
+    /// the protocol writes: nothing was written. Pushing again checks again. What was wrong:
+    /// [`Producer::corruption`]. (Kept out of this value so that every push's `Result` stays as
+    /// small as it was: the in-process push pays nothing for ring files.)
     Corrupt {
         /// The ring position found wrong.
         pos: u64,
-        /// What was wrong.
-        what: Corruption,
     },
 }
 
@@ -267,7 +267,7 @@ impl fmt::Display for PushError {
             PushError::TooLarge { len, max } => write!(f, "payload of {len} bytes exceeds max_payload {max}"),
             PushError::NotSubscribed => f.write_str("stream not subscribed (idle ring): event discarded"),
             PushError::Shed => f.write_str("staged ring shed the event (consumer held the front, no space)"),
-            PushError::Corrupt { pos, what } => write!(f, "ring file corrupt at position {pos}: {what}"),
+            PushError::Corrupt { pos } => write!(f, "ring file corrupt at position {pos}"),
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct Producer<S: Storage = HeapStorage> {
     /// Another process (a ring file's consumer) writes the head word: check what this producer
     /// takes from it before use (`ring::check`). Only read when `S::MAY_BE_SHARED`.
     untrusted: bool,
+    /// The last fault found in what a ring file's consumer wrote ([`Producer::corruption`]).
+    fault: Option<(u64, Corruption)>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -96,6 +98,7 @@ impl<S: Storage> Producer<S> {
             dropped: 0,
             fence_mode: super::wake::FenceMode::for_ring(shared_is_file),
             untrusted: shared_is_file,
+            fault: None,
             _not_sync: PhantomData,
         }
     }
@@ -148,6 +151,12 @@ impl<S: Storage> Producer<S> {
     #[inline(always)]
     fn checks(&self) -> bool {
         S::MAY_BE_SHARED && self.untrusted
+    }
+
+    /// The last fault found in what a ring file's consumer process wrote (the position and what
+    /// was wrong), behind the last [`PushError::Corrupt`]. Always `None` for an in-process ring.
+    pub fn corruption(&self) -> Option<(u64, Corruption)> {
+        self.fault
     }
 
     /// The ring's shared words, as `shared.w()` without choosing again between the storage's
@@ -354,7 +363,8 @@ impl<S: Storage> Producer<S> {
                     // Keep the cached head sound for the fast path: at the tail means "full".
                     self.cached_head = self.tail;
                     self.cached_role = Role::Idle;
-                    return Err(PushError::Corrupt { pos: head.pos, what });
+                    self.fault = Some((head.pos, what));
+                    return Err(PushError::Corrupt { pos: head.pos });
                 }
             }
             self.cached_head = head.pos;
@@ -413,7 +423,8 @@ impl<S: Storage> Producer<S> {
                     check::frame(head.pos, front, self.tail, sh.capacity, sh.max_payload as u64)
                 {
                     self.cached_role = Role::Idle;
-                    return Err(PushError::Corrupt { pos: head.pos, what });
+                    self.fault = Some((head.pos, what));
+                    return Err(PushError::Corrupt { pos: head.pos });
                 }
             }
             let next = Head::encode(advance(head.pos, front.span()), false, Role::Staged);
