@@ -95,7 +95,7 @@ impl<S: Storage> StagedView<'_, S> {
     pub fn pop_front(&mut self) -> bool {
         match self.first() {
             Some((pos, frame)) => {
-                self.front = advance(pos, frame.span());
+                self.front = advance(pos, frame.record_span());
                 true
             }
             None => false,
@@ -111,7 +111,7 @@ impl<S: Storage> StagedView<'_, S> {
             if !keep_going(&Record { header, payload, after_drop: frame.after_drop() }) {
                 break;
             }
-            self.front = advance(pos, frame.span());
+            self.front = advance(pos, frame.record_span());
             n += 1;
         }
         n
@@ -130,7 +130,7 @@ impl<S: Storage> StagedView<'_, S> {
         let mut pos = self.front;
         while let Some((p, frame)) = self.consumer.next_frame(pos) {
             n += 1;
-            pos = advance(p, frame.span());
+            pos = advance(p, frame.record_span());
         }
         n
     }
@@ -177,7 +177,7 @@ impl<'a, S: Storage> StagedIter<'a, S> {
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Record<'_>> {
         let (pos, frame) = self.consumer.next_frame(self.pos)?;
-        self.pos = advance(pos, frame.span());
+        self.pos = advance(pos, frame.record_span());
         // SAFETY: held front, below the acquired tail; the view (and so the hold) outlives this
         // iterator, which borrows it mutably.
         let (header, payload) = unsafe { self.consumer.shared.record(pos, frame) };
