@@ -343,15 +343,16 @@ impl<S: Storage> Consumer<S> {
             let frame = unsafe { self.shared.read_frame(pos) };
             let sh = &*self.shared;
             let (tail, cap, max) = (self.cached_tail, sh.capacity, sh.max_payload as u64);
-            if !check::record_is_sound(pos, frame, tail, cap, max) {
-                // A pad, or something wrong: the full check says which.
-                if let Err(what) = check::frame(pos, frame, tail, cap, max) {
-                    self.corrupt(pos, what);
-                    return None;
-                }
+            if check::record_is_sound(pos, frame, tail, cap, max) {
+                return Some((pos, frame));
+            }
+            // A pad, or something wrong: the full check says which.
+            if let Err(what) = check::frame(pos, frame, tail, cap, max) {
+                self.corrupt(pos, what);
+                return None;
             }
             if !frame.is_pad() {
-                return Some((pos, frame));
+                return Some((pos, frame)); // unreachable: a sound record passed above
             }
             pos = advance(pos, frame.span());
         }

@@ -147,6 +147,12 @@ impl Frame {
     pub(crate) const fn len(self) -> u64 {
         (self.len_flags & FRAME_LEN_MASK) as u64
     }
+    /// [`len`](Self::len) with the pad flag kept (only the after-drop flag cleared): at least
+    /// 2^31 for a pad frame.
+    #[inline]
+    pub(crate) const fn len_with_pad_flag(self) -> u64 {
+        (self.len_flags & !FRAME_AFTER_DROP) as u64
+    }
     /// Payload bytes of a record.
     #[inline]
     pub(crate) const fn payload_len(self) -> usize {
