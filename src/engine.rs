@@ -1304,6 +1304,9 @@ pub unsafe extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_
 /// own, or `hz_engine_next` has events queued) and 0 otherwise. A waiting engine uses no CPU;
 /// producers pay nothing for it while the engine is awake (no system call on their path).
 /// Only the active stream wakes it; for a ring file, its producer in another process does too.
+/// While delivery is held at a gap (a wait for a lagging candidate, an awaited fill, a stuck
+/// gap) it sleeps on the first staged candidate instead, whose next publish wakes it (at most
+/// 1 s when no deadline is set), so a poll/wait loop does not spin.
 /// Errors: `HZ_ERR_NULL`; `HZ_ERR_STATE` from a callback. Poll thread: then poll.
 #[no_mangle]
 pub unsafe extern "C" fn hz_engine_wait(

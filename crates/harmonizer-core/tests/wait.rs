@@ -92,3 +92,44 @@ fn many_wakes_race_no_lost_wakeup() {
     t.join().unwrap();
     assert_eq!(r.delivered().len(), 2_000);
 }
+
+/// Issue 19, defect 7 made a hole wait for a lagging staged stream, delivery held at the gap
+/// event. The active stream's next record is then already there, so a wait on it returned at
+/// once and a `poll`/`wait` loop (the connector driver's) spun for the whole wait, and without
+/// end at a stuck gap. Now the wait sleeps on the staged stream, whose next publish wakes it.
+#[test]
+fn a_wait_held_at_a_gap_sleeps_until_a_staged_stream_publishes() {
+    let mut c = cfg();
+    c.gap_policy = harmonizer_core::engine::GapPolicy::ReportLost;
+    c.liveness.gap_wait_ns = 600_000_000_000; // engine clock: longer than this test
+    let (mut e, mut p, _) = engine(c, Box::new(ManualStage));
+    let mut r = Recorder::default();
+    e.poll(64, &mut r);
+    e.arm(1);
+    e.poll(64, &mut r); // stream 1 staged
+    push_data(&mut p[1], 0, 0).unwrap(); // lagging: nothing of the origin past the hole yet
+    push_data(&mut p[0], 0, 0).unwrap();
+    push_data(&mut p[0], 0, 2).unwrap(); // seq 1 missing on the active stream
+    e.poll(64, &mut r);
+    assert_eq!(r.delivered().len(), 1, "delivery holds at the gap");
+
+    // Nothing comes: the wait sleeps its timeout (it used to return at once).
+    let start = Instant::now();
+    assert!(!e.wait(Duration::from_millis(30)));
+    assert!(start.elapsed() >= Duration::from_millis(30));
+
+    // The lagging stream brings the missing event: that wakes it.
+    let mut p1 = p.remove(1);
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(2));
+        push_data(&mut p1, 0, 1).unwrap();
+        p1
+    });
+    let start = Instant::now();
+    assert!(e.wait(Duration::from_secs(20)), "woken by the staged stream's publish");
+    assert!(start.elapsed() < Duration::from_secs(10), "woken by the publish, not the timeout");
+    t.join().unwrap();
+    e.poll(64, &mut r);
+    assert_eq!(r.delivered().len(), 3, "the hole filled, then the held event");
+    assert_eq!(e.stats().gaps_filled_by_wait, 1);
+}

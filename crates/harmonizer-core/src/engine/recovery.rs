@@ -100,6 +100,11 @@ impl GapWait {
         self.held
     }
 
+    /// When the wait began (engine clock), if a hole is held.
+    pub(super) fn since_ns(&self) -> Option<u64> {
+        self.held.then_some(self.since_ns)
+    }
+
     /// Held for the hole of `origin` that ends at `to`.
     fn is(&self, origin: u32, to: u64) -> bool {
         self.held && self.origin == origin && self.to == to

@@ -265,6 +265,18 @@ impl<S: Storage> Consumer<S> {
         ready
     }
 
+    /// Sleeps until the producer publishes anything new (the tail moves from where it is now),
+    /// or `timeout_ns` passes (real time); returns whether it did. Unlike
+    /// [`wait`](Self::wait), records already waiting do not end it: for a staged ring, whose
+    /// window always holds records, when what matters is the next one. The producer is woken
+    /// the same way (`ring::wake`).
+    pub fn wait_for_publish(&mut self, timeout_ns: u64) -> bool {
+        let sh = &*self.shared;
+        let cross_process = sh.storage.external_words().is_some();
+        let before = sh.w().tail.load(Ordering::Acquire);
+        sh.w().control.wake.wait(cross_process, timeout_ns, || sh.w().tail.load(Ordering::Acquire) == before)
+    }
+
     /// True when no published record is waiting (active ring; loads the tail).
     pub fn is_empty(&mut self) -> bool {
         !self.load_tail(self.head) || self.head == self.cached_tail
