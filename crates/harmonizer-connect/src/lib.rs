@@ -16,4 +16,4 @@ pub mod upstream;
 
 pub use driver::{Driver, DriverOptions, Report};
 pub use entry::{Entry, EntryError, Layout};
-pub use upstream::{Reader, Seeked, Skipped, Start, Upstream, UpstreamError};
+pub use upstream::{describe_name, name_of, Reader, Seeked, Skipped, Start, Upstream, UpstreamError};

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use harmonizer_core::engine::{Engine, EngineConfig, Exhausted, Handler, Liveness, Notice};
 use harmonizer_core::event::{EventHeader, KIND_DATA, KIND_FLIP};
-use harmonizer_core::flip::{Flip, FlipAction, Selector};
+use harmonizer_core::flip::{Flip, FlipAction};
 use harmonizer_core::ring::Record;
 
 use crate::{Driver, DriverOptions, Report, Start, Upstream};
@@ -231,18 +231,9 @@ impl Seen {
     }
 }
 
+/// A flip for every recipient ([`Flip::new`], target first as the scenarios read).
 pub fn flip(action: FlipAction, target: u32, flip_id: u64) -> Flip<'static> {
-    Flip {
-        action,
-        flip_id,
-        target,
-        cutover_pos: 0,
-        resume_pos: 0,
-        not_before_ns: 0,
-        expected_in_ns: 0,
-        selector: Selector::All,
-        locator: b"",
-    }
+    Flip::new(action, flip_id, target)
 }
 
 /// Runs the driver until `done` holds or `limit` passes (then panics with what was seen).

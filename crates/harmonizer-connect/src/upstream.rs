@@ -75,6 +75,21 @@ pub enum UpstreamError {
     Refused(String),
 }
 
+/// The upstream name (a key, a stream) configured for engine stream `stream`: `names[stream]`,
+/// or a refusal saying there is no `what` for it. What every connector's [`Upstream::open`]
+/// and [`Upstream::describe`] look up.
+pub fn name_of<'a>(names: &'a [String], stream: u32, what: &str) -> Result<&'a str, UpstreamError> {
+    names
+        .get(stream as usize)
+        .map(String::as_str)
+        .ok_or_else(|| UpstreamError::Refused(format!("no {what} for stream {stream}")))
+}
+
+/// [`name_of`] for [`Upstream::describe`]: the name, or `<no WHAT for stream N>`.
+pub fn describe_name(names: &[String], stream: u32, what: &str) -> String {
+    name_of(names, stream, what).map_or_else(|_| format!("<no {what} for stream {stream}>"), str::to_string)
+}
+
 impl core::fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {

@@ -257,15 +257,21 @@ fn truncation_child() {
     println!("HZ survived {} {} {refused}", h.events, h.truncated);
 }
 
-fn run_truncation_child(guard: bool, trunc_len: u64) -> (std::process::ExitStatus, String) {
+/// Runs the ignored test `name` of this binary as a child process with `env`; its exit status
+/// and everything it printed.
+fn run_child(name: &str, env: &[(&str, String)]) -> (std::process::ExitStatus, String) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["truncation_child", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
-        .env("HZ_GUARD", if guard { "1" } else { "0" })
-        .env("HZ_TRUNC_LEN", trunc_len.to_string())
+        .args([name, "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status, text)
+}
+
+fn run_truncation_child(guard: bool, trunc_len: u64) -> (std::process::ExitStatus, String) {
+    let guard = if guard { "1" } else { "0" };
+    run_child("truncation_child", &[("HZ_GUARD", guard.into()), ("HZ_TRUNC_LEN", trunc_len.to_string())])
 }
 
 fn survived(text: &str) -> Vec<u64> {
@@ -353,13 +359,7 @@ fn foreign_sigbus_child() {
 }
 
 fn run_foreign_child(own_handler: bool) -> (std::process::ExitStatus, String) {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["foreign_sigbus_child", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
-        .env("HZ_OWN_HANDLER", if own_handler { "1" } else { "0" })
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status, text)
+    run_child("foreign_sigbus_child", &[("HZ_OWN_HANDLER", if own_handler { "1" } else { "0" }.into())])
 }
 
 #[test]

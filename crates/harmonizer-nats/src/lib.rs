@@ -30,7 +30,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
 use futures_util::StreamExt;
-use harmonizer_connect::upstream::{Reader, Seeked, Skipped, Start, Upstream, UpstreamError};
+use harmonizer_connect::upstream::{
+    describe_name, name_of, Reader, Seeked, Skipped, Start, Upstream, UpstreamError,
+};
 use harmonizer_connect::{Entry, Layout};
 use harmonizer_core::event::EventHeader;
 use tokio::runtime::Runtime;
@@ -85,15 +87,11 @@ impl Upstream for NatsUpstream {
     type Reader = NatsReader;
 
     fn describe(&self, stream: u32) -> String {
-        self.streams.get(stream as usize).cloned().unwrap_or_else(|| format!("<no stream for {stream}>"))
+        describe_name(&self.streams, stream, "JetStream stream")
     }
 
     fn open(&self, stream: u32) -> Result<NatsReader, UpstreamError> {
-        let name = self
-            .streams
-            .get(stream as usize)
-            .ok_or_else(|| UpstreamError::Refused(format!("no JetStream stream for stream {stream}")))?
-            .clone();
+        let name = name_of(&self.streams, stream, "JetStream stream")?.to_string();
         let js_stream = self.rt.block_on(async {
             let js = connect(&self.url).await?;
             js.get_stream(&name).await.map_err(|e| UpstreamError::Refused(format!("stream {name}: {e}")))

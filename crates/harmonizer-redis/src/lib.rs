@@ -34,7 +34,9 @@
 
 use std::time::Duration;
 
-use harmonizer_connect::upstream::{Reader, Seeked, Skipped, Start, Upstream, UpstreamError};
+use harmonizer_connect::upstream::{
+    describe_name, name_of, Reader, Seeked, Skipped, Start, Upstream, UpstreamError,
+};
 use harmonizer_connect::{Entry, Layout};
 use harmonizer_core::event::EventHeader;
 use redis::Value;
@@ -116,15 +118,11 @@ impl Upstream for RedisUpstream {
     type Reader = RedisReader;
 
     fn describe(&self, stream: u32) -> String {
-        self.keys.get(stream as usize).cloned().unwrap_or_else(|| format!("<no key for stream {stream}>"))
+        describe_name(&self.keys, stream, "key")
     }
 
     fn open(&self, stream: u32) -> Result<RedisReader, UpstreamError> {
-        let key = self
-            .keys
-            .get(stream as usize)
-            .ok_or_else(|| UpstreamError::Refused(format!("no key for stream {stream}")))?
-            .clone();
+        let key = name_of(&self.keys, stream, "key")?.to_string();
         let conn = self.client.get_connection_with_timeout(self.connect_timeout).map_err(refused)?;
         Ok(RedisReader { conn, key, layout: self.layout.clone(), next: 1, last: None })
     }

@@ -159,6 +159,17 @@ impl<S: Storage> Producer<S> {
         self.fault
     }
 
+    /// A push refused because the consumer process wrote `what` at `pos`: remembered for
+    /// [`corruption`](Self::corruption), and the cached view made one the fast path never trusts
+    /// (idle, head at the tail), so the next push looks at the head word again.
+    #[cold]
+    fn refuse_corrupt(&mut self, pos: u64, what: Corruption) -> PushError {
+        self.cached_head = self.tail;
+        self.cached_role = Role::Idle;
+        self.fault = Some((pos, what));
+        PushError::Corrupt { pos }
+    }
+
     /// The ring's shared words, as `shared.w()` without choosing again between the storage's
     /// words and the inline ones on every push.
     #[inline(always)]
@@ -360,11 +371,7 @@ impl<S: Storage> Producer<S> {
                     check::head(head.pos, self.tail, self.shared.capacity)
                 };
                 if let Err(what) = bad {
-                    // Keep the cached head sound for the fast path: at the tail means "full".
-                    self.cached_head = self.tail;
-                    self.cached_role = Role::Idle;
-                    self.fault = Some((head.pos, what));
-                    return Err(PushError::Corrupt { pos: head.pos });
+                    return Err(self.refuse_corrupt(head.pos, what));
                 }
             }
             self.cached_head = head.pos;
@@ -422,9 +429,7 @@ impl<S: Storage> Producer<S> {
                 if let Err(what) =
                     check::frame(head.pos, front, self.tail, sh.capacity, sh.max_payload as u64)
                 {
-                    self.cached_role = Role::Idle;
-                    self.fault = Some((head.pos, what));
-                    return Err(PushError::Corrupt { pos: head.pos });
+                    return Err(self.refuse_corrupt(head.pos, what));
                 }
             }
             let next = Head::encode(advance(head.pos, front.span()), false, Role::Staged);

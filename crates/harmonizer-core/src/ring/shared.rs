@@ -70,7 +70,7 @@ impl RingWords {
     #[cfg_attr(not(shm), allow(dead_code))]
     pub(crate) fn positions_are_sane(&self, capacity: u64) -> bool {
         let (head, tail) = self.positions();
-        head % 8 == 0 && tail % 8 == 0 && super::layout::distance(tail, head) <= capacity
+        tail % 8 == 0 && super::check::head(head, tail, capacity).is_ok()
     }
 
     /// Fresh words: empty ring at position 0, in `role`, with `window`.

@@ -26,18 +26,14 @@ impl<S: Storage> Consumer<S> {
         let mut attempts = 0;
         let front = loop {
             attempts += 1;
-            if attempts > CAS_ATTEMPTS && self.corruption_checked() {
-                let what = Corruption::HeadBusy { attempts: CAS_ATTEMPTS };
-                let pos = self.head;
-                self.corrupt(pos, what);
-                return Err(RingError::Corrupt { pos, what });
+            if attempts > CAS_ATTEMPTS && self.checks() {
+                return Err(self.fail_at_head(Corruption::HeadBusy { attempts: CAS_ATTEMPTS }));
             }
             let head = Head::decode(word);
-            if head.role != Role::Staged && self.corruption_checked() {
-                let what = Corruption::RoleChanged { found: head.role, set: Role::Staged };
-                let pos = self.head;
-                self.corrupt(pos, what);
-                return Err(RingError::Corrupt { pos, what });
+            if head.role != Role::Staged && self.checks() {
+                return Err(
+                    self.fail_at_head(Corruption::RoleChanged { found: head.role, set: Role::Staged })
+                );
             }
             // Locked already only if a view was leaked: taking it again is correct.
             debug_assert!(head.role == Role::Staged);
@@ -54,12 +50,10 @@ impl<S: Storage> Consumer<S> {
             }
         };
         let tail = sh.w().tail.load(Ordering::Acquire);
-        if self.corruption_checked() {
+        if self.checks() {
             if let Err(what) = check::head(front, tail, sh.capacity) {
                 // The front stays held (the word is the other process's to fix); nothing is read.
-                let pos = self.head;
-                self.corrupt(pos, what);
-                return Err(RingError::Corrupt { pos, what });
+                return Err(self.fail_at_head(what));
             }
         }
         self.head = front;

@@ -36,6 +36,7 @@
 use core::ffi::c_void;
 use std::sync::OnceLock;
 
+use super::ShmError;
 use crate::guard_table::GuardTable;
 use crate::sync::{AtomicU64, Ordering};
 
@@ -83,13 +84,13 @@ impl Drop for Guarded {
 }
 
 /// Registers the mapping `[start, start + len)`, installing the handler first if this is the
-/// first. Errors: the table is full (`None`), or `sigaction` failed (its errno).
-pub(crate) fn register(start: *mut u8, len: usize) -> Result<Guarded, Option<i32>> {
+/// first. Errors ([`ShmError::Guard`]): the table is full (`errno` 0), or `sigaction` failed.
+pub(crate) fn register(start: *mut u8, len: usize) -> Result<Guarded, ShmError> {
     if ENABLED.load(Ordering::Relaxed) == 0 {
         return Ok(Guarded(None));
     }
-    install().map_err(Some)?;
-    TABLE.claim(start as u64, len as u64).map(|i| Guarded(Some(i))).ok_or(None)
+    install().map_err(|errno| ShmError::Guard { errno })?;
+    TABLE.claim(start as u64, len as u64).map(|i| Guarded(Some(i))).ok_or(ShmError::Guard { errno: 0 })
 }
 
 /// Installs the handler once; the error of the one attempt is kept.

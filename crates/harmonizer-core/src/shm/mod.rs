@@ -264,7 +264,7 @@ impl RingFile {
                 return Err(e);
             }
         };
-        let guard = match guard_mapping(&map) {
+        let guard = match guard::register(map.as_mut_ptr(), map.len()) {
             Ok(g) => g,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -291,7 +291,7 @@ impl RingFile {
         }
         let map = map(&file, len)?;
         // Guarded before the first read: the file may shrink at any moment from now on.
-        let guard = guard_mapping(&map)?;
+        let guard = guard::register(map.as_mut_ptr(), map.len())?;
         // SAFETY: the mapping holds at least `HEADER_BYTES` (checked above) and is page-aligned;
         // any 64 bytes are a valid `Fixed` (integers and bytes). The creator wrote it before
         // linking the file into place, so it is complete; it is never written again.
@@ -429,10 +429,6 @@ impl Drop for RingFile {
             self.live().producer_closed.store(g, Ordering::Release);
         }
     }
-}
-
-fn guard_mapping(map: &MmapRaw) -> Result<guard::Guarded, ShmError> {
-    guard::register(map.as_mut_ptr(), map.len()).map_err(|e| ShmError::Guard { errno: e.unwrap_or(0) })
 }
 
 fn map(file: &File, len: u64) -> Result<MmapRaw, ShmError> {
