@@ -18,6 +18,10 @@
 //!   the checks the consumer makes on every frame and position another process wrote
 //!   (`ring::check`, issue 19) and without them: the checks' cost, side by side.
 //! - `rtrb`: `rtrb::RingBuffer` of the same 64/256-byte record type, `push`/`pop` one at a time.
+//! - `rtrb_chunk64`: the same ring through rtrb's chunk API, the fair peer of
+//!   `harmonizer_batch64`: the producer writes up to 64 records with
+//!   `write_chunk_uninit(n).fill_from_iter` (one commit), the consumer reads up to 64 with
+//!   `read_chunk(n)`, folds them from `as_slices` and frees them with `commit_all`.
 //! - `array_queue`: `crossbeam_queue::ArrayQueue` of the same record type, `push`/`pop` one at a
 //!   time (an MPMC queue, here used SPSC).
 //! - `ceiling`: an ideal handoff, the most any ring could hope for: the producer copies records
@@ -322,6 +326,50 @@ fn rtrb_entry<const P: usize>() -> Entry<impl FnMut(u64) -> u64> {
     Entry::new(produce, consume)
 }
 
+fn rtrb_chunk_entry<const P: usize>() -> Entry<impl FnMut(u64) -> u64> {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<Rec<P>>::new(RECORDS);
+    let mut rec = Rec::<P>::new();
+    let mut seq = 0u64;
+    let produce = move |n: u64| {
+        let mut left = n;
+        while left > 0 {
+            let want = (left as usize).min(BATCH).min(tx.slots());
+            if want == 0 {
+                spin_loop();
+                continue;
+            }
+            let chunk = tx.write_chunk_uninit(want).expect("slots were free");
+            let first = seq;
+            let written = chunk.fill_from_iter((first..first + want as u64).map(|s| {
+                rec.stamp(s);
+                rec
+            }));
+            seq += written as u64;
+            left -= written as u64;
+        }
+    };
+    let consume = move |n: u64| {
+        let mut sum = 0u64;
+        let mut left = n;
+        while left > 0 {
+            let have = (left as usize).min(BATCH).min(rx.slots());
+            if have == 0 {
+                spin_loop();
+                continue;
+            }
+            let chunk = rx.read_chunk(have).expect("slots were filled");
+            let (a, b) = chunk.as_slices();
+            for r in a.iter().chain(b) {
+                sum = r.fold(sum);
+            }
+            chunk.commit_all();
+            left -= have as u64;
+        }
+        sum
+    };
+    Entry::new(produce, consume)
+}
+
 fn array_queue_entry<const P: usize>() -> Entry<impl FnMut(u64) -> u64> {
     let queue = Arc::new(ArrayQueue::<Rec<P>>::new(RECORDS));
     let tx = Arc::clone(&queue);
@@ -482,6 +530,7 @@ fn group<const P: usize>(c: &mut Criterion) {
         measure(&mut group, "file_unchecked_batch64", batches::<P, _>(tx, rx));
     }
     measure(&mut group, "rtrb", rtrb_entry::<P>());
+    measure(&mut group, "rtrb_chunk64", rtrb_chunk_entry::<P>());
     measure(&mut group, "array_queue", array_queue_entry::<P>());
     measure(&mut group, "ceiling", ceiling_entry::<P>());
     group.finish();
