@@ -4,10 +4,14 @@ use core::cell::Cell;
 use core::marker::PhantomData;
 
 use super::check::{self, Corruption};
-use super::layout::{advance, distance, Frame, Head, Role, MIN_FRAME};
+use super::layout::{
+    advance, distance, Frame, Head, Role, FRAME_HEADER_SIZE, MIN_FRAME, POS_MASK, RECORD_PREFIX,
+};
 use super::shared::Shared;
 use super::storage::{HeapStorage, Storage};
 use super::{Record, RingError};
+use crate::event::EventHeader;
+use crate::sync::AccessTracker;
 use crate::sync::{Arc, Ordering};
 
 /// The consumer end of a ring. `Send` but not `Sync`.
@@ -24,6 +28,8 @@ use crate::sync::{Arc, Ordering};
 pub struct Consumer<S: Storage = HeapStorage> {
     pub(super) shared: Arc<Shared<S>>,
     /// Next frame to read. Equal to `released` except after skipping pad frames or peeking.
+    /// A walk position (`next_frame`): not masked, so 2^61 at the end of the last lap; mask it
+    /// for anything else.
     pub(super) head: u64,
     /// The position last stored to the head word.
     pub(super) released: u64,
@@ -31,10 +37,13 @@ pub struct Consumer<S: Storage = HeapStorage> {
     /// whenever the head is taken from the head word), so reloading only when the ring looks
     /// empty is safe and saves a cache miss on the producer's line per pop.
     pub(super) cached_tail: u64,
+    /// What the fast read path needs, in one copyable piece a chunk keeps in registers.
+    pub(super) walk: Walk,
     /// The role; only this side changes it.
     pub(super) role: Role,
-    /// End of the peeked record, if a peek is outstanding.
-    peeked: Option<u64>,
+    /// End of the peeked record (a walk position), or [`NO_PEEK`] when no peek is
+    /// outstanding.
+    peeked: u64,
     /// Another process writes this ring (a ring file): check what it wrote before use
     /// (`ring::check`). Only read when `S::MAY_BE_SHARED`.
     untrusted: bool,
@@ -44,16 +53,30 @@ pub struct Consumer<S: Storage = HeapStorage> {
     _not_sync: PhantomData<Cell<()>>,
 }
 
+// SAFETY: every other field is `Send` (`shared`: `Shared<S>` is `Send` and `Sync` for every
+// `Storage`). `base` only points at the storage `shared` owns and keeps alive, which the
+// `Storage` contract makes usable from any thread; moving the consumer moves nothing it points
+// at. Still not `Sync` (`_not_sync`).
+unsafe impl<S: Storage> Send for Consumer<S> {}
+
 impl<S: Storage> Consumer<S> {
     pub(super) fn new(shared: Arc<Shared<S>>, role: Role) -> Self {
         let untrusted = shared.storage.external_words().is_some();
+        let walk = Walk {
+            base: shared.storage.as_ptr(),
+            mask: shared.capacity - 1,
+            end: 0,
+            max_payload: shared.max_payload as u64,
+            untrusted,
+        };
         Consumer {
             shared,
             head: 0,
             released: 0,
             cached_tail: 0,
+            walk,
             role,
-            peeked: None,
+            peeked: NO_PEEK,
             untrusted,
             fault: None,
             _not_sync: PhantomData,
@@ -90,12 +113,14 @@ impl<S: Storage> Consumer<S> {
     #[doc(hidden)]
     pub unsafe fn trust_producer(&mut self) {
         self.untrusted = false;
+        self.walk.untrusted = false;
     }
 
     /// Records the first fault at `pos`; reading stops there (the ring looks empty from `pos`).
     #[cold]
     #[inline(never)]
     pub(super) fn corrupt(&mut self, pos: u64, what: Corruption) {
+        let pos = pos & POS_MASK;
         if self.fault.is_none() {
             self.fault = Some((pos, what));
         }
@@ -103,6 +128,7 @@ impl<S: Storage> Consumer<S> {
         if distance(self.cached_tail, pos) <= self.shared.capacity {
             self.cached_tail = pos;
         }
+        self.walk.end = 0;
     }
 
     /// Loads the producer's tail into `cached_tail`, checked when the ring is untrusted
@@ -127,7 +153,7 @@ impl<S: Storage> Consumer<S> {
     /// the error the read answers with.
     #[cold]
     pub(super) fn fail_at_head(&mut self, what: Corruption) -> RingError {
-        let pos = self.head;
+        let pos = self.head & POS_MASK;
         self.corrupt(pos, what);
         RingError::Corrupt { pos, what }
     }
@@ -252,7 +278,7 @@ impl<S: Storage> Consumer<S> {
     /// producer in another process wakes it too.
     pub fn wait(&mut self, timeout_ns: u64) -> bool {
         let sh = &*self.shared;
-        let head = self.head;
+        let head = self.head & POS_MASK;
         let cross_process = sh.storage.external_words().is_some();
         if self.corruption().is_some() {
             return true; // the next read reports it
@@ -282,7 +308,8 @@ impl<S: Storage> Consumer<S> {
 
     /// True when no published record is waiting (active ring; loads the tail).
     pub fn is_empty(&mut self) -> bool {
-        !self.load_tail(self.head) || self.head == self.cached_tail
+        let head = self.head & POS_MASK;
+        !self.load_tail(head) || head == self.cached_tail
     }
 
     #[inline]
@@ -297,79 +324,81 @@ impl<S: Storage> Consumer<S> {
         }
     }
 
-    /// The next record frame at or after `pos` (skipping pad frames), below the tail. Reloads
-    /// the tail when the cached one is reached. A ring file's frames are checked
-    /// ([`next_frame_checked`](Self::next_frame_checked)); a ring in this process reads them as
-    /// its own producer wrote them, in a loop of its own.
-    #[inline]
+    /// The next record frame at or after `pos` (skipping pad frames), below the tail: the
+    /// frame and its position (`pos` itself, masked, unless pad frames were skipped). `pos` is
+    /// a frame start this consumer reached by walking, and may be unmasked (2^61 at the end of
+    /// the last lap): [`end`](Self::end)'s walk.
+    ///
+    /// The common case is inline and short: a frame before `end` that is a record. A ring in
+    /// this process tests the pad flag; a ring file's frame is checked as well (payload bound
+    /// and pad flag in one comparison, the frame ending at or before `end`, which is at or
+    /// before both the checked tail and the buffer's end), about two instructions more. Anything
+    /// else (the end of what is known to be published, a pad, a fault) goes to
+    /// [`next_frame_slow`](Self::next_frame_slow).
+    #[inline(always)]
     pub(super) fn next_frame(&mut self, pos: u64) -> Option<(u64, Frame)> {
-        if self.checks() {
-            self.next_frame_checked(pos)
-        } else {
-            self.next_frame_trusted(pos)
+        if let Some(frame) = self.walk.frame::<S>(pos, &self.shared.tracker) {
+            return Some((pos, frame));
         }
+        self.next_frame_slow(pos)
     }
 
-    #[inline]
-    fn next_frame_trusted(&mut self, mut pos: u64) -> Option<(u64, Frame)> {
+    /// The frame word at `pos`.
+    ///
+    /// # Safety
+    /// `pos` is a frame start the consumer may read (published, not released; 8-aligned).
+    #[inline(always)]
+    unsafe fn frame_at(&self, pos: u64) -> Frame {
+        // SAFETY: the caller's promise.
+        unsafe { self.walk.frame_word(pos, &self.shared.tracker) }
+    }
+
+    /// The header and payload of the record `frame` at `pos`.
+    ///
+    /// # Safety
+    /// A published, unreleased record frame at `pos` (checked, of a ring file), whose bytes
+    /// stay unwritten for `'a`.
+    #[inline(always)]
+    pub(super) unsafe fn record_at<'a>(&self, pos: u64, frame: Frame) -> Record<'a> {
+        // SAFETY: the caller's promise.
+        unsafe { self.walk.record(pos, frame, &self.shared.tracker) }
+    }
+
+    /// [`next_frame`](Self::next_frame) past `end`, over a pad, or at a fault: brings `end` up
+    /// to date (reloading the tail when `pos` reached it), skips pad frames and checks a ring
+    /// file's frames in full (`ring::check`); the first fault stops reading for good.
+    #[inline(never)]
+    pub(super) fn next_frame_slow(&mut self, pos: u64) -> Option<(u64, Frame)> {
+        let mut pos = pos & POS_MASK;
+        let cap = self.shared.capacity;
         loop {
             debug_assert!(
-                super::layout::distance(self.cached_tail, pos) <= self.shared.capacity,
+                distance(self.cached_tail, pos) <= cap || self.corruption().is_some(),
                 "read position {pos} is past the cached tail {}",
                 self.cached_tail
             );
             if pos == self.cached_tail {
-                self.cached_tail = self.shared.w().tail.load(Ordering::Acquire);
-                if pos == self.cached_tail {
-                    return None;
-                }
-            }
-            // SAFETY: `pos` is a frame start below the acquired tail and at or after our head, so
-            // the producer published it and cannot overwrite it until we release it.
-            let frame = unsafe { self.shared.read_frame(pos) };
-            if !frame.is_pad() {
-                return Some((pos, frame));
-            }
-            pos = advance(pos, frame.span());
-        }
-    }
-
-    /// [`next_frame`](Self::next_frame) on a ring another process writes: the tail and every
-    /// frame are checked before use (`ring::check`); the first fault stops reading for good.
-    ///
-    /// Inlined: out of line, the call per record cost a ring file 47 instructions per record
-    /// (`examples/check_cost.rs`), and a batch of frames checked and copied ahead 44, as the
-    /// walk is then made twice; inlined it costs 15 to 19. The price is paid by the engine's
-    /// in-process rings, whose read loop holds both paths: about 3 instructions per event
-    /// (`scripts/push-cost.sh`); a ring on `HeapStorage` has no checked path at all.
-    #[inline]
-    fn next_frame_checked(&mut self, mut pos: u64) -> Option<(u64, Frame)> {
-        loop {
-            if pos == self.cached_tail {
                 // Reload; still nothing (or a fault) means empty.
                 let loaded = self.load_tail(pos);
                 if !loaded || pos == self.cached_tail {
+                    self.walk.end = 0;
                     return None;
                 }
             }
-            // SAFETY: `pos` is 8-aligned and inside the buffer, at or after our head and below
-            // the checked tail: every position and span used to reach it was checked. What the
-            // other process may write there meanwhile is checked below before it is used.
-            let frame = unsafe { self.shared.read_frame(pos) };
-            let sh = &*self.shared;
-            let (tail, cap, max) = (self.cached_tail, sh.capacity, sh.max_payload as u64);
-            if check::record_is_sound(pos, frame, tail, cap, max) {
-                return Some((pos, frame));
+            let to_end = cap - (pos & self.walk.mask);
+            self.walk.end = pos + distance(self.cached_tail, pos).min(to_end);
+            // SAFETY: `pos` is 8-aligned and inside the buffer, a frame start at or after our
+            // head and below the (checked) tail: every position and span used to reach it was
+            // checked. What the other process may write there meanwhile is checked below
+            // before it is used.
+            let frame = unsafe { self.frame_at(pos) };
+            if self.checks() {
+                let sh = &*self.shared;
+                if let Err(what) = check::frame(pos, frame, self.cached_tail, cap, sh.max_payload as u64) {
+                    self.corrupt(pos, what);
+                    return None;
+                }
             }
-            // A pad, or something wrong: the full check says which.
-            if let Err(what) = check::frame(pos, frame, tail, cap, max) {
-                self.corrupt(pos, what);
-                return None;
-            }
-            // Past the full check, only a pad: a sound record passed `record_is_sound` above (the
-            // two agree; their unit test says so). The test stays a return, not an assertion:
-            // written so, the engine's in-process read loop, which inlines this path, costs 2
-            // instructions per event less (`scripts/push-cost.sh`).
             if !frame.is_pad() {
                 return Some((pos, frame));
             }
@@ -382,21 +411,39 @@ impl<S: Storage> Consumer<S> {
     #[inline]
     pub fn peek(&mut self) -> Result<Option<Record<'_>>, RingError> {
         self.require(Role::Active)?;
-        let Some((pos, frame)) = self.next_frame(self.head) else { return Ok(None) };
+        let pos = self.head;
+        match self.walk.frame::<S>(pos, &self.shared.tracker) {
+            // Taken here, apart from the slow path's result, so the optimiser can reuse the
+            // check's arithmetic for the record (as `ReadChunk::next_with_pos`).
+            Some(frame) => Ok(Some(self.lend(pos, frame))),
+            None => match self.next_frame_slow(pos) {
+                Some((pos, frame)) => Ok(Some(self.lend(pos, frame))),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Lends the record `frame` at `pos` as the peeked one.
+    #[inline(always)]
+    fn lend(&mut self, pos: u64, frame: Frame) -> Record<'_> {
         self.head = pos;
-        self.peeked = Some(advance(pos, frame.record_span()));
+        self.peeked = pos + frame.record_span();
         // SAFETY: published, unreleased record; the borrow ends before `release` (`&mut self`).
-        let (header, payload) = unsafe { self.shared.record(pos, frame) };
-        Ok(Some(Record { header, payload, after_drop: frame.after_drop() }))
+        unsafe { self.record_at(pos, frame) }
     }
 
     /// Frees the record returned by the last [`peek`](Consumer::peek).
     /// Errors: [`RingError::NothingToRelease`] when there is none.
     #[inline]
     pub fn release(&mut self) -> Result<(), RingError> {
-        let end = self.peeked.take().ok_or(RingError::NothingToRelease)?;
+        let end = self.peeked;
+        if end == NO_PEEK {
+            return Err(RingError::NothingToRelease);
+        }
+        self.peeked = NO_PEEK;
+        // Not masked: the walk goes on from it (`next_frame`).
         self.head = end;
-        self.store_head(end);
+        self.store_head(end & POS_MASK);
         Ok(())
     }
 
@@ -416,9 +463,10 @@ impl<S: Storage> Consumer<S> {
     /// read with one `Release` store. Dropping the chunk uncommitted frees nothing.
     pub fn read_chunk(&mut self, max: usize) -> Result<ReadChunk<'_, S>, RingError> {
         self.require(Role::Active)?;
-        self.peeked = None;
+        self.peeked = NO_PEEK;
         let cursor = self.head;
-        Ok(ReadChunk { consumer: self, cursor, remaining: max, read: 0, last: None })
+        let walk = self.walk;
+        Ok(ReadChunk { consumer: self, walk, cursor, remaining: max, max, last: NO_LAST })
     }
 
     #[inline]
@@ -443,7 +491,7 @@ impl<S: Storage> Consumer<S> {
         if role == self.role {
             return self.epoch();
         }
-        self.peeked = None;
+        self.peeked = NO_PEEK;
         let sh = Arc::clone(&self.shared);
         let mut word = sh.w().head.load(Ordering::Acquire);
         let mut attempts = 0;
@@ -498,6 +546,7 @@ impl<S: Storage> Consumer<S> {
             self.released = pos;
             self.cached_tail = tail;
         }
+        self.walk.end = 0;
         self.role = role;
         // Wrapping: a ring file's other process may have written any value here.
         sh.w().control.epoch.fetch_add(1, Ordering::Release).wrapping_add(1)
@@ -512,12 +561,23 @@ pub(super) const CAS_ATTEMPTS: u32 = 1 << 16;
 /// Records read from an active ring, freed together by [`commit`](ReadChunk::commit).
 pub struct ReadChunk<'a, S: Storage = HeapStorage> {
     consumer: &'a mut Consumer<S>,
+    /// The consumer's `walk`, kept here (so in registers, once inlined); its `end` is taken
+    /// again from the consumer after each slow read, the only place it changes.
+    walk: Walk,
+    /// Where the next frame is looked for: a walk position (`Consumer::next_frame`), not masked.
     cursor: u64,
     remaining: usize,
-    read: usize,
-    /// Frame start of the record `next` returned last, until `unread`.
-    last: Option<u64>,
+    /// The `max` the chunk was started with: records read are `max - remaining`.
+    max: usize,
+    /// Frame start of the record `next` returned last, until `unread`; [`NO_LAST`] for none.
+    last: u64,
 }
+
+/// `ReadChunk::last` when there is no record to put back (no position has these bits).
+const NO_LAST: u64 = u64::MAX;
+
+/// `Consumer::peeked` when no peek is outstanding (no position has these bits).
+const NO_PEEK: u64 = u64::MAX;
 
 impl<S: Storage> ReadChunk<'_, S> {
     /// The next record, borrowed until the next call.
@@ -534,54 +594,66 @@ impl<S: Storage> ReadChunk<'_, S> {
         if self.remaining == 0 {
             return None;
         }
-        let (pos, frame) = self.consumer.next_frame(self.cursor)?;
-        self.cursor = advance(pos, frame.record_span());
+        let pos = self.cursor;
+        match self.walk.frame::<S>(pos, &self.consumer.shared.tracker) {
+            // Taken here, apart from the slow path's result, so the optimiser can reuse the
+            // check's arithmetic (span, payload length) for the record.
+            Some(frame) => Some(self.take(pos, frame)),
+            None => {
+                let found = self.consumer.next_frame_slow(pos);
+                self.walk.end = self.consumer.walk.end;
+                let (pos, frame) = found?;
+                Some(self.take(pos, frame))
+            }
+        }
+    }
+
+    /// Moves past the record `frame` at `pos` and lends it.
+    #[inline(always)]
+    fn take(&mut self, pos: u64, frame: Frame) -> (u64, Record<'_>) {
+        self.cursor = pos + frame.record_span();
         self.remaining -= 1;
-        self.read += 1;
-        self.last = Some(pos);
+        self.last = pos;
         // SAFETY: published and not released until `commit`, which needs the chunk by value,
         // so no record borrowed from `&mut self` survives it.
-        let (header, payload) = unsafe { self.consumer.shared.record(pos, frame) };
-        Some((pos, Record { header, payload, after_drop: frame.after_drop() }))
+        (pos, unsafe { self.walk.record(pos, frame, &self.consumer.shared.tracker) })
     }
 
     /// Puts back the record `next` returned last: it is not freed by `commit` and the next
     /// read returns it again. Returns false when there is nothing to put back (one level only).
     pub fn unread(&mut self) -> bool {
-        match self.last.take() {
-            Some(pos) => {
-                self.cursor = pos;
-                self.remaining += 1;
-                self.read -= 1;
-                true
-            }
-            None => false,
+        if self.last == NO_LAST {
+            return false;
         }
+        self.cursor = self.last;
+        self.last = NO_LAST;
+        self.remaining += 1;
+        true
     }
 
     /// Records read so far.
     pub fn len(&self) -> usize {
-        self.read
+        self.max - self.remaining
     }
 
     /// True when no record was read.
     pub fn is_empty(&self) -> bool {
-        self.read == 0
+        self.len() == 0
     }
 
     /// Frees every record read, with one `Release` store.
     #[inline]
     pub fn commit(self) {
-        if self.read > 0 {
+        if self.remaining != self.max {
             self.consumer.head = self.cursor;
-            self.consumer.store_head(self.cursor);
+            self.consumer.store_head(self.cursor & POS_MASK);
         }
     }
 
     /// Where the record `next` returned last starts in the ring (its frame), if any: the
     /// position to pass to [`commit_holding_from`](Self::commit_holding_from) to keep it.
     pub fn last_pos(&self) -> Option<u64> {
-        self.last
+        (self.last != NO_LAST).then_some(self.last)
     }
 
     /// Frees the records read before ring position `from` (a [`last_pos`](Self::last_pos) of
@@ -596,6 +668,86 @@ impl<S: Storage> ReadChunk<'_, S> {
         self.consumer.head = self.cursor;
         if from != self.consumer.released {
             self.consumer.store_head(from);
+        }
+    }
+}
+
+/// What the consumer's fast read path needs: where the bytes are, and how far it may read
+/// without looking at anything but the frames.
+#[derive(Clone, Copy)]
+pub(super) struct Walk {
+    /// The storage's bytes (`Storage::as_ptr`, the same pointer for the storage's life).
+    base: *mut u8,
+    /// `capacity - 1`.
+    mask: u64,
+    /// Every frame start `pos < end` met by walking from the last frame
+    /// [`Consumer::next_frame`] returned is published and on the same lap of the buffer: `end`
+    /// is `min(cached_tail, lap end)`, not masked, so it may be 2^61. 0 when unknown: every
+    /// change of position other than the walk itself (a role change, a held front, a fault)
+    /// sets it to 0.
+    pub(super) end: u64,
+    /// `shared.max_payload`, for the checks.
+    max_payload: u64,
+    /// Another process writes the ring: check its frames (`Consumer::untrusted`).
+    untrusted: bool,
+}
+
+impl Walk {
+    /// The record frame at `pos` when the fast path can take it: `pos` before `end` and the
+    /// frame a record. A ring in this process tests the pad flag; a ring file's frame is
+    /// checked as well (`check::record_is_sound`: payload bound and pad flag in one comparison,
+    /// the frame ending at or before `end`), about two instructions more. `None` for anything
+    /// else (the end of what is known to be published, a pad, a fault), which
+    /// `Consumer::next_frame_slow` sorts out.
+    #[inline(always)]
+    fn frame<S: Storage>(&self, pos: u64, tracker: &AccessTracker) -> Option<Frame> {
+        if pos >= self.end {
+            return None;
+        }
+        // SAFETY: `pos < end`: a frame start at or after the consumer's head, published
+        // (below the acquired tail) and on the buffer lap `end` was computed for; the producer
+        // cannot overwrite it until the consumer releases it. A ring file's word may be
+        // anything: it is checked below before use.
+        let frame = unsafe { self.frame_word(pos, tracker) };
+        let sound = if S::MAY_BE_SHARED && self.untrusted {
+            check::record_is_sound(pos, frame, self.end, self.max_payload)
+        } else {
+            !frame.is_pad()
+        };
+        sound.then_some(frame)
+    }
+
+    /// The frame word at `pos`.
+    ///
+    /// # Safety
+    /// `pos` is a frame start the consumer may read (published, not released; 8-aligned).
+    #[inline(always)]
+    unsafe fn frame_word(&self, pos: u64, tracker: &AccessTracker) -> Frame {
+        let offset = (pos & self.mask) as usize;
+        tracker.read(offset, FRAME_HEADER_SIZE);
+        // SAFETY: `offset < capacity`, 8-aligned, inside the storage (`base`); the caller
+        // guarantees nobody writes these bytes now.
+        Frame::from_word(unsafe { self.base.add(offset).cast::<u64>().read() })
+    }
+
+    /// The header and payload of the record `frame` at `pos`.
+    ///
+    /// # Safety
+    /// A published, unreleased record frame at `pos` (checked, of a ring file), whose bytes
+    /// stay unwritten for `'a`.
+    #[inline(always)]
+    unsafe fn record<'a>(&self, pos: u64, frame: Frame, tracker: &AccessTracker) -> Record<'a> {
+        let offset = (pos & self.mask) as usize;
+        tracker.read(offset, frame.len() as usize);
+        // SAFETY: a record frame never wraps (checked for a ring file), so header and payload
+        // are contiguous inside the storage; the event header is 8-aligned (frame start + 8)
+        // and any bit pattern is a valid EventHeader; the caller guarantees the bytes stay
+        // unwritten for 'a.
+        unsafe {
+            let start = self.base.add(offset);
+            let header = &*start.add(FRAME_HEADER_SIZE).cast::<EventHeader>();
+            let payload = core::slice::from_raw_parts(start.add(RECORD_PREFIX), frame.payload_len());
+            Record { header, payload, after_drop: frame.after_drop() }
         }
     }
 }

@@ -119,6 +119,7 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
+    #[cfg(test)]
     pub(crate) const fn record(payload_len: usize, rec_no: u32, after_drop: bool) -> Frame {
         let flags = if after_drop { FRAME_AFTER_DROP } else { 0 };
         Frame { len_flags: (RECORD_PREFIX + payload_len) as u32 | flags, rec_no }
@@ -153,10 +154,14 @@ impl Frame {
     pub(crate) const fn len_with_pad_flag(self) -> u64 {
         (self.len_flags & !FRAME_AFTER_DROP) as u64
     }
-    /// Payload bytes of a record.
+    /// Payload bytes of a record (a frame known not to be a pad). Computed from
+    /// [`len_with_pad_flag`](Self::len_with_pad_flag), the same for a record: the ring file's
+    /// check (`check::record_is_sound`) computes it so, and the optimiser then finds the
+    /// check's arithmetic already done.
     #[inline]
     pub(crate) const fn payload_len(self) -> usize {
-        self.len() as usize - RECORD_PREFIX
+        debug_assert!(!self.is_pad());
+        self.len_with_pad_flag() as usize - RECORD_PREFIX
     }
     /// [`span`](Self::span) of a frame known to be a record (what `Consumer::next_frame`
     /// returns): the optimiser cannot always carry that knowledge across the branch that chose
@@ -165,7 +170,8 @@ impl Frame {
     #[inline]
     pub(crate) const fn record_span(self) -> u64 {
         debug_assert!(!self.is_pad());
-        align8(self.len())
+        // As `payload_len`: the check's own arithmetic, so it is done once.
+        align8(self.len_with_pad_flag())
     }
     /// Bytes from this frame's start to the next frame's.
     #[inline]

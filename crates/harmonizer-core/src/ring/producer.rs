@@ -5,7 +5,10 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use super::check::{self, Corruption};
-use super::layout::{advance, distance, frame_size, Frame, Head, Role, FRAME_HEADER_SIZE, RECORD_PREFIX};
+use super::layout::{
+    advance, distance, frame_size, Frame, Head, Role, FRAME_AFTER_DROP, FRAME_HEADER_SIZE, POS_MASK,
+    RECORD_PREFIX,
+};
 use super::shared::{RingWords, Shared};
 use super::storage::{HeapStorage, Storage};
 use super::PushError;
@@ -41,10 +44,21 @@ pub struct Producer<S: Storage = HeapStorage> {
     cached_role: Role,
     /// The epoch seen when `cached_role` was loaded.
     cached_epoch: u64,
-    /// Number of the next record (mod 2^32), for window accounting.
-    next_rec: u32,
-    /// A record was shed; flag the next one stored.
-    loss_pending: bool,
+    /// The high half of the next record's frame word, its number (mod 2^32, for window
+    /// accounting), with [`FRAME_AFTER_DROP`] in the low half when a record was shed and the
+    /// next one stored must say so: the frame word is this or'ed with the length.
+    frame_hi: u64,
+    /// Bytes the fast path of [`place_record`](Self::place_record) may still take from `tail`
+    /// without looking at the head word: free space in the active role, up to the buffer's
+    /// end, as the slow path last found it. 0 in any other role, and whenever the slow path
+    /// runs, so a role change (seen through the epoch) or a refusal leaves nothing behind.
+    room: u64,
+    /// The storage's bytes (`Storage::as_ptr`, the same pointer for the storage's life) and
+    /// `capacity - 1`, kept here so a push does not go through `shared` for them.
+    base: *mut u8,
+    mask: u64,
+    /// `shared.max_payload`.
+    max_payload: usize,
     /// Detached reservations made ([`Producer::reserve_detached`]): the newest one alone may
     /// commit.
     detached: u64,
@@ -77,12 +91,22 @@ struct Placement {
     frame: u64,
 }
 
+/// The producer's state a push moves on, as a copy a batch can keep in registers
+/// (`Producer::push_fast`): `Producer::tail`, `room` and `frame_hi`.
+#[derive(Clone, Copy)]
+struct Hot {
+    tail: u64,
+    room: u64,
+    frame_hi: u64,
+}
+
 impl<S: Storage> Producer<S> {
     pub(super) fn new(shared: Arc<Shared<S>>) -> Self {
         let shared_is_file = shared.storage.external_words().is_some();
         let head = Head::decode(shared.w().head.load(Ordering::Acquire));
         let epoch = shared.w().control.epoch.load(Ordering::Acquire);
         let words = NonNull::from(shared.w());
+        let (base, mask, max_payload) = (shared.storage.as_ptr(), shared.capacity - 1, shared.max_payload);
         Producer {
             shared,
             words,
@@ -91,8 +115,11 @@ impl<S: Storage> Producer<S> {
             cached_head: head.pos,
             cached_role: head.role,
             cached_epoch: epoch,
-            next_rec: 0,
-            loss_pending: false,
+            frame_hi: 0,
+            room: 0,
+            base,
+            mask,
+            max_payload,
             detached: 0,
             evicted: 0,
             dropped: 0,
@@ -139,11 +166,26 @@ impl<S: Storage> Producer<S> {
                 break;
             }
             // A pad frame carries the number of the record after it.
-            p.next_rec = if frame.is_pad() { frame.rec_no } else { frame.rec_no.wrapping_add(1) };
+            let next = if frame.is_pad() { frame.rec_no } else { frame.rec_no.wrapping_add(1) };
+            p.frame_hi = u64::from(next) << 32;
             pos = advance(pos, frame.span().max(8));
             steps -= 1;
         }
         p
+    }
+
+    /// Number of the next record (mod 2^32).
+    #[inline]
+    fn next_rec(&self) -> u32 {
+        (self.frame_hi >> 32) as u32
+    }
+
+    /// A record was shed: flag the next one stored ([`FRAME_AFTER_DROP`]), so the reader does
+    /// not take the records on either side for one unbroken run.
+    fn set_loss_pending(&mut self) {
+        self.frame_hi |= u64::from(FRAME_AFTER_DROP);
+        // The flagged record goes through the slow path (`finish` clears the flag).
+        self.room = 0;
     }
 
     /// True when the head word comes from another process and is checked before use. A
@@ -164,6 +206,7 @@ impl<S: Storage> Producer<S> {
     /// (idle, head at the tail), so the next push looks at the head word again.
     #[cold]
     fn refuse_corrupt(&mut self, pos: u64, what: Corruption) -> PushError {
+        self.room = 0;
         self.cached_head = self.tail;
         self.cached_role = Role::Idle;
         self.fault = Some((pos, what));
@@ -195,9 +238,67 @@ impl<S: Storage> Producer<S> {
     /// Copies one record in and publishes it.
     #[inline]
     pub fn push(&mut self, header: &EventHeader, payload: &[u8]) -> Result<(), PushError> {
+        let mut hot = Hot { tail: self.tail, room: self.room, frame_hi: self.frame_hi };
+        if self.push_fast(&mut hot, header, payload) {
+            (self.tail, self.room, self.frame_hi) = (hot.tail, hot.room, hot.frame_hi);
+            self.publish();
+            return Ok(());
+        }
+        self.push_slow(header, payload, true)
+    }
+
+    /// The common case of a push, on a copy of the producer's hot state (`Hot`): the ring
+    /// active in the epoch this producer knows and the record fits the room the slow path
+    /// found. Writes the record and moves `hot` on; false (nothing written) otherwise.
+    ///
+    /// The copy lets a batch keep the state in registers across its pushes
+    /// ([`WriteBatch::push`]); `push` copies it back at once.
+    #[inline(always)]
+    fn push_fast(&self, hot: &mut Hot, header: &EventHeader, payload: &[u8]) -> bool {
+        let len = payload.len();
+        if len > self.max_payload {
+            return false;
+        }
+        let frame = frame_size(len);
+        if frame > hot.room || !self.epoch_unchanged() {
+            return false;
+        }
+        let at = hot.tail;
+        let p = self.frame_ptr(at, frame);
+        // SAFETY: `room` is free space from the tail in the active role, inside one lap of the
+        // buffer (`room_after`), so [at, at + frame) is free, contiguous and inside the
+        // storage, and the consumer reads nothing past the published tail. The header sits 8
+        // bytes in, 8-aligned, and every bit pattern is a valid EventHeader; the payload's
+        // `len` bytes from `RECORD_PREFIX` lie inside the frame (`frame_size`); the frame word
+        // is at the frame's 8-aligned start. The `&mut` slice lives for the copy only.
+        unsafe {
+            p.add(FRAME_HEADER_SIZE).cast::<EventHeader>().write(*header);
+            core::slice::from_raw_parts_mut(p.add(RECORD_PREFIX), len).copy_from_slice(payload);
+            p.cast::<u64>().write(hot.frame_hi | (RECORD_PREFIX + len) as u64);
+        }
+        // No loss flag to clear: `room` is 0 while one is pending (`set_loss_pending`), so the
+        // flagged record goes through `finish`. `room_after` keeps the tail below 2^61, so it
+        // needs no mask either.
+        hot.frame_hi = hot.frame_hi.wrapping_add(1 << 32);
+        hot.tail = at + frame;
+        hot.room -= frame;
+        true
+    }
+
+    /// The rest of [`push`](Self::push): placement by the slow path (or an error), then the
+    /// write; publishes if asked (outside a batch). Out of line, so the fast path stays short.
+    #[cold]
+    #[inline(never)]
+    fn push_slow(&mut self, header: &EventHeader, payload: &[u8], publish: bool) -> Result<(), PushError> {
         let placement = self.place_record(payload.len())?;
-        self.write_record(placement, header, payload, true);
+        self.write_record(placement, header, payload, publish);
         Ok(())
+    }
+
+    /// True while the consumer has not changed the role since this producer last looked.
+    #[inline(always)]
+    fn epoch_unchanged(&self) -> bool {
+        self.w().control.epoch.load(Ordering::Relaxed) == self.cached_epoch
     }
 
     /// Reserves room for a record of `payload_len` bytes; fill it through the slot and `commit`.
@@ -282,7 +383,8 @@ impl<S: Storage> Producer<S> {
     /// Starts a batch: records reserved through it are published together, with one store,
     /// when it is dropped or [`published`](WriteBatch::publish).
     pub fn batch(&mut self) -> WriteBatch<'_, S> {
-        WriteBatch { producer: self }
+        let hot = Hot { tail: self.tail, room: self.room, frame_hi: self.frame_hi };
+        WriteBatch { producer: self, hot, owned: true }
     }
 
     /// This producer dies and a new one takes over, as a restarted producer process does on
@@ -314,21 +416,34 @@ impl<S: Storage> Producer<S> {
         self.cached_epoch
     }
 
+    /// Where the next record, of `payload_len` bytes, goes. The fast path, taken while the ring
+    /// stays active in the epoch this producer knows and the room the slow path found lasts,
+    /// is two comparisons and a subtraction; the rest is [`place_slow`](Self::place_slow).
     #[inline]
     fn place_record(&mut self, payload_len: usize) -> Result<Placement, PushError> {
-        if payload_len > self.shared.max_payload {
-            return Err(PushError::TooLarge { len: payload_len, max: self.shared.max_payload });
+        if payload_len > self.max_payload {
+            return Err(PushError::TooLarge { len: payload_len, max: self.max_payload });
         }
         let frame = frame_size(payload_len);
-        // Fast path: still active in the epoch we know, and room by the cached head.
-        if self.cached_role == Role::Active
-            && self.w().control.epoch.load(Ordering::Relaxed) == self.cached_epoch
-        {
-            if let Some(p) = self.fits(frame, self.cached_head) {
-                return Ok(p);
-            }
+        // `room` is 0 unless the ring was active in `cached_epoch`; an epoch that moved means
+        // the consumer changed the role since.
+        if frame <= self.room && self.epoch_unchanged() {
+            self.room -= frame;
+            return Ok(Placement { pad: 0, frame });
         }
         self.place_slow(frame)
+    }
+
+    /// The fast path's room after placing `p` in the active role with the consumer at `head`:
+    /// the free space left, up to the buffer's end, and short of position 2^61, so the fast
+    /// path's tail never needs masking (the record that ends there goes through `finish`).
+    fn room_after(&self, p: Placement, head: u64) -> u64 {
+        let cap = self.shared.capacity;
+        let at = advance(self.tail, p.pad);
+        let free = cap - distance(self.tail, head) - p.pad;
+        let to_end = cap - (at & self.mask);
+        // Saturating: `p` itself may end at 2^61.
+        free.min(to_end).min(POS_MASK - at).saturating_sub(p.frame)
     }
 
     /// Where a frame of `frame` bytes goes if the consumer's position is `head`, if it fits.
@@ -351,11 +466,14 @@ impl<S: Storage> Producer<S> {
         // overwritten (it only writes at `tail`, and tail - pos <= capacity). The consumer only
         // reads frames, so nobody writes these bytes now.
         let front = unsafe { self.shared.read_frame(pos) };
-        u64::from(self.next_rec.wrapping_sub(front.rec_no))
+        u64::from(self.next_rec().wrapping_sub(front.rec_no))
     }
 
     #[cold]
     fn place_slow(&mut self, frame: u64) -> Result<Placement, PushError> {
+        // Whatever happens below, the fast path takes nothing more until a placement in the
+        // active role says how much.
+        self.room = 0;
         self.cached_epoch = self.w().control.epoch.load(Ordering::Acquire);
         let mut word = self.w().head.load(Ordering::Acquire);
         let mut attempts = 0u32;
@@ -381,11 +499,12 @@ impl<S: Storage> Producer<S> {
                     // The record is discarded. A record placed before the switch to idle may
                     // still be published (a straggler), so flag the next stored record: the
                     // reader must not take straggler and successor for one unbroken run.
-                    self.loss_pending = true;
+                    self.set_loss_pending();
                     return Err(PushError::NotSubscribed);
                 }
                 Role::Active => {
                     if let Some(p) = self.fits(frame, head.pos) {
+                        self.room = self.room_after(p, head.pos);
                         return Ok(p);
                     }
                     // Full. If an open batch holds unpublished records, publish them: the
@@ -410,7 +529,7 @@ impl<S: Storage> Producer<S> {
             if head.locked {
                 self.dropped += 1;
                 self.w().counters.dropped.store(self.dropped, Ordering::Relaxed);
-                self.loss_pending = true;
+                self.set_loss_pending();
                 return Err(PushError::Shed);
             }
             if head.pos == self.published && self.tail != self.published {
@@ -451,15 +570,11 @@ impl<S: Storage> Producer<S> {
     }
 
     /// `slot`, `header_mut`, `payload_mut` and `commit` in one, for `push`: the frame's address
-    /// is found once for the header, the payload and the frame word. (Each of a slot's calls
-    /// finds it again, and as its writes go through raw pointers the compiler reloads the
-    /// storage pointer and capacity each time.)
+    /// is found once for the header, the payload and the frame word.
     #[inline]
     fn write_record(&mut self, placement: Placement, header: &EventHeader, payload: &[u8], publish: bool) {
         let at = advance(self.tail, placement.pad);
-        let sh = &*self.shared;
-        sh.tracker.write(sh.offset(at), placement.frame as usize);
-        let p = sh.ptr(at);
+        let p = self.frame_ptr(at, placement.frame);
         // SAFETY: as in `WriteSlot::header_mut` and `payload_mut`: `place_record` reserved the
         // frame [at, at + frame) in free space for this record alone (the consumer reads nothing
         // past the published tail), contiguous and inside the storage; the header sits 8 bytes
@@ -474,6 +589,16 @@ impl<S: Storage> Producer<S> {
         self.finish(p, at, placement, payload.len(), publish);
     }
 
+    /// The address of the frame at `at` (of `len` bytes, reserved by this producer), reported
+    /// to loom as written.
+    #[inline(always)]
+    fn frame_ptr(&self, at: u64, len: u64) -> *mut u8 {
+        let offset = (at & self.mask) as usize;
+        self.shared.tracker.write(offset, len as usize);
+        // SAFETY: `offset < capacity`, the storage's length (`base` is its start).
+        unsafe { self.base.add(offset) }
+    }
+
     /// Writes the frame word of the record whose frame, at `at` (`frame_ptr` in memory), is
     /// filled, and the pad frame before it if any; counts it; publishes if asked (outside a
     /// batch).
@@ -486,19 +611,17 @@ impl<S: Storage> Producer<S> {
         payload_len: usize,
         publish: bool,
     ) {
-        let sh = &*self.shared;
         if placement.pad != 0 {
             // SAFETY: the pad covers free space from the current tail to the buffer's end, which
             // this producer owns until it publishes past it.
-            unsafe { sh.write_frame(self.tail, Frame::pad(placement.pad, self.next_rec)) };
+            unsafe { self.shared.write_frame(self.tail, Frame::pad(placement.pad, self.next_rec())) };
         }
-        let frame = Frame::record(payload_len, self.next_rec, self.loss_pending);
-        sh.tracker.write(sh.offset(at), placement.frame as usize);
-        // SAFETY: `frame_ptr` is `sh.ptr(at)`, the start of the reserved free space, 8-aligned
+        let word = self.frame_hi | (RECORD_PREFIX + payload_len) as u64;
+        // SAFETY: `frame_ptr` is the start of the reserved free space at `at`, 8-aligned
         // (`Shared::write_frame`'s write, with the pointer at hand).
-        unsafe { frame_ptr.cast::<u64>().write(frame.to_word()) };
-        self.loss_pending = false;
-        self.next_rec = self.next_rec.wrapping_add(1);
+        unsafe { frame_ptr.cast::<u64>().write(word) };
+        // The next number; the loss flag, if it was set, went with this record.
+        self.frame_hi = (self.frame_hi & !u64::from(FRAME_AFTER_DROP)).wrapping_add(1 << 32);
         self.tail = advance(at, placement.frame);
         if publish {
             self.publish();
@@ -612,12 +735,23 @@ impl<S: Storage> WriteSlot<'_, S> {
 /// batch is dropped or published. Uncommitted slots are not published.
 pub struct WriteBatch<'a, S: Storage = HeapStorage> {
     producer: &'a mut Producer<S>,
+    /// The producer's hot state, kept here between pushes (so in registers, once inlined) and
+    /// written back before anything else looks at the producer ([`sync`](Self::sync)).
+    hot: Hot,
+    /// `hot` is the producer's state (not a slot's leftover: a slot reserved through the batch
+    /// moves the producer's own state when committed).
+    owned: bool,
 }
 
 impl<S: Storage> WriteBatch<'_, S> {
     /// As [`Producer::reserve`], without publishing on commit.
     #[inline]
     pub fn reserve(&mut self, payload_len: usize) -> Result<WriteSlot<'_, S>, PushError> {
+        self.sync();
+        // The slot moves the producer's own state when committed: `hot` is taken again from
+        // the producer at the next push (`room` 0 sends it to the slow path, which does).
+        self.owned = false;
+        self.hot.room = 0;
         let placement = self.producer.place_record(payload_len)?;
         Ok(self.producer.slot(placement, payload_len, false))
     }
@@ -625,17 +759,50 @@ impl<S: Storage> WriteBatch<'_, S> {
     /// As [`Producer::push`], without publishing.
     #[inline]
     pub fn push(&mut self, header: &EventHeader, payload: &[u8]) -> Result<(), PushError> {
-        let placement = self.producer.place_record(payload.len())?;
-        self.producer.write_record(placement, header, payload, false);
-        Ok(())
+        if self.producer.push_fast(&mut self.hot, header, payload) {
+            return Ok(());
+        }
+        // By value, not through `&mut self`: the batch's address never escapes, so its state
+        // can live in registers.
+        let (hot, r) = batch_push_slow(self.producer, self.hot, self.owned, header, payload);
+        (self.hot, self.owned) = (hot, true);
+        r
+    }
+
+    /// Writes the hot state back to the producer, if it is the producer's (`owned`).
+    #[inline]
+    fn sync(&mut self) {
+        if self.owned {
+            let p = &mut *self.producer;
+            (p.tail, p.room, p.frame_hi) = (self.hot.tail, self.hot.room, self.hot.frame_hi);
+        }
     }
 
     /// Publishes every committed record now (dropping the batch does the same).
     pub fn publish(self) {}
 }
 
+/// [`WriteBatch::push`] past its fast path: the batch's state written back (if `owned`), the
+/// producer's slow push, and the state taken again.
+#[cold]
+#[inline(never)]
+fn batch_push_slow<S: Storage>(
+    p: &mut Producer<S>,
+    hot: Hot,
+    owned: bool,
+    header: &EventHeader,
+    payload: &[u8],
+) -> (Hot, Result<(), PushError>) {
+    if owned {
+        (p.tail, p.room, p.frame_hi) = (hot.tail, hot.room, hot.frame_hi);
+    }
+    let r = p.push_slow(header, payload, false);
+    (Hot { tail: p.tail, room: p.room, frame_hi: p.frame_hi }, r)
+}
+
 impl<S: Storage> Drop for WriteBatch<'_, S> {
     fn drop(&mut self) {
+        self.sync();
         self.producer.publish();
     }
 }

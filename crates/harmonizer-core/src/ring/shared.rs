@@ -4,7 +4,6 @@ use crossbeam_utils::CachePadded;
 
 use super::layout::{Frame, Role, FRAME_HEADER_SIZE};
 use super::storage::Storage;
-use crate::event::EventHeader;
 use crate::sync::{AccessTracker, AtomicU64, Ordering};
 
 /// Rarely written words the producer reads on every push (so the line stays shared-clean).
@@ -184,26 +183,6 @@ impl<S: Storage> Shared<S> {
         }
         #[cfg(not(loom))]
         let _ = (from, to);
-    }
-
-    /// The event header of the record whose frame starts at `pos`.
-    ///
-    /// # Safety
-    /// As for `read_frame`, for the whole record, for the lifetime `'a` chosen by the caller.
-    #[inline]
-    #[track_caller]
-    pub(crate) unsafe fn record<'a>(&self, pos: u64, frame: Frame) -> (&'a EventHeader, &'a [u8]) {
-        let start = self.ptr(pos);
-        self.tracker.read(self.offset(pos), frame.len() as usize);
-        // SAFETY: a record frame never wraps, so header and payload are contiguous inside the
-        // storage; the event header is 8-aligned (frame start + 8) and any bit pattern is a valid
-        // EventHeader; the caller guarantees the bytes stay unwritten for 'a.
-        unsafe {
-            let header = &*start.add(FRAME_HEADER_SIZE).cast::<EventHeader>();
-            let payload =
-                core::slice::from_raw_parts(start.add(super::layout::RECORD_PREFIX), frame.payload_len());
-            (header, payload)
-        }
     }
 }
 

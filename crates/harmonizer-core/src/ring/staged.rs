@@ -2,7 +2,7 @@
 
 use super::check::{self, Corruption};
 use super::consumer::{Consumer, CAS_ATTEMPTS};
-use super::layout::{advance, Frame, Head, Role};
+use super::layout::{Frame, Head, Role, POS_MASK};
 use super::storage::{HeapStorage, Storage};
 use super::{Record, RingError};
 use crate::sync::Ordering;
@@ -59,6 +59,7 @@ impl<S: Storage> Consumer<S> {
         self.head = front;
         self.released = front;
         self.cached_tail = tail;
+        self.walk.end = 0;
         Ok(StagedView { consumer: self, front })
     }
 }
@@ -72,7 +73,11 @@ pub struct StagedView<'a, S: Storage = HeapStorage> {
 }
 
 impl<S: Storage> StagedView<'_, S> {
+    /// The first record kept. Every walk of the view starts over at the front, which may lie
+    /// on an earlier lap of the buffer than where the last walk stopped: the consumer's walk
+    /// bound (`Consumer::end`) is forgotten first, as it holds only for positions walked to.
     fn first(&mut self) -> Option<(u64, Frame)> {
+        self.consumer.walk.end = 0;
         self.consumer.next_frame(self.front)
     }
 
@@ -81,15 +86,14 @@ impl<S: Storage> StagedView<'_, S> {
         let (pos, frame) = self.first()?;
         // SAFETY: the front is held, so the producer cannot evict it, and it lies below the
         // acquired tail; the borrow ends before any trim (`&mut self`).
-        let (header, payload) = unsafe { self.consumer.shared.record(pos, frame) };
-        Some(Record { header, payload, after_drop: frame.after_drop() })
+        Some(unsafe { self.consumer.record_at(pos, frame) })
     }
 
     /// Trims the oldest record; false when there was none.
     pub fn pop_front(&mut self) -> bool {
         match self.first() {
             Some((pos, frame)) => {
-                self.front = advance(pos, frame.record_span());
+                self.front = pos + frame.record_span();
                 true
             }
             None => false,
@@ -101,11 +105,10 @@ impl<S: Storage> StagedView<'_, S> {
         let mut n = 0;
         while let Some((pos, frame)) = self.first() {
             // SAFETY: as in `front`.
-            let (header, payload) = unsafe { self.consumer.shared.record(pos, frame) };
-            if !keep_going(&Record { header, payload, after_drop: frame.after_drop() }) {
+            if !keep_going(&unsafe { self.consumer.record_at(pos, frame) }) {
                 break;
             }
-            self.front = advance(pos, frame.record_span());
+            self.front = pos + frame.record_span();
             n += 1;
         }
         n
@@ -115,6 +118,7 @@ impl<S: Storage> StagedView<'_, S> {
     /// refreshed by reaching it).
     pub fn iter(&mut self) -> StagedIter<'_, S> {
         let pos = self.front;
+        self.consumer.walk.end = 0;
         StagedIter { consumer: self.consumer, pos }
     }
 
@@ -122,9 +126,10 @@ impl<S: Storage> StagedView<'_, S> {
     pub fn len(&mut self) -> usize {
         let mut n = 0;
         let mut pos = self.front;
+        self.consumer.walk.end = 0;
         while let Some((p, frame)) = self.consumer.next_frame(pos) {
             n += 1;
-            pos = advance(p, frame.record_span());
+            pos = p + frame.record_span();
         }
         n
     }
@@ -151,12 +156,15 @@ impl<S: Storage> Drop for StagedView<'_, S> {
     fn drop(&mut self) {
         let c = &mut *self.consumer;
         let sh = &*c.shared;
-        sh.track_read_span(c.released, self.front);
+        // The front is a walk position (`Consumer::next_frame`): 2^61 at the end of the last lap.
+        let front = self.front & POS_MASK;
+        sh.track_read_span(c.released, front);
         // Release: our reads happen-before any eviction that acquires this (unlocked) word.
         // A plain store is enough: while the lock bit is set only this side writes the word.
-        sh.w().head.store(Head::encode(self.front, false, Role::Staged), Ordering::Release);
-        c.head = self.front;
-        c.released = self.front;
+        sh.w().head.store(Head::encode(front, false, Role::Staged), Ordering::Release);
+        c.head = front;
+        c.released = front;
+        c.walk.end = 0;
     }
 }
 
@@ -171,10 +179,9 @@ impl<'a, S: Storage> StagedIter<'a, S> {
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Record<'_>> {
         let (pos, frame) = self.consumer.next_frame(self.pos)?;
-        self.pos = advance(pos, frame.record_span());
+        self.pos = pos + frame.record_span();
         // SAFETY: held front, below the acquired tail; the view (and so the hold) outlives this
         // iterator, which borrows it mutably.
-        let (header, payload) = unsafe { self.consumer.shared.record(pos, frame) };
-        Some(Record { header, payload, after_drop: frame.after_drop() })
+        Some(unsafe { self.consumer.record_at(pos, frame) })
     }
 }

@@ -405,3 +405,105 @@ fn a_leaked_staged_view_is_recovered() {
     c.set_role(Role::Active);
     assert!(c.peek().unwrap().is_some());
 }
+
+/// Positions count bytes modulo 2^61 (`layout`), and the read paths walk with unmasked
+/// positions that reach 2^61 exactly at the end of the last lap (`Consumer::end`). Moves
+/// records of many sizes across that point through every read path: peek/release, chunks with
+/// unread, and a staged view with trims, then back to active.
+/// `len` gives each record's payload length: varied, or fixed so that frames tile the buffer
+/// and a record (not a pad) ends exactly at 2^61.
+fn across_the_end_of_positions<S: Storage>(tx: Producer<S>, rx: Consumer<S>, len: fn(u64) -> usize) {
+    use crate::sync::Ordering::SeqCst;
+    let cap = rx.capacity() as u64;
+    // A few laps before the wrap, off the buffer's start.
+    let start = (1u64 << 61) - 3 * cap + 24;
+    rx.shared.w().head.store(layout::Head::encode(start, false, Role::Active), SeqCst);
+    rx.shared.w().tail.store(start, SeqCst);
+    let (mut tx, mut rx) = (tx.restart(), rx.restart());
+    let check = |read: &mut u64, h: &EventHeader, p: &[u8]| {
+        assert_eq!(*h, hdr(*read), "record {read}");
+        assert_eq!(p, &payload(*read, len(*read))[..]);
+        *read += 1;
+    };
+    let (mut pushed, mut read) = (0u64, 0u64);
+    let mut round = 0;
+    while pushed < 10 * cap / 40 {
+        round += 1;
+        for _ in 0..5 {
+            tx.push(&hdr(pushed), &payload(pushed, len(pushed))).expect("room");
+            pushed += 1;
+        }
+        match round % 3 {
+            0 => {
+                while let Some(r) = rx.peek().unwrap() {
+                    check(&mut read, r.header, r.payload);
+                    rx.release().unwrap();
+                }
+            }
+            1 => {
+                let mut chunk = rx.read_chunk(4).unwrap();
+                // The first record is read twice: put back once.
+                let first = *chunk.next().unwrap().header;
+                assert!(chunk.unread());
+                while let Some(r) = chunk.next() {
+                    check(&mut read, r.header, r.payload);
+                }
+                assert_eq!(first, hdr(read - 4));
+                chunk.commit();
+                while rx.consume(64, |r| check(&mut read, r.header, r.payload)).unwrap() > 0 {}
+            }
+            _ => {
+                rx.set_role(Role::Staged);
+                {
+                    let mut view = rx.staged().unwrap();
+                    let n = view.len();
+                    assert_eq!(n as u64, pushed - read);
+                    let mut it = view.iter();
+                    let mut k = 0;
+                    while let Some(r) = it.next() {
+                        assert_eq!(*r.header, hdr(read + k));
+                        k += 1;
+                    }
+                    // Trim the first record, then one more through trim_while.
+                    if n > 0 {
+                        let front = *view.front().unwrap().header;
+                        assert_eq!(front, hdr(read));
+                        assert!(view.pop_front());
+                        read += 1;
+                        assert_eq!(view.trim_while(|r| r.header.seq < read + 1), 1.min(n - 1));
+                        read += 1.min(n as u64 - 1);
+                    }
+                }
+                rx.set_role(Role::Active);
+                while let Some(r) = rx.peek().unwrap() {
+                    check(&mut read, r.header, r.payload);
+                    rx.release().unwrap();
+                }
+            }
+        }
+        assert_eq!(read, pushed, "round {round}: everything pushed was read");
+    }
+    assert!(rx.corruption().is_none());
+    let head = layout::Head::decode(rx.shared.w().head.load(SeqCst)).pos;
+    assert!(head < start, "the positions wrapped past 2^61 (head {head})");
+}
+
+#[test]
+fn reads_cross_the_end_of_the_position_space() {
+    for len in [|seq| (seq * 7 % 50) as usize, |_| 24] {
+        let (tx, rx) = ring(RingConfig::new(4096, 64)).unwrap();
+        across_the_end_of_positions(tx, rx, len);
+    }
+}
+
+#[cfg(all(shm, not(miri)))]
+#[test]
+fn checked_reads_cross_the_end_of_the_position_space() {
+    for len in [|seq| (seq * 7 % 50) as usize, |_| 24] {
+        let path = std::env::temp_dir().join(format!("hz-ring-wrap-{}.ring", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let (tx, rx) = crate::shm::file_ring(&path, RingConfig::new(4096, 64)).unwrap();
+        let _ = std::fs::remove_file(&path);
+        across_the_end_of_positions(tx, rx, len);
+    }
+}
