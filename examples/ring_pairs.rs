@@ -9,14 +9,20 @@
 //! machine's mode: on the project's 2-core VM, about 250 M records/s in the fast mode, 15 to 30 in
 //! the slow one.
 //!
+//! A third pair puts the engine beside its own ring (issue 15's "engine end-to-end at least
+//! 0.85x the raw ring"): the same batches of 64 pushed into an engine's active stream and read
+//! with `Engine::poll(64, handler)`, the handler folding the same fields, against the ring's
+//! batches read with `consume(64)`; reported as ring time / engine time.
+//!
 //! `cargo run --release --example ring_pairs -- [ROUNDS] [N]`
 
 use std::hint::spin_loop;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use harmonizer_core::engine::{Engine, EngineConfig, Handler, Notice};
 use harmonizer_core::event::{EventHeader, EVENT_HEADER_SIZE};
-use harmonizer_core::ring::{ring, PushError, RingConfig};
+use harmonizer_core::ring::{ring, PushError, Record, RingConfig};
 
 const RECORDS: usize = 4096;
 const BATCH: usize = 64;
@@ -131,6 +137,63 @@ fn harmonizer(batch: bool) -> Side {
     side(produce, consume)
 }
 
+/// The engine's handler: the same fold as every other consumer here.
+struct Fold(u64);
+
+impl Handler for Fold {
+    #[inline]
+    fn event(&mut self, _stream: u32, r: &Record<'_>) {
+        self.0 = fold(self.0, r.header.seq, r.payload[P - 1]);
+    }
+    fn notice(&mut self, _: &Notice<'_>) {}
+}
+
+/// Batches of 64 into an engine's active stream (a ring of the same size as `harmonizer`'s),
+/// read with `Engine::poll(64, ..)`.
+fn engine() -> Side {
+    let capacity = RingConfig::for_records(RECORDS, P).validate().expect("ring config");
+    let (mut e, mut producers) = Engine::new(EngineConfig::new(1, 2, capacity, P)).expect("engine config");
+    let mut tx = producers.swap_remove(0);
+    let mut rec = Rec::new();
+    let mut seq = 0u64;
+    let produce = move |n: u64| {
+        let end = seq + n;
+        while seq < end {
+            let mut b = tx.batch();
+            let want = (BATCH as u64).min(end - seq);
+            let mut done = 0;
+            while done < want {
+                rec.stamp(seq);
+                // The engine checks that events of an origin come in order, without gaps.
+                rec.header.pos = seq + 1;
+                match b.push(&rec.header, &rec.payload) {
+                    Ok(()) => {
+                        seq += 1;
+                        done += 1;
+                    }
+                    Err(PushError::Full) if done > 0 => break,
+                    Err(PushError::Full) => spin_loop(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+    };
+    let consume = move |n: u64| {
+        let mut left = n;
+        let mut h = Fold(0);
+        while left > 0 {
+            let got = e.poll(BATCH, &mut h);
+            if got == 0 {
+                spin_loop();
+            }
+            left -= got as u64;
+        }
+        assert_eq!(e.stats().duplicates_dropped, 0);
+        h.0
+    };
+    side(produce, consume)
+}
+
 fn rtrb_side(chunk: bool) -> Side {
     let (mut tx, mut rx) = rtrb::RingBuffer::<Rec>::new(RECORDS);
     let mut rec = Rec::new();
@@ -200,10 +263,12 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(15);
     let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(4_000_000);
-    for batch in [false, true] {
-        let (mode, peer) = if batch { ("batch64", "rtrb chunk64") } else { ("one", "rtrb") };
-        let mut h = harmonizer(batch);
-        let mut r = rtrb_side(batch);
+    for mode in ["one", "batch64", "engine"] {
+        let (name, peer, mut h, mut r) = match mode {
+            "one" => ("harmonizer", "rtrb", harmonizer(false), rtrb_side(false)),
+            "batch64" => ("harmonizer", "rtrb chunk64", harmonizer(true), rtrb_side(true)),
+            _ => ("engine", "ring batch64", engine(), harmonizer(true)),
+        };
         h(n / 4); // warm up both
         r(n / 4);
         let (mut th, mut tr, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
@@ -221,8 +286,8 @@ fn main() {
         }
         let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         println!(
-            "{mode:8} harmonizer {:7.1} M rec/s, {peer} {:7.1} M rec/s (medians of {rounds}); \
-             {peer} time / harmonizer time: median {:.3}, range {lo:.3}..{hi:.3}",
+            "{mode:8} {name} {:7.1} M rec/s, {peer} {:7.1} M rec/s (medians of {rounds}); \
+             {peer} time / {name} time: median {:.3}, range {lo:.3}..{hi:.3}",
             median(&mut th),
             median(&mut tr),
             median(&mut ratios),
