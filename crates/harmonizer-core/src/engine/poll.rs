@@ -208,6 +208,7 @@ impl Engine {
             active,
             tracker,
             policy,
+            observes,
             flips,
             stats,
             pending,
@@ -244,6 +245,42 @@ impl Engine {
             return (0, 0, Step::Drained);
         };
         let step = loop {
+            // The steady state, in a loop of its own: no switch pending, no re-read, no flip
+            // waiting for the next event, no resume floor, no switch notice owed, nothing to
+            // hold. Data events the tracker says to deliver are delivered here with exactly
+            // what the general path below does for them; the first event that is anything else
+            // is put back and goes through the general path. Nothing the loop calls can change
+            // these conditions (the policy and the handler cannot reach the engine).
+            if pending.is_none()
+                && !*rereading
+                && !*flip_deferred
+                && *resume_floor == 0
+                && in_flight.is_none()
+                && (!*hold || hold_from.is_some())
+            {
+                while delivered < limit {
+                    let Some((_, rec)) = chunk.next_with_pos() else { break };
+                    let hdr = *rec.header;
+                    if hdr.kind != KIND_DATA || tracker.check(hdr.origin, hdr.seq) != Verdict::Deliver {
+                        chunk.unread();
+                        break;
+                    }
+                    examined += 1;
+                    stream.last_read_pos = hdr.pos;
+                    if *observes {
+                        policy.observe(sid, &rec, *now_ns);
+                    }
+                    h.event(sid, &rec);
+                    // The verdict above still holds: nothing since has access to the tracker.
+                    tracker.delivered(hdr.origin, hdr.seq);
+                    stats.delivered_bytes += rec.payload.len() as u64;
+                    *last_delivered_ts = hdr.ts_ns;
+                    if let Some(at) = seen.get_mut(hdr.origin as usize) {
+                        *at = super::SeenAt { next_pos: hdr.pos.saturating_add(1), seq: hdr.seq };
+                    }
+                    delivered += 1;
+                }
+            }
             if delivered == limit {
                 break Step::More;
             }
@@ -286,7 +323,9 @@ impl Engine {
             stream.last_read_pos = hdr.pos;
             match hdr.kind {
                 KIND_FLIP => {
-                    policy.observe(sid, &rec, *now_ns);
+                    if *observes {
+                        policy.observe(sid, &rec, *now_ns);
+                    }
                     match Flip::decode(rec.payload) {
                         Err(e) => {
                             stats.flips_rejected += 1;
@@ -342,7 +381,11 @@ impl Engine {
                         }
                     }
                 }
-                KIND_HEARTBEAT => policy.observe(sid, &rec, *now_ns),
+                KIND_HEARTBEAT => {
+                    if *observes {
+                        policy.observe(sid, &rec, *now_ns);
+                    }
+                }
                 kind => {
                     if *resume_floor != 0 && hdr.pos < *resume_floor {
                         stats.before_resume_pos += 1;
@@ -383,7 +426,9 @@ impl Engine {
                                 stats.unknown_kinds += 1;
                             }
                             emit_switched(in_flight, stats, &**clock, h);
-                            policy.observe(sid, &rec, *now_ns);
+                            if *observes {
+                                policy.observe(sid, &rec, *now_ns);
+                            }
                             if *hold && hold_from.is_none() {
                                 *hold_from = Some(rec_pos);
                             }
