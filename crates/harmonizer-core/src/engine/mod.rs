@@ -476,6 +476,8 @@ pub struct Engine {
     previous: Option<usize>,
     tracker: Tracker,
     policy: Box<dyn ArmingPolicy>,
+    /// `policy.observes_records()`, asked once: whether delivering an event calls `observe`.
+    observes: bool,
     clock: Box<dyn Clock>,
     flips: FlipIds,
     pending: Option<PendingSwitch>,
@@ -637,6 +639,7 @@ impl Engine {
             active,
             previous: None,
             tracker,
+            observes: policy.observes_records(),
             policy,
             clock,
             flips: FlipIds::new(),
