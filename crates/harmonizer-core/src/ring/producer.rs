@@ -241,7 +241,7 @@ impl<S: Storage> Producer<S> {
         let mut hot = Hot { tail: self.tail, room: self.room, frame_hi: self.frame_hi };
         if self.push_fast(&mut hot, header, payload) {
             (self.tail, self.room, self.frame_hi) = (hot.tail, hot.room, hot.frame_hi);
-            self.publish();
+            self.publish_moved();
             return Ok(());
         }
         self.push_slow(header, payload, true)
@@ -638,15 +638,21 @@ impl<S: Storage> Producer<S> {
     #[inline]
     fn publish(&mut self) {
         if self.published != self.tail {
-            self.published = self.tail;
-            let w = self.w();
-            w.tail.store(self.tail, Ordering::Release);
-            // A consumer about to sleep on this ring is woken (`wake`: one load on the control
-            // line and one branch while it is awake).
-            let wake = &w.control.wake;
-            if wake.maybe_sleeping(self.fence_mode) {
-                wake.ring_if_sleeping(self.fence_mode, self.shared.storage.external_words().is_some());
-            }
+            self.publish_moved();
+        }
+    }
+
+    /// [`publish`](Self::publish) when the tail is known to have moved (a push just wrote).
+    #[inline]
+    fn publish_moved(&mut self) {
+        self.published = self.tail;
+        let w = self.w();
+        w.tail.store(self.tail, Ordering::Release);
+        // A consumer about to sleep on this ring is woken (`wake`: one load on the control
+        // line and one branch while it is awake).
+        let wake = &w.control.wake;
+        if wake.maybe_sleeping(self.fence_mode) {
+            wake.ring_if_sleeping(self.fence_mode, self.shared.storage.external_words().is_some());
         }
     }
 }
