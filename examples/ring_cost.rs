@@ -15,39 +15,18 @@
 //!
 //! `cargo run --release --example ring_cost -- ENTRY [N]`
 
-use harmonizer_core::event::{EventHeader, EVENT_HEADER_SIZE};
 use harmonizer_core::ring::{ring, RingConfig};
+
+#[path = "common/rec.rs"]
+mod rec;
+use rec::{fold, Rec, FILL, P};
 
 const RECORDS: usize = 4096;
 const CHUNK: u64 = 64;
-const P: usize = 32;
-const FILL: u8 = 0xA5;
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Rec {
-    header: EventHeader,
-    payload: [u8; P],
-}
-
-const _: () = assert!(core::mem::size_of::<Rec>() == EVENT_HEADER_SIZE + P);
-
-impl Rec {
-    #[inline(always)]
-    fn stamp(&mut self, seq: u64) {
-        self.header.seq = seq;
-        self.payload[..8].copy_from_slice(&seq.to_ne_bytes());
-    }
-}
-
-#[inline(always)]
-fn fold(sum: u64, seq: u64, last: u8) -> u64 {
-    sum.wrapping_add(seq).wrapping_add(u64::from(last))
-}
 
 fn harmonizer(batch: bool, n: u64) -> u64 {
     let (mut tx, mut rx) = ring(RingConfig::for_records(RECORDS, P)).expect("ring config");
-    let mut rec = Rec { header: EventHeader::default(), payload: [FILL; P] };
+    let mut rec = Rec::new();
     let (mut seq, mut sum) = (0u64, 0u64);
     while seq < n {
         let k = CHUNK.min(n - seq);
@@ -79,7 +58,7 @@ fn harmonizer(batch: bool, n: u64) -> u64 {
 
 fn rtrb_entry(chunk: bool, n: u64) -> u64 {
     let (mut tx, mut rx) = rtrb::RingBuffer::<Rec>::new(RECORDS);
-    let mut rec = Rec { header: EventHeader::default(), payload: [FILL; P] };
+    let mut rec = Rec::new();
     let (mut seq, mut sum) = (0u64, 0u64);
     while seq < n {
         let k = CHUNK.min(n - seq);

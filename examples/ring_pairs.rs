@@ -21,36 +21,33 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use harmonizer_core::engine::{Engine, EngineConfig, Handler, Notice};
-use harmonizer_core::event::{EventHeader, EVENT_HEADER_SIZE};
-use harmonizer_core::ring::{ring, PushError, Record, RingConfig};
+use harmonizer_core::ring::{ring, PushError, Record, RingConfig, Storage, WriteBatch};
+
+#[path = "common/rec.rs"]
+mod rec;
+use rec::{fold, Rec, P};
 
 const RECORDS: usize = 4096;
 const BATCH: usize = 64;
-const P: usize = 32;
 
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Rec {
-    header: EventHeader,
-    payload: [u8; P],
-}
-
-const _: () = assert!(core::mem::size_of::<Rec>() == EVENT_HEADER_SIZE + P);
-
-impl Rec {
-    fn new() -> Self {
-        Rec { header: EventHeader::default(), payload: [0xA5; P] }
+/// Pushes the records from `*seq` up to `end`, at most a batch of them, through `b`, which
+/// publishes them when dropped; a full ring publishes what is pending (so the consumer can make
+/// room) and ends the batch early.
+fn fill<S: Storage>(mut b: WriteBatch<'_, S>, rec: &mut Rec, seq: &mut u64, end: u64) {
+    let want = (BATCH as u64).min(end - *seq);
+    let mut done = 0;
+    while done < want {
+        rec.stamp(*seq);
+        match b.push(&rec.header, &rec.payload) {
+            Ok(()) => {
+                *seq += 1;
+                done += 1;
+            }
+            Err(PushError::Full) if done > 0 => break,
+            Err(PushError::Full) => spin_loop(),
+            Err(e) => panic!("{e}"),
+        }
     }
-    #[inline(always)]
-    fn stamp(&mut self, seq: u64) {
-        self.header.seq = seq;
-        self.payload[..8].copy_from_slice(&seq.to_ne_bytes());
-    }
-}
-
-#[inline(always)]
-fn fold(sum: u64, seq: u64, last: u8) -> u64 {
-    sum.wrapping_add(seq).wrapping_add(u64::from(last))
 }
 
 /// One side of a pair: tells its producer thread to move `n` records, consumes them, and
@@ -85,21 +82,7 @@ fn harmonizer(batch: bool) -> Side {
         let end = seq + n;
         while seq < end {
             if batch {
-                let mut b = tx.batch();
-                let want = (BATCH as u64).min(end - seq);
-                let mut done = 0;
-                while done < want {
-                    rec.stamp(seq);
-                    match b.push(&rec.header, &rec.payload) {
-                        Ok(()) => {
-                            seq += 1;
-                            done += 1;
-                        }
-                        Err(PushError::Full) if done > 0 => break,
-                        Err(PushError::Full) => spin_loop(),
-                        Err(e) => panic!("{e}"),
-                    }
-                }
+                fill(tx.batch(), &mut rec, &mut seq, end);
             } else {
                 rec.stamp(seq);
                 match tx.push(&rec.header, &rec.payload) {
@@ -159,23 +142,7 @@ fn engine() -> Side {
     let produce = move |n: u64| {
         let end = seq + n;
         while seq < end {
-            let mut b = tx.batch();
-            let want = (BATCH as u64).min(end - seq);
-            let mut done = 0;
-            while done < want {
-                rec.stamp(seq);
-                // The engine checks that events of an origin come in order, without gaps.
-                rec.header.pos = seq + 1;
-                match b.push(&rec.header, &rec.payload) {
-                    Ok(()) => {
-                        seq += 1;
-                        done += 1;
-                    }
-                    Err(PushError::Full) if done > 0 => break,
-                    Err(PushError::Full) => spin_loop(),
-                    Err(e) => panic!("{e}"),
-                }
-            }
+            fill(tx.batch(), &mut rec, &mut seq, end);
         }
     };
     let consume = move |n: u64| {
