@@ -325,16 +325,13 @@ impl<S: Storage> Consumer<S> {
     }
 
     /// The next record frame at or after `pos` (skipping pad frames), below the tail: the
-    /// frame and its position (`pos` itself, masked, unless pad frames were skipped). `pos` is
-    /// a frame start this consumer reached by walking, and may be unmasked (2^61 at the end of
-    /// the last lap): [`end`](Self::end)'s walk.
+    /// frame and its position, always below 2^61 (`pos` itself unless pad frames were
+    /// skipped). `pos` is a frame start this consumer reached by walking ([`Walk::end`]), and
+    /// may be unmasked: 2^61 at the end of the last lap.
     ///
-    /// The common case is inline and short: a frame before `end` that is a record. A ring in
-    /// this process tests the pad flag; a ring file's frame is checked as well (payload bound
-    /// and pad flag in one comparison, the frame ending at or before `end`, which is at or
-    /// before both the checked tail and the buffer's end), about two instructions more. Anything
-    /// else (the end of what is known to be published, a pad, a fault) goes to
-    /// [`next_frame_slow`](Self::next_frame_slow).
+    /// The common case is inline and short ([`Walk::frame`]): a frame before `end` that is a
+    /// record. Anything else (the end of what is known to be published, a pad, a fault) goes
+    /// to [`next_frame_slow`](Self::next_frame_slow).
     #[inline(always)]
     pub(super) fn next_frame(&mut self, pos: u64) -> Option<(u64, Frame)> {
         if let Some(frame) = self.walk.frame::<S>(pos, &self.shared.tracker) {

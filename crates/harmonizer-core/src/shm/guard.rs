@@ -41,7 +41,7 @@ use crate::guard_table::GuardTable;
 use crate::sync::{AtomicU64, Ordering};
 
 /// Ring-file mappings a process can guard at once. A mapping beyond this is refused
-/// ([`ShmError::Guard`](super::ShmError::Guard)) rather than left unguarded.
+/// ([`ShmError::Guard`]) rather than left unguarded.
 pub const GUARD_SLOTS: usize = 1024;
 
 static TABLE: GuardTable<GUARD_SLOTS> = GuardTable::new();
