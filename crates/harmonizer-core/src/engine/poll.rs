@@ -267,17 +267,9 @@ impl Engine {
                     }
                     examined += 1;
                     stream.last_read_pos = hdr.pos;
-                    if *observes {
-                        policy.observe(sid, &rec, *now_ns);
-                    }
+                    observe(&mut **policy, *observes, sid, &rec, *now_ns);
                     h.event(sid, &rec);
-                    // The verdict above still holds: nothing since has access to the tracker.
-                    tracker.delivered(hdr.origin, hdr.seq);
-                    stats.delivered_bytes += rec.payload.len() as u64;
-                    *last_delivered_ts = hdr.ts_ns;
-                    if let Some(at) = seen.get_mut(hdr.origin as usize) {
-                        *at = super::SeenAt { next_pos: hdr.pos.saturating_add(1), seq: hdr.seq };
-                    }
+                    note_delivered(tracker, stats, last_delivered_ts, seen, &hdr, rec.payload.len());
                     delivered += 1;
                 }
             }
@@ -323,9 +315,7 @@ impl Engine {
             stream.last_read_pos = hdr.pos;
             match hdr.kind {
                 KIND_FLIP => {
-                    if *observes {
-                        policy.observe(sid, &rec, *now_ns);
-                    }
+                    observe(&mut **policy, *observes, sid, &rec, *now_ns);
                     match Flip::decode(rec.payload) {
                         Err(e) => {
                             stats.flips_rejected += 1;
@@ -381,11 +371,7 @@ impl Engine {
                         }
                     }
                 }
-                KIND_HEARTBEAT => {
-                    if *observes {
-                        policy.observe(sid, &rec, *now_ns);
-                    }
-                }
+                KIND_HEARTBEAT => observe(&mut **policy, *observes, sid, &rec, *now_ns),
                 kind => {
                     if *resume_floor != 0 && hdr.pos < *resume_floor {
                         stats.before_resume_pos += 1;
@@ -426,23 +412,13 @@ impl Engine {
                                 stats.unknown_kinds += 1;
                             }
                             emit_switched(in_flight, stats, &**clock, h);
-                            if *observes {
-                                policy.observe(sid, &rec, *now_ns);
-                            }
+                            observe(&mut **policy, *observes, sid, &rec, *now_ns);
                             if *hold && hold_from.is_none() {
                                 *hold_from = Some(rec_pos);
                             }
                             h.event(sid, &rec);
-                            // The verdict above still holds: nothing since has access to the
-                            // tracker.
-                            tracker.delivered(hdr.origin, hdr.seq);
-                            stats.delivered_bytes += rec.payload.len() as u64;
+                            note_delivered(tracker, stats, last_delivered_ts, seen, &hdr, rec.payload.len());
                             *resume_floor = 0;
-                            *last_delivered_ts = hdr.ts_ns;
-                            if let Some(at) = seen.get_mut(hdr.origin as usize) {
-                                // Delivered: the newest of its origin, so no comparison.
-                                *at = super::SeenAt { next_pos: hdr.pos.saturating_add(1), seq: hdr.seq };
-                            }
                             delivered += 1;
                         }
                         Verdict::Duplicate => {
@@ -892,6 +868,37 @@ fn frame_bytes(payload: usize) -> u64 {
 /// delivers from its own ring in order, and counts the switch. Reads the clock only then (once
 /// per switch). Called for every delivered event: the test is inline, one load and a branch,
 /// and the notice is out of line.
+/// The policy sees `rec`, read from the active stream, unless it ignores records
+/// (`observes`: [`super::ArmingPolicy::observes_records`], asked once).
+#[inline(always)]
+fn observe(policy: &mut dyn super::ArmingPolicy, observes: bool, stream: u32, rec: &Record<'_>, now_ns: u64) {
+    if observes {
+        policy.observe(stream, rec, now_ns);
+    }
+}
+
+/// What delivering the event `hdr` (of `payload_len` bytes) to the handler leaves behind: the
+/// tracker's frontier, the statistics, and the origin's position on the active stream (`seen`,
+/// that stream's slice). The verdict that allowed the delivery still holds: nothing between the
+/// check and this has access to the tracker.
+#[inline(always)]
+fn note_delivered(
+    tracker: &mut crate::tracker::Tracker,
+    stats: &mut super::Stats,
+    last_delivered_ts: &mut u64,
+    seen: &mut [super::SeenAt],
+    hdr: &crate::event::EventHeader,
+    payload_len: usize,
+) {
+    tracker.delivered(hdr.origin, hdr.seq);
+    stats.delivered_bytes += payload_len as u64;
+    *last_delivered_ts = hdr.ts_ns;
+    if let Some(at) = seen.get_mut(hdr.origin as usize) {
+        // Delivered: the newest of its origin, so no comparison.
+        *at = super::SeenAt { next_pos: hdr.pos.saturating_add(1), seq: hdr.seq };
+    }
+}
+
 #[inline(always)]
 pub(super) fn emit_switched<H: Handler>(
     in_flight: &mut Option<SwitchInFlight>,

@@ -136,7 +136,7 @@ impl fmt::Display for Corruption {
 
 /// The common case of [`frame`], in as few instructions as it takes: a record frame at `pos`
 /// that is sound, given `end`, a bound the consumer computed itself: at or before the checked
-/// tail and at or before the end of the buffer lap `pos` is on (`Consumer::end`, not masked).
+/// tail and at or before the end of the buffer lap `pos` is on (`Walk::end` in `consumer.rs`, not masked).
 /// Two comparisons: the payload bound, which with the pad flag left in the length also fails
 /// every pad (a pad's is at least 2^31) and every length below the 40-byte prefix (the
 /// subtraction wraps); and the frame's end against `end`, which covers both "inside the buffer"

@@ -41,12 +41,9 @@ pub struct Consumer<S: Storage = HeapStorage> {
     pub(super) walk: Walk,
     /// The role; only this side changes it.
     pub(super) role: Role,
-    /// End of the peeked record (a walk position), or [`NO_PEEK`] when no peek is
+    /// End of the peeked record (a walk position), or [`NO_POS`] when no peek is
     /// outstanding.
     peeked: u64,
-    /// Another process writes this ring (a ring file): check what it wrote before use
-    /// (`ring::check`). Only read when `S::MAY_BE_SHARED`.
-    untrusted: bool,
     /// The first thing found wrong with what the other process wrote, and where: sticky, the
     /// ring is not read past it again.
     fault: Option<(u64, Corruption)>,
@@ -76,8 +73,7 @@ impl<S: Storage> Consumer<S> {
             cached_tail: 0,
             walk,
             role,
-            peeked: NO_PEEK,
-            untrusted,
+            peeked: NO_POS,
             fault: None,
             _not_sync: PhantomData,
         }
@@ -87,7 +83,7 @@ impl<S: Storage> Consumer<S> {
     /// A constant `false` for storage that is never shared.
     #[inline(always)]
     pub(super) fn checks(&self) -> bool {
-        S::MAY_BE_SHARED && self.untrusted
+        S::MAY_BE_SHARED && self.walk.untrusted
     }
 
     /// What the other process wrote wrong, and the ring position where it was found: the first
@@ -112,8 +108,16 @@ impl<S: Storage> Consumer<S> {
     /// outside the ring.
     #[doc(hidden)]
     pub unsafe fn trust_producer(&mut self) {
-        self.untrusted = false;
         self.walk.untrusted = false;
+    }
+
+    /// Forgets the walk's bound ([`Walk::end`]), so the next read takes the slow path and
+    /// computes it again: for every change of position other than the walk itself (a role
+    /// change, a held front, a fault), and for a walk that starts over behind where the last
+    /// one stopped (a staged view's front).
+    #[inline]
+    pub(super) fn forget_walk(&mut self) {
+        self.walk.end = 0;
     }
 
     /// Records the first fault at `pos`; reading stops there (the ring looks empty from `pos`).
@@ -128,7 +132,7 @@ impl<S: Storage> Consumer<S> {
         if distance(self.cached_tail, pos) <= self.shared.capacity {
             self.cached_tail = pos;
         }
-        self.walk.end = 0;
+        self.forget_walk();
     }
 
     /// Loads the producer's tail into `cached_tail`, checked when the ring is untrusted
@@ -340,16 +344,6 @@ impl<S: Storage> Consumer<S> {
         self.next_frame_slow(pos)
     }
 
-    /// The frame word at `pos`.
-    ///
-    /// # Safety
-    /// `pos` is a frame start the consumer may read (published, not released; 8-aligned).
-    #[inline(always)]
-    unsafe fn frame_at(&self, pos: u64) -> Frame {
-        // SAFETY: the caller's promise.
-        unsafe { self.walk.frame_word(pos, &self.shared.tracker) }
-    }
-
     /// The header and payload of the record `frame` at `pos`.
     ///
     /// # Safety
@@ -378,7 +372,7 @@ impl<S: Storage> Consumer<S> {
                 // Reload; still nothing (or a fault) means empty.
                 let loaded = self.load_tail(pos);
                 if !loaded || pos == self.cached_tail {
-                    self.walk.end = 0;
+                    self.forget_walk();
                     return None;
                 }
             }
@@ -388,7 +382,7 @@ impl<S: Storage> Consumer<S> {
             // head and below the (checked) tail: every position and span used to reach it was
             // checked. What the other process may write there meanwhile is checked below
             // before it is used.
-            let frame = unsafe { self.frame_at(pos) };
+            let frame = unsafe { self.walk.frame_word(pos, &self.shared.tracker) };
             if self.checks() {
                 let sh = &*self.shared;
                 if let Err(what) = check::frame(pos, frame, self.cached_tail, cap, sh.max_payload as u64) {
@@ -434,10 +428,10 @@ impl<S: Storage> Consumer<S> {
     #[inline]
     pub fn release(&mut self) -> Result<(), RingError> {
         let end = self.peeked;
-        if end == NO_PEEK {
+        if end == NO_POS {
             return Err(RingError::NothingToRelease);
         }
-        self.peeked = NO_PEEK;
+        self.peeked = NO_POS;
         // Not masked: the walk goes on from it (`next_frame`).
         self.head = end;
         self.store_head(end & POS_MASK);
@@ -460,10 +454,10 @@ impl<S: Storage> Consumer<S> {
     /// read with one `Release` store. Dropping the chunk uncommitted frees nothing.
     pub fn read_chunk(&mut self, max: usize) -> Result<ReadChunk<'_, S>, RingError> {
         self.require(Role::Active)?;
-        self.peeked = NO_PEEK;
+        self.peeked = NO_POS;
         let cursor = self.head;
         let walk = self.walk;
-        Ok(ReadChunk { consumer: self, walk, cursor, remaining: max, max, last: NO_LAST })
+        Ok(ReadChunk { consumer: self, walk, cursor, remaining: max, max, last: NO_POS })
     }
 
     #[inline]
@@ -488,7 +482,7 @@ impl<S: Storage> Consumer<S> {
         if role == self.role {
             return self.epoch();
         }
-        self.peeked = NO_PEEK;
+        self.peeked = NO_POS;
         let sh = Arc::clone(&self.shared);
         let mut word = sh.w().head.load(Ordering::Acquire);
         let mut attempts = 0;
@@ -543,7 +537,7 @@ impl<S: Storage> Consumer<S> {
             self.released = pos;
             self.cached_tail = tail;
         }
-        self.walk.end = 0;
+        self.forget_walk();
         self.role = role;
         // Wrapping: a ring file's other process may have written any value here.
         sh.w().control.epoch.fetch_add(1, Ordering::Release).wrapping_add(1)
@@ -566,15 +560,13 @@ pub struct ReadChunk<'a, S: Storage = HeapStorage> {
     remaining: usize,
     /// The `max` the chunk was started with: records read are `max - remaining`.
     max: usize,
-    /// Frame start of the record `next` returned last, until `unread`; [`NO_LAST`] for none.
+    /// Frame start of the record `next` returned last, until `unread`; [`NO_POS`] for none.
     last: u64,
 }
 
-/// `ReadChunk::last` when there is no record to put back (no position has these bits).
-const NO_LAST: u64 = u64::MAX;
-
-/// `Consumer::peeked` when no peek is outstanding (no position has these bits).
-const NO_PEEK: u64 = u64::MAX;
+/// No position (none has these bits): `Consumer::peeked` with no peek outstanding,
+/// `ReadChunk::last` with no record to put back.
+const NO_POS: u64 = u64::MAX;
 
 impl<S: Storage> ReadChunk<'_, S> {
     /// The next record, borrowed until the next call.
@@ -619,11 +611,11 @@ impl<S: Storage> ReadChunk<'_, S> {
     /// Puts back the record `next` returned last: it is not freed by `commit` and the next
     /// read returns it again. Returns false when there is nothing to put back (one level only).
     pub fn unread(&mut self) -> bool {
-        if self.last == NO_LAST {
+        if self.last == NO_POS {
             return false;
         }
         self.cursor = self.last;
-        self.last = NO_LAST;
+        self.last = NO_POS;
         self.remaining += 1;
         true
     }
@@ -650,7 +642,7 @@ impl<S: Storage> ReadChunk<'_, S> {
     /// Where the record `next` returned last starts in the ring (its frame), if any: the
     /// position to pass to [`commit_holding_from`](Self::commit_holding_from) to keep it.
     pub fn last_pos(&self) -> Option<u64> {
-        (self.last != NO_LAST).then_some(self.last)
+        (self.last != NO_POS).then_some(self.last)
     }
 
     /// Frees the records read before ring position `from` (a [`last_pos`](Self::last_pos) of
@@ -685,7 +677,8 @@ pub(super) struct Walk {
     pub(super) end: u64,
     /// `shared.max_payload`, for the checks.
     max_payload: u64,
-    /// Another process writes the ring: check its frames (`Consumer::untrusted`).
+    /// Another process writes this ring (a ring file): check what it wrote before use
+    /// (`ring::check`). Only read when `S::MAY_BE_SHARED` ([`Consumer::checks`]).
     untrusted: bool,
 }
 

@@ -174,6 +174,18 @@ impl<S: Storage> Producer<S> {
         p
     }
 
+    /// A copy of the state a push moves on ([`Hot`]).
+    #[inline(always)]
+    fn hot(&self) -> Hot {
+        Hot { tail: self.tail, room: self.room, frame_hi: self.frame_hi }
+    }
+
+    /// Takes back the state a push moved on.
+    #[inline(always)]
+    fn set_hot(&mut self, hot: Hot) {
+        (self.tail, self.room, self.frame_hi) = (hot.tail, hot.room, hot.frame_hi);
+    }
+
     /// Number of the next record (mod 2^32).
     #[inline]
     fn next_rec(&self) -> u32 {
@@ -238,9 +250,9 @@ impl<S: Storage> Producer<S> {
     /// Copies one record in and publishes it.
     #[inline]
     pub fn push(&mut self, header: &EventHeader, payload: &[u8]) -> Result<(), PushError> {
-        let mut hot = Hot { tail: self.tail, room: self.room, frame_hi: self.frame_hi };
+        let mut hot = self.hot();
         if self.push_fast(&mut hot, header, payload) {
-            (self.tail, self.room, self.frame_hi) = (hot.tail, hot.room, hot.frame_hi);
+            self.set_hot(hot);
             self.publish_moved();
             return Ok(());
         }
@@ -266,14 +278,11 @@ impl<S: Storage> Producer<S> {
         let at = hot.tail;
         let p = self.frame_ptr(at, frame);
         // SAFETY: `room` is free space from the tail in the active role, inside one lap of the
-        // buffer (`room_after`), so [at, at + frame) is free, contiguous and inside the
-        // storage, and the consumer reads nothing past the published tail. The header sits 8
-        // bytes in, 8-aligned, and every bit pattern is a valid EventHeader; the payload's
-        // `len` bytes from `RECORD_PREFIX` lie inside the frame (`frame_size`); the frame word
-        // is at the frame's 8-aligned start. The `&mut` slice lives for the copy only.
+        // buffer (`room_after`), so the frame [at, at + frame) is free, contiguous and inside
+        // the storage, this producer's alone, and the consumer reads nothing past the published
+        // tail; its start is 8-aligned.
         unsafe {
-            p.add(FRAME_HEADER_SIZE).cast::<EventHeader>().write(*header);
-            core::slice::from_raw_parts_mut(p.add(RECORD_PREFIX), len).copy_from_slice(payload);
+            write_body(p, header, payload);
             p.cast::<u64>().write(hot.frame_hi | (RECORD_PREFIX + len) as u64);
         }
         // No loss flag to clear: `room` is 0 while one is pending (`set_loss_pending`), so the
@@ -383,7 +392,7 @@ impl<S: Storage> Producer<S> {
     /// Starts a batch: records reserved through it are published together, with one store,
     /// when it is dropped or [`published`](WriteBatch::publish).
     pub fn batch(&mut self) -> WriteBatch<'_, S> {
-        let hot = Hot { tail: self.tail, room: self.room, frame_hi: self.frame_hi };
+        let hot = self.hot();
         WriteBatch { producer: self, hot, owned: true }
     }
 
@@ -575,17 +584,10 @@ impl<S: Storage> Producer<S> {
     fn write_record(&mut self, placement: Placement, header: &EventHeader, payload: &[u8], publish: bool) {
         let at = advance(self.tail, placement.pad);
         let p = self.frame_ptr(at, placement.frame);
-        // SAFETY: as in `WriteSlot::header_mut` and `payload_mut`: `place_record` reserved the
-        // frame [at, at + frame) in free space for this record alone (the consumer reads nothing
-        // past the published tail), contiguous and inside the storage; the header sits 8 bytes
-        // in, 8-aligned, and every bit pattern is a valid EventHeader; the payload's
-        // `payload.len()` bytes from `RECORD_PREFIX` lie inside the frame (`frame_size`), and the
-        // bytes are initialised (storage is zeroed at creation). The `&mut` slice lives for the
-        // copy only.
-        unsafe {
-            p.add(FRAME_HEADER_SIZE).cast::<EventHeader>().write(*header);
-            core::slice::from_raw_parts_mut(p.add(RECORD_PREFIX), payload.len()).copy_from_slice(payload);
-        }
+        // SAFETY: `place_record` reserved the frame [at, at + frame) in free space for this
+        // record alone (the consumer reads nothing past the published tail), contiguous and
+        // inside the storage, 8-aligned at its start.
+        unsafe { write_body(p, header, payload) };
         self.finish(p, at, placement, payload.len(), publish);
     }
 
@@ -779,13 +781,28 @@ impl<S: Storage> WriteBatch<'_, S> {
     #[inline]
     fn sync(&mut self) {
         if self.owned {
-            let p = &mut *self.producer;
-            (p.tail, p.room, p.frame_hi) = (self.hot.tail, self.hot.room, self.hot.frame_hi);
+            self.producer.set_hot(self.hot);
         }
     }
 
     /// Publishes every committed record now (dropping the batch does the same).
     pub fn publish(self) {}
+}
+
+/// Writes a record's event header and payload into its frame at `p`.
+///
+/// # Safety
+/// `p` is the 8-aligned start of a frame of `frame_size(payload.len())` bytes of ring storage
+/// that this producer alone may write now (reserved, unpublished). The header then sits 8 bytes
+/// in, 8-aligned, and every bit pattern is a valid EventHeader; the payload's bytes from
+/// `RECORD_PREFIX` lie inside the frame and are initialised (storage is zeroed at creation).
+#[inline(always)]
+unsafe fn write_body(p: *mut u8, header: &EventHeader, payload: &[u8]) {
+    // SAFETY: the caller's promise; the `&mut` slice lives for the copy only.
+    unsafe {
+        p.add(FRAME_HEADER_SIZE).cast::<EventHeader>().write(*header);
+        core::slice::from_raw_parts_mut(p.add(RECORD_PREFIX), payload.len()).copy_from_slice(payload);
+    }
 }
 
 /// [`WriteBatch::push`] past its fast path: the batch's state written back (if `owned`), the
@@ -800,10 +817,10 @@ fn batch_push_slow<S: Storage>(
     payload: &[u8],
 ) -> (Hot, Result<(), PushError>) {
     if owned {
-        (p.tail, p.room, p.frame_hi) = (hot.tail, hot.room, hot.frame_hi);
+        p.set_hot(hot);
     }
     let r = p.push_slow(header, payload, false);
-    (Hot { tail: p.tail, room: p.room, frame_hi: p.frame_hi }, r)
+    (p.hot(), r)
 }
 
 impl<S: Storage> Drop for WriteBatch<'_, S> {

@@ -59,7 +59,7 @@ impl<S: Storage> Consumer<S> {
         self.head = front;
         self.released = front;
         self.cached_tail = tail;
-        self.walk.end = 0;
+        self.forget_walk();
         Ok(StagedView { consumer: self, front })
     }
 }
@@ -75,9 +75,10 @@ pub struct StagedView<'a, S: Storage = HeapStorage> {
 impl<S: Storage> StagedView<'_, S> {
     /// The first record kept. Every walk of the view starts over at the front, which may lie
     /// on an earlier lap of the buffer than where the last walk stopped: the consumer's walk
-    /// bound (`Consumer::end`) is forgotten first, as it holds only for positions walked to.
+    /// bound is forgotten first ([`Consumer::forget_walk`]), as it holds only for positions
+    /// walked to.
     fn first(&mut self) -> Option<(u64, Frame)> {
-        self.consumer.walk.end = 0;
+        self.consumer.forget_walk();
         self.consumer.next_frame(self.front)
     }
 
@@ -103,13 +104,17 @@ impl<S: Storage> StagedView<'_, S> {
     /// Trims records from the front while `keep_going` says so; returns how many.
     pub fn trim_while(&mut self, mut keep_going: impl FnMut(&Record<'_>) -> bool) -> usize {
         let mut n = 0;
-        while let Some((pos, frame)) = self.first() {
+        // Starts over at the front once, then walks on from it: the engine trims every staged
+        // window on every poll, so each record trimmed takes the fast path.
+        let mut next = self.first();
+        while let Some((pos, frame)) = next {
             // SAFETY: as in `front`.
             if !keep_going(&unsafe { self.consumer.record_at(pos, frame) }) {
                 break;
             }
             self.front = pos + frame.record_span();
             n += 1;
+            next = self.consumer.next_frame(self.front);
         }
         n
     }
@@ -118,7 +123,7 @@ impl<S: Storage> StagedView<'_, S> {
     /// refreshed by reaching it).
     pub fn iter(&mut self) -> StagedIter<'_, S> {
         let pos = self.front;
-        self.consumer.walk.end = 0;
+        self.consumer.forget_walk();
         StagedIter { consumer: self.consumer, pos }
     }
 
@@ -126,7 +131,7 @@ impl<S: Storage> StagedView<'_, S> {
     pub fn len(&mut self) -> usize {
         let mut n = 0;
         let mut pos = self.front;
-        self.consumer.walk.end = 0;
+        self.consumer.forget_walk();
         while let Some((p, frame)) = self.consumer.next_frame(pos) {
             n += 1;
             pos = p + frame.record_span();
@@ -164,7 +169,7 @@ impl<S: Storage> Drop for StagedView<'_, S> {
         sh.w().head.store(Head::encode(front, false, Role::Staged), Ordering::Release);
         c.head = front;
         c.released = front;
-        c.walk.end = 0;
+        c.forget_walk();
     }
 }
 

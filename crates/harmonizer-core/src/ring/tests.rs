@@ -407,7 +407,7 @@ fn a_leaked_staged_view_is_recovered() {
 }
 
 /// Positions count bytes modulo 2^61 (`layout`), and the read paths walk with unmasked
-/// positions that reach 2^61 exactly at the end of the last lap (`Consumer::end`). Moves
+/// positions that reach 2^61 exactly at the end of the last lap (`Walk::end`). Moves
 /// records of many sizes across that point through every read path: peek/release, chunks with
 /// unread, and a staged view with trims, then back to active.
 /// `len` gives each record's payload length: varied, or fixed so that frames tile the buffer
