@@ -13,13 +13,20 @@ mod file;
 mod notice;
 mod policy;
 mod poll;
+mod pool;
 mod recovery;
 mod stats;
 mod storage;
 mod wait;
 
 pub use notice::{BadEventReason, Handler, Notice, Purpose, RejectReason, StartAt, SwitchCause};
-pub use policy::{AlwaysStage, ArmingPolicy, Candidate, ManualStage, NeverStage, StagePlan, MAX_STREAMS};
+pub use policy::{
+    AlwaysStage, ArmingPolicy, Candidate, ManualStage, NeverStage, StagePlan, StageScore, MAX_STREAMS,
+    SWITCHBACK_PROBABILITY,
+};
+pub use pool::{
+    PoolConfig, PoolError, PoolStats, Spread, StagingDemand, StagingPool, MAX_POOL_BYTES, YIELD_MARGIN,
+};
 pub use stats::Stats;
 pub use storage::StreamStorage;
 
@@ -32,6 +39,7 @@ use crate::ring::{
     ring_with_storage, Consumer, Producer, PushError, Reservation, RingConfig, RingError, Role,
     StaleReservation, WriteBatch,
 };
+use crate::sync::Arc;
 use crate::tracker::{SeqMode, Tracker, TrackerError};
 
 /// What to do with a gap no staged candidate can fill (strict mode).
@@ -134,6 +142,14 @@ pub struct EngineConfig {
     /// Most bytes of staged windows at once: each window counted as its records times the mean
     /// frame the streams carry (docs/engine.md, "Staging and the policy").
     pub staging_budget_bytes: usize,
+    /// A staging budget shared with other engines of this process (docs/staging.md): staged
+    /// windows then need a grant from it as well as fitting `staging_budget_bytes`.
+    pub staging_pool: Option<Arc<StagingPool>>,
+    /// What a cold switch costs this recipient, ns of stall (default 100 ms: a fetch): a staged
+    /// window's benefit in a shared pool is the switch's probability times this.
+    pub cold_switch_cost_ns: u64,
+    /// Spreading staging starts across a fleet (off by default).
+    pub spread: Spread,
     /// Default staging window, records (docs/design.md §5: 100).
     pub default_window: usize,
     /// After a switch, keep the old stream as a candidate (the policy may stage it) rather than
@@ -155,6 +171,9 @@ impl EngineConfig {
             gap_policy: GapPolicy::ReRead,
             liveness: Liveness::default(),
             staging_budget_bytes: usize::MAX,
+            staging_pool: None,
+            cold_switch_cost_ns: 100_000_000,
+            spread: Spread::default(),
             default_window: 100,
             keep_previous: true,
         }
@@ -467,6 +486,18 @@ pub struct Engine {
     liveness: Liveness,
     default_window: usize,
     budget: u64,
+    /// The shared budget, if any, and what this engine holds of it per stream (bytes).
+    pool: Option<Arc<StagingPool>>,
+    granted: [u64; MAX_STREAMS],
+    /// This engine's standing bid in `pool` (0: none), to withdraw once granted.
+    bid: u64,
+    cold_cost_ns: u64,
+    spread: Spread,
+    /// Per stream: when a start the plan asks for may begin (spread), 0 when not asked.
+    start_at: [u64; MAX_STREAMS],
+    /// Per stream: clock ns an ANNOUNCE expects the switch to it, 0 if none.
+    announce_at: [u64; MAX_STREAMS],
+    demand: StagingDemand,
     /// Largest data frame (header, frame header, `max_payload`): the budget's estimate of a
     /// record until data has been delivered.
     max_frame: u64,
@@ -548,6 +579,16 @@ pub struct Engine {
     retired_pending: bool,
     now_ns: u64,
     last_tick_ns: Option<u64>,
+}
+
+impl Drop for Engine {
+    /// Gives back what the engine holds of a shared pool, and withdraws its bid.
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.give_back(self.granted.iter().sum());
+            pool.withdraw(self.bid);
+        }
+    }
 }
 
 impl Engine {
@@ -634,6 +675,14 @@ impl Engine {
             liveness: Liveness { reread_rounds: config.liveness.reread_rounds.max(1), ..config.liveness },
             default_window: config.default_window.max(1),
             budget: config.staging_budget_bytes as u64,
+            pool: config.staging_pool.clone(),
+            granted: [0; MAX_STREAMS],
+            bid: 0,
+            cold_cost_ns: config.cold_switch_cost_ns,
+            spread: config.spread,
+            start_at: [0; MAX_STREAMS],
+            announce_at: [0; MAX_STREAMS],
+            demand: StagingDemand::default(),
             max_frame,
             streams: streams.into_boxed_slice(),
             active,
@@ -712,6 +761,14 @@ impl Engine {
     /// load a new model into a running predictor.
     pub fn policy_mut<P: ArmingPolicy + 'static>(&mut self) -> Option<&mut P> {
         self.policy.as_any_mut()?.downcast_mut::<P>()
+    }
+    /// What this engine wants staged and holds, as of its last plan (docs/staging.md).
+    pub fn staging_demand(&self) -> StagingDemand {
+        self.demand
+    }
+    /// The shared staging pool, if the engine has one.
+    pub fn staging_pool(&self) -> Option<&Arc<StagingPool>> {
+        self.pool.as_ref()
     }
     /// True while a switch waits for its cut-over point.
     pub fn switch_pending(&self) -> bool {

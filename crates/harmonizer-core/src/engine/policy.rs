@@ -36,16 +36,34 @@ pub struct Candidate {
     pub window: usize,
 }
 
+/// What a policy expects of a candidate it plans: the engine prices its window's benefit from
+/// it under a shared staging budget (`StagingPool`) and spreads staging starts by it
+/// (docs/staging.md).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StageScore {
+    /// Probability that the recipient switches to the candidate within the policy's horizon,
+    /// `0.0 ..= 1.0`.
+    pub probability: f32,
+    /// Expected time to that switch, ns from now; 0 when the policy cannot say.
+    pub eta_ns: u64,
+}
+
+impl StageScore {
+    /// A switch the operators or the application said is coming: probability 1, no time.
+    pub const CERTAIN: StageScore = StageScore { probability: 1.0, eta_ns: 0 };
+}
+
 /// A plan: streams to stage, most important first, with their windows in records.
 #[derive(Clone, Copy, Debug)]
 pub struct StagePlan {
     entries: [(u32, usize); MAX_STREAMS],
+    scores: [StageScore; MAX_STREAMS],
     len: usize,
 }
 
 impl Default for StagePlan {
     fn default() -> Self {
-        StagePlan { entries: [(0, 0); MAX_STREAMS], len: 0 }
+        StagePlan { entries: [(0, 0); MAX_STREAMS], scores: [StageScore::CERTAIN; MAX_STREAMS], len: 0 }
     }
 }
 
@@ -56,15 +74,28 @@ impl StagePlan {
     }
     /// Asks for `stream` to be staged with a window of `window` records. Extra entries beyond
     /// [`MAX_STREAMS`] are ignored.
+    /// The candidate counts as certain ([`StageScore::CERTAIN`]); see
+    /// [`stage_scored`](Self::stage_scored).
     pub fn stage(&mut self, stream: u32, window: usize) {
+        self.stage_scored(stream, window, StageScore::CERTAIN);
+    }
+    /// As [`stage`](Self::stage), with the policy's probability and expected time of the switch.
+    /// A probability outside `0 ..= 1` (or NaN) is clamped (NaN to 0).
+    pub fn stage_scored(&mut self, stream: u32, window: usize, score: StageScore) {
         if self.len < MAX_STREAMS {
+            let p = if score.probability.is_nan() { 0.0 } else { score.probability.clamp(0.0, 1.0) };
             self.entries[self.len] = (stream, window);
+            self.scores[self.len] = StageScore { probability: p, ..score };
             self.len += 1;
         }
     }
     /// The entries, in order.
     pub fn entries(&self) -> &[(u32, usize)] {
         &self.entries[..self.len]
+    }
+    /// The scores of the entries, in the same order.
+    pub fn scores(&self) -> &[StageScore] {
+        &self.scores[..self.len]
     }
     /// The window asked for `stream`, if any.
     pub fn window_of(&self, stream: u32) -> Option<usize> {
@@ -141,8 +172,13 @@ impl ArmingPolicy for AlwaysStage {
     }
 }
 
+/// [`ManualStage`]'s probability for the switchback target: possible, not expected.
+pub const SWITCHBACK_PROBABILITY: f32 = 0.25;
+
 /// Stages what the operators and the application say: announced streams, streams armed with
-/// `Engine::arm`, and the previous stream after a switch (the switchback target).
+/// `Engine::arm`, and the previous stream after a switch (the switchback target). Announced and
+/// armed streams are certain; the switchback target scores [`SWITCHBACK_PROBABILITY`], so
+/// under a shared budget a stream some engine was told about wins over it.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ManualStage;
 
@@ -164,7 +200,8 @@ impl ArmingPolicy for ManualStage {
         };
         for r in 0..3 {
             for c in candidates.iter().filter(|c| rank(c) == Some(r)) {
-                plan.stage(c.stream, window);
+                let probability = if r == 2 { SWITCHBACK_PROBABILITY } else { 1.0 };
+                plan.stage_scored(c.stream, window, StageScore { probability, eta_ns: 0 });
             }
         }
     }

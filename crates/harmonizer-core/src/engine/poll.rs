@@ -2,8 +2,8 @@
 
 use super::recovery::GapOutcome;
 use super::{
-    Candidate, Engine, Handler, Notice, PendingSwitch, Purpose, RejectReason, StartAt, SwitchCause,
-    SwitchInFlight,
+    Candidate, Engine, Handler, Notice, PendingSwitch, Purpose, RejectReason, StagingDemand, StartAt,
+    SwitchCause, SwitchInFlight,
 };
 use crate::event::{KIND_DATA, KIND_FLIP, KIND_HEARTBEAT};
 use crate::flip::{Flip, FlipAction, MAX_LOCATOR};
@@ -20,6 +20,8 @@ struct FlipCmd {
     cutover_pos: u64,
     resume_pos: u64,
     not_before_ns: u64,
+    /// ANNOUNCE: when the switch is expected, ns after `ts_ns`.
+    expected_in_ns: u64,
     /// Position of the flip event in the stream it arrived on.
     pos: u64,
     /// Its upstream time (`ts_ns` of its event header).
@@ -44,6 +46,7 @@ impl FlipCopy {
             cutover_pos: 0,
             resume_pos: 0,
             not_before_ns: 0,
+            expected_in_ns: 0,
             pos: 0,
             ts_ns: 0,
             stream: 0,
@@ -354,6 +357,7 @@ impl Engine {
                                 cutover_pos: f.cutover_pos,
                                 resume_pos: f.resume_pos,
                                 not_before_ns: f.not_before_ns,
+                                expected_in_ns: f.expected_in_ns,
                                 pos: hdr.pos,
                                 ts_ns: hdr.ts_ns,
                                 stream: sid,
@@ -536,12 +540,17 @@ impl Engine {
                 self.stats.flips_applied += 1;
                 if target != self.active {
                     self.streams[target].announced = true;
+                    // When the switch is expected, on this engine's clock (a staging start
+                    // is spread within a share of it).
+                    self.announce_at[target] =
+                        if f.expected_in_ns == 0 { 0 } else { self.now_ns.saturating_add(f.expected_in_ns) };
                     self.apply_plan(h);
                 }
             }
             FlipAction::Cancel => {
                 self.stats.flips_applied += 1;
                 self.streams[target].announced = false;
+                self.announce_at[target] = 0;
                 if self.pending.is_some_and(|p| p.to == target) {
                     self.pending = None;
                 }
@@ -582,6 +591,7 @@ impl Engine {
         self.active_heard_ns = self.now_ns;
         self.silence_reported = false;
         self.streams[to].announced = false;
+        self.announce_at[to] = 0;
         self.policy.switched(self.streams[from].id, self.streams[to].id, self.now_ns);
         let old = &mut self.streams[from];
         if self.keep_previous {
@@ -673,7 +683,8 @@ impl Engine {
         }
     }
 
-    /// Asks the policy which candidates to stage and applies it within the budget.
+    /// Asks the policy which candidates to stage and applies it within the budget, the shared
+    /// pool and the spread of starts (docs/staging.md).
     fn apply_plan<H: Handler>(&mut self, h: &mut H) {
         let mut n = 0;
         for (i, s) in self.streams.iter().enumerate() {
@@ -700,27 +711,113 @@ impl Engine {
             0 => self.max_frame,
             n => frame_bytes((self.stats.delivered_bytes / n) as usize),
         };
+        let now = self.now_ns;
         let mut allowed = [0usize; super::MAX_STREAMS];
+        let mut benefit = [f32::INFINITY; super::MAX_STREAMS];
+        let mut wanted = [false; super::MAX_STREAMS];
         let mut used = 0u64;
-        // A stream feeding a gap's fill is staged whatever the plan, with the whole ring.
-        if let Some(x) = self.recovery.as_ref().and_then(|r| r.fill_stream()) {
-            if x != self.active {
-                allowed[x] = self.streams[x].consumer.max_records();
-                used += allowed[x] as u64 * frame;
-            }
+        let mut demand = StagingDemand::default();
+        let mut refused_bid = 0f32;
+        // A stream feeding a gap's fill is staged whatever the plan, with the whole ring (and
+        // outside a shared pool: recovery is not refused).
+        let fill = self.recovery.as_ref().and_then(|r| r.fill_stream()).filter(|&x| x != self.active);
+        if let Some(x) = fill {
+            allowed[x] = self.streams[x].consumer.max_records();
+            used += allowed[x] as u64 * frame;
         }
-        for &(stream, window) in self.plan.entries() {
+        for (k, &(stream, window)) in self.plan.entries().iter().enumerate() {
             let Some(i) = self.index_of(stream) else { continue };
-            if i == self.active || allowed[i] != 0 {
+            if i == self.active || allowed[i] != 0 || wanted[i] {
                 continue;
             }
-            let window = window.clamp(1, self.streams[i].consumer.max_records());
-            let bytes = window as u64 * frame;
-            if used + bytes <= self.budget {
-                used += bytes;
-                allowed[i] = window;
+            wanted[i] = true;
+            let score = self.plan.scores()[k];
+            let mut window = window.clamp(1, self.streams[i].consumer.max_records());
+            let mut bytes = window as u64 * frame;
+            let b = score.probability * self.cold_cost_ns as f32;
+            demand.wanted_streams += 1;
+            demand.wanted_bytes += bytes;
+            demand.urgency = demand.urgency.max(b);
+            // A start waits for its place in the spread (armed streams are urgent).
+            if self.streams[i].consumer.role() != Role::Staged && !self.streams[i].armed {
+                if self.start_at[i] == 0 {
+                    let eta = match self.announce_at[i] {
+                        0 => score.eta_ns,
+                        at => at.saturating_sub(now).max(1),
+                    };
+                    let d = self.spread.delay_ns(self.recipient_id, stream, score.probability, eta);
+                    self.start_at[i] = now.saturating_add(d).max(1);
+                }
+                if now < self.start_at[i] {
+                    demand.deferred_streams += 1;
+                    demand.next_start_ns = match demand.next_start_ns {
+                        0 => self.start_at[i],
+                        t => t.min(self.start_at[i]),
+                    };
+                    continue;
+                }
+            }
+            if used + bytes > self.budget {
+                demand.refused_streams += 1;
+                continue;
+            }
+            if let Some(pool) = &self.pool {
+                let held = self.granted[i];
+                let total: u64 = self.granted.iter().sum();
+                if held >= bytes {
+                    pool.give_back(held - bytes);
+                    self.granted[i] = bytes;
+                } else if pool.try_grant(bytes - held, total, b, now) {
+                    self.granted[i] = bytes;
+                } else if held > 0 {
+                    // Keep the window it holds.
+                    window = (held / frame).max(1) as usize;
+                    bytes = held;
+                } else {
+                    demand.refused_streams += 1;
+                    refused_bid = refused_bid.max(b);
+                    continue;
+                }
+            }
+            used += bytes;
+            allowed[i] = window;
+            benefit[i] = b;
+        }
+        for (i, w) in wanted.iter().enumerate().take(self.streams.len()) {
+            if !w {
+                self.start_at[i] = 0;
             }
         }
+        if let Some(pool) = &self.pool {
+            // Rule 3: the smallest grant yields to a bid worth far more.
+            let smallest = (0..self.streams.len())
+                .filter(|&i| allowed[i] != 0 && self.granted[i] != 0)
+                .min_by(|&a, &b| benefit[a].total_cmp(&benefit[b]));
+            if let Some(i) = smallest {
+                if pool.outbid(benefit[i], now) {
+                    pool.yield_to_bid(self.granted[i]);
+                    self.granted[i] = 0;
+                    used -= allowed[i] as u64 * frame;
+                    allowed[i] = 0;
+                    demand.refused_streams += 1;
+                }
+            }
+            for (i, g) in self.granted.iter_mut().enumerate() {
+                if allowed[i] == 0 || Some(i) == fill {
+                    pool.give_back(*g);
+                    *g = 0;
+                }
+            }
+            if refused_bid > 0.0 {
+                self.bid = pool.bid(refused_bid, now);
+            } else if self.bid != 0 {
+                pool.withdraw(core::mem::take(&mut self.bid));
+            }
+        }
+        demand.granted_bytes = used;
+        demand.pool_bytes = self.granted.iter().sum();
+        demand.staged_streams = allowed.iter().filter(|&&w| w != 0).count() as u32;
+        self.demand = demand;
         for (i, s) in self.streams.iter_mut().enumerate() {
             if i == self.active {
                 continue;

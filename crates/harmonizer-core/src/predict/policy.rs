@@ -44,7 +44,7 @@
 
 use super::features::{exp_neg, FeatureState, ERROR_RATE, LOAD_BURST, N_FEATURES};
 use super::model::{Model, ModelError};
-use crate::engine::{ArmingPolicy, Candidate, StagePlan, MAX_STREAMS};
+use crate::engine::{ArmingPolicy, Candidate, StagePlan, StageScore, MAX_STREAMS};
 use crate::flip::Flip;
 use crate::ring::Record;
 
@@ -403,11 +403,17 @@ impl Predictor {
         (errors + load + self.duty_shift).clamp(-a.max_shift, a.max_shift)
     }
 
-    fn window_for(&mut self, c: &Candidate, z: f64, default_window: usize) -> usize {
+    /// The window for `c` and the expected time to its switch (ns).
+    fn window_for(&mut self, c: &Candidate, z: f64, default_window: usize) -> (usize, u64) {
         let w = self.cfg.window;
+        // Expected time to the switch: a constant hazard per tenth of the horizon matching p.
+        let p = sigmoid(z);
+        let horizon = self.model.horizon_ns as f64;
+        let step_hazard = 1.0 - (1.0 - p.clamp(1e-6, 1.0 - 1e-9)).powf(0.1);
+        let tts_ns = (horizon * 0.1 / step_hazard).min(horizon);
         let slot = &mut self.slots[c.index];
         if !c.staged {
-            return default_window.clamp(w.min, w.max);
+            return (default_window.clamp(w.min, w.max), tts_ns as u64);
         }
         if c.evicted > slot.last_evicted {
             // It shed records while staged: the window is below the lead.
@@ -424,14 +430,9 @@ impl Predictor {
         } else {
             (slot.lead, slot.lead_dev, slot.measured) = (lead, lead * 0.5, true);
         }
-        // Expected time to the switch: a constant hazard per tenth of the horizon matching p.
-        let p = sigmoid(z);
-        let horizon = self.model.horizon_ns as f64;
-        let step_hazard = 1.0 - (1.0 - p.clamp(1e-6, 1.0 - 1e-9)).powf(0.1);
-        let tts_ns = (horizon * 0.1 / step_hazard).min(horizon);
         let rate = self.features.rate_per_sec();
         let need = slot.lead + w.jitter_k * slot.lead_dev + rate * tts_ns * 1e-9 * w.drift;
-        (need.ceil() as usize).clamp(w.min, w.max)
+        ((need.ceil() as usize).clamp(w.min, w.max), tts_ns as u64)
     }
 }
 
@@ -546,10 +547,15 @@ impl ArmingPolicy for Predictor {
         }
         // Armed first, then most likely: under the budget they win.
         chosen[..n].sort_unstable_by(|a, b| b.1.cmp(&a.1).then(b.2.total_cmp(&a.2)));
-        for &(ci, _, z) in &chosen[..n] {
+        for &(ci, armed, z) in &chosen[..n] {
             let c = candidates[ci];
-            let w = self.window_for(&c, z, default_window);
-            plan.stage(c.stream, w);
+            let (w, eta_ns) = self.window_for(&c, z, default_window);
+            let score = if armed {
+                StageScore::CERTAIN
+            } else {
+                StageScore { probability: sigmoid(z) as f32, eta_ns }
+            };
+            plan.stage_scored(c.stream, w, score);
         }
     }
 }
