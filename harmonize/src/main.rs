@@ -2,6 +2,7 @@
 //!
 //! - `demo`: the project's main job, on an embedded default scenario;
 //! - `sim`: the same on a scenario file;
+//! - `fleet`: many recipients in one process, their staging memory given four ways;
 //! - `trace`, `train`, `eval`: the predictor's tools;
 //! - `flip encode`, `flip decode`: craft and read flip records; `flip send` writes one into
 //!   real streams;
@@ -20,6 +21,7 @@ mod codec;
 mod connect;
 mod connector_bench;
 mod demo;
+mod fleet;
 mod flip;
 mod history;
 mod predictor;
@@ -37,6 +39,9 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Run a scenario described in a TOML file.
     Sim(demo::SimArgs),
+    /// Many recipients in one process: the fleet's staging memory per engine, shared, and
+    /// shared with spread starts, side by side.
+    Fleet(fleet::FleetArgs),
     /// Write a generated history to train on.
     Trace(predictor::TraceArgs),
     /// Train a predictor model from a history.
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Demo(a) => demo::run_demo(a),
         Cmd::Sim(a) => demo::run_sim(a),
+        Cmd::Fleet(a) => fleet::run(a),
         Cmd::Trace(a) => predictor::run_trace(a),
         Cmd::Train(a) => predictor::run_train(a),
         Cmd::Eval(a) => predictor::run_eval(a),

@@ -59,7 +59,12 @@ fn stage_notices(r: &Recorder) -> Vec<N> {
 }
 
 fn staged(stream: u32) -> N {
-    N::Subscribe { stream, locator: vec![], from: harmonizer_core::engine::StartAt::Live, purpose: Purpose::Stage }
+    N::Subscribe {
+        stream,
+        locator: vec![],
+        from: harmonizer_core::engine::StartAt::Live,
+        purpose: Purpose::Stage,
+    }
 }
 
 #[test]
@@ -147,12 +152,15 @@ fn an_announce_stages_within_the_pool_and_the_budget_still_applies() {
     // A's own budget is a byte short of a window: refused there, nothing taken from the pool.
     assert!(stage_notices(&ra).is_empty());
     assert_eq!(a.staging_demand().refused_streams, 1);
-    assert_eq!(stage_notices(&rb), vec![N::Subscribe {
-        stream: 1,
-        locator: b"loc".to_vec(),
-        from: harmonizer_core::engine::StartAt::Live,
-        purpose: Purpose::Stage
-    }]);
+    assert_eq!(
+        stage_notices(&rb),
+        vec![N::Subscribe {
+            stream: 1,
+            locator: b"loc".to_vec(),
+            from: harmonizer_core::engine::StartAt::Live,
+            purpose: Purpose::Stage
+        }]
+    );
     assert_eq!(pool.used(), WINDOW_BYTES);
     // Events flow; exactly once.
     for seq in 1..=50 {

@@ -24,6 +24,9 @@ pub enum PolicyKind {
     Never,
     /// Always stage every candidate.
     Always,
+    /// Stage what operators and the application say: announced streams and the switchback
+    /// target (`ManualStage`).
+    Manual,
 }
 
 impl PolicyKind {
@@ -33,6 +36,7 @@ impl PolicyKind {
             PolicyKind::Predictor => "predictor",
             PolicyKind::Never => "never",
             PolicyKind::Always => "always",
+            PolicyKind::Manual => "manual",
         }
     }
 }

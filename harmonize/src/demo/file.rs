@@ -10,6 +10,10 @@ use harmonizer_sim::scripted::scenario::Scenario;
 pub const DEMO_TOML: &str = include_str!("../../scenarios/demo.toml");
 /// Where the embedded default comes from, for messages.
 pub const DEMO_NAME: &str = "harmonize/scenarios/demo.toml (embedded)";
+/// The default fleet scenario (`harmonize fleet`), embedded in the binary.
+pub const FLEET_TOML: &str = include_str!("../../scenarios/fleet.toml");
+/// Where it comes from, for messages.
+pub const FLEET_NAME: &str = "harmonize/scenarios/fleet.toml (embedded)";
 
 /// Parses scenario text. `file` names it in errors. Errors are one line: the file, the key path
 /// and the problem.

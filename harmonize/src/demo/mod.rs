@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-mod file;
+pub(crate) mod file;
 mod plot;
 mod report;
 
@@ -32,6 +32,8 @@ pub enum PolicyArg {
     Never,
     /// Always stage every candidate.
     Always,
+    /// Stage announced streams and the switchback target only.
+    Manual,
 }
 
 impl From<PolicyArg> for PolicyKind {
@@ -40,6 +42,7 @@ impl From<PolicyArg> for PolicyKind {
             PolicyArg::Predictor => PolicyKind::Predictor,
             PolicyArg::Never => PolicyKind::Never,
             PolicyArg::Always => PolicyKind::Always,
+            PolicyArg::Manual => PolicyKind::Manual,
         }
     }
 }
@@ -60,8 +63,8 @@ pub struct RunFlags {
     /// Replace the scenario's seed (arrivals, jitter, losses, error flags, default salts).
     #[arg(long, value_name = "SEED")]
     seed: Option<u64>,
-    /// Replace the scenario's number of recipients (1 to 64).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Replace the scenario's number of recipients (1 to 1024).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     recipients: Option<u32>,
     /// The arming policies to run, in order: repeat the flag or give a comma list. Default:
     /// all three.
@@ -182,7 +185,7 @@ fn run(mut sc: Scenario, file: &str, f: &RunFlags) -> Result<(), String> {
 }
 
 /// A progress bar on stderr when stderr is a terminal; hidden otherwise.
-fn progress_bar(len: u64) -> ProgressBar {
+pub(crate) fn progress_bar(len: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use harmonizer_core::clock::ManualClock;
 use harmonizer_core::engine::{
-    AlwaysStage, ArmingPolicy, Candidate, Engine, EngineConfig, Handler, NeverStage, Notice, Purpose,
-    RejectReason, StagePlan, Stats, StreamProducer,
+    AlwaysStage, ArmingPolicy, Candidate, Engine, EngineConfig, Handler, ManualStage, NeverStage, Notice,
+    PoolConfig, PoolStats, Purpose, RejectReason, Spread, StagePlan, StagingPool, Stats, StreamProducer,
 };
 use harmonizer_core::flip::Flip;
 use harmonizer_core::predict::policy::sigmoid;
@@ -127,6 +127,38 @@ pub struct Timeline {
     pub notes: Vec<(u64, String)>,
 }
 
+/// The whole fleet over time (every recipient together).
+#[derive(Clone, Debug, Default)]
+pub struct FleetSeries {
+    /// Largest sum of the recipients' staged bytes (`Stats::staged_bytes`) at any tick.
+    pub peak_staged_bytes: u64,
+    /// That sum averaged over scenario time.
+    pub mean_staged_bytes: f64,
+    /// Scenario ns of every live subscription (a candidate staged), all recipients, sorted.
+    pub stage_subscribes_ns: Vec<u64>,
+    /// Scenario ns of every fetch (cold switch, re-read, fill), all recipients, sorted.
+    pub fetches_ns: Vec<u64>,
+    /// The shared pool's counters at the end, if the run had one.
+    pub pool: Option<PoolStats>,
+}
+
+impl FleetSeries {
+    /// The most live subscriptions that began within any `window_ns` (a sliding window over
+    /// the subscription times).
+    pub fn peak_subscribes_within(&self, window_ns: u64) -> usize {
+        let t = &self.stage_subscribes_ns;
+        let mut best = 0;
+        let mut lo = 0;
+        for hi in 0..t.len() {
+            while t[hi] - t[lo] >= window_ns {
+                lo += 1;
+            }
+            best = best.max(hi + 1 - lo);
+        }
+        best
+    }
+}
+
 /// What one run produced.
 pub struct PassOutcome {
     /// The policy.
@@ -143,6 +175,8 @@ pub struct PassOutcome {
     pub push_full: u64,
     /// Pushes the ring refused for good (payload too large): must be 0.
     pub push_errors: u64,
+    /// The fleet together: staged bytes over time, subscriptions, the shared pool.
+    pub fleet: FleetSeries,
 }
 
 /// Wraps a policy to tell the application which stream is active (the engine calls
@@ -376,6 +410,9 @@ struct App {
     rejected_other: u64,
     fetches: u64,
     live_subscribes: u64,
+    /// Scenario ns of each live subscription and each fetch.
+    stage_times: Vec<u64>,
+    fetch_times: Vec<u64>,
     requests: Vec<Req>,
     switches: Vec<SwitchRec>,
     now_ns: u64,
@@ -400,6 +437,8 @@ impl App {
             rejected_other: 0,
             fetches: 0,
             live_subscribes: 0,
+            stage_times: Vec::new(),
+            fetch_times: Vec::new(),
             requests: Vec::new(),
             switches: Vec::new(),
             now_ns: 0,
@@ -457,12 +496,14 @@ impl Handler for App {
                 Purpose::Initial => {}
                 Purpose::Stage => {
                     self.live_subscribes += 1;
+                    self.stage_times.push(self.now_ns);
                     self.requests.push(Req::Live { stream });
                 }
                 // A cold switch, a re-read or a fill: fetch from the stream's log, from the exact
                 // position named, else from the application's own frontier.
                 Purpose::Switch | Purpose::ReRead { .. } | Purpose::Resume { .. } | Purpose::Fill { .. } => {
                     self.fetches += 1;
+                    self.fetch_times.push(self.now_ns);
                     let k = self.frontier_k();
                     self.requests.push(Req::Fetch { stream, from_pos: exact_pos(from), k });
                     self.note(format!("fetch s{stream}"));
@@ -514,6 +555,7 @@ fn policy(
         }
         PolicyKind::Never => Box::new(Tap { inner: NeverStage, active }),
         PolicyKind::Always => Box::new(Tap { inner: AlwaysStage, active }),
+        PolicyKind::Manual => Box::new(Tap { inner: ManualStage, active }),
     })
 }
 
@@ -533,6 +575,13 @@ pub fn run(
     let mut engines = Vec::with_capacity(n);
     let mut apps = Vec::with_capacity(n);
     let mut by_stream: Vec<Vec<StreamProducer>> = (0..streams).map(|_| Vec::with_capacity(n)).collect();
+    let pool = match sc.engine.shared_pool_kib {
+        0 => None,
+        kib => Some(Arc::new(
+            StagingPool::new(PoolConfig::new(u64::from(kib) * 1024))
+                .map_err(|e| format!("engine.shared_pool_kib: {e}"))?,
+        )),
+    };
     for (i, &id) in ids.iter().enumerate() {
         let mut cfg = EngineConfig::new(
             id,
@@ -546,6 +595,15 @@ pub fn run(
         if sc.engine.staging_budget_kib > 0 {
             cfg.staging_budget_bytes = sc.engine.staging_budget_kib as usize * 1024;
         }
+        if sc.engine.staging_budget_bytes > 0 {
+            cfg.staging_budget_bytes = usize::try_from(sc.engine.staging_budget_bytes).unwrap_or(usize::MAX);
+        }
+        cfg.staging_pool = pool.clone();
+        cfg.cold_switch_cost_ns = Scenario::ns(sc.engine.cold_switch_cost_ms / 1000.0);
+        cfg.spread = Spread {
+            max_ns: Scenario::ns(sc.engine.spread_max_ms / 1000.0),
+            fraction: sc.engine.spread_fraction as f32,
+        };
         let app = App::new(sc.origins, world.events, sc.initial_stream, plot == Some(i));
         let pol = policy(kind, sc, id, app.active.clone())?;
         let (engine, producers) =
@@ -572,7 +630,7 @@ pub fn run(
     let cap = end_min + DRAIN_CAP_NS;
     let mut timeline = plot.map(|i| Timeline { index: i, id: ids[i], ..Timeline::default() });
     let started = Instant::now();
-    let (end_ns, feed_stats) = thread::scope(|scope| {
+    let (end_ns, feed_stats, peak_staged, mean_staged) = thread::scope(|scope| {
         let sync = &sync;
         let handles: Vec<_> = by_stream
             .into_iter()
@@ -588,6 +646,8 @@ pub fn run(
         let mut next_sample = 0u64;
         let mut next_progress = 0u64;
         let mut next_t = tick;
+        let (mut staged_before, mut staged_since, mut staged_byte_ns, mut peak_staged) =
+            (0u64, 0u64, 0f64, 0u64);
         loop {
             t = next_t;
             clock.set(t);
@@ -646,6 +706,10 @@ pub fn run(
                     }
                 }
             }
+            let staged: u64 = engines.iter().map(|e| e.stats().staged_bytes).sum();
+            staged_byte_ns += staged_before as f64 * (t - staged_since) as f64;
+            (staged_before, staged_since) = (staged, t);
+            peak_staged = peak_staged.max(staged);
             if let Some(tl) = timeline.as_mut() {
                 if t >= next_sample {
                     next_sample = t + SAMPLE_EVERY_NS;
@@ -677,7 +741,8 @@ pub fn run(
                 Err(_) => fs.errors += 1,
             }
         }
-        (t, fs)
+        let mean_staged = if t > 0 { staged_byte_ns / t as f64 } else { 0.0 };
+        (t, fs, peak_staged, mean_staged)
     });
     let wall = started.elapsed();
     let mut recipients = Vec::with_capacity(n);
@@ -699,6 +764,18 @@ pub fn run(
             live_subscribes: app.live_subscribes,
         });
     }
+    let mut fleet = FleetSeries {
+        peak_staged_bytes: peak_staged,
+        mean_staged_bytes: mean_staged,
+        pool: pool.as_ref().map(|p| p.stats()),
+        ..FleetSeries::default()
+    };
+    for app in &mut apps {
+        fleet.stage_subscribes_ns.append(&mut app.stage_times);
+        fleet.fetches_ns.append(&mut app.fetch_times);
+    }
+    fleet.stage_subscribes_ns.sort_unstable();
+    fleet.fetches_ns.sort_unstable();
     if let Some(tl) = timeline.as_mut() {
         tl.switches = recipients[tl.index].switches.clone();
         tl.notes = apps[tl.index].notes.take().unwrap_or_default();
@@ -711,6 +788,7 @@ pub fn run(
         timeline,
         push_full: feed_stats.full,
         push_errors: feed_stats.errors,
+        fleet,
     })
 }
 

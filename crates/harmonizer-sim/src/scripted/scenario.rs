@@ -15,8 +15,8 @@ use harmonizer_core::flip::{MAX_BASIS_POINTS, MAX_IDS};
 pub const MAX_RECORDS: f64 = 8e6;
 /// Overlapping bursts multiply the rate, up to this.
 pub const MAX_RATE_FACTOR: f64 = 10.0;
-/// Most recipients.
-pub const MAX_RECIPIENTS: u32 = 64;
+/// Most recipients (a fleet: `harmonize fleet`).
+pub const MAX_RECIPIENTS: u32 = 1024;
 
 /// A whole scenario file.
 #[derive(Clone, Debug, Deserialize)]
@@ -126,6 +126,23 @@ pub struct EngineKeys {
     /// Staging budget per recipient, KiB (0: unlimited).
     #[serde(default)]
     pub staging_budget_kib: u32,
+    /// Staging budget per recipient in bytes, when set (not 0) in place of
+    /// `staging_budget_kib`: a fleet's total divided among its recipients is rarely whole KiB.
+    #[serde(default)]
+    pub staging_budget_bytes: u64,
+    /// One staging budget shared by every recipient's engine, KiB (0: none); docs/staging.md.
+    #[serde(default)]
+    pub shared_pool_kib: u32,
+    /// What a cold switch costs a recipient, ms (a staged window's benefit in the shared pool
+    /// is the switch's probability times this).
+    #[serde(default = "d_cold_cost")]
+    pub cold_switch_cost_ms: f64,
+    /// Spread staging starts over at most this long, ms (0: no spreading); docs/staging.md.
+    #[serde(default)]
+    pub spread_max_ms: f64,
+    /// Share of the expected time to a switch that spreading may use.
+    #[serde(default = "d_spread_fraction")]
+    pub spread_fraction: f64,
 }
 
 impl Default for EngineKeys {
@@ -135,6 +152,11 @@ impl Default for EngineKeys {
             max_payload: d_max_payload(),
             default_window: d_window(),
             staging_budget_kib: 0,
+            staging_budget_bytes: 0,
+            shared_pool_kib: 0,
+            cold_switch_cost_ms: d_cold_cost(),
+            spread_max_ms: 0.0,
+            spread_fraction: d_spread_fraction(),
         }
     }
 }
@@ -400,6 +422,12 @@ fn d_ring_kib() -> u32 {
 fn d_max_payload() -> u32 {
     256
 }
+fn d_cold_cost() -> f64 {
+    100.0
+}
+fn d_spread_fraction() -> f64 {
+    0.5
+}
 fn d_window() -> u32 {
     100
 }
@@ -504,6 +532,9 @@ impl Scenario {
         if !(1..=1_000_000).contains(&self.engine.default_window) {
             return Err(bad("engine.default_window", self.engine.default_window, "in [1, 1000000]"));
         }
+        check_range("engine.cold_switch_cost_ms", self.engine.cold_switch_cost_ms, 0.0, 3_600_000.0)?;
+        check_range("engine.spread_max_ms", self.engine.spread_max_ms, 0.0, 3_600_000.0)?;
+        check_prob("engine.spread_fraction", self.engine.spread_fraction)?;
         if let Some(d) = self.predictor.target_duty {
             check_prob("predictor.target_duty", d)?;
         }

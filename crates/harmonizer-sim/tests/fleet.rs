@@ -1,0 +1,87 @@
+//! Issue 16's fleet mode: many recipients in one process through the scripted lockstep (real
+//! engines, feed threads, an application that checks every event), the staging memory given
+//! per engine, as one shared pool, and with spread starts (docs/staging.md, "Measured"). The
+//! figures are `harmonize fleet`'s; this checks what must hold on every run.
+
+use harmonizer_sim::scripted::lockstep::{self, PassOutcome};
+use harmonizer_sim::scripted::scenario::Scenario;
+use harmonizer_sim::scripted::{world, PolicyKind};
+
+/// The CLI's fleet scenario with 128 recipients (its canary groups are among the first 128),
+/// no staging limit (the file's pool is what `harmonize fleet` divides; each run here sets its own).
+fn scenario() -> Scenario {
+    let mut sc: Scenario = toml::from_str(include_str!("../../../harmonize/scenarios/fleet.toml")).unwrap();
+    sc.recipients.count = 128;
+    sc.engine.shared_pool_kib = 0;
+    sc.validate().unwrap();
+    sc
+}
+
+fn run(sc: &Scenario) -> PassOutcome {
+    let world = world::render(sc);
+    lockstep::run(sc, &world, PolicyKind::Manual, None, &mut |_| {}).unwrap()
+}
+
+fn seamless(p: &PassOutcome) -> usize {
+    p.recipients.iter().flat_map(|r| &r.switches).filter(|s| s.seamless).count()
+}
+
+fn switches(p: &PassOutcome) -> usize {
+    p.recipients.iter().map(|r| r.switches.len()).sum()
+}
+
+fn exactly_once(p: &PassOutcome, what: &str) {
+    for r in &p.recipients {
+        assert_eq!(
+            (r.lost, r.duplicates, r.out_of_order, r.corrupt),
+            (0, 0, 0, 0),
+            "{what}: recipient {} lost/dup/ooo/corrupt",
+            r.id
+        );
+    }
+}
+
+#[test]
+fn a_shared_pool_and_spread_starts_against_per_engine_budgets() {
+    let sc = scenario();
+    // A quarter of one 100-record window (56-byte frames) per recipient, in total.
+    let total_kib = 128 * 100 * 56 / 4 / 1024;
+
+    let unlimited = run(&sc);
+    let mut v = sc.clone();
+    v.engine.spread_max_ms = 3000.0;
+    let spread = run(&v);
+    let mut v = sc.clone();
+    v.engine.staging_budget_bytes = (total_kib as u64 * 1024) / 128;
+    let per_engine = run(&v);
+    let mut v = sc.clone();
+    v.engine.shared_pool_kib = total_kib;
+    let shared = run(&v);
+
+    for (p, what) in [(&unlimited, "unlimited"), (&spread, "spread"), (&per_engine, "per-engine"), (&shared, "shared")] {
+        exactly_once(p, what);
+        assert_eq!(switches(p), switches(&unlimited), "{what}: the same switches happen");
+    }
+    // Unlimited staging makes every announced switch seamless, spread or not.
+    assert_eq!(seamless(&unlimited), switches(&unlimited));
+    assert_eq!(seamless(&spread), switches(&spread));
+    // The fleet-wide announce: every recipient subscribes in one instant without spreading; with
+    // it, the starts are spread over min(3 s, half the 6 s warning).
+    let (burst, spread_burst) =
+        (unlimited.fleet.peak_subscribes_within(100_000_000), spread.fleet.peak_subscribes_within(100_000_000));
+    assert!(burst >= 100, "{burst}");
+    assert!(spread_burst * 4 <= burst, "{spread_burst} vs {burst}");
+    // A quarter window each is no window: per-engine budgets stage nothing.
+    assert_eq!(seamless(&per_engine), 0);
+    assert_eq!(per_engine.fleet.peak_staged_bytes, 0);
+    // The same memory shared: every canary move (8 recipients each) is seamless, and more
+    // besides; the pool never granted more than it has.
+    let canaries = |p: &PassOutcome| {
+        p.recipients.iter().flat_map(|r| &r.switches).filter(|s| s.t_ns < 21_000_000_000 && s.seamless).count()
+    };
+    assert_eq!(canaries(&shared), 32);
+    assert!(seamless(&shared) > 32);
+    let pool = shared.fleet.pool.expect("a pool");
+    assert!(pool.peak_used_bytes <= pool.capacity_bytes && pool.capacity_bytes == total_kib as u64 * 1024);
+    assert!(pool.refusals > 0 && pool.yields > 0, "{pool:?}");
+}

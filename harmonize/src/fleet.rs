@@ -1,0 +1,362 @@
+//! `harmonize fleet`: many recipients in one process (a gateway), one scenario run side by side
+//! with the fleet's staging memory given four ways (docs/staging.md, "Measured"):
+//!
+//! - `unlimited`: no budget at all (what staging everything holds: the reference), and
+//!   `unlimited+spread`, the same with staging starts spread (`Spread`);
+//! - `per-engine`: the total divided equally, one budget per recipient;
+//! - `shared`: the total as one `StagingPool` for every recipient;
+//! - `shared+spread`: the same, with staging starts spread (`Spread`).
+//!
+//! Every run is the scripted lockstep of `harmonize sim` (real engines, feed threads, the
+//! simulated application that checks every delivered event), so exactly-once is checked in each.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use harmonizer_sim::scripted::lockstep::{self, PassOutcome};
+use harmonizer_sim::scripted::scenario::Scenario;
+use harmonizer_sim::scripted::{world, PolicyKind};
+
+use crate::demo::{file, progress_bar};
+
+/// The policy a fleet runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FleetPolicy {
+    /// Announced streams and the switchback target (`ManualStage`).
+    Manual,
+    /// The predictor with the shipped model.
+    Predictor,
+}
+
+/// `harmonize fleet`.
+#[derive(Args, Debug)]
+#[command(after_help = FLEET_HELP)]
+pub struct FleetArgs {
+    /// The scenario file (TOML); default: the embedded harmonize/scenarios/fleet.toml.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+    /// The fleet's staging memory, KiB; default: the scenario's `engine.shared_pool_kib`.
+    #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..))]
+    total_kib: Option<u32>,
+    /// The longest spread of a staging start in the `shared+spread` run, ms.
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    spread_ms: u32,
+    /// The arming policy of every recipient.
+    #[arg(long, value_enum, default_value_t = FleetPolicy::Manual)]
+    policy: FleetPolicy,
+    /// Replace the scenario's seed.
+    #[arg(long, value_name = "SEED")]
+    seed: Option<u64>,
+    /// Replace the scenario's number of recipients (1 to 1024).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    recipients: Option<u32>,
+    /// Print the report as one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+const FLEET_HELP: &str = "\
+Example:
+  harmonize fleet                              # 256 recipients, the fleet's staging memory four ways
+  harmonize fleet --total-kib 700 --json
+  harmonize fleet --scenario my-fleet.toml --policy predictor
+
+docs/staging.md explains the runs and the columns.";
+
+/// One way of giving the fleet its staging memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Budget {
+    Unlimited,
+    UnlimitedSpread,
+    PerEngine,
+    Shared,
+    SharedSpread,
+}
+
+impl Budget {
+    const ALL: [Budget; 5] =
+        [Budget::Unlimited, Budget::UnlimitedSpread, Budget::PerEngine, Budget::Shared, Budget::SharedSpread];
+    fn name(self) -> &'static str {
+        match self {
+            Budget::Unlimited => "unlimited",
+            Budget::UnlimitedSpread => "unlimited+spread",
+            Budget::PerEngine => "per-engine",
+            Budget::Shared => "shared",
+            Budget::SharedSpread => "shared+spread",
+        }
+    }
+}
+
+/// One run's row.
+#[derive(Debug, Serialize)]
+struct Row {
+    budget: Budget,
+    /// The staging memory of the run, bytes (0: unlimited).
+    total_bytes: u64,
+    /// Per recipient (`per-engine`), bytes.
+    per_recipient_bytes: u64,
+    switches: u64,
+    seamless: u64,
+    seamless_share: f64,
+    /// Largest sum of every recipient's staged bytes at once.
+    peak_staged_bytes: u64,
+    /// That sum over time, mean.
+    mean_staged_bytes: f64,
+    /// Live subscriptions (staging starts), all recipients.
+    stage_subscribes: u64,
+    /// The most staging starts within any 1 s and any 100 ms.
+    peak_subscribes_per_s: usize,
+    peak_subscribes_per_100ms: usize,
+    /// Fetches (cold switches, re-reads).
+    fetches: u64,
+    /// Events lost, duplicated, out of order, corrupt (all must be 0).
+    lost: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    corrupt: u64,
+    /// The shared pool's counters.
+    pool_grants: u64,
+    pool_refusals: u64,
+    pool_yields: u64,
+    pool_peak_bytes: u64,
+    /// Staging starts per 100 ms of scenario time.
+    subscribes_per_100ms: Vec<u32>,
+    /// Per second of scenario time with a switch: `[second, switches, seamless]`.
+    switches_by_second: Vec<[u64; 3]>,
+    wall_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    scenario: String,
+    seed: u64,
+    recipients: u32,
+    streams: u32,
+    duration_s: f64,
+    policy: &'static str,
+    total_kib: u32,
+    spread_ms: u32,
+    runs: Vec<Row>,
+}
+
+/// Runs `harmonize fleet`.
+pub fn run(a: FleetArgs) -> Result<(), String> {
+    let (name, text) = match &a.scenario {
+        Some(p) => {
+            let name = p.display().to_string();
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{name}: cannot read: {e}"))?;
+            (name, text)
+        }
+        None => (file::FLEET_NAME.to_string(), file::FLEET_TOML.to_string()),
+    };
+    let mut sc = file::parse(&name, &text)?;
+    if let Some(seed) = a.seed {
+        sc.seed = seed;
+    }
+    if let Some(n) = a.recipients {
+        sc.recipients.count = n;
+    }
+    let total_kib = match a.total_kib.or((sc.engine.shared_pool_kib > 0).then_some(sc.engine.shared_pool_kib))
+    {
+        Some(k) => k,
+        None => return Err(format!("{name}: engine.shared_pool_kib is 0 and no --total-kib was given")),
+    };
+    sc.validate().map_err(|e| format!("{name}: {e}"))?;
+    let kind = match a.policy {
+        FleetPolicy::Manual => PolicyKind::Manual,
+        FleetPolicy::Predictor => PolicyKind::Predictor,
+    };
+    let world = world::render(&sc);
+    let dur_ms = world.duration_ns / 1_000_000;
+    let bar = progress_bar(Budget::ALL.len() as u64 * dur_ms);
+    let total = u64::from(total_kib) * 1024;
+    let n = u64::from(sc.recipients.count);
+    let mut rows = Vec::new();
+    for (i, b) in Budget::ALL.into_iter().enumerate() {
+        bar.set_message(b.name());
+        let mut v: Scenario = sc.clone();
+        v.engine.staging_budget_kib = 0;
+        v.engine.staging_budget_bytes = 0;
+        v.engine.shared_pool_kib = 0;
+        v.engine.spread_max_ms = 0.0;
+        match b {
+            Budget::Unlimited => {}
+            Budget::UnlimitedSpread => v.engine.spread_max_ms = f64::from(a.spread_ms),
+            Budget::PerEngine => v.engine.staging_budget_bytes = (total / n).max(1),
+            Budget::Shared => v.engine.shared_pool_kib = total_kib,
+            Budget::SharedSpread => {
+                v.engine.shared_pool_kib = total_kib;
+                v.engine.spread_max_ms = f64::from(a.spread_ms);
+            }
+        }
+        let base = i as u64 * dur_ms;
+        let pass = lockstep::run(&v, &world, kind, None, &mut |t| {
+            bar.set_position(base + (t / 1_000_000).min(dur_ms))
+        })?;
+        rows.push(row(b, &v, total, &pass));
+    }
+    bar.finish_and_clear();
+    let rep = Report {
+        scenario: sc.name.clone(),
+        seed: sc.seed,
+        recipients: sc.recipients.count,
+        streams: sc.streams,
+        duration_s: sc.duration_s,
+        policy: kind.name(),
+        total_kib,
+        spread_ms: a.spread_ms,
+        runs: rows,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rep).map_err(|e| format!("json: {e}"))?);
+    } else {
+        print!("{}", table(&rep, &sc));
+    }
+    Ok(())
+}
+
+fn row(b: Budget, sc: &Scenario, total: u64, p: &PassOutcome) -> Row {
+    let sum = |f: &dyn Fn(&lockstep::RecipientOutcome) -> u64| p.recipients.iter().map(f).sum::<u64>();
+    let switches = sum(&|r| r.switches.len() as u64);
+    let seamless = sum(&|r| r.switches.iter().filter(|s| s.seamless).count() as u64);
+    let f = &p.fleet;
+    let buckets = (p.end_ns / 100_000_000 + 1) as usize;
+    let mut per = vec![0u32; buckets];
+    for &t in &f.stage_subscribes_ns {
+        if let Some(c) = per.get_mut((t / 100_000_000) as usize) {
+            *c += 1;
+        }
+    }
+    let pool = f.pool.unwrap_or_default();
+    let mut by_s = std::collections::BTreeMap::<u64, [u64; 3]>::new();
+    for s in p.recipients.iter().flat_map(|r| &r.switches) {
+        let e = by_s.entry(s.t_ns / 1_000_000_000).or_insert([s.t_ns / 1_000_000_000, 0, 0]);
+        e[1] += 1;
+        e[2] += u64::from(s.seamless);
+    }
+    Row {
+        budget: b,
+        total_bytes: if matches!(b, Budget::Unlimited | Budget::UnlimitedSpread) { 0 } else { total },
+        per_recipient_bytes: if b == Budget::PerEngine { sc.engine.staging_budget_bytes } else { 0 },
+        switches,
+        seamless,
+        seamless_share: if switches == 0 { 0.0 } else { seamless as f64 / switches as f64 },
+        peak_staged_bytes: f.peak_staged_bytes,
+        mean_staged_bytes: f.mean_staged_bytes,
+        stage_subscribes: f.stage_subscribes_ns.len() as u64,
+        peak_subscribes_per_s: f.peak_subscribes_within(1_000_000_000),
+        peak_subscribes_per_100ms: f.peak_subscribes_within(100_000_000),
+        fetches: f.fetches_ns.len() as u64,
+        lost: sum(&|r| r.lost),
+        duplicates: sum(&|r| r.duplicates),
+        out_of_order: sum(&|r| r.out_of_order),
+        corrupt: sum(&|r| r.corrupt),
+        pool_grants: pool.grants,
+        pool_refusals: pool.refusals,
+        pool_yields: pool.yields,
+        pool_peak_bytes: pool.peak_used_bytes,
+        subscribes_per_100ms: per,
+        switches_by_second: by_s.into_values().collect(),
+        wall_s: p.wall.as_secs_f64(),
+    }
+}
+
+fn kib(b: f64) -> String {
+    format!("{:.1}", b / 1024.0)
+}
+
+fn table(r: &Report, sc: &Scenario) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "harmonize fleet: scenario \"{}\" (seed {}): {} recipients, {} streams, {} s, policy {}, staging memory {} KiB",
+        r.scenario, r.seed, r.recipients, r.streams, r.duration_s, r.policy, r.total_kib
+    );
+    if !sc.description.is_empty() {
+        let _ = writeln!(out, "  {}", sc.description);
+    }
+    out.push('\n');
+    let head = [
+        "run",
+        "switches",
+        "seamless",
+        "share",
+        "peak KiB",
+        "mean KiB",
+        "starts",
+        "peak/s",
+        "peak/100ms",
+        "fetches",
+        "lost",
+        "dup",
+        "ooo",
+    ];
+    let mut cells: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
+    for x in &r.runs {
+        cells.push(vec![
+            x.budget_name().to_string(),
+            x.switches.to_string(),
+            x.seamless.to_string(),
+            format!("{:.1}%", 100.0 * x.seamless_share),
+            kib(x.peak_staged_bytes as f64),
+            kib(x.mean_staged_bytes),
+            x.stage_subscribes.to_string(),
+            x.peak_subscribes_per_s.to_string(),
+            x.peak_subscribes_per_100ms.to_string(),
+            x.fetches.to_string(),
+            x.lost.to_string(),
+            (x.duplicates).to_string(),
+            (x.out_of_order + x.corrupt).to_string(),
+        ]);
+    }
+    let widths: Vec<usize> =
+        (0..head.len()).map(|c| cells.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    for row in &cells {
+        let line: Vec<String> =
+            row.iter()
+                .enumerate()
+                .map(|(c, v)| {
+                    if c == 0 {
+                        format!("{v:<w$}", w = widths[c])
+                    } else {
+                        format!("{v:>w$}", w = widths[c])
+                    }
+                })
+                .collect();
+        let _ = writeln!(out, "{}", line.join("  "));
+    }
+    out.push('\n');
+    let per = r.runs.iter().find(|x| x.budget == Budget::PerEngine).map_or(0, |x| x.per_recipient_bytes);
+    let _ = writeln!(
+        out,
+        "runs: unlimited = no budget (the reference), +spread: staging starts spread over at most {} ms; per-engine = {} KiB split evenly, {per} bytes per recipient;\n  shared = one StagingPool of {} KiB; shared+spread = the same, staging starts spread over at most {} ms.",
+        r.spread_ms, r.total_kib, r.total_kib, r.spread_ms
+    );
+    let _ = writeln!(
+        out,
+        "seamless: switches the engine reported seamless (staged, window reached back). peak/mean KiB: every recipient's\n  staged windows together (frames retained), at the worst tick and on average. starts: staging subscriptions\n  (the upstream's load); peak/s, peak/100ms: the most that began within any 1 s, 100 ms. lost/dup/ooo: checked\n  by the application on every delivered event (ooo includes corrupt), all must be 0."
+    );
+    for x in r.runs.iter().filter(|x| x.pool_grants > 0 || x.pool_refusals > 0) {
+        let _ = writeln!(
+            out,
+            "pool ({}): {} grants, {} refusals, {} yields, peak {} of {} KiB granted",
+            x.budget_name(),
+            x.pool_grants,
+            x.pool_refusals,
+            x.pool_yields,
+            kib(x.pool_peak_bytes as f64),
+            r.total_kib
+        );
+    }
+    out
+}
+
+impl Row {
+    fn budget_name(&self) -> &'static str {
+        self.budget.name()
+    }
+}
