@@ -687,9 +687,11 @@ impl Engine {
     /// pool and the spread of starts (docs/staging.md).
     fn apply_plan<H: Handler>(&mut self, h: &mut H) {
         let mut n = 0;
+        let mut any_staged = false;
         for (i, s) in self.streams.iter().enumerate() {
             if i != self.active {
                 let staged = s.consumer.role() == Role::Staged;
+                any_staged |= staged;
                 self.candidates[n] = Candidate {
                     stream: s.id,
                     index: i,
@@ -705,6 +707,21 @@ impl Engine {
             }
         }
         self.policy.plan(&self.candidates[..n], self.default_window, self.now_ns, &mut self.plan);
+        let fill = self.recovery.as_ref().and_then(|r| r.fill_stream()).filter(|&x| x != self.active);
+        if self.plan.entries().is_empty()
+            && fill.is_none()
+            && !any_staged
+            && self.bid == 0
+            && (self.pool.is_none() || self.granted.iter().all(|&g| g == 0))
+        {
+            // Nothing staged, wanted or held (the steady state of most engines, polled per
+            // batch): no role to change, no grant to give back, no bid to withdraw.
+            if self.demand != StagingDemand::default() {
+                self.demand = StagingDemand::default();
+                self.start_at = [0; super::MAX_STREAMS];
+            }
+            return;
+        }
         // Budget, in the plan's order of importance; a window is priced at the mean data frame
         // delivered so far (the largest data frame before any).
         let frame = match self.stats.delivered {
@@ -720,7 +737,6 @@ impl Engine {
         let mut refused_bid = 0f32;
         // A stream feeding a gap's fill is staged whatever the plan, with the whole ring (and
         // outside a shared pool: recovery is not refused).
-        let fill = self.recovery.as_ref().and_then(|r| r.fill_stream()).filter(|&x| x != self.active);
         if let Some(x) = fill {
             allowed[x] = self.streams[x].consumer.max_records();
             used += allowed[x] as u64 * frame;
