@@ -307,6 +307,9 @@ static void test_config(void) {
     CHECK_ST(hz_config_set_keep_previous(NULL, 1), HZ_ERR_NULL);
     CHECK_ST(hz_config_set_policy(NULL, HZ_POLICY_MANUAL), HZ_ERR_NULL);
     CHECK_ST(hz_config_set_preset(NULL, HZ_PRESET_BALANCED), HZ_ERR_NULL);
+    CHECK_ST(hz_config_set_pool(NULL, NULL), HZ_ERR_NULL);
+    CHECK_ST(hz_config_set_cold_switch_cost(NULL, 1), HZ_ERR_NULL);
+    CHECK_ST(hz_config_set_spread(NULL, 1, 500), HZ_ERR_NULL);
     CHECK(hz_config_last_error(NULL) != NULL);
     CHECK(strcmp(hz_config_last_error(NULL), "") == 0);
 
@@ -1294,6 +1297,7 @@ static void test_free_null(void) {
     hz_config_free(NULL);
     hz_engine_free(NULL);
     hz_producer_free(NULL);
+    hz_pool_free(NULL);
 }
 
 /* hz_engine_next: events lent without copying, each valid until the next call; a switch to a
@@ -1805,6 +1809,207 @@ static void test_hostile_sizes(void) {
     hz_engine_free(e);
 }
 
+/* A config for the staging pool tests: `streams` streams of 64 KiB, data payloads up to 64
+   bytes, so a window of 100 records is priced at 100 x (8 + 32 + 64) = 10400 bytes before any
+   delivery (docs/staging.md). */
+#define POOL_WINDOW 10400u
+
+static hz_config *pool_cfg(uint64_t recipient, const hz_pool *pool) {
+    hz_config *c = NULL;
+    CHECK_OK(hz_config_new(recipient, 2, 1 << 16, 64, &c));
+    CHECK_OK(hz_config_set_pool(c, pool));
+    return c;
+}
+
+static hz_staging_demand demand_of(const hz_engine *e) {
+    hz_staging_demand d;
+    memset(&d, 0, sizeof d);
+    d.struct_size = sizeof d;
+    CHECK_OK(hz_engine_staging_demand(e, &d));
+    CHECK(d.struct_size == sizeof d);
+    return d;
+}
+
+static hz_pool_counters counters_of(const hz_pool *p) {
+    hz_pool_counters s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    CHECK_OK(hz_pool_stats(p, &s));
+    return s;
+}
+
+/* hz_pool_*, hz_config_set_pool / _cold_switch_cost / _spread, hz_engine_staging_demand:
+   arguments, then two engines sharing one pool sized for one window (docs/staging.md; the Rust
+   version is crates/harmonizer-core/tests/staging_pool.rs). */
+static void test_pool(recorder *r) {
+    /* hz_pool_new: NULL out, capacity 0 or above HZ_MAX_POOL_BYTES; nothing written. */
+    hz_pool *pool = (hz_pool *)SENT_PTR;
+    CHECK_ST(hz_pool_new(POOL_WINDOW, 0, 0, NULL), HZ_ERR_NULL);
+    CHECK_CONTAINS(hz_last_error(), "out is NULL");
+    CHECK_ST(hz_pool_new(0, 0, 0, &pool), HZ_ERR_CONFIG);
+    CHECK_CONTAINS(hz_last_error(), "capacity_bytes 0 outside 1..=1125899906842624");
+    CHECK_ST(hz_pool_new(HZ_MAX_POOL_BYTES + 1, 0, 0, &pool), HZ_ERR_CONFIG);
+    CHECK_CONTAINS(hz_last_error(), "HZ_MAX_POOL_BYTES");
+    CHECK_ST(hz_pool_new(UINT64_MAX, 1, 1, &pool), HZ_ERR_CONFIG);
+    CHECK(pool == (hz_pool *)SENT_PTR);
+    /* Defaults: per engine 0 (or above the capacity) is the capacity, bid lifetime 0 is 100 ms. */
+    CHECK_OK(hz_pool_new(HZ_MAX_POOL_BYTES, 0, 0, &pool));
+    hz_pool_counters s = counters_of(pool);
+    CHECK(s.capacity_bytes == HZ_MAX_POOL_BYTES && s.per_engine_max_bytes == HZ_MAX_POOL_BYTES);
+    CHECK(s.bid_ttl_ns == 100000000u && s.used_bytes == 0 && s.grants == 0);
+    hz_pool_free(pool);
+    CHECK_OK(hz_pool_new(1000, 5000, 7, &pool));
+    s = counters_of(pool);
+    CHECK(s.capacity_bytes == 1000 && s.per_engine_max_bytes == 1000 && s.bid_ttl_ns == 7);
+    /* hz_pool_stats: NULL pool, NULL out, a struct_size below the first layout (the message
+       names the real problem); nothing written. */
+    CHECK_ST(hz_pool_stats(NULL, &s), HZ_ERR_NULL);
+    CHECK_ST(hz_pool_stats(pool, NULL), HZ_ERR_NULL);
+    CHECK_CONTAINS(hz_pool_last_error(pool), "out is NULL");
+    s.struct_size = 8;
+    s.grants = SENT_U64;
+    CHECK_ST(hz_pool_stats(pool, &s), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_pool_last_error(pool), "below the first hz_pool_counters layout");
+    CHECK(s.grants == SENT_U64 && s.struct_size == 8);
+    s.struct_size = sizeof s + 4;
+    CHECK_ST(hz_pool_stats(pool, &s), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_pool_last_error(pool), "alignment");
+    CHECK(strcmp(hz_pool_last_error(NULL), "") == 0);
+    hz_pool_free(pool);
+
+    /* The setters: spread permille 0..=1000, anything above refused with the value named. */
+    hz_config *c = cfg_new(1, 2);
+    CHECK_OK(hz_config_set_spread(c, 0, 0));
+    CHECK_OK(hz_config_set_spread(c, UINT64_MAX, 1000));
+    CHECK_ST(hz_config_set_spread(c, 1000, 1001), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_config_last_error(c), "fraction_permille 1001");
+    CHECK_ST(hz_config_set_spread(c, 1000, UINT32_MAX), HZ_ERR_INVALID);
+    CHECK_OK(hz_config_set_cold_switch_cost(c, 0));
+    CHECK_OK(hz_config_set_cold_switch_cost(c, UINT64_MAX));
+    CHECK_OK(hz_config_set_pool(c, NULL));
+    /* hz_engine_staging_demand: NULL engine, NULL out, bad sizes; all zero before any poll. */
+    hz_engine *e = engine_from(c);
+    hz_config_free(c);
+    hz_staging_demand d;
+    memset(&d, 0, sizeof d);
+    d.struct_size = sizeof d;
+    CHECK_ST(hz_engine_staging_demand(NULL, &d), HZ_ERR_NULL);
+    CHECK_ST(hz_engine_staging_demand(e, NULL), HZ_ERR_NULL);
+    CHECK_CONTAINS(hz_engine_last_error(e), "out is NULL");
+    d.struct_size = 16;
+    d.wanted_bytes = SENT_U64;
+    CHECK_ST(hz_engine_staging_demand(e, &d), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_engine_last_error(e), "below the first hz_staging_demand layout");
+    CHECK(d.wanted_bytes == SENT_U64);
+    d.struct_size = 5000;
+    CHECK_ST(hz_engine_staging_demand(e, &d), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_engine_last_error(e), "not initialised");
+    d = demand_of(e);
+    CHECK(d.wanted_bytes == 0 && d.wanted_streams == 0 && d.urgency == 0.0 && d.next_start_ns == 0);
+    hz_engine_free(e);
+
+    /* Two engines, one pool sized for one window. A's cold switches cost twice B's. */
+    CHECK_OK(hz_pool_new(POOL_WINDOW, 0, 0, &pool));
+    hz_config *ca = pool_cfg(1, pool), *cb = pool_cfg(2, pool);
+    CHECK_OK(hz_config_set_cold_switch_cost(ca, 200000000u));
+    hz_engine *a = engine_from(ca), *b = engine_from(cb);
+    hz_config_free(ca);
+    hz_config_free(cb);
+    hz_producer *pa = take(a, 0), *pb = take(b, 0);
+    /* A is armed for stream 1: staged, and it holds the whole pool. */
+    CHECK_OK(hz_engine_arm(a, 1));
+    rec_clear(r);
+    drain(a, r);
+    CHECK(count_notices(r, HZ_NOTICE_SUBSCRIBE) == 1);
+    CHECK(find_notice(r, HZ_NOTICE_SUBSCRIBE, 0)->n.stream == 1);
+    CHECK(find_notice(r, HZ_NOTICE_SUBSCRIBE, 0)->n.purpose == HZ_PURPOSE_STAGE);
+    d = demand_of(a);
+    CHECK(d.wanted_streams == 1 && d.staged_streams == 1 && d.refused_streams == 0);
+    CHECK(d.wanted_bytes == POOL_WINDOW && d.granted_bytes == POOL_WINDOW && d.pool_bytes == POOL_WINDOW);
+    CHECK(d.urgency == 2e8); /* probability 1 x its cold switch cost */
+    /* B is armed too: no room. Refused, and its demand says so. */
+    CHECK_OK(hz_engine_arm(b, 1));
+    rec_clear(r);
+    drain(b, r);
+    CHECK(count_notices(r, HZ_NOTICE_SUBSCRIBE) == 0);
+    d = demand_of(b);
+    CHECK(d.wanted_streams == 1 && d.staged_streams == 0 && d.refused_streams == 1);
+    CHECK(d.wanted_bytes == POOL_WINDOW && d.pool_bytes == 0 && d.urgency == 1e8);
+    s = counters_of(pool);
+    CHECK(s.used_bytes <= s.capacity_bytes && s.peak_used_bytes <= s.capacity_bytes);
+    CHECK(s.used_bytes == POOL_WINDOW && s.grants == 1 && s.refusals >= 1 && s.yields == 0);
+    /* The pool handle goes first: the engines hold the pool and go on. B delivers; its window
+       is now priced at the mean frame delivered (8 + 32 + 8 bytes a record), still more than
+       the pool has left. */
+    hz_pool_free(pool);
+    for (uint64_t seq = 1; seq <= 3; seq++) CHECK_OK(push_data(pb, seq, seq));
+    rec_clear(r);
+    CHECK(drain(b, r) == 3);
+    d = demand_of(b);
+    CHECK(d.refused_streams == 1 && d.pool_bytes == 0 && d.wanted_bytes == 100 * 48);
+    /* A delivers too: its window shrinks to the same price and gives the rest back, which B's
+       next poll takes. Both staged within the one window's bytes. */
+    for (uint64_t seq = 1; seq <= 3; seq++) CHECK_OK(push_data(pa, seq, seq));
+    rec_clear(r);
+    CHECK(drain(a, r) == 3);
+    d = demand_of(a);
+    CHECK(d.staged_streams == 1 && d.pool_bytes == 100 * 48);
+    rec_clear(r);
+    drain(b, r);
+    CHECK(count_notices(r, HZ_NOTICE_SUBSCRIBE) == 1);
+    CHECK(find_notice(r, HZ_NOTICE_SUBSCRIBE, 0)->n.stream == 1);
+    d = demand_of(b);
+    CHECK(d.staged_streams == 1 && d.refused_streams == 0 && d.pool_bytes == 100 * 48);
+    CHECK(demand_of(a).pool_bytes + d.pool_bytes <= POOL_WINDOW);
+    /* Events still flow on both, exactly once. */
+    CHECK_OK(push_data(pa, 4, 4));
+    CHECK_OK(push_data(pb, 4, 4));
+    rec_clear(r);
+    CHECK(drain(a, r) == 1 && r->ev[0].h.seq == 4);
+    rec_clear(r);
+    CHECK(drain(b, r) == 1 && r->ev[0].h.seq == 4);
+    CHECK(stats_of(a).delivered == 4 && stats_of(b).delivered == 4);
+    /* Freed in either order; the pool goes with the last engine. */
+    hz_producer_free(pa);
+    hz_engine_free(a);
+    hz_producer_free(pb);
+    hz_engine_free(b);
+}
+
+/* hz_config_set_spread from C: an ANNOUNCE (switch expected in 4 s) on a recipient spreading
+   over 1 s at 500 permille waits for its place on the application's clock, which the demand
+   reports, then stages. */
+static void test_spread(recorder *r) {
+    vclock v = {1000, 0};
+    hz_config *c = NULL;
+    CHECK_OK(hz_config_new(0x5EED, 2, 1 << 16, 64, &c));
+    CHECK_OK(hz_config_set_spread(c, 1000000000u, 500));
+    CHECK_OK(hz_config_set_clock(c, vclock_read, &v));
+    hz_engine *e = engine_from(c);
+    hz_config_free(c);
+    hz_producer *p = take(e, 0);
+    hz_flip f = mkflip(HZ_FLIP_ANNOUNCE, 1, 31);
+    f.expected_in_ns = 4000000000u;
+    CHECK_OK(push_flip(p, 1, &f));
+    rec_clear(r);
+    drain(e, r);
+    CHECK(count_notices(r, HZ_NOTICE_SUBSCRIBE) == 0);
+    hz_staging_demand d = demand_of(e);
+    CHECK(d.wanted_streams == 1 && d.deferred_streams == 1 && d.staged_streams == 0);
+    CHECK(d.next_start_ns > v.now && d.next_start_ns <= v.now + 1000000000u);
+    uint64_t start = d.next_start_ns;
+    v.now = start - 1;
+    drain(e, r);
+    CHECK(count_notices(r, HZ_NOTICE_SUBSCRIBE) == 0 && demand_of(e).deferred_streams == 1);
+    v.now = start;
+    drain(e, r);
+    CHECK(count_notices(r, HZ_NOTICE_SUBSCRIBE) == 1);
+    d = demand_of(e);
+    CHECK(d.deferred_streams == 0 && d.staged_streams == 1 && d.next_start_ns == 0);
+    hz_producer_free(p);
+    hz_engine_free(e);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) model_path = argv[1];
     CHECK(hz_last_error() != NULL && strcmp(hz_last_error(), "") == 0);
@@ -1829,6 +2034,8 @@ int main(int argc, char **argv) {
     test_liveness(r);
     test_app_clock(r);
     test_gap_wait(r);
+    test_pool(r);
+    test_spread(r);
     free(r);
     printf("api: all checks passed (harmonizer %s)\n", hz_version());
     return 0;

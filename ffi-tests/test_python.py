@@ -5,7 +5,8 @@ cffi over the generated header, so nothing here mirrors a struct or a constant b
 Drives a scenario: two streams carrying the same events, an ANNOUNCE, a SWITCH and a
 SWITCHBACK (flips encoded by hz_flip_encode, on both streams), a cold switch to a third stream,
 and checks every seq is delivered exactly once, in order, with the SWITCHED notices expected.
-Then runs the README's Python example. Exits non-zero on failure.
+Then a staging pool shared by two engines (hz_pool_*, hz_engine_staging_demand), and the
+README's Python example. Exits non-zero on failure.
 
 Usage: HARMONIZER_LIB=PATH/TO/libharmonizer.so python3 test_python.py [README.md]
 """
@@ -229,6 +230,43 @@ def main():
     lib.hz_engine_free(ffi.NULL)
     lib.hz_producer_free(ffi.NULL)
     lib.hz_config_free(ffi.NULL)
+
+    # A staging pool shared by two engines, sized for one window (100 records of 8 + 32 + 64
+    # bytes before any delivery): the first armed stages, the second is refused and says so.
+    try:
+        hz.Pool(0)
+        raise Failure("a pool of 0 bytes was made")
+    except hz.HarmonizerError as e:
+        check(e.status == lib.HZ_ERR_CONFIG and "HZ_MAX_POOL_BYTES" in str(e), "Pool(0): %s" % e)
+    check(lib.HZ_MAX_POOL_BYTES == 1 << 50, "HZ_MAX_POOL_BYTES")
+    window = 100 * (8 + 32 + 64)
+    pool = hz.Pool(window)
+    check(pool.stats()["per_engine_max_bytes"] == window and pool.stats()["bid_ttl_ns"] == 100_000_000,
+          "pool defaults: %r" % pool.stats())
+    pooled = []
+    for rid in (1, 2):
+        with hz.Config(rid, 2, 1 << 16, 64) as c:
+            try:
+                c.set("spread", 0, 1001)
+                raise Failure("spread 1001 permille accepted")
+            except hz.HarmonizerError as e:
+                check(e.status == lib.HZ_ERR_INVALID and "fraction_permille" in str(e), "spread: %s" % e)
+            c.set("pool", pool).set("cold_switch_cost", 100_000_000).set("spread", 0, 500)
+            pooled.append(hz.Engine(c))
+    pool_a, pool_b = pooled
+    for e in pooled:
+        st(lib.hz_engine_arm(e._h, 1), lib.HZ_OK, "arm")
+        e.poll(64, lambda s, h, p: None)
+    da, db = pool_a.staging_demand(), pool_b.staging_demand()
+    check((da["staged_streams"], da["pool_bytes"], da["urgency"]) == (1, window, 1e8), "A stages: %r" % da)
+    check((db["staged_streams"], db["refused_streams"], db["pool_bytes"]) == (0, 1, 0), "B refused: %r" % db)
+    ps = pool.stats()
+    check(ps["used_bytes"] == window <= ps["capacity_bytes"] and ps["refusals"] >= 1, "pool: %r" % ps)
+    pool.close()  # the engines keep the pool
+    pool_a.close()
+    pool_b.poll(64, lambda s, h, p: None)
+    check(pool_b.staging_demand()["pool_bytes"] == window, "B takes what A gave back")
+    pool_b.close()
 
     readme = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "README.md")
     run_readme_example(readme)

@@ -8,13 +8,16 @@
  *   a handle) and counted. Out-parameters are written only on success (hz_producer_push_batch's
  *   *pushed also reports partial progress). hz_status_str() names a status.
  * - Structs that may grow start with struct_size. Set it to sizeof(the struct) in every struct
- *   you hand over (hz_stats, hz_event_view, hz_notice, hz_flip); in a struct the library lends
- *   you (hz_notice in a callback), it is the library's size: test a field added after your
- *   oldest supported library with HZ_HAS_FIELD. hz_event_header has a fixed layout.
+ *   you hand over (hz_stats, hz_pool_counters, hz_staging_demand, hz_event_view, hz_notice,
+ *   hz_flip); in a struct the library lends you (hz_notice in a callback), it is the
+ *   library's size: test a field added after your oldest supported library with
+ *   HZ_HAS_FIELD. hz_event_header has a fixed layout.
  * - Callbacks run on the polling thread, must return normally (no C++ exceptions, no longjmp)
  *   and must not call into the engine being polled (refused with HZ_ERR_STATE).
  * - Opaque handles come from *_new (or hz_engine_take_producer) and go to *_free (NULL is fine).
- * - An engine is used from one thread at a time (the poll thread); each producer likewise.
+ * - An engine is used from one thread at a time (the poll thread); each producer likewise. A
+ *   staging pool (hz_pool) is shared by engines on any threads; its handle is used by one
+ *   thread at a time.
  * - Nothing unwinds or aborts across this boundary: an internal error is HZ_ERR_PANIC.
  */
 
@@ -443,6 +446,11 @@
 #define HZ_FLIP_MAX_IDS 32
 
 /*
+ Largest `capacity_bytes` `hz_pool_new` takes: 2^50 bytes (1 PiB).
+ */
+#define HZ_MAX_POOL_BYTES 1125899906842624
+
+/*
  An engine configuration. Opaque.
  */
 typedef struct hz_config hz_config;
@@ -452,6 +460,13 @@ typedef struct hz_config hz_config;
  its own `hz_engine_poll` callbacks are refused with `HZ_ERR_STATE`.
  */
 typedef struct hz_engine hz_engine;
+
+/*
+ A staging budget shared by engines (docs/staging.md). Opaque. Engines built from a
+ configuration given the pool (`hz_config_set_pool`) each hold a reference to it: the pool
+ lives until the handle and every such engine are freed, in any order.
+ */
+typedef struct hz_pool hz_pool;
 
 /*
  The producer of one stream. Opaque. Used by one thread at a time.
@@ -847,6 +862,61 @@ typedef struct {
 } hz_stats;
 
 /*
+ An engine's staging demand, as of its last plan (every poll plans), as
+ `hz_engine_staging_demand` fills it: what it wants staged and what it holds, for a controller
+ or a load balancer that wants to see which recipients are about to switch and how much they
+ want (docs/staging.md, "Staging demand"). Set `struct_size` to `sizeof(hz_staging_demand)`
+ before the call; fields a later library adds are appended.
+ */
+typedef struct {
+  /*
+   `sizeof(hz_staging_demand)`, set by the caller.
+   */
+  size_t struct_size;
+  /*
+   Bytes the policy's plan asks for (windows times the mean data frame delivered, the
+   largest frame before any), deferred starts included.
+   */
+  uint64_t wanted_bytes;
+  /*
+   Bytes of the windows staged now, as priced against the engine's own budget (a gap's
+   fill stream included).
+   */
+  uint64_t granted_bytes;
+  /*
+   Bytes this engine holds of the shared pool (0 without one).
+   */
+  uint64_t pool_bytes;
+  /*
+   Candidates the plan asks for.
+   */
+  uint32_t wanted_streams;
+  /*
+   Candidates staged now.
+   */
+  uint32_t staged_streams;
+  /*
+   Candidates waiting for their spread start (`hz_config_set_spread`).
+   */
+  uint32_t deferred_streams;
+  /*
+   Candidates refused by the engine's budget or the pool at the last plan (or whose grant
+   was given back to a higher bid).
+   */
+  uint32_t refused_streams;
+  /*
+   The largest benefit asked for: the switch's probability times the cold switch's cost
+   (`hz_config_set_cold_switch_cost`): ns of cold stall the staging would save, in
+   expectation.
+   */
+  double urgency;
+  /*
+   Clock ns of the earliest deferred start, 0 if none.
+   */
+  uint64_t next_start_ns;
+} hz_staging_demand;
+
+/*
  A flip, as C sees it. `ids` and `locator` are borrowed: by `hz_flip_encode` from the caller;
  by `hz_flip_decode`, `locator` points into the decoded bytes and `ids` into the caller's
  buffer. Set `struct_size` to `sizeof(hz_flip)` first, for either call.
@@ -913,6 +983,51 @@ typedef struct {
    */
   size_t locator_len;
 } hz_flip;
+
+/*
+ A pool's counters, as `hz_pool_stats` fills them (a function of that name, so the struct is
+ named for what it holds). Set `struct_size` to `sizeof(hz_pool_counters)` before the call;
+ fields a later library adds are appended.
+ */
+typedef struct {
+  /*
+   `sizeof(hz_pool_counters)`, set by the caller.
+   */
+  size_t struct_size;
+  /*
+   Bytes of staged windows the engines may hold together (`hz_pool_new`).
+   */
+  uint64_t capacity_bytes;
+  /*
+   Bytes granted now.
+   */
+  uint64_t used_bytes;
+  /*
+   Largest `used_bytes` seen.
+   */
+  uint64_t peak_used_bytes;
+  /*
+   Grants made.
+   */
+  uint64_t grants;
+  /*
+   Requests refused (no room, over the per-engine maximum, or a higher bid waiting).
+   */
+  uint64_t refusals;
+  /*
+   Grants given back to a bid worth more than twice as much.
+   */
+  uint64_t yields;
+  /*
+   The most one engine may hold, bytes (as `hz_pool_new` settled it).
+   */
+  uint64_t per_engine_max_bytes;
+  /*
+   How long a refused bid stands without being renewed, clock ns (as `hz_pool_new`
+   settled it).
+   */
+  uint64_t bid_ttl_ns;
+} hz_pool_counters;
 
 /*
  Success.
@@ -1158,6 +1273,41 @@ hz_status hz_config_set_seq_mode(hz_config *config, uint32_t mode);
 hz_status hz_config_set_staging_budget(hz_config *config, size_t bytes);
 
 /*
+ Shares `pool` (`hz_pool_new`) among the engines built from this configuration from now on,
+ and with every other engine given the same pool: their staged windows then need a grant from
+ it as well as fitting each engine's `hz_config_set_staging_budget` (docs/staging.md). NULL
+ removes the pool (the default: each engine has only its own budget).
+
+ Ownership: the configuration, and each engine built from it, keeps its own reference to the
+ pool; `pool` may be freed at once, before or after them. Errors: `HZ_ERR_NULL` (`config`).
+ The configuration's thread (one at a time); the pool handle is only read.
+ */
+hz_status hz_config_set_pool(hz_config *config, const hz_pool *pool);
+
+/*
+ Sets what a cold switch costs this recipient, ns of stall (default 100 ms, a fetch): in a
+ shared pool a staged window's benefit is the switch's probability times this, so a recipient
+ whose cold switches cost more wins the bytes (`hz_staging_demand.urgency` reports it). 0
+ makes every request worthless: it never bids and yields to any bid.
+ Errors: `HZ_ERR_NULL`.
+ The configuration's thread (one at a time).
+ */
+hz_status hz_config_set_cold_switch_cost(hz_config *config, uint64_t cost_ns);
+
+/*
+ Spreads staging starts across a fleet (docs/staging.md, "Spread starts"): a candidate the
+ policy asks for (an ANNOUNCE, a prediction) starts staging after a delay fixed per recipient
+ and stream, uniform over the fleet, below `min(max_ns, fraction × expected time to the
+ switch)`, where `fraction` is `fraction_permille / 1000` and the expected time is the
+ ANNOUNCE's `expected_in_ns`, else the policy's estimate (unknown: the bound is
+ `max_ns × (1 − probability)`). Armed streams and gap fills start at once. `max_ns` 0 turns
+ spreading off (the default; `fraction_permille` default 500).
+ Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`fraction_permille` above 1000; nothing changed).
+ The configuration's thread (one at a time).
+ */
+hz_status hz_config_set_spread(hz_config *config, uint64_t max_ns, uint32_t fraction_permille);
+
+/*
  Sets the default staging window, records (default 100).
  Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (0).
  The configuration's thread (one at a time).
@@ -1313,6 +1463,15 @@ hz_status hz_engine_poll_views(hz_engine *engine, hz_event_view *views, size_t c
 hz_status hz_engine_stats(const hz_engine *engine, hz_stats *out);
 
 /*
+ Fills `*out` with the engine's staging demand as of its last poll: set `out->struct_size` to
+ `sizeof(hz_staging_demand)` first. Before the first poll every field is 0. Errors:
+ `HZ_ERR_NULL` (`engine`; `out`, with the reason in `hz_engine_last_error`), `HZ_ERR_INVALID`
+ (`struct_size` below the first layout, above 4096 or not a multiple of the struct's
+ alignment; nothing written), `HZ_ERR_STATE` (from a callback). Poll thread.
+ */
+hz_status hz_engine_staging_demand(const hz_engine *engine, hz_staging_demand *out);
+
+/*
  Sleeps until the active stream's producer publishes, `timeout_ns` passes (real time), or an
  engine deadline comes due (a gap's recovery round, a silence), whichever is first. On
  `HZ_OK`, `*out_ready` (if not NULL) is 1 when events wait (or the next poll has work of its
@@ -1407,8 +1566,8 @@ hz_status hz_engine_load_model_file(hz_engine *engine, const char *path);
 const char *hz_engine_last_error(const hz_engine *engine);
 
 /*
- The calling thread's last error from a call without a handle (`hz_flip_*`, and
- `hz_config_new`): `""` if none. Valid until the thread's next such call or its exit; do not
+ The calling thread's last error from a call without a handle (`hz_flip_*`, `hz_config_new`
+ and `hz_pool_new`): `""` if none. Valid until the thread's next such call or its exit; do not
  free. Any thread.
  */
 const char *hz_last_error(void);
@@ -1438,6 +1597,49 @@ hz_status hz_flip_encode(const hz_flip *flip, uint8_t *out, size_t cap, size_t *
  `HZ_ERR_BUFFER_TOO_SMALL` (more ids than `ids_cap`). Any thread.
  */
 hz_status hz_flip_decode(const uint8_t *bytes_ptr, size_t len, hz_flip *out, uint64_t *ids_buf, size_t ids_cap);
+
+/*
+ Makes a staging pool of `capacity_bytes` (1 to `HZ_MAX_POOL_BYTES`), to be shared by
+ engines through `hz_config_set_pool`. A staged window is then staged only while its engine
+ holds a grant of its bytes from the pool (priced as `hz_config_set_staging_budget` prices
+ it), besides fitting the engine's own budget; a refused window bids its expected benefit
+ (the switch's probability times `hz_config_set_cold_switch_cost`), and a grant worth less
+ than half a standing bid is given back to it (docs/staging.md). `per_engine_max_bytes` is
+ the most one engine may hold (0, or above the capacity: the capacity); `bid_ttl_ns` how long
+ a refused bid stands without being renewed, in the engines' clock ns (0: 100 ms). Engines
+ sharing a pool must share a clock timebase: the default monotonic clock does; application
+ clocks (`hz_config_set_clock`) must all count from the same origin.
+
+ Ownership: on `HZ_OK`, `*out` is a new pool the caller frees with `hz_pool_free`; engines
+ built with it keep it alive after that. Errors (the reason in `hz_last_error`):
+ `HZ_ERR_NULL` (`out`), `HZ_ERR_CONFIG` (`capacity_bytes` 0 or above `HZ_MAX_POOL_BYTES`).
+ Any thread; the handle is then used by one thread at a time.
+ */
+hz_status hz_pool_new(uint64_t capacity_bytes, uint64_t per_engine_max_bytes, uint64_t bid_ttl_ns, hz_pool **out);
+
+/*
+ Frees the pool handle. NULL is a no-op. Engines built with the pool keep it alive (they hold
+ their own reference) and go on staging within it; configurations given it keep it too.
+ The handle's thread.
+ */
+void hz_pool_free(hz_pool *pool);
+
+/*
+ Fills `*out` with the pool's counters: set `out->struct_size` to `sizeof(hz_pool_counters)`
+ first. The counters are read one by one while engines may be changing them, so they are
+ each exact but not a single snapshot; `used_bytes` never exceeds `capacity_bytes`.
+ Errors: `HZ_ERR_NULL` (`pool`; `out`, with the reason in `hz_pool_last_error`),
+ `HZ_ERR_INVALID` (`struct_size` below the first layout, above 4096 or not a multiple of the
+ struct's alignment; nothing written). The handle's thread; the engines sharing the pool
+ may run on other threads meanwhile.
+ */
+hz_status hz_pool_stats(const hz_pool *pool, hz_pool_counters *out);
+
+/*
+ The pool handle's last error message (`""` if none). Valid until the next call on this
+ handle; do not free. NULL gives `""`. The handle's thread.
+ */
+const char *hz_pool_last_error(const hz_pool *pool);
 
 /*
  Opens the producer side of a ring file that an engine made with `hz_engine_attach_file`

@@ -1,11 +1,13 @@
 //! `hz_config`: what an engine is built from.
 
+use super::pool::hz_pool;
 use super::{guard, hz_status, LastError, HZ_ERR_CONFIG, HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_OK};
 use harmonizer_core::clock::Clock;
-use harmonizer_core::engine::{EngineConfig, Exhausted, GapPolicy, MAX_STREAMS};
+use harmonizer_core::engine::{EngineConfig, Exhausted, GapPolicy, Spread, MAX_STREAMS};
 use harmonizer_core::ring::{MAX_CAPACITY, MAX_PAYLOAD_LIMIT};
 use harmonizer_core::tracker::SeqMode;
 use std::ffi::{c_char, c_void};
+use std::sync::Arc;
 
 /// Arming policy: stage what is announced, armed or the switchback target (the default).
 pub const HZ_POLICY_MANUAL: u32 = 0;
@@ -317,6 +319,63 @@ pub unsafe extern "C" fn hz_config_set_seq_mode(config: *mut hz_config, mode: u3
 pub unsafe extern "C" fn hz_config_set_staging_budget(config: *mut hz_config, bytes: usize) -> hz_status {
     with(config, |c| {
         c.cfg.staging_budget_bytes = bytes;
+        HZ_OK
+    })
+}
+
+/// Shares `pool` (`hz_pool_new`) among the engines built from this configuration from now on,
+/// and with every other engine given the same pool: their staged windows then need a grant from
+/// it as well as fitting each engine's `hz_config_set_staging_budget` (docs/staging.md). NULL
+/// removes the pool (the default: each engine has only its own budget).
+///
+/// Ownership: the configuration, and each engine built from it, keeps its own reference to the
+/// pool; `pool` may be freed at once, before or after them. Errors: `HZ_ERR_NULL` (`config`).
+/// The configuration's thread (one at a time); the pool handle is only read.
+#[no_mangle]
+pub unsafe extern "C" fn hz_config_set_pool(config: *mut hz_config, pool: *const hz_pool) -> hz_status {
+    with(config, |c| {
+        // SAFETY: NULL or a live pool, per contract.
+        c.cfg.staging_pool = unsafe { pool.as_ref() }.map(|p| Arc::clone(&p.pool));
+        HZ_OK
+    })
+}
+
+/// Sets what a cold switch costs this recipient, ns of stall (default 100 ms, a fetch): in a
+/// shared pool a staged window's benefit is the switch's probability times this, so a recipient
+/// whose cold switches cost more wins the bytes (`hz_staging_demand.urgency` reports it). 0
+/// makes every request worthless: it never bids and yields to any bid.
+/// Errors: `HZ_ERR_NULL`.
+/// The configuration's thread (one at a time).
+#[no_mangle]
+pub unsafe extern "C" fn hz_config_set_cold_switch_cost(config: *mut hz_config, cost_ns: u64) -> hz_status {
+    with(config, |c| {
+        c.cfg.cold_switch_cost_ns = cost_ns;
+        HZ_OK
+    })
+}
+
+/// Spreads staging starts across a fleet (docs/staging.md, "Spread starts"): a candidate the
+/// policy asks for (an ANNOUNCE, a prediction) starts staging after a delay fixed per recipient
+/// and stream, uniform over the fleet, below `min(max_ns, fraction × expected time to the
+/// switch)`, where `fraction` is `fraction_permille / 1000` and the expected time is the
+/// ANNOUNCE's `expected_in_ns`, else the policy's estimate (unknown: the bound is
+/// `max_ns × (1 − probability)`). Armed streams and gap fills start at once. `max_ns` 0 turns
+/// spreading off (the default; `fraction_permille` default 500).
+/// Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`fraction_permille` above 1000; nothing changed).
+/// The configuration's thread (one at a time).
+#[no_mangle]
+pub unsafe extern "C" fn hz_config_set_spread(
+    config: *mut hz_config,
+    max_ns: u64,
+    fraction_permille: u32,
+) -> hz_status {
+    with(config, |c| {
+        if fraction_permille > 1000 {
+            return c
+                .err
+                .set(HZ_ERR_INVALID, format!("fraction_permille {fraction_permille}: must be 0 ..= 1000"));
+        }
+        c.cfg.spread = Spread { max_ns, fraction: fraction_permille as f32 / 1000.0 };
         HZ_OK
     })
 }

@@ -1298,6 +1298,91 @@ pub unsafe extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_
     })
 }
 
+/// An engine's staging demand, as of its last plan (every poll plans), as
+/// `hz_engine_staging_demand` fills it: what it wants staged and what it holds, for a controller
+/// or a load balancer that wants to see which recipients are about to switch and how much they
+/// want (docs/staging.md, "Staging demand"). Set `struct_size` to `sizeof(hz_staging_demand)`
+/// before the call; fields a later library adds are appended.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(non_camel_case_types)]
+pub struct hz_staging_demand {
+    /// `sizeof(hz_staging_demand)`, set by the caller.
+    pub struct_size: usize,
+    /// Bytes the policy's plan asks for (windows times the mean data frame delivered, the
+    /// largest frame before any), deferred starts included.
+    pub wanted_bytes: u64,
+    /// Bytes of the windows staged now, as priced against the engine's own budget (a gap's
+    /// fill stream included).
+    pub granted_bytes: u64,
+    /// Bytes this engine holds of the shared pool (0 without one).
+    pub pool_bytes: u64,
+    /// Candidates the plan asks for.
+    pub wanted_streams: u32,
+    /// Candidates staged now.
+    pub staged_streams: u32,
+    /// Candidates waiting for their spread start (`hz_config_set_spread`).
+    pub deferred_streams: u32,
+    /// Candidates refused by the engine's budget or the pool at the last plan (or whose grant
+    /// was given back to a higher bid).
+    pub refused_streams: u32,
+    /// The largest benefit asked for: the switch's probability times the cold switch's cost
+    /// (`hz_config_set_cold_switch_cost`): ns of cold stall the staging would save, in
+    /// expectation.
+    pub urgency: f64,
+    /// Clock ns of the earliest deferred start, 0 if none.
+    pub next_start_ns: u64,
+}
+
+/// Size of `hz_staging_demand`'s first layout (fields are only ever appended).
+const DEMAND_V1: usize = std::mem::offset_of!(hz_staging_demand, next_start_ns) + std::mem::size_of::<u64>();
+
+/// Fills `*out` with the engine's staging demand as of its last poll: set `out->struct_size` to
+/// `sizeof(hz_staging_demand)` first. Before the first poll every field is 0. Errors:
+/// `HZ_ERR_NULL` (`engine`; `out`, with the reason in `hz_engine_last_error`), `HZ_ERR_INVALID`
+/// (`struct_size` below the first layout, above 4096 or not a multiple of the struct's
+/// alignment; nothing written), `HZ_ERR_STATE` (from a callback). Poll thread.
+#[no_mangle]
+pub unsafe extern "C" fn hz_engine_staging_demand(
+    engine: *const hz_engine,
+    out: *mut hz_staging_demand,
+) -> hz_status {
+    with(engine, |e, err, _| {
+        if out.is_null() {
+            return err.set(HZ_ERR_NULL, "out is NULL");
+        }
+        // SAFETY: non-null, the caller's struct per contract.
+        let given = unsafe { struct_size_of(out.cast()) };
+        if let Some(why) = size_problem(
+            "out",
+            "hz_staging_demand",
+            given,
+            DEMAND_V1,
+            std::mem::align_of::<hz_staging_demand>(),
+        ) {
+            return err.set(HZ_ERR_INVALID, why);
+        }
+        let d = e.engine.staging_demand();
+        let c = hz_staging_demand {
+            struct_size: given,
+            wanted_bytes: d.wanted_bytes,
+            granted_bytes: d.granted_bytes,
+            pool_bytes: d.pool_bytes,
+            wanted_streams: d.wanted_streams,
+            staged_streams: d.staged_streams,
+            deferred_streams: d.deferred_streams,
+            refused_streams: d.refused_streams,
+            urgency: f64::from(d.urgency),
+            next_start_ns: d.next_start_ns,
+        };
+        // SAFETY: `out` is writable for `given` bytes (the caller's `struct_size`), checked
+        // above to be within the size-tag rule.
+        let ok = unsafe { fill_sized(out.cast(), given, DEMAND_V1, &c) };
+        debug_assert!(ok.is_some());
+        HZ_OK
+    })
+}
+
 /// Sleeps until the active stream's producer publishes, `timeout_ns` passes (real time), or an
 /// engine deadline comes due (a gap's recovery round, a silence), whichever is first. On
 /// `HZ_OK`, `*out_ready` (if not NULL) is 1 when events wait (or the next poll has work of its
@@ -1553,4 +1638,5 @@ const _: fn() = || {
     send::<hz_engine>();
     send::<super::producer::hz_producer>();
     send::<super::config::hz_config>();
+    send::<super::pool::hz_pool>();
 };

@@ -95,8 +95,8 @@ pub(crate) fn fail(status: hz_status, message: impl Into<String>) -> hz_status {
     LAST.try_with(|l| l.borrow().set(status, message)).unwrap_or(status)
 }
 
-/// The calling thread's last error from a call without a handle (`hz_flip_*`, and
-/// `hz_config_new`): `""` if none. Valid until the thread's next such call or its exit; do not
+/// The calling thread's last error from a call without a handle (`hz_flip_*`, `hz_config_new`
+/// and `hz_pool_new`): `""` if none. Valid until the thread's next such call or its exit; do not
 /// free. Any thread.
 #[no_mangle]
 pub extern "C" fn hz_last_error() -> *const c_char {

@@ -1,15 +1,17 @@
 //! The C API call-sequence check the `c_api` fuzz target runs (`fuzz/`), here so the stable test
 //! that replays its corpus (`tests/fuzz_corpus_c.rs`) runs the same code. Not API.
 //!
-//! Arbitrary bytes become a configuration (every setter, with values in and out of range) and
-//! then a sequence of calls on one engine and its producers, as a careless C program would make
-//! them: NULL pointers, lengths that do not match, struct sizes too small, too large and
-//! misaligned, calls in the wrong state (an open reservation, a commit with none), unknown
-//! enum values and stream ids, flips encoded and decoded with short buffers. Every pointer the
-//! sequence passes is NULL or valid for what it says, as the C contract requires (the fuzzer
-//! attacks values, not memory safety the caller owns). Checks: nothing panics (no call returns
-//! `HZ_ERR_PANIC`), every status is one the library defines, every lent payload is readable in
-//! full, and events of each origin come out in order.
+//! Arbitrary bytes become a configuration (every setter, with values in and out of range, and
+//! staging pools made with careless capacities, shared with the configuration and freed before
+//! or after the engine) and then a sequence of calls on one engine, its producers and its pool,
+//! as a careless C program would make them: NULL pointers, lengths that do not match, struct
+//! sizes too small, too large and misaligned, calls in the wrong state (an open reservation, a
+//! commit with none), unknown enum values and stream ids, flips encoded and decoded with short
+//! buffers. Every pointer the sequence passes is NULL or valid for what it says, as the C
+//! contract requires (the fuzzer attacks values, not memory safety the caller owns). Checks:
+//! nothing panics (no call returns `HZ_ERR_PANIC`), every status is one the library defines,
+//! every lent payload is readable in full, events of each origin come out in order, a pool's
+//! `used_bytes` stays within its capacity, and a staging demand adds up.
 
 use core::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,12 +137,24 @@ fn run(inp: &mut Input<'_>) -> Option<()> {
         }
     }
     let _free = FreeConfig(cfg);
+    // Pool handles made by the setters, freed on every way out (after the engine, or at once
+    // when the setter said so: the configuration and the engine keep the pool alive).
+    struct FreePools(Vec<*mut hz_pool>);
+    impl Drop for FreePools {
+        fn drop(&mut self) {
+            for &p in &self.0 {
+                // SAFETY: pools made by `hz_pool_new` here, each freed once.
+                unsafe { hz_pool_free(p) };
+            }
+        }
+    }
+    let mut pools = FreePools(Vec::new());
     // Setters, then the engine.
     for _ in 0..inp.u8()? % 8 {
         let (a, b) = (inp.u32()?, inp.u64()?);
         // SAFETY: see `c_api`.
         let s = unsafe {
-            match inp.u8()? % 12 {
+            match inp.u8()? % 16 {
                 0 => hz_config_set_initial_stream(cfg, a % 5),
                 1 => hz_config_set_max_origins(cfg, a),
                 2 => hz_config_set_gap_policy(cfg, a % 4),
@@ -152,11 +166,48 @@ fn run(inp: &mut Input<'_>) -> Option<()> {
                 8 => hz_config_set_keep_previous(cfg, a % 3),
                 9 => hz_config_set_policy(cfg, a % 5),
                 10 => hz_config_set_preset(cfg, a % 5),
+                12 => {
+                    // A pool of a capacity around a window (or 0, or beyond the limit), a
+                    // per-engine cap and a bid lifetime from `a`, shared with the configuration.
+                    let capacity = match a % 4 {
+                        0 => b % (1 << 16),
+                        1 => 0,
+                        2 => HZ_MAX_POOL_BYTES + (b % 2),
+                        _ => b,
+                    };
+                    let mut pool = core::ptr::null_mut();
+                    let made = ok_status(hz_pool_new(
+                        capacity,
+                        u64::from(a >> 8) * 64,
+                        u64::from(a >> 20),
+                        &mut pool,
+                    ));
+                    if made == HZ_OK {
+                        let s = hz_config_set_pool(cfg, pool);
+                        if a & 4 == 0 {
+                            pools.0.push(pool);
+                        } else {
+                            hz_pool_free(pool);
+                        }
+                        s
+                    } else {
+                        made
+                    }
+                }
+                13 => hz_config_set_spread(cfg, b % (1 << 32), a % 1200),
+                14 => hz_config_set_cold_switch_cost(cfg, b),
+                15 => match a % 4 {
+                    0 => hz_config_set_pool(cfg, core::ptr::null()),
+                    1 => hz_pool_new(b, 0, 0, core::ptr::null_mut()),
+                    2 => hz_config_set_spread(core::ptr::null_mut(), b, a),
+                    _ => hz_pool_stats(core::ptr::null(), core::ptr::null_mut()),
+                },
                 _ => hz_config_set_initial_stream(core::ptr::null_mut(), a),
             }
         };
         ok_status(s);
     }
+    let pool = pools.0.last().copied().unwrap_or(core::ptr::null_mut());
     // SAFETY: see `c_api`.
     ok_status(unsafe { hz_config_set_clock(cfg, Some(clock), core::ptr::null_mut()) });
     if capacity > 1 << 20 {
@@ -181,7 +232,7 @@ fn run(inp: &mut Input<'_>) -> Option<()> {
             producers.push(p);
         }
     }
-    let result = ops(inp, e, &producers);
+    let result = ops(inp, e, &producers, pool);
     for p in producers {
         // SAFETY: a producer taken above, freed once.
         unsafe { hz_producer_free(p) };
@@ -191,7 +242,12 @@ fn run(inp: &mut Input<'_>) -> Option<()> {
     result
 }
 
-fn ops(inp: &mut Input<'_>, e: *mut hz_engine, producers: &[*mut hz_producer]) -> Option<()> {
+fn ops(
+    inp: &mut Input<'_>,
+    e: *mut hz_engine,
+    producers: &[*mut hz_producer],
+    pool: *mut hz_pool,
+) -> Option<()> {
     let mut order = Order::default();
     let mut payload = [0u8; 512];
     // Large enough for any struct size the library accepts (4 KiB), eight times over, aligned.
@@ -286,11 +342,40 @@ fn ops(inp: &mut Input<'_>, e: *mut hz_engine, producers: &[*mut hz_producer]) -
                     }
                     s
                 }
-                8 => {
+                8 if op & 16 == 0 => {
                     let size = inp.struct_size(size_of::<hz_stats>(), 8)?;
                     let stats = scratch.as_mut_ptr().cast::<hz_stats>();
                     (*stats).struct_size = size;
                     hz_engine_stats(e, stats)
+                }
+                8 if op & 32 == 0 => {
+                    let size = inp.struct_size(size_of::<hz_staging_demand>(), 8)?;
+                    let demand = scratch.as_mut_ptr().cast::<hz_staging_demand>();
+                    (*demand).struct_size = size;
+                    let s = hz_engine_staging_demand(e, demand);
+                    if s == HZ_OK {
+                        let d = *demand;
+                        assert!(d.staged_streams <= d.wanted_streams + 1, "{d:?}"); // + a gap's fill
+                        assert!(d.deferred_streams + d.refused_streams <= d.wanted_streams, "{d:?}");
+                        assert!(d.urgency >= 0.0, "{d:?}");
+                    }
+                    s
+                }
+                8 => {
+                    // The last pool handle the setters kept (NULL when none: refused). The
+                    // engine may share it, or a pool whose handle is gone, or none.
+                    let size = inp.struct_size(size_of::<hz_pool_counters>(), 8)?;
+                    let counters = scratch.as_mut_ptr().cast::<hz_pool_counters>();
+                    (*counters).struct_size = size;
+                    let s = hz_pool_stats(pool, counters);
+                    if s == HZ_OK {
+                        let c = *counters;
+                        assert!(
+                            c.used_bytes <= c.capacity_bytes && c.peak_used_bytes <= c.capacity_bytes,
+                            "{c:?}"
+                        );
+                    }
+                    s
                 }
                 9 => {
                     let stream = u32::from(inp.u8()?);

@@ -12,10 +12,10 @@
 //!   the handle.
 //! - Structs that cross the boundary and may grow carry their size first (`struct_size`), so a
 //!   program built against one header works with a later library (docs/design.md §7):
-//!   - a struct the caller hands over to be filled (`hz_stats`, `hz_event_view`, `hz_notice`
-//!     in the pull calls, `hz_flip` in `hz_flip_decode`) has `struct_size = sizeof` set by the
-//!     caller; the library writes the fields that fit, zeroes the bytes it does not know and
-//!     leaves `struct_size` as it is;
+//!   - a struct the caller hands over to be filled (`hz_stats`, `hz_pool_counters`,
+//!     `hz_staging_demand`, `hz_event_view`, `hz_notice` in the pull calls, `hz_flip` in
+//!     `hz_flip_decode`) has `struct_size = sizeof` set by the caller; the library writes the
+//!     fields that fit, zeroes the bytes it does not know and leaves `struct_size` as it is;
 //!   - a struct the caller hands over to be read (`hz_flip` in `hz_flip_encode`) is read up to
 //!     `struct_size`; fields past it count as 0;
 //!   - a struct the library lends (`hz_notice` in a callback) has the library's `struct_size`:
@@ -32,8 +32,9 @@
 //!   NULL/zero result), never an unwind into C.
 //! - Threads: an engine and everything reached through it (poll, stats, arm, model load) is
 //!   used from one thread at a time, the poll thread. Each producer is used from one thread at
-//!   a time, and producers of different streams may run on different threads at once. Handles
-//!   may move between threads.
+//!   a time, and producers of different streams may run on different threads at once. A
+//!   staging pool (`hz_pool`) is shared by engines on any threads; its handle is used by one
+//!   thread at a time. Handles may move between threads.
 
 //! # Safety
 //!
@@ -53,6 +54,7 @@ mod engine;
 mod flip;
 #[doc(hidden)]
 pub mod fuzzing;
+mod pool;
 mod producer;
 
 use std::ffi::{c_char, CStr, CString};
@@ -61,6 +63,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 pub use config::*;
 pub use engine::*;
 pub use flip::*;
+pub use pool::*;
 pub use producer::*;
 
 /// What every fallible call returns: `HZ_OK`, an informational result (below

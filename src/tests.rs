@@ -552,3 +552,352 @@ fn gap_fills_come_through_the_views_in_order() {
         }
     }
 }
+
+/// The thread's `hz_last_error` as a Rust string.
+fn last_error() -> String {
+    // SAFETY: a thread-local NUL-terminated string, read before the next call.
+    unsafe { CStr::from_ptr(hz_last_error()) }.to_str().unwrap().to_owned()
+}
+
+/// A C message (a handle's last error) as a Rust string.
+///
+/// # Safety
+/// `m` is a NUL-terminated string valid for the call.
+unsafe fn text(m: *const std::ffi::c_char) -> String {
+    // SAFETY: per this function's contract.
+    unsafe { CStr::from_ptr(m) }.to_str().unwrap().to_owned()
+}
+
+fn counters_blank() -> hz_pool_counters {
+    hz_pool_counters { struct_size: std::mem::size_of::<hz_pool_counters>(), ..hz_pool_counters::default() }
+}
+
+fn demand_blank() -> hz_staging_demand {
+    hz_staging_demand {
+        struct_size: std::mem::size_of::<hz_staging_demand>(),
+        ..hz_staging_demand::default()
+    }
+}
+
+#[test]
+fn pool_new_checks_its_arguments_and_settles_the_defaults() {
+    // SAFETY: the C contract (crate docs): every handle passed is live (or NULL where that
+    // is the point), every other pointer a live local of the size named.
+    unsafe {
+        let sentinel = 0x5EA1_F00D_usize as *mut hz_pool;
+        let mut p = sentinel;
+        assert_eq!(hz_pool_new(1 << 20, 0, 0, ptr::null_mut()), HZ_ERR_NULL);
+        assert!(last_error().contains("out is NULL"), "{}", last_error());
+        // Capacity 0 and above the limit: the configuration error, naming the argument and the
+        // limit; nothing written.
+        assert_eq!(hz_pool_new(0, 0, 0, &mut p), HZ_ERR_CONFIG);
+        assert!(last_error().contains("capacity_bytes 0 outside 1..=1125899906842624"), "{}", last_error());
+        assert_eq!(hz_pool_new(HZ_MAX_POOL_BYTES + 1, 0, 0, &mut p), HZ_ERR_CONFIG);
+        assert!(last_error().contains("HZ_MAX_POOL_BYTES"), "{}", last_error());
+        assert_eq!(hz_pool_new(u64::MAX, 5, 5, &mut p), HZ_ERR_CONFIG);
+        assert_eq!(p, sentinel, "out-parameters are written only on success");
+        // The limit itself is a pool (a number, nothing allocated).
+        assert_eq!(hz_pool_new(HZ_MAX_POOL_BYTES, 0, 0, &mut p), HZ_OK);
+        let mut s = counters_blank();
+        assert_eq!(hz_pool_stats(p, &mut s), HZ_OK);
+        assert_eq!(s.capacity_bytes, HZ_MAX_POOL_BYTES);
+        hz_pool_free(p);
+        // 0 per engine: the capacity; 0 ttl: 100 ms; above the capacity: the capacity.
+        for (per_engine, ttl, want) in
+            [(0, 0, (1000, 100_000_000)), (5000, 7, (1000, 7)), (300, 0, (300, 100_000_000))]
+        {
+            let mut p = ptr::null_mut();
+            assert_eq!(hz_pool_new(1000, per_engine, ttl, &mut p), HZ_OK);
+            let mut s = counters_blank();
+            assert_eq!(hz_pool_stats(p, &mut s), HZ_OK);
+            assert_eq!((s.per_engine_max_bytes, s.bid_ttl_ns), want, "{per_engine} {ttl}");
+            let stats = (s.struct_size, s.capacity_bytes, s.used_bytes, s.peak_used_bytes, s.grants);
+            assert_eq!(stats, (std::mem::size_of::<hz_pool_counters>(), 1000, 0, 0, 0));
+            assert_eq!((s.refusals, s.yields), (0, 0));
+            // NULL pool: HZ_ERR_NULL; NULL out: HZ_ERR_NULL with the argument named.
+            assert_eq!(hz_pool_stats(ptr::null(), &mut s), HZ_ERR_NULL);
+            assert_eq!(text(hz_pool_last_error(p)), "");
+            assert_eq!(hz_pool_stats(p, ptr::null_mut()), HZ_ERR_NULL);
+            assert_eq!(text(hz_pool_last_error(p)), "out is NULL");
+            hz_pool_free(p);
+        }
+        hz_pool_free(ptr::null_mut());
+        assert_eq!(text(hz_pool_last_error(ptr::null())), "");
+    }
+}
+
+/// The size-tag rule for the two new caller-filled structs, with a message that names the real
+/// problem: a size below the first layout, an uninitialised one, one off the alignment.
+#[test]
+fn pool_stats_and_demand_sizes_name_the_real_problem() {
+    // SAFETY: the C contract (crate docs): every handle passed is live, every other pointer a
+    // live local at least as large as the `struct_size` it carries.
+    unsafe {
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Later<T> {
+            known: T,
+            added: [u64; 3],
+        }
+        let mut pool = ptr::null_mut();
+        assert_eq!(hz_pool_new(4096, 0, 0, &mut pool), HZ_OK);
+        let mut cfg = ptr::null_mut();
+        assert_eq!(hz_config_new(7, 2, 1 << 16, 64, &mut cfg), HZ_OK);
+        let mut e = ptr::null_mut();
+        assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
+        hz_config_free(cfg);
+        let ps = std::mem::size_of::<hz_pool_counters>();
+        let ds = std::mem::size_of::<hz_staging_demand>();
+        // (struct_size, what the message must say), for each struct.
+        let cases = |name: &str, size: usize| {
+            [
+                (8, format!("out->struct_size 8 is below the first {name} layout ({size} bytes)")),
+                (size - 8, format!("below the first {name} layout")),
+                (5000, "above 4096 bytes (not initialised?)".to_owned()),
+                (size + 4, format!("not a multiple of {name}'s alignment (8)")),
+            ]
+        };
+        for (given, want) in cases("hz_pool_counters", ps) {
+            let mut s = Later {
+                known: hz_pool_counters { struct_size: given, grants: 5, ..counters_blank() },
+                added: [7; 3],
+            };
+            assert_eq!(hz_pool_stats(pool, ptr::from_mut(&mut s).cast()), HZ_ERR_INVALID, "{given}");
+            let m = text(hz_pool_last_error(pool));
+            assert!(m.contains(&want) && m.contains("sizeof(hz_pool_counters)"), "{given}: {m}");
+            assert_eq!((s.known.grants, s.added), (5, [7; 3]), "nothing written");
+        }
+        for (given, want) in cases("hz_staging_demand", ds) {
+            let mut d = Later {
+                known: hz_staging_demand { struct_size: given, wanted_streams: 5, ..demand_blank() },
+                added: [7; 3],
+            };
+            assert_eq!(hz_engine_staging_demand(e, ptr::from_mut(&mut d).cast()), HZ_ERR_INVALID, "{given}");
+            let m = text(hz_engine_last_error(e));
+            assert!(m.contains(&want) && m.contains("sizeof(hz_staging_demand)"), "{given}: {m}");
+            assert_eq!((d.known.wanted_streams, d.added), (5, [7; 3]), "nothing written");
+        }
+        // A later header's larger struct: filled, the rest zeroed, struct_size kept.
+        let later = std::mem::size_of::<Later<hz_pool_counters>>();
+        let mut s =
+            Later { known: hz_pool_counters { struct_size: later, ..counters_blank() }, added: [7; 3] };
+        assert_eq!(hz_pool_stats(pool, ptr::from_mut(&mut s).cast()), HZ_OK);
+        assert_eq!((s.known.struct_size, s.known.capacity_bytes, s.added), (later, 4096, [0; 3]));
+        let later = std::mem::size_of::<Later<hz_staging_demand>>();
+        let mut d = Later {
+            known: hz_staging_demand { struct_size: later, wanted_streams: 5, ..demand_blank() },
+            added: [7; 3],
+        };
+        assert_eq!(hz_engine_staging_demand(e, ptr::from_mut(&mut d).cast()), HZ_OK);
+        assert_eq!((d.known.struct_size, d.known.wanted_streams, d.added), (later, 0, [0; 3]));
+        // NULL engine, NULL out.
+        let mut d = demand_blank();
+        assert_eq!(hz_engine_staging_demand(ptr::null(), &mut d), HZ_ERR_NULL);
+        assert_eq!(hz_engine_staging_demand(e, ptr::null_mut()), HZ_ERR_NULL);
+        assert_eq!(text(hz_engine_last_error(e)), "out is NULL");
+        hz_engine_free(e);
+        hz_pool_free(pool);
+    }
+}
+
+#[test]
+fn pool_cold_cost_and_spread_setters_round_trip() {
+    // SAFETY: the C contract (crate docs): every handle passed is live (or NULL where that
+    // is the point); the configuration is read back through its Rust inside.
+    unsafe {
+        assert_eq!(hz_config_set_pool(ptr::null_mut(), ptr::null()), HZ_ERR_NULL);
+        assert_eq!(hz_config_set_cold_switch_cost(ptr::null_mut(), 5), HZ_ERR_NULL);
+        assert_eq!(hz_config_set_spread(ptr::null_mut(), 5, 500), HZ_ERR_NULL);
+        let mut cfg = ptr::null_mut();
+        assert_eq!(hz_config_new(7, 2, 1 << 16, 64, &mut cfg), HZ_OK);
+        let c = &*cfg;
+        assert!(c.cfg.staging_pool.is_none());
+        assert_eq!(
+            (c.cfg.cold_switch_cost_ns, c.cfg.spread),
+            (100_000_000, harmonizer_core::engine::Spread { max_ns: 0, fraction: 0.5 })
+        );
+        // Spread: permille 0 ..= 1000; anything above refused with the value named, the previous
+        // setting kept.
+        assert_eq!(hz_config_set_spread(cfg, 2_000_000, 250), HZ_OK);
+        assert_eq!((*cfg).cfg.spread, harmonizer_core::engine::Spread { max_ns: 2_000_000, fraction: 0.25 });
+        for bad in [1001, u32::MAX] {
+            assert_eq!(hz_config_set_spread(cfg, 9, bad), HZ_ERR_INVALID);
+            let m = text(hz_config_last_error(cfg));
+            assert!(m.contains(&format!("fraction_permille {bad}")) && m.contains("0 ..= 1000"), "{m}");
+            assert_eq!(
+                (*cfg).cfg.spread,
+                harmonizer_core::engine::Spread { max_ns: 2_000_000, fraction: 0.25 }
+            );
+        }
+        assert_eq!(hz_config_set_spread(cfg, 0, 1000), HZ_OK);
+        assert_eq!((*cfg).cfg.spread, harmonizer_core::engine::Spread { max_ns: 0, fraction: 1.0 });
+        assert_eq!(hz_config_set_cold_switch_cost(cfg, 0), HZ_OK);
+        assert_eq!(hz_config_set_cold_switch_cost(cfg, u64::MAX), HZ_OK);
+        assert_eq!((*cfg).cfg.cold_switch_cost_ns, u64::MAX);
+        // The pool: the configuration and each engine hold their own reference.
+        let mut pool = ptr::null_mut();
+        assert_eq!(hz_pool_new(10_000, 0, 0, &mut pool), HZ_OK);
+        let inner = std::sync::Arc::clone(&(*pool).pool);
+        assert_eq!(hz_config_set_pool(cfg, pool), HZ_OK);
+        assert!((*cfg).cfg.staging_pool.as_ref().is_some_and(|p| std::sync::Arc::ptr_eq(p, &inner)));
+        hz_pool_free(pool);
+        assert_eq!(std::sync::Arc::strong_count(&inner), 2, "the configuration's and this test's");
+        let mut e = ptr::null_mut();
+        assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
+        assert_eq!(std::sync::Arc::strong_count(&inner), 3);
+        assert_eq!(hz_config_set_pool(cfg, ptr::null()), HZ_OK, "NULL: no pool");
+        assert!((*cfg).cfg.staging_pool.is_none());
+        hz_config_free(cfg);
+        assert_eq!(std::sync::Arc::strong_count(&inner), 2, "the engine keeps it");
+        hz_engine_free(e);
+        assert_eq!(std::sync::Arc::strong_count(&inner), 1);
+    }
+}
+
+unsafe extern "C" fn read_clock(user: *mut c_void) -> u64 {
+    // SAFETY: the test passes the pointer of a `Cell<u64>` that outlives the engine, set only
+    // between calls on the same thread.
+    unsafe { *(user as *const u64) }
+}
+
+/// Two engines built with one pool sized for one window (100 records of 8 + 32 + 64 bytes
+/// before any delivery): the first to ask stages, the second is refused and says so in its
+/// demand; the pool handle freed first, the engines go on, and the bytes move when the holder
+/// goes. docs/staging.md; the Rust version is crates/harmonizer-core/tests/staging_pool.rs.
+#[test]
+fn engines_share_a_pool_and_report_their_demand() {
+    const WINDOW: u64 = 100 * 104;
+    // SAFETY: the C contract (crate docs): every handle passed is live (or NULL where that
+    // is the point), every other pointer a live local of the size named; `now` outlives the
+    // engines that read it.
+    unsafe {
+        let now = std::cell::Cell::new(1_000u64);
+        let mut pool = ptr::null_mut();
+        assert_eq!(hz_pool_new(WINDOW, 0, 0, &mut pool), HZ_OK);
+        let engine = |recipient, cost_ns| {
+            let mut cfg = ptr::null_mut();
+            assert_eq!(hz_config_new(recipient, 2, 1 << 16, 64, &mut cfg), HZ_OK);
+            assert_eq!(hz_config_set_pool(cfg, pool), HZ_OK);
+            assert_eq!(hz_config_set_cold_switch_cost(cfg, cost_ns), HZ_OK);
+            assert_eq!(hz_config_set_clock(cfg, Some(read_clock), now.as_ptr().cast()), HZ_OK);
+            let mut e = ptr::null_mut();
+            assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
+            hz_config_free(cfg);
+            e
+        };
+        let (a, b) = (engine(1, 200_000_000), engine(2, 100_000_000));
+        let demand = |e| {
+            let mut d = demand_blank();
+            assert_eq!(hz_engine_staging_demand(e, &mut d), HZ_OK);
+            d
+        };
+        let poll = |e| {
+            let mut n = 0usize;
+            let mut delivered = 0u64;
+            assert_eq!(
+                hz_engine_poll(e, 64, Some(count_event), None, ptr::from_mut(&mut delivered).cast(), &mut n),
+                HZ_OK
+            );
+            delivered
+        };
+        let d = demand(a);
+        assert_eq!(
+            (d.wanted_streams, d.wanted_bytes, d.urgency, d.struct_size),
+            (0, 0, 0.0, std::mem::size_of::<hz_staging_demand>())
+        );
+        // A asks for stream 1 and gets the whole pool.
+        assert_eq!(hz_engine_arm(a, 1), HZ_OK);
+        poll(a);
+        let d = demand(a);
+        assert_eq!((d.wanted_streams, d.staged_streams, d.refused_streams, d.deferred_streams), (1, 1, 0, 0));
+        assert_eq!(
+            (d.wanted_bytes, d.granted_bytes, d.pool_bytes, d.next_start_ns),
+            (WINDOW, WINDOW, WINDOW, 0)
+        );
+        assert_eq!(d.urgency, 2e8, "probability 1 × its cold switch cost");
+        // B asks too: no room; refused, and it says so.
+        assert_eq!(hz_engine_arm(b, 1), HZ_OK);
+        poll(b);
+        let d = demand(b);
+        assert_eq!((d.wanted_streams, d.staged_streams, d.refused_streams, d.pool_bytes), (1, 0, 1, 0));
+        assert_eq!((d.wanted_bytes, d.urgency), (WINDOW, 1e8));
+        let mut s = counters_blank();
+        assert_eq!(hz_pool_stats(pool, &mut s), HZ_OK);
+        assert_eq!(
+            (s.used_bytes, s.peak_used_bytes, s.grants, s.refusals, s.yields),
+            (WINDOW, WINDOW, 1, 1, 0)
+        );
+        // B's bid (1e8) is not worth twice A's grant (2e8): A keeps it.
+        now.set(now.get() + 1_000_000);
+        poll(a);
+        assert_eq!(demand(a).pool_bytes, WINDOW);
+        // The handle goes first; the engines keep the pool and go on delivering.
+        hz_pool_free(pool);
+        let mut p = ptr::null_mut();
+        assert_eq!(hz_engine_take_producer(b, 0, &mut p), HZ_OK);
+        for seq in 1..=3u64 {
+            let h = EventHeader { pos: seq, seq, ts_ns: seq, origin: 0, kind: KIND_DATA, flags: 0 };
+            assert_eq!(hz_producer_push(p, &h, b"abcd".as_ptr(), 4), HZ_OK);
+        }
+        assert_eq!(poll(b), 3);
+        assert_eq!(demand(b).refused_streams, 1);
+        // A goes: its bytes come back to the pool, and B's next plan takes them.
+        hz_engine_free(a);
+        now.set(now.get() + 1_000_000);
+        poll(b);
+        let d = demand(b);
+        assert_eq!((d.staged_streams, d.refused_streams), (1, 0));
+        // Priced at the mean frame delivered now: 8 + 32 + 4 → 48 bytes a record.
+        assert_eq!((d.pool_bytes, d.granted_bytes), (100 * 48, 100 * 48));
+        hz_producer_free(p);
+        hz_engine_free(b);
+    }
+}
+
+/// A spread start through the C API: an ANNOUNCE (switch expected in 4 s) on a recipient with
+/// `hz_config_set_spread(1 s, 500‰)` waits for its place, reported in the demand, then starts.
+#[test]
+fn spread_starts_wait_for_their_place() {
+    // SAFETY: the C contract (crate docs): every handle passed is live, every other pointer a
+    // live local of the size named; `now` outlives the engine that reads it.
+    unsafe {
+        let now = std::cell::Cell::new(1_000u64);
+        let mut cfg = ptr::null_mut();
+        assert_eq!(hz_config_new(0x5EED, 2, 1 << 16, 64, &mut cfg), HZ_OK);
+        assert_eq!(hz_config_set_spread(cfg, 1_000_000_000, 500), HZ_OK);
+        assert_eq!(hz_config_set_clock(cfg, Some(read_clock), now.as_ptr().cast()), HZ_OK);
+        let mut e = ptr::null_mut();
+        assert_eq!(hz_engine_new(cfg, &mut e), HZ_OK);
+        hz_config_free(cfg);
+        let mut p = ptr::null_mut();
+        assert_eq!(hz_engine_take_producer(e, 0, &mut p), HZ_OK);
+        let f = hz_flip { action: HZ_FLIP_ANNOUNCE, expected_in_ns: 4_000_000_000, ..switch_flip(1, 5) };
+        let mut rec = [0u8; 256];
+        let mut w = 0;
+        assert_eq!(hz_flip_encode(&f, rec.as_mut_ptr(), rec.len(), &mut w), HZ_OK);
+        let fh = EventHeader { pos: 1, seq: 0, ts_ns: 1, origin: 0, kind: KIND_FLIP, flags: 0 };
+        assert_eq!(hz_producer_push(p, &fh, rec.as_ptr(), w), HZ_OK);
+        let poll = || {
+            let mut n = 0usize;
+            let mut count = 0u64;
+            assert_eq!(
+                hz_engine_poll(e, 64, Some(count_event), None, ptr::from_mut(&mut count).cast(), &mut n),
+                HZ_OK
+            );
+            let mut d = demand_blank();
+            assert_eq!(hz_engine_staging_demand(e, &mut d), HZ_OK);
+            d
+        };
+        let d = poll();
+        assert_eq!((d.wanted_streams, d.deferred_streams, d.staged_streams, d.refused_streams), (1, 1, 0, 0));
+        assert!(d.next_start_ns > 1_000 && d.next_start_ns <= 1_000 + 1_000_000_000, "{d:?}");
+        let start = d.next_start_ns;
+        now.set(start - 1);
+        assert_eq!(poll().deferred_streams, 1, "not before its place");
+        now.set(start);
+        let d = poll();
+        assert_eq!((d.wanted_streams, d.deferred_streams, d.staged_streams, d.next_start_ns), (1, 0, 1, 0));
+        hz_producer_free(p);
+        hz_engine_free(e);
+    }
+}

@@ -4,8 +4,8 @@ The bindings are the C header itself: cffi reads ``harmonizer.h`` (the one the l
 ``build.rs`` generates, copied into this package when it is built) in ABI mode, so every
 ``hz_*`` function, struct and ``HZ_*`` constant is available as ``harmonizer.lib`` and
 ``harmonizer.ffi`` with no hand-written mirror to drift. A few classes on top make the common
-path Pythonic: :class:`Config`, :class:`Engine`, :class:`Producer`, :func:`encode_flip` and
-:class:`HarmonizerError`.
+path Pythonic: :class:`Config`, :class:`Engine`, :class:`Producer`, :class:`Pool`,
+:func:`encode_flip` and :class:`HarmonizerError`.
 
 The shared library is found through ``HARMONIZER_LIB`` (a path), else the system's search
 (``ctypes.util.find_library("harmonizer")``). The header is the package's copy, or
@@ -23,7 +23,7 @@ import re
 
 import cffi
 
-__all__ = ["ffi", "lib", "Config", "Engine", "Producer", "HarmonizerError", "encode_flip"]
+__all__ = ["ffi", "lib", "Config", "Engine", "Producer", "Pool", "HarmonizerError", "encode_flip"]
 
 
 def _header_path():
@@ -109,9 +109,42 @@ def _check(status, last_error, informational=False):
     raise HarmonizerError(status, ffi.string(text).decode() if text != ffi.NULL else "")
 
 
+def _struct_dict(p, ctype):
+    """A size-tagged struct's fields as a dict, ``struct_size`` left out."""
+    return {name: getattr(p, name) for name, _ in ffi.typeof(ctype).fields if name != "struct_size"}
+
+
+class Pool:
+    """``hz_pool``: one staging budget shared by the engines whose configurations are given it
+    (``cfg.set("pool", pool)``; docs/staging.md). Engines built with it keep it alive after
+    ``close``. ``per_engine_max_bytes`` 0 is the capacity, ``bid_ttl_ns`` 0 is 100 ms."""
+
+    def __init__(self, capacity_bytes, per_engine_max_bytes=0, bid_ttl_ns=0):
+        out = ffi.new("hz_pool **")
+        _check(lib.hz_pool_new(capacity_bytes, per_engine_max_bytes, bid_ttl_ns, out), lib.hz_last_error)
+        self._h = out[0]
+
+    def stats(self):
+        """``hz_pool_counters`` as a dict."""
+        out = _sized("hz_pool_counters *")
+        _check(lib.hz_pool_stats(self._h, out), lambda: lib.hz_pool_last_error(self._h))
+        return _struct_dict(out, "hz_pool_counters")
+
+    def close(self):
+        lib.hz_pool_free(self._h)
+        self._h = ffi.NULL
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 class Config:
     """``hz_config``: what an engine is built from. ``set(name, *args)`` calls
-    ``hz_config_set_<name>`` (e.g. ``cfg.set("policy", lib.HZ_POLICY_ALWAYS)``)."""
+    ``hz_config_set_<name>`` (e.g. ``cfg.set("policy", lib.HZ_POLICY_ALWAYS)``); a :class:`Pool`
+    passes as its handle (``cfg.set("pool", pool)``, ``None`` for no pool)."""
 
     def __init__(self, recipient_id, streams, capacity_bytes, max_payload):
         out = ffi.new("hz_config **")
@@ -120,6 +153,7 @@ class Config:
 
     def set(self, name, *args):
         fn = getattr(lib, "hz_config_set_" + name)
+        args = [a._h if isinstance(a, Pool) else ffi.NULL if a is None else a for a in args]
         _check(fn(self._h, *args), lambda: lib.hz_config_last_error(self._h))
         return self
 
@@ -271,7 +305,14 @@ class Engine:
         """``hz_stats`` as a dict."""
         out = _sized("hz_stats *")
         _check(lib.hz_engine_stats(self._h, out), self._last_error)
-        return {name: getattr(out, name) for name, _ in ffi.typeof("hz_stats").fields if name != "struct_size"}
+        return _struct_dict(out, "hz_stats")
+
+    def staging_demand(self):
+        """``hz_staging_demand`` as a dict: what the engine wants staged and holds, as of its
+        last poll."""
+        out = _sized("hz_staging_demand *")
+        _check(lib.hz_engine_staging_demand(self._h, out), self._last_error)
+        return _struct_dict(out, "hz_staging_demand")
 
     def close(self):
         lib.hz_engine_free(self._h)
