@@ -58,7 +58,9 @@ fn a_shared_pool_and_spread_starts_against_per_engine_budgets() {
     v.engine.shared_pool_kib = total_kib;
     let shared = run(&v);
 
-    for (p, what) in [(&unlimited, "unlimited"), (&spread, "spread"), (&per_engine, "per-engine"), (&shared, "shared")] {
+    for (p, what) in
+        [(&unlimited, "unlimited"), (&spread, "spread"), (&per_engine, "per-engine"), (&shared, "shared")]
+    {
         exactly_once(p, what);
         assert_eq!(switches(p), switches(&unlimited), "{what}: the same switches happen");
     }
@@ -67,8 +69,10 @@ fn a_shared_pool_and_spread_starts_against_per_engine_budgets() {
     assert_eq!(seamless(&spread), switches(&spread));
     // The fleet-wide announce: every recipient subscribes in one instant without spreading; with
     // it, the starts are spread over min(3 s, half the 6 s warning).
-    let (burst, spread_burst) =
-        (unlimited.fleet.peak_subscribes_within(100_000_000), spread.fleet.peak_subscribes_within(100_000_000));
+    let (burst, spread_burst) = (
+        unlimited.fleet.peak_subscribes_within(100_000_000),
+        spread.fleet.peak_subscribes_within(100_000_000),
+    );
     assert!(burst >= 100, "{burst}");
     assert!(spread_burst * 4 <= burst, "{spread_burst} vs {burst}");
     // A quarter window each is no window: per-engine budgets stage nothing.
@@ -77,7 +81,11 @@ fn a_shared_pool_and_spread_starts_against_per_engine_budgets() {
     // The same memory shared: every canary move (8 recipients each) is seamless, and more
     // besides; the pool never granted more than it has.
     let canaries = |p: &PassOutcome| {
-        p.recipients.iter().flat_map(|r| &r.switches).filter(|s| s.t_ns < 21_000_000_000 && s.seamless).count()
+        p.recipients
+            .iter()
+            .flat_map(|r| &r.switches)
+            .filter(|s| s.t_ns < 21_000_000_000 && s.seamless)
+            .count()
     };
     assert_eq!(canaries(&shared), 32);
     assert!(seamless(&shared) > 32);
