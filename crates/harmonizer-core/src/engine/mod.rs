@@ -362,6 +362,17 @@ impl StreamProducer {
     }
 }
 
+/// What the plan keeps per stream (`Engine::staging`).
+#[derive(Clone, Copy)]
+struct StagingState {
+    /// What the engine holds of its shared pool, bytes.
+    granted: [u64; MAX_STREAMS],
+    /// When a start the plan asks for may begin (spread), 0 when not asked.
+    start_at: [u64; MAX_STREAMS],
+    /// Clock ns an ANNOUNCE expects the switch to it, 0 if none.
+    announce_at: [u64; MAX_STREAMS],
+}
+
 /// Per-stream engine state.
 struct Stream {
     id: u32,
@@ -486,17 +497,16 @@ pub struct Engine {
     liveness: Liveness,
     default_window: usize,
     budget: u64,
-    /// The shared budget, if any, and what this engine holds of it per stream (bytes).
+    /// The shared budget, if any (what this engine holds of it: `staging.granted`).
     pool: Option<Arc<StagingPool>>,
-    granted: [u64; MAX_STREAMS],
     /// This engine's standing bid in `pool` (0: none), to withdraw once granted.
     bid: u64,
     cold_cost_ns: u64,
     spread: Spread,
-    /// Per stream: when a start the plan asks for may begin (spread), 0 when not asked.
-    start_at: [u64; MAX_STREAMS],
-    /// Per stream: clock ns an ANNOUNCE expects the switch to it, 0 if none.
-    announce_at: [u64; MAX_STREAMS],
+    /// Per-stream staging state of the plan, boxed: it is touched once per poll, and kept
+    /// out of the engine's body the delivery loop works on (inline, its 384 bytes cost the
+    /// steady-state loop register spills: 6.5 instructions per event, issue 16).
+    staging: Box<StagingState>,
     demand: StagingDemand,
     /// Largest data frame (header, frame header, `max_payload`): the budget's estimate of a
     /// record until data has been delivered.
@@ -585,7 +595,7 @@ impl Drop for Engine {
     /// Gives back what the engine holds of a shared pool, and withdraws its bid.
     fn drop(&mut self) {
         if let Some(pool) = &self.pool {
-            pool.give_back(self.granted.iter().sum());
+            pool.give_back(self.staging.granted.iter().sum());
             pool.withdraw(self.bid);
         }
     }
@@ -676,12 +686,14 @@ impl Engine {
             default_window: config.default_window.max(1),
             budget: config.staging_budget_bytes as u64,
             pool: config.staging_pool.clone(),
-            granted: [0; MAX_STREAMS],
             bid: 0,
             cold_cost_ns: config.cold_switch_cost_ns,
             spread: config.spread,
-            start_at: [0; MAX_STREAMS],
-            announce_at: [0; MAX_STREAMS],
+            staging: Box::new(StagingState {
+                granted: [0; MAX_STREAMS],
+                start_at: [0; MAX_STREAMS],
+                announce_at: [0; MAX_STREAMS],
+            }),
             demand: StagingDemand::default(),
             max_frame,
             streams: streams.into_boxed_slice(),

@@ -542,7 +542,7 @@ impl Engine {
                     self.streams[target].announced = true;
                     // When the switch is expected, on this engine's clock (a staging start
                     // is spread within a share of it).
-                    self.announce_at[target] =
+                    self.staging.announce_at[target] =
                         if f.expected_in_ns == 0 { 0 } else { self.now_ns.saturating_add(f.expected_in_ns) };
                     self.apply_plan(h);
                 }
@@ -550,7 +550,7 @@ impl Engine {
             FlipAction::Cancel => {
                 self.stats.flips_applied += 1;
                 self.streams[target].announced = false;
-                self.announce_at[target] = 0;
+                self.staging.announce_at[target] = 0;
                 if self.pending.is_some_and(|p| p.to == target) {
                     self.pending = None;
                 }
@@ -591,7 +591,7 @@ impl Engine {
         self.active_heard_ns = self.now_ns;
         self.silence_reported = false;
         self.streams[to].announced = false;
-        self.announce_at[to] = 0;
+        self.staging.announce_at[to] = 0;
         self.policy.switched(self.streams[from].id, self.streams[to].id, self.now_ns);
         let old = &mut self.streams[from];
         if self.keep_previous {
@@ -712,13 +712,13 @@ impl Engine {
             && fill.is_none()
             && !any_staged
             && self.bid == 0
-            && (self.pool.is_none() || self.granted.iter().all(|&g| g == 0))
+            && (self.pool.is_none() || self.staging.granted.iter().all(|&g| g == 0))
         {
             // Nothing staged, wanted or held (the steady state of most engines, polled per
             // batch): no role to change, no grant to give back, no bid to withdraw.
             if self.demand != StagingDemand::default() {
                 self.demand = StagingDemand::default();
-                self.start_at = [0; super::MAX_STREAMS];
+                self.staging.start_at = [0; super::MAX_STREAMS];
             }
             return;
         }
@@ -756,19 +756,19 @@ impl Engine {
             demand.urgency = demand.urgency.max(b);
             // A start waits for its place in the spread (armed streams are urgent).
             if self.streams[i].consumer.role() != Role::Staged && !self.streams[i].armed {
-                if self.start_at[i] == 0 {
-                    let eta = match self.announce_at[i] {
+                if self.staging.start_at[i] == 0 {
+                    let eta = match self.staging.announce_at[i] {
                         0 => score.eta_ns,
                         at => at.saturating_sub(now).max(1),
                     };
                     let d = self.spread.delay_ns(self.recipient_id, stream, score.probability, eta);
-                    self.start_at[i] = now.saturating_add(d).max(1);
+                    self.staging.start_at[i] = now.saturating_add(d).max(1);
                 }
-                if now < self.start_at[i] {
+                if now < self.staging.start_at[i] {
                     demand.deferred_streams += 1;
                     demand.next_start_ns = match demand.next_start_ns {
-                        0 => self.start_at[i],
-                        t => t.min(self.start_at[i]),
+                        0 => self.staging.start_at[i],
+                        t => t.min(self.staging.start_at[i]),
                     };
                     continue;
                 }
@@ -778,13 +778,13 @@ impl Engine {
                 continue;
             }
             if let Some(pool) = &self.pool {
-                let held = self.granted[i];
-                let total: u64 = self.granted.iter().sum();
+                let held = self.staging.granted[i];
+                let total: u64 = self.staging.granted.iter().sum();
                 if held >= bytes {
                     pool.give_back(held - bytes);
-                    self.granted[i] = bytes;
+                    self.staging.granted[i] = bytes;
                 } else if pool.try_grant(bytes - held, total, b, now) {
-                    self.granted[i] = bytes;
+                    self.staging.granted[i] = bytes;
                 } else if held > 0 {
                     // Keep the window it holds.
                     window = (held / frame).max(1) as usize;
@@ -801,24 +801,24 @@ impl Engine {
         }
         for (i, w) in wanted.iter().enumerate().take(self.streams.len()) {
             if !w {
-                self.start_at[i] = 0;
+                self.staging.start_at[i] = 0;
             }
         }
         if let Some(pool) = &self.pool {
             // Rule 3: the smallest grant yields to a bid worth far more.
             let smallest = (0..self.streams.len())
-                .filter(|&i| allowed[i] != 0 && self.granted[i] != 0)
+                .filter(|&i| allowed[i] != 0 && self.staging.granted[i] != 0)
                 .min_by(|&a, &b| benefit[a].total_cmp(&benefit[b]));
             if let Some(i) = smallest {
                 if pool.outbid(benefit[i], now) {
-                    pool.yield_to_bid(self.granted[i]);
-                    self.granted[i] = 0;
+                    pool.yield_to_bid(self.staging.granted[i]);
+                    self.staging.granted[i] = 0;
                     used -= allowed[i] as u64 * frame;
                     allowed[i] = 0;
                     demand.refused_streams += 1;
                 }
             }
-            for (i, g) in self.granted.iter_mut().enumerate() {
+            for (i, g) in self.staging.granted.iter_mut().enumerate() {
                 if allowed[i] == 0 || Some(i) == fill {
                     pool.give_back(*g);
                     *g = 0;
@@ -831,7 +831,7 @@ impl Engine {
             }
         }
         demand.granted_bytes = used;
-        demand.pool_bytes = self.granted.iter().sum();
+        demand.pool_bytes = self.staging.granted.iter().sum();
         demand.staged_streams = allowed.iter().filter(|&&w| w != 0).count() as u32;
         self.demand = demand;
         for (i, s) in self.streams.iter_mut().enumerate() {
