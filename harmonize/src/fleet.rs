@@ -93,7 +93,7 @@ impl Budget {
 
 /// One run's row.
 #[derive(Debug, Serialize)]
-struct Row {
+pub(crate) struct Row {
     budget: Budget,
     /// The staging memory of the run, bytes (0: unlimited).
     total_bytes: u64,
@@ -131,7 +131,7 @@ struct Row {
 }
 
 #[derive(Debug, Serialize)]
-struct Report {
+pub(crate) struct Report {
     scenario: String,
     seed: u64,
     recipients: u32,
@@ -141,6 +141,105 @@ struct Report {
     total_kib: u32,
     spread_ms: u32,
     runs: Vec<Row>,
+}
+
+/// Runs `sc` once per way of giving it `total_kib` of staging memory in `budgets`, in order.
+fn compare(
+    sc: &Scenario,
+    budgets: &[Budget],
+    total_kib: u32,
+    spread_ms: u32,
+    kind: PolicyKind,
+) -> Result<Vec<Row>, String> {
+    let world = world::render(sc);
+    let dur_ms = world.duration_ns / 1_000_000;
+    let bar = progress_bar(budgets.len() as u64 * dur_ms);
+    let total = u64::from(total_kib) * 1024;
+    let n = u64::from(sc.recipients.count);
+    let mut rows = Vec::new();
+    for (i, &b) in budgets.iter().enumerate() {
+        bar.set_message(b.name());
+        let mut v: Scenario = sc.clone();
+        v.engine.staging_budget_kib = 0;
+        v.engine.staging_budget_bytes = 0;
+        v.engine.shared_pool_kib = 0;
+        v.engine.spread_max_ms = 0.0;
+        match b {
+            Budget::Unlimited => {}
+            Budget::UnlimitedSpread => v.engine.spread_max_ms = f64::from(spread_ms),
+            Budget::PerEngine => v.engine.staging_budget_bytes = (total / n).max(1),
+            Budget::Shared => v.engine.shared_pool_kib = total_kib,
+            Budget::SharedSpread => {
+                v.engine.shared_pool_kib = total_kib;
+                v.engine.spread_max_ms = f64::from(spread_ms);
+            }
+        }
+        let base = i as u64 * dur_ms;
+        let pass = lockstep::run(&v, &world, kind, None, &mut |t| {
+            bar.set_position(base + (t / 1_000_000).min(dur_ms))
+        })?;
+        rows.push(row(b, &v, total, &pass));
+    }
+    bar.finish_and_clear();
+    Ok(rows)
+}
+
+/// The demo's fleet section: the embedded fleet scenario with `recipients` recipients, the
+/// same memory per engine and shared, and all of it with and without spread starts.
+pub(crate) fn demo_section(recipients: u32) -> Result<Report, String> {
+    let mut sc = file::parse(file::FLEET_NAME, file::FLEET_TOML)?;
+    sc.recipients.count = recipients;
+    sc.validate().map_err(|e| format!("{}: {e}", file::FLEET_NAME))?;
+    // The file's memory is a quarter window per recipient of its 256; keep that share.
+    let total_kib = (u64::from(sc.engine.shared_pool_kib) * u64::from(recipients) / 256).max(1) as u32;
+    let spread_ms = 3000;
+    let budgets = [Budget::PerEngine, Budget::Shared, Budget::Unlimited, Budget::UnlimitedSpread];
+    let runs = compare(&sc, &budgets, total_kib, spread_ms, PolicyKind::Manual)?;
+    Ok(Report {
+        scenario: sc.name.clone(),
+        seed: sc.seed,
+        recipients,
+        streams: sc.streams,
+        duration_s: sc.duration_s,
+        policy: PolicyKind::Manual.name(),
+        total_kib,
+        spread_ms,
+        runs,
+    })
+}
+
+/// The demo's fleet section as lines under its table.
+pub(crate) fn demo_table(r: &Report) -> String {
+    let mut out = String::new();
+    let get = |b: Budget| r.runs.iter().find(|x| x.budget == b);
+    let _ = writeln!(
+        out,
+        "\nstaging across a fleet ({} recipients in one process, scenario \"{}\", policy {}; `harmonize fleet` has the whole table):",
+        r.recipients, r.scenario, r.policy
+    );
+    if let (Some(p), Some(s)) = (get(Budget::PerEngine), get(Budget::Shared)) {
+        let _ = writeln!(
+            out,
+            "  the same {} KiB of staging memory: per engine {}/{} switches seamless ({:.1}%), shared {}/{} ({:.1}%)",
+            r.total_kib,
+            p.seamless,
+            p.switches,
+            100.0 * p.seamless_share,
+            s.seamless,
+            s.switches,
+            100.0 * s.seamless_share
+        );
+    }
+    if let (Some(u), Some(v)) = (get(Budget::Unlimited), get(Budget::UnlimitedSpread)) {
+        let _ = writeln!(
+            out,
+            "  staging starts in the worst 100 ms: {} at once, {} spread over at most {} ms ({} and {} seamless of {})",
+            u.peak_subscribes_per_100ms, v.peak_subscribes_per_100ms, r.spread_ms, u.seamless, v.seamless, u.switches
+        );
+    }
+    let lost: u64 = r.runs.iter().map(|x| x.lost + x.duplicates + x.out_of_order + x.corrupt).sum();
+    let _ = writeln!(out, "  lost, duplicated, out of order or corrupt events in these runs: {lost}");
+    out
 }
 
 /// Runs `harmonize fleet`.
@@ -170,36 +269,7 @@ pub fn run(a: FleetArgs) -> Result<(), String> {
         FleetPolicy::Manual => PolicyKind::Manual,
         FleetPolicy::Predictor => PolicyKind::Predictor,
     };
-    let world = world::render(&sc);
-    let dur_ms = world.duration_ns / 1_000_000;
-    let bar = progress_bar(Budget::ALL.len() as u64 * dur_ms);
-    let total = u64::from(total_kib) * 1024;
-    let n = u64::from(sc.recipients.count);
-    let mut rows = Vec::new();
-    for (i, b) in Budget::ALL.into_iter().enumerate() {
-        bar.set_message(b.name());
-        let mut v: Scenario = sc.clone();
-        v.engine.staging_budget_kib = 0;
-        v.engine.staging_budget_bytes = 0;
-        v.engine.shared_pool_kib = 0;
-        v.engine.spread_max_ms = 0.0;
-        match b {
-            Budget::Unlimited => {}
-            Budget::UnlimitedSpread => v.engine.spread_max_ms = f64::from(a.spread_ms),
-            Budget::PerEngine => v.engine.staging_budget_bytes = (total / n).max(1),
-            Budget::Shared => v.engine.shared_pool_kib = total_kib,
-            Budget::SharedSpread => {
-                v.engine.shared_pool_kib = total_kib;
-                v.engine.spread_max_ms = f64::from(a.spread_ms);
-            }
-        }
-        let base = i as u64 * dur_ms;
-        let pass = lockstep::run(&v, &world, kind, None, &mut |t| {
-            bar.set_position(base + (t / 1_000_000).min(dur_ms))
-        })?;
-        rows.push(row(b, &v, total, &pass));
-    }
-    bar.finish_and_clear();
+    let rows = compare(&sc, &Budget::ALL, total_kib, a.spread_ms, kind)?;
     let rep = Report {
         scenario: sc.name.clone(),
         seed: sc.seed,

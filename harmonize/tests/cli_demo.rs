@@ -109,10 +109,39 @@ fn check_key_order(text: &str) {
     assert!(objects >= 1);
 }
 
+/// The demo's fleet section (issue 16): the same staging memory shared makes switches seamless
+/// that per-engine budgets cannot; spreading starts cuts the worst 100 ms of subscriptions;
+/// nothing is lost anywhere.
+fn check_fleet(v: &Value) {
+    assert_eq!(u(v, "recipients"), 128);
+    let run = |name: &str| {
+        v["runs"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["budget"] == name))
+            .unwrap_or_else(|| panic!("no fleet run {name} in {v}"))
+    };
+    let (per, shared, unl, spread) =
+        (run("per_engine"), run("shared"), run("unlimited"), run("unlimited_spread"));
+    for r in [per, shared, unl, spread] {
+        assert_eq!(
+            (u(r, "lost"), u(r, "duplicates"), u(r, "out_of_order"), u(r, "corrupt")),
+            (0, 0, 0, 0),
+            "{r}"
+        );
+        assert_eq!(u(r, "switches"), u(unl, "switches"));
+    }
+    assert!(u(shared, "seamless") > u(per, "seamless"), "{v}");
+    assert!(u(spread, "peak_subscribes_per_100ms") * 4 <= u(unl, "peak_subscribes_per_100ms"), "{v}");
+    assert_eq!(u(spread, "seamless"), u(unl, "switches"));
+}
+
 #[test]
 fn demo_default_json() {
-    let (v, text) = json(&["demo", "--json"]);
+    // The fleet section with 128 recipients (its canary groups), not the default 256: a debug
+    // build runs it in a test.
+    let (v, text) = json(&["demo", "--json", "--fleet", "128"]);
     check_key_order(&text);
+    check_fleet(&v["fleet"]);
     assert_eq!(v["scenario"]["name"], "demo");
     let names: Vec<&str> =
         v["policies"].as_array().expect("array").iter().filter_map(|p| p["name"].as_str()).collect();
@@ -142,7 +171,7 @@ fn demo_default_json() {
 #[test]
 fn sim_demo_file_equals_the_embedded_demo() {
     let args = ["--recipients", "2", "--policy", "predictor,never", "--json"];
-    let (a, _) = json(&[&["demo"][..], &args].concat());
+    let (a, _) = json(&[&["demo", "--fleet", "0"][..], &args].concat());
     let (b, _) = json(&[&["sim", "--scenario", &scenario("demo.toml")][..], &args].concat());
     let strip = |mut v: Value| {
         for p in v["policies"].as_array_mut().expect("array") {

@@ -94,6 +94,11 @@ Every key of a scenario file is documented in docs/demo.md.";
 pub struct DemoArgs {
     #[command(flatten)]
     flags: RunFlags,
+    /// Recipients of the fleet section under the table (the embedded fleet scenario: the same
+    /// staging memory per engine and shared, starts with and without spreading); 0: no fleet
+    /// section. Its canary groups are among the first 128.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    fleet: u32,
 }
 
 /// `harmonize sim`.
@@ -110,7 +115,7 @@ pub struct SimArgs {
 /// `harmonize demo`: the embedded default scenario.
 pub fn run_demo(a: DemoArgs) -> Result<(), String> {
     let sc = file::parse(file::DEMO_NAME, file::DEMO_TOML)?;
-    run(sc, file::DEMO_NAME, &a.flags)
+    run(sc, file::DEMO_NAME, &a.flags, a.fleet)
 }
 
 /// `harmonize sim --scenario FILE`.
@@ -118,10 +123,10 @@ pub fn run_sim(a: SimArgs) -> Result<(), String> {
     let file = a.scenario.display().to_string();
     let text = std::fs::read_to_string(&a.scenario).map_err(|e| format!("{file}: cannot read: {e}"))?;
     let sc = file::parse(&file, &text)?;
-    run(sc, &file, &a.flags)
+    run(sc, &file, &a.flags, 0)
 }
 
-fn run(mut sc: Scenario, file: &str, f: &RunFlags) -> Result<(), String> {
+fn run(mut sc: Scenario, file: &str, f: &RunFlags, fleet: u32) -> Result<(), String> {
     if let Some(seed) = f.seed {
         sc.seed = seed;
     }
@@ -169,10 +174,27 @@ fn run(mut sc: Scenario, file: &str, f: &RunFlags) -> Result<(), String> {
     }
     bar.finish_and_clear();
     let rep = report::Report::new(&sc, file, &world, &passes);
+    let fleet = if fleet > 0 { Some(crate::fleet::demo_section(fleet)?) } else { None };
     if f.json {
-        println!("{}", rep.to_json()?);
+        match &fleet {
+            None => println!("{}", rep.to_json()?),
+            Some(fleet) => {
+                /// The report's keys in their order, then the fleet section.
+                #[derive(serde::Serialize)]
+                struct WithFleet<'a> {
+                    #[serde(flatten)]
+                    report: &'a report::Report,
+                    fleet: &'a crate::fleet::Report,
+                }
+                let v = WithFleet { report: &rep, fleet };
+                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| format!("json: {e}"))?);
+            }
+        }
     } else {
         print!("{}", rep.to_table());
+        if let Some(fl) = &fleet {
+            print!("{}", crate::fleet::demo_table(fl));
+        }
     }
     if let Some(path) = &f.plot {
         let pass = &passes[plotted];
