@@ -5,9 +5,9 @@
 //! For three payload families, compresses each payload on its own with LZ4 (`lz4_flex`, the
 //! block format, one reused buffer, with and without a dictionary of other payloads of the
 //! same family), and reports, side by side in one run:
-//! - the bytes a staged window would hold per record (ring frames: 8 + 32 + payload, or
-//!   + 4-byte length prefix + compressed payload, rounded up to 8), so how many more records
-//!   the same ring would keep;
+//! - the bytes a staged window would hold per record (ring frames of 8 + 32 + payload bytes,
+//!   or of a 4-byte length prefix and the compressed payload, rounded up to 8), so how many
+//!   more records the same ring would keep;
 //! - the producer's cost per event to compress, and the consumer's to decompress, next to what
 //!   the engine itself costs per event (a push and its share of a `poll(64)`, measured here);
 //! - what decompressing a whole 100-record window would add to a staged switch's stall.
