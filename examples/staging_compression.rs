@@ -99,6 +99,9 @@ fn profile_json(r: &mut u64) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// Makes one payload of a family from the generator state.
+type Maker = fn(&mut u64) -> Vec<u8>;
+
 fn frame(payload: usize) -> usize {
     (8 + 32 + payload).next_multiple_of(8)
 }
@@ -155,7 +158,7 @@ fn engine_per_event(payloads: &[Vec<u8>]) -> f64 {
 }
 
 fn main() {
-    let families: [(&str, fn(&mut u64) -> Vec<u8>); 3] =
+    let families: [(&str, Maker); 3] =
         [("order JSON", order_json), ("binary tick", tick_binary), ("profile JSON", profile_json)];
     println!("staging_compression: {N} payloads per family, LZ4 block format (lz4_flex), medians of {ROUNDS} rounds");
     println!(
