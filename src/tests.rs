@@ -584,7 +584,7 @@ fn pool_new_checks_its_arguments_and_settles_the_defaults() {
     // SAFETY: the C contract (crate docs): every handle passed is live (or NULL where that
     // is the point), every other pointer a live local of the size named.
     unsafe {
-        let sentinel = 0x5EA1_F00D_usize as *mut hz_pool;
+        let sentinel = ptr::without_provenance_mut::<hz_pool>(0x5EA1_F00D); // never dereferenced
         let mut p = sentinel;
         assert_eq!(hz_pool_new(1 << 20, 0, 0, ptr::null_mut()), HZ_ERR_NULL);
         assert!(last_error().contains("out is NULL"), "{}", last_error());

@@ -731,6 +731,8 @@ impl Engine {
         let now = self.now_ns;
         let mut allowed = [0usize; super::MAX_STREAMS];
         let mut benefit = [f32::INFINITY; super::MAX_STREAMS];
+        // What each allowed window is priced at (its grant), bytes.
+        let mut cost = [0u64; super::MAX_STREAMS];
         let mut wanted = [false; super::MAX_STREAMS];
         let mut used = 0u64;
         let mut demand = StagingDemand::default();
@@ -739,7 +741,8 @@ impl Engine {
         // outside a shared pool: recovery is not refused).
         if let Some(x) = fill {
             allowed[x] = self.streams[x].consumer.max_records();
-            used += allowed[x] as u64 * frame;
+            cost[x] = allowed[x] as u64 * frame;
+            used += cost[x];
         }
         for (k, &(stream, window)) in self.plan.entries().iter().enumerate() {
             let Some(i) = self.index_of(stream) else { continue };
@@ -798,6 +801,7 @@ impl Engine {
             used += bytes;
             allowed[i] = window;
             benefit[i] = b;
+            cost[i] = bytes;
         }
         for (i, w) in wanted.iter().enumerate().take(self.streams.len()) {
             if !w {
@@ -813,7 +817,7 @@ impl Engine {
                 if pool.outbid(benefit[i], now) {
                     pool.yield_to_bid(self.staging.granted[i]);
                     self.staging.granted[i] = 0;
-                    used -= allowed[i] as u64 * frame;
+                    used -= cost[i];
                     allowed[i] = 0;
                     demand.refused_streams += 1;
                 }
