@@ -1606,13 +1606,15 @@ hz_status hz_flip_decode(const uint8_t *bytes_ptr, size_t len, hz_flip *out, uin
  (the switch's probability times `hz_config_set_cold_switch_cost`), and a grant worth less
  than half a standing bid is given back to it (docs/staging.md). `per_engine_max_bytes` is
  the most one engine may hold (0, or above the capacity: the capacity); `bid_ttl_ns` how long
- a refused bid stands without being renewed, in the engines' clock ns (0: 100 ms). Engines
+ a refused bid stands without being renewed, in the engines' clock ns (0: 100 ms; at most an
+ hour, 3,600,000,000,000). Engines
  sharing a pool must share a clock timebase: the default monotonic clock does; application
  clocks (`hz_config_set_clock`) must all count from the same origin.
 
  Ownership: on `HZ_OK`, `*out` is a new pool the caller frees with `hz_pool_free`; engines
  built with it keep it alive after that. Errors (the reason in `hz_last_error`):
- `HZ_ERR_NULL` (`out`), `HZ_ERR_CONFIG` (`capacity_bytes` 0 or above `HZ_MAX_POOL_BYTES`).
+ `HZ_ERR_NULL` (`out`), `HZ_ERR_CONFIG` (`capacity_bytes` 0 or above `HZ_MAX_POOL_BYTES`;
+ `bid_ttl_ns` above an hour).
  Any thread; the handle is then used by one thread at a time.
  */
 hz_status hz_pool_new(uint64_t capacity_bytes, uint64_t per_engine_max_bytes, uint64_t bid_ttl_ns, hz_pool **out);

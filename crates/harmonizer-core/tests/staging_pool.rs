@@ -251,7 +251,7 @@ fn concurrent_engines_never_exceed_the_pool() {
     let samples = monitor.join().unwrap();
     let s = pool.stats();
     assert!(s.peak_used_bytes <= s.capacity_bytes && max_seen.load(Ordering::Relaxed) <= s.capacity_bytes);
-    assert!(s.refusals > 0 && s.grants > 0, "the pool was contended: {s:?}");
+    assert!(s.refusals > 0 && s.grants > 0 && s.yields > 0, "the pool was contended: {s:?}");
     drop(engines);
     assert_eq!(pool.used(), 0);
     eprintln!("{samples} samples of the pool, {s:?}");
@@ -303,4 +303,91 @@ fn an_announce_to_a_fleet_spreads_its_staging_starts() {
     // 256 over ten 100 ms slots: 25.6 each; at most twice that anywhere.
     assert!(per_100ms.iter().all(|&n| n <= 51), "{per_100ms:?}");
     assert!(per_100ms[..10].iter().all(|&n| n >= 10), "{per_100ms:?}");
+}
+
+/// Review finding 1: at a switch the new active stream's grant was still counted while the old
+/// stream (the switchback target, staged by the switch) asked for its window, so a pool of one
+/// window sent `Unsubscribe` for the old stream at every switch (emptying the ring that could
+/// still fill the switch's gap) and `Subscribe` again a poll later.
+#[test]
+fn a_switch_hands_the_targets_grant_to_the_old_stream() {
+    let pool = Arc::new(StagingPool::new(PoolConfig::new(WINDOW_BYTES)).unwrap());
+    let (mut b, mut bp, clock) = engine(pooled(2, &pool), Box::new(ManualStage));
+    let mut rb = Recorder::default();
+    let mut f = flip(FlipAction::Announce, 9, 1);
+    f.expected_in_ns = 5_000 * MS;
+    push_flip(&mut bp[0], 1, &f);
+    poll_all(&mut b, &mut rb);
+    for seq in 1..=50 {
+        push_data(&mut bp[0], 0, seq).unwrap();
+        push_data(&mut bp[1], 0, seq).unwrap();
+    }
+    push_flip(&mut bp[0], 10_000, &flip(FlipAction::Switch, 10, 1));
+    b.poll(1000, &mut rb);
+    clock.set(MS);
+    poll_all(&mut b, &mut rb);
+    let n = stage_notices(&rb);
+    assert!(!n.contains(&N::Unsubscribe { stream: 0 }), "{n:?}");
+    assert_eq!(b.staged_streams().collect::<Vec<_>>(), vec![0]);
+    assert_eq!(pool.used(), b.staging_demand().pool_bytes);
+    assert!(pool.used() > 0);
+}
+
+/// Review finding 2: an engine that bid 1.0, was granted, and then bid 0.25 for another stream
+/// left its 1.0 word standing (a lower bid posts nothing, and it kept only the new word), so
+/// every request under 0.5 was refused until the word expired.
+#[test]
+fn an_engine_leaves_no_bid_of_its_own_behind() {
+    let pool = Arc::new(StagingPool::new(PoolConfig::new(2 * WINDOW_BYTES)).unwrap());
+    let (pe, pf) = (Scripted::default(), Scripted::default());
+    let (mut e, _ep, ce) = engine(pooled(1, &pool), Box::new(pe.clone()));
+    let (mut f, _fp, cf) = engine(pooled(2, &pool), Box::new(pf.clone()));
+    let (mut re, mut rf) = (Recorder::default(), Recorder::default());
+    let at = |t: u64| {
+        ce.set(t);
+        cf.set(t);
+    };
+    pf.set(&[(1, 0.25), (2, 0.25)]);
+    f.poll(64, &mut rf); // holds the whole pool
+    pe.set(&[(1, 1.0), (2, 0.25)]);
+    at(MS);
+    e.poll(64, &mut re); // both refused for room: bids 1.0
+    assert_eq!(pool.pressure(MS), Some(1e8));
+    at(2 * MS);
+    f.poll(64, &mut rf); // yields one window
+    at(3 * MS);
+    e.poll(64, &mut re); // stream 1 granted, stream 2 refused for room: bids 0.25
+    assert_eq!(e.staging_demand().pool_bytes, WINDOW_BYTES);
+    assert_eq!(pool.pressure(3 * MS), Some(0.25e8), "its granted 1.0 bid is gone");
+    pe.set(&[(1, 1.0)]);
+    at(4 * MS);
+    e.poll(64, &mut re);
+    assert_eq!(pool.pressure(4 * MS), None, "no interest left, no bid left");
+}
+
+/// Review finding 4: a request that can never be granted (above the engine's cap) bid forever,
+/// so a lower request that fits was refused for as long as the engine lived.
+#[test]
+fn a_request_that_can_never_fit_does_not_bid() {
+    let pool = Arc::new(
+        StagingPool::new(PoolConfig { per_engine_max_bytes: 12_000, ..PoolConfig::new(4 * WINDOW_BYTES) })
+            .unwrap(),
+    );
+    let (pe, pf) = (Scripted::default(), Scripted::default());
+    let mut big = EngineConfig::new(1, 3, 1 << 16, 128); // a window priced at 100 × 168 bytes
+    big.staging_pool = Some(pool.clone());
+    let (mut e, _ep, ce) = engine(big, Box::new(pe.clone()));
+    let (mut f, _fp, cf) = engine(pooled(2, &pool), Box::new(pf.clone()));
+    let (mut re, mut rf) = (Recorder::default(), Recorder::default());
+    pe.set(&[(1, 1.0)]);
+    pf.set(&[(1, 0.25)]);
+    for k in 1..100u64 {
+        ce.set(k * MS);
+        cf.set(k * MS);
+        e.poll(64, &mut re);
+        f.poll(64, &mut rf);
+    }
+    assert_eq!(e.staging_demand().refused_streams, 1);
+    assert_eq!(pool.pressure(99 * MS), None);
+    assert_eq!(f.staging_demand().pool_bytes, WINDOW_BYTES, "the request that fits is granted");
 }

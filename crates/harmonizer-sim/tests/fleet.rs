@@ -75,6 +75,15 @@ fn a_shared_pool_and_spread_starts_against_per_engine_budgets() {
     );
     assert!(burst >= 100, "{burst}");
     assert!(spread_burst * 4 <= burst, "{spread_burst} vs {burst}");
+    // The fleet-wide announce, written at 22 s, reaches each recipient on stream 0 up to 22 ms
+    // later (lag and jitter) and expects the switch 6 s after that: every start it causes is
+    // due within min(3 s, 0.5 × 6 s) of it and seen at the next poll (at most 10 ms later), so
+    // all fall in [22 s, 25.032 s], none after, before the rollout.
+    let s = &spread.fleet.stage_subscribes_ns;
+    let in_window = s.iter().filter(|&&t| (22_000_000_000..=25_032_000_000).contains(&t)).count();
+    let late = s.iter().filter(|&&t| (25_032_000_001..28_000_000_000).contains(&t)).count();
+    assert_eq!(late, 0, "{s:?}");
+    assert!(in_window >= 100, "{in_window}");
     // A quarter window each is no window: per-engine budgets stage nothing.
     assert_eq!(seamless(&per_engine), 0);
     assert_eq!(per_engine.fleet.peak_staged_bytes, 0);

@@ -25,7 +25,8 @@ pub use policy::{
     SWITCHBACK_PROBABILITY,
 };
 pub use pool::{
-    PoolConfig, PoolError, PoolStats, Spread, StagingDemand, StagingPool, MAX_POOL_BYTES, YIELD_MARGIN,
+    PoolConfig, PoolError, PoolStats, Refusal, Spread, StagingDemand, StagingPool, MAX_BID_TTL_NS,
+    MAX_POOL_BYTES, YIELD_MARGIN,
 };
 pub use stats::Stats;
 pub use storage::StreamStorage;

@@ -2,8 +2,8 @@
 
 use super::recovery::GapOutcome;
 use super::{
-    Candidate, Engine, Handler, Notice, PendingSwitch, Purpose, RejectReason, StagingDemand, StartAt,
-    SwitchCause, SwitchInFlight,
+    Candidate, Engine, Handler, Notice, PendingSwitch, Purpose, Refusal, RejectReason, StagingDemand,
+    StartAt, SwitchCause, SwitchInFlight,
 };
 use crate::event::{KIND_DATA, KIND_FLIP, KIND_HEARTBEAT};
 use crate::flip::{Flip, FlipAction, MAX_LOCATOR};
@@ -544,6 +544,11 @@ impl Engine {
                     // is spread within a share of it).
                     self.staging.announce_at[target] =
                         if f.expected_in_ns == 0 { 0 } else { self.now_ns.saturating_add(f.expected_in_ns) };
+                    // A new announce redraws the start from its own expected time (a later
+                    // announce may expect the switch sooner).
+                    if self.streams[target].consumer.role() != Role::Staged {
+                        self.staging.start_at[target] = 0;
+                    }
                     self.apply_plan(h);
                 }
             }
@@ -744,6 +749,26 @@ impl Engine {
             cost[x] = allowed[x] as u64 * frame;
             used += cost[x];
         }
+        if let Some(pool) = &self.pool {
+            // Grants no longer needed go back first, so the requests below see the room: the
+            // stream that just became active (a switch plans at once, and its old stream asks
+            // for a window in the same plan), a fill's stream (not charged) and streams the
+            // plan dropped. Our own bid is withdrawn too: it must not keep out our own requests,
+            // and it is posted again below while room is still missing.
+            pool.withdraw(core::mem::take(&mut self.bid));
+            let mut planned = 0u32;
+            for &(stream, _) in self.plan.entries() {
+                if let Some(i) = self.index_of(stream) {
+                    planned |= 1 << i;
+                }
+            }
+            for (i, g) in self.staging.granted.iter_mut().enumerate() {
+                if *g != 0 && (i == self.active || Some(i) == fill || planned & (1 << i) == 0) {
+                    pool.give_back(*g);
+                    *g = 0;
+                }
+            }
+        }
         for (k, &(stream, window)) in self.plan.entries().iter().enumerate() {
             let Some(i) = self.index_of(stream) else { continue };
             if i == self.active || allowed[i] != 0 || wanted[i] {
@@ -786,16 +811,25 @@ impl Engine {
                 if held >= bytes {
                     pool.give_back(held - bytes);
                     self.staging.granted[i] = bytes;
-                } else if pool.try_grant(bytes - held, total, b, now) {
-                    self.staging.granted[i] = bytes;
-                } else if held > 0 {
-                    // Keep the window it holds.
-                    window = (held / frame).max(1) as usize;
-                    bytes = held;
                 } else {
-                    demand.refused_streams += 1;
-                    refused_bid = refused_bid.max(b);
-                    continue;
+                    match pool.try_grant(bytes - held, total, b, now) {
+                        Ok(()) => self.staging.granted[i] = bytes,
+                        Err(why) => {
+                            // Bid only where room is all that is missing: a request that could
+                            // never be granted would keep others out for nothing, and one
+                            // outbid defers to the higher bid.
+                            if why == Refusal::NoRoom {
+                                refused_bid = refused_bid.max(b);
+                            }
+                            if held == 0 {
+                                demand.refused_streams += 1;
+                                continue;
+                            }
+                            // Keep the window it holds.
+                            window = (held / frame).max(1) as usize;
+                            bytes = held;
+                        }
+                    }
                 }
             }
             used += bytes;
@@ -809,9 +843,13 @@ impl Engine {
             }
         }
         if let Some(pool) = &self.pool {
-            // Rule 3: the smallest grant yields to a bid worth far more.
+            // Rule 3: the smallest grant yields to a bid worth far more; never the target of a
+            // switch waiting for its cut-over, and not while a hole waits on the staged
+            // streams or is being recovered (a window emptied then would cost a fetch).
+            let pending = self.pending.map(|p| p.to);
+            let busy = self.holding_gap || self.gap_wait.held() || self.recovery.is_some();
             let smallest = (0..self.streams.len())
-                .filter(|&i| allowed[i] != 0 && self.staging.granted[i] != 0)
+                .filter(|&i| allowed[i] != 0 && self.staging.granted[i] != 0 && Some(i) != pending && !busy)
                 .min_by(|&a, &b| benefit[a].total_cmp(&benefit[b]));
             if let Some(i) = smallest {
                 if pool.outbid(benefit[i], now) {
@@ -829,9 +867,8 @@ impl Engine {
                 }
             }
             if refused_bid > 0.0 {
+                // Our previous word was withdrawn above, so none of ours outlives our interest.
                 self.bid = pool.bid(refused_bid, now);
-            } else if self.bid != 0 {
-                pool.withdraw(core::mem::take(&mut self.bid));
             }
         }
         demand.granted_bytes = used;

@@ -21,13 +21,16 @@
 //! the candidate times what a cold switch costs that engine (`EngineConfig::cold_switch_cost_ns`).
 //! The rules (docs/staging.md has the reasons):
 //! 1. **Never exceeded.** A grant is taken by one compare-exchange on `used` only if it fits.
-//! 2. **A refused request bids.** It posts its benefit to `pressure` (the highest wins) with an
-//!    expiry of `bid_ttl_ns`; the bidder renews it at every poll while it stays refused and
-//!    withdraws it once granted or no longer interested.
+//! 2. **A refused request bids** when only room is missing (not when the request could never
+//!    fit: above the capacity or the engine's cap). It posts its benefit to `pressure` (the
+//!    highest wins) with an expiry of `bid_ttl_ns`; the bidder renews it at every poll while it
+//!    stays refused and withdraws it once granted or no longer interested.
 //! 3. **Lower benefit yields.** An engine whose smallest grant's benefit is below
-//!    `pressure / YIELD_MARGIN` gives that grant back at its next poll, and no request whose
-//!    benefit is below that takes bytes while the bid stands: freed bytes wait for the bidder.
-//!    The margin (2×) keeps near-equal bids from taking bytes from each other back and forth.
+//!    `pressure / YIELD_MARGIN` gives that grant back at its next poll (not the target of a
+//!    switch waiting for its cut-over, and not while a hole waits on the staged streams or is
+//!    recovered), and no request whose benefit is below that takes bytes while the bid
+//!    stands: freed bytes wait for the bidder. The margin (2×) keeps near-equal bids from
+//!    taking bytes from each other back and forth.
 //! 4. **One engine's share is capped** at `per_engine_max_bytes` (default: the whole pool).
 //! 5. Otherwise first come, first served.
 //!
@@ -39,8 +42,9 @@
 //!   only if the sum stays within `capacity`, a `fetch_sub` that gives back). Read-modify-writes
 //!   of one location are totally ordered and each reads the latest value in that order, so no
 //!   interleaving can lift the sum above `capacity` whatever the ordering argument.
-//! - `pressure`: a hint. `fetch_max` and the withdrawing compare-exchange are read-modify-writes
-//!   of one word; a stale read only makes an engine yield a poll late or early, never exceed.
+//! - `pressure`: a hint. Posting (a compare-exchange loop that keeps the higher benefit),
+//!   withdrawing and clearing an expired bid are compare-exchanges of one word; a stale read
+//!   only makes an engine yield a poll late or early, never exceed.
 //! - Statistics words are counters read for reports.
 //!
 //! loom model: `tests/loom_pool.rs` (concurrent grants and give-backs never exceed the capacity
@@ -55,6 +59,22 @@ pub const YIELD_MARGIN: f32 = 2.0;
 /// The largest pool: 2^50 bytes (1 PiB). Anything larger is a configuration mistake.
 pub const MAX_POOL_BYTES: u64 = 1 << 50;
 
+/// The longest a bid may stand unrenewed: one hour (expiries are kept in ms modulo 2^32, so a
+/// bid must be judged well within 24 days of its expiry).
+pub const MAX_BID_TTL_NS: u64 = 3_600_000_000_000;
+
+/// Why [`StagingPool::try_grant`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not enough bytes free now: a request worth bidding for.
+    NoRoom,
+    /// The request can never be granted: above the pool's capacity or the engine's cap with
+    /// what it holds. Bidding for it would only keep others out.
+    NeverFits,
+    /// A standing bid is worth more than [`YIELD_MARGIN`] times this request.
+    Outbid,
+}
+
 /// How to build a pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolConfig {
@@ -63,7 +83,7 @@ pub struct PoolConfig {
     /// The most one engine may hold (default: `capacity_bytes`).
     pub per_engine_max_bytes: u64,
     /// How long a refused bid stands without being renewed, in the engines' clock ns
-    /// (default 100 ms). Engines sharing a pool must share a clock timebase (the default
+    /// (default 100 ms; at most [`MAX_BID_TTL_NS`], an hour). Engines sharing a pool must share a clock timebase (the default
     /// monotonic clock does; a simulation sets every manual clock alike).
     pub bid_ttl_ns: u64,
 }
@@ -82,8 +102,8 @@ pub enum PoolError {
     Capacity(u64),
     /// `per_engine_max_bytes` is 0.
     PerEngine(u64),
-    /// `bid_ttl_ns` is 0.
-    BidTtl,
+    /// `bid_ttl_ns` is 0 or above [`MAX_BID_TTL_NS`].
+    BidTtl(u64),
 }
 
 impl core::fmt::Display for PoolError {
@@ -91,7 +111,9 @@ impl core::fmt::Display for PoolError {
         match self {
             PoolError::Capacity(c) => write!(f, "pool capacity {c} bytes: must be 1 ..= {MAX_POOL_BYTES}"),
             PoolError::PerEngine(c) => write!(f, "per-engine maximum {c} bytes: must be at least 1"),
-            PoolError::BidTtl => write!(f, "bid lifetime 0 ns: must be at least 1"),
+            PoolError::BidTtl(t) => {
+                write!(f, "bid lifetime {t} ns: must be 1 ..= {MAX_BID_TTL_NS} (one hour)")
+            }
         }
     }
 }
@@ -99,7 +121,7 @@ impl core::fmt::Display for PoolError {
 impl std::error::Error for PoolError {}
 
 /// A bid word: the benefit's `f32` bits in the high half (non-negative floats order as their
-/// bits do, so `fetch_max` keeps the highest benefit), the expiry in the low half (ms of the
+/// bits do, so comparing words compares benefits first), the expiry in the low half (ms of the
 /// engines' clock, mod 2^32). 0: no bid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Bid(u64);
@@ -113,10 +135,12 @@ impl Bid {
     fn benefit(self) -> f32 {
         f32::from_bits((self.0 >> 32) as u32)
     }
-    /// Still standing at `now_ns` (wrapping ms arithmetic: good for 24 days either side).
-    fn live(self, now_ns: u64) -> bool {
+    /// Still standing at `now_ns`: its expiry is at most `ttl_ms` ahead (wrapping ms
+    /// arithmetic; an expired word never comes back to life when the ms count wraps, since
+    /// "ahead by at most the lifetime" is a window of at most an hour in 49 days).
+    fn live(self, now_ns: u64, ttl_ms: u32) -> bool {
         let now_ms = (now_ns / 1_000_000) as u32;
-        self.0 != 0 && (self.0 as u32).wrapping_sub(now_ms) as i32 >= 0
+        self.0 != 0 && (self.0 as u32).wrapping_sub(now_ms) <= ttl_ms
     }
 }
 
@@ -159,8 +183,8 @@ impl StagingPool {
         if cfg.per_engine_max_bytes == 0 {
             return Err(PoolError::PerEngine(cfg.per_engine_max_bytes));
         }
-        if cfg.bid_ttl_ns == 0 {
-            return Err(PoolError::BidTtl);
+        if cfg.bid_ttl_ns == 0 || cfg.bid_ttl_ns > MAX_BID_TTL_NS {
+            return Err(PoolError::BidTtl(cfg.bid_ttl_ns));
         }
         Ok(StagingPool {
             cfg,
@@ -195,29 +219,47 @@ impl StagingPool {
         }
     }
 
-    /// The benefit of the standing bid at `now_ns`, if one stands.
+    /// The bid lifetime in ms, rounded up.
+    fn ttl_ms(&self) -> u32 {
+        self.cfg.bid_ttl_ns.div_ceil(1_000_000) as u32
+    }
+
+    /// The benefit of the standing bid at `now_ns`, if one stands. An expired word is cleared.
     pub fn pressure(&self, now_ns: u64) -> Option<f32> {
         let b = Bid(self.pressure.load(Ordering::Relaxed));
-        b.live(now_ns).then(|| b.benefit())
+        if b.live(now_ns, self.ttl_ms()) {
+            return Some(b.benefit());
+        }
+        if b.0 != 0 {
+            let _ = self.pressure.compare_exchange(b.0, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        None
     }
 
     /// Takes `bytes` more for an engine that holds `held` now, for a window worth `benefit`;
-    /// false (and nothing taken) when they do not fit, would lift the engine above its cap, or
-    /// a standing bid is worth more than [`YIELD_MARGIN`] times `benefit` (rule 3). A refused
-    /// request does not bid by itself: see [`bid`](Self::bid).
-    pub fn try_grant(&self, bytes: u64, held: u64, benefit: f32, now_ns: u64) -> bool {
+    /// refused (and nothing taken) when they do not fit now ([`Refusal::NoRoom`]), could never
+    /// fit ([`Refusal::NeverFits`]: more than the capacity, or the engine's cap with what it
+    /// holds), or a standing bid is worth more than [`YIELD_MARGIN`] times `benefit`
+    /// ([`Refusal::Outbid`], rule 3). A refused request does not bid by itself: see
+    /// [`bid`](Self::bid).
+    pub fn try_grant(&self, bytes: u64, held: u64, benefit: f32, now_ns: u64) -> Result<(), Refusal> {
         if bytes == 0 {
-            return true;
+            return Ok(());
         }
-        if held.saturating_add(bytes) > self.cfg.per_engine_max_bytes || self.outbid(benefit, now_ns) {
+        let refuse = |r| {
             self.refusals.fetch_add(1, Ordering::Relaxed);
-            return false;
+            Err(r)
+        };
+        if held.saturating_add(bytes) > self.cfg.per_engine_max_bytes || bytes > self.cfg.capacity_bytes {
+            return refuse(Refusal::NeverFits);
+        }
+        if self.outbid(benefit, now_ns) {
+            return refuse(Refusal::Outbid);
         }
         let mut used = self.used.load(Ordering::Relaxed);
         loop {
             let Some(next) = used.checked_add(bytes).filter(|&n| n <= self.cfg.capacity_bytes) else {
-                self.refusals.fetch_add(1, Ordering::Relaxed);
-                return false;
+                return refuse(Refusal::NoRoom);
             };
             // Relaxed: module docs, `# Orderings` (one word; the RMW order alone keeps the sum
             // within the capacity).
@@ -225,7 +267,7 @@ impl StagingPool {
                 Ok(_) => {
                     self.grants.fetch_add(1, Ordering::Relaxed);
                     self.peak.fetch_max(next, Ordering::Relaxed);
-                    return true;
+                    return Ok(());
                 }
                 Err(now) => used = now,
             }
@@ -251,19 +293,22 @@ impl StagingPool {
         self.pressure(now_ns).is_some_and(|p| p > benefit * YIELD_MARGIN)
     }
 
-    /// Posts a refused request's bid of `benefit`, standing until `now_ns + bid_ttl_ns`;
-    /// returns the word to withdraw it with ([`withdraw`](Self::withdraw)). A higher standing
-    /// bid stays; an expired one is replaced.
+    /// Posts a refused request's bid of `benefit`, standing until `now_ns + bid_ttl_ns`.
+    /// Returns the word to withdraw it with ([`withdraw`](Self::withdraw)), or 0 when a bid at
+    /// least as high stands (then nothing was posted and there is nothing to withdraw). An
+    /// expired bid is replaced. An engine withdraws its previous word before it bids again, so
+    /// it never leaves a word of its own behind.
     pub fn bid(&self, benefit: f32, now_ns: u64) -> u64 {
         let mine = Bid::new(benefit, now_ns.saturating_add(self.cfg.bid_ttl_ns));
         if mine.0 == 0 {
             return 0;
         }
+        let ttl = self.ttl_ms();
         let mut cur = self.pressure.load(Ordering::Relaxed);
         loop {
             let c = Bid(cur);
-            if c.live(now_ns) && c.0 >= mine.0 {
-                return mine.0;
+            if c.live(now_ns, ttl) && c.0 >= mine.0 {
+                return 0;
             }
             match self.pressure.compare_exchange_weak(cur, mine.0, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return mine.0,
@@ -336,11 +381,12 @@ pub struct StagingDemand {
     pub pool_bytes: u64,
     /// Candidates the plan asks for.
     pub wanted_streams: u32,
-    /// Candidates staged now.
+    /// Candidates staged now (a stream staged to fill a gap included).
     pub staged_streams: u32,
     /// Candidates waiting for their spread start ([`Spread`]).
     pub deferred_streams: u32,
-    /// Candidates refused by the budget or the pool at the last plan.
+    /// Candidates refused by the budget or the pool at the last plan, or whose window was given
+    /// back to a higher bid.
     pub refused_streams: u32,
     /// The largest benefit asked for: probability × `cold_switch_cost_ns` (ns of cold stall
     /// the staging would save, in expectation).
@@ -360,13 +406,13 @@ mod tests {
     #[test]
     fn grants_never_exceed_the_capacity() {
         let p = pool(100);
-        assert!(p.try_grant(60, 0, 1.0, 0));
-        assert!(!p.try_grant(41, 0, 1.0, 0));
-        assert!(p.try_grant(40, 0, 1.0, 0));
+        assert_eq!(p.try_grant(60, 0, 1.0, 0), Ok(()));
+        assert_eq!(p.try_grant(41, 0, 1.0, 0), Err(Refusal::NoRoom));
+        assert_eq!(p.try_grant(40, 0, 1.0, 0), Ok(()));
         assert_eq!(p.used(), 100);
         p.give_back(60);
-        assert!(p.try_grant(60, 40, 1.0, 0));
-        assert!(!p.try_grant(1, 0, 1.0, 0));
+        assert_eq!(p.try_grant(60, 40, 1.0, 0), Ok(()));
+        assert_eq!(p.try_grant(1, 0, 1.0, 0), Err(Refusal::NoRoom));
         let s = p.stats();
         assert_eq!((s.used_bytes, s.peak_used_bytes, s.grants, s.refusals), (100, 100, 3, 2));
     }
@@ -374,9 +420,10 @@ mod tests {
     #[test]
     fn the_per_engine_cap_holds() {
         let p = StagingPool::new(PoolConfig { per_engine_max_bytes: 50, ..PoolConfig::new(100) }).unwrap();
-        assert!(p.try_grant(50, 0, 1.0, 0));
-        assert!(!p.try_grant(1, 50, 1.0, 0));
-        assert!(p.try_grant(50, 0, 1.0, 0), "another engine");
+        assert_eq!(p.try_grant(50, 0, 1.0, 0), Ok(()));
+        assert_eq!(p.try_grant(1, 50, 1.0, 0), Err(Refusal::NeverFits));
+        assert_eq!(p.try_grant(50, 0, 1.0, 0), Ok(()), "another engine");
+        assert_eq!(p.try_grant(101, 0, 1.0, 0), Err(Refusal::NeverFits), "above the capacity");
     }
 
     #[test]
@@ -384,14 +431,19 @@ mod tests {
         let p = pool(100);
         let w = p.bid(10.0, 0);
         assert_eq!(p.pressure(0), Some(10.0));
-        assert!(!p.try_grant(10, 0, 4.9, 1_000_000), "below 10 / 2");
-        assert!(p.try_grant(10, 0, 5.0, 1_000_000), "within the margin");
-        // A lower bid does not replace it; a higher one does.
-        p.bid(3.0, 0);
+        assert_eq!(p.try_grant(10, 0, 4.9, 1_000_000), Err(Refusal::Outbid), "below 10 / 2");
+        assert_eq!(p.try_grant(10, 0, 5.0, 1_000_000), Ok(()), "within the margin");
+        // A lower bid does not replace it (and posts nothing to withdraw).
+        assert_eq!(p.bid(3.0, 0), 0);
         assert_eq!(p.pressure(0), Some(10.0));
-        // Expired after 100 ms.
+        // Expired after 100 ms, and cleared.
         assert_eq!(p.pressure(101_000_000), None);
-        assert!(p.try_grant(10, 0, 1.0, 101_000_000));
+        assert_eq!(p.try_grant(10, 0, 1.0, 101_000_000), Ok(()));
+        // An expired word is cleared when read, so it cannot look live again when the ms count
+        // wraps (2^32 ms later its expiry would read as 50 ms ahead).
+        assert_ne!(p.bid(10.0, 200_000_000), 0);
+        assert_eq!(p.pressure(400_000_000), None);
+        assert_eq!(p.pressure((1u64 << 32) * 1_000_000 + 250_000_000), None);
         // Withdrawn by its bidder only.
         let w2 = p.bid(10.0, 200_000_000);
         p.withdraw(w);
@@ -425,7 +477,14 @@ mod tests {
         assert_eq!(StagingPool::new(PoolConfig::new(0)).unwrap_err(), PoolError::Capacity(0));
         assert!(StagingPool::new(PoolConfig::new(MAX_POOL_BYTES + 1)).is_err());
         assert!(StagingPool::new(PoolConfig { per_engine_max_bytes: 0, ..PoolConfig::new(1) }).is_err());
-        assert!(StagingPool::new(PoolConfig { bid_ttl_ns: 0, ..PoolConfig::new(1) }).is_err());
+        assert_eq!(
+            StagingPool::new(PoolConfig { bid_ttl_ns: 0, ..PoolConfig::new(1) }).unwrap_err(),
+            PoolError::BidTtl(0)
+        );
+        assert!(
+            StagingPool::new(PoolConfig { bid_ttl_ns: MAX_BID_TTL_NS + 1, ..PoolConfig::new(1) }).is_err()
+        );
+        assert!(StagingPool::new(PoolConfig { bid_ttl_ns: MAX_BID_TTL_NS, ..PoolConfig::new(1) }).is_ok());
         assert_eq!(Bid::new(0.0, 5).0, 0);
         assert_eq!(Bid::new(f32::NAN, 5).0, 0);
     }
