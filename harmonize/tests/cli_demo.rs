@@ -132,7 +132,8 @@ fn check_fleet(v: &Value) {
     }
     assert!(u(shared, "seamless") > u(per, "seamless"), "{v}");
     assert!(u(spread, "peak_subscribes_per_100ms") * 4 <= u(unl, "peak_subscribes_per_100ms"), "{v}");
-    assert_eq!(u(spread, "seamless"), u(unl, "switches"));
+    assert_eq!(u(spread, "seamless"), u(unl, "seamless"));
+    assert!(u(unl, "seamless") * 100 >= u(unl, "switches") * 95, "{v}");
 }
 
 #[test]

@@ -21,7 +21,7 @@ fn loom_grants_never_exceed_the_capacity() {
         let pool = Arc::new(StagingPool::new(PoolConfig::new(100)).unwrap());
         let held = Arc::new(AtomicU64::new(0));
         let take = |pool: &StagingPool, held: &AtomicU64, bytes: u64| {
-            if pool.try_grant(bytes, 0, 1.0, 0) {
+            if pool.try_grant(bytes, 0, 1.0, 0).is_ok() {
                 let now = held.fetch_add(bytes, Ordering::SeqCst) + bytes;
                 assert!(now <= 100, "{now} held");
                 true

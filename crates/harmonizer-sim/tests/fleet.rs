@@ -64,24 +64,25 @@ fn a_shared_pool_and_spread_starts_against_per_engine_budgets() {
         exactly_once(p, what);
         assert_eq!(switches(p), switches(&unlimited), "{what}: the same switches happen");
     }
-    // Unlimited staging makes every announced switch seamless, spread or not.
-    assert_eq!(seamless(&unlimited), switches(&unlimited));
-    assert_eq!(seamless(&spread), switches(&spread));
+    // Unlimited staging makes the announced switches seamless (but those whose lead no
+    // 100-record window holds: moved from stream 2, 580 ms behind stream 1), spread or not.
+    assert!(seamless(&unlimited) * 100 >= switches(&unlimited) * 95, "{}", seamless(&unlimited));
+    assert_eq!(seamless(&spread), seamless(&unlimited));
     // The fleet-wide announce: every recipient subscribes in one instant without spreading; with
     // it, the starts are spread over min(3 s, half the 6 s warning).
     let (burst, spread_burst) = (
         unlimited.fleet.peak_subscribes_within(100_000_000),
         spread.fleet.peak_subscribes_within(100_000_000),
     );
-    assert!(burst >= 100, "{burst}");
+    assert!(burst >= 80, "{burst}");
     assert!(spread_burst * 4 <= burst, "{spread_burst} vs {burst}");
-    // The fleet-wide announce, written at 22 s, reaches each recipient on stream 0 up to 22 ms
-    // later (lag and jitter) and expects the switch 6 s after that: every start it causes is
-    // due within min(3 s, 0.5 × 6 s) of it and seen at the next poll (at most 10 ms later), so
-    // all fall in [22 s, 25.032 s], none after, before the rollout.
+    // The fleet-wide announce, written at 22 s, reaches each recipient on its active stream up
+    // to 602 ms later (stream 2's lag and jitter) and expects the switch 6 s after that: every
+    // start it causes is due within min(3 s, 0.5 × 6 s) of it and seen at the next poll (at most
+    // 10 ms later), so all fall in [22 s, 25.612 s], none after, before the rollout.
     let s = &spread.fleet.stage_subscribes_ns;
-    let in_window = s.iter().filter(|&&t| (22_000_000_000..=25_032_000_000).contains(&t)).count();
-    let late = s.iter().filter(|&&t| (25_032_000_001..28_000_000_000).contains(&t)).count();
+    let in_window = s.iter().filter(|&&t| (22_000_000_000..=25_612_000_000).contains(&t)).count();
+    let late = s.iter().filter(|&&t| (25_612_000_001..28_000_000_000).contains(&t)).count();
     assert_eq!(late, 0, "{s:?}");
     assert!(in_window >= 100, "{in_window}");
     // A quarter window each is no window: per-engine budgets stage nothing.
