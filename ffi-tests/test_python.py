@@ -263,6 +263,12 @@ def main():
     ps = pool.stats()
     check(ps["used_bytes"] == window <= ps["capacity_bytes"] and ps["refusals"] >= 1, "pool: %r" % ps)
     pool.close()  # the engines keep the pool
+    with hz.Config(3, 2, 1 << 16, 64) as c:
+        try:
+            c.set("pool", pool)
+            raise Failure("a closed pool was passed as no pool")
+        except ValueError as e:
+            check("closed" in str(e), "closed pool: %s" % e)
     pool_a.close()
     pool_b.poll(64, lambda s, h, p: None)
     check(pool_b.staging_demand()["pool_bytes"] == window, "B takes what A gave back")

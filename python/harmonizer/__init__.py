@@ -153,6 +153,10 @@ class Config:
 
     def set(self, name, *args):
         fn = getattr(lib, "hz_config_set_" + name)
+        if any(isinstance(a, Pool) and a._h == ffi.NULL for a in args):
+            # A closed pool's handle is NULL, which the C call reads as "no pool": say so
+            # instead of silently leaving the engines without one.
+            raise ValueError("hz_config_set_%s: the pool is closed" % name)
         args = [a._h if isinstance(a, Pool) else ffi.NULL if a is None else a for a in args]
         _check(fn(self._h, *args), lambda: lib.hz_config_last_error(self._h))
         return self
