@@ -368,7 +368,7 @@ fn table(r: &Report, sc: &Scenario) -> String {
     let mut cells: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
     for x in &r.runs {
         cells.push(vec![
-            x.budget_name().to_string(),
+            x.budget.name().to_string(),
             x.switches.to_string(),
             x.seamless.to_string(),
             format!("{:.1}%", 100.0 * x.seamless_share),
@@ -383,22 +383,7 @@ fn table(r: &Report, sc: &Scenario) -> String {
             (x.out_of_order + x.corrupt).to_string(),
         ]);
     }
-    let widths: Vec<usize> =
-        (0..head.len()).map(|c| cells.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
-    for row in &cells {
-        let line: Vec<String> =
-            row.iter()
-                .enumerate()
-                .map(|(c, v)| {
-                    if c == 0 {
-                        format!("{v:<w$}", w = widths[c])
-                    } else {
-                        format!("{v:>w$}", w = widths[c])
-                    }
-                })
-                .collect();
-        let _ = writeln!(out, "{}", line.join("  "));
-    }
+    out.push_str(&crate::demo::report::align(&cells));
     out.push('\n');
     let per = r.runs.iter().find(|x| x.budget == Budget::PerEngine).map_or(0, |x| x.per_recipient_bytes);
     let _ = writeln!(
@@ -414,7 +399,7 @@ fn table(r: &Report, sc: &Scenario) -> String {
         let _ = writeln!(
             out,
             "pool ({}): {} grants, {} refusals, {} yields, peak {} of {} KiB granted",
-            x.budget_name(),
+            x.budget.name(),
             x.pool_grants,
             x.pool_refusals,
             x.pool_yields,
@@ -423,10 +408,4 @@ fn table(r: &Report, sc: &Scenario) -> String {
         );
     }
     out
-}
-
-impl Row {
-    fn budget_name(&self) -> &'static str {
-        self.budget.name()
-    }
 }

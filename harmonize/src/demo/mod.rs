@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub(crate) mod file;
 mod plot;
-mod report;
+pub(crate) mod report;
 
 use harmonizer_sim::scripted::scenario::Scenario;
 use harmonizer_sim::scripted::{lockstep, world, PolicyKind};

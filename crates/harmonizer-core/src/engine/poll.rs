@@ -860,8 +860,10 @@ impl Engine {
                     demand.refused_streams += 1;
                 }
             }
+            // What was not staged after all (refused by the budget, yielded) goes back; the
+            // fill's stream gave its grant back before the requests.
             for (i, g) in self.staging.granted.iter_mut().enumerate() {
-                if allowed[i] == 0 || Some(i) == fill {
+                if allowed[i] == 0 {
                     pool.give_back(*g);
                     *g = 0;
                 }
@@ -1018,10 +1020,6 @@ fn frame_bytes(payload: usize) -> u64 {
     (crate::event::EVENT_HEADER_SIZE + 8 + payload).next_multiple_of(8) as u64
 }
 
-/// Emits the `Switched` notice of a switch in flight, before the first event the target
-/// delivers from its own ring in order, and counts the switch. Reads the clock only then (once
-/// per switch). Called for every delivered event: the test is inline, one load and a branch,
-/// and the notice is out of line.
 /// The policy sees `rec`, read from the active stream, unless it ignores records
 /// (`observes`: [`super::ArmingPolicy::observes_records`], asked once).
 #[inline(always)]
@@ -1053,6 +1051,10 @@ fn note_delivered(
     }
 }
 
+/// Emits the `Switched` notice of a switch in flight, before the first event the target
+/// delivers from its own ring in order, and counts the switch. Reads the clock only then (once
+/// per switch). Called for every delivered event: the test is inline, one load and a branch,
+/// and the notice is out of line.
 #[inline(always)]
 pub(super) fn emit_switched<H: Handler>(
     in_flight: &mut Option<SwitchInFlight>,
