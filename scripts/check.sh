@@ -78,9 +78,9 @@ cargo test --release --locked -p harmonizer-sim --test predictor -- --ignored
 if [[ "${SKIP_LOOM:-0}" != 1 ]]; then
     step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3})"
     RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" CARGO_TARGET_DIR="$TARGET/loom" \
-        cargo test --release --locked -p harmonizer-core --test loom_ring --test loom_engine --test loom_guard --test loom_pool
+        cargo test --release --locked -p harmonizer-core --test loom_ring --test loom_engine --test loom_guard --test loom_pool --test loom_identity
     RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$TARGET/loom" \
-        cargo clippy --locked -p harmonizer-core --test loom_ring --test loom_engine --test loom_guard --test loom_pool -- -D warnings
+        cargo clippy --locked -p harmonizer-core --test loom_ring --test loom_engine --test loom_guard --test loom_pool --test loom_identity -- -D warnings
 fi
 
 if [[ "${SKIP_MIRI:-0}" != 1 ]]; then

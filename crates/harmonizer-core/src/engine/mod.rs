@@ -153,6 +153,12 @@ pub struct EngineConfig {
     pub spread: Spread,
     /// Default staging window, records (docs/design.md §5: 100).
     pub default_window: usize,
+    /// The identity tier (docs/staging.md): each stream's ring keeps the identities (origin,
+    /// seq, position) of the last `identity_records - 1` records its staged window evicted,
+    /// 40 bytes each, allocated here. A switch whose target's window proved too short then
+    /// asks the re-read from the exact position instead of "after (origin, seq)". 0 (the
+    /// default): off. At most [`MAX_IDENTITIES`](crate::ring::MAX_IDENTITIES).
+    pub identity_records: usize,
     /// After a switch, keep the old stream as a candidate (the policy may stage it) rather than
     /// releasing it with `Unsubscribe`.
     pub keep_previous: bool,
@@ -176,6 +182,7 @@ impl EngineConfig {
             cold_switch_cost_ns: 100_000_000,
             spread: Spread::default(),
             default_window: 100,
+            identity_records: 0,
             keep_previous: true,
         }
     }
@@ -643,7 +650,8 @@ impl Engine {
             let role = if i == active { Role::Active } else { Role::Idle };
             let cfg = RingConfig::new(s.capacity_bytes, ring_payload)
                 .with_role(role)
-                .with_window(config.default_window);
+                .with_window(config.default_window)
+                .with_identities(config.identity_records);
             let (p, c) = heap_ring(cfg).map_err(|e| EngineError::Ring(s.id, e))?;
             producers.push(StreamProducer {
                 stream: s.id,

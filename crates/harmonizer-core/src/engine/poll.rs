@@ -585,6 +585,9 @@ impl Engine {
         self.resume_wait = None;
         let staged = self.streams[to].consumer.role() == Role::Staged;
         self.streams[to].consumer.set_role(Role::Active);
+        if staged {
+            self.fold_identities(to);
+        }
         self.active = to;
         self.previous = Some(from);
         self.pending = None;
@@ -629,6 +632,34 @@ impl Engine {
             switch_ns,
             cause: p.cause,
             gapped: false,
+        });
+    }
+
+    /// The identity tier: takes the identities stream `i`'s window evicted (its ring just left
+    /// the staged role) into `seen`, so a re-read of it starts at the exact position after each
+    /// origin's frontier: at the evicted frontier event's successor, or just after the evicted
+    /// frontier event itself. Counts the origins this made exact (`Stats::identity_starts`).
+    fn fold_identities(&mut self, i: usize) {
+        let Engine { streams, seen, tracker, max_origins, stats, .. } = self;
+        let seen = &mut seen[i * *max_origins..(i + 1) * *max_origins];
+        let _ = streams[i].consumer.evicted_identities(|id| {
+            if id.kind != crate::event::KIND_DATA {
+                return;
+            }
+            let (Some(at), Some(last)) = (seen.get_mut(id.origin as usize), tracker.last(id.origin)) else {
+                return;
+            };
+            let exact = at.after(last).is_some();
+            if id.seq <= last {
+                at.note(id.pos, id.seq);
+            } else if id.seq == last + 1 && !exact {
+                // Reading from the successor's position brings every event of the origin after
+                // `last`: the same start as just after `last` itself.
+                *at = super::SeenAt { next_pos: id.pos, seq: last };
+            }
+            if !exact && at.after(last).is_some() {
+                stats.identity_starts += 1;
+            }
         });
     }
 

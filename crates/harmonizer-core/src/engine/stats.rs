@@ -73,6 +73,10 @@ pub struct Stats {
     /// Ring files detached because another process wrote something the protocol never writes
     /// (`Notice::RingCorrupt`).
     pub rings_corrupt: u64,
+    /// Origins whose re-read start on a switch's target the identity tier made exact: the
+    /// target's window had evicted the records the start would have been taken from
+    /// (`EngineConfig::identity_records`, docs/staging.md).
+    pub identity_starts: u64,
 }
 
 impl Stats {

@@ -271,6 +271,25 @@ impl<S: Storage> Consumer<S> {
         self.shared.w().counters.evicted.load(Ordering::Relaxed)
     }
 
+    /// The identity tier, outside the staged role (in it, use
+    /// [`StagedView::evicted_identities`](super::StagedView::evicted_identities)): calls `f`
+    /// with the identity of each record evicted while the ring was last staged that its identity
+    /// log still holds, oldest first. Errors: [`RingError::WrongRole`] in the staged role.
+    pub fn evicted_identities(&self, f: impl FnMut(&super::Identity)) -> Result<(), RingError> {
+        if self.role == Role::Staged {
+            return Err(RingError::WrongRole { expected: Role::Active, actual: Role::Staged });
+        }
+        if let Some(log) = &self.shared.identities {
+            log.read(f);
+        }
+        Ok(())
+    }
+
+    /// Slots of this ring's identity log (0: none).
+    pub fn identity_slots(&self) -> usize {
+        self.shared.identities.as_ref().map_or(0, |l| l.capacity())
+    }
+
     /// Records shed by the producer while staged, in total.
     pub fn dropped(&self) -> u64 {
         self.shared.w().counters.dropped.load(Ordering::Relaxed)
@@ -520,7 +539,12 @@ impl<S: Storage> Consumer<S> {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => break pos,
+                Ok(_) => {
+                    if let (Role::Staged, Some(log)) = (self.role, &sh.identities) {
+                        log.stop(head.pos); // no eviction after this
+                    }
+                    break pos;
+                }
                 Err(actual) => word = actual,
             }
         };

@@ -72,6 +72,7 @@
 
 pub(crate) mod check;
 mod consumer;
+mod identity;
 mod layout;
 mod producer;
 mod shared;
@@ -81,6 +82,7 @@ pub(crate) mod wake;
 
 pub use check::Corruption;
 pub use consumer::{Consumer, ReadChunk};
+pub use identity::{Identity, MAX_IDENTITIES};
 pub use layout::Role;
 pub use producer::{Producer, Reservation, StaleReservation, WriteBatch, WriteSlot};
 #[doc(hidden)]
@@ -113,13 +115,17 @@ pub struct RingConfig {
     pub role: Role,
     /// The staging window in records (used in the staged role); clamped to `1 ..= max_records`.
     pub window: usize,
+    /// Slots of the identity tier's side log (`identity` module): a staged ring keeps the
+    /// identities of the last `identities - 1` records it evicted. 0 (the default): none. At
+    /// most [`MAX_IDENTITIES`]; ignored for a ring file.
+    pub identities: usize,
 }
 
 impl RingConfig {
     /// An active ring of `capacity_bytes` for payloads up to `max_payload`, window 100 (the
     /// docs/design.md §5 default).
     pub fn new(capacity_bytes: usize, max_payload: usize) -> Self {
-        RingConfig { capacity_bytes, max_payload, role: Role::Active, window: 100 }
+        RingConfig { capacity_bytes, max_payload, role: Role::Active, window: 100, identities: 0 }
     }
 
     /// A ring that holds at least `records` records of `max_payload` bytes each.
@@ -140,6 +146,12 @@ impl RingConfig {
         self
     }
 
+    /// The same configuration with an identity log of `slots` slots (0: none).
+    pub fn with_identities(mut self, slots: usize) -> Self {
+        self.identities = slots;
+        self
+    }
+
     /// Checks the configuration and returns the capacity the ring will have.
     pub fn validate(&self) -> Result<usize, RingError> {
         if self.max_payload > MAX_PAYLOAD_LIMIT {
@@ -153,6 +165,9 @@ impl RingConfig {
         }
         if self.capacity_bytes > MAX_CAPACITY {
             return Err(RingError::CapacityTooLarge { requested: self.capacity_bytes, limit: MAX_CAPACITY });
+        }
+        if self.identities > MAX_IDENTITIES {
+            return Err(RingError::TooManyIdentities { requested: self.identities, limit: MAX_IDENTITIES });
         }
         let capacity = self.capacity_bytes.next_power_of_two();
         let min = min_capacity(self.max_payload);
@@ -188,7 +203,11 @@ pub fn ring_with_storage<S: Storage>(
     }
     let window = clamp_window(len, config.window);
     wake::init(); // the barrier mode is fixed before a producer exists
-    let shared = Arc::new(Shared::new(storage, config.max_payload, config.role, window));
+    let mut shared = Shared::new(storage, config.max_payload, config.role, window);
+    if shared.storage.external_words().is_none() {
+        shared.identities = identity::IdentityLog::new(config.identities)?;
+    }
+    let shared = Arc::new(shared);
     Ok((Producer::new(Arc::clone(&shared)), Consumer::new(shared, config.role)))
 }
 
@@ -316,6 +335,13 @@ pub enum RingError {
     },
     /// `release` with no record peeked.
     NothingToRelease,
+    /// `identities` above [`MAX_IDENTITIES`].
+    TooManyIdentities {
+        /// Requested slots.
+        requested: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The ring's memory could not be allocated.
     OutOfMemory {
         /// The bytes asked for.
@@ -351,6 +377,9 @@ impl fmt::Display for RingError {
                 write!(f, "operation needs a {expected:?} ring, but it is {actual:?}")
             }
             RingError::NothingToRelease => f.write_str("release without a peeked record"),
+            RingError::TooManyIdentities { requested, limit } => {
+                write!(f, "identity log of {requested} slots exceeds the limit of {limit}")
+            }
             RingError::OutOfMemory { bytes } => write!(f, "cannot allocate the ring's {bytes} bytes"),
             RingError::Corrupt { pos, what } => write!(f, "ring file corrupt at position {pos}: {what}"),
         }

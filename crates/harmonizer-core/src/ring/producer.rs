@@ -560,6 +560,15 @@ impl<S: Storage> Producer<S> {
                     return Err(self.refuse_corrupt(head.pos, what));
                 }
             }
+            // The identity tier: log what is about to go before it goes (`identity`, `# Orderings`).
+            let log = self.shared.identities.as_deref().filter(|_| !front.is_pad());
+            if let Some(log) = log {
+                // SAFETY: as above, the frame at `head.pos` is a record this producer wrote and
+                // has not overwritten; its event header follows the frame header, inside the
+                // buffer (frames never wrap) and 8-aligned. The consumer only reads it.
+                let h = unsafe { self.shared.read_header(head.pos) };
+                log.write(head.pos, &h);
+            }
             let next = Head::encode(advance(head.pos, front.span()), false, Role::Staged);
             // AcqRel. Acquire: the consumer's reads before its last unlock/role change happen
             // before we overwrite the evicted space. Release: a consumer that later takes its
@@ -568,6 +577,9 @@ impl<S: Storage> Producer<S> {
             match self.w().head.compare_exchange(word, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     word = next;
+                    if let Some(log) = log {
+                        log.publish();
+                    }
                     if !front.is_pad() {
                         self.evicted += 1;
                         self.w().counters.evicted.store(self.evicted, Ordering::Relaxed);

@@ -98,6 +98,8 @@ pub(crate) struct Shared<S: Storage> {
     pub capacity: u64,
     /// Largest payload accepted.
     pub max_payload: usize,
+    /// The identity tier's side log, if configured (`RingConfig::identities`).
+    pub identities: Option<Box<super::identity::IdentityLog>>,
 }
 
 impl<S: Storage> Shared<S> {
@@ -112,6 +114,7 @@ impl<S: Storage> Shared<S> {
             storage,
             capacity,
             max_payload,
+            identities: None,
         }
     }
 
@@ -154,6 +157,20 @@ impl<S: Storage> Shared<S> {
         // SAFETY: the storage is 8-aligned and frames start at multiples of 8; the caller
         // guarantees nobody writes these 8 bytes now.
         Frame::from_word(unsafe { self.ptr(pos).cast::<u64>().read() })
+    }
+
+    /// Reads the event header of the record whose frame starts at `pos`.
+    ///
+    /// # Safety
+    /// As [`read_frame`](Self::read_frame), and the frame is a record (not a pad frame).
+    #[inline]
+    #[track_caller]
+    pub(crate) unsafe fn read_header(&self, pos: u64) -> crate::event::EventHeader {
+        let at = super::layout::advance(pos, FRAME_HEADER_SIZE as u64);
+        self.tracker.read(self.offset(at), crate::event::EVENT_HEADER_SIZE);
+        // SAFETY: a record frame holds its header right after the frame header, inside the
+        // buffer (frames never wrap) and 8-aligned; the caller guarantees nobody writes it now.
+        unsafe { self.ptr(at).cast::<crate::event::EventHeader>().read() }
     }
 
     /// Writes the frame header at `pos`.

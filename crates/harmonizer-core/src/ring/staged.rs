@@ -45,7 +45,12 @@ impl<S: Storage> Consumer<S> {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break head.pos,
+                Ok(_) => {
+                    if let Some(log) = &sh.identities {
+                        log.stop(head.pos); // evictions stop here while the front is held
+                    }
+                    break head.pos;
+                }
                 Err(actual) => word = actual,
             }
         };
@@ -154,6 +159,15 @@ impl<S: Storage> StagedView<'_, S> {
     /// Total records evicted by the producer (see [`Consumer::evicted`]).
     pub fn evicted(&self) -> u64 {
         self.consumer.evicted()
+    }
+
+    /// The identity tier: calls `f` with the identity of each record the producer evicted that
+    /// the ring's identity log still holds (the last `identities - 1`), oldest first. Nothing
+    /// without a log (`RingConfig::identities`).
+    pub fn evicted_identities(&self, f: impl FnMut(&super::Identity)) {
+        if let Some(log) = &self.consumer.shared.identities {
+            log.read(f);
+        }
     }
 }
 

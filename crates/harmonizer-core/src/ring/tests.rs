@@ -507,3 +507,46 @@ fn checked_reads_cross_the_end_of_the_position_space() {
         across_the_end_of_positions(tx, rx, len);
     }
 }
+
+#[test]
+fn a_staged_ring_logs_the_identities_it_evicts() {
+    assert!(matches!(
+        ring(RingConfig::new(4096, 16).with_identities(MAX_IDENTITIES + 1)).err(),
+        Some(RingError::TooManyIdentities { .. })
+    ));
+    let cfg = RingConfig::new(4096, 16).with_role(Role::Staged).with_window(3).with_identities(5);
+    let (mut p, mut c) = ring(cfg).unwrap();
+    assert_eq!(c.identity_slots(), 5);
+    for seq in 1..=10 {
+        p.push(&hdr(seq), &payload(seq, seq as usize % 17)).unwrap();
+    }
+    let ids = |v: &StagedView<'_>| {
+        let mut out = vec![];
+        v.evicted_identities(|id| out.push((id.seq, id.pos, id.origin)));
+        out
+    };
+    {
+        let mut v = c.staged().unwrap();
+        // Window 3 keeps 8..=10; 1..=7 were evicted and 5 slots hold the last 4.
+        assert_eq!(ids(&v), [(4, 40, 3), (5, 50, 3), (6, 60, 3), (7, 70, 3)]);
+        assert_eq!(v.len(), 3);
+        assert!(v.pop_front()); // trimmed, not evicted: not logged
+    }
+    p.push(&hdr(11), &[]).unwrap(); // within the window again (9..=11): nothing evicted
+    p.push(&hdr(12), &[]).unwrap(); // evicts 9
+    assert_eq!(c.evicted_identities(|_| {}), Err(RingError::WrongRole { expected: Role::Active, actual: Role::Staged }));
+    c.set_role(Role::Active);
+    let mut seqs = vec![];
+    c.evicted_identities(|id| seqs.push(id.seq)).unwrap();
+    assert_eq!(seqs, [5, 6, 7, 9]);
+    check_pop(&mut c, 10, 10);
+    // An active ring never evicts: the log stays as it was.
+    p.push(&hdr(13), &[]).unwrap();
+    let mut again = vec![];
+    c.evicted_identities(|id| again.push(id.seq)).unwrap();
+    assert_eq!(again, seqs);
+    // No log: nothing, and no error outside the staged role.
+    let (_, c) = ring(RingConfig::new(4096, 16)).unwrap();
+    assert_eq!(c.identity_slots(), 0);
+    assert_eq!(c.evicted_identities(|_| panic!("no log")), Ok(()));
+}
