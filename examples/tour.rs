@@ -136,6 +136,9 @@ impl Handler for Check {
             Notice::Stuck { origin, from_seq, to_seq, .. } => {
                 format!("STUCK origin {origin} {from_seq}..={to_seq}")
             }
+            Notice::Conflated { origin, from_seq, to_seq, dropped, .. } => {
+                format!("conflated origin {origin} {from_seq}..={to_seq}: {dropped} dropped")
+            }
             Notice::ActiveSilent { stream, candidate, .. } => {
                 format!("stream {stream} silent, stream {candidate} ahead")
             }

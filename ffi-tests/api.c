@@ -2010,6 +2010,127 @@ static void test_spread(recorder *r) {
     hz_engine_free(e);
 }
 
+/* The identity tier (hz_config_set_identity_records): stream 1 leads stream 0 by 25 events
+   and stages a window of 4, so at the switch it has evicted seqs 1 to 26, 6 to 26 of them
+   undelivered. Returns the re-read SUBSCRIBE of stream 1 and the engine's counters. */
+static void identity_run(recorder *r, size_t slots, hz_notice *reread, hz_stats *st) {
+    vclock v = {1000, 0};
+    hz_config *c = cfg_new(7, 2);
+    CHECK_OK(hz_config_set_default_window(c, 4));
+    CHECK_OK(hz_config_set_identity_records(c, slots));
+    CHECK_OK(hz_config_set_clock(c, vclock_read, &v));
+    CHECK_OK(hz_config_set_policy(c, HZ_POLICY_ALWAYS));
+    hz_engine *e = engine_from(c);
+    hz_config_free(c);
+    hz_producer *p0 = take(e, 0), *p1 = take(e, 1);
+    rec_clear(r);
+    drain(e, r); /* stages stream 1 */
+    for (uint64_t seq = 1; seq <= 30; seq++) CHECK_OK(push_data(p1, 2000 + seq, seq));
+    for (uint64_t seq = 1; seq <= 5; seq++) CHECK_OK(push_data(p0, 1000 + seq, seq));
+    hz_flip f = mkflip(HZ_FLIP_SWITCH, 1, 77);
+    CHECK_OK(push_flip(p0, 1006, &f));
+    drain(e, r);
+    v.now += 100000000; /* past the gap wait: nothing else brings 6 to 26 */
+    drain(e, r);
+    const nt_rec *found = NULL;
+    for (size_t i = 0; (found = find_notice(r, HZ_NOTICE_SUBSCRIBE, i)) != NULL; i++) {
+        if (found->n.purpose == HZ_PURPOSE_REREAD && found->n.stream == 1) break;
+    }
+    CHECK(found != NULL);
+    if (found != NULL) *reread = found->n;
+    CHECK(found == NULL || (found->n.first_seq == 6 && found->n.last_seq == 26));
+    *st = stats_of(e);
+    hz_producer_free(p0);
+    hz_producer_free(p1);
+    hz_engine_free(e);
+}
+
+static void test_identity_tier(recorder *r) {
+    CHECK_ST(hz_config_set_identity_records(NULL, 4), HZ_ERR_NULL);
+    hz_config *c = cfg_new(1, 2);
+    CHECK_ST(hz_config_set_identity_records(c, HZ_MAX_IDENTITIES + 1), HZ_ERR_INVALID);
+    CHECK(strstr(hz_config_last_error(c), "HZ_MAX_IDENTITIES") != NULL);
+    CHECK_OK(hz_config_set_identity_records(c, HZ_MAX_IDENTITIES)); /* accepted; allocated only by hz_engine_new */
+    CHECK_OK(hz_config_set_identity_records(c, 0));
+    hz_config_free(c);
+    hz_notice n;
+    hz_stats st;
+    memset(&n, 0, sizeof n);
+    identity_run(r, 64, &n, &st);
+    /* The exact position after seq 5, the last delivered, on stream 1 (push_data's pos). */
+    CHECK(n.start == HZ_START_POS && n.start_pos == 2005 + 1);
+    CHECK(HZ_HAS_FIELD(&st, hz_stats, identity_starts) && st.identity_starts == 1);
+    memset(&n, 0, sizeof n);
+    identity_run(r, 0, &n, &st);
+    CHECK(n.start == HZ_START_AFTER_SEQ && n.start_origin == 0 && n.start_after_seq == 5);
+    CHECK(st.identity_starts == 0);
+}
+
+/* The conflation tier (hz_config_set_conflation): as identity_run, every event marked
+   conflatable with key seq % 8, stream 1's records looked at as they arrive. The hole 6 to 26
+   is conflated: keys 3 to 6 come again in the window (27 to 30), so only the latest of keys 7,
+   0, 1 and 2 (23 to 26) are delivered; the other 17 are reported dropped. */
+static uint32_t push_marked(hz_producer *p, uint64_t pos, uint64_t seq) {
+    hz_event_header h = hdr(pos, seq, HZ_KIND_DATA);
+    h.flags = HZ_FLAG_CONFLATABLE;
+    uint8_t payload[16];
+    for (int i = 0; i < 8; i++) payload[i] = (uint8_t)((seq % 8) >> (8 * i));
+    for (int i = 0; i < 8; i++) payload[8 + i] = (uint8_t)(seq >> (8 * i));
+    return hz_producer_push(p, &h, payload, sizeof payload);
+}
+
+static void test_conflation(recorder *r) {
+    CHECK_ST(hz_config_set_conflation(NULL, 16, 64), HZ_ERR_NULL);
+    hz_config *c = cfg_new(7, 2);
+    CHECK_ST(hz_config_set_conflation(c, HZ_MAX_CONFLATION_KEYS + 1, 64), HZ_ERR_INVALID);
+    CHECK(strstr(hz_config_last_error(c), "HZ_MAX_CONFLATION_KEYS") != NULL);
+    CHECK_ST(hz_config_set_conflation(c, 16, HZ_MAX_CONFLATION_PAYLOAD + 1), HZ_ERR_INVALID);
+    CHECK(strstr(hz_config_last_error(c), "HZ_MAX_CONFLATION_PAYLOAD") != NULL);
+    CHECK_OK(hz_config_set_conflation(c, 16, 64));
+    hz_engine *e = NULL;
+    CHECK_ST(hz_engine_new(c, &e), HZ_ERR_CONFIG); /* no identity tier */
+    CHECK(e == NULL && strstr(hz_config_last_error(c), "identity") != NULL);
+    vclock v = {1000, 0};
+    CHECK_OK(hz_config_set_identity_records(c, 64));
+    CHECK_OK(hz_config_set_default_window(c, 4));
+    CHECK_OK(hz_config_set_clock(c, vclock_read, &v));
+    CHECK_OK(hz_config_set_policy(c, HZ_POLICY_ALWAYS));
+    e = engine_from(c);
+    hz_config_free(c);
+    hz_producer *p0 = take(e, 0), *p1 = take(e, 1);
+    rec_clear(r);
+    drain(e, r); /* stages stream 1 */
+    for (uint64_t seq = 1; seq <= 30; seq++) {
+        CHECK_OK(push_marked(p1, 2000 + seq, seq));
+        drain(e, r); /* the engine looks at each record as it arrives */
+    }
+    for (uint64_t seq = 1; seq <= 5; seq++) CHECK_OK(push_marked(p0, 1000 + seq, seq));
+    hz_flip f = mkflip(HZ_FLIP_SWITCH, 1, 78);
+    CHECK_OK(push_flip(p0, 1006, &f));
+    rec_clear(r);
+    drain(e, r);
+    const nt_rec *n = find_notice(r, HZ_NOTICE_CONFLATED, 0);
+    CHECK(n != NULL);
+    if (n != NULL) {
+        CHECK(n->n.stream == 1 && n->n.origin == 0 && n->n.first_seq == 6 && n->n.last_seq == 26);
+        CHECK(HZ_HAS_FIELD(&n->n, hz_notice, dropped) && n->n.dropped == 17);
+    }
+    CHECK(count_notices(r, HZ_NOTICE_GAP) == 0 && count_notices(r, HZ_NOTICE_SUBSCRIBE) <= 1);
+    uint64_t want[] = {1, 2, 3, 4, 5, 23, 24, 25, 26, 27, 28, 29, 30};
+    CHECK(r->nev == sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < r->nev && i < sizeof want / sizeof want[0]; i++) {
+        CHECK(r->ev[i].h.seq == want[i]);
+        /* Each survivor carries its own payload, copied out of the window before eviction. */
+        CHECK(r->ev[i].len == 16 && r->ev[i].payload[8] == (uint8_t)want[i] && r->ev[i].payload[0] == want[i] % 8);
+    }
+    hz_stats st = stats_of(e);
+    CHECK(HZ_HAS_FIELD(&st, hz_stats, conflation_fallbacks));
+    CHECK(st.conflated == 17 && st.conflation_survivors == 4 && st.conflation_fallbacks == 0);
+    hz_producer_free(p0);
+    hz_producer_free(p1);
+    hz_engine_free(e);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) model_path = argv[1];
     CHECK(hz_last_error() != NULL && strcmp(hz_last_error(), "") == 0);
@@ -2036,6 +2157,8 @@ int main(int argc, char **argv) {
     test_gap_wait(r);
     test_pool(r);
     test_spread(r);
+    test_identity_tier(r);
+    test_conflation(r);
     free(r);
     printf("api: all checks passed (harmonizer %s)\n", hz_version());
     return 0;

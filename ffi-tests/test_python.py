@@ -251,9 +251,17 @@ def main():
                 raise Failure("spread 1001 permille accepted")
             except hz.HarmonizerError as e:
                 check(e.status == lib.HZ_ERR_INVALID and "fraction_permille" in str(e), "spread: %s" % e)
+            try:
+                c.set("identity_records", lib.HZ_MAX_IDENTITIES + 1)
+                raise Failure("an identity log above HZ_MAX_IDENTITIES accepted")
+            except hz.HarmonizerError as e:
+                check(e.status == lib.HZ_ERR_INVALID and "HZ_MAX_IDENTITIES" in str(e), "identities: %s" % e)
             c.set("pool", pool).set("cold_switch_cost", 100_000_000).set("spread", 0, 500)
+            c.set("identity_records", 16).set("conflation", 8, 32)
+            check(lib.HZ_FLAG_CONFLATABLE == 2 and lib.HZ_NOTICE_CONFLATED == 13, "conflation constants")
             pooled.append(hz.Engine(c))
     pool_a, pool_b = pooled
+    check(pool_a.stats()["identity_starts"] == 0, "identity_starts in hz_stats: %r" % pool_a.stats())
     for e in pooled:
         st(lib.hz_engine_arm(e._h, 1), lib.HZ_OK, "arm")
         e.poll(64, lambda s, h, p: None)

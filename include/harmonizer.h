@@ -57,6 +57,13 @@
 #define HZ_FLAG_UPSTREAM_ERROR 1
 
 /*
+ Event flag: the application marks this data event conflatable (the conflation tier,
+ `hz_config_set_conflation`); its conflation key is the first 8 bytes of its payload,
+ little-endian. An event with a shorter payload is not conflatable whatever its flag says.
+ */
+#define HZ_FLAG_CONFLATABLE 2
+
+/*
  Largest encoded flip, bytes: a `max_payload` at least this holds every flip.
  */
 #define HZ_MAX_FLIP_LEN 1335
@@ -147,6 +154,21 @@
 #define HZ_SEQ_MONOTONIC 1
 
 /*
+ Largest `slots` `hz_config_set_identity_records` takes: 2^20 (40 MiB of log per stream).
+ */
+#define HZ_MAX_IDENTITIES 1048576
+
+/*
+ Largest `keys` `hz_config_set_conflation` takes: 2^20.
+ */
+#define HZ_MAX_CONFLATION_KEYS 1048576
+
+/*
+ Largest `payload_max` `hz_config_set_conflation` takes: 64 KiB.
+ */
+#define HZ_MAX_CONFLATION_PAYLOAD 65536
+
+/*
  Notice kind: start (or restart) feeding `stream`, from where `start` says (`HZ_START_*`:
  the exact position `start_pos`, the live end, the first event of `start_origin` above seq
  `start_after_seq`, or the first event beyond the tracker's frontier). `purpose`
@@ -228,6 +250,16 @@
  `hz_stats.rings_corrupt`.
  */
 #define HZ_NOTICE_RING_CORRUPT 12
+
+/*
+ Notice kind: the conflation tier (`hz_config_set_conflation`) conflated the hole
+ `first_seq ..= last_seq` of `origin` on `stream`, the active stream, whose staged window had
+ evicted it: every event of it was marked `HZ_FLAG_CONFLATABLE`. Of each key the hole's
+ latest event follows, delivered in seq order (none when the stream carries a later one of
+ the key after the hole); the other `dropped` events of the range are never delivered, and
+ they are exactly the range's seqs not delivered next. Unmarked events are never conflated.
+ */
+#define HZ_NOTICE_CONFLATED 13
 
 /*
  `HZ_NOTICE_RING_CORRUPT`: a pad frame of 0 bytes or not a multiple of 8.
@@ -676,6 +708,11 @@ typedef struct {
    was found. Added after the first layout: test with `HZ_HAS_FIELD`.
    */
   uint64_t ring_offset;
+  /*
+   `CONFLATED`: events of the range not delivered. Added after the first layout: test with
+   `HZ_HAS_FIELD`.
+   */
+  uint64_t dropped;
 } hz_notice;
 
 /*
@@ -859,6 +896,26 @@ typedef struct {
    layout: test with `HZ_HAS_FIELD`.
    */
   uint64_t rings_corrupt;
+  /*
+   Origins whose re-read start the identity tier supplied (`hz_config_set_identity_records`):
+   a `HZ_START_POS` where the start would otherwise have been a seq to search for. Added
+   after the first layout: test with `HZ_HAS_FIELD`.
+   */
+  uint64_t identity_starts;
+  /*
+   Events the conflation tier did not deliver (`HZ_NOTICE_CONFLATED`). Added after the
+   first layout: test with `HZ_HAS_FIELD`.
+   */
+  uint64_t conflated;
+  /*
+   Events the conflation tier delivered from its store (each key's latest of a hole).
+   */
+  uint64_t conflation_survivors;
+  /*
+   Holes the conflation tier left to the gap policy (an unmarked or unlogged event, a copy
+   missing or too large, the store full).
+   */
+  uint64_t conflation_fallbacks;
 } hz_stats;
 
 /*
@@ -1313,6 +1370,32 @@ hz_status hz_config_set_spread(hz_config *config, uint64_t max_ns, uint32_t frac
  The configuration's thread (one at a time).
  */
 hz_status hz_config_set_default_window(hz_config *config, size_t records);
+
+/*
+ The identity tier (docs/staging.md, "Tiers"): each stream's ring keeps the identities
+ (origin, seq, position; 40 bytes each, allocated by `hz_engine_new`) of the last `slots - 1`
+ records its staged window evicted, so a switch whose target's window proved too short asks
+ the re-read with `HZ_START_POS` (the exact position) where it would otherwise say
+ `HZ_START_AFTER_SEQ` or `HZ_START_AFTER_FRONTIER`. 0 (the default): off. Size it to the
+ records a window may evict beyond the frontier (a stream's lead over the active one, less
+ the window). Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (above `HZ_MAX_IDENTITIES`; nothing
+ changed). The configuration's thread (one at a time).
+ */
+hz_status hz_config_set_identity_records(hz_config *config, size_t slots);
+
+/*
+ The conflation tier (docs/staging.md, "Tiers"): each stream keeps, while staged, a copy of
+ the latest event marked `HZ_FLAG_CONFLATABLE` of up to `keys` conflation keys, payloads up
+ to `payload_max` bytes (allocated by `hz_engine_new`: about `2 × keys` rounded up to a power
+ of two, times `payload_max + 56` bytes, per stream). A hole its staged window left that held
+ only marked events is then conflated: `HZ_NOTICE_CONFLATED` and each key's latest event,
+ instead of a re-read. Needs the identity tier (`hz_config_set_identity_records`, 2 or more:
+ `hz_engine_new` says `HZ_ERR_CONFIG` otherwise), whose log bounds the holes it can conflate.
+ `keys` 0 (the default) turns it off. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`keys` above
+ `HZ_MAX_CONFLATION_KEYS` or `payload_max` above `HZ_MAX_CONFLATION_PAYLOAD`; nothing
+ changed). The configuration's thread (one at a time).
+ */
+hz_status hz_config_set_conflation(hz_config *config, size_t keys, size_t payload_max);
 
 /*
  After a switch, keep the old stream as a staged candidate (non-zero, the default) or

@@ -4,7 +4,7 @@ use super::pool::hz_pool;
 use super::{guard, hz_status, LastError, HZ_ERR_CONFIG, HZ_ERR_INVALID, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_OK};
 use harmonizer_core::clock::Clock;
 use harmonizer_core::engine::{EngineConfig, Exhausted, GapPolicy, Spread, MAX_STREAMS};
-use harmonizer_core::ring::{MAX_CAPACITY, MAX_PAYLOAD_LIMIT};
+use harmonizer_core::ring::{MAX_CAPACITY, MAX_IDENTITIES, MAX_PAYLOAD_LIMIT};
 use harmonizer_core::tracker::SeqMode;
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
@@ -390,6 +390,78 @@ pub unsafe extern "C" fn hz_config_set_default_window(config: *mut hz_config, re
             return c.err.set(HZ_ERR_INVALID, "the default window must be at least 1 record");
         }
         c.cfg.default_window = records;
+        HZ_OK
+    })
+}
+
+/// Largest `slots` `hz_config_set_identity_records` takes: 2^20 (40 MiB of log per stream).
+pub const HZ_MAX_IDENTITIES: usize = 1_048_576;
+const _: () = assert!(HZ_MAX_IDENTITIES == MAX_IDENTITIES);
+
+/// The identity tier (docs/staging.md, "Tiers"): each stream's ring keeps the identities
+/// (origin, seq, position; 40 bytes each, allocated by `hz_engine_new`) of the last `slots - 1`
+/// records its staged window evicted, so a switch whose target's window proved too short asks
+/// the re-read with `HZ_START_POS` (the exact position) where it would otherwise say
+/// `HZ_START_AFTER_SEQ` or `HZ_START_AFTER_FRONTIER`. 0 (the default): off. Size it to the
+/// records a window may evict beyond the frontier (a stream's lead over the active one, less
+/// the window). Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (above `HZ_MAX_IDENTITIES`; nothing
+/// changed). The configuration's thread (one at a time).
+#[no_mangle]
+pub unsafe extern "C" fn hz_config_set_identity_records(config: *mut hz_config, slots: usize) -> hz_status {
+    with(config, |c| {
+        if slots > MAX_IDENTITIES {
+            return c.err.set(
+                HZ_ERR_INVALID,
+                format!("identity records {slots}: the limit is {MAX_IDENTITIES} (HZ_MAX_IDENTITIES)"),
+            );
+        }
+        c.cfg.identity_records = slots;
+        HZ_OK
+    })
+}
+
+/// Largest `keys` `hz_config_set_conflation` takes: 2^20.
+pub const HZ_MAX_CONFLATION_KEYS: usize = 1_048_576;
+const _: () = assert!(HZ_MAX_CONFLATION_KEYS == harmonizer_core::engine::MAX_CONFLATION_KEYS);
+/// Largest `payload_max` `hz_config_set_conflation` takes: 64 KiB.
+pub const HZ_MAX_CONFLATION_PAYLOAD: usize = 65_536;
+const _: () = assert!(HZ_MAX_CONFLATION_PAYLOAD == harmonizer_core::engine::MAX_CONFLATION_PAYLOAD);
+
+/// The conflation tier (docs/staging.md, "Tiers"): each stream keeps, while staged, a copy of
+/// the latest event marked `HZ_FLAG_CONFLATABLE` of up to `keys` conflation keys, payloads up
+/// to `payload_max` bytes (allocated by `hz_engine_new`: about `2 × keys` rounded up to a power
+/// of two, times `payload_max + 56` bytes, per stream). A hole its staged window left that held
+/// only marked events is then conflated: `HZ_NOTICE_CONFLATED` and each key's latest event,
+/// instead of a re-read. Needs the identity tier (`hz_config_set_identity_records`, 2 or more:
+/// `hz_engine_new` says `HZ_ERR_CONFIG` otherwise), whose log bounds the holes it can conflate.
+/// `keys` 0 (the default) turns it off. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`keys` above
+/// `HZ_MAX_CONFLATION_KEYS` or `payload_max` above `HZ_MAX_CONFLATION_PAYLOAD`; nothing
+/// changed). The configuration's thread (one at a time).
+#[no_mangle]
+pub unsafe extern "C" fn hz_config_set_conflation(
+    config: *mut hz_config,
+    keys: usize,
+    payload_max: usize,
+) -> hz_status {
+    with(config, |c| {
+        if keys > HZ_MAX_CONFLATION_KEYS {
+            return c.err.set(
+                HZ_ERR_INVALID,
+                format!(
+                    "conflation keys {keys}: the limit is {HZ_MAX_CONFLATION_KEYS} (HZ_MAX_CONFLATION_KEYS)"
+                ),
+            );
+        }
+        if payload_max > HZ_MAX_CONFLATION_PAYLOAD {
+            return c.err.set(
+                HZ_ERR_INVALID,
+                format!(
+                    "conflation payload_max {payload_max}: the limit is {HZ_MAX_CONFLATION_PAYLOAD} bytes (HZ_MAX_CONFLATION_PAYLOAD)"
+                ),
+            );
+        }
+        c.cfg.conflation_keys = keys;
+        c.cfg.conflation_payload = payload_max;
         HZ_OK
     })
 }

@@ -126,6 +126,13 @@ pub const HZ_NOTICE_ACTIVE_SILENT: u32 = 11;
 /// gets `HZ_NOT_SUBSCRIBED`) and the stream went back to its in-process ring, empty. Counted in
 /// `hz_stats.rings_corrupt`.
 pub const HZ_NOTICE_RING_CORRUPT: u32 = 12;
+/// Notice kind: the conflation tier (`hz_config_set_conflation`) conflated the hole
+/// `first_seq ..= last_seq` of `origin` on `stream`, the active stream, whose staged window had
+/// evicted it: every event of it was marked `HZ_FLAG_CONFLATABLE`. Of each key the hole's
+/// latest event follows, delivered in seq order (none when the stream carries a later one of
+/// the key after the hole); the other `dropped` events of the range are never delivered, and
+/// they are exactly the range's seqs not delivered next. Unmarked events are never conflated.
+pub const HZ_NOTICE_CONFLATED: u32 = 13;
 
 /// `HZ_NOTICE_RING_CORRUPT`: a pad frame of 0 bytes or not a multiple of 8.
 pub const HZ_CORRUPT_BAD_PAD: u32 = 1;
@@ -282,6 +289,9 @@ pub struct hz_notice {
     /// `RING_CORRUPT`: the ring byte position (from the ring's start, mod 2^61) where the fault
     /// was found. Added after the first layout: test with `HZ_HAS_FIELD`.
     pub ring_offset: u64,
+    /// `CONFLATED`: events of the range not delivered. Added after the first layout: test with
+    /// `HZ_HAS_FIELD`.
+    pub dropped: u64,
 }
 
 /// Size of `hz_notice`'s first layout (fields are only ever appended).
@@ -323,6 +333,7 @@ impl hz_notice {
             locator: core::ptr::null(),
             locator_len: 0,
             ring_offset: 0,
+            dropped: 0,
         }
     }
 }
@@ -404,6 +415,18 @@ pub struct hz_stats {
     /// Ring files detached as corrupt (`HZ_NOTICE_RING_CORRUPT`). Added after the first
     /// layout: test with `HZ_HAS_FIELD`.
     pub rings_corrupt: u64,
+    /// Origins whose re-read start the identity tier supplied (`hz_config_set_identity_records`):
+    /// a `HZ_START_POS` where the start would otherwise have been a seq to search for. Added
+    /// after the first layout: test with `HZ_HAS_FIELD`.
+    pub identity_starts: u64,
+    /// Events the conflation tier did not deliver (`HZ_NOTICE_CONFLATED`). Added after the
+    /// first layout: test with `HZ_HAS_FIELD`.
+    pub conflated: u64,
+    /// Events the conflation tier delivered from its store (each key's latest of a hole).
+    pub conflation_survivors: u64,
+    /// Holes the conflation tier left to the gap policy (an unmarked or unlogged event, a copy
+    /// missing or too large, the store full).
+    pub conflation_fallbacks: u64,
 }
 
 /// Size of `hz_stats`'s first layout (fields are only ever appended).
@@ -493,7 +516,8 @@ pub unsafe extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz
             }
             Err(
                 e @ (EngineError::Ring(_, RingError::OutOfMemory { .. })
-                | EngineError::Tracker(TrackerError::OutOfMemory { .. })),
+                | EngineError::Tracker(TrackerError::OutOfMemory { .. })
+                | EngineError::OutOfMemory(_)),
             ) => c.err.set(HZ_ERR_NO_MEMORY, e.to_string()),
             Err(e) => c.err.set(HZ_ERR_CONFIG, e.to_string()),
         }
@@ -718,6 +742,11 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
                 SwitchCause::Flip => HZ_SWITCH_CAUSE_FLIP,
                 SwitchCause::Silence => HZ_SWITCH_CAUSE_SILENCE,
             };
+        }
+        Notice::Conflated { stream, origin, from_seq, to_seq, dropped } => {
+            c = hz_notice::empty(HZ_NOTICE_CONFLATED);
+            (c.stream, c.origin, c.first_seq, c.last_seq, c.dropped) =
+                (stream, origin, from_seq, to_seq, dropped);
         }
         Notice::Stuck { stream, origin, from_seq, to_seq, rounds } => {
             c = hz_notice::empty(HZ_NOTICE_STUCK);
@@ -1285,6 +1314,10 @@ pub unsafe extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_
             switch_max_ns: s.switch_max_ns,
             gaps_filled_by_wait: s.gaps_filled_by_wait,
             rings_corrupt: s.rings_corrupt,
+            identity_starts: s.identity_starts,
+            conflated: s.conflated,
+            conflation_survivors: s.conflation_survivors,
+            conflation_fallbacks: s.conflation_fallbacks,
         };
         // SAFETY: non-null with `struct_size` writable bytes per contract.
         if let Some(why) = size_problem("out", "hz_stats", given, STATS_V1, std::mem::align_of::<hz_stats>())

@@ -196,11 +196,22 @@ fn run(inp: &mut Input<'_>) -> Option<()> {
                 }
                 13 => hz_config_set_spread(cfg, b % (1 << 32), a % 1200),
                 14 => hz_config_set_cold_switch_cost(cfg, b),
-                15 => match a % 4 {
+                15 => match a % 8 {
                     0 => hz_config_set_pool(cfg, core::ptr::null()),
                     1 => hz_pool_new(b, 0, 0, core::ptr::null_mut()),
                     2 => hz_config_set_spread(core::ptr::null_mut(), b, a),
-                    _ => hz_pool_stats(core::ptr::null(), core::ptr::null_mut()),
+                    3 => hz_pool_stats(core::ptr::null(), core::ptr::null_mut()),
+                    // Small logs (the fuzzer counts a large allocation as a crash), and the
+                    // refused size.
+                    4 => hz_config_set_identity_records(cfg, (b % 300) as usize),
+                    5 => hz_config_set_identity_records(cfg, HZ_MAX_IDENTITIES + 1 + (b % 2) as usize),
+                    // Small stores; the refused sizes.
+                    6 => hz_config_set_conflation(cfg, (b % 64) as usize, ((b >> 8) % 128) as usize),
+                    _ => hz_config_set_conflation(
+                        cfg,
+                        HZ_MAX_CONFLATION_KEYS + (b % 2) as usize,
+                        HZ_MAX_CONFLATION_PAYLOAD + 1,
+                    ),
                 },
                 _ => hz_config_set_initial_stream(core::ptr::null_mut(), a),
             }

@@ -137,6 +137,10 @@ pub const HZ_KIND_FLIP: u16 = 1;
 pub const HZ_KIND_HEARTBEAT: u16 = 2;
 /// Event flag: the fanout path reported a retry or fault for this event.
 pub const HZ_FLAG_UPSTREAM_ERROR: u16 = 1;
+/// Event flag: the application marks this data event conflatable (the conflation tier,
+/// `hz_config_set_conflation`); its conflation key is the first 8 bytes of its payload,
+/// little-endian. An event with a shorter payload is not conflatable whatever its flag says.
+pub const HZ_FLAG_CONFLATABLE: u16 = 2;
 /// Largest encoded flip, bytes: a `max_payload` at least this holds every flip.
 pub const HZ_MAX_FLIP_LEN: usize = 1335;
 
@@ -145,6 +149,7 @@ const _: () = assert!(HZ_KIND_DATA == harmonizer_core::event::KIND_DATA);
 const _: () = assert!(HZ_KIND_FLIP == harmonizer_core::event::KIND_FLIP);
 const _: () = assert!(HZ_KIND_HEARTBEAT == harmonizer_core::event::KIND_HEARTBEAT);
 const _: () = assert!(HZ_FLAG_UPSTREAM_ERROR == harmonizer_core::event::FLAG_UPSTREAM_ERROR);
+const _: () = assert!(HZ_FLAG_CONFLATABLE == harmonizer_core::event::FLAG_CONFLATABLE);
 const _: () = assert!(HZ_MAX_FLIP_LEN == harmonizer_core::flip::MAX_FLIP_LEN);
 
 /// Major version of this library.

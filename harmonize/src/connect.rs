@@ -405,6 +405,12 @@ impl Handler for Follower {
                 self.t.lost_events += to_seq - from_seq + 1;
                 self.fmt("lost", format!("origin {origin} seqs {from_seq}..={to_seq} given up for lost"))
             }
+            Notice::Conflated { stream, origin, from_seq, to_seq, dropped } => self.fmt(
+                "conflated",
+                format!(
+                    "stream {stream}: origin {origin} seqs {from_seq}..={to_seq}, {dropped} not delivered"
+                ),
+            ),
             Notice::Stuck { stream, origin, from_seq, to_seq, rounds } => {
                 self.t.stuck += 1;
                 self.fmt(

@@ -53,6 +53,13 @@ pub struct FleetArgs {
     /// Replace the scenario's number of recipients (1 to 1024).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     recipients: Option<u32>,
+    /// The short window of the staging-tier runs, records (the lead it cannot hold is
+    /// evicted: re-read, searched for or exact).
+    #[arg(long, value_name = "RECORDS", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    tier_window: u32,
+    /// Slots of each stream's identity log in the `identity` tier run.
+    #[arg(long, value_name = "SLOTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(2..=1_048_576))]
+    identities: u32,
     /// Print the report as one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -89,6 +96,79 @@ impl Budget {
             Budget::SharedSpread => "shared+spread",
         }
     }
+}
+
+/// What a staged stream keeps beyond its full-fidelity window (docs/staging.md, "Tiers").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Tier {
+    /// The scenario's own window, nothing beyond it: the memory a window that holds the
+    /// lead costs.
+    Reference,
+    /// A short window and nothing beyond it: a switch past it re-reads from "after (origin,
+    /// seq)", which the application searches for.
+    Full,
+    /// The same short window and each stream's identity log: the re-read starts at the exact
+    /// position.
+    Identity,
+    /// The same, and the conflation tier: a hole of marked events is conflated, not re-read.
+    Conflation,
+}
+
+impl Tier {
+    const ALL: [Tier; 4] = [Tier::Reference, Tier::Full, Tier::Identity, Tier::Conflation];
+    fn name(self) -> &'static str {
+        match self {
+            Tier::Reference => "full window",
+            Tier::Full => "short window",
+            Tier::Identity => "short + identity",
+            Tier::Conflation => "short + conflation",
+        }
+    }
+}
+
+/// One staging-tier run's row (no budget: every recipient stages what its policy asks).
+#[derive(Debug, Serialize)]
+pub(crate) struct TierRow {
+    tier: Tier,
+    /// Staging window, records.
+    window: u32,
+    /// Identity log slots per stream (0: none).
+    identity_records: u32,
+    switches: u64,
+    seamless: u64,
+    seamless_share: f64,
+    peak_staged_bytes: u64,
+    mean_staged_bytes: f64,
+    /// Bytes every recipient's identity logs take together (allocated at construction).
+    identity_bytes: u64,
+    /// Fetches (cold switches, re-reads, fills).
+    fetches: u64,
+    /// Records the fetches brought: the re-read volume.
+    fetched_records: u64,
+    /// Of them, events already delivered that the engine dropped (what a search re-read again).
+    duplicates_dropped: u64,
+    /// Origins whose re-read start the identity tier made exact.
+    identity_starts: u64,
+    /// Keys of each stream's conflation store (0: none).
+    conflation_keys: u32,
+    /// Bytes every recipient's conflation stores take together (allocated at construction).
+    conflation_bytes: u64,
+    /// Events `Conflated` notices reported not delivered, the survivors delivered from the
+    /// stores, and the holes left to re-reads.
+    conflated: u64,
+    conflation_survivors: u64,
+    conflation_fallbacks: u64,
+    /// `Conflated` notices whose range's undelivered events differ from the count (must be 0).
+    conflation_mismatches: u64,
+    /// Switches' stall (`Switched::stall_ns`), mean and largest, ms.
+    mean_stall_ms: f64,
+    max_stall_ms: f64,
+    lost: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    corrupt: u64,
+    wall_s: f64,
 }
 
 /// One run's row.
@@ -141,6 +221,14 @@ pub(crate) struct Report {
     total_kib: u32,
     spread_ms: u32,
     runs: Vec<Row>,
+    /// The staging tiers side by side (empty when not run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tiers: Vec<TierRow>,
+    /// Where the application searches from without an exact position, ms before its last
+    /// delivered event (`app.search_lookback_ms`; 0: it finds it for free).
+    search_lookback_ms: f64,
+    /// A fetch's transfer time per record, µs (`app.fetch_record_us`).
+    fetch_record_us: f64,
 }
 
 /// Runs `sc` once per way of giving it `total_kib` of staging memory in `budgets`, in order.
@@ -184,6 +272,104 @@ fn compare(
     Ok(rows)
 }
 
+/// Runs `sc` once per tier, with no staging budget, spread off.
+fn compare_tiers(
+    sc: &Scenario,
+    tiers: &[Tier],
+    window: u32,
+    identities: u32,
+    kind: PolicyKind,
+) -> Result<Vec<TierRow>, String> {
+    let world = world::render(sc);
+    let dur_ms = world.duration_ns / 1_000_000;
+    let bar = progress_bar(tiers.len() as u64 * dur_ms);
+    let mut rows = Vec::new();
+    for (i, &t) in tiers.iter().enumerate() {
+        bar.set_message(t.name());
+        let mut v: Scenario = sc.clone();
+        v.engine.staging_budget_kib = 0;
+        v.engine.staging_budget_bytes = 0;
+        v.engine.shared_pool_kib = 0;
+        v.engine.spread_max_ms = 0.0;
+        v.engine.identity_records = 0;
+        v.engine.conflation_keys = 0;
+        match t {
+            Tier::Reference => {}
+            Tier::Full => v.engine.default_window = window,
+            Tier::Identity => {
+                v.engine.default_window = window;
+                v.engine.identity_records = identities;
+            }
+            Tier::Conflation => {
+                v.engine.default_window = window;
+                v.engine.identity_records = identities;
+                // A key per origin and marked key, payloads as the world's.
+                v.engine.conflation_keys = (sc.origins * sc.conflation.keys).max(1);
+                v.engine.conflation_payload = 16;
+            }
+        }
+        let base = i as u64 * dur_ms;
+        let pass = lockstep::run(&v, &world, kind, None, &mut |t| {
+            bar.set_position(base + (t / 1_000_000).min(dur_ms))
+        })?;
+        rows.push(tier_row(t, &v, &pass));
+    }
+    bar.finish_and_clear();
+    Ok(rows)
+}
+
+fn tier_row(t: Tier, sc: &Scenario, p: &PassOutcome) -> TierRow {
+    let sum = |f: &dyn Fn(&lockstep::RecipientOutcome) -> u64| p.recipients.iter().map(f).sum::<u64>();
+    let stalls: Vec<u64> = p.recipients.iter().flat_map(|r| r.switches.iter().map(|s| s.stall_ns)).collect();
+    let switches = stalls.len() as u64;
+    let seamless = sum(&|r| r.switches.iter().filter(|s| s.seamless).count() as u64);
+    let ms = |ns: f64| ns / 1e6;
+    TierRow {
+        tier: t,
+        window: sc.engine.default_window,
+        identity_records: sc.engine.identity_records,
+        switches,
+        seamless,
+        seamless_share: if switches == 0 { 0.0 } else { seamless as f64 / switches as f64 },
+        peak_staged_bytes: p.fleet.peak_staged_bytes,
+        mean_staged_bytes: p.fleet.mean_staged_bytes,
+        identity_bytes: p.recipients.len() as u64
+            * u64::from(sc.streams)
+            * u64::from(sc.engine.identity_records)
+            * harmonizer_core::ring::IDENTITY_SLOT_BYTES as u64,
+        fetches: sum(&|r| r.fetches),
+        fetched_records: sum(&|r| r.fetched_records),
+        duplicates_dropped: sum(&|r| r.stats.duplicates_dropped),
+        identity_starts: sum(&|r| r.stats.identity_starts),
+        conflation_keys: sc.engine.conflation_keys,
+        conflation_bytes: if sc.engine.conflation_keys == 0 {
+            0
+        } else {
+            p.recipients.len() as u64
+                * u64::from(sc.streams)
+                * harmonizer_core::engine::conflation_store_bytes(
+                    sc.engine.conflation_keys as usize,
+                    sc.engine.conflation_payload as usize,
+                ) as u64
+        },
+        conflated: sum(&|r| r.stats.conflated),
+        conflation_survivors: sum(&|r| r.stats.conflation_survivors),
+        conflation_fallbacks: sum(&|r| r.stats.conflation_fallbacks),
+        conflation_mismatches: sum(&|r| r.conflation_mismatches),
+        mean_stall_ms: if switches == 0 {
+            0.0
+        } else {
+            ms(stalls.iter().sum::<u64>() as f64 / switches as f64)
+        },
+        max_stall_ms: ms(stalls.iter().copied().max().unwrap_or(0) as f64),
+        lost: sum(&|r| r.lost),
+        duplicates: sum(&|r| r.duplicates),
+        out_of_order: sum(&|r| r.out_of_order),
+        corrupt: sum(&|r| r.corrupt),
+        wall_s: p.wall.as_secs_f64(),
+    }
+}
+
 /// The demo's fleet section: the embedded fleet scenario with `recipients` recipients, the
 /// same memory per engine and shared, and all of it with and without spread starts.
 pub(crate) fn demo_section(recipients: u32) -> Result<Report, String> {
@@ -195,6 +381,8 @@ pub(crate) fn demo_section(recipients: u32) -> Result<Report, String> {
     let spread_ms = 3000;
     let budgets = [Budget::PerEngine, Budget::Shared, Budget::Unlimited, Budget::UnlimitedSpread];
     let runs = compare(&sc, &budgets, total_kib, spread_ms, PolicyKind::Manual)?;
+    let tiers =
+        compare_tiers(&sc, &[Tier::Full, Tier::Identity, Tier::Conflation], 25, 64, PolicyKind::Manual)?;
     Ok(Report {
         scenario: sc.name.clone(),
         seed: sc.seed,
@@ -205,6 +393,9 @@ pub(crate) fn demo_section(recipients: u32) -> Result<Report, String> {
         total_kib,
         spread_ms,
         runs,
+        tiers,
+        search_lookback_ms: sc.app.search_lookback_ms,
+        fetch_record_us: sc.app.fetch_record_us,
     })
 }
 
@@ -237,7 +428,39 @@ pub(crate) fn demo_table(r: &Report) -> String {
             u.peak_subscribes_per_100ms, v.peak_subscribes_per_100ms, r.spread_ms, u.seamless, v.seamless, u.switches
         );
     }
-    let lost: u64 = r.runs.iter().map(|x| x.lost + x.duplicates + x.out_of_order + x.corrupt).sum();
+    let tier = |t: Tier| r.tiers.iter().find(|x| x.tier == t);
+    if let (Some(f), Some(i)) = (tier(Tier::Full), tier(Tier::Identity)) {
+        let _ = writeln!(
+            out,
+            "  windows of {} records, too short for the lead: fetches re-read {} records searching for the frontier, {} with the identity tier\n    ({} slots a stream, {} KiB in all; {} re-read starts made exact, mean stall {:.1} ms against {:.1} ms)",
+            f.window,
+            f.fetched_records,
+            i.fetched_records,
+            i.identity_records,
+            kib(i.identity_bytes as f64),
+            i.identity_starts,
+            i.mean_stall_ms,
+            f.mean_stall_ms
+        );
+    }
+    if let Some(c) = tier(Tier::Conflation) {
+        let _ = writeln!(
+            out,
+            "  with the conflation tier too ({} keys a stream, {} KiB more): {} fetches re-read {} records, {} events reported conflated and {} kept,\n    mean stall {:.1} ms",
+            c.conflation_keys,
+            kib(c.conflation_bytes as f64),
+            c.fetches,
+            c.fetched_records,
+            c.conflated,
+            c.conflation_survivors,
+            c.mean_stall_ms
+        );
+    }
+    let lost: u64 = r.runs.iter().map(|x| x.lost + x.duplicates + x.out_of_order + x.corrupt).sum::<u64>()
+        + r.tiers
+            .iter()
+            .map(|x| x.lost + x.duplicates + x.out_of_order + x.corrupt + x.conflation_mismatches)
+            .sum::<u64>();
     let _ = writeln!(out, "  lost, duplicated, out of order or corrupt events in these runs: {lost}");
     out
 }
@@ -270,6 +493,7 @@ pub fn run(a: FleetArgs) -> Result<(), String> {
         FleetPolicy::Predictor => PolicyKind::Predictor,
     };
     let rows = compare(&sc, &Budget::ALL, total_kib, a.spread_ms, kind)?;
+    let tiers = compare_tiers(&sc, &Tier::ALL, a.tier_window, a.identities, kind)?;
     let rep = Report {
         scenario: sc.name.clone(),
         seed: sc.seed,
@@ -280,6 +504,9 @@ pub fn run(a: FleetArgs) -> Result<(), String> {
         total_kib,
         spread_ms: a.spread_ms,
         runs: rows,
+        tiers,
+        search_lookback_ms: sc.app.search_lookback_ms,
+        fetch_record_us: sc.app.fetch_record_us,
     };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep).map_err(|e| format!("json: {e}"))?);
@@ -395,6 +622,9 @@ fn table(r: &Report, sc: &Scenario) -> String {
         out,
         "seamless: switches the engine reported seamless (staged, window reached back). peak/mean KiB: every recipient's\n  staged windows together (frames retained), at the worst tick and on average. starts: staging subscriptions\n  (the upstream's load); peak/s, peak/100ms: the most that began within any 1 s, 100 ms. lost/dup/ooo: checked\n  by the application on every delivered event (ooo includes corrupt), all must be 0."
     );
+    if !r.tiers.is_empty() {
+        out.push_str(&tier_table(r));
+    }
     for x in r.runs.iter().filter(|x| x.pool_grants > 0 || x.pool_refusals > 0) {
         let _ = writeln!(
             out,
@@ -407,5 +637,71 @@ fn table(r: &Report, sc: &Scenario) -> String {
             r.total_kib
         );
     }
+    out
+}
+
+fn tier_table(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nstaging tiers (no budget; beyond the window a stream keeps nothing, each evicted record's identity, or also each key's latest):\n"
+    );
+    let head = [
+        "run",
+        "window",
+        "switches",
+        "seamless",
+        "peak KiB",
+        "tier KiB",
+        "fetches",
+        "re-read",
+        "dropped",
+        "exact",
+        "conflated",
+        "kept",
+        "fallback",
+        "stall ms",
+        "max ms",
+        "lost",
+        "dup",
+        "ooo",
+    ];
+    let mut cells: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
+    for x in &r.tiers {
+        cells.push(vec![
+            x.tier.name().to_string(),
+            x.window.to_string(),
+            x.switches.to_string(),
+            format!("{} ({:.1}%)", x.seamless, 100.0 * x.seamless_share),
+            kib(x.peak_staged_bytes as f64),
+            kib((x.identity_bytes + x.conflation_bytes) as f64),
+            x.fetches.to_string(),
+            x.fetched_records.to_string(),
+            x.duplicates_dropped.to_string(),
+            x.identity_starts.to_string(),
+            x.conflated.to_string(),
+            x.conflation_survivors.to_string(),
+            x.conflation_fallbacks.to_string(),
+            format!("{:.1}", x.mean_stall_ms),
+            format!("{:.1}", x.max_stall_ms),
+            x.lost.to_string(),
+            x.duplicates.to_string(),
+            (x.out_of_order + x.corrupt + x.conflation_mismatches).to_string(),
+        ]);
+    }
+    out.push_str(&crate::demo::report::align(&cells));
+    out.push('\n');
+    let search = if r.search_lookback_ms > 0.0 {
+        format!("re-reads from {} ms before the last event it delivered", r.search_lookback_ms)
+    } else {
+        "finds the first undelivered event for free".to_string()
+    };
+    let ids = r.tiers.iter().map(|x| x.identity_records).max().unwrap_or(0);
+    let keys = r.tiers.iter().map(|x| x.conflation_keys).max().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "tier KiB: every recipient's identity logs ({ids} slots a stream, 48 bytes a slot) and conflation stores ({keys} keys a stream), allocated\n  up front. re-read: records fetched (cold switches, re-reads); dropped: duplicates the engines dropped; exact: re-read starts the\n  identity tier made exact; conflated: events reported not delivered (Conflated notices), kept: each key's latest delivered in their\n  place, fallback: holes left to a re-read. A conflated switch is not seamless (it is lossy); ooo includes corrupt and conflation\n  notices that miscounted. Without an exact position the application {search}; a fetch takes {} µs a record after its delay.",
+        r.fetch_record_us
+    );
     out
 }

@@ -134,6 +134,34 @@ fn check_fleet(v: &Value) {
     assert!(u(spread, "peak_subscribes_per_100ms") * 4 <= u(unl, "peak_subscribes_per_100ms"), "{v}");
     assert_eq!(u(spread, "seamless"), u(unl, "seamless"));
     assert!(u(unl, "seamless") * 100 >= u(unl, "switches") * 95, "{v}");
+    // The identity tier: the same short windows, the re-read exact and smaller.
+    let tier = |name: &str| {
+        v["tiers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["tier"] == name))
+            .unwrap_or_else(|| panic!("no tier run {name} in {v}"))
+    };
+    let (full, ids) = (tier("full"), tier("identity"));
+    for r in [full, ids] {
+        assert_eq!(
+            (u(r, "lost"), u(r, "duplicates"), u(r, "out_of_order"), u(r, "corrupt")),
+            (0, 0, 0, 0),
+            "{r}"
+        );
+    }
+    assert_eq!(u(full, "identity_starts"), 0);
+    assert!(u(ids, "identity_starts") > 0, "{v}");
+    assert!(u(ids, "fetched_records") * 2 < u(full, "fetched_records"), "{v}");
+    // The conflation tier: every dropped event reported, far fewer fetches.
+    let conf = tier("conflation");
+    assert_eq!(
+        (u(conf, "lost"), u(conf, "duplicates"), u(conf, "out_of_order"), u(conf, "corrupt")),
+        (0, 0, 0, 0),
+        "{conf}"
+    );
+    assert_eq!(u(conf, "conflation_mismatches"), 0, "{conf}");
+    assert!(u(conf, "conflated") > 0, "{conf}");
+    assert!(u(conf, "fetches") * 4 < u(ids, "fetches"), "{v}");
 }
 
 #[test]

@@ -12,6 +12,23 @@ pub const KIND_HEARTBEAT: u16 = 2;
 
 /// Flag: the fanout path reported a retry or fault for this event.
 pub const FLAG_UPSTREAM_ERROR: u16 = 1 << 0;
+/// Flag: the application marks this data event conflatable: beyond a staged window only the
+/// latest event per conflation key need be kept (the conflation tier, docs/staging.md). Its
+/// key is the first [`CONFLATION_KEY_LEN`] bytes of the payload, little-endian; an event with a
+/// shorter payload is not conflatable whatever its flag says.
+pub const FLAG_CONFLATABLE: u16 = 1 << 1;
+/// Bytes of a conflation key at the start of a conflatable event's payload.
+pub const CONFLATION_KEY_LEN: usize = 8;
+
+/// The conflation key of an event with `flags` and `payload`, if it is conflatable.
+#[inline]
+pub fn conflation_key(flags: u16, payload: &[u8]) -> Option<u64> {
+    if flags & FLAG_CONFLATABLE == 0 {
+        return None;
+    }
+    let key: [u8; CONFLATION_KEY_LEN] = payload.get(..CONFLATION_KEY_LEN)?.try_into().ok()?;
+    Some(u64::from_le_bytes(key))
+}
 
 /// The fixed header of every event: 32 bytes, the same layout on every C ABI and in ring files
 /// (`pos` at 0, `seq` at 8, `ts_ns` at 16, `origin` at 24, `kind` at 28, `flags` at 30; no

@@ -53,6 +53,11 @@ pub fn engine_ops(data: &[u8]) {
     let clock = ManualClock::at(1);
     let mut cfg = EngineConfig::new(7, 3, 4096, 64);
     cfg.max_origins = 4;
+    // The staging tiers too: windows evict into an identity log; marked events are conflated.
+    cfg.default_window = 8;
+    cfg.identity_records = 16;
+    cfg.conflation_keys = 4;
+    cfg.conflation_payload = 16;
     let Ok((mut engine, mut producers)) = Engine::with(cfg, Box::new(ManualStage), Box::new(clock.clone()))
     else {
         return;
@@ -75,9 +80,10 @@ pub fn engine_ops(data: &[u8]) {
                     ts_ns: now,
                     origin: u32::from(c & 3),
                     kind: KIND_DATA,
-                    flags: 0,
+                    // Marked conflatable (key `b % 4`) now and then.
+                    flags: if c & 0x40 != 0 { crate::event::FLAG_CONFLATABLE } else { 0 },
                 };
-                let _ = producers[s].push(&h, &[b, c]);
+                let _ = producers[s].push(&h, &[b % 4, 0, 0, 0, 0, 0, 0, 0, c]);
             }
             // A flip for this recipient (or for everyone, or a cohort), or bytes that may not be
             // one at all.

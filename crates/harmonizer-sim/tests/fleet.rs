@@ -103,3 +103,61 @@ fn a_shared_pool_and_spread_starts_against_per_engine_budgets() {
     assert!(pool.peak_used_bytes <= pool.capacity_bytes && pool.capacity_bytes == total_kib as u64 * 1024);
     assert!(pool.refusals > 0 && pool.yields > 0, "{pool:?}");
 }
+
+/// The identity tier (docs/staging.md, "Tiers"): with windows of 25 records, too short for the
+/// new pipeline's 56-record lead, every switch to it re-reads. Without the tier the engine can
+/// only say "after (origin, seq)" and the application searches (the fleet scenario re-reads
+/// from 1 s before its last event); with it the re-read starts at the exact position, and
+/// brings much less, with nothing lost either way.
+#[test]
+fn the_identity_tier_makes_re_reads_exact() {
+    let mut sc = scenario();
+    sc.engine.default_window = 25;
+    assert!(sc.app.search_lookback_ms > 0.0);
+    let short = run(&sc);
+    sc.engine.identity_records = 64;
+    let ids = run(&sc);
+    exactly_once(&short, "short windows");
+    exactly_once(&ids, "short windows with identities");
+    assert_eq!(switches(&short), switches(&ids));
+    assert_eq!(seamless(&short), seamless(&ids), "the tier makes re-reads exact, not switches seamless");
+    let fetched = |p: &PassOutcome| p.recipients.iter().map(|r| r.fetched_records).sum::<u64>();
+    let exact = |p: &PassOutcome| p.recipients.iter().map(|r| r.stats.identity_starts).sum::<u64>();
+    assert_eq!(exact(&short), 0);
+    assert!(exact(&ids) >= switches(&ids) as u64, "{} exact starts", exact(&ids));
+    assert!(
+        fetched(&ids) * 2 < fetched(&short),
+        "re-read {} with identities, {} without",
+        fetched(&ids),
+        fetched(&short)
+    );
+}
+
+/// The conflation tier (docs/staging.md, "Tiers"): the fleet scenario marks every event
+/// conflatable over 16 keys per origin. With the same short windows and identity logs, the
+/// holes a switch meets are conflated instead of re-read: far fewer fetches, every event a
+/// `Conflated` notice reported dropped is exactly one the application never saw, and nothing
+/// else is missing, duplicated or out of order.
+#[test]
+fn the_conflation_tier_conflates_marked_holes_and_reports_every_dropped_event() {
+    let mut sc = scenario();
+    assert!(sc.conflation.share >= 1.0 && sc.conflation.keys > 0);
+    sc.engine.default_window = 25;
+    sc.engine.identity_records = 64;
+    let ids = run(&sc);
+    sc.engine.conflation_keys = sc.origins * sc.conflation.keys;
+    sc.engine.conflation_payload = 16;
+    let conf = run(&sc);
+    exactly_once(&ids, "identity");
+    exactly_once(&conf, "conflation");
+    let sum = |p: &PassOutcome, f: &dyn Fn(&lockstep::RecipientOutcome) -> u64| {
+        p.recipients.iter().map(f).sum::<u64>()
+    };
+    assert_eq!(sum(&conf, &|r| r.conflation_mismatches), 0, "every notice's count is exact");
+    assert_eq!(sum(&conf, &|r| r.conflated), sum(&conf, &|r| r.stats.conflated));
+    assert!(sum(&conf, &|r| r.stats.conflated) > 0 && sum(&conf, &|r| r.stats.conflation_survivors) > 0);
+    assert_eq!(sum(&ids, &|r| r.stats.conflated), 0);
+    let (f_ids, f_conf) = (sum(&ids, &|r| r.fetches), sum(&conf, &|r| r.fetches));
+    assert!(f_conf * 4 < f_ids, "fetches: {f_conf} with conflation, {f_ids} without");
+    assert_eq!(switches(&conf), switches(&ids));
+}

@@ -8,6 +8,7 @@
 //! switch, `ring` module `# Orderings`) and delivery goes on from it, the tracker dropping what
 //! was already delivered. Nothing on the poll path allocates.
 
+mod conflate;
 #[cfg(shm)]
 mod file;
 mod notice;
@@ -19,6 +20,7 @@ mod stats;
 mod storage;
 mod wait;
 
+pub use conflate::{conflation_store_bytes, MAX_CONFLATION_KEYS, MAX_CONFLATION_PAYLOAD};
 pub use notice::{BadEventReason, Handler, Notice, Purpose, RejectReason, StartAt, SwitchCause};
 pub use policy::{
     AlwaysStage, ArmingPolicy, Candidate, ManualStage, NeverStage, StagePlan, StageScore, MAX_STREAMS,
@@ -159,6 +161,16 @@ pub struct EngineConfig {
     /// asks the re-read from the exact position instead of "after (origin, seq)". 0 (the
     /// default): off. At most [`MAX_IDENTITIES`](crate::ring::MAX_IDENTITIES).
     pub identity_records: usize,
+    /// The conflation tier (docs/staging.md, "Tiers"): each stream keeps, while staged, a copy of
+    /// the latest conflatable event (`event::FLAG_CONFLATABLE`) of up to `conflation_keys` keys,
+    /// payloads up to `conflation_payload` bytes, allocated here; a hole its window left is
+    /// then conflated (`Notice::Conflated`) when it held only conflatable events. Needs the
+    /// identity tier (`identity_records`, which bounds the hole). 0 (the default): off. At most
+    /// [`MAX_CONFLATION_KEYS`].
+    pub conflation_keys: usize,
+    /// Largest payload the conflation tier keeps a copy of, bytes (default 64; at most
+    /// [`MAX_CONFLATION_PAYLOAD`]). A key whose latest event is larger is not conflated.
+    pub conflation_payload: usize,
     /// After a switch, keep the old stream as a candidate (the policy may stage it) rather than
     /// releasing it with `Unsubscribe`.
     pub keep_previous: bool,
@@ -183,6 +195,8 @@ impl EngineConfig {
             spread: Spread::default(),
             default_window: 100,
             identity_records: 0,
+            conflation_keys: 0,
+            conflation_payload: 64,
             keep_previous: true,
         }
     }
@@ -238,6 +252,8 @@ pub enum EngineError {
     Tracker(TrackerError),
     /// The engine's tables (`streams × max_origins` positions) could not be allocated.
     OutOfMemory(usize),
+    /// The conflation tier's bounds: keys or payload over their limit, or no identity tier.
+    Conflation(&'static str),
 }
 
 impl fmt::Display for EngineError {
@@ -251,6 +267,7 @@ impl fmt::Display for EngineError {
             EngineError::OutOfMemory(bytes) => {
                 write!(f, "could not allocate {bytes} bytes of position tables")
             }
+            EngineError::Conflation(why) => write!(f, "conflation tier: {why}"),
         }
     }
 }
@@ -403,6 +420,8 @@ struct Stream {
     /// Where the application's checkpoint says this stream resumes (`resume_stream_at`), for
     /// the first `Subscribe` of the initial stream.
     start_pos: Option<u64>,
+    /// The conflation tier's store, if configured.
+    conflation: Option<Box<conflate::ConflationStore>>,
 }
 
 impl Stream {
@@ -568,6 +587,9 @@ pub struct Engine {
     gap_wait: recovery::GapWait,
     /// A gap being recovered (gap policy `ReRead`): its re-read and fill rounds.
     recovery: Option<recovery::Recovery>,
+    /// The last hole `(origin, from, to)` the conflation tier could not conflate: met again at
+    /// every poll while it is held, it is not tried (or counted) again.
+    conflation_tried: Option<(u32, u64, u64)>,
     /// A read of the active stream asked after a hole closed while it was being skipped
     /// (`Purpose::Resume`), not begun yet: bounded like a re-read round.
     resume_wait: Option<recovery::ResumeWait>,
@@ -637,6 +659,19 @@ impl Engine {
             .position(|s| s.id == config.initial_stream)
             .ok_or(EngineError::UnknownInitialStream(config.initial_stream))?;
         let tracker = Tracker::new(config.max_origins, config.seq_mode).map_err(EngineError::Tracker)?;
+        if config.conflation_keys > 0 {
+            if config.conflation_keys > MAX_CONFLATION_KEYS {
+                return Err(EngineError::Conflation("conflation_keys above MAX_CONFLATION_KEYS"));
+            }
+            if config.conflation_payload > MAX_CONFLATION_PAYLOAD {
+                return Err(EngineError::Conflation("conflation_payload above MAX_CONFLATION_PAYLOAD"));
+            }
+            if config.identity_records < 2 {
+                return Err(EngineError::Conflation(
+                    "needs the identity tier (identity_records of 2 or more)",
+                ));
+            }
+        }
         let seen_len = n * config.max_origins as usize;
         let mut seen = Vec::new();
         seen.try_reserve_exact(seen_len)
@@ -673,6 +708,19 @@ impl Engine {
                 last_read_pos: 0,
                 retained_bytes: 0,
                 start_pos: None,
+                conflation: match config.conflation_keys {
+                    0 => None,
+                    keys => Some(
+                        conflate::ConflationStore::new(
+                            keys,
+                            config.conflation_payload,
+                            config.identity_records,
+                        )
+                        .ok_or(EngineError::OutOfMemory(
+                            conflate::ConflationStore::bytes(keys, config.conflation_payload),
+                        ))?,
+                    ),
+                },
             });
         }
         let max_frame = (crate::event::EVENT_HEADER_SIZE + 8 + config.max_payload).next_multiple_of(8) as u64;
@@ -729,6 +777,7 @@ impl Engine {
             flip_told: None,
             gap_wait: recovery::GapWait::NONE,
             recovery: None,
+            conflation_tried: None,
             resume_wait: None,
             skipped_max: vec![0; config.max_origins as usize].into_boxed_slice(),
             holding_gap: false,

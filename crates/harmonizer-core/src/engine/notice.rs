@@ -127,6 +127,24 @@ pub enum Notice<'a> {
         /// Re-read and fill rounds tried.
         rounds: u32,
     },
+    /// The conflation tier (docs/staging.md, "Tiers"): the hole `from_seq ..= to_seq` of
+    /// `origin` on `stream` (the active stream; its staged window had evicted them) held only
+    /// conflatable events. Of each conflation key, the hole's latest event follows this notice
+    /// (or, if the stream carries a later one after the hole, none does); the other `dropped`
+    /// events of the range are not delivered. Exactly those seqs of the range not delivered
+    /// next are the dropped ones. Unmarked events are never conflated.
+    Conflated {
+        /// The active stream.
+        stream: u32,
+        /// The origin.
+        origin: u32,
+        /// First seq of the range.
+        from_seq: u64,
+        /// Last seq of the range.
+        to_seq: u64,
+        /// Events of the range not delivered.
+        dropped: u64,
+    },
     /// The active stream has delivered nothing for `silent_ns` while a staged candidate holds
     /// events beyond the delivery frontier. Reported once per silence; delivery from the active
     /// stream re-arms it.

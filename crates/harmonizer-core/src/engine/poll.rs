@@ -158,7 +158,8 @@ impl Engine {
     /// position just after each delivered origin's frontier event on it, when every one of them
     /// was seen there; else `AfterSeq` (one origin) or `AfterFrontier`; `Live` when nothing was
     /// delivered. O(max_origins): for cold switches and the first subscription, not per event.
-    pub(super) fn start_on(&self, i: usize) -> StartAt {
+    pub(super) fn start_on(&mut self, i: usize) -> StartAt {
+        self.take_logged_starts(i);
         let mo = self.max_origins;
         let mut min = u64::MAX;
         let mut origins = 0usize;
@@ -181,11 +182,44 @@ impl Engine {
 
     /// Where stream `i` must be read from to bring `origin`'s events after `last` (its last
     /// delivered seq): the exact position when that event was seen there.
-    pub(super) fn start_for(&self, i: usize, origin: u32, last: u64) -> StartAt {
-        match self.seen.get(i * self.max_origins + origin as usize).and_then(|at| at.after(last)) {
+    pub(super) fn start_for(&mut self, i: usize, origin: u32, last: u64) -> StartAt {
+        let k = i * self.max_origins + origin as usize;
+        if self.seen.get(k).and_then(|at| at.after(last)).is_none() {
+            self.take_logged_starts(i);
+        }
+        match self.seen.get(k).and_then(|at| at.after(last)) {
             Some(pos) => StartAt::Pos(pos),
             None => StartAt::AfterSeq { origin, seq: last },
         }
+    }
+
+    /// The identity tier (docs/staging.md): for each origin whose position after its frontier
+    /// on stream `i` is not known, takes it from the identities stream `i`'s window evicted,
+    /// if they hold the frontier event or its successor, into `seen`. Only outside the staged
+    /// role (the log is read while nothing is evicted); O(log slots + origins), for cold
+    /// switches and re-reads, not per event. Counts `Stats::identity_starts`.
+    fn take_logged_starts(&mut self, i: usize) {
+        let Engine { streams, seen, tracker, stats, max_origins, .. } = self;
+        let c = &streams[i].consumer;
+        if c.identity_slots() == 0 {
+            return;
+        }
+        let seen = &mut seen[i * *max_origins..(i + 1) * *max_origins];
+        let _ = c.evicted_identities(|id| {
+            if id.kind != crate::event::KIND_DATA {
+                return;
+            }
+            let (Some(at), Some(last)) = (seen.get_mut(id.origin as usize), tracker.last(id.origin)) else {
+                return;
+            };
+            if at.after(last).is_none() {
+                if let Some(pos) = logged_start(id, last) {
+                    // Reading from `pos` brings every event of the origin after `last`.
+                    *at = super::SeenAt { next_pos: pos, seq: last };
+                    stats.identity_starts += 1;
+                }
+            }
+        });
     }
 
     /// Like [`poll`](Self::poll), but the records of the events delivered from the active
@@ -585,9 +619,6 @@ impl Engine {
         self.resume_wait = None;
         let staged = self.streams[to].consumer.role() == Role::Staged;
         self.streams[to].consumer.set_role(Role::Active);
-        if staged {
-            self.fold_identities(to);
-        }
         self.active = to;
         self.previous = Some(from);
         self.pending = None;
@@ -632,34 +663,6 @@ impl Engine {
             switch_ns,
             cause: p.cause,
             gapped: false,
-        });
-    }
-
-    /// The identity tier: takes the identities stream `i`'s window evicted (its ring just left
-    /// the staged role) into `seen`, so a re-read of it starts at the exact position after each
-    /// origin's frontier: at the evicted frontier event's successor, or just after the evicted
-    /// frontier event itself. Counts the origins this made exact (`Stats::identity_starts`).
-    fn fold_identities(&mut self, i: usize) {
-        let Engine { streams, seen, tracker, max_origins, stats, .. } = self;
-        let seen = &mut seen[i * *max_origins..(i + 1) * *max_origins];
-        let _ = streams[i].consumer.evicted_identities(|id| {
-            if id.kind != crate::event::KIND_DATA {
-                return;
-            }
-            let (Some(at), Some(last)) = (seen.get_mut(id.origin as usize), tracker.last(id.origin)) else {
-                return;
-            };
-            let exact = at.after(last).is_some();
-            if id.seq <= last {
-                at.note(id.pos, id.seq);
-            } else if id.seq == last + 1 && !exact {
-                // Reading from the successor's position brings every event of the origin after
-                // `last`: the same start as just after `last` itself.
-                *at = super::SeenAt { next_pos: id.pos, seq: last };
-            }
-            if !exact && at.after(last).is_some() {
-                stats.identity_starts += 1;
-            }
         });
     }
 
@@ -947,6 +950,7 @@ impl Engine {
                 continue;
             }
             let seen = &mut seen[i * *max_origins..(i + 1) * *max_origins];
+            let epoch = s.consumer.epoch();
             if let Ok(mut view) = s.consumer.staged() {
                 view.trim_while(|r| {
                     let gone = trimmable(r, tracker, flips);
@@ -959,6 +963,9 @@ impl Engine {
                 });
                 s.retained_bytes = view.retained_bytes();
                 held += s.retained_bytes;
+                if let Some(store) = s.conflation.as_deref_mut() {
+                    Engine::look_staged(store, epoch, &mut view);
+                }
             }
         }
         stats.staged_bytes = held;
@@ -1033,6 +1040,20 @@ impl Engine {
             }
         }
         self.last_tick_ns = Some(self.now_ns);
+    }
+}
+
+/// The identity tier: where a stream must be read from to bring `id.origin`'s events after
+/// `last`, if the evicted record `id` tells: just after the frontier event itself, or at its
+/// successor's position (within a stream an origin's events are in seq order, so nothing of
+/// the origin after `last` lies before either).
+fn logged_start(id: &crate::ring::Identity, last: u64) -> Option<u64> {
+    if id.seq == last {
+        Some(id.pos.saturating_add(1))
+    } else if last.checked_add(1) == Some(id.seq) {
+        Some(id.pos)
+    } else {
+        None
     }
 }
 

@@ -182,6 +182,12 @@ impl Engine {
             return GapOutcome::Continue; // filled: the event after the gap delivers next
         }
         let from = self.tracker.last(origin).map_or(from, |l| l + 1).max(from);
+        if self.recovery.is_none() && self.try_conflate(origin, from, to, h) {
+            if waited {
+                self.gap_wait = GapWait::NONE;
+            }
+            return GapOutcome::Continue; // conflated: the event after the gap delivers next
+        }
         let stream = self.streams[self.active].id;
         let same = self.recovery.is_some_and(|r| r.origin == origin && r.from_seq == from);
         if !same {

@@ -77,6 +77,13 @@ pub struct Stats {
     /// target's window had evicted the records the start would have been taken from
     /// (`EngineConfig::identity_records`, docs/staging.md).
     pub identity_starts: u64,
+    /// Events the conflation tier did not deliver, reported in `Notice::Conflated`.
+    pub conflated: u64,
+    /// Events the conflation tier delivered from its store (each key's latest of a hole).
+    pub conflation_survivors: u64,
+    /// Holes the conflation tier left to the gap policy (an unmarked or unlogged event, a copy
+    /// missing or too large, the store full).
+    pub conflation_fallbacks: u64,
 }
 
 impl Stats {

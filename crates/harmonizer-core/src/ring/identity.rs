@@ -39,11 +39,14 @@ use crossbeam_utils::CachePadded;
 
 use super::layout::{distance, POS_MASK};
 use super::RingError;
-use crate::event::EventHeader;
+use crate::event::{EventHeader, FLAG_CONFLATABLE};
 use crate::sync::{fence, AtomicU64, Ordering};
 
-/// The largest identity log a ring accepts, slots (40 bytes each: 40 MiB).
+/// The largest identity log a ring accepts, slots (48 MiB).
 pub const MAX_IDENTITIES: usize = 1 << 20;
+
+/// Bytes of one identity log slot.
+pub const IDENTITY_SLOT_BYTES: usize = core::mem::size_of::<Slot>();
 
 /// What the identity tier keeps of an evicted record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,10 +55,14 @@ pub struct Identity {
     pub origin: u32,
     /// The event's kind (`KIND_*`).
     pub kind: u16,
+    /// The event's flags (`FLAG_*`).
+    pub flags: u16,
     /// Its seq within the origin.
     pub seq: u64,
     /// Its position in its stream (`EventHeader::pos`).
     pub pos: u64,
+    /// Its conflation key (`event::conflation_key`), if it is conflatable.
+    pub key: Option<u64>,
 }
 
 struct Slot {
@@ -64,8 +71,10 @@ struct Slot {
     at: AtomicU64,
     seq: AtomicU64,
     pos: AtomicU64,
-    /// `origin | kind << 32`.
+    /// `origin | kind << 32 | flags << 48`.
     origin_kind: AtomicU64,
+    /// The conflation key (0 when `flags` says the event has none).
+    key: AtomicU64,
 }
 
 /// The side log of one ring (see the module docs).
@@ -93,6 +102,7 @@ impl IdentityLog {
             seq: AtomicU64::new(0),
             pos: AtomicU64::new(0),
             origin_kind: AtomicU64::new(0),
+            key: AtomicU64::new(0),
         }));
         Ok(Some(Box::new(IdentityLog {
             slots: v.into_boxed_slice(),
@@ -110,8 +120,9 @@ impl IdentityLog {
         &self.slots[(i % self.slots.len() as u64) as usize]
     }
 
-    /// Producer, before trying to evict the record at ring position `at` with header `h`.
-    pub(crate) fn write(&self, at: u64, h: &EventHeader) {
+    /// Producer, before trying to evict the record at ring position `at` with header `h` and
+    /// conflation key `key`.
+    pub(crate) fn write(&self, at: u64, h: &EventHeader, key: Option<u64>) {
         // Relaxed: only the producer writes `logged`.
         let n = self.logged.load(Ordering::Relaxed);
         let s = self.slot(n);
@@ -121,7 +132,11 @@ impl IdentityLog {
         s.at.store(at, Ordering::Relaxed);
         s.seq.store(h.seq, Ordering::Relaxed);
         s.pos.store(h.pos, Ordering::Relaxed);
-        s.origin_kind.store(u64::from(h.origin) | u64::from(h.kind) << 32, Ordering::Relaxed);
+        // The flag bit says whether there is a key: one the payload did not hold is cleared.
+        let flags = if key.is_some() { h.flags } else { h.flags & !FLAG_CONFLATABLE };
+        s.origin_kind
+            .store(u64::from(h.origin) | u64::from(h.kind) << 32 | u64::from(flags) << 48, Ordering::Relaxed);
+        s.key.store(key.unwrap_or(0), Ordering::Relaxed);
         s.version.store(2 * n + 2, Ordering::Release);
     }
 
@@ -156,6 +171,7 @@ impl IdentityLog {
             let seq = s.seq.load(Ordering::Relaxed);
             let pos = s.pos.load(Ordering::Relaxed);
             let ok = s.origin_kind.load(Ordering::Relaxed);
+            let key = s.key.load(Ordering::Relaxed);
             // Acquire fence: if any load above saw a newer write, the version below shows it.
             fence(Ordering::Acquire);
             if s.version.load(Ordering::Relaxed) != want {
@@ -167,7 +183,9 @@ impl IdentityLog {
             if behind == 0 || behind > POS_MASK / 2 {
                 continue;
             }
-            f(&Identity { origin: ok as u32, kind: (ok >> 32) as u16, seq, pos });
+            let flags = (ok >> 48) as u16;
+            let key = (flags & FLAG_CONFLATABLE != 0).then_some(key);
+            f(&Identity { origin: ok as u32, kind: (ok >> 32) as u16, flags, seq, pos, key });
         }
     }
 }

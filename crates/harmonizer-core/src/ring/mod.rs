@@ -82,7 +82,7 @@ pub(crate) mod wake;
 
 pub use check::Corruption;
 pub use consumer::{Consumer, ReadChunk};
-pub use identity::{Identity, MAX_IDENTITIES};
+pub use identity::{Identity, IDENTITY_SLOT_BYTES, MAX_IDENTITIES};
 pub use layout::Role;
 pub use producer::{Producer, Reservation, StaleReservation, WriteBatch, WriteSlot};
 #[doc(hidden)]

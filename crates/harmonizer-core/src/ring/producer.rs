@@ -567,7 +567,9 @@ impl<S: Storage> Producer<S> {
                 // has not overwritten; its event header follows the frame header, inside the
                 // buffer (frames never wrap) and 8-aligned. The consumer only reads it.
                 let h = unsafe { self.shared.read_header(head.pos) };
-                log.write(head.pos, &h);
+                // SAFETY: as above; the key is read only from a payload at least that long.
+                let key = unsafe { self.shared.read_key(head.pos, front, &h) };
+                log.write(head.pos, &h, key);
             }
             let next = Head::encode(advance(head.pos, front.span()), false, Role::Staged);
             // AcqRel. Acquire: the consumer's reads before its last unlock/role change happen

@@ -173,6 +173,29 @@ impl<S: Storage> Shared<S> {
         unsafe { self.ptr(at).cast::<crate::event::EventHeader>().read() }
     }
 
+    /// The conflation key of the record whose frame (`frame`, header `h`) starts at `pos`
+    /// (`event::conflation_key`), if it is conflatable.
+    ///
+    /// # Safety
+    /// As [`read_header`](Self::read_header).
+    #[inline]
+    pub(crate) unsafe fn read_key(
+        &self,
+        pos: u64,
+        frame: Frame,
+        h: &crate::event::EventHeader,
+    ) -> Option<u64> {
+        use crate::event::{CONFLATION_KEY_LEN, FLAG_CONFLATABLE};
+        if h.flags & FLAG_CONFLATABLE == 0 || frame.payload_len() < CONFLATION_KEY_LEN {
+            return None;
+        }
+        let at = super::layout::advance(pos, super::layout::RECORD_PREFIX as u64);
+        self.tracker.read(self.offset(at), CONFLATION_KEY_LEN);
+        // SAFETY: the payload follows the event header inside the frame, 8-aligned, and is at
+        // least `CONFLATION_KEY_LEN` bytes; the caller guarantees nobody writes it now.
+        Some(u64::from_le(unsafe { self.ptr(at).cast::<u64>().read() }))
+    }
+
     /// Writes the frame header at `pos`.
     ///
     /// # Safety

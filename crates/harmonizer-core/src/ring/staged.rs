@@ -132,6 +132,19 @@ impl<S: Storage> StagedView<'_, S> {
         StagedIter { consumer: self.consumer, pos }
     }
 
+    /// As [`iter`](Self::iter), but from `pos` if the view still holds it: a position a walk
+    /// of this ring returned ([`StagedIter::position`]), in this view or an earlier one. From
+    /// the front when the front has passed it (the records up to it were trimmed or evicted
+    /// since) or it lies beyond the tail seen.
+    pub fn iter_from(&mut self, pos: u64) -> StagedIter<'_, S> {
+        let pos = pos & POS_MASK;
+        let front = self.front & POS_MASK;
+        let behind_tail = super::layout::distance(self.consumer.cached_tail, front);
+        let pos = if super::layout::distance(pos, front) > behind_tail { front } else { pos };
+        self.consumer.forget_walk();
+        StagedIter { consumer: self.consumer, pos }
+    }
+
     /// Records kept from the front to the producer's published tail.
     pub fn len(&mut self) -> usize {
         let mut n = 0;
@@ -194,6 +207,12 @@ pub struct StagedIter<'a, S: Storage = HeapStorage> {
 }
 
 impl<'a, S: Storage> StagedIter<'a, S> {
+    /// The ring position after the last record returned (where the next walk may resume,
+    /// [`StagedView::iter_from`]).
+    pub fn position(&self) -> u64 {
+        self.pos & POS_MASK
+    }
+
     /// The next record (a lending iterator: the record borrows the iterator).
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Record<'_>> {

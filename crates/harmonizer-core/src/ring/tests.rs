@@ -534,7 +534,10 @@ fn a_staged_ring_logs_the_identities_it_evicts() {
     }
     p.push(&hdr(11), &[]).unwrap(); // within the window again (9..=11): nothing evicted
     p.push(&hdr(12), &[]).unwrap(); // evicts 9
-    assert_eq!(c.evicted_identities(|_| {}), Err(RingError::WrongRole { expected: Role::Active, actual: Role::Staged }));
+    assert_eq!(
+        c.evicted_identities(|_| {}),
+        Err(RingError::WrongRole { expected: Role::Active, actual: Role::Staged })
+    );
     c.set_role(Role::Active);
     let mut seqs = vec![];
     c.evicted_identities(|id| seqs.push(id.seq)).unwrap();

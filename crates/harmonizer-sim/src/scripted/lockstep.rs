@@ -36,7 +36,7 @@ use harmonizer_core::predict::{Predictor, PredictorConfig};
 use harmonizer_core::ring::{PushError, Record};
 
 use super::scenario::Scenario;
-use super::world::{data_payload, World, NO_FLIP};
+use super::world::{Marking, World, NO_FLIP};
 use super::PolicyKind;
 use crate::replay::{drain, exact_pos};
 
@@ -94,6 +94,14 @@ pub struct RecipientOutcome {
     pub fetches: u64,
     /// Live subscriptions (candidates staged).
     pub live_subscribes: u64,
+    /// Records its fetches brought (the re-read volume: what was missing, and what a search
+    /// for the frontier re-read again).
+    pub fetched_records: u64,
+    /// Events `Conflated` notices reported dropped (not counted in `lost`).
+    pub conflated: u64,
+    /// `Conflated` notices whose range's undelivered events were not exactly the number the
+    /// notice reported (must be 0).
+    pub conflation_mismatches: u64,
 }
 
 /// One sample of the plotted recipient.
@@ -233,11 +241,13 @@ enum Req {
     Stop {
         stream: u32,
     },
-    /// From position `from_pos`, or (0) from the first undelivered logical event `k`.
+    /// From position `from_pos`, or (0) from the first undelivered logical event `k`, searched
+    /// for from the last delivered event's time `ts` (`App::search_lookback_ms`).
     Fetch {
         stream: u32,
         from_pos: u64,
         k: u64,
+        ts: u64,
     },
 }
 
@@ -285,12 +295,29 @@ struct Feed {
     not_before: u64,
     fetching: bool,
     live_after: u64,
+    /// Records this fetch has brought so far (each takes the transfer time).
+    fetched: u64,
+}
+
+impl Feed {
+    /// When `rec` can be pushed: its arrival, not before the subscription or fetch starts, and
+    /// for a fetch not before the records ahead of it have been transferred.
+    fn due(&self, rec: &super::world::Rec, record_ns: u64) -> u64 {
+        let t = rec.arrival_ns.max(self.not_before);
+        if self.fetching {
+            t.max(self.not_before.saturating_add(self.fetched.saturating_mul(record_ns)))
+        } else {
+            t
+        }
+    }
 }
 
 #[derive(Default)]
 struct FeedStats {
     full: u64,
     errors: u64,
+    /// Per recipient: records pushed by fetches (re-read volume).
+    fetched: Vec<u64>,
 }
 
 fn feed_loop(
@@ -299,9 +326,10 @@ fn feed_loop(
     mut prods: Vec<StreamProducer>,
     sync: &Lockstep,
     initial: bool,
+    record_ns: u64,
 ) -> FeedStats {
     let mut feeds = vec![Feed { subscribed: initial, ..Feed::default() }; prods.len()];
-    let mut stats = FeedStats::default();
+    let mut stats = FeedStats { fetched: vec![0; prods.len()], ..FeedStats::default() };
     let mut done = 0u64;
     let log = &world.streams[s];
     loop {
@@ -321,12 +349,25 @@ fn feed_loop(
             for c in q.drain(..) {
                 match c {
                     Cmd::Live { r, cursor, not_before } => {
-                        feeds[r] =
-                            Feed { subscribed: true, cursor, not_before, fetching: false, live_after: 0 };
+                        feeds[r] = Feed {
+                            subscribed: true,
+                            cursor,
+                            not_before,
+                            fetching: false,
+                            live_after: 0,
+                            fetched: 0,
+                        };
                     }
                     Cmd::Stop { r } => feeds[r].subscribed = false,
                     Cmd::Fetch { r, cursor, not_before, live_after } => {
-                        feeds[r] = Feed { subscribed: true, cursor, not_before, fetching: true, live_after };
+                        feeds[r] = Feed {
+                            subscribed: true,
+                            cursor,
+                            not_before,
+                            fetching: true,
+                            live_after,
+                            fetched: 0,
+                        };
                     }
                 }
             }
@@ -335,11 +376,15 @@ fn feed_loop(
             let mut pushed = false;
             while f.subscribed && f.cursor < log.len() {
                 let rec = &log[f.cursor];
-                if rec.arrival_ns.max(f.not_before) > t {
+                if f.due(rec, record_ns) > t {
                     break;
                 }
                 if f.fetching && rec.arrival_ns > f.live_after {
                     f.fetching = false; // caught up: live again, losses and all
+                }
+                if f.fetching {
+                    f.fetched += 1;
+                    stats.fetched[r] += 1;
                 }
                 if rec.dropped && !f.fetching {
                     f.cursor += 1;
@@ -348,7 +393,7 @@ fn feed_loop(
                 let h = world.header(s, f.cursor);
                 let data;
                 let payload: &[u8] = if rec.flip == NO_FLIP {
-                    data = data_payload(rec.k);
+                    data = world.marking.payload(rec.k, u64::from(world.origins));
                     &data
                 } else {
                     &world.payloads[rec.flip as usize]
@@ -383,7 +428,7 @@ fn feed_loop(
         let due = feeds
             .iter()
             .filter(|f| f.subscribed)
-            .filter_map(|f| log.get(f.cursor).map(|r| r.arrival_ns.max(f.not_before)))
+            .filter_map(|f| log.get(f.cursor).map(|r| f.due(r, record_ns)))
             .min()
             .unwrap_or(u64::MAX);
         sync.next_due[s].store(due, Ordering::Relaxed);
@@ -410,6 +455,12 @@ struct App {
     rejected_other: u64,
     fetches: u64,
     live_subscribes: u64,
+    /// `ts_ns` of the latest event delivered (where a search for the frontier starts).
+    last_ts: u64,
+    /// Which events are marked conflatable (their payloads).
+    marking: Marking,
+    /// `Conflated` notices: (origin, from, to, dropped).
+    conflated: Vec<(u32, u64, u64, u64)>,
     /// Scenario ns of each live subscription and each fetch.
     stage_times: Vec<u64>,
     fetch_times: Vec<u64>,
@@ -421,7 +472,7 @@ struct App {
 }
 
 impl App {
-    fn new(origins: u32, events: u64, initial: u32, notes: bool) -> App {
+    fn new(origins: u32, events: u64, initial: u32, notes: bool, marking: Marking) -> App {
         App {
             origins: u64::from(origins),
             active: Arc::new(AtomicU32::new(initial)),
@@ -437,6 +488,9 @@ impl App {
             rejected_other: 0,
             fetches: 0,
             live_subscribes: 0,
+            last_ts: 0,
+            marking,
+            conflated: Vec::new(),
             stage_times: Vec::new(),
             fetch_times: Vec::new(),
             requests: Vec::new(),
@@ -472,7 +526,7 @@ impl Handler for App {
             self.corrupt += 1;
             return;
         };
-        if r.payload != data_payload(k) {
+        if r.payload != self.marking.payload(k, self.origins) {
             self.corrupt += 1;
         }
         let bit = 1u64 << (k % 64);
@@ -482,11 +536,15 @@ impl Handler for App {
         }
         *word |= bit;
         self.delivered += 1;
-        let next = &mut self.next[o as usize];
-        if h.seq != *next {
+        self.last_ts = self.last_ts.max(h.ts_ns);
+        let next = self.next[o as usize];
+        // In order: the origin's next seq, or past seqs a `Conflated` notice covered.
+        let skip_reported =
+            self.conflated.iter().any(|c| c.0 == h.origin && c.1 <= next && h.seq.saturating_sub(1) <= c.2);
+        if h.seq != next && !(h.seq > next && skip_reported) {
             self.out_of_order += 1;
         }
-        *next = (*next).max(h.seq + 1);
+        self.next[o as usize] = next.max(h.seq + 1);
     }
 
     fn notice(&mut self, n: &Notice<'_>) {
@@ -505,7 +563,8 @@ impl Handler for App {
                     self.fetches += 1;
                     self.fetch_times.push(self.now_ns);
                     let k = self.frontier_k();
-                    self.requests.push(Req::Fetch { stream, from_pos: exact_pos(from), k });
+                    let (from_pos, ts) = (exact_pos(from), self.last_ts);
+                    self.requests.push(Req::Fetch { stream, from_pos, k, ts });
                     self.note(format!("fetch s{stream}"));
                 }
             },
@@ -529,6 +588,12 @@ impl Handler for App {
             // The demo's rings live on the heap: no ring files, so no producer to lose and no
             // file to truncate.
             Notice::ProducerGone { .. } | Notice::RingFileTruncated { .. } | Notice::RingCorrupt { .. } => {}
+            Notice::Conflated { stream, origin, from_seq, to_seq, dropped } => {
+                self.conflated.push((origin, from_seq, to_seq, dropped));
+                self.note(format!(
+                    "conflated on s{stream}: origin {origin} seqs {from_seq}..={to_seq}, {dropped} dropped"
+                ));
+            }
             Notice::Stuck { stream, origin, from_seq, to_seq, .. } => {
                 self.note(format!("stuck on s{stream}: origin {origin} seqs {from_seq}..={to_seq}"));
             }
@@ -600,11 +665,14 @@ pub fn run(
         }
         cfg.staging_pool = pool.clone();
         cfg.cold_switch_cost_ns = Scenario::ns(sc.engine.cold_switch_cost_ms / 1000.0);
+        cfg.identity_records = sc.engine.identity_records as usize;
+        cfg.conflation_keys = sc.engine.conflation_keys as usize;
+        cfg.conflation_payload = sc.engine.conflation_payload as usize;
         cfg.spread = Spread {
             max_ns: Scenario::ns(sc.engine.spread_max_ms / 1000.0),
             fraction: sc.engine.spread_fraction as f32,
         };
-        let app = App::new(sc.origins, world.events, sc.initial_stream, plot == Some(i));
+        let app = App::new(sc.origins, world.events, sc.initial_stream, plot == Some(i), world.marking);
         let pol = policy(kind, sc, id, app.active.clone())?;
         let (engine, producers) =
             Engine::with(cfg, pol, Box::new(clock.clone())).map_err(|e| format!("recipient {id}: {e}"))?;
@@ -626,6 +694,8 @@ pub fn run(
     let tick = Scenario::ns(sc.tick_ms / 1000.0).max(1);
     let sub_delay = Scenario::ns(sc.app.subscribe_delay_ms / 1000.0);
     let fetch_delay = Scenario::ns(sc.app.fetch_delay_ms / 1000.0);
+    let record_ns = (sc.app.fetch_record_us * 1000.0).round() as u64;
+    let lookback = Scenario::ns(sc.app.search_lookback_ms / 1000.0);
     let end_min = world.duration_ns.max(world.last_arrival_ns);
     let cap = end_min + DRAIN_CAP_NS;
     let mut timeline = plot.map(|i| Timeline { index: i, id: ids[i], ..Timeline::default() });
@@ -637,7 +707,7 @@ pub fn run(
             .enumerate()
             .map(|(s, prods)| {
                 let initial = s as u32 == sc.initial_stream;
-                scope.spawn(move || feed_loop(s, world, prods, sync, initial))
+                scope.spawn(move || feed_loop(s, world, prods, sync, initial, record_ns))
             })
             .collect();
         let stop = StopOnDrop(sync);
@@ -685,13 +755,19 @@ pub fn run(
                             (s, Cmd::Live { r, cursor: world.index_of_arrival(s, from), not_before: from })
                         }
                         Req::Stop { stream } => (stream as usize, Cmd::Stop { r }),
-                        Req::Fetch { stream, from_pos, k } => {
+                        Req::Fetch { stream, from_pos, k, ts } => {
                             let s = stream as usize;
                             // From exactly the position asked (for a re-read, just after the
                             // gapped origin's last delivered event), or, with none, from the
-                            // application's own frontier.
+                            // application's own frontier: found for free, or searched for
+                            // from `search_lookback_ms` before the last event delivered.
                             let cursor = if from_pos != 0 {
                                 world.index_of_pos(s, from_pos)
+                            } else if lookback > 0 {
+                                let from_ts = ts.saturating_sub(lookback);
+                                world
+                                    .index_of_k(s, k)
+                                    .min(world.streams[s].partition_point(|r| r.ts_ns < from_ts))
                             } else {
                                 world.index_of_k(s, k)
                             };
@@ -731,12 +807,15 @@ pub fn run(
             next_t = (t + tick).max(wake.div_ceil(tick).saturating_mul(tick)).min(cap);
         }
         drop(stop);
-        let mut fs = FeedStats::default();
+        let mut fs = FeedStats { fetched: vec![0; n], ..FeedStats::default() };
         for h in handles {
             match h.join() {
                 Ok(s) => {
                     fs.full += s.full;
                     fs.errors += s.errors;
+                    for (t, f) in fs.fetched.iter_mut().zip(&s.fetched) {
+                        *t += f;
+                    }
                 }
                 Err(_) => fs.errors += 1,
             }
@@ -746,15 +825,30 @@ pub fn run(
     });
     let wall = started.elapsed();
     let mut recipients = Vec::with_capacity(n);
-    for ((engine, app), &id) in engines.iter().zip(apps.iter_mut()).zip(&ids) {
+    for (((engine, app), &id), &fetched_records) in
+        engines.iter().zip(apps.iter_mut()).zip(&ids).zip(&feed_stats.fetched)
+    {
         let missing = world.events - app.delivered.min(world.events);
+        // Each notice's range: exactly `dropped` of its events never delivered.
+        let origins = u64::from(world.origins);
+        let undelivered = |o: u32, seq: u64| {
+            let k = (seq - 1) * origins + u64::from(o);
+            app.seen.get((k / 64) as usize).is_some_and(|w| w & (1 << (k % 64)) == 0)
+        };
+        let mut conflated = 0;
+        let mut conflation_mismatches = 0;
+        for &(o, from, to, dropped) in &app.conflated {
+            let gone = (from..=to).filter(|&seq| undelivered(o, seq)).count() as u64;
+            conflation_mismatches += u64::from(gone != dropped);
+            conflated += dropped;
+        }
         recipients.push(RecipientOutcome {
             id,
             delivered: app.delivered,
             duplicates: app.duplicates,
             out_of_order: app.out_of_order,
             corrupt: app.corrupt,
-            lost: missing + app.lost_notices,
+            lost: (missing + app.lost_notices).saturating_sub(conflated),
             switches: std::mem::take(&mut app.switches),
             stats: *engine.stats(),
             rejected_malformed: app.rejected_malformed,
@@ -762,6 +856,9 @@ pub fn run(
             gaps: app.gaps,
             fetches: app.fetches,
             live_subscribes: app.live_subscribes,
+            fetched_records,
+            conflated,
+            conflation_mismatches,
         });
     }
     let mut fleet = FleetSeries {

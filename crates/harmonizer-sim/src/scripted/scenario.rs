@@ -69,6 +69,9 @@ pub struct Scenario {
     /// Random background load bursts (no switch).
     #[serde(default)]
     pub background: Background,
+    /// Which events the application marks conflatable (none by default).
+    #[serde(default)]
+    pub conflation: Conflation,
     /// What happens, in any order.
     #[serde(default, rename = "incident")]
     pub incidents: Vec<Incident>,
@@ -102,11 +105,27 @@ pub struct App {
     /// From a fetching `Subscribe` (cold switch, re-read) to the first fetched record, ms.
     #[serde(default = "d_fetch_delay")]
     pub fetch_delay_ms: f64,
+    /// A fetch's transfer time per record fetched, µs (0: a fetch is all there after its
+    /// delay): a re-read that reaches further back takes longer.
+    #[serde(default)]
+    pub fetch_record_us: f64,
+    /// How the application finds where to re-read when the engine names no exact position
+    /// (`StartAt::AfterSeq`, `AfterFrontier`): 0 (the default) finds the first undelivered
+    /// event for free; otherwise it re-reads from the first event of the stream at most this
+    /// many ms older than the last event it delivered (the streams' skew, plus a margin), and
+    /// the engine drops what it already delivered.
+    #[serde(default)]
+    pub search_lookback_ms: f64,
 }
 
 impl Default for App {
     fn default() -> Self {
-        App { subscribe_delay_ms: d_subscribe_delay(), fetch_delay_ms: d_fetch_delay() }
+        App {
+            subscribe_delay_ms: d_subscribe_delay(),
+            fetch_delay_ms: d_fetch_delay(),
+            fetch_record_us: 0.0,
+            search_lookback_ms: 0.0,
+        }
     }
 }
 
@@ -143,6 +162,19 @@ pub struct EngineKeys {
     /// Share of the expected time to a switch that spreading may use.
     #[serde(default = "d_spread_fraction")]
     pub spread_fraction: f64,
+    /// The identity tier: slots of each stream's eviction log (0: off); docs/staging.md.
+    #[serde(default)]
+    pub identity_records: u32,
+    /// The conflation tier: keys each stream's store holds (0: off; needs `identity_records`).
+    #[serde(default)]
+    pub conflation_keys: u32,
+    /// The conflation tier: the largest payload a store keeps, bytes.
+    #[serde(default = "d_conflation_payload")]
+    pub conflation_payload: u32,
+}
+
+fn d_conflation_payload() -> u32 {
+    64
 }
 
 impl Default for EngineKeys {
@@ -157,6 +189,9 @@ impl Default for EngineKeys {
             cold_switch_cost_ms: d_cold_cost(),
             spread_max_ms: 0.0,
             spread_fraction: d_spread_fraction(),
+            identity_records: 0,
+            conflation_keys: 0,
+            conflation_payload: d_conflation_payload(),
         }
     }
 }
@@ -209,6 +244,19 @@ impl PresetName {
             PresetName::Aggressive => "aggressive",
         }
     }
+}
+
+/// `[conflation]`: events the application marks conflatable (`FLAG_CONFLATABLE`), with a
+/// conflation key in their payload's first 8 bytes (docs/staging.md, "Tiers").
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conflation {
+    /// Share of the events marked, drawn per event (the same on every stream).
+    #[serde(default)]
+    pub share: f64,
+    /// Keys per origin the marked events spread over, uniformly.
+    #[serde(default)]
+    pub keys: u32,
 }
 
 /// `[background]`: random load bursts, as in the predictor's training world.
@@ -519,6 +567,40 @@ impl Scenario {
         }
         check_range("app.subscribe_delay_ms", self.app.subscribe_delay_ms, 0.0, 10_000.0)?;
         check_range("app.fetch_delay_ms", self.app.fetch_delay_ms, 0.0, 10_000.0)?;
+        check_range("app.fetch_record_us", self.app.fetch_record_us, 0.0, 1_000_000.0)?;
+        check_prob("conflation.share", self.conflation.share)?;
+        if self.conflation.share > 0.0 && self.conflation.keys == 0 {
+            return Err(bad("conflation.keys", 0, "at least 1 when conflation.share is above 0"));
+        }
+        if self.engine.conflation_keys as usize > harmonizer_core::engine::MAX_CONFLATION_KEYS {
+            return Err(bad(
+                "engine.conflation_keys",
+                self.engine.conflation_keys,
+                &format!("at most {}", harmonizer_core::engine::MAX_CONFLATION_KEYS),
+            ));
+        }
+        if self.engine.conflation_payload as usize > harmonizer_core::engine::MAX_CONFLATION_PAYLOAD {
+            return Err(bad(
+                "engine.conflation_payload",
+                self.engine.conflation_payload,
+                &format!("at most {}", harmonizer_core::engine::MAX_CONFLATION_PAYLOAD),
+            ));
+        }
+        if self.engine.conflation_keys > 0 && self.engine.identity_records < 2 {
+            return Err(bad(
+                "engine.conflation_keys",
+                self.engine.conflation_keys,
+                "0 unless engine.identity_records is 2 or more (the conflation tier needs the identity tier)",
+            ));
+        }
+        check_range("app.search_lookback_ms", self.app.search_lookback_ms, 0.0, 3_600_000.0)?;
+        if self.engine.identity_records as usize > harmonizer_core::ring::MAX_IDENTITIES {
+            return Err(bad(
+                "engine.identity_records",
+                self.engine.identity_records,
+                &format!("at most {}", harmonizer_core::ring::MAX_IDENTITIES),
+            ));
+        }
         if !(16..=65_536).contains(&self.engine.ring_kib) {
             return Err(bad("engine.ring_kib", self.engine.ring_kib, "in [16, 65536]"));
         }

@@ -22,7 +22,7 @@
 //! - **Flips** are FLIP records inserted into every live stream between two events, with the
 //!   same lag rules, never lost or flagged.
 
-use harmonizer_core::event::{EventHeader, FLAG_UPSTREAM_ERROR, KIND_DATA, KIND_FLIP};
+use harmonizer_core::event::{EventHeader, FLAG_CONFLATABLE, FLAG_UPSTREAM_ERROR, KIND_DATA, KIND_FLIP};
 use harmonizer_core::flip::{splitmix64, Flip, FlipAction, IdList, Selector};
 
 use super::scenario::{Incident, Malform, Outcome, Scenario, MAX_RATE_FACTOR};
@@ -79,6 +79,44 @@ pub struct World {
     pub last_arrival_ns: u64,
     /// Largest payload, bytes.
     pub max_payload: usize,
+    /// Which events are marked conflatable, and their keys.
+    pub marking: Marking,
+}
+
+/// The scenario's `[conflation]`: which logical events are marked conflatable, and their keys.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Marking {
+    /// Marked when a hash of the event falls below this (0: none).
+    threshold: u64,
+    keys: u64,
+}
+
+impl Marking {
+    /// From the scenario's share and keys.
+    pub fn new(share: f64, keys: u32) -> Marking {
+        let threshold = if share >= 1.0 { u64::MAX } else { (share.max(0.0) * u64::MAX as f64) as u64 };
+        Marking { threshold, keys: u64::from(keys.max(1)) }
+    }
+
+    /// The conflation key of logical event `k`, if it is marked: a key of its origin's
+    /// `keys`, the same on every stream.
+    #[inline]
+    pub fn key(&self, k: u64, origins: u64) -> Option<u64> {
+        let h = splitmix64(k ^ 0xC0F1_A7E5);
+        (self.threshold > 0 && (h < self.threshold || self.threshold == u64::MAX))
+            .then(|| ((k % origins) << 32) | (splitmix64(h) % self.keys))
+    }
+
+    /// The payload of logical event `k`: [`data_payload`], or for a marked one its key and
+    /// the second half of [`data_payload`] (so every event's payload is still its own).
+    #[inline]
+    pub fn payload(&self, k: u64, origins: u64) -> [u8; 16] {
+        let mut p = data_payload(k);
+        if let Some(key) = self.key(k, origins) {
+            p[..8].copy_from_slice(&key.to_le_bytes());
+        }
+        p
+    }
 }
 
 impl World {
@@ -357,6 +395,7 @@ pub fn render(sc: &Scenario) -> World {
     let duration = Scenario::ns(sc.duration_s);
     let per_ns = sc.rate / 1e9;
     let mut rng = SplitMix64::lane(sc.seed, 0x4E4D);
+    let marking = Marking::new(sc.conflation.share, sc.conflation.keys);
     let mut streams: Vec<Vec<Rec>> = (0..n)
         .map(|_| Vec::with_capacity((sc.rate * sc.duration_s * 1.2) as usize + p.flips.len() + 16))
         .collect();
@@ -420,7 +459,10 @@ pub fn render(sc: &Scenario) -> World {
                 gap_left[s] -= 1;
                 dropped = true;
             }
-            let flags = if err > 0.0 && rng.bernoulli(err) { FLAG_UPSTREAM_ERROR } else { 0 };
+            let mut flags = if err > 0.0 && rng.bernoulli(err) { FLAG_UPSTREAM_ERROR } else { 0 };
+            if marking.key(k, u64::from(sc.origins)).is_some() {
+                flags |= FLAG_CONFLATABLE;
+            }
             let a = arrive(s, ts, lag, &mut rng, &mut last_arrival);
             log.push(Rec { arrival_ns: a, ts_ns: ts, k, flip: NO_FLIP, flags, dropped });
         }
@@ -436,6 +478,7 @@ pub fn render(sc: &Scenario) -> World {
         duration_ns: duration,
         last_arrival_ns: last_arrival.iter().copied().max().unwrap_or(0),
         max_payload,
+        marking,
     }
 }
 
