@@ -1392,8 +1392,8 @@ hz_status hz_config_set_identity_records(hz_config *config, size_t slots);
  instead of a re-read. Needs the identity tier (`hz_config_set_identity_records`, 2 or more:
  `hz_engine_new` says `HZ_ERR_CONFIG` otherwise), whose log bounds the holes it can conflate.
  `keys` 0 (the default) turns it off. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`keys` above
- `HZ_MAX_CONFLATION_KEYS` or `payload_max` above `HZ_MAX_CONFLATION_PAYLOAD`; nothing
- changed). The configuration's thread (one at a time).
+ `HZ_MAX_CONFLATION_KEYS`, `payload_max` above `HZ_MAX_CONFLATION_PAYLOAD`, or a store above
+ 1 GiB a stream; nothing changed). The configuration's thread (one at a time).
  */
 hz_status hz_config_set_conflation(hz_config *config, size_t keys, size_t payload_max);
 

@@ -435,8 +435,8 @@ const _: () = assert!(HZ_MAX_CONFLATION_PAYLOAD == harmonizer_core::engine::MAX_
 /// instead of a re-read. Needs the identity tier (`hz_config_set_identity_records`, 2 or more:
 /// `hz_engine_new` says `HZ_ERR_CONFIG` otherwise), whose log bounds the holes it can conflate.
 /// `keys` 0 (the default) turns it off. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`keys` above
-/// `HZ_MAX_CONFLATION_KEYS` or `payload_max` above `HZ_MAX_CONFLATION_PAYLOAD`; nothing
-/// changed). The configuration's thread (one at a time).
+/// `HZ_MAX_CONFLATION_KEYS`, `payload_max` above `HZ_MAX_CONFLATION_PAYLOAD`, or a store above
+/// 1 GiB a stream; nothing changed). The configuration's thread (one at a time).
 #[no_mangle]
 pub unsafe extern "C" fn hz_config_set_conflation(
     config: *mut hz_config,
@@ -457,6 +457,15 @@ pub unsafe extern "C" fn hz_config_set_conflation(
                 HZ_ERR_INVALID,
                 format!(
                     "conflation payload_max {payload_max}: the limit is {HZ_MAX_CONFLATION_PAYLOAD} bytes (HZ_MAX_CONFLATION_PAYLOAD)"
+                ),
+            );
+        }
+        let bytes = harmonizer_core::engine::conflation_store_bytes(keys, payload_max);
+        if bytes > harmonizer_core::engine::MAX_CONFLATION_STORE_BYTES {
+            return c.err.set(
+                HZ_ERR_INVALID,
+                format!(
+                    "conflation store of {keys} keys and {payload_max}-byte payloads takes {bytes} bytes a stream: the limit is 1 GiB"
                 ),
             );
         }

@@ -509,3 +509,56 @@ fn a_producer_in_another_process_wakes_a_waiting_engine() {
     assert!(woken > 0);
     let _ = std::fs::remove_file(&path);
 }
+
+/// Issue 16 review: the conflation tier's store kept a cursor (a ring position) and the ring's
+/// epoch, and reset only when the epoch number changed. Attaching a ring file replaces the
+/// stream's ring, whose epoch counts on its own: with equal numbers the heap ring's cursor was
+/// used on the file's ring, landed mid-frame, and an honest file was reported corrupt. The
+/// store now starts afresh whenever the ring is replaced.
+#[test]
+fn a_conflation_cursor_is_not_carried_onto_an_attached_ring_file() {
+    struct Corrupt(Vec<String>);
+    impl Handler for Corrupt {
+        fn event(&mut self, _s: u32, _r: &Record<'_>) {}
+        fn notice(&mut self, n: &Notice<'_>) {
+            if let Notice::RingCorrupt { .. } = n {
+                self.0.push(format!("{n:?}"));
+            }
+        }
+    }
+    let path = temp_path("conflation-cursor");
+    let cfg = || {
+        let mut c = EngineConfig::new(7, 2, 1 << 16, 64);
+        c.identity_records = 8;
+        c.conflation_keys = 4;
+        c
+    };
+    let h = |seq: u64| EventHeader { pos: seq, seq, ts_ns: 0, origin: 0, kind: KIND_DATA, flags: 0 };
+    let mut seen = Corrupt(Vec::new());
+    // Session 1 makes the file with stream 1 staged (its epoch 1), and a producer writes 10
+    // records of 64-byte frames into it.
+    {
+        let (mut e, _p) = Engine::with(cfg(), Box::new(ManualStage), Box::new(ManualClock::at(1))).unwrap();
+        e.attach_file(1, &path, options(AttachMode::Create)).unwrap();
+        assert!(e.arm(1));
+        e.poll(64, &mut seen);
+        let mut fp = StreamProducer::open_file(&path).unwrap();
+        for seq in 1..=10 {
+            fp.push(&h(seq), &[7u8; 24]).unwrap();
+        }
+    }
+    // Session 2 stages stream 1 on its heap ring first (epoch 1 as well): 5 records of 56-byte
+    // frames, looked at, leave the store's cursor at 280, inside the file's fifth frame.
+    let (mut e, mut p) = Engine::with(cfg(), Box::new(ManualStage), Box::new(ManualClock::at(1))).unwrap();
+    assert!(e.arm(1));
+    e.poll(64, &mut seen);
+    for seq in 1..=5 {
+        p[1].push(&h(seq), &[7u8; 16]).unwrap();
+    }
+    e.poll(64, &mut seen);
+    e.attach_file(1, &path, options(AttachMode::Resume)).unwrap();
+    e.poll(64, &mut seen);
+    e.poll(64, &mut seen);
+    assert!(seen.0.is_empty(), "an honest ring file reported corrupt: {:?}", seen.0);
+    let _ = std::fs::remove_file(&path);
+}

@@ -247,3 +247,30 @@ fn conflation_needs_the_identity_tier_and_bounded_sizes() {
     c.conflation_payload = harmonizer_core::engine::MAX_CONFLATION_PAYLOAD + 1;
     assert!(err(&c).is_some_and(|e| e.contains("MAX_CONFLATION_PAYLOAD")));
 }
+
+#[test]
+fn a_start_at_position_zero_is_not_claimed() {
+    // Issue 16 review: the frontier's successor logged at position 0 (the stream's first
+    // record). The engine's table cannot hold "read from 0" (its 0 means "nothing seen"), so
+    // the start stays a seq to search for, and no identity start is counted for it.
+    let mut c = EngineConfig::new(7, 2, 1 << 16, 64);
+    c.default_window = 4;
+    c.identity_records = 64;
+    let (mut e, mut p, clock) = engine(c, Box::new(AlwaysStage));
+    let mut r = Recorder::default();
+    e.poll(64, &mut r);
+    for seq in 6..=30 {
+        let h = EventHeader { pos: seq - 6, seq, ts_ns: seq, origin: 0, kind: KIND_DATA, flags: 0 };
+        p[1].push(&h, &payload(0, seq)).unwrap();
+    }
+    for seq in 1..=5 {
+        push_data(&mut p[0], 0, seq).unwrap();
+    }
+    push_flip(&mut p[0], pos_of(0, 5) + 1, &flip(FlipAction::Switch, 9, 1));
+    poll_all(&mut e, &mut r);
+    clock.advance(100 * MS);
+    poll_all(&mut e, &mut r);
+    let reread = r.subscribes().into_iter().find(|(s, _, p)| *s == 1 && matches!(p, Purpose::ReRead { .. }));
+    assert_eq!(reread.map(|x| x.1), Some(StartAt::AfterSeq { origin: 0, seq: 5 }));
+    assert_eq!(e.stats().identity_starts, 0);
+}

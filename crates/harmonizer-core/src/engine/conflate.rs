@@ -30,6 +30,8 @@ use crate::ring::Record;
 pub const MAX_CONFLATION_KEYS: usize = 1 << 20;
 /// The largest payload a store keeps a copy of (`EngineConfig::conflation_payload`), bytes.
 pub const MAX_CONFLATION_PAYLOAD: usize = 1 << 16;
+/// The most bytes one stream's store may take ([`conflation_store_bytes`]): 1 GiB.
+pub const MAX_CONFLATION_STORE_BYTES: usize = 1 << 30;
 
 /// Bytes one stream's conflation store takes for `keys` keys and payloads up to `payload_max`
 /// (`EngineConfig::conflation_keys`, `conflation_payload`): the table and the copies, not
@@ -106,6 +108,14 @@ impl ConflationStore {
 
     pub(super) fn bytes(keys: usize, payload_max: usize) -> usize {
         conflation_store_bytes(keys, payload_max)
+    }
+
+    /// The stream's ring was replaced (a ring file attached or detached): what the store holds
+    /// is still true of the stream, but its cursor is a position on another ring, and the new
+    /// ring's epoch counts on its own. Starts afresh at the next look.
+    #[cfg_attr(not(shm), allow(dead_code))]
+    pub(super) fn forget(&mut self) {
+        self.reset(u64::MAX);
     }
 
     fn reset(&mut self, epoch: u64) {
@@ -196,27 +206,23 @@ impl Engine {
     /// The conflation tier, for a hole `(origin, from ..= to)` before the active stream's next
     /// record that no staged stream filled: conflates it if it can (module docs), reporting
     /// `Notice::Conflated` and delivering the survivors in seq order; false to leave the hole to
-    /// the gap policy.
+    /// the gap policy. Out of line and cold: inlined into the gap path, it cost the steady-state
+    /// delivery loop register spills, 4 instructions per event (scripts/push-cost.sh).
+    #[cold]
+    #[inline(never)]
     pub(super) fn try_conflate<H: Handler>(&mut self, origin: u32, from: u64, to: u64, h: &mut H) -> bool {
-        let Engine {
-            streams,
-            active,
-            tracker,
-            stats,
-            last_delivered_ts,
-            in_flight,
-            clock,
-            conflation_tried,
-            ..
-        } = self;
+        let Engine { streams, active, tracker, stats, last_delivered_ts, in_flight, clock, staging, .. } =
+            self;
+        let conflation_tried = &mut staging.conflation_tried;
         let s = &mut streams[*active];
         let Some(store) = s.conflation.as_deref_mut() else { return false };
-        if *conflation_tried == Some((origin, from, to)) {
+        let hole = (*active, origin, from, to);
+        if *conflation_tried == Some(hole) {
             return false; // the same hole, held: nothing it depends on has changed
         }
         let n = to - from + 1;
         if store.full || n > (store.bits.len() * 64) as u64 {
-            *conflation_tried = Some((origin, from, to));
+            *conflation_tried = Some(hole);
             stats.conflation_fallbacks += 1;
             return false;
         }
@@ -262,7 +268,7 @@ impl Engine {
             store.bits[w] == want
         });
         if !ok || !complete {
-            *conflation_tried = Some((origin, from, to));
+            *conflation_tried = Some(hole);
             stats.conflation_fallbacks += 1;
             return false;
         }

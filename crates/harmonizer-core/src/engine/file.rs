@@ -38,6 +38,9 @@ impl Engine {
         consumer.set_window(config.window);
         let s = &mut self.streams[i];
         let mut replaced = core::mem::replace(&mut s.consumer, consumer);
+        if let Some(store) = s.conflation.as_deref_mut() {
+            store.forget(); // its cursor is a position on the ring just replaced
+        }
         // Records lent from it in the last call stay valid: it is kept, not freed. Idle, its
         // producer's pushes are discarded (`NotSubscribed`).
         replaced.set_role(Role::Idle);
@@ -145,6 +148,9 @@ impl Engine {
         // The file's ring is not read again; it is freed at the next poll, since records of
         // this call's predecessor may still be lent from it.
         s.retired = Some(core::mem::replace(&mut s.consumer, heap));
+        if let Some(store) = s.conflation.as_deref_mut() {
+            store.forget(); // its cursor is a position on the file's ring
+        }
         self.retired_pending = true;
         s.retained_bytes = 0;
         self.file_streams -= 1;

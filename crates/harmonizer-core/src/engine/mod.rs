@@ -20,7 +20,9 @@ mod stats;
 mod storage;
 mod wait;
 
-pub use conflate::{conflation_store_bytes, MAX_CONFLATION_KEYS, MAX_CONFLATION_PAYLOAD};
+pub use conflate::{
+    conflation_store_bytes, MAX_CONFLATION_KEYS, MAX_CONFLATION_PAYLOAD, MAX_CONFLATION_STORE_BYTES,
+};
 pub use notice::{BadEventReason, Handler, Notice, Purpose, RejectReason, StartAt, SwitchCause};
 pub use policy::{
     AlwaysStage, ArmingPolicy, Candidate, ManualStage, NeverStage, StagePlan, StageScore, MAX_STREAMS,
@@ -396,6 +398,10 @@ struct StagingState {
     start_at: [u64; MAX_STREAMS],
     /// Clock ns an ANNOUNCE expects the switch to it, 0 if none.
     announce_at: [u64; MAX_STREAMS],
+    /// The last hole `(stream index, origin, from, to)` the conflation tier could not conflate: met again at
+    /// every poll while it is held, it is not tried (or counted) again. Here, in the box, for
+    /// the same reason as the rest: it is rarely touched.
+    conflation_tried: Option<(usize, u32, u64, u64)>,
 }
 
 /// Per-stream engine state.
@@ -587,9 +593,6 @@ pub struct Engine {
     gap_wait: recovery::GapWait,
     /// A gap being recovered (gap policy `ReRead`): its re-read and fill rounds.
     recovery: Option<recovery::Recovery>,
-    /// The last hole `(origin, from, to)` the conflation tier could not conflate: met again at
-    /// every poll while it is held, it is not tried (or counted) again.
-    conflation_tried: Option<(u32, u64, u64)>,
     /// A read of the active stream asked after a hole closed while it was being skipped
     /// (`Purpose::Resume`), not begun yet: bounded like a re-read round.
     resume_wait: Option<recovery::ResumeWait>,
@@ -665,6 +668,13 @@ impl Engine {
             }
             if config.conflation_payload > MAX_CONFLATION_PAYLOAD {
                 return Err(EngineError::Conflation("conflation_payload above MAX_CONFLATION_PAYLOAD"));
+            }
+            if conflate::conflation_store_bytes(config.conflation_keys, config.conflation_payload)
+                > MAX_CONFLATION_STORE_BYTES
+            {
+                return Err(EngineError::Conflation(
+                    "a store above MAX_CONFLATION_STORE_BYTES (1 GiB per stream): fewer keys or a smaller payload bound",
+                ));
             }
             if config.identity_records < 2 {
                 return Err(EngineError::Conflation(
@@ -750,6 +760,7 @@ impl Engine {
                 granted: [0; MAX_STREAMS],
                 start_at: [0; MAX_STREAMS],
                 announce_at: [0; MAX_STREAMS],
+                conflation_tried: None,
             }),
             demand: StagingDemand::default(),
             max_frame,
@@ -777,7 +788,6 @@ impl Engine {
             flip_told: None,
             gap_wait: recovery::GapWait::NONE,
             recovery: None,
-            conflation_tried: None,
             resume_wait: None,
             skipped_max: vec![0; config.max_origins as usize].into_boxed_slice(),
             holding_gap: false,

@@ -159,7 +159,11 @@ impl Engine {
     /// was seen there; else `AfterSeq` (one origin) or `AfterFrontier`; `Live` when nothing was
     /// delivered. O(max_origins): for cold switches and the first subscription, not per event.
     pub(super) fn start_on(&mut self, i: usize) -> StartAt {
-        self.take_logged_starts(i);
+        let unknown_before = self.unknown_starts(i);
+        if unknown_before > 0 {
+            self.take_logged_starts(i);
+            self.stats.identity_starts += (unknown_before - self.unknown_starts(i)) as u64;
+        }
         let mo = self.max_origins;
         let mut min = u64::MAX;
         let mut origins = 0usize;
@@ -186,6 +190,9 @@ impl Engine {
         let k = i * self.max_origins + origin as usize;
         if self.seen.get(k).and_then(|at| at.after(last)).is_none() {
             self.take_logged_starts(i);
+            if self.seen.get(k).and_then(|at| at.after(last)).is_some() {
+                self.stats.identity_starts += 1;
+            }
         }
         match self.seen.get(k).and_then(|at| at.after(last)) {
             Some(pos) => StartAt::Pos(pos),
@@ -193,13 +200,24 @@ impl Engine {
         }
     }
 
+    /// Origins delivered whose position after their frontier on stream `i` is not known.
+    fn unknown_starts(&self, i: usize) -> usize {
+        let mo = self.max_origins;
+        self.seen[i * mo..(i + 1) * mo]
+            .iter()
+            .enumerate()
+            .filter(|(o, at)| self.tracker.last(*o as u32).is_some_and(|last| at.after(last).is_none()))
+            .count()
+    }
+
     /// The identity tier (docs/staging.md): for each origin whose position after its frontier
     /// on stream `i` is not known, takes it from the identities stream `i`'s window evicted,
     /// if they hold the frontier event or its successor, into `seen`. Only outside the staged
     /// role (the log is read while nothing is evicted); O(log slots + origins), for cold
-    /// switches and re-reads, not per event. Counts `Stats::identity_starts`.
+    /// switches and re-reads, not per event. The callers count `Stats::identity_starts` for the
+    /// starts it made exact.
     fn take_logged_starts(&mut self, i: usize) {
-        let Engine { streams, seen, tracker, stats, max_origins, .. } = self;
+        let Engine { streams, seen, tracker, max_origins, .. } = self;
         let c = &streams[i].consumer;
         if c.identity_slots() == 0 {
             return;
@@ -213,10 +231,11 @@ impl Engine {
                 return;
             };
             if at.after(last).is_none() {
-                if let Some(pos) = logged_start(id, last) {
-                    // Reading from `pos` brings every event of the origin after `last`.
+                // Reading from `pos` brings every event of the origin after `last`. (Position 0,
+                // the successor as a stream's very first record, cannot be kept: `next_pos` 0
+                // means nothing seen. The start then stays what it was.)
+                if let Some(pos) = logged_start(id, last).filter(|&p| p != 0) {
                     *at = super::SeenAt { next_pos: pos, seq: last };
-                    stats.identity_starts += 1;
                 }
             }
         });

@@ -5,9 +5,9 @@
 //! to search for "the first event after (origin, seq)".
 //!
 //! The log is a ring of `K` slots, overwritten oldest first: it holds the identities of the
-//! last `K - 1` records evicted (one slot is the producer's to write at any time). Only the
-//! producer writes it, on the eviction path (never on a push that evicts nothing), so the
-//! active ring's fast path does not change.
+//! last `K - 1` records evicted and published (one slot is the producer's to write at any
+//! time). Only the producer writes it, on the eviction path (never on a push that evicts
+//! nothing), so the active ring's fast path does not change.
 //!
 //! # Orderings
 //!
@@ -20,19 +20,22 @@
 //! evicted; the next attempt rewrites it.
 //!
 //! **Reading.** The consumer reads the log only while evictions cannot happen: holding the
-//! staged front (`StagedView`) or right after taking the ring out of the staged role, before
-//! reading it; [`IdentityLog::stop`] records where evictions stopped (the head position it
-//! took). It loads `logged` (`Acquire`, pairing with the producer's publish: the slots of every
-//! identity counted are visible) and reads slots `logged - K + 1 ..= logged` as seqlock readers:
-//! `version` (`Acquire`), the words (`Relaxed`), an `Acquire` fence, `version` again; a slot
-//! counts only when both versions are `2i + 2` for the index `i` expected. Slot `logged` may be
-//! (a) complete, for an eviction whose exchange succeeded before evictions stopped but whose
-//! count is not yet published: its record lies before the stopping position, so it is taken;
-//! (b) complete, for an exchange that failed: its record is the one at the stopping position,
-//! not evicted, so it is not taken; or (c) being written now, for an attempt that must fail:
-//! the versions differ and it is not taken. No other slot is written while evictions are
-//! stopped. Torn reads are never used: the seqlock's fences make a reader that saw any word of
-//! a newer write see the newer odd version on its second load. Model:
+//! staged front (`StagedView`), or outside the staged role. It loads `logged` (`Acquire`,
+//! pairing with the producer's publish: the slots of every identity counted are visible) and
+//! reads slots `logged - K + 1 .. logged` as seqlock readers: `version` (`Acquire`), the words
+//! (`Relaxed`), an `Acquire` fence, `version` again; a slot counts only when both versions are
+//! `2i + 2` for the index `i` expected. Each of those slots holds the write of an attempt whose
+//! exchange succeeded (an index is rewritten by every attempt until one succeeds, and only then
+//! counted), and none is written while evictions are stopped: the producer writes only slot
+//! `logged`, which the reader skips. That slot may hold a record whose exchange failed (the
+//! consumer held it; it may since have been trimmed) or the one eviction that succeeded before
+//! evictions stopped but is not yet counted: the reader cannot tell them apart, so it takes
+//! neither. That eviction's identity shows up once the producer publishes it (the next look);
+//! until then a start that needs it falls back to what the engine knows without the log,
+//! never to a wrong position. The reader's range never includes slot `logged`, so a torn read
+//! can only come from a stale `logged` (a write of a later index): the versions then differ
+//! and the slot is skipped. [`IdentityLog::stop`] records where evictions stopped (the head
+//! position taken), and an entry not behind it is skipped too, as a second line. Model:
 //! `tests/loom_identity.rs`.
 
 use crossbeam_utils::CachePadded;
@@ -161,7 +164,7 @@ impl IdentityLog {
         // Acquire: pairs with `publish`; the slots of every identity counted are complete.
         let n = self.logged.load(Ordering::Acquire);
         let k = self.slots.len() as u64;
-        for i in n.saturating_sub(k - 1)..=n {
+        for i in n.saturating_sub(k - 1)..n {
             let s = self.slot(i);
             let want = 2 * i + 2;
             if s.version.load(Ordering::Acquire) != want {
