@@ -231,6 +231,39 @@ pub(crate) struct Report {
     fetch_record_us: f64,
 }
 
+/// Runs `sc` once per item of `items`, in order, with a progress bar: each run starts from
+/// `sc` with no staging budget, no pool, no spread and no tier, then `setup` makes it the item's.
+fn run_each<K: Copy>(
+    sc: &Scenario,
+    kind: PolicyKind,
+    items: &[K],
+    name: impl Fn(K) -> &'static str,
+    setup: impl Fn(K, &mut Scenario),
+) -> Result<Vec<(K, Scenario, PassOutcome)>, String> {
+    let world = world::render(sc);
+    let dur_ms = world.duration_ns / 1_000_000;
+    let bar = progress_bar(items.len() as u64 * dur_ms);
+    let mut out = Vec::new();
+    for (i, &k) in items.iter().enumerate() {
+        bar.set_message(name(k));
+        let mut v: Scenario = sc.clone();
+        v.engine.staging_budget_kib = 0;
+        v.engine.staging_budget_bytes = 0;
+        v.engine.shared_pool_kib = 0;
+        v.engine.spread_max_ms = 0.0;
+        v.engine.identity_records = 0;
+        v.engine.conflation_keys = 0;
+        setup(k, &mut v);
+        let base = i as u64 * dur_ms;
+        let pass = lockstep::run(&v, &world, kind, None, &mut |t| {
+            bar.set_position(base + (t / 1_000_000).min(dur_ms))
+        })?;
+        out.push((k, v, pass));
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
 /// Runs `sc` once per way of giving it `total_kib` of staging memory in `budgets`, in order.
 fn compare(
     sc: &Scenario,
@@ -239,37 +272,19 @@ fn compare(
     spread_ms: u32,
     kind: PolicyKind,
 ) -> Result<Vec<Row>, String> {
-    let world = world::render(sc);
-    let dur_ms = world.duration_ns / 1_000_000;
-    let bar = progress_bar(budgets.len() as u64 * dur_ms);
     let total = u64::from(total_kib) * 1024;
     let n = u64::from(sc.recipients.count);
-    let mut rows = Vec::new();
-    for (i, &b) in budgets.iter().enumerate() {
-        bar.set_message(b.name());
-        let mut v: Scenario = sc.clone();
-        v.engine.staging_budget_kib = 0;
-        v.engine.staging_budget_bytes = 0;
-        v.engine.shared_pool_kib = 0;
-        v.engine.spread_max_ms = 0.0;
-        match b {
-            Budget::Unlimited => {}
-            Budget::UnlimitedSpread => v.engine.spread_max_ms = f64::from(spread_ms),
-            Budget::PerEngine => v.engine.staging_budget_bytes = (total / n).max(1),
-            Budget::Shared => v.engine.shared_pool_kib = total_kib,
-            Budget::SharedSpread => {
-                v.engine.shared_pool_kib = total_kib;
-                v.engine.spread_max_ms = f64::from(spread_ms);
-            }
+    let runs = run_each(sc, kind, budgets, Budget::name, |b, v| match b {
+        Budget::Unlimited => {}
+        Budget::UnlimitedSpread => v.engine.spread_max_ms = f64::from(spread_ms),
+        Budget::PerEngine => v.engine.staging_budget_bytes = (total / n).max(1),
+        Budget::Shared => v.engine.shared_pool_kib = total_kib,
+        Budget::SharedSpread => {
+            v.engine.shared_pool_kib = total_kib;
+            v.engine.spread_max_ms = f64::from(spread_ms);
         }
-        let base = i as u64 * dur_ms;
-        let pass = lockstep::run(&v, &world, kind, None, &mut |t| {
-            bar.set_position(base + (t / 1_000_000).min(dur_ms))
-        })?;
-        rows.push(row(b, &v, total, &pass));
-    }
-    bar.finish_and_clear();
-    Ok(rows)
+    })?;
+    Ok(runs.iter().map(|(b, v, pass)| row(*b, v, total, pass)).collect())
 }
 
 /// Runs `sc` once per tier, with no staging budget, spread off.
@@ -280,42 +295,22 @@ fn compare_tiers(
     identities: u32,
     kind: PolicyKind,
 ) -> Result<Vec<TierRow>, String> {
-    let world = world::render(sc);
-    let dur_ms = world.duration_ns / 1_000_000;
-    let bar = progress_bar(tiers.len() as u64 * dur_ms);
-    let mut rows = Vec::new();
-    for (i, &t) in tiers.iter().enumerate() {
-        bar.set_message(t.name());
-        let mut v: Scenario = sc.clone();
-        v.engine.staging_budget_kib = 0;
-        v.engine.staging_budget_bytes = 0;
-        v.engine.shared_pool_kib = 0;
-        v.engine.spread_max_ms = 0.0;
-        v.engine.identity_records = 0;
-        v.engine.conflation_keys = 0;
-        match t {
-            Tier::Reference => {}
-            Tier::Full => v.engine.default_window = window,
-            Tier::Identity => {
-                v.engine.default_window = window;
-                v.engine.identity_records = identities;
-            }
-            Tier::Conflation => {
-                v.engine.default_window = window;
-                v.engine.identity_records = identities;
-                // A key per origin and marked key, payloads as the world's.
-                v.engine.conflation_keys = (sc.origins * sc.conflation.keys).max(1);
-                v.engine.conflation_payload = 16;
-            }
+    let runs = run_each(sc, kind, tiers, Tier::name, |t, v| match t {
+        Tier::Reference => {}
+        Tier::Full => v.engine.default_window = window,
+        Tier::Identity => {
+            v.engine.default_window = window;
+            v.engine.identity_records = identities;
         }
-        let base = i as u64 * dur_ms;
-        let pass = lockstep::run(&v, &world, kind, None, &mut |t| {
-            bar.set_position(base + (t / 1_000_000).min(dur_ms))
-        })?;
-        rows.push(tier_row(t, &v, &pass));
-    }
-    bar.finish_and_clear();
-    Ok(rows)
+        Tier::Conflation => {
+            v.engine.default_window = window;
+            v.engine.identity_records = identities;
+            // A key per origin and marked key, payloads as the world's.
+            v.engine.conflation_keys = (sc.origins * sc.conflation.keys).max(1);
+            v.engine.conflation_payload = 16;
+        }
+    })?;
+    Ok(runs.iter().map(|(t, v, pass)| tier_row(*t, v, pass)).collect())
 }
 
 fn tier_row(t: Tier, sc: &Scenario, p: &PassOutcome) -> TierRow {

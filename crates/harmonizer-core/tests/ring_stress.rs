@@ -220,3 +220,84 @@ fn role_switches_under_a_running_producer_lose_nothing_unaccounted() {
         c.evicted()
     );
 }
+
+/// The identity tier's log (issue 16) under a real producer thread: while the consumer holds
+/// the front, reads the log and trims some records, every identity is whole (its position, key
+/// and flags belong to its seq), in eviction order, older than every record kept, and never a
+/// record the consumer trimmed. Once the producer is done and the ring is active, the log names
+/// exactly the last `slots - 1` records evicted: not trimmed, not shed, not kept.
+#[test]
+fn the_identity_log_names_exactly_the_records_evicted() {
+    use harmonizer_core::event::FLAG_CONFLATABLE;
+    let n: u64 = if cfg!(miri) { 300 } else { 1_000_000 };
+    let slots = 64usize;
+    let key_of = |seq: u64| seq.wrapping_mul(0x9E37_79B9) % 7;
+    let marked = |seq: u64| seq % 2 == 0;
+    let cfg = RingConfig::new(if cfg!(miri) { 1024 } else { 8192 }, 64)
+        .with_role(Role::Staged)
+        .with_window(16)
+        .with_identities(slots);
+    let (mut p, mut c) = ring(cfg).unwrap();
+    let producer = thread::spawn(move || {
+        let mut shed = Vec::new();
+        for seq in 0..n {
+            let h = EventHeader { flags: if marked(seq) { FLAG_CONFLATABLE } else { 0 }, ..header(seq) };
+            let mut payload = key_of(seq).to_le_bytes().to_vec();
+            payload.extend_from_slice(&seq.to_le_bytes());
+            match p.push(&h, &payload) {
+                Ok(()) => {}
+                Err(PushError::Shed) => shed.push(seq),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        shed
+    });
+    let mut trimmed = vec![false; n as usize];
+    let check = |id: &harmonizer_core::ring::Identity| {
+        assert_eq!(id.pos, id.seq + 1000, "torn identity {id:?}");
+        assert_eq!(id.key, marked(id.seq).then(|| key_of(id.seq)), "{id:?}");
+    };
+    while !producer.is_finished() {
+        let mut v = c.staged().unwrap();
+        let mut ids = Vec::new();
+        v.evicted_identities(|id| {
+            check(id);
+            ids.push(id.seq);
+        });
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert!(ids.iter().all(|&s| !trimmed[s as usize]), "a trimmed record logged as evicted");
+        let first_kept = v.front().map(|r| r.header.seq);
+        if let (Some(&last), Some(first)) = (ids.last(), first_kept) {
+            assert!(last < first, "logged {last}, kept from {first}");
+        }
+        // Trim the front record now and then, as the engine does with delivered ones.
+        v.trim_while(|r| {
+            let t = r.header.seq % 5 == 0;
+            if t {
+                trimmed[r.header.seq as usize] = true;
+            }
+            t
+        });
+    }
+    let shed = producer.join().unwrap();
+    c.set_role(Role::Active);
+    let mut kept = vec![false; n as usize];
+    while let Some(r) = c.peek().unwrap() {
+        kept[r.header.seq as usize] = true;
+        c.release().unwrap();
+    }
+    let mut gone = vec![false; n as usize];
+    for s in shed {
+        gone[s as usize] = true;
+    }
+    let evicted: Vec<u64> =
+        (0..n).filter(|&s| !trimmed[s as usize] && !gone[s as usize] && !kept[s as usize]).collect();
+    assert_eq!(evicted.len() as u64, c.evicted(), "the ring's own count");
+    let mut ids = Vec::new();
+    c.evicted_identities(|id| {
+        check(id);
+        ids.push(id.seq);
+    })
+    .unwrap();
+    assert_eq!(ids, evicted[evicted.len().saturating_sub(slots - 1)..], "the log is exact");
+}
