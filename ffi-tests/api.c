@@ -2131,6 +2131,47 @@ static void test_conflation(recorder *r) {
     hz_engine_free(e);
 }
 
+/* hz_engine_metrics: the counters as OpenMetrics text and as a versioned JSON object, into
+   the caller's buffer (asked for its length first), NUL-terminated; errors name the problem. */
+static void test_metrics(recorder *r) {
+    hz_config *c = cfg_new(9, 2);
+    hz_engine *e = engine_from(c);
+    hz_config_free(c);
+    hz_producer *p0 = take(e, 0);
+    for (uint64_t seq = 0; seq < 3; seq++) CHECK_OK(push_data(p0, 10 + seq, seq));
+    rec_clear(r);
+    CHECK(drain(e, r) == 3);
+    size_t len = SENT_SIZE;
+    CHECK_ST(hz_engine_metrics(e, HZ_METRICS_OPENMETRICS, NULL, 0, &len), HZ_ERR_BUFFER_TOO_SMALL);
+    CHECK(len != SENT_SIZE && len > 100);
+    char *buf = (char *)malloc(len + 1);
+    CHECK(buf != NULL);
+    size_t got = 0;
+    memset(buf, 'x', len + 1);
+    CHECK_ST(hz_engine_metrics(e, HZ_METRICS_OPENMETRICS, buf, len, &got), HZ_ERR_BUFFER_TOO_SMALL);
+    CHECK(got == len && buf[0] == 'x'); /* nothing written */
+    CHECK_OK(hz_engine_metrics(e, HZ_METRICS_OPENMETRICS, buf, len + 1, &got));
+    CHECK(got == len && strlen(buf) == len);
+    CHECK(strstr(buf, "harmonizer_delivered_total{recipient=\"9\"} 3\n") != NULL);
+    CHECK(strstr(buf, "# TYPE harmonizer_staged_bytes gauge\n") != NULL);
+    CHECK(len >= 6 && strcmp(buf + len - 6, "# EOF\n") == 0);
+    free(buf);
+    CHECK_ST(hz_engine_metrics(e, HZ_METRICS_JSON, NULL, 0, &len), HZ_ERR_BUFFER_TOO_SMALL);
+    buf = (char *)malloc(len + 1);
+    CHECK(buf != NULL);
+    CHECK_OK(hz_engine_metrics(e, HZ_METRICS_JSON, buf, len + 1, &got));
+    CHECK(strncmp(buf, "{\"version\":1,\"recipient\":9,\"active_stream\":0,\"stats\":{\"delivered\":3,", 60) == 0);
+    CHECK(buf[len - 1] == '}' && buf[len - 2] == '}');
+    free(buf);
+    CHECK_ST(hz_engine_metrics(e, 99, NULL, 0, &len), HZ_ERR_INVALID);
+    CHECK(strstr(hz_engine_last_error(e), "HZ_METRICS_JSON") != NULL);
+    CHECK_ST(hz_engine_metrics(e, HZ_METRICS_JSON, NULL, 5, &len), HZ_ERR_NULL);
+    CHECK_ST(hz_engine_metrics(e, HZ_METRICS_JSON, NULL, 0, NULL), HZ_ERR_NULL);
+    CHECK_ST(hz_engine_metrics(NULL, HZ_METRICS_JSON, NULL, 0, &len), HZ_ERR_NULL);
+    hz_producer_free(p0);
+    hz_engine_free(e);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) model_path = argv[1];
     CHECK(hz_last_error() != NULL && strcmp(hz_last_error(), "") == 0);
@@ -2159,6 +2200,7 @@ int main(int argc, char **argv) {
     test_spread(r);
     test_identity_tier(r);
     test_conflation(r);
+    test_metrics(r);
     free(r);
     printf("api: all checks passed (harmonizer %s)\n", hz_version());
     return 0;

@@ -11,6 +11,7 @@ README's Python example. Exits non-zero on failure.
 Usage: HARMONIZER_LIB=PATH/TO/libharmonizer.so python3 test_python.py [README.md]
 """
 
+import json
 import os
 import re
 import sys
@@ -262,6 +263,14 @@ def main():
             pooled.append(hz.Engine(c))
     pool_a, pool_b = pooled
     check(pool_a.stats()["identity_starts"] == 0, "identity_starts in hz_stats: %r" % pool_a.stats())
+    # hz_engine_metrics: the counters as a versioned JSON document, read as JSON.
+    n = ffi.new("size_t *")
+    st(lib.hz_engine_metrics(pool_a._h, lib.HZ_METRICS_JSON, ffi.NULL, 0, n), lib.HZ_ERR_BUFFER_TOO_SMALL, "metrics length")
+    buf = ffi.new("char[]", n[0] + 1)
+    st(lib.hz_engine_metrics(pool_a._h, lib.HZ_METRICS_JSON, buf, n[0] + 1, n), lib.HZ_OK, "metrics")
+    doc = json.loads(ffi.string(buf).decode())
+    check(doc["version"] == 1 and doc["recipient"] == 1 and doc["stats"]["delivered"] == pool_a.stats()["delivered"],
+          "metrics JSON: %r" % doc)
     for e in pooled:
         st(lib.hz_engine_arm(e._h, 1), lib.HZ_OK, "arm")
         e.poll(64, lambda s, h, p: None)

@@ -433,6 +433,18 @@
 #define HZ_ATTACH_CREATE_OR_RESUME 3
 
 /*
+ `hz_engine_metrics`: the OpenMetrics text format (Prometheus): counters as `_total`
+ samples, gauges, `# EOF` last; every sample labelled `recipient="<id>"`.
+ */
+#define HZ_METRICS_OPENMETRICS 1
+
+/*
+ `hz_engine_metrics`: one JSON object, `{"version":1,"recipient":..,"active_stream":..,
+ "stats":{"delivered":..,..}}`; readers check `version` (fields are only ever added).
+ */
+#define HZ_METRICS_JSON 2
+
+/*
  Largest model `hz_engine_load_model` and `hz_engine_load_model_file` take, bytes.
  */
 #define HZ_MAX_MODEL_BYTES 1048576
@@ -1537,6 +1549,17 @@ hz_status hz_engine_next(hz_engine *engine, hz_event_view *event, hz_notice *not
  (called from one of this engine's callbacks). Poll thread.
  */
 hz_status hz_engine_poll_views(hz_engine *engine, hz_event_view *views, size_t cap, size_t *n, hz_notice *notice);
+
+/*
+ Writes the engine's metrics as text in `format` (`HZ_METRICS_OPENMETRICS` or
+ `HZ_METRICS_JSON`; docs/metrics.md) into `buf`, `cap` bytes, NUL-terminated, and the text's
+ length (without the NUL) to `*len`. The text lists every `hz_stats` counter and the active
+ stream. Ask the length with `buf` NULL and `cap` 0 (`HZ_ERR_BUFFER_TOO_SMALL`, `*len` set);
+ allocates nothing. Errors: `HZ_ERR_NULL` (`len`, or `buf` with `cap` above 0),
+ `HZ_ERR_INVALID` (an unknown format), `HZ_ERR_BUFFER_TOO_SMALL` (`cap` below `*len + 1`;
+ nothing written to `buf`), `HZ_ERR_STATE` (from a callback). Poll thread.
+ */
+hz_status hz_engine_metrics(const hz_engine *engine, uint32_t format, char *buf, size_t cap, size_t *len);
 
 /*
  Fills `*out` with the engine's statistics: set `out->struct_size` to `sizeof(hz_stats)`

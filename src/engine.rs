@@ -8,13 +8,13 @@ use super::config::*;
 use super::producer::hz_producer;
 use super::{bytes, fill_sized, guard, hz_status, size_problem, struct_size_of, LastError};
 use super::{
-    HZ_EMPTY, HZ_ERR_CONFIG, HZ_ERR_INVALID, HZ_ERR_IO, HZ_ERR_MODEL, HZ_ERR_NO_MEMORY, HZ_ERR_NULL,
-    HZ_ERR_PANIC, HZ_ERR_STATE, HZ_GOT_NOTICE, HZ_OK,
+    HZ_EMPTY, HZ_ERR_BUFFER_TOO_SMALL, HZ_ERR_CONFIG, HZ_ERR_INVALID, HZ_ERR_IO, HZ_ERR_MODEL,
+    HZ_ERR_NO_MEMORY, HZ_ERR_NULL, HZ_ERR_PANIC, HZ_ERR_STATE, HZ_GOT_NOTICE, HZ_OK,
 };
 use harmonizer_core::clock::{Clock, MonotonicClock};
 use harmonizer_core::engine::{
-    AlwaysStage, ArmingPolicy, BadEventReason, Engine, EngineError, Handler, ManualStage, NeverStage, Notice,
-    Purpose, RejectReason, StartAt, StreamProducer, SwitchCause,
+    AlwaysStage, ArmingPolicy, BadEventReason, Engine, EngineError, Handler, ManualStage, MetricsFormat,
+    NeverStage, Notice, Purpose, RejectReason, StartAt, StreamProducer, SwitchCause,
 };
 use harmonizer_core::event::EventHeader;
 use harmonizer_core::predict::policy::{Predictor, PredictorConfig, Preset};
@@ -1264,6 +1264,83 @@ pub unsafe extern "C" fn hz_engine_poll_views(
         } else {
             HZ_OK
         }
+    })
+}
+
+/// `hz_engine_metrics`: the OpenMetrics text format (Prometheus): counters as `_total`
+/// samples, gauges, `# EOF` last; every sample labelled `recipient="<id>"`.
+pub const HZ_METRICS_OPENMETRICS: u32 = 1;
+/// `hz_engine_metrics`: one JSON object, `{"version":1,"recipient":..,"active_stream":..,
+/// "stats":{"delivered":..,..}}`; readers check `version` (fields are only ever added).
+pub const HZ_METRICS_JSON: u32 = 2;
+
+/// Counts what is written, and keeps what fits of it in `buf`.
+struct BufWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl std::fmt::Write for BufWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if let Some(dst) = self.buf.get_mut(self.len..end) {
+            dst.copy_from_slice(s.as_bytes());
+        }
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Writes the engine's metrics as text in `format` (`HZ_METRICS_OPENMETRICS` or
+/// `HZ_METRICS_JSON`; docs/metrics.md) into `buf`, `cap` bytes, NUL-terminated, and the text's
+/// length (without the NUL) to `*len`. The text lists every `hz_stats` counter and the active
+/// stream. Ask the length with `buf` NULL and `cap` 0 (`HZ_ERR_BUFFER_TOO_SMALL`, `*len` set);
+/// allocates nothing. Errors: `HZ_ERR_NULL` (`len`, or `buf` with `cap` above 0),
+/// `HZ_ERR_INVALID` (an unknown format), `HZ_ERR_BUFFER_TOO_SMALL` (`cap` below `*len + 1`;
+/// nothing written to `buf`), `HZ_ERR_STATE` (from a callback). Poll thread.
+#[no_mangle]
+pub unsafe extern "C" fn hz_engine_metrics(
+    engine: *const hz_engine,
+    format: u32,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> hz_status {
+    with(engine, |e, err, _| {
+        if len.is_null() {
+            return err.set(HZ_ERR_NULL, "len is NULL");
+        }
+        if buf.is_null() && cap > 0 {
+            return err.set(HZ_ERR_NULL, format!("buf is NULL with cap {cap}"));
+        }
+        let format = match format {
+            HZ_METRICS_OPENMETRICS => MetricsFormat::OpenMetrics,
+            HZ_METRICS_JSON => MetricsFormat::Json,
+            other => {
+                return err.set(
+                    HZ_ERR_INVALID,
+                    format!("metrics format {other}: HZ_METRICS_OPENMETRICS (1) or HZ_METRICS_JSON (2)"),
+                )
+            }
+        };
+        let mut count = BufWriter { buf: &mut [], len: 0 };
+        let _ = e.engine.write_metrics(format, &mut count);
+        // SAFETY: non-null and writable per contract.
+        unsafe { *len = count.len };
+        if cap <= count.len {
+            return err.set(
+                HZ_ERR_BUFFER_TOO_SMALL,
+                format!("the metrics take {} bytes and a NUL; cap is {cap}", count.len),
+            );
+        }
+        // SAFETY: `buf` is non-null (checked: `cap` > `count.len` >= 0) and the caller's `cap`
+        // writable bytes per contract; nothing else refers to them during the call.
+        let out = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) };
+        let mut w = BufWriter { buf: out, len: 0 };
+        let _ = e.engine.write_metrics(format, &mut w);
+        let n = w.len;
+        out[n] = 0;
+        HZ_OK
     })
 }
 

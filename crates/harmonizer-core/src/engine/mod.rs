@@ -11,6 +11,7 @@
 mod conflate;
 #[cfg(shm)]
 mod file;
+mod metrics;
 mod notice;
 mod policy;
 mod poll;
@@ -23,6 +24,7 @@ mod wait;
 pub use conflate::{
     conflation_store_bytes, MAX_CONFLATION_KEYS, MAX_CONFLATION_PAYLOAD, MAX_CONFLATION_STORE_BYTES,
 };
+pub use metrics::{Metric, MetricKind, MetricsFormat, METRICS, METRICS_JSON_VERSION};
 pub use notice::{BadEventReason, Handler, Notice, Purpose, RejectReason, StartAt, SwitchCause};
 pub use policy::{
     AlwaysStage, ArmingPolicy, Candidate, ManualStage, NeverStage, StagePlan, StageScore, MAX_STREAMS,
