@@ -695,8 +695,9 @@ fn tier_table(r: &Report) -> String {
     let keys = r.tiers.iter().map(|x| x.conflation_keys).max().unwrap_or(0);
     let _ = writeln!(
         out,
-        "tier KiB: every recipient's identity logs ({ids} slots a stream, 48 bytes a slot) and conflation stores ({keys} keys a stream), allocated\n  up front. re-read: records fetched (cold switches, re-reads); dropped: duplicates the engines dropped; exact: re-read starts the\n  identity tier made exact; conflated: events reported not delivered (Conflated notices), kept: each key's latest delivered in their\n  place, fallback: holes left to a re-read. A conflated switch is not seamless (it is lossy); ooo includes corrupt and conflation\n  notices that miscounted. Without an exact position the application {search}; a fetch takes {} µs a record after its delay.",
-        r.fetch_record_us
+        "tier KiB: every recipient's identity logs ({ids} slots a stream, {slot} bytes a slot) and conflation stores ({keys} keys a stream), allocated\n  up front. re-read: records fetched (cold switches, re-reads); dropped: duplicates the engines dropped; exact: re-read starts the\n  identity tier made exact; conflated: events reported not delivered (Conflated notices), kept: each key's latest delivered in their\n  place, fallback: holes left to a re-read. A conflated switch is not seamless (it is lossy); ooo includes corrupt and conflation\n  notices that miscounted. Without an exact position the application {search}; a fetch takes {} µs a record after its delay.",
+        r.fetch_record_us,
+        slot = harmonizer_core::ring::IDENTITY_SLOT_BYTES
     );
     out
 }

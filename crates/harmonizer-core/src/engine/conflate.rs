@@ -106,10 +106,6 @@ impl ConflationStore {
         }))
     }
 
-    pub(super) fn bytes(keys: usize, payload_max: usize) -> usize {
-        conflation_store_bytes(keys, payload_max)
-    }
-
     /// The stream's ring was replaced (a ring file attached or detached): what the store holds
     /// is still true of the stream, but its cursor is a position on another ring, and the new
     /// ring's epoch counts on its own. Starts afresh at the next look.
@@ -177,32 +173,32 @@ impl ConflationStore {
         let at = i * self.payload_max;
         &self.arena[at..at + self.entries[i].len as usize]
     }
-}
 
-impl Engine {
-    /// Staged stream `i`, its front held in `view`: looks at the records that arrived since the
-    /// last look (the store's cursor), keeping the latest conflatable event per key. A new
-    /// staging episode (the ring's epoch moved) starts the store afresh.
+    /// The stream is staged, its front held in `view`, its ring at `epoch`: looks at the records
+    /// that arrived since the last look (the cursor), keeping the latest conflatable event per
+    /// key. A new staging episode (the ring's epoch moved) starts the store afresh.
     pub(super) fn look_staged(
-        store: &mut ConflationStore,
+        &mut self,
         epoch: u64,
         view: &mut crate::ring::StagedView<'_, super::StreamStorage>,
     ) {
-        if store.epoch != epoch {
-            store.reset(epoch);
+        if self.epoch != epoch {
+            self.reset(epoch);
         }
         // Looking again at a record is harmless (the newest copy stays), so a cursor the front
         // has passed simply restarts at the front.
-        let mut it = match store.cursor {
+        let mut it = match self.cursor {
             NO_CURSOR => view.iter(),
             at => view.iter_from(at),
         };
         while let Some(r) = it.next() {
-            store.look(&r);
+            self.look(&r);
         }
-        store.cursor = it.position();
+        self.cursor = it.position();
     }
+}
 
+impl Engine {
     /// The conflation tier, for a hole `(origin, from ..= to)` before the active stream's next
     /// record that no staged stream filled: conflates it if it can (module docs), reporting
     /// `Notice::Conflated` and delivering the survivors in seq order; false to leave the hole to

@@ -729,7 +729,7 @@ impl Engine {
                             config.identity_records,
                         )
                         .ok_or(EngineError::OutOfMemory(
-                            conflate::ConflationStore::bytes(keys, config.conflation_payload),
+                            conflate::conflation_store_bytes(keys, config.conflation_payload),
                         ))?,
                     ),
                 },

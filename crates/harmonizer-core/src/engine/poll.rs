@@ -188,13 +188,14 @@ impl Engine {
     /// delivered seq): the exact position when that event was seen there.
     pub(super) fn start_for(&mut self, i: usize, origin: u32, last: u64) -> StartAt {
         let k = i * self.max_origins + origin as usize;
-        if self.seen.get(k).and_then(|at| at.after(last)).is_none() {
+        let known = |e: &Engine| e.seen.get(k).and_then(|at| at.after(last));
+        let pos = known(self).or_else(|| {
             self.take_logged_starts(i);
-            if self.seen.get(k).and_then(|at| at.after(last)).is_some() {
-                self.stats.identity_starts += 1;
-            }
-        }
-        match self.seen.get(k).and_then(|at| at.after(last)) {
+            let logged = known(self);
+            self.stats.identity_starts += u64::from(logged.is_some());
+            logged
+        });
+        match pos {
             Some(pos) => StartAt::Pos(pos),
             None => StartAt::AfterSeq { origin, seq: last },
         }
@@ -983,7 +984,7 @@ impl Engine {
                 s.retained_bytes = view.retained_bytes();
                 held += s.retained_bytes;
                 if let Some(store) = s.conflation.as_deref_mut() {
-                    Engine::look_staged(store, epoch, &mut view);
+                    store.look_staged(epoch, &mut view);
                 }
             }
         }

@@ -539,12 +539,7 @@ impl<S: Storage> Consumer<S> {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => {
-                    if let (Role::Staged, Some(log)) = (self.role, &sh.identities) {
-                        log.stop(head.pos); // no eviction after this
-                    }
-                    break pos;
-                }
+                Ok(_) => break pos,
                 Err(actual) => word = actual,
             }
         };

@@ -34,18 +34,18 @@
 //! until then a start that needs it falls back to what the engine knows without the log,
 //! never to a wrong position. The reader's range never includes slot `logged`, so a torn read
 //! can only come from a stale `logged` (a write of a later index): the versions then differ
-//! and the slot is skipped. [`IdentityLog::stop`] records where evictions stopped (the head
-//! position taken), and an entry not behind it is skipped too, as a second line. Model:
-//! `tests/loom_identity.rs`.
+//! and the slot is skipped. (A first version also read slot `logged`, telling an eviction from
+//! a failed attempt by the record's ring position against where evictions stopped; a record
+//! trimmed after the failed attempt passes that test. Reading only counted slots needs neither
+//! the position nor the stopping point.) Model: `tests/loom_identity.rs`.
 
 use crossbeam_utils::CachePadded;
 
-use super::layout::{distance, POS_MASK};
 use super::RingError;
 use crate::event::{EventHeader, FLAG_CONFLATABLE};
 use crate::sync::{fence, AtomicU64, Ordering};
 
-/// The largest identity log a ring accepts, slots (48 MiB).
+/// The largest identity log a ring accepts, slots (40 MiB).
 pub const MAX_IDENTITIES: usize = 1 << 20;
 
 /// Bytes of one identity log slot.
@@ -70,8 +70,6 @@ pub struct Identity {
 
 struct Slot {
     version: AtomicU64,
-    /// Ring position of the evicted frame.
-    at: AtomicU64,
     seq: AtomicU64,
     pos: AtomicU64,
     /// `origin | kind << 32 | flags << 48`.
@@ -85,8 +83,6 @@ pub(crate) struct IdentityLog {
     slots: Box<[Slot]>,
     /// Identities published (producer-written).
     logged: CachePadded<AtomicU64>,
-    /// Ring position where evictions last stopped (consumer-written, consumer-read).
-    stopped_at: AtomicU64,
 }
 
 impl IdentityLog {
@@ -101,7 +97,6 @@ impl IdentityLog {
             .map_err(|_| RingError::OutOfMemory { bytes: k * core::mem::size_of::<Slot>() })?;
         v.extend((0..k).map(|_| Slot {
             version: AtomicU64::new(0),
-            at: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             pos: AtomicU64::new(0),
             origin_kind: AtomicU64::new(0),
@@ -110,7 +105,6 @@ impl IdentityLog {
         Ok(Some(Box::new(IdentityLog {
             slots: v.into_boxed_slice(),
             logged: CachePadded::new(AtomicU64::new(0)),
-            stopped_at: AtomicU64::new(0),
         })))
     }
 
@@ -123,16 +117,14 @@ impl IdentityLog {
         &self.slots[(i % self.slots.len() as u64) as usize]
     }
 
-    /// Producer, before trying to evict the record at ring position `at` with header `h` and
-    /// conflation key `key`.
-    pub(crate) fn write(&self, at: u64, h: &EventHeader, key: Option<u64>) {
+    /// Producer, before trying to evict the record with header `h` and conflation key `key`.
+    pub(crate) fn write(&self, h: &EventHeader, key: Option<u64>) {
         // Relaxed: only the producer writes `logged`.
         let n = self.logged.load(Ordering::Relaxed);
         let s = self.slot(n);
         s.version.store(2 * n + 1, Ordering::Relaxed);
         // Release fence: a reader that sees any word stored below also sees the odd version.
         fence(Ordering::Release);
-        s.at.store(at, Ordering::Relaxed);
         s.seq.store(h.seq, Ordering::Relaxed);
         s.pos.store(h.pos, Ordering::Relaxed);
         // The flag bit says whether there is a key: one the payload did not hold is cleared.
@@ -150,17 +142,10 @@ impl IdentityLog {
         self.logged.store(n + 1, Ordering::Release);
     }
 
-    /// Consumer: evictions stopped at ring position `at` (it holds the front there, or took the
-    /// ring out of the staged role there).
-    pub(crate) fn stop(&self, at: u64) {
-        // Relaxed: only the consumer writes and reads it.
-        self.stopped_at.store(at, Ordering::Relaxed);
-    }
-
-    /// Consumer, while evictions are stopped ([`stop`](Self::stop)): calls `f` with the
-    /// identity of each record evicted that the log still holds, oldest first.
+    /// Consumer, while evictions are stopped (it holds the staged front, or the ring is not
+    /// staged): calls `f` with the identity of each record evicted that the log still holds,
+    /// oldest first.
     pub(crate) fn read(&self, mut f: impl FnMut(&Identity)) {
-        let stopped = self.stopped_at.load(Ordering::Relaxed);
         // Acquire: pairs with `publish`; the slots of every identity counted are complete.
         let n = self.logged.load(Ordering::Acquire);
         let k = self.slots.len() as u64;
@@ -170,7 +155,6 @@ impl IdentityLog {
             if s.version.load(Ordering::Acquire) != want {
                 continue;
             }
-            let at = s.at.load(Ordering::Relaxed);
             let seq = s.seq.load(Ordering::Relaxed);
             let pos = s.pos.load(Ordering::Relaxed);
             let ok = s.origin_kind.load(Ordering::Relaxed);
@@ -178,12 +162,6 @@ impl IdentityLog {
             // Acquire fence: if any load above saw a newer write, the version below shows it.
             fence(Ordering::Acquire);
             if s.version.load(Ordering::Relaxed) != want {
-                continue;
-            }
-            // Evicted records lie before where evictions stopped; the record of a failed
-            // attempt lies at it.
-            let behind = distance(stopped, at);
-            if behind == 0 || behind > POS_MASK / 2 {
                 continue;
             }
             let flags = (ok >> 48) as u16;

@@ -569,7 +569,7 @@ impl<S: Storage> Producer<S> {
                 let h = unsafe { self.shared.read_header(head.pos) };
                 // SAFETY: as above; the key is read only from a payload at least that long.
                 let key = unsafe { self.shared.read_key(head.pos, front, &h) };
-                log.write(head.pos, &h, key);
+                log.write(&h, key);
             }
             let next = Head::encode(advance(head.pos, front.span()), false, Role::Staged);
             // AcqRel. Acquire: the consumer's reads before its last unlock/role change happen

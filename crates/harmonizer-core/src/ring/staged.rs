@@ -45,12 +45,7 @@ impl<S: Storage> Consumer<S> {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => {
-                    if let Some(log) = &sh.identities {
-                        log.stop(head.pos); // evictions stop here while the front is held
-                    }
-                    break head.pos;
-                }
+                Ok(_) => break head.pos,
                 Err(actual) => word = actual,
             }
         };

@@ -538,10 +538,10 @@ impl Handler for App {
         self.delivered += 1;
         self.last_ts = self.last_ts.max(h.ts_ns);
         let next = self.next[o as usize];
-        // In order: the origin's next seq, or past seqs a `Conflated` notice covered.
-        let skip_reported =
-            self.conflated.iter().any(|c| c.0 == h.origin && c.1 <= next && h.seq.saturating_sub(1) <= c.2);
-        if h.seq != next && !(h.seq > next && skip_reported) {
+        // In order: the origin's next seq, or past seqs a `Conflated` notice covered (looked
+        // up only for an event out of order).
+        let skip_reported = |c: &(u32, u64, u64, u64)| c.0 == h.origin && c.1 <= next && h.seq - 1 <= c.2;
+        if h.seq != next && !(h.seq > next && self.conflated.iter().any(skip_reported)) {
             self.out_of_order += 1;
         }
         self.next[o as usize] = next.max(h.seq + 1);
