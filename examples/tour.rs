@@ -142,6 +142,12 @@ impl Handler for Check {
             Notice::ActiveSilent { stream, candidate, .. } => {
                 format!("stream {stream} silent, stream {candidate} ahead")
             }
+            Notice::Mismatch { stream, origin, seq, .. } => {
+                format!("MISMATCH on stream {stream}: origin {origin} seq {seq}")
+            }
+            Notice::SwitchBlocked { from, to, mismatched, .. } => {
+                format!("switch {from} -> {to} blocked: {mismatched} mismatched")
+            }
         };
         self.notices.push(text);
     }

@@ -2131,6 +2131,101 @@ static void test_conflation(recorder *r) {
     hz_engine_free(e);
 }
 
+/* Content verification and the position map (hz_config_set_verify, docs/verify.md): stream 1,
+   staged, carries a different payload for seq 5; the mismatch is reported with both
+   positions, a switch to stream 1 is blocked until 10 events have verified since, the map
+   translates exactly, and the switch's notice carries its record. */
+static void test_verify(recorder *r) {
+    CHECK_ST(hz_config_set_verify(NULL, 64, 16, HZ_MISMATCH_REPORT, 1), HZ_ERR_NULL);
+    hz_config *c = cfg_new(7, 2);
+    CHECK_ST(hz_config_set_verify(c, HZ_MAX_VERIFY_RECORDS + 1, 16, HZ_MISMATCH_REPORT, 1), HZ_ERR_INVALID);
+    CHECK(strstr(hz_config_last_error(c), "HZ_MAX_VERIFY_RECORDS") != NULL);
+    CHECK_ST(hz_config_set_verify(c, 64, 0, HZ_MISMATCH_REPORT, 1), HZ_ERR_INVALID);
+    CHECK(strstr(hz_config_last_error(c), "HZ_MAX_MAP_RUNS") != NULL);
+    CHECK_ST(hz_config_set_verify(c, 64, 16, 9, 1), HZ_ERR_INVALID);
+    CHECK(strstr(hz_config_last_error(c), "HZ_MISMATCH_BLOCK_SWITCH") != NULL);
+    CHECK_OK(hz_config_set_verify(c, 64, 16, HZ_MISMATCH_BLOCK_SWITCH, 10));
+    hz_engine *e = engine_from(c);
+    hz_config_free(c);
+    hz_producer *p0 = take(e, 0), *p1 = take(e, 1);
+    CHECK_OK(hz_engine_arm(e, 1));
+    rec_clear(r);
+    drain(e, r); /* stages stream 1 */
+    for (uint64_t seq = 1; seq <= 12; seq++) {
+        CHECK_OK(push_data(p0, 1000 + seq, seq));
+        if (seq == 5) {
+            hz_event_header h = hdr(2000 + 2 * seq, seq, HZ_KIND_DATA);
+            uint8_t other[8] = {0xde, 0xad};
+            CHECK_OK(hz_producer_push(p1, &h, other, sizeof other));
+        } else {
+            CHECK_OK(push_data(p1, 2000 + 2 * seq, seq));
+        }
+    }
+    drain(e, r);
+    const nt_rec *m = find_notice(r, HZ_NOTICE_MISMATCH, 0);
+    CHECK(m != NULL && count_notices(r, HZ_NOTICE_MISMATCH) == 1);
+    if (m != NULL) {
+        CHECK(HZ_HAS_FIELD(&m->n, hz_notice, other_pos));
+        CHECK(m->n.stream == 1 && m->n.to_stream == 0 && m->n.seq == 5);
+        CHECK(m->n.pos == 2010 && m->n.other_pos == 1005);
+    }
+    uint64_t out = 0;
+    uint32_t found = 9;
+    CHECK_OK(hz_engine_translate(e, 0, 1, 1007, &out, &found));
+    CHECK(found == 1 && out == 2014);
+    CHECK_OK(hz_engine_translate(e, 1, 0, 2014, &out, &found));
+    CHECK(found == 1 && out == 1007);
+    out = 77;
+    CHECK_OK(hz_engine_translate(e, 0, 1, 1005, &out, &found)); /* the mismatched pair */
+    CHECK(found == 0 && out == 77);
+    CHECK_ST(hz_engine_translate(e, 0, 1, 1005, NULL, &found), HZ_ERR_NULL);
+    CHECK(strstr(hz_engine_last_error(e), "out_pos") != NULL);
+    size_t n = 0;
+    CHECK_OK(hz_engine_position_map(e, NULL, 0, &n));
+    CHECK(n == 2); /* 1..=4 and 6..=12 */
+    hz_map_run runs[4];
+    CHECK_OK(hz_engine_position_map(e, runs, 4, &n));
+    CHECK(n == 2 && runs[0].first_seq == 1 && runs[0].len == 4 && runs[1].first_seq == 6 && runs[1].len == 7);
+    CHECK(runs[1].from == 0 && runs[1].to == 1 && runs[1].from_pos == 1006 && runs[1].to_pos == 2012);
+    CHECK(runs[1].from_stride == 1 && runs[1].to_stride == 2);
+    CHECK_OK(hz_engine_position_map(e, runs, 1, &n));
+    CHECK(n == 1 && runs[0].first_seq == 6); /* the newest */
+    CHECK_ST(hz_engine_position_map(e, runs, 1, NULL), HZ_ERR_NULL);
+    /* 7 verified since the mismatch, 10 needed: blocked. */
+    hz_flip f = mkflip(HZ_FLIP_SWITCH, 1, 81);
+    CHECK_OK(push_flip(p0, 1013, &f));
+    rec_clear(r);
+    drain(e, r);
+    const nt_rec *b = find_notice(r, HZ_NOTICE_SWITCH_BLOCKED, 0);
+    CHECK(b != NULL && b->n.stream == 0 && b->n.to_stream == 1 && b->n.flip_id == 81);
+    CHECK(b != NULL && b->n.verified == 11 && b->n.mismatched == 1);
+    CHECK(count_notices(r, HZ_NOTICE_SWITCHED) == 0);
+    for (uint64_t seq = 13; seq <= 16; seq++) {
+        CHECK_OK(push_data(p0, 1000 + seq, seq));
+        CHECK_OK(push_data(p1, 2000 + 2 * seq, seq));
+    }
+    drain(e, r);
+    f = mkflip(HZ_FLIP_SWITCH, 1, 82);
+    CHECK_OK(push_flip(p0, 1017, &f));
+    CHECK_OK(push_data(p1, 2034, 17));
+    rec_clear(r);
+    drain(e, r);
+    const nt_rec *sw = find_notice(r, HZ_NOTICE_SWITCHED, 0);
+    CHECK(sw != NULL);
+    if (sw != NULL) {
+        CHECK(HZ_HAS_FIELD(&sw->n, hz_notice, first_pos));
+        CHECK(sw->n.verified == 15 && sw->n.mismatched == 1 && sw->n.has_matched == 1);
+        CHECK(sw->n.matched_seq == 16 && sw->n.matched_from_pos == 1016 && sw->n.matched_to_pos == 2032);
+        CHECK(sw->n.other_pos == 1017 && sw->n.first_pos == 2034);
+    }
+    hz_stats st = stats_of(e);
+    CHECK(HZ_HAS_FIELD(&st, hz_stats, map_runs_dropped));
+    CHECK(st.verified == 15 && st.mismatches == 1 && st.switches_blocked == 1 && st.map_runs == 2);
+    hz_producer_free(p0);
+    hz_producer_free(p1);
+    hz_engine_free(e);
+}
+
 /* hz_engine_metrics: the counters as OpenMetrics text and as a versioned JSON object, into
    the caller's buffer (asked for its length first), NUL-terminated; errors name the problem. */
 static void test_metrics(recorder *r) {
@@ -2201,6 +2296,7 @@ int main(int argc, char **argv) {
     test_identity_tier(r);
     test_conflation(r);
     test_metrics(r);
+    test_verify(r);
     free(r);
     printf("api: all checks passed (harmonizer %s)\n", hz_version());
     return 0;

@@ -169,6 +169,29 @@
 #define HZ_MAX_CONFLATION_PAYLOAD 65536
 
 /*
+ `hz_config_set_verify` policy: report a mismatch (`HZ_NOTICE_MISMATCH`) and switch as flips
+ say.
+ */
+#define HZ_MISMATCH_REPORT 1
+
+/*
+ `hz_config_set_verify` policy: report a mismatch, and refuse a switch to the stream that
+ carried the differing copy (`HZ_NOTICE_SWITCH_BLOCKED`) until it has verified `window`
+ events since.
+ */
+#define HZ_MISMATCH_BLOCK_SWITCH 2
+
+/*
+ Largest `records` `hz_config_set_verify` takes: 2^22 (128 MiB).
+ */
+#define HZ_MAX_VERIFY_RECORDS 4194304
+
+/*
+ Largest `map_runs` `hz_config_set_verify` takes: 2^20 (72 MiB).
+ */
+#define HZ_MAX_MAP_RUNS 1048576
+
+/*
  Notice kind: start (or restart) feeding `stream`, from where `start` says (`HZ_START_*`:
  the exact position `start_pos`, the live end, the first event of `start_origin` above seq
  `start_after_seq`, or the first event beyond the tracker's frontier). `purpose`
@@ -260,6 +283,21 @@
  they are exactly the range's seqs not delivered next. Unmarked events are never conflated.
  */
 #define HZ_NOTICE_CONFLATED 13
+
+/*
+ Notice kind: content verification (`hz_config_set_verify`) found that the copy of event
+ (`origin`, `seq`) the staged `stream` carries at `pos` differs from the copy the active
+ `to_stream` delivered from `other_pos`. Counted in `hz_stats.mismatches`.
+ */
+#define HZ_NOTICE_MISMATCH 14
+
+/*
+ Notice kind: a switch from `stream` to `to_stream` (flip `flip_id`, `cause`) was refused:
+ the target carried a mismatching event among its last matched ones
+ (`HZ_MISMATCH_BLOCK_SWITCH`). The recipient stays on `stream`; `verified` and `mismatched`
+ are the target's counts. Counted in `hz_stats.switches_blocked`.
+ */
+#define HZ_NOTICE_SWITCH_BLOCKED 15
 
 /*
  `HZ_NOTICE_RING_CORRUPT`: a pad frame of 0 bytes or not a multiple of 8.
@@ -725,6 +763,49 @@ typedef struct {
    `HZ_HAS_FIELD`.
    */
   uint64_t dropped;
+  /*
+   `SWITCHED`, `SWITCH_BLOCKED`: events whose two copies matched while the target was
+   staged against the stream left (content verification). Added after the first layout.
+   */
+  uint64_t verified;
+  /*
+   `SWITCHED`, `SWITCH_BLOCKED`: events whose two copies differed. Added after the first
+   layout.
+   */
+  uint64_t mismatched;
+  /*
+   `SWITCHED`: the cut-over pair, valid when `has_matched` is 1: the last event verified
+   before the switch (`matched_origin`, `matched_seq`), at `matched_from_pos` on `stream`
+   and `matched_to_pos` on `to_stream`. Added after the first layout.
+   */
+  uint32_t has_matched;
+  /*
+   `SWITCHED`: the cut-over pair's origin.
+   */
+  uint32_t matched_origin;
+  /*
+   `SWITCHED`: the cut-over pair's seq.
+   */
+  uint64_t matched_seq;
+  /*
+   `SWITCHED`: the cut-over pair's position on `stream`.
+   */
+  uint64_t matched_from_pos;
+  /*
+   `SWITCHED`: the cut-over pair's position on `to_stream`.
+   */
+  uint64_t matched_to_pos;
+  /*
+   `SWITCHED`: position of the last record consumed from `stream` before the switch.
+   `MISMATCH`: the delivered copy's position on the active stream (`to_stream`). Added
+   after the first layout.
+   */
+  uint64_t other_pos;
+  /*
+   `SWITCHED`: position on `to_stream` of the first event it delivered in order (0 when the
+   notice came before filled events only). Added after the first layout.
+   */
+  uint64_t first_pos;
 } hz_notice;
 
 /*
@@ -928,7 +1009,83 @@ typedef struct {
    missing or too large, the store full).
    */
   uint64_t conflation_fallbacks;
+  /*
+   Events whose staged copy matched the digest of the copy delivered (content
+   verification, `hz_config_set_verify`). Added after the first layout: test with
+   `HZ_HAS_FIELD`.
+   */
+  uint64_t verified;
+  /*
+   Events whose two copies differed (`HZ_NOTICE_MISMATCH`).
+   */
+  uint64_t mismatches;
+  /*
+   Delivered events trimmed from a staged window with nothing remembered of the delivered
+   copy: neither verified nor mismatched.
+   */
+  uint64_t unverified;
+  /*
+   Switches refused after a mismatch (`HZ_NOTICE_SWITCH_BLOCKED`).
+   */
+  uint64_t switches_blocked;
+  /*
+   Runs the position map began.
+   */
+  uint64_t map_runs;
+  /*
+   Runs of the position map overwritten by newer ones.
+   */
+  uint64_t map_runs_dropped;
 } hz_stats;
+
+/*
+ One run of the position map (`hz_engine_position_map`): `len` events of `origin` with
+ consecutive seqs from `first_seq`; the `k`-th sits at `from_pos + k * from_stride` on stream
+ `from` (active when they were matched) and at `to_pos + k * to_stride` on stream `to`
+ (staged then). A fixed layout.
+ */
+typedef struct {
+  /*
+   The stream the events were delivered from.
+   */
+  uint32_t from;
+  /*
+   The staged stream whose copies matched.
+   */
+  uint32_t to;
+  /*
+   The origin.
+   */
+  uint32_t origin;
+  /*
+   Padding, 0.
+   */
+  uint32_t reserved;
+  /*
+   Seq of the first event.
+   */
+  uint64_t first_seq;
+  /*
+   Its position on `from`.
+   */
+  uint64_t from_pos;
+  /*
+   Its position on `to`.
+   */
+  uint64_t to_pos;
+  /*
+   Positions on `from` per seq (0 when `len` is 1).
+   */
+  uint64_t from_stride;
+  /*
+   Positions on `to` per seq (0 when `len` is 1).
+   */
+  uint64_t to_stride;
+  /*
+   Events in the run.
+   */
+  uint64_t len;
+} hz_map_run;
 
 /*
  An engine's staging demand, as of its last plan (every poll plans), as
@@ -1410,6 +1567,21 @@ hz_status hz_config_set_identity_records(hz_config *config, size_t slots);
 hz_status hz_config_set_conflation(hz_config *config, size_t keys, size_t payload_max);
 
 /*
+ Content verification and the exact position map (docs/verify.md). While a candidate is
+ staged, the engine remembers the last `records` events it delivered (rounded up to a power
+ of two, 32 bytes each) and compares each with the staged stream's copy by a 64-bit digest
+ (XXH3 of kind, application flags and payload): equal copies are counted verified and their
+ positions go into the position map (`hz_engine_translate`, `hz_engine_position_map`;
+ `map_runs` runs of 72 bytes, the oldest overwritten first); differing ones are
+ `HZ_NOTICE_MISMATCH` and, under `HZ_MISMATCH_BLOCK_SWITCH`, block a switch to that stream
+ until it has verified `window` events since. `records` 0 (the default) turns it off.
+ Errors: `HZ_ERR_NULL`; `HZ_ERR_INVALID` (`records` above `HZ_MAX_VERIFY_RECORDS`,
+ `map_runs` 0 or above `HZ_MAX_MAP_RUNS` while `records` is set, an unknown policy; nothing
+ changed). The configuration's thread (one at a time).
+ */
+hz_status hz_config_set_verify(hz_config *config, size_t records, size_t map_runs, uint32_t policy, uint64_t window);
+
+/*
  After a switch, keep the old stream as a staged candidate (non-zero, the default) or
  release it with `HZ_NOTICE_UNSUBSCRIBE` (0). The policy has the last word: the manual
  policy stages the switchback target and always-stage stages every stream, so with those the
@@ -1567,6 +1739,24 @@ hz_status hz_engine_metrics(const hz_engine *engine, uint32_t format, char *buf,
  thread.
  */
 hz_status hz_engine_stats(const hz_engine *engine, hz_stats *out);
+
+/*
+ The position on stream `to` of the event at `pos` on stream `from`, from the position map
+ (content verification, `hz_config_set_verify`; docs/verify.md): exact for an event both
+ streams carried and the engine verified while one was staged against the other, in either
+ direction, never interpolated. On `HZ_OK`, `*found` is 1 and `*out_pos` the position, or
+ `*found` is 0 (no run holds `pos`, or verification is off) and `*out_pos` is left alone.
+ Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (from a callback). Poll thread.
+ */
+hz_status hz_engine_translate(const hz_engine *engine, uint32_t from, uint32_t to, uint64_t pos, uint64_t *out_pos, uint32_t *found);
+
+/*
+ Copies the position map's newest runs, oldest first, into `out` (room for `cap`), and sets
+ `*count` to the number written. With `out` NULL or `cap` 0, `*count` is the number of runs
+ the map holds (nothing written). Errors: `HZ_ERR_NULL` (`count`), `HZ_ERR_STATE` (from a
+ callback). Poll thread.
+ */
+hz_status hz_engine_position_map(const hz_engine *engine, hz_map_run *out, size_t cap, size_t *count);
 
 /*
  Fills `*out` with the engine's staging demand as of its last poll: set `out->struct_size` to

@@ -475,6 +475,77 @@ pub unsafe extern "C" fn hz_config_set_conflation(
     })
 }
 
+/// `hz_config_set_verify` policy: report a mismatch (`HZ_NOTICE_MISMATCH`) and switch as flips
+/// say.
+pub const HZ_MISMATCH_REPORT: u32 = 1;
+/// `hz_config_set_verify` policy: report a mismatch, and refuse a switch to the stream that
+/// carried the differing copy (`HZ_NOTICE_SWITCH_BLOCKED`) until it has verified `window`
+/// events since.
+pub const HZ_MISMATCH_BLOCK_SWITCH: u32 = 2;
+/// Largest `records` `hz_config_set_verify` takes: 2^22 (128 MiB).
+pub const HZ_MAX_VERIFY_RECORDS: usize = 4_194_304;
+const _: () = assert!(HZ_MAX_VERIFY_RECORDS == harmonizer_core::engine::MAX_VERIFY_RECORDS);
+/// Largest `map_runs` `hz_config_set_verify` takes: 2^20 (72 MiB).
+pub const HZ_MAX_MAP_RUNS: usize = 1_048_576;
+const _: () = assert!(HZ_MAX_MAP_RUNS == harmonizer_core::engine::MAX_MAP_RUNS);
+
+/// Content verification and the exact position map (docs/verify.md). While a candidate is
+/// staged, the engine remembers the last `records` events it delivered (rounded up to a power
+/// of two, 32 bytes each) and compares each with the staged stream's copy by a 64-bit digest
+/// (XXH3 of kind, application flags and payload): equal copies are counted verified and their
+/// positions go into the position map (`hz_engine_translate`, `hz_engine_position_map`;
+/// `map_runs` runs of 72 bytes, the oldest overwritten first); differing ones are
+/// `HZ_NOTICE_MISMATCH` and, under `HZ_MISMATCH_BLOCK_SWITCH`, block a switch to that stream
+/// until it has verified `window` events since. `records` 0 (the default) turns it off.
+/// Errors: `HZ_ERR_NULL`; `HZ_ERR_INVALID` (`records` above `HZ_MAX_VERIFY_RECORDS`,
+/// `map_runs` 0 or above `HZ_MAX_MAP_RUNS` while `records` is set, an unknown policy; nothing
+/// changed). The configuration's thread (one at a time).
+#[no_mangle]
+pub unsafe extern "C" fn hz_config_set_verify(
+    config: *mut hz_config,
+    records: usize,
+    map_runs: usize,
+    policy: u32,
+    window: u64,
+) -> hz_status {
+    use harmonizer_core::engine::MismatchPolicy;
+    with(config, |c| {
+        if records > HZ_MAX_VERIFY_RECORDS {
+            return c.err.set(
+                HZ_ERR_INVALID,
+                format!(
+                    "verify records {records}: the limit is {HZ_MAX_VERIFY_RECORDS} (HZ_MAX_VERIFY_RECORDS)"
+                ),
+            );
+        }
+        if records > 0 && (map_runs == 0 || map_runs > HZ_MAX_MAP_RUNS) {
+            return c.err.set(
+                HZ_ERR_INVALID,
+                format!("map_runs {map_runs}: must be 1..={HZ_MAX_MAP_RUNS} (HZ_MAX_MAP_RUNS)"),
+            );
+        }
+        let policy = match policy {
+            HZ_MISMATCH_REPORT => MismatchPolicy::Report,
+            HZ_MISMATCH_BLOCK_SWITCH => MismatchPolicy::BlockSwitch,
+            _ => {
+                return c.err.set(
+                    HZ_ERR_INVALID,
+                    format!(
+                        "unknown mismatch policy {policy}: HZ_MISMATCH_REPORT or HZ_MISMATCH_BLOCK_SWITCH"
+                    ),
+                )
+            }
+        };
+        c.cfg.verify_records = records;
+        if records > 0 {
+            c.cfg.map_runs = map_runs;
+        }
+        c.cfg.mismatch_policy = policy;
+        c.cfg.mismatch_window = window;
+        HZ_OK
+    })
+}
+
 /// After a switch, keep the old stream as a staged candidate (non-zero, the default) or
 /// release it with `HZ_NOTICE_UNSUBSCRIBE` (0). The policy has the last word: the manual
 /// policy stages the switchback target and always-stage stages every stream, so with those the

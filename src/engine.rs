@@ -48,6 +48,9 @@ struct Inner {
     arena: Vec<u8>,
     /// Headers of copied events (`Pending::Copied::hidx`), cleared with the arena.
     headers: Vec<EventHeader>,
+    /// Queued notices (`Pending::Notice::nidx`), cleared with the arena: out of the queue's
+    /// entries, which stay small for the events.
+    notice_store: Vec<StoredNotice>,
     /// The pull calls: each copied event's view slot, arena offset, header index and payload
     /// length, for pointing its view at the arena once the poll is over.
     fixups: Vec<(usize, usize, usize, usize)>,
@@ -59,6 +62,14 @@ struct Inner {
 // notice's locator pointer is null (its bytes are in the arena).
 unsafe impl Send for Pending {}
 
+/// A queued notice: its locator pointer is null (the bytes are in the arena).
+#[derive(Clone, Copy)]
+struct StoredNotice(hz_notice);
+
+// SAFETY: the one pointer in a stored notice, its locator, is always null (`Fill::notice`
+// clears it before storing), so it refers to nothing another thread could race on.
+unsafe impl Send for StoredNotice {}
+
 /// An event or notice delivered by a holding poll, to be handed out.
 #[derive(Clone, Copy)]
 enum Pending {
@@ -66,8 +77,8 @@ enum Pending {
     Held { stream: u32, header: *const EventHeader, payload: *const u8, len: usize },
     /// Copied: the header at `headers[hidx]`, the payload at `arena[off..off + len]`.
     Copied { stream: u32, hidx: usize, off: usize, len: usize },
-    /// A notice; its locator (`notice.locator_len` bytes) at `arena[off..]`.
-    Notice { notice: hz_notice, off: usize },
+    /// A notice, `notice_store[nidx]`; its locator (`locator_len` bytes) at `arena[off..]`.
+    Notice { nidx: usize, off: usize },
 }
 
 /// Resets `busy` when a poll ends, also by a panic.
@@ -133,6 +144,15 @@ pub const HZ_NOTICE_RING_CORRUPT: u32 = 12;
 /// the key after the hole); the other `dropped` events of the range are never delivered, and
 /// they are exactly the range's seqs not delivered next. Unmarked events are never conflated.
 pub const HZ_NOTICE_CONFLATED: u32 = 13;
+/// Notice kind: content verification (`hz_config_set_verify`) found that the copy of event
+/// (`origin`, `seq`) the staged `stream` carries at `pos` differs from the copy the active
+/// `to_stream` delivered from `other_pos`. Counted in `hz_stats.mismatches`.
+pub const HZ_NOTICE_MISMATCH: u32 = 14;
+/// Notice kind: a switch from `stream` to `to_stream` (flip `flip_id`, `cause`) was refused:
+/// the target carried a mismatching event among its last matched ones
+/// (`HZ_MISMATCH_BLOCK_SWITCH`). The recipient stays on `stream`; `verified` and `mismatched`
+/// are the target's counts. Counted in `hz_stats.switches_blocked`.
+pub const HZ_NOTICE_SWITCH_BLOCKED: u32 = 15;
 
 /// `HZ_NOTICE_RING_CORRUPT`: a pad frame of 0 bytes or not a multiple of 8.
 pub const HZ_CORRUPT_BAD_PAD: u32 = 1;
@@ -292,6 +312,31 @@ pub struct hz_notice {
     /// `CONFLATED`: events of the range not delivered. Added after the first layout: test with
     /// `HZ_HAS_FIELD`.
     pub dropped: u64,
+    /// `SWITCHED`, `SWITCH_BLOCKED`: events whose two copies matched while the target was
+    /// staged against the stream left (content verification). Added after the first layout.
+    pub verified: u64,
+    /// `SWITCHED`, `SWITCH_BLOCKED`: events whose two copies differed. Added after the first
+    /// layout.
+    pub mismatched: u64,
+    /// `SWITCHED`: the cut-over pair, valid when `has_matched` is 1: the last event verified
+    /// before the switch (`matched_origin`, `matched_seq`), at `matched_from_pos` on `stream`
+    /// and `matched_to_pos` on `to_stream`. Added after the first layout.
+    pub has_matched: u32,
+    /// `SWITCHED`: the cut-over pair's origin.
+    pub matched_origin: u32,
+    /// `SWITCHED`: the cut-over pair's seq.
+    pub matched_seq: u64,
+    /// `SWITCHED`: the cut-over pair's position on `stream`.
+    pub matched_from_pos: u64,
+    /// `SWITCHED`: the cut-over pair's position on `to_stream`.
+    pub matched_to_pos: u64,
+    /// `SWITCHED`: position of the last record consumed from `stream` before the switch.
+    /// `MISMATCH`: the delivered copy's position on the active stream (`to_stream`). Added
+    /// after the first layout.
+    pub other_pos: u64,
+    /// `SWITCHED`: position on `to_stream` of the first event it delivered in order (0 when the
+    /// notice came before filled events only). Added after the first layout.
+    pub first_pos: u64,
 }
 
 /// Size of `hz_notice`'s first layout (fields are only ever appended).
@@ -334,6 +379,15 @@ impl hz_notice {
             locator_len: 0,
             ring_offset: 0,
             dropped: 0,
+            verified: 0,
+            mismatched: 0,
+            has_matched: 0,
+            matched_origin: 0,
+            matched_seq: 0,
+            matched_from_pos: 0,
+            matched_to_pos: 0,
+            other_pos: 0,
+            first_pos: 0,
         }
     }
 }
@@ -427,6 +481,21 @@ pub struct hz_stats {
     /// Holes the conflation tier left to the gap policy (an unmarked or unlogged event, a copy
     /// missing or too large, the store full).
     pub conflation_fallbacks: u64,
+    /// Events whose staged copy matched the digest of the copy delivered (content
+    /// verification, `hz_config_set_verify`). Added after the first layout: test with
+    /// `HZ_HAS_FIELD`.
+    pub verified: u64,
+    /// Events whose two copies differed (`HZ_NOTICE_MISMATCH`).
+    pub mismatches: u64,
+    /// Delivered events trimmed from a staged window with nothing remembered of the delivered
+    /// copy: neither verified nor mismatched.
+    pub unverified: u64,
+    /// Switches refused after a mismatch (`HZ_NOTICE_SWITCH_BLOCKED`).
+    pub switches_blocked: u64,
+    /// Runs the position map began.
+    pub map_runs: u64,
+    /// Runs of the position map overwritten by newer ones.
+    pub map_runs_dropped: u64,
 }
 
 /// Size of `hz_stats`'s first layout (fields are only ever appended).
@@ -507,6 +576,7 @@ pub unsafe extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz
                         queue: VecDeque::new(),
                         arena: Vec::new(),
                         headers: Vec::new(),
+                        notice_store: Vec::new(),
                         fixups: Vec::new(),
                     }),
                 };
@@ -694,6 +764,13 @@ impl Handler for CHandler {
     }
 }
 
+fn c_cause(cause: SwitchCause) -> u32 {
+    match cause {
+        SwitchCause::Flip => HZ_SWITCH_CAUSE_FLIP,
+        SwitchCause::Silence => HZ_SWITCH_CAUSE_SILENCE,
+    }
+}
+
 /// A notice as C sees it; the locator, if any, borrows what `n` borrows.
 fn to_c(n: &Notice<'_>) -> hz_notice {
     let mut c;
@@ -734,14 +811,40 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
             c = hz_notice::empty(HZ_NOTICE_UNSUBSCRIBE);
             c.stream = stream;
         }
-        Notice::Switched { from, to, flip_id, cause, seamless, stall_ns, switch_ns } => {
+        Notice::Switched {
+            from,
+            to,
+            flip_id,
+            cause,
+            seamless,
+            stall_ns,
+            switch_ns,
+            verified,
+            mismatched,
+            matched,
+            cut_pos,
+            first_pos,
+        } => {
             c = hz_notice::empty(HZ_NOTICE_SWITCHED);
             (c.stream, c.to_stream, c.flip_id) = (from, to, flip_id);
             (c.seamless, c.stall_ns, c.switch_ns) = (u32::from(seamless), stall_ns, switch_ns);
-            c.cause = match cause {
-                SwitchCause::Flip => HZ_SWITCH_CAUSE_FLIP,
-                SwitchCause::Silence => HZ_SWITCH_CAUSE_SILENCE,
-            };
+            c.cause = c_cause(cause);
+            (c.verified, c.mismatched, c.other_pos, c.first_pos) = (verified, mismatched, cut_pos, first_pos);
+            if let Some(m) = matched {
+                c.has_matched = 1;
+                (c.matched_origin, c.matched_seq) = (m.origin, m.seq);
+                (c.matched_from_pos, c.matched_to_pos) = (m.from_pos, m.to_pos);
+            }
+        }
+        Notice::Mismatch { stream, active, origin, seq, active_pos, pos } => {
+            c = hz_notice::empty(HZ_NOTICE_MISMATCH);
+            (c.stream, c.to_stream, c.origin, c.seq) = (stream, active, origin, seq);
+            (c.pos, c.other_pos) = (pos, active_pos);
+        }
+        Notice::SwitchBlocked { from, to, flip_id, cause, verified, mismatched } => {
+            c = hz_notice::empty(HZ_NOTICE_SWITCH_BLOCKED);
+            (c.stream, c.to_stream, c.flip_id, c.cause) = (from, to, flip_id, c_cause(cause));
+            (c.verified, c.mismatched) = (verified, mismatched);
         }
         Notice::Conflated { stream, origin, from_seq, to_seq, dropped } => {
             c = hz_notice::empty(HZ_NOTICE_CONFLATED);
@@ -837,9 +940,9 @@ pub unsafe extern "C" fn hz_engine_poll(
         let mut flushed = 0;
         while flushed < max {
             let Some(p) = e.queue.pop_front() else { break };
-            if let Pending::Notice { notice, off } = p {
+            if let Pending::Notice { nidx, off } = p {
                 if let Some(f) = on_notice {
-                    let c = lend(&e.arena, notice, off);
+                    let c = lend(&e.arena, e.notice_store[nidx].0, off);
                     // SAFETY: the caller's callback; the locator is in the arena.
                     unsafe { f(user_data, &c) };
                 }
@@ -859,6 +962,7 @@ pub unsafe extern "C" fn hz_engine_poll(
         }
         e.arena.clear();
         e.headers.clear();
+        e.notice_store.clear();
         let mut h = CHandler { on_event, on_notice, user: user_data };
         let n = flushed + e.engine.poll(max - flushed, &mut h);
         if !delivered.is_null() {
@@ -984,6 +1088,7 @@ struct Fill<'a> {
     notices: bool,
     fixups: &'a mut Vec<(usize, usize, usize, usize)>,
     headers: &'a mut Vec<EventHeader>,
+    notice_store: &'a mut Vec<StoredNotice>,
     queue: &'a mut VecDeque<Pending>,
     arena: &'a mut Vec<u8>,
 }
@@ -1048,7 +1153,8 @@ impl Handler for Fill<'_> {
             self.arena.extend_from_slice(unsafe { std::slice::from_raw_parts(c.locator, c.locator_len) });
         }
         c.locator = core::ptr::null();
-        self.queue.push_back(Pending::Notice { notice: c, off });
+        self.notice_store.push(StoredNotice(c));
+        self.queue.push_back(Pending::Notice { nidx: self.notice_store.len() - 1, off });
         self.limit = self.k;
     }
 }
@@ -1100,8 +1206,10 @@ unsafe fn pull(e: &mut Inner, views: Views, notice_out: *mut hz_notice) -> Pulle
     e.arena.clear();
     e.fixups.clear();
     e.headers.clear();
-    let Inner { engine, queue, arena, fixups, headers, .. } = e;
-    let mut h = Fill { views, k: 0, limit: views.cap, notices: takes, fixups, headers, queue, arena };
+    e.notice_store.clear();
+    let Inner { engine, queue, arena, fixups, headers, notice_store, .. } = e;
+    let mut h =
+        Fill { views, k: 0, limit: views.cap, notices: takes, fixups, headers, notice_store, queue, arena };
     engine.poll_holding(views.cap, &mut h);
     let k = h.k;
     // The arena has stopped growing: point the copies' views at it.
@@ -1123,10 +1231,10 @@ unsafe fn pull(e: &mut Inner, views: Views, notice_out: *mut hz_notice) -> Pulle
 /// # Safety
 /// As `give_notice`.
 unsafe fn give_front_notice(e: &mut Inner, out: *mut hz_notice) -> bool {
-    let Some(&Pending::Notice { notice, off }) = e.queue.front() else { return false };
+    let Some(&Pending::Notice { nidx, off }) = e.queue.front() else { return false };
     e.queue.pop_front();
     // SAFETY: per this function's contract.
-    unsafe { give_notice(out, lend(&e.arena, notice, off)) };
+    unsafe { give_notice(out, lend(&e.arena, e.notice_store[nidx].0, off)) };
     true
 }
 
@@ -1395,6 +1503,12 @@ pub unsafe extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_
             conflated: s.conflated,
             conflation_survivors: s.conflation_survivors,
             conflation_fallbacks: s.conflation_fallbacks,
+            verified: s.verified,
+            mismatches: s.mismatches,
+            unverified: s.unverified,
+            switches_blocked: s.switches_blocked,
+            map_runs: s.map_runs,
+            map_runs_dropped: s.map_runs_dropped,
         };
         // SAFETY: non-null with `struct_size` writable bytes per contract.
         if let Some(why) = size_problem("out", "hz_stats", given, STATS_V1, std::mem::align_of::<hz_stats>())
@@ -1404,6 +1518,106 @@ pub unsafe extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_
         // SAFETY: checked above.
         let ok = unsafe { fill_sized(out.cast(), given, STATS_V1, &c) };
         debug_assert!(ok.is_some());
+        HZ_OK
+    })
+}
+
+/// One run of the position map (`hz_engine_position_map`): `len` events of `origin` with
+/// consecutive seqs from `first_seq`; the `k`-th sits at `from_pos + k * from_stride` on stream
+/// `from` (active when they were matched) and at `to_pos + k * to_stride` on stream `to`
+/// (staged then). A fixed layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(non_camel_case_types)]
+pub struct hz_map_run {
+    /// The stream the events were delivered from.
+    pub from: u32,
+    /// The staged stream whose copies matched.
+    pub to: u32,
+    /// The origin.
+    pub origin: u32,
+    /// Padding, 0.
+    pub reserved: u32,
+    /// Seq of the first event.
+    pub first_seq: u64,
+    /// Its position on `from`.
+    pub from_pos: u64,
+    /// Its position on `to`.
+    pub to_pos: u64,
+    /// Positions on `from` per seq (0 when `len` is 1).
+    pub from_stride: u64,
+    /// Positions on `to` per seq (0 when `len` is 1).
+    pub to_stride: u64,
+    /// Events in the run.
+    pub len: u64,
+}
+
+/// The position on stream `to` of the event at `pos` on stream `from`, from the position map
+/// (content verification, `hz_config_set_verify`; docs/verify.md): exact for an event both
+/// streams carried and the engine verified while one was staged against the other, in either
+/// direction, never interpolated. On `HZ_OK`, `*found` is 1 and `*out_pos` the position, or
+/// `*found` is 0 (no run holds `pos`, or verification is off) and `*out_pos` is left alone.
+/// Errors: `HZ_ERR_NULL`, `HZ_ERR_STATE` (from a callback). Poll thread.
+#[no_mangle]
+pub unsafe extern "C" fn hz_engine_translate(
+    engine: *const hz_engine,
+    from: u32,
+    to: u32,
+    pos: u64,
+    out_pos: *mut u64,
+    found: *mut u32,
+) -> hz_status {
+    with(engine, |e, err, _| {
+        if out_pos.is_null() || found.is_null() {
+            return err.set(HZ_ERR_NULL, if out_pos.is_null() { "out_pos is NULL" } else { "found is NULL" });
+        }
+        let t = e.engine.translate(from, to, pos);
+        // SAFETY: both non-null and writable per contract.
+        unsafe {
+            *found = u32::from(t.is_some());
+            if let Some(p) = t {
+                *out_pos = p;
+            }
+        }
+        HZ_OK
+    })
+}
+
+/// Copies the position map's newest runs, oldest first, into `out` (room for `cap`), and sets
+/// `*count` to the number written. With `out` NULL or `cap` 0, `*count` is the number of runs
+/// the map holds (nothing written). Errors: `HZ_ERR_NULL` (`count`), `HZ_ERR_STATE` (from a
+/// callback). Poll thread.
+#[no_mangle]
+pub unsafe extern "C" fn hz_engine_position_map(
+    engine: *const hz_engine,
+    out: *mut hz_map_run,
+    cap: usize,
+    count: *mut usize,
+) -> hz_status {
+    with(engine, |e, err, _| {
+        if count.is_null() {
+            return err.set(HZ_ERR_NULL, "count is NULL");
+        }
+        let kept = e.engine.position_map().count();
+        let n = if out.is_null() { 0 } else { cap.min(kept) };
+        for (k, r) in e.engine.position_map().skip(kept - n).enumerate() {
+            let c = hz_map_run {
+                from: r.from,
+                to: r.to,
+                origin: r.origin,
+                reserved: 0,
+                first_seq: r.first_seq,
+                from_pos: r.from_pos,
+                to_pos: r.to_pos,
+                from_stride: r.from_stride,
+                to_stride: r.to_stride,
+                len: r.len,
+            };
+            // SAFETY: `out` has room for `cap >= n > k` runs per contract.
+            unsafe { out.add(k).write(c) };
+        }
+        // SAFETY: non-null and writable per contract.
+        unsafe { *count = if out.is_null() || cap == 0 { kept } else { n } };
         HZ_OK
     })
 }

@@ -108,6 +108,16 @@ fn push_poll_flips_switches_and_gaps_allocate_nothing() {
     run_without_allocating(Box::new(AlwaysStage));
 }
 
+/// Content verification and the position map (docs/verify.md): remembering deliveries, matching
+/// staged copies, growing runs and recording switches allocate nothing.
+#[test]
+fn verification_and_the_position_map_allocate_nothing() {
+    let e = run_with(Box::new(AlwaysStage), 1024);
+    assert!(e.stats().verified > 500, "verified {}", e.stats().verified);
+    assert_eq!(e.stats().mismatches, 0);
+    assert!(e.position_map().count() > 0);
+}
+
 /// The predictor's per-event features, its flip, gap and switch hooks, and its per-poll plan
 /// (scoring, threshold, windows) allocate nothing either.
 #[test]
@@ -155,7 +165,12 @@ fn a_gap_waiting_for_a_lagging_candidate_allocates_nothing() {
 }
 
 fn run_without_allocating(policy: Box<dyn ArmingPolicy>) {
+    run_with(policy, 0);
+}
+
+fn run_with(policy: Box<dyn ArmingPolicy>, verify_records: usize) -> Engine {
     let mut cfg = EngineConfig::new(1, 2, 1 << 20, 2048);
+    cfg.verify_records = verify_records;
     cfg.gap_policy = GapPolicy::ReportLost;
     // This application never re-reads: a hole met during a switch (recovered, not lost) runs
     // through every rung of the ladder, one a poll, and ends reported.
@@ -221,4 +236,5 @@ fn run_without_allocating(policy: Box<dyn ArmingPolicy>) {
     assert!(h.switches >= 2, "switches {}", h.switches);
     assert!(e.stats().flips_rejected >= 1);
     assert!(e.stats().flips_ignored >= 1, "the cohort flip reached the policy");
+    e
 }

@@ -277,7 +277,7 @@ impl Engine {
             // The switch's target did not reach back: lossy, so not seamless; its stall ends here,
             // delivery being contiguous again once the survivors are out.
             f.gapped = true;
-            super::poll::emit_switched(in_flight, stats, &**clock, h);
+            super::poll::emit_switched(in_flight, stats, &**clock, 0, h);
         }
         h.notice(&Notice::Conflated { stream: s.id, origin, from_seq: from, to_seq: to, dropped });
         for k in 0..survivors {

@@ -44,7 +44,7 @@ pub enum MetricsFormat {
 }
 
 /// Number of metrics [`Stats::metrics`] lists.
-pub const METRICS: usize = 37;
+pub const METRICS: usize = 43;
 
 impl Stats {
     /// Every counter, as metrics, in the struct's order. Destructures the struct, so a field
@@ -89,6 +89,12 @@ impl Stats {
             conflated,
             conflation_survivors,
             conflation_fallbacks,
+            verified,
+            mismatches,
+            unverified,
+            switches_blocked,
+            map_runs,
+            map_runs_dropped,
         } = *self;
         let m = |name, kind, help, value| Metric { name, kind, help, value };
         [
@@ -149,6 +155,12 @@ impl Stats {
                 "Holes the conflation tier left to the gap policy.",
                 conflation_fallbacks,
             ),
+            m("verified", C, "Events whose staged copy matched the delivered one.", verified),
+            m("mismatches", C, "Events whose two copies differed.", mismatches),
+            m("unverified", C, "Staged copies of delivered events not matched.", unverified),
+            m("switches_blocked", C, "Switches refused after a mismatch.", switches_blocked),
+            m("map_runs", C, "Runs the position map began.", map_runs),
+            m("map_runs_dropped", C, "Position map runs overwritten.", map_runs_dropped),
         ]
     }
 }

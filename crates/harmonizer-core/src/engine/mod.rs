@@ -19,6 +19,7 @@ mod pool;
 mod recovery;
 mod stats;
 mod storage;
+mod verify;
 mod wait;
 
 pub use conflate::{
@@ -36,6 +37,10 @@ pub use pool::{
 };
 pub use stats::Stats;
 pub use storage::StreamStorage;
+pub use verify::{
+    event_digest, verifier_bytes, MapRun, MismatchPolicy, PairCounts, PositionPair, MAX_MAP_RUNS,
+    MAX_VERIFY_RECORDS,
+};
 
 use core::fmt;
 
@@ -178,6 +183,20 @@ pub struct EngineConfig {
     /// After a switch, keep the old stream as a candidate (the policy may stage it) rather than
     /// releasing it with `Unsubscribe`.
     pub keep_previous: bool,
+    /// Content verification and the position map (docs/verify.md): the engine remembers the
+    /// last `verify_records` events (rounded up to a power of two; 32 bytes each) delivered
+    /// while a candidate is staged, and matches each staged copy of them by digest. 0 (the
+    /// default): off. At most [`MAX_VERIFY_RECORDS`]. A staged stream that lags the active one
+    /// by more than this many events is not verified (counted `Stats::unverified`).
+    pub verify_records: usize,
+    /// Runs the position map keeps (72 bytes each), the oldest overwritten first (default 1024;
+    /// at most [`MAX_MAP_RUNS`]). Used when `verify_records` is set.
+    pub map_runs: usize,
+    /// What a mismatch does (default [`MismatchPolicy::Report`]).
+    pub mismatch_policy: MismatchPolicy,
+    /// Under [`MismatchPolicy::BlockSwitch`], a switch to a stream is refused until it has
+    /// verified this many events since its last mismatch (default 1024).
+    pub mismatch_window: u64,
 }
 
 impl EngineConfig {
@@ -202,6 +221,10 @@ impl EngineConfig {
             conflation_keys: 0,
             conflation_payload: 64,
             keep_previous: true,
+            verify_records: 0,
+            map_runs: 1024,
+            mismatch_policy: MismatchPolicy::Report,
+            mismatch_window: 1024,
         }
     }
 }
@@ -258,6 +281,8 @@ pub enum EngineError {
     OutOfMemory(usize),
     /// The conflation tier's bounds: keys or payload over their limit, or no identity tier.
     Conflation(&'static str),
+    /// Verification's bounds: `verify_records` or `map_runs` over their limit.
+    Verify(&'static str),
 }
 
 impl fmt::Display for EngineError {
@@ -272,6 +297,7 @@ impl fmt::Display for EngineError {
                 write!(f, "could not allocate {bytes} bytes of position tables")
             }
             EngineError::Conflation(why) => write!(f, "conflation tier: {why}"),
+            EngineError::Verify(why) => write!(f, "verification: {why}"),
         }
     }
 }
@@ -469,6 +495,12 @@ struct SwitchInFlight {
     cause: SwitchCause,
     /// A re-read or fetch was needed before the first delivery (not seamless).
     gapped: bool,
+    /// Verification of the target against the stream left, at the switch (docs/verify.md).
+    verified: u64,
+    mismatched: u64,
+    matched: Option<PositionPair>,
+    /// Position of the last record consumed from the stream left.
+    cut_pos: u64,
 }
 
 /// The last event of one origin seen on one stream at or behind the delivery frontier.
@@ -576,6 +608,11 @@ pub struct Engine {
     /// (set during a call, it also ends that call).
     deferred: Option<PendingSwitch>,
     stats: Stats,
+    /// Content verification and the position map (`EngineConfig::verify_records`), if on.
+    verify: Option<Box<verify::Verifier>>,
+    /// `verify` is on and a stream is staged: deliveries are remembered. Set where roles change
+    /// (`trim_staged`, `switch`); a delivery it misses is only unverified.
+    verifying: bool,
     /// Per stream and origin (`stream_index * max_origins + origin`): the position just after
     /// the last event of that origin seen on that stream at or behind the delivery frontier
     /// (delivered, dropped as a duplicate, or trimmed from a staged window as delivered); 0:
@@ -684,6 +721,34 @@ impl Engine {
                 ));
             }
         }
+        let verify = match config.verify_records {
+            0 => None,
+            records => {
+                if records > MAX_VERIFY_RECORDS {
+                    return Err(EngineError::Verify("verify_records above MAX_VERIFY_RECORDS"));
+                }
+                if config.map_runs == 0 || config.map_runs > MAX_MAP_RUNS {
+                    return Err(EngineError::Verify("map_runs must be 1..=MAX_MAP_RUNS"));
+                }
+                let mo = config.max_origins as usize;
+                Some(
+                    verify::Verifier::new(
+                        records,
+                        config.map_runs,
+                        n,
+                        mo,
+                        config.mismatch_policy,
+                        config.mismatch_window,
+                    )
+                    .ok_or(EngineError::OutOfMemory(verify::verifier_bytes(
+                        records,
+                        config.map_runs,
+                        n,
+                        mo,
+                    )))?,
+                )
+            }
+        };
         let seen_len = n * config.max_origins as usize;
         let mut seen = Vec::new();
         seen.try_reserve_exact(seen_len)
@@ -783,6 +848,8 @@ impl Engine {
             flip_scratch: poll::FlipCopy::EMPTY,
             flip_deferred: false,
             stats: Stats::default(),
+            verify,
+            verifying: false,
             seen: seen.into_boxed_slice(),
             max_origins: config.max_origins as usize,
             resume_floor: 0,
@@ -855,6 +922,28 @@ impl Engine {
     /// True while a switch waits for its cut-over point.
     pub fn switch_pending(&self) -> bool {
         self.pending.is_some()
+    }
+
+    /// The position on stream `to` of the event at position `pos` on stream `from`, from the
+    /// position map (docs/verify.md): exact for an event both streams carried and the engine
+    /// verified while one of them was staged against the other, in either direction; `None`
+    /// for any other position (never interpolated), or when verification is off.
+    pub fn translate(&self, from: u32, to: u32, pos: u64) -> Option<u64> {
+        self.verify.as_ref()?.translate(from, to, pos)
+    }
+
+    /// The position map's runs, oldest first (empty when verification is off).
+    pub fn position_map(&self) -> impl Iterator<Item = &MapRun> + '_ {
+        self.verify.iter().flat_map(|v| v.runs())
+    }
+
+    /// What the engine verified of staged stream `stream` against the active stream since it
+    /// was staged (zero when it is not staged, verification is off, or nothing matched yet).
+    pub fn verification(&self, stream: u32) -> PairCounts {
+        match (self.index_of(stream), &self.verify) {
+            (Some(i), Some(v)) if i != self.active => v.counts(self.active, i),
+            _ => PairCounts::default(),
+        }
     }
 
     /// Asks for `stream` to be staged (the [`ManualStage`] policy honours it). Returns false for

@@ -1,5 +1,6 @@
 //! What the engine tells the application, in order with the events (docs/design.md §4).
 
+use super::verify::PositionPair;
 use crate::flip::FlipError;
 use crate::ring::Record;
 
@@ -85,6 +86,55 @@ pub enum Notice<'a> {
         /// Clock nanoseconds the engine itself spent making the switch (epoch change, roles,
         /// plan): the engine-side cost, a part of `stall_ns`.
         switch_ns: u64,
+        /// Events of the overlap whose two copies (`from`'s delivered, `to`'s staged) had the
+        /// same digest, while `to` was staged against `from` (docs/verify.md; 0 when
+        /// verification is off or the target was not staged).
+        verified: u64,
+        /// Events of the overlap whose copies differed.
+        mismatched: u64,
+        /// The cut-over pair: the last event verified before the switch, with its position on
+        /// `from` (`from_pos`) and on `to` (`to_pos`).
+        matched: Option<PositionPair>,
+        /// Position of the last record consumed from `from` before the switch (0: none).
+        cut_pos: u64,
+        /// Position on `to` of the first event it delivered in order: the event this notice
+        /// comes right before (0 when the notice comes before filled events only).
+        first_pos: u64,
+    },
+    /// Content verification (docs/verify.md): the copy of event `(origin, seq)` that staged
+    /// `stream` carries at `pos` differs from the copy the active stream delivered from
+    /// `active_pos`. Counted in `Stats::mismatches`; under `MismatchPolicy::BlockSwitch` a switch
+    /// to `stream` is refused for a while (`SwitchBlocked`).
+    Mismatch {
+        /// The staged stream.
+        stream: u32,
+        /// The active stream, which delivered its copy.
+        active: u32,
+        /// The origin.
+        origin: u32,
+        /// The seq.
+        seq: u64,
+        /// The delivered copy's position on `active`.
+        active_pos: u64,
+        /// The other copy's position on `stream`.
+        pos: u64,
+    },
+    /// A switch was refused (`MismatchPolicy::BlockSwitch`): the target carried an event that
+    /// differs from the copy delivered, among its last `mismatch_window` events matched. The
+    /// recipient stays on `from`. Counted in `Stats::switches_blocked`.
+    SwitchBlocked {
+        /// The active stream, kept.
+        from: u32,
+        /// The refused target.
+        to: u32,
+        /// The flip that asked for it (0 for a failover).
+        flip_id: u64,
+        /// What asked for it.
+        cause: SwitchCause,
+        /// Events verified against the target.
+        verified: u64,
+        /// Events that differed.
+        mismatched: u64,
     },
     /// Events `from_seq ..= to_seq` of `origin` are missing on `stream` and no staged candidate
     /// held them.

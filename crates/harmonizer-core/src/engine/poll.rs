@@ -94,7 +94,7 @@ impl Engine {
             self.switch(p, handler); // asked for by a flip while the last call held records
         }
         self.apply_plan(handler);
-        self.trim_staged();
+        self.trim_staged(handler);
         if self.recovery.is_some() {
             self.recovery_tick(handler);
         } else if self.resume_wait.is_some() {
@@ -289,6 +289,8 @@ impl Engine {
             holding_gap,
             last_delivered_ts,
             switch_flip_ts,
+            verify,
+            verifying,
             ..
         } = self;
         let seen = &mut seen[*active * *max_origins..(*active + 1) * *max_origins];
@@ -307,13 +309,15 @@ impl Engine {
             // hold. Data events the tracker says to deliver are delivered here with exactly
             // what the general path below does for them; the first event that is anything else
             // is put back and goes through the general path. Nothing the loop calls can change
-            // these conditions (the policy and the handler cannot reach the engine).
+            // these conditions (the policy and the handler cannot reach the engine). Deliveries
+            // remembered for verification go through the general path.
             if pending.is_none()
                 && !*rereading
                 && !*flip_deferred
                 && *resume_floor == 0
                 && in_flight.is_none()
                 && (!*hold || hold_from.is_some())
+                && !*verifying
             {
                 while delivered < limit {
                     let Some((_, rec)) = chunk.next_with_pos() else { break };
@@ -469,13 +473,16 @@ impl Engine {
                             if kind != KIND_DATA {
                                 stats.unknown_kinds += 1;
                             }
-                            emit_switched(in_flight, stats, &**clock, h);
+                            emit_switched(in_flight, stats, &**clock, hdr.pos, h);
                             observe(&mut **policy, *observes, sid, &rec, *now_ns);
                             if *hold && hold_from.is_none() {
                                 *hold_from = Some(rec_pos);
                             }
                             h.event(sid, &rec);
                             note_delivered(tracker, stats, last_delivered_ts, seen, &hdr, rec.payload.len());
+                            if *verifying {
+                                remember(verify, *active, &rec);
+                            }
                             *resume_floor = 0;
                             delivered += 1;
                         }
@@ -625,6 +632,12 @@ impl Engine {
         let started_ns = self.clock.now_ns();
         let from = self.active;
         let to = p.to;
+        let counts = match self.verify.as_deref() {
+            Some(v) if v.blocks(from, to) => return self.block_switch(p, h),
+            Some(v) => v.counts(from, to),
+            None => super::PairCounts::default(),
+        };
+        let cut_pos = self.streams[from].last_read_pos;
         if core::mem::take(&mut self.flip_deferred) {
             // It belonged to the stream we are leaving, met before its frontier was known.
             self.reject_superseded(h);
@@ -633,7 +646,13 @@ impl Engine {
             // The previous switch delivered nothing before this one: report it now, not
             // seamless (its target gave no event), so every switch gets its notice.
             f.gapped = true;
-            emit_switched(&mut self.in_flight, &mut self.stats, &*self.clock, h);
+            emit_switched(&mut self.in_flight, &mut self.stats, &*self.clock, 0, h);
+        }
+        if let Some(v) = self.verify.as_deref_mut() {
+            // Counted into this switch's record; the old stream, if kept staged, is verified
+            // afresh against the new one.
+            v.reset(to);
+            v.reset(from);
         }
         self.end_recovery();
         self.resume_wait = None;
@@ -683,7 +702,38 @@ impl Engine {
             switch_ns,
             cause: p.cause,
             gapped: false,
+            verified: counts.verified,
+            mismatched: counts.mismatched,
+            matched: counts.last,
+            cut_pos,
         });
+        self.refresh_verifying();
+    }
+
+    /// Refuses the switch `p` (`MismatchPolicy::BlockSwitch`): the recipient stays on the
+    /// active stream, told why. A switch waiting for its cut-over is dropped with it.
+    #[cold]
+    #[inline(never)]
+    fn block_switch<H: Handler>(&mut self, p: PendingSwitch, h: &mut H) {
+        let c = self.verify.as_deref().map(|v| v.counts(self.active, p.to)).unwrap_or_default();
+        self.pending = None;
+        self.stats.switches_blocked += 1;
+        h.notice(&Notice::SwitchBlocked {
+            from: self.streams[self.active].id,
+            to: self.streams[p.to].id,
+            flip_id: p.flip_id,
+            cause: p.cause,
+            verified: c.verified,
+            mismatched: c.mismatched,
+        });
+    }
+
+    /// Sets `verifying`: verification is on and some stream other than the active one is
+    /// staged.
+    fn refresh_verifying(&mut self) {
+        let a = self.active;
+        self.verifying = self.verify.is_some()
+            && self.streams.iter().enumerate().any(|(i, s)| i != a && s.consumer.role() == Role::Staged);
     }
 
     /// A/B arbitration: deliver, from staged candidates, the events of `origin` that continue
@@ -944,6 +994,9 @@ impl Engine {
                 (w, Role::Idle) => {
                     s.consumer.set_role(Role::Staged);
                     s.consumer.set_window(w);
+                    if let Some(v) = self.verify.as_deref_mut() {
+                        v.reset(i);
+                    }
                     h.notice(&Notice::Subscribe {
                         stream: s.id,
                         locator: s.locator(),
@@ -958,25 +1011,38 @@ impl Engine {
                 }
             }
         }
+        self.refresh_verifying();
     }
 
     /// Trims every staged window to what the active stream has not delivered yet, noting the
     /// positions of the delivered records it trims (`seen`), and counts the bytes kept.
-    fn trim_staged(&mut self) {
-        let Engine { streams, active, tracker, flips, seen, max_origins, stats, .. } = self;
+    ///
+    /// With verification on (docs/verify.md), each delivered data record trimmed is matched
+    /// against what the active stream delivered: verified, a `Mismatch`, or unverified.
+    fn trim_staged<H: Handler>(&mut self, h: &mut H) {
+        let Engine { streams, active, tracker, flips, seen, max_origins, stats, verify, verifying, .. } =
+            self;
         let mut held = 0u64;
+        let mut any_staged = false;
+        let active_id = streams[*active].id;
         for (i, s) in streams.iter_mut().enumerate() {
             if i == *active || s.consumer.role() != Role::Staged {
                 continue;
             }
+            any_staged = true;
+            let sid = s.id;
             let seen = &mut seen[i * *max_origins..(i + 1) * *max_origins];
             let epoch = s.consumer.epoch();
+            let mut v = verify.as_deref_mut();
             if let Ok(mut view) = s.consumer.staged() {
                 view.trim_while(|r| {
                     let gone = trimmable(r, tracker, flips);
                     if gone && r.header.kind != KIND_FLIP && r.header.kind != KIND_HEARTBEAT {
                         if let Some(at) = seen.get_mut(r.header.origin as usize) {
                             at.note(r.header.pos, r.header.seq);
+                        }
+                        if let Some(v) = v.as_deref_mut() {
+                            verify_copy(v, stats, h, (*active, active_id), (i, sid), r);
                         }
                     }
                     gone
@@ -990,6 +1056,11 @@ impl Engine {
         }
         stats.staged_bytes = held;
         stats.peak_staged_bytes = stats.peak_staged_bytes.max(held);
+        *verifying = verify.is_some() && any_staged;
+        if let Some(v) = verify.as_deref() {
+            stats.map_runs = v.runs_begun();
+            stats.map_runs_dropped = v.runs_dropped;
+        }
     }
 
     /// The active stream has been silent for `silence_ns`: report it if a staged candidate holds
@@ -1077,6 +1148,43 @@ fn logged_start(id: &crate::ring::Identity, last: u64) -> Option<u64> {
     }
 }
 
+/// Remembers a delivery of the active stream (index `active`) for verification. Out of line:
+/// only while something is staged, and the steady state's loop keeps its registers.
+#[cold]
+#[inline(never)]
+fn remember(verify: &mut Option<Box<super::verify::Verifier>>, active: usize, rec: &Record<'_>) {
+    if let Some(v) = verify.as_deref_mut() {
+        v.record(active, rec.header, rec.payload);
+    }
+}
+
+/// Matches staged record `r` (of stream `(index, id)` `staged`) against the active stream's
+/// delivered copy, counts the outcome and reports a mismatch.
+fn verify_copy<H: Handler>(
+    v: &mut super::verify::Verifier,
+    stats: &mut super::Stats,
+    h: &mut H,
+    (active, active_id): (usize, u32),
+    (staged, sid): (usize, u32),
+    r: &Record<'_>,
+) {
+    match v.match_copy(active, staged, r.header, r.payload, (active_id, sid)) {
+        super::verify::Matched::Verified => stats.verified += 1,
+        super::verify::Matched::Unverified => stats.unverified += 1,
+        super::verify::Matched::Mismatch { active_pos } => {
+            stats.mismatches += 1;
+            h.notice(&Notice::Mismatch {
+                stream: sid,
+                active: active_id,
+                origin: r.header.origin,
+                seq: r.header.seq,
+                active_pos,
+                pos: r.header.pos,
+            });
+        }
+    }
+}
+
 /// A staged record no longer needed: delivered data, an already-seen flip, or a heartbeat.
 fn trimmable(r: &Record<'_>, tracker: &crate::tracker::Tracker, flips: &super::FlipIds) -> bool {
     match r.header.kind {
@@ -1132,10 +1240,11 @@ pub(super) fn emit_switched<H: Handler>(
     in_flight: &mut Option<SwitchInFlight>,
     stats: &mut super::Stats,
     clock: &dyn crate::clock::Clock,
+    first_pos: u64,
     h: &mut H,
 ) {
     if in_flight.is_some() {
-        emit_switched_now(in_flight, stats, clock, h);
+        emit_switched_now(in_flight, stats, clock, first_pos, h);
     }
 }
 
@@ -1145,6 +1254,7 @@ fn emit_switched_now<H: Handler>(
     in_flight: &mut Option<SwitchInFlight>,
     stats: &mut super::Stats,
     clock: &dyn crate::clock::Clock,
+    first_pos: u64,
     h: &mut H,
 ) {
     let Some(f) = in_flight.take() else { return };
@@ -1166,5 +1276,10 @@ fn emit_switched_now<H: Handler>(
         seamless,
         stall_ns,
         switch_ns: f.switch_ns,
+        verified: f.verified,
+        mismatched: f.mismatched,
+        matched: f.matched,
+        cut_pos: f.cut_pos,
+        first_pos,
     });
 }

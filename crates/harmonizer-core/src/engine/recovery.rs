@@ -459,7 +459,7 @@ impl Engine {
         // (delivery is contiguous again after it), so its notice comes now, not seamless.
         if let Some(f) = self.in_flight.as_mut() {
             f.gapped = true;
-            super::poll::emit_switched(&mut self.in_flight, &mut self.stats, &*self.clock, h);
+            super::poll::emit_switched(&mut self.in_flight, &mut self.stats, &*self.clock, 0, h);
         }
         self.stats.lost += to - from + 1;
         h.notice(&Notice::Lost { origin, from_seq: from, to_seq: to });

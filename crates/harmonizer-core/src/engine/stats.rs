@@ -84,6 +84,22 @@ pub struct Stats {
     /// Holes the conflation tier left to the gap policy (an unmarked or unlogged event, a copy
     /// missing or too large, the store full).
     pub conflation_fallbacks: u64,
+    /// Events whose copy on a staged stream matched the digest of the copy the active stream
+    /// delivered (`EngineConfig::verify_records`, docs/verify.md).
+    pub verified: u64,
+    /// Events whose two copies differed (`Notice::Mismatch`).
+    pub mismatches: u64,
+    /// Delivered events trimmed from a staged window with nothing remembered of the active
+    /// stream's copy (it was delivered before staging began, filled from that stream, or the
+    /// delivery memory no longer held it): neither verified nor mismatched.
+    pub unverified: u64,
+    /// Switches refused because the target's copies differed (`MismatchPolicy::BlockSwitch`,
+    /// `Notice::SwitchBlocked`).
+    pub switches_blocked: u64,
+    /// Runs the position map began (a pair that breaks the strides begins one).
+    pub map_runs: u64,
+    /// Runs of the position map overwritten by newer ones (`EngineConfig::map_runs` full).
+    pub map_runs_dropped: u64,
 }
 
 impl Stats {

@@ -88,6 +88,21 @@ pub enum N {
         candidate: u32,
         lead_events: u64,
     },
+    Mismatch {
+        stream: u32,
+        active: u32,
+        origin: u32,
+        seq: u64,
+        active_pos: u64,
+        pos: u64,
+    },
+    Blocked {
+        from: u32,
+        to: u32,
+        flip_id: u64,
+        verified: u64,
+        mismatched: u64,
+    },
 }
 
 /// What the handler saw, in order.
@@ -97,12 +112,26 @@ pub enum Seen {
     Notice(N),
 }
 
+/// What a `Switched` notice says about verification and positions (docs/verify.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwitchRecordSeen {
+    pub from: u32,
+    pub to: u32,
+    pub verified: u64,
+    pub mismatched: u64,
+    pub matched: Option<harmonizer_core::engine::PositionPair>,
+    pub cut_pos: u64,
+    pub first_pos: u64,
+}
+
 #[derive(Default)]
 pub struct Recorder {
     pub seen: Vec<Seen>,
     /// Indices into `seen` of the events delivered through `Handler::filled` (gap fills from
     /// a staged candidate).
     pub filled: Vec<usize>,
+    /// Every `Switched` notice's record.
+    pub switch_records: Vec<SwitchRecordSeen>,
 }
 
 impl Handler for Recorder {
@@ -124,6 +153,17 @@ impl Handler for Recorder {
         self.event(stream, r);
     }
     fn notice(&mut self, n: &Notice<'_>) {
+        if let Notice::Switched { from, to, verified, mismatched, matched, cut_pos, first_pos, .. } = *n {
+            self.switch_records.push(SwitchRecordSeen {
+                from,
+                to,
+                verified,
+                mismatched,
+                matched,
+                cut_pos,
+                first_pos,
+            });
+        }
         let n = match *n {
             Notice::Subscribe { stream, locator, from, purpose } => {
                 N::Subscribe { stream, locator: locator.to_vec(), from, purpose }
@@ -156,6 +196,12 @@ impl Handler for Recorder {
             }
             Notice::ActiveSilent { stream, candidate, lead_events, .. } => {
                 N::Silent { stream, candidate, lead_events }
+            }
+            Notice::Mismatch { stream, active, origin, seq, active_pos, pos } => {
+                N::Mismatch { stream, active, origin, seq, active_pos, pos }
+            }
+            Notice::SwitchBlocked { from, to, flip_id, verified, mismatched, .. } => {
+                N::Blocked { from, to, flip_id, verified, mismatched }
             }
         };
         self.seen.push(Seen::Notice(n));

@@ -600,6 +600,12 @@ impl Handler for App {
             Notice::ActiveSilent { stream, candidate, silent_ns, .. } => {
                 self.note(format!("s{stream} silent {} ms, s{candidate} ahead", silent_ns / 1_000_000));
             }
+            Notice::Mismatch { stream, origin, seq, .. } => {
+                self.note(format!("mismatch on s{stream}: origin {origin} seq {seq}"));
+            }
+            Notice::SwitchBlocked { from, to, mismatched, .. } => {
+                self.note(format!("switch s{from}->s{to} blocked: {mismatched} mismatched"));
+            }
         }
     }
 }
