@@ -4,9 +4,13 @@
 //! stream 0 delivered. With `conflation`, stream 1's records are marked conflatable (16 keys)
 //! and the engine keeps each key's latest (its store, 64 keys); with `identity`, the window is
 //! 16 records and stream 1 leads by 32, so the producer evicts into a 64-slot identity log;
-//! `plain` is the same without either tier. Single-threaded: the same count on every run.
+//! `plain` is the same without either tier. `overlap` and `verify` keep a window of 128, so every
+//! event of stream 1 is trimmed from it (nothing evicted), without and with content verification
+//! (docs/verify.md): their difference is verification's cost per overlapping event (remembering
+//! the delivered copy, matching the staged one, the position map). Single-threaded: the same
+//! count on every run.
 //!
-//! `cargo run --release --example staged_cost -- [plain|identity|conflation] [N]`
+//! `cargo run --release --example staged_cost -- [plain|identity|conflation|overlap|verify] [N]`
 
 use harmonizer_core::engine::{Engine, EngineConfig, Handler, Notice};
 use harmonizer_core::event::{EventHeader, FLAG_CONFLATABLE, KIND_DATA};
@@ -27,8 +31,14 @@ fn main() {
     let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let mut cfg = EngineConfig::new(1, 2, 1 << 19, 64);
     cfg.default_window = 16;
-    if mode != "plain" {
+    if mode == "identity" || mode == "conflation" {
         cfg.identity_records = 64;
+    }
+    if mode == "overlap" || mode == "verify" {
+        cfg.default_window = 128;
+    }
+    if mode == "verify" {
+        cfg.verify_records = 1024;
     }
     if mode == "conflation" {
         cfg.conflation_keys = 64;
@@ -62,5 +72,8 @@ fn main() {
         while e.poll(64, &mut sum) > 0 {}
     }
     let s = e.stats();
-    println!("{n} events, checksum {}, staged peak {} bytes", sum.0, s.peak_staged_bytes);
+    println!(
+        "{n} events, checksum {}, staged peak {} bytes, verified {}, unverified {}, map runs {}",
+        sum.0, s.peak_staged_bytes, s.verified, s.unverified, s.map_runs
+    );
 }

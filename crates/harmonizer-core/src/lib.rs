@@ -27,7 +27,8 @@
 #![warn(missing_docs)]
 
 pub mod clock;
-mod crc32c;
+#[doc(hidden)]
+pub mod crc32c;
 pub mod engine;
 pub mod event;
 pub mod flip;
