@@ -2191,6 +2191,23 @@ static void test_verify(recorder *r) {
     CHECK_OK(hz_engine_position_map(e, runs, 1, &n));
     CHECK(n == 1 && runs[0].first_seq == 6); /* the newest */
     CHECK_ST(hz_engine_position_map(e, runs, 1, NULL), HZ_ERR_NULL);
+    /* The dry run says what the switch would do: blocked, by the same rule. */
+    hz_dry_run d;
+    memset(&d, 0xAB, sizeof d);
+    d.struct_size = sizeof d;
+    CHECK_OK(hz_engine_evaluate_switch(e, HZ_FLIP_SWITCH, 1, &d));
+    CHECK(d.struct_size == sizeof d && d.to_stream == 1 && d.refusal == HZ_DRY_RUN_BLOCKED);
+    CHECK(d.staged == 1 && d.seamless == 0 && d.has_gap == 0 && d.verified == 11 && d.mismatched == 1);
+    CHECK(d.has_matched == 1 && d.matched_seq == 12 && d.matched_to_pos == 2024 && d.start == 0);
+    CHECK_OK(hz_engine_evaluate_switch(e, HZ_FLIP_SWITCH, 9, &d));
+    CHECK(d.refusal == HZ_REJECT_UNKNOWN_STREAM);
+    CHECK_OK(hz_engine_evaluate_switch(e, HZ_FLIP_SWITCHBACK, 0, &d));
+    CHECK(d.refusal == HZ_REJECT_NO_PREVIOUS);
+    CHECK_ST(hz_engine_evaluate_switch(e, HZ_FLIP_ANNOUNCE, 1, &d), HZ_ERR_INVALID);
+    CHECK(strstr(hz_engine_last_error(e), "HZ_FLIP_SWITCHBACK") != NULL);
+    CHECK_ST(hz_engine_evaluate_switch(e, HZ_FLIP_SWITCH, 1, NULL), HZ_ERR_NULL);
+    d.struct_size = 8;
+    CHECK_ST(hz_engine_evaluate_switch(e, HZ_FLIP_SWITCH, 1, &d), HZ_ERR_INVALID);
     /* 7 verified since the mismatch, 10 needed: blocked. */
     hz_flip f = mkflip(HZ_FLIP_SWITCH, 1, 81);
     CHECK_OK(push_flip(p0, 1013, &f));
@@ -2218,6 +2235,10 @@ static void test_verify(recorder *r) {
         CHECK(sw->n.matched_seq == 16 && sw->n.matched_from_pos == 1016 && sw->n.matched_to_pos == 2032);
         CHECK(sw->n.other_pos == 1017 && sw->n.first_pos == 2034);
     }
+    /* After it, the way back: stream 0, kept staged, its window behind the frontier. */
+    d.struct_size = sizeof d;
+    CHECK_OK(hz_engine_evaluate_switch(e, HZ_FLIP_SWITCHBACK, 0, &d));
+    CHECK(d.refusal == 0 && d.to_stream == 0 && d.staged == 1 && d.has_gap == 0 && d.ahead == 0);
     hz_stats st = stats_of(e);
     CHECK(HZ_HAS_FIELD(&st, hz_stats, map_runs_dropped));
     CHECK(st.verified == 15 && st.mismatches == 1 && st.switches_blocked == 1 && st.map_runs == 2);

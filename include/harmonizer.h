@@ -483,6 +483,13 @@
 #define HZ_METRICS_JSON 2
 
 /*
+ `hz_dry_run.refusal`: content verification would block the switch (a mismatch among the
+ target's last matched events, `HZ_MISMATCH_BLOCK_SWITCH`). Other refusals are
+ `HZ_REJECT_*` values, as the flip would be rejected.
+ */
+#define HZ_DRY_RUN_BLOCKED 100
+
+/*
  Largest model `hz_engine_load_model` and `hz_engine_load_model_file` take, bytes.
  */
 #define HZ_MAX_MODEL_BYTES 1048576
@@ -1086,6 +1093,113 @@ typedef struct {
    */
   uint64_t len;
 } hz_map_run;
+
+/*
+ What a switch would do now (`hz_engine_evaluate_switch`; docs/verify.md, "Dry run"). Set
+ `struct_size` to `sizeof(hz_dry_run)` before the call; fields a later library adds are
+ appended.
+ */
+typedef struct {
+  /*
+   `sizeof(hz_dry_run)`, set by the caller.
+   */
+  size_t struct_size;
+  /*
+   The target (for a SWITCHBACK, the previous stream).
+   */
+  uint32_t to_stream;
+  /*
+   0 when the switch would be made; else `HZ_REJECT_*` or `HZ_DRY_RUN_BLOCKED`.
+   */
+  uint32_t refusal;
+  /*
+   1 when the target is staged.
+   */
+  uint32_t staged;
+  /*
+   1 when the switch would be seamless as far as the engine can tell now: staged, and its
+   window leaves no hole after the delivery frontier.
+   */
+  uint32_t seamless;
+  /*
+   1 when the target's window leaves a hole: `gap_origin`, `gap_first_seq ..= gap_last_seq`
+   (the first the delivery would meet).
+   */
+  uint32_t has_gap;
+  /*
+   The hole's origin.
+   */
+  uint32_t gap_origin;
+  /*
+   First missing seq.
+   */
+  uint64_t gap_first_seq;
+  /*
+   Last missing seq.
+   */
+  uint64_t gap_last_seq;
+  /*
+   Events missing across every origin's first hole.
+   */
+  uint64_t missing;
+  /*
+   Records of the window at or behind the frontier (dropped as duplicates).
+   */
+  uint64_t duplicates;
+  /*
+   Records of the window beyond the frontier (delivered at once).
+   */
+  uint64_t ahead;
+  /*
+   Not staged: the start a cold switch would subscribe from, as `hz_notice.start`
+   (`HZ_START_*`, 0 when staged), with `start_pos` / `start_origin` / `start_after_seq`.
+   */
+  uint32_t start;
+  /*
+   `HZ_START_AFTER_SEQ`: the origin.
+   */
+  uint32_t start_origin;
+  /*
+   `HZ_START_POS`: the position.
+   */
+  uint64_t start_pos;
+  /*
+   `HZ_START_AFTER_SEQ`: the seq.
+   */
+  uint64_t start_after_seq;
+  /*
+   0 when seamless, else the configured cost of a cold switch, ns.
+   */
+  uint64_t stall_estimate_ns;
+  /*
+   Events verified against the target so far.
+   */
+  uint64_t verified;
+  /*
+   Events whose copies differed.
+   */
+  uint64_t mismatched;
+  /*
+   1 when the cut-over pair below is set.
+   */
+  uint32_t has_matched;
+  /*
+   The cut-over pair's origin.
+   */
+  uint32_t matched_origin;
+  /*
+   The cut-over pair's seq.
+   */
+  uint64_t matched_seq;
+  /*
+   Its position on the active stream.
+   */
+  uint64_t matched_from_pos;
+  /*
+   Its position on the target.
+   */
+  uint64_t matched_to_pos;
+} hz_dry_run;
 
 /*
  An engine's staging demand, as of its last plan (every poll plans), as
@@ -1757,6 +1871,14 @@ hz_status hz_engine_translate(const hz_engine *engine, uint32_t from, uint32_t t
  callback). Poll thread.
  */
 hz_status hz_engine_position_map(const hz_engine *engine, hz_map_run *out, size_t cap, size_t *count);
+
+/*
+ A dry run of a switch (`action` `HZ_FLIP_SWITCH` to `target`, or `HZ_FLIP_SWITCHBACK`,
+ whose target is the previous stream): what it would do if made now, by the engine's own
+ rules, with nothing changed. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (another action, or
+ `struct_size` below the first layout), `HZ_ERR_STATE` (from a callback). Poll thread.
+ */
+hz_status hz_engine_evaluate_switch(hz_engine *engine, uint32_t action, uint32_t target, hz_dry_run *out);
 
 /*
  Fills `*out` with the engine's staging demand as of its last poll: set `out->struct_size` to

@@ -764,6 +764,16 @@ impl Handler for CHandler {
     }
 }
 
+fn c_reject(reason: RejectReason) -> u32 {
+    match reason {
+        RejectReason::Malformed(_) => HZ_REJECT_MALFORMED,
+        RejectReason::UnknownStream(_) => HZ_REJECT_UNKNOWN_STREAM,
+        RejectReason::AlreadyActive(_) => HZ_REJECT_ALREADY_ACTIVE,
+        RejectReason::NoPreviousStream => HZ_REJECT_NO_PREVIOUS,
+        RejectReason::Superseded => HZ_REJECT_SUPERSEDED,
+    }
+}
+
 fn c_cause(cause: SwitchCause) -> u32 {
     match cause {
         SwitchCause::Flip => HZ_SWITCH_CAUSE_FLIP,
@@ -872,13 +882,7 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
         Notice::FlipRejected { stream, pos, reason } => {
             c = hz_notice::empty(HZ_NOTICE_FLIP_REJECTED);
             (c.stream, c.pos) = (stream, pos);
-            c.reason = match reason {
-                RejectReason::Malformed(_) => HZ_REJECT_MALFORMED,
-                RejectReason::UnknownStream(_) => HZ_REJECT_UNKNOWN_STREAM,
-                RejectReason::AlreadyActive(_) => HZ_REJECT_ALREADY_ACTIVE,
-                RejectReason::NoPreviousStream => HZ_REJECT_NO_PREVIOUS,
-                RejectReason::Superseded => HZ_REJECT_SUPERSEDED,
-            };
+            c.reason = c_reject(reason);
         }
         Notice::BadEvent { stream, pos, origin, seq, reason } => {
             c = hz_notice::empty(HZ_NOTICE_BAD_EVENT);
@@ -1618,6 +1622,150 @@ pub unsafe extern "C" fn hz_engine_position_map(
         }
         // SAFETY: non-null and writable per contract.
         unsafe { *count = if out.is_null() || cap == 0 { kept } else { n } };
+        HZ_OK
+    })
+}
+
+/// `hz_dry_run.refusal`: content verification would block the switch (a mismatch among the
+/// target's last matched events, `HZ_MISMATCH_BLOCK_SWITCH`). Other refusals are
+/// `HZ_REJECT_*` values, as the flip would be rejected.
+pub const HZ_DRY_RUN_BLOCKED: u32 = 100;
+
+/// What a switch would do now (`hz_engine_evaluate_switch`; docs/verify.md, "Dry run"). Set
+/// `struct_size` to `sizeof(hz_dry_run)` before the call; fields a later library adds are
+/// appended.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(non_camel_case_types)]
+pub struct hz_dry_run {
+    /// `sizeof(hz_dry_run)`, set by the caller.
+    pub struct_size: usize,
+    /// The target (for a SWITCHBACK, the previous stream).
+    pub to_stream: u32,
+    /// 0 when the switch would be made; else `HZ_REJECT_*` or `HZ_DRY_RUN_BLOCKED`.
+    pub refusal: u32,
+    /// 1 when the target is staged.
+    pub staged: u32,
+    /// 1 when the switch would be seamless as far as the engine can tell now: staged, and its
+    /// window leaves no hole after the delivery frontier.
+    pub seamless: u32,
+    /// 1 when the target's window leaves a hole: `gap_origin`, `gap_first_seq ..= gap_last_seq`
+    /// (the first the delivery would meet).
+    pub has_gap: u32,
+    /// The hole's origin.
+    pub gap_origin: u32,
+    /// First missing seq.
+    pub gap_first_seq: u64,
+    /// Last missing seq.
+    pub gap_last_seq: u64,
+    /// Events missing across every origin's first hole.
+    pub missing: u64,
+    /// Records of the window at or behind the frontier (dropped as duplicates).
+    pub duplicates: u64,
+    /// Records of the window beyond the frontier (delivered at once).
+    pub ahead: u64,
+    /// Not staged: the start a cold switch would subscribe from, as `hz_notice.start`
+    /// (`HZ_START_*`, 0 when staged), with `start_pos` / `start_origin` / `start_after_seq`.
+    pub start: u32,
+    /// `HZ_START_AFTER_SEQ`: the origin.
+    pub start_origin: u32,
+    /// `HZ_START_POS`: the position.
+    pub start_pos: u64,
+    /// `HZ_START_AFTER_SEQ`: the seq.
+    pub start_after_seq: u64,
+    /// 0 when seamless, else the configured cost of a cold switch, ns.
+    pub stall_estimate_ns: u64,
+    /// Events verified against the target so far.
+    pub verified: u64,
+    /// Events whose copies differed.
+    pub mismatched: u64,
+    /// 1 when the cut-over pair below is set.
+    pub has_matched: u32,
+    /// The cut-over pair's origin.
+    pub matched_origin: u32,
+    /// The cut-over pair's seq.
+    pub matched_seq: u64,
+    /// Its position on the active stream.
+    pub matched_from_pos: u64,
+    /// Its position on the target.
+    pub matched_to_pos: u64,
+}
+
+/// Size of `hz_dry_run`'s first layout.
+const DRY_RUN_V1: usize = std::mem::size_of::<hz_dry_run>();
+
+/// A dry run of a switch (`action` `HZ_FLIP_SWITCH` to `target`, or `HZ_FLIP_SWITCHBACK`,
+/// whose target is the previous stream): what it would do if made now, by the engine's own
+/// rules, with nothing changed. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (another action, or
+/// `struct_size` below the first layout), `HZ_ERR_STATE` (from a callback). Poll thread.
+#[no_mangle]
+pub unsafe extern "C" fn hz_engine_evaluate_switch(
+    engine: *mut hz_engine,
+    action: u32,
+    target: u32,
+    out: *mut hz_dry_run,
+) -> hz_status {
+    use harmonizer_core::engine::DryRunRefusal;
+    use harmonizer_core::flip::FlipAction;
+    with(engine, |e, err, _| {
+        if out.is_null() {
+            return err.set(HZ_ERR_NULL, "out is NULL");
+        }
+        let action = match action {
+            super::HZ_FLIP_SWITCH => FlipAction::Switch,
+            super::HZ_FLIP_SWITCHBACK => FlipAction::Switchback,
+            _ => {
+                return err.set(
+                    HZ_ERR_INVALID,
+                    format!("action {action}: a dry run is of HZ_FLIP_SWITCH or HZ_FLIP_SWITCHBACK"),
+                )
+            }
+        };
+        // SAFETY: non-null, the caller's struct per contract.
+        let given = unsafe { struct_size_of(out.cast()) };
+        if let Some(why) =
+            size_problem("out", "hz_dry_run", given, DRY_RUN_V1, std::mem::align_of::<hz_dry_run>())
+        {
+            return err.set(HZ_ERR_INVALID, why);
+        }
+        let d = e.engine.evaluate_switch(action, target);
+        let mut c = hz_dry_run {
+            struct_size: given,
+            to_stream: d.to,
+            refusal: match d.refusal {
+                None => 0,
+                Some(DryRunRefusal::Blocked) => HZ_DRY_RUN_BLOCKED,
+                Some(DryRunRefusal::Rejected(r)) => c_reject(r),
+            },
+            staged: u32::from(d.staged),
+            seamless: u32::from(d.seamless),
+            missing: d.missing,
+            duplicates: d.duplicates,
+            ahead: d.ahead,
+            stall_estimate_ns: d.stall_estimate_ns,
+            verified: d.verified,
+            mismatched: d.mismatched,
+            ..hz_dry_run::default()
+        };
+        if let Some((o, first, last)) = d.first_gap {
+            (c.has_gap, c.gap_origin, c.gap_first_seq, c.gap_last_seq) = (1, o, first, last);
+        }
+        if let Some(m) = d.matched {
+            (c.has_matched, c.matched_origin, c.matched_seq) = (1, m.origin, m.seq);
+            (c.matched_from_pos, c.matched_to_pos) = (m.from_pos, m.to_pos);
+        }
+        match d.start {
+            None => {}
+            Some(StartAt::Pos(p)) => (c.start, c.start_pos) = (HZ_START_POS, p),
+            Some(StartAt::Live) => c.start = HZ_START_LIVE,
+            Some(StartAt::AfterSeq { origin, seq }) => {
+                (c.start, c.start_origin, c.start_after_seq) = (HZ_START_AFTER_SEQ, origin, seq);
+            }
+            Some(StartAt::AfterFrontier) => c.start = HZ_START_AFTER_FRONTIER,
+        }
+        // SAFETY: checked above: `given` writable bytes, at least the first layout.
+        let ok = unsafe { fill_sized(out.cast(), given, DRY_RUN_V1, &c) };
+        debug_assert!(ok.is_some());
         HZ_OK
     })
 }

@@ -315,3 +315,93 @@ fn on_generated_scenarios_every_pair_of_the_map_is_exact() {
         assert_eq!(r.delivered().len(), events.len(), "seed {seed}");
     }
 }
+
+/// The dry run (`Engine::evaluate_switch`) predicts what the switch made right after it does:
+/// seamless or not, the hole it meets, the start of a cold switch, a block.
+#[test]
+fn the_dry_run_predicts_the_switch_that_follows() {
+    use harmonizer_core::engine::{DryRunRefusal, Purpose, RejectReason, StartAt};
+    // 1. Staged, its window reaching back: seamless, nothing missing.
+    let (mut e, mut p, _clock) = engine(config(MismatchPolicy::Report, 10), Box::new(ManualStage));
+    let mut r = Recorder::default();
+    e.arm(1);
+    e.poll(64, &mut r);
+    for seq in 1..=10 {
+        push_data(&mut p[0], 0, seq).unwrap();
+    }
+    for seq in 8..=14 {
+        push_data(&mut p[1], 0, seq).unwrap();
+    }
+    e.poll(64, &mut r); // delivers 1..=10 from stream 0; stream 1's window still holds 8..=14
+    let d = e.evaluate_switch(FlipAction::Switch, 1);
+    assert_eq!((d.refusal, d.staged, d.seamless, d.first_gap), (None, true, true, None));
+    assert_eq!((d.duplicates, d.ahead, d.missing, d.stall_estimate_ns, d.start), (3, 4, 0, 0, None));
+    let before = r.seen.len();
+    push_flip(&mut p[0], pos_of(0, 10) + 1, &flip(FlipAction::Switch, 9, 1));
+    poll_all(&mut e, &mut r);
+    assert_eq!(r.switch_records.len(), 1);
+    assert!(r.seen[before..].iter().any(|s| matches!(s, Seen::Notice(N::Switched { seamless: true, .. }))));
+    assert_eq!(r.delivered(), (1..=14).map(|s| (0, s)).collect::<Vec<_>>());
+    // The active stream, an unknown one, a switchback target: as a flip would be treated.
+    let d = e.evaluate_switch(FlipAction::Switch, 1);
+    assert_eq!(d.refusal, Some(DryRunRefusal::Rejected(RejectReason::AlreadyActive(1))));
+    let d = e.evaluate_switch(FlipAction::Switch, 5);
+    assert_eq!(d.refusal, Some(DryRunRefusal::Rejected(RejectReason::UnknownStream(5))));
+    let d = e.evaluate_switch(FlipAction::Switchback, 0);
+    assert_eq!((d.to, d.refusal, d.staged), (0, None, true));
+
+    // 2. Staged, but its window of 4 evicted 6..=26 (it leads by 25): the hole is named exactly,
+    // and the switch meets the same one.
+    let mut c = config(MismatchPolicy::Report, 10);
+    c.default_window = 4;
+    let (mut e, mut p, clock) = engine(c, Box::new(ManualStage));
+    let mut r = Recorder::default();
+    e.arm(1);
+    e.poll(64, &mut r);
+    for seq in 1..=30 {
+        push_data(&mut p[1], 0, seq).unwrap();
+    }
+    for seq in 1..=5 {
+        push_data(&mut p[0], 0, seq).unwrap();
+    }
+    poll_all(&mut e, &mut r);
+    let d = e.evaluate_switch(FlipAction::Switch, 1);
+    assert_eq!((d.staged, d.seamless, d.first_gap, d.missing), (true, false, Some((0, 6, 26)), 21));
+    assert_eq!((d.duplicates, d.ahead, d.stall_estimate_ns), (0, 4, 100_000_000));
+    push_flip(&mut p[0], pos_of(0, 5) + 1, &flip(FlipAction::Switch, 9, 1));
+    poll_all(&mut e, &mut r);
+    clock.advance(100_000_000); // past the gap wait
+    poll_all(&mut e, &mut r);
+    assert!(r.notices().contains(&N::Gap { stream: 1, origin: 0, from: 6, to: 26 }));
+
+    // 3. Not staged: the start a cold switch subscribes from.
+    let (mut e, mut p, _clock) = engine(config(MismatchPolicy::Report, 10), Box::new(ManualStage));
+    let mut r = Recorder::default();
+    for seq in 1..=5 {
+        push_data(&mut p[0], 0, seq).unwrap();
+    }
+    poll_all(&mut e, &mut r);
+    let d = e.evaluate_switch(FlipAction::Switch, 1);
+    assert_eq!(
+        (d.staged, d.seamless, d.start),
+        (false, false, Some(StartAt::AfterSeq { origin: 0, seq: 5 }))
+    );
+    push_flip(&mut p[0], pos_of(0, 5) + 1, &flip(FlipAction::Switch, 9, 1));
+    poll_all(&mut e, &mut r);
+    assert!(r.subscribes().contains(&(1, d.start.unwrap(), Purpose::Switch)));
+
+    // 4. Blocked by a mismatch: the dry run says so, and the switch is refused.
+    let (mut e, mut p, _clock) = engine(config(MismatchPolicy::BlockSwitch, 10), Box::new(ManualStage));
+    let mut r = Recorder::default();
+    e.arm(1);
+    e.poll(64, &mut r);
+    push_corrupt(&mut p[1], 1);
+    push_data(&mut p[0], 0, 1).unwrap();
+    poll_all(&mut e, &mut r);
+    let d = e.evaluate_switch(FlipAction::Switch, 1);
+    assert_eq!((d.refusal, d.mismatched, d.seamless), (Some(DryRunRefusal::Blocked), 1, false));
+    push_flip(&mut p[0], pos_of(0, 1) + 1, &flip(FlipAction::Switch, 9, 1));
+    poll_all(&mut e, &mut r);
+    assert!(r.notices().iter().any(|n| matches!(n, N::Blocked { to: 1, .. })));
+    assert_eq!(e.active_stream(), 0);
+}

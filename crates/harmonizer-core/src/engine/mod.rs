@@ -9,6 +9,7 @@
 //! was already delivered. Nothing on the poll path allocates.
 
 mod conflate;
+mod dry_run;
 #[cfg(shm)]
 mod file;
 mod metrics;
@@ -25,6 +26,7 @@ mod wait;
 pub use conflate::{
     conflation_store_bytes, MAX_CONFLATION_KEYS, MAX_CONFLATION_PAYLOAD, MAX_CONFLATION_STORE_BYTES,
 };
+pub use dry_run::{DryRun, DryRunRefusal};
 pub use metrics::{Metric, MetricKind, MetricsFormat, METRICS, METRICS_JSON_VERSION};
 pub use notice::{BadEventReason, Handler, Notice, Purpose, RejectReason, StartAt, SwitchCause};
 pub use policy::{

@@ -164,6 +164,12 @@ impl Engine {
             self.take_logged_starts(i);
             self.stats.identity_starts += (unknown_before - self.unknown_starts(i)) as u64;
         }
+        self.start_from_seen(i)
+    }
+
+    /// [`start_on`](Self::start_on) from what `seen` holds now, without the identity log: the
+    /// dry run's start (`evaluate_switch`) and the last step of `start_on`.
+    pub(super) fn start_from_seen(&self, i: usize) -> StartAt {
         let mo = self.max_origins;
         let mut min = u64::MAX;
         let mut origins = 0usize;
@@ -555,15 +561,9 @@ impl Engine {
             this.stats.flips_rejected += 1;
             h.notice(&Notice::FlipRejected { stream: f.stream, pos: f.pos, reason });
         };
-        let target = match f.action {
-            FlipAction::Switchback => match self.previous {
-                Some(p) => p,
-                None => return reject(self, h, RejectReason::NoPreviousStream),
-            },
-            _ => match self.index_of(f.target) {
-                Some(i) => i,
-                None => return reject(self, h, RejectReason::UnknownStream(f.target)),
-            },
+        let target = match self.flip_target(f.action, f.target) {
+            Ok(i) => i,
+            Err(why) => return reject(self, h, why),
         };
         let n = self.flip_scratch.locator_len;
         if n > 0 {

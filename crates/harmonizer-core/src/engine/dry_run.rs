@@ -1,0 +1,163 @@
+//! The dry run (issue 17, docs/verify.md): what a switch to a stream would do now, without
+//! making it. It answers with the engine's own rules, the ones `switch` and the delivery loop
+//! apply: the same target resolution as a flip, the same verification block, the same start of
+//! a cold switch, and the same tracker verdicts over the target's window.
+
+use super::verify::PositionPair;
+use super::{Engine, RejectReason, StartAt};
+use crate::event::{KIND_FLIP, KIND_HEARTBEAT};
+use crate::flip::FlipAction;
+use crate::ring::Role;
+use crate::tracker::Verdict;
+
+/// Why a dry run says a switch would not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DryRunRefusal {
+    /// The flip would be rejected (unknown stream, already active, no previous stream).
+    Rejected(RejectReason),
+    /// Content verification would block it (`MismatchPolicy::BlockSwitch`).
+    Blocked,
+}
+
+/// What a switch would do now ([`Engine::evaluate_switch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DryRun {
+    /// The target stream (for a SWITCHBACK, the previous stream; 0 when there is none).
+    pub to: u32,
+    /// `None` when the switch would be made.
+    pub refusal: Option<DryRunRefusal>,
+    /// The target is staged: its window is read at once.
+    pub staged: bool,
+    /// The switch would be seamless as far as the engine can tell now: the target is staged
+    /// and its window leaves no hole after the delivery frontier (a lagging target is waited
+    /// for, which is a stall, not a hole).
+    pub seamless: bool,
+    /// The first hole the target's window leaves, `(origin, first, last)` missing seqs: the
+    /// same `Gap` the delivery loop would meet first (before any fill from other staged
+    /// streams).
+    pub first_gap: Option<(u32, u64, u64)>,
+    /// Events missing across every origin's first hole.
+    pub missing: u64,
+    /// Records of the target's window at or behind the frontier: dropped as duplicates.
+    pub duplicates: u64,
+    /// Records of the target's window beyond the frontier: delivered at once.
+    pub ahead: u64,
+    /// For a target not staged: where it would be subscribed from (`Purpose::Switch`); `None`
+    /// when staged.
+    pub start: Option<StartAt>,
+    /// The stall the engine expects: 0 when seamless, else the configured cost of a cold
+    /// switch (`EngineConfig::cold_switch_cost_ns`: a fetch).
+    pub stall_estimate_ns: u64,
+    /// Events verified against the target so far (docs/verify.md).
+    pub verified: u64,
+    /// Events whose copies differed.
+    pub mismatched: u64,
+    /// The cut-over pair a switch now would record.
+    pub matched: Option<PositionPair>,
+}
+
+impl Engine {
+    /// Resolves a flip's target as applying it does: the previous stream for a SWITCHBACK, else
+    /// `target`; an error for an unknown stream or no previous stream.
+    pub(super) fn flip_target(&self, action: FlipAction, target: u32) -> Result<usize, RejectReason> {
+        match action {
+            FlipAction::Switchback => self.previous.ok_or(RejectReason::NoPreviousStream),
+            _ => self.index_of(target).ok_or(RejectReason::UnknownStream(target)),
+        }
+    }
+
+    /// A dry run of a SWITCH (or, with `FlipAction::Switchback`, a SWITCHBACK) to `target`:
+    /// what the switch would do if made now, with nothing changed (the target's window is read,
+    /// not trimmed). Compare it with the `Switched` notice (and any `Gap`) of the switch that
+    /// follows.
+    pub fn evaluate_switch(&mut self, action: FlipAction, target: u32) -> DryRun {
+        let mut d = DryRun {
+            to: target,
+            refusal: None,
+            staged: false,
+            seamless: false,
+            first_gap: None,
+            missing: 0,
+            duplicates: 0,
+            ahead: 0,
+            start: None,
+            stall_estimate_ns: self.cold_cost_ns,
+            verified: 0,
+            mismatched: 0,
+            matched: None,
+        };
+        let to = match self.flip_target(action, target) {
+            Ok(i) if i == self.active => Err(RejectReason::AlreadyActive(self.streams[i].id)),
+            x => x,
+        };
+        let to = match to {
+            Ok(i) => i,
+            Err(why) => {
+                d.refusal = Some(DryRunRefusal::Rejected(why));
+                return d;
+            }
+        };
+        d.to = self.streams[to].id;
+        if let Some(v) = self.verify.as_deref() {
+            let c = v.counts(self.active, to);
+            (d.verified, d.mismatched, d.matched) = (c.verified, c.mismatched, c.last);
+            if v.blocks(self.active, to) {
+                d.refusal = Some(DryRunRefusal::Blocked);
+            }
+        }
+        d.staged = self.streams[to].consumer.role() == Role::Staged;
+        if !d.staged {
+            d.start = Some(self.start_from_seen(to));
+            return d;
+        }
+        // The delivery loop's verdicts over the window: the tracker's, with each origin's
+        // frontier moved as delivering the window would move it (followed for the first 64
+        // origins; others are judged against the tracker alone).
+        let Engine { streams, tracker, .. } = self;
+        let strict = tracker.mode() == crate::tracker::SeqMode::Strict;
+        let mut next = [0u64; 64]; // next seq expected, 0: as the tracker says
+        let mut holed = [false; 64];
+        if let Ok(mut view) = streams[to].consumer.staged() {
+            let mut it = view.iter();
+            while let Some(r) = it.next() {
+                let h = r.header;
+                if h.kind == KIND_FLIP || h.kind == KIND_HEARTBEAT {
+                    continue;
+                }
+                let o = h.origin as usize;
+                let verdict = match next.get(o).copied().filter(|&n| n != 0) {
+                    Some(n) if h.seq < n => Verdict::Duplicate,
+                    Some(n) if h.seq == n || !strict => Verdict::Deliver,
+                    Some(n) => Verdict::Gap { expected: n },
+                    None => tracker.check(h.origin, h.seq),
+                };
+                match verdict {
+                    Verdict::Duplicate => d.duplicates += 1,
+                    Verdict::Deliver | Verdict::Gap { .. } => {
+                        d.ahead += 1;
+                        if let Verdict::Gap { expected } = verdict {
+                            if !holed.get(o).copied().unwrap_or(false) {
+                                if let Some(x) = holed.get_mut(o) {
+                                    *x = true;
+                                }
+                                d.missing += h.seq - expected;
+                                if d.first_gap.is_none() {
+                                    d.first_gap = Some((h.origin, expected, h.seq - 1));
+                                }
+                            }
+                        }
+                        if let Some(n) = next.get_mut(o) {
+                            *n = h.seq + 1;
+                        }
+                    }
+                    Verdict::UnknownOrigin => {}
+                }
+            }
+        }
+        d.seamless = d.first_gap.is_none() && d.refusal.is_none();
+        if d.seamless {
+            d.stall_estimate_ns = 0;
+        }
+        d
+    }
+}
