@@ -204,9 +204,14 @@ fn concurrent_engines_never_exceed_the_pool() {
             samples
         })
     };
+    // The engines go through their rounds in step (each round's polls still run concurrently),
+    // so their bids meet at the same engine times however the threads are scheduled: the
+    // contention the test is about happens on every run, not only when the scheduler
+    // interleaves the threads finely.
+    let rounds = Arc::new(std::sync::Barrier::new(ENGINES as usize));
     let workers: Vec<_> = (0..ENGINES)
         .map(|id| {
-            let pool = pool.clone();
+            let (pool, rounds) = (pool.clone(), rounds.clone());
             std::thread::spawn(move || {
                 let policy = Scripted::default();
                 let (mut e, mut p, clock) = engine(pooled(id, &pool), Box::new(policy.clone()));
@@ -220,6 +225,7 @@ fn concurrent_engines_never_exceed_the_pool() {
                 };
                 let mut seq = 0;
                 for round in 0..ROUNDS {
+                    rounds.wait();
                     clock.set(1 + round * MS);
                     if rnd() % 8 == 0 {
                         let n = rnd() % 3;
