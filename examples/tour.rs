@@ -148,6 +148,9 @@ impl Handler for Check {
             Notice::SwitchBlocked { from, to, mismatched, .. } => {
                 format!("switch {from} -> {to} blocked: {mismatched} mismatched")
             }
+            Notice::ProbationFailed { stream, anomaly, .. } => {
+                format!("stream {stream} failed its probation: {anomaly}")
+            }
         };
         self.notices.push(text);
     }

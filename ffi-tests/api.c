@@ -2247,6 +2247,50 @@ static void test_verify(recorder *r) {
     hz_engine_free(e);
 }
 
+/* Automatic rollback (hz_config_set_probation): after the switch to stream 1, stream 1 misses
+   seq 7 (stream 0, kept staged, fills it); with no hole allowed, the probation fails and the
+   engine switches back, every event delivered once. */
+static void test_probation(recorder *r) {
+    CHECK_ST(hz_config_set_probation(NULL, 1, 0, 0, 0, 0, 1), HZ_ERR_NULL);
+    hz_config *c = cfg_new(7, 2);
+    CHECK_OK(hz_config_set_probation(c, 1000000000ull, 0, 0, 0, 0, 1));
+    hz_engine *e = engine_from(c);
+    hz_config_free(c);
+    hz_producer *p0 = take(e, 0), *p1 = take(e, 1);
+    CHECK_OK(hz_engine_arm(e, 1));
+    rec_clear(r);
+    drain(e, r);
+    for (uint64_t seq = 1; seq <= 5; seq++) {
+        CHECK_OK(push_data(p0, 1000 + seq, seq));
+        CHECK_OK(push_data(p1, 2000 + seq, seq));
+    }
+    hz_flip f = mkflip(HZ_FLIP_SWITCH, 1, 91);
+    CHECK_OK(push_flip(p0, 1006, &f));
+    drain(e, r);
+    CHECK_OK(hz_engine_disarm(e, 1));
+    for (uint64_t seq = 6; seq <= 10; seq++) {
+        CHECK_OK(push_data(p0, 1000 + seq, seq));
+        if (seq != 7) CHECK_OK(push_data(p1, 2000 + seq, seq));
+    }
+    drain(e, r);
+    const nt_rec *n = find_notice(r, HZ_NOTICE_PROBATION_FAILED, 0);
+    CHECK(n != NULL);
+    if (n != NULL) {
+        CHECK(HZ_HAS_FIELD(&n->n, hz_notice, anomaly_value));
+        CHECK(n->n.stream == 1 && n->n.to_stream == 0 && n->n.reason == HZ_ANOMALY_HOLES);
+        CHECK(n->n.anomaly_value == 1 && n->n.seamless == 1);
+    }
+    const nt_rec *back = find_notice(r, HZ_NOTICE_SWITCHED, 1);
+    CHECK(back != NULL && back->n.cause == HZ_SWITCH_CAUSE_ROLLBACK && back->n.stream == 1 && back->n.to_stream == 0);
+    CHECK(r->nev == 10);
+    for (size_t i = 0; i < r->nev && i < 10; i++) CHECK(r->ev[i].h.seq == i + 1);
+    hz_stats st = stats_of(e);
+    CHECK(HZ_HAS_FIELD(&st, hz_stats, rollbacks) && st.rollbacks == 1 && st.probation_failures == 1);
+    hz_producer_free(p0);
+    hz_producer_free(p1);
+    hz_engine_free(e);
+}
+
 /* hz_engine_metrics: the counters as OpenMetrics text and as a versioned JSON object, into
    the caller's buffer (asked for its length first), NUL-terminated; errors name the problem. */
 static void test_metrics(recorder *r) {
@@ -2318,6 +2362,7 @@ int main(int argc, char **argv) {
     test_conflation(r);
     test_metrics(r);
     test_verify(r);
+    test_probation(r);
     free(r);
     printf("api: all checks passed (harmonizer %s)\n", hz_version());
     return 0;

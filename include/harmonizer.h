@@ -300,6 +300,36 @@
 #define HZ_NOTICE_SWITCH_BLOCKED 15
 
 /*
+ Notice kind: the active `stream`, switched to from `to_stream`, showed an anomaly during its
+ probation (`hz_config_set_probation`): `reason` is `HZ_ANOMALY_*` and `anomaly_value` its
+ measure (events, holes, or ns). When `seamless` is 1 (rolling back), a `SWITCHED` with
+ `HZ_SWITCH_CAUSE_ROLLBACK` back to `to_stream` follows. Counted in
+ `hz_stats.probation_failures`.
+ */
+#define HZ_NOTICE_PROBATION_FAILED 16
+
+/*
+ `HZ_NOTICE_PROBATION_FAILED`: `anomaly_value` events differed from the previous stream's
+ copies.
+ */
+#define HZ_ANOMALY_MISMATCHES 1
+
+/*
+ `HZ_NOTICE_PROBATION_FAILED`: `anomaly_value` holes on the new stream.
+ */
+#define HZ_ANOMALY_HOLES 2
+
+/*
+ `HZ_NOTICE_PROBATION_FAILED`: silent for `anomaly_value` ns.
+ */
+#define HZ_ANOMALY_SILENCE 3
+
+/*
+ `HZ_NOTICE_PROBATION_FAILED`: `anomaly_value` upstream ns behind the previous stream.
+ */
+#define HZ_ANOMALY_LAG 4
+
+/*
  `HZ_NOTICE_RING_CORRUPT`: a pad frame of 0 bytes or not a multiple of 8.
  */
 #define HZ_CORRUPT_BAD_PAD 1
@@ -412,6 +442,12 @@
  `HZ_NOTICE_SWITCHED`: the engine failed over on a silence of the active stream.
  */
 #define HZ_SWITCH_CAUSE_SILENCE 2
+
+/*
+ `hz_notice.cause`: the engine rolled back after the stream switched to failed its probation
+ (`HZ_NOTICE_PROBATION_FAILED`).
+ */
+#define HZ_SWITCH_CAUSE_ROLLBACK 3
 
 /*
  `HZ_NOTICE_PRODUCER_GONE`: the producer died without closing the file.
@@ -813,6 +849,11 @@ typedef struct {
    notice came before filled events only). Added after the first layout.
    */
   uint64_t first_pos;
+  /*
+   `PROBATION_FAILED`: the anomaly's measure (see `HZ_ANOMALY_*`). Added after the first
+   layout.
+   */
+  uint64_t anomaly_value;
 } hz_notice;
 
 /*
@@ -1043,6 +1084,14 @@ typedef struct {
    Runs of the position map overwritten by newer ones.
    */
   uint64_t map_runs_dropped;
+  /*
+   Streams that showed an anomaly during their probation (`HZ_NOTICE_PROBATION_FAILED`).
+   */
+  uint64_t probation_failures;
+  /*
+   Switches back after a failed probation (`HZ_SWITCH_CAUSE_ROLLBACK`).
+   */
+  uint64_t rollbacks;
 } hz_stats;
 
 /*
@@ -1694,6 +1743,20 @@ hz_status hz_config_set_conflation(hz_config *config, size_t keys, size_t payloa
  changed). The configuration's thread (one at a time).
  */
 hz_status hz_config_set_verify(hz_config *config, size_t records, size_t map_runs, uint32_t policy, uint64_t window);
+
+/*
+ Automatic rollback (docs/verify.md, "Rollback"): after a switch, the new stream is on
+ probation for `duration_ns` clock nanoseconds (0, the default: off). It fails it when more
+ than `max_mismatches` of its events differ from the previous stream's copies (needs
+ `hz_config_set_verify`), when it shows more than `max_holes` holes, when it is silent for
+ `silence_ns` (0: not watched), or when the previous stream, kept staged, holds an event
+ `max_lag_ns` of upstream time ahead of the last delivered (0: not watched). Then
+ `HZ_NOTICE_PROBATION_FAILED`, and with `roll_back` non-zero a switch back to the previous
+ stream (`HZ_SWITCH_CAUSE_ROLLBACK`), exactly once from the delivery frontier. The previous
+ stream must stay staged for the comparisons (`hz_config_set_keep_previous`, the default).
+ Errors: `HZ_ERR_NULL`. The configuration's thread (one at a time).
+ */
+hz_status hz_config_set_probation(hz_config *config, uint64_t duration_ns, uint64_t max_mismatches, uint64_t max_holes, uint64_t silence_ns, uint64_t max_lag_ns, uint32_t roll_back);
 
 /*
  After a switch, keep the old stream as a staged candidate (non-zero, the default) or

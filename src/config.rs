@@ -546,6 +546,39 @@ pub unsafe extern "C" fn hz_config_set_verify(
     })
 }
 
+/// Automatic rollback (docs/verify.md, "Rollback"): after a switch, the new stream is on
+/// probation for `duration_ns` clock nanoseconds (0, the default: off). It fails it when more
+/// than `max_mismatches` of its events differ from the previous stream's copies (needs
+/// `hz_config_set_verify`), when it shows more than `max_holes` holes, when it is silent for
+/// `silence_ns` (0: not watched), or when the previous stream, kept staged, holds an event
+/// `max_lag_ns` of upstream time ahead of the last delivered (0: not watched). Then
+/// `HZ_NOTICE_PROBATION_FAILED`, and with `roll_back` non-zero a switch back to the previous
+/// stream (`HZ_SWITCH_CAUSE_ROLLBACK`), exactly once from the delivery frontier. The previous
+/// stream must stay staged for the comparisons (`hz_config_set_keep_previous`, the default).
+/// Errors: `HZ_ERR_NULL`. The configuration's thread (one at a time).
+#[no_mangle]
+pub unsafe extern "C" fn hz_config_set_probation(
+    config: *mut hz_config,
+    duration_ns: u64,
+    max_mismatches: u64,
+    max_holes: u64,
+    silence_ns: u64,
+    max_lag_ns: u64,
+    roll_back: u32,
+) -> hz_status {
+    with(config, |c| {
+        c.cfg.probation = harmonizer_core::engine::Probation {
+            duration_ns,
+            max_mismatches,
+            max_holes,
+            silence_ns,
+            max_lag_ns,
+            roll_back: roll_back != 0,
+        };
+        HZ_OK
+    })
+}
+
 /// After a switch, keep the old stream as a staged candidate (non-zero, the default) or
 /// release it with `HZ_NOTICE_UNSUBSCRIBE` (0). The policy has the last word: the manual
 /// policy stages the switchback target and always-stage stages every stream, so with those the

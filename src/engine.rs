@@ -153,6 +153,21 @@ pub const HZ_NOTICE_MISMATCH: u32 = 14;
 /// (`HZ_MISMATCH_BLOCK_SWITCH`). The recipient stays on `stream`; `verified` and `mismatched`
 /// are the target's counts. Counted in `hz_stats.switches_blocked`.
 pub const HZ_NOTICE_SWITCH_BLOCKED: u32 = 15;
+/// Notice kind: the active `stream`, switched to from `to_stream`, showed an anomaly during its
+/// probation (`hz_config_set_probation`): `reason` is `HZ_ANOMALY_*` and `anomaly_value` its
+/// measure (events, holes, or ns). When `seamless` is 1 (rolling back), a `SWITCHED` with
+/// `HZ_SWITCH_CAUSE_ROLLBACK` back to `to_stream` follows. Counted in
+/// `hz_stats.probation_failures`.
+pub const HZ_NOTICE_PROBATION_FAILED: u32 = 16;
+/// `HZ_NOTICE_PROBATION_FAILED`: `anomaly_value` events differed from the previous stream's
+/// copies.
+pub const HZ_ANOMALY_MISMATCHES: u32 = 1;
+/// `HZ_NOTICE_PROBATION_FAILED`: `anomaly_value` holes on the new stream.
+pub const HZ_ANOMALY_HOLES: u32 = 2;
+/// `HZ_NOTICE_PROBATION_FAILED`: silent for `anomaly_value` ns.
+pub const HZ_ANOMALY_SILENCE: u32 = 3;
+/// `HZ_NOTICE_PROBATION_FAILED`: `anomaly_value` upstream ns behind the previous stream.
+pub const HZ_ANOMALY_LAG: u32 = 4;
 
 /// `HZ_NOTICE_RING_CORRUPT`: a pad frame of 0 bytes or not a multiple of 8.
 pub const HZ_CORRUPT_BAD_PAD: u32 = 1;
@@ -205,6 +220,9 @@ pub const HZ_PURPOSE_FILL: u32 = 6;
 pub const HZ_SWITCH_CAUSE_FLIP: u32 = 1;
 /// `HZ_NOTICE_SWITCHED`: the engine failed over on a silence of the active stream.
 pub const HZ_SWITCH_CAUSE_SILENCE: u32 = 2;
+/// `hz_notice.cause`: the engine rolled back after the stream switched to failed its probation
+/// (`HZ_NOTICE_PROBATION_FAILED`).
+pub const HZ_SWITCH_CAUSE_ROLLBACK: u32 = 3;
 
 /// `HZ_NOTICE_PRODUCER_GONE`: the producer died without closing the file.
 pub const HZ_PRODUCER_CRASHED: u32 = 1;
@@ -337,6 +355,9 @@ pub struct hz_notice {
     /// `SWITCHED`: position on `to_stream` of the first event it delivered in order (0 when the
     /// notice came before filled events only). Added after the first layout.
     pub first_pos: u64,
+    /// `PROBATION_FAILED`: the anomaly's measure (see `HZ_ANOMALY_*`). Added after the first
+    /// layout.
+    pub anomaly_value: u64,
 }
 
 /// Size of `hz_notice`'s first layout (fields are only ever appended).
@@ -388,6 +409,7 @@ impl hz_notice {
             matched_to_pos: 0,
             other_pos: 0,
             first_pos: 0,
+            anomaly_value: 0,
         }
     }
 }
@@ -496,6 +518,10 @@ pub struct hz_stats {
     pub map_runs: u64,
     /// Runs of the position map overwritten by newer ones.
     pub map_runs_dropped: u64,
+    /// Streams that showed an anomaly during their probation (`HZ_NOTICE_PROBATION_FAILED`).
+    pub probation_failures: u64,
+    /// Switches back after a failed probation (`HZ_SWITCH_CAUSE_ROLLBACK`).
+    pub rollbacks: u64,
 }
 
 /// Size of `hz_stats`'s first layout (fields are only ever appended).
@@ -778,6 +804,7 @@ fn c_cause(cause: SwitchCause) -> u32 {
     match cause {
         SwitchCause::Flip => HZ_SWITCH_CAUSE_FLIP,
         SwitchCause::Silence => HZ_SWITCH_CAUSE_SILENCE,
+        SwitchCause::Rollback => HZ_SWITCH_CAUSE_ROLLBACK,
     }
 }
 
@@ -850,6 +877,17 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
             c = hz_notice::empty(HZ_NOTICE_MISMATCH);
             (c.stream, c.to_stream, c.origin, c.seq) = (stream, active, origin, seq);
             (c.pos, c.other_pos) = (pos, active_pos);
+        }
+        Notice::ProbationFailed { stream, previous, anomaly, rolling_back } => {
+            use harmonizer_core::engine::Anomaly;
+            c = hz_notice::empty(HZ_NOTICE_PROBATION_FAILED);
+            (c.stream, c.to_stream, c.seamless) = (stream, previous, u32::from(rolling_back));
+            (c.reason, c.anomaly_value) = match anomaly {
+                Anomaly::Mismatches(n) => (HZ_ANOMALY_MISMATCHES, n),
+                Anomaly::Holes(n) => (HZ_ANOMALY_HOLES, n),
+                Anomaly::Silence(ns) => (HZ_ANOMALY_SILENCE, ns),
+                Anomaly::Lag(ns) => (HZ_ANOMALY_LAG, ns),
+            };
         }
         Notice::SwitchBlocked { from, to, flip_id, cause, verified, mismatched } => {
             c = hz_notice::empty(HZ_NOTICE_SWITCH_BLOCKED);
@@ -1513,6 +1551,8 @@ pub unsafe extern "C" fn hz_engine_stats(engine: *const hz_engine, out: *mut hz_
             switches_blocked: s.switches_blocked,
             map_runs: s.map_runs,
             map_runs_dropped: s.map_runs_dropped,
+            probation_failures: s.probation_failures,
+            rollbacks: s.rollbacks,
         };
         // SAFETY: non-null with `struct_size` writable bytes per contract.
         if let Some(why) = size_problem("out", "hz_stats", given, STATS_V1, std::mem::align_of::<hz_stats>())

@@ -44,7 +44,7 @@ pub enum MetricsFormat {
 }
 
 /// Number of metrics [`Stats::metrics`] lists.
-pub const METRICS: usize = 43;
+pub const METRICS: usize = 45;
 
 impl Stats {
     /// Every counter, as metrics, in the struct's order. Destructures the struct, so a field
@@ -95,6 +95,8 @@ impl Stats {
             switches_blocked,
             map_runs,
             map_runs_dropped,
+            probation_failures,
+            rollbacks,
         } = *self;
         let m = |name, kind, help, value| Metric { name, kind, help, value };
         [
@@ -161,6 +163,8 @@ impl Stats {
             m("switches_blocked", C, "Switches refused after a mismatch.", switches_blocked),
             m("map_runs", C, "Runs the position map began.", map_runs),
             m("map_runs_dropped", C, "Position map runs overwritten.", map_runs_dropped),
+            m("probation_failures", C, "Anomalies during a probation after a switch.", probation_failures),
+            m("rollbacks", C, "Switches back after a failed probation.", rollbacks),
         ]
     }
 }

@@ -17,6 +17,7 @@ mod notice;
 mod policy;
 mod poll;
 mod pool;
+mod probation;
 mod recovery;
 mod stats;
 mod storage;
@@ -37,6 +38,7 @@ pub use pool::{
     PoolConfig, PoolError, PoolStats, Refusal, Spread, StagingDemand, StagingPool, MAX_BID_TTL_NS,
     MAX_POOL_BYTES, YIELD_MARGIN,
 };
+pub use probation::{Anomaly, Probation};
 pub use stats::Stats;
 pub use storage::StreamStorage;
 pub use verify::{
@@ -199,6 +201,9 @@ pub struct EngineConfig {
     /// Under [`MismatchPolicy::BlockSwitch`], a switch to a stream is refused until it has
     /// verified this many events since its last mismatch (default 1024).
     pub mismatch_window: u64,
+    /// After a switch, watch the new stream for a while and switch back on an anomaly
+    /// (docs/verify.md, "Rollback"; off by default).
+    pub probation: Probation,
 }
 
 impl EngineConfig {
@@ -227,6 +232,7 @@ impl EngineConfig {
             map_runs: 1024,
             mismatch_policy: MismatchPolicy::Report,
             mismatch_window: 1024,
+            probation: Probation::default(),
         }
     }
 }
@@ -612,6 +618,10 @@ pub struct Engine {
     stats: Stats,
     /// Content verification and the position map (`EngineConfig::verify_records`), if on.
     verify: Option<Box<verify::Verifier>>,
+    /// The probation after a switch (`EngineConfig::probation`).
+    probation: Probation,
+    /// The stream on probation now, if any.
+    on_probation: Option<probation::OnProbation>,
     /// `verify` is on and a stream is staged: deliveries are remembered. Set where roles change
     /// (`trim_staged`, `switch`); a delivery it misses is only unverified.
     verifying: bool,
@@ -852,6 +862,8 @@ impl Engine {
             stats: Stats::default(),
             verify,
             verifying: false,
+            probation: config.probation,
+            on_probation: None,
             seen: seen.into_boxed_slice(),
             max_origins: config.max_origins as usize,
             resume_floor: 0,

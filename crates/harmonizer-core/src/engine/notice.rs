@@ -119,6 +119,20 @@ pub enum Notice<'a> {
         /// The other copy's position on `stream`.
         pos: u64,
     },
+    /// The stream switched to showed an anomaly during its probation (`EngineConfig::probation`,
+    /// docs/verify.md). When `rolling_back`, a `Switched` with `SwitchCause::Rollback` back to
+    /// `previous` follows at once (its notice when delivery from it is contiguous). Counted in
+    /// `Stats::probation_failures` (and `Stats::rollbacks`).
+    ProbationFailed {
+        /// The stream on probation, active.
+        stream: u32,
+        /// The stream it replaced.
+        previous: u32,
+        /// What it did wrong.
+        anomaly: super::Anomaly,
+        /// The engine switches back to `previous` now.
+        rolling_back: bool,
+    },
     /// A switch was refused (`MismatchPolicy::BlockSwitch`): the target carried an event that
     /// differs from the copy delivered, among its last `mismatch_window` events matched. The
     /// recipient stays on `from`. Counted in `Stats::switches_blocked`.
@@ -345,6 +359,9 @@ pub enum SwitchCause {
     /// The engine failed over: the active stream was silent past `Liveness::silence_ns` while
     /// this candidate advanced, and `Liveness::failover_on_silence` is set.
     Silence,
+    /// The engine rolled back: the stream switched to showed an anomaly during its probation
+    /// (`Notice::ProbationFailed`), and this is the stream it left.
+    Rollback,
 }
 
 /// Receives events and notices from [`Engine::poll`](super::Engine::poll), in order.

@@ -124,11 +124,19 @@ impl Engine {
                 Step::Switch(_) if self.hold_from.is_some() => break,
                 Step::Switch(p) => self.switch(p, handler),
                 Step::Gap { origin, from, to } => {
-                    if self.on_gap(origin, from, to, handler) == GapOutcome::Hold {
+                    let outcome = self.on_gap(origin, from, to, handler);
+                    if self.on_probation.is_some() {
+                        // A hole may fail a probation: roll back before reading on.
+                        self.check_probation(handler);
+                    }
+                    if outcome == GapOutcome::Hold {
                         break;
                     }
                 }
             }
+        }
+        if self.on_probation.is_some() {
+            self.check_probation(handler);
         }
         if self.liveness.silence_ns != 0
             && !self.silence_reported
@@ -708,6 +716,7 @@ impl Engine {
             cut_pos,
         });
         self.refresh_verifying();
+        self.begin_probation(from, to, p.cause);
     }
 
     /// Refuses the switch `p` (`MismatchPolicy::BlockSwitch`): the recipient stays on the

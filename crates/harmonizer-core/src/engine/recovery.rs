@@ -163,6 +163,9 @@ impl Engine {
             // The policy hears of each gap once, before any fill (`ArmingPolicy::gap`); not
             // again for what is left of a hole being waited on after a partial fill.
             self.gap_told = Some((origin, from));
+            if let Some(p) = self.on_probation.as_mut() {
+                p.holes += 1;
+            }
             if !waited {
                 self.policy.gap(self.streams[self.active].id, to + 1 - from, self.now_ns);
             }

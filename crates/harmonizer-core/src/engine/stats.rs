@@ -100,6 +100,11 @@ pub struct Stats {
     pub map_runs: u64,
     /// Runs of the position map overwritten by newer ones (`EngineConfig::map_runs` full).
     pub map_runs_dropped: u64,
+    /// Streams that showed an anomaly during their probation after a switch
+    /// (`Notice::ProbationFailed`).
+    pub probation_failures: u64,
+    /// Switches back after a failed probation (`SwitchCause::Rollback`).
+    pub rollbacks: u64,
 }
 
 impl Stats {

@@ -103,6 +103,18 @@ pub enum N {
         verified: u64,
         mismatched: u64,
     },
+    ProbationFailed {
+        stream: u32,
+        previous: u32,
+        anomaly: harmonizer_core::engine::Anomaly,
+        rolling_back: bool,
+    },
+    /// A switch back after a failed probation (`SwitchCause::Rollback`).
+    RolledBack {
+        from: u32,
+        to: u32,
+        seamless: bool,
+    },
 }
 
 /// What the handler saw, in order.
@@ -172,6 +184,9 @@ impl Handler for Recorder {
             Notice::Switched { from, to, seamless, cause: SwitchCause::Silence, .. } => {
                 N::FailedOver { from, to, seamless }
             }
+            Notice::Switched { from, to, seamless, cause: SwitchCause::Rollback, .. } => {
+                N::RolledBack { from, to, seamless }
+            }
             Notice::Switched { from, to, flip_id, seamless, .. } => {
                 N::Switched { from, to, flip_id, seamless }
             }
@@ -202,6 +217,9 @@ impl Handler for Recorder {
             }
             Notice::SwitchBlocked { from, to, flip_id, verified, mismatched, .. } => {
                 N::Blocked { from, to, flip_id, verified, mismatched }
+            }
+            Notice::ProbationFailed { stream, previous, anomaly, rolling_back } => {
+                N::ProbationFailed { stream, previous, anomaly, rolling_back }
             }
         };
         self.seen.push(Seen::Notice(n));

@@ -606,6 +606,10 @@ impl Handler for App {
             Notice::SwitchBlocked { from, to, mismatched, .. } => {
                 self.note(format!("switch s{from}->s{to} blocked: {mismatched} mismatched"));
             }
+            Notice::ProbationFailed { stream, previous, anomaly, rolling_back } => {
+                let back = if rolling_back { format!(", back to s{previous}") } else { String::new() };
+                self.note(format!("s{stream} failed its probation: {anomaly}{back}"));
+            }
         }
     }
 }
