@@ -2239,6 +2239,26 @@ static void test_verify(recorder *r) {
     d.struct_size = sizeof d;
     CHECK_OK(hz_engine_evaluate_switch(e, HZ_FLIP_SWITCHBACK, 0, &d));
     CHECK(d.refusal == 0 && d.to_stream == 0 && d.staged == 1 && d.has_gap == 0 && d.ahead == 0);
+    /* The switch's audit record, as a JSON line. */
+    if (sw != NULL) {
+        size_t len = SENT_SIZE;
+        CHECK_ST(hz_switch_record_json(&sw->n, 7, NULL, 0, &len), HZ_ERR_BUFFER_TOO_SMALL);
+        char line[512];
+        CHECK(len < sizeof line);
+        size_t got = 0;
+        CHECK_OK(hz_switch_record_json(&sw->n, 7, line, sizeof line, &got));
+        CHECK(got == len && strlen(line) == len && line[len - 1] == '\n');
+        CHECK(strncmp(line, "{\"version\":1,\"recipient\":7,\"from\":0,\"to\":1,\"flip_id\":82,\"cause\":\"flip\"", 70) == 0);
+        CHECK(strstr(line, "\"verified\":15,\"mismatched\":1,\"matched\":{\"origin\":0,\"seq\":16,\"from_pos\":1016,\"to_pos\":2032}") != NULL);
+        CHECK(strstr(line, "\"cut_pos\":1017,\"first_pos\":2034,\"rollback\":false}\n") != NULL);
+        hz_notice other = sw->n;
+        other.kind = HZ_NOTICE_MISMATCH;
+        CHECK_ST(hz_switch_record_json(&other, 7, line, sizeof line, &got), HZ_ERR_INVALID);
+        other = sw->n;
+        other.struct_size = 64; /* an older layout, without the record's fields */
+        CHECK_ST(hz_switch_record_json(&other, 7, line, sizeof line, &got), HZ_ERR_INVALID);
+        CHECK_ST(hz_switch_record_json(NULL, 7, line, sizeof line, &got), HZ_ERR_NULL);
+    }
     hz_stats st = stats_of(e);
     CHECK(HZ_HAS_FIELD(&st, hz_stats, map_runs_dropped));
     CHECK(st.verified == 15 && st.mismatches == 1 && st.switches_blocked == 1 && st.map_runs == 2);

@@ -1911,6 +1911,19 @@ hz_status hz_engine_poll_views(hz_engine *engine, hz_event_view *views, size_t c
 hz_status hz_engine_metrics(const hz_engine *engine, uint32_t format, char *buf, size_t cap, size_t *len);
 
 /*
+ Writes the audit record of a switch (docs/verify.md, "The audit record") as one line of
+ JSON, newline included, NUL-terminated, into `buf` (`cap` bytes), its length (without the
+ NUL) to `*len`: `notice` is a `HZ_NOTICE_SWITCHED` notice as the notice callback or a pull
+ call gave it, `recipient` the engine's recipient id. The line's fields and version are the
+ Rust `SwitchRecord::write_json`'s. Ask the length with `buf` NULL and `cap` 0
+ (`HZ_ERR_BUFFER_TOO_SMALL`, `*len` set); allocates nothing. Errors: `HZ_ERR_NULL`
+ (`notice`, `len`, or `buf` with `cap` above 0), `HZ_ERR_INVALID` (not a `SWITCHED` notice,
+ an unknown cause, or a `struct_size` without the switch record's fields),
+ `HZ_ERR_BUFFER_TOO_SMALL`. Any thread.
+ */
+hz_status hz_switch_record_json(const hz_notice *notice, uint64_t recipient, char *buf, size_t cap, size_t *len);
+
+/*
  Fills `*out` with the engine's statistics: set `out->struct_size` to `sizeof(hz_stats)`
  first. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`struct_size` below the first layout). Poll
  thread.

@@ -1494,6 +1494,92 @@ pub unsafe extern "C" fn hz_engine_metrics(
     })
 }
 
+/// Writes the audit record of a switch (docs/verify.md, "The audit record") as one line of
+/// JSON, newline included, NUL-terminated, into `buf` (`cap` bytes), its length (without the
+/// NUL) to `*len`: `notice` is a `HZ_NOTICE_SWITCHED` notice as the notice callback or a pull
+/// call gave it, `recipient` the engine's recipient id. The line's fields and version are the
+/// Rust `SwitchRecord::write_json`'s. Ask the length with `buf` NULL and `cap` 0
+/// (`HZ_ERR_BUFFER_TOO_SMALL`, `*len` set); allocates nothing. Errors: `HZ_ERR_NULL`
+/// (`notice`, `len`, or `buf` with `cap` above 0), `HZ_ERR_INVALID` (not a `SWITCHED` notice,
+/// an unknown cause, or a `struct_size` without the switch record's fields),
+/// `HZ_ERR_BUFFER_TOO_SMALL`. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn hz_switch_record_json(
+    notice: *const hz_notice,
+    recipient: u64,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> hz_status {
+    use harmonizer_core::engine::{PositionPair, SwitchRecord};
+    let run = || {
+        if notice.is_null() || len.is_null() {
+            return HZ_ERR_NULL;
+        }
+        if buf.is_null() && cap > 0 {
+            return HZ_ERR_NULL;
+        }
+        // SAFETY: non-null, a notice the library wrote (at least its `struct_size` bytes).
+        let given = unsafe { struct_size_of(notice.cast()) };
+        if given < std::mem::offset_of!(hz_notice, first_pos) + 8 {
+            return HZ_ERR_INVALID;
+        }
+        // Its first `given` bytes (at most our layout), over a blank notice: every field read
+        // below lies within them (checked above), and nothing past `struct_size` is read.
+        let mut n = hz_notice::empty(0);
+        let k = given.min(std::mem::size_of::<hz_notice>());
+        // SAFETY: `notice` has `given >= k` readable bytes per contract; `n` is a distinct
+        // local of at least `k` bytes; any bit pattern is a valid `hz_notice` for these
+        // integer fields (the locator pointer is never dereferenced here).
+        unsafe {
+            std::ptr::copy_nonoverlapping(notice.cast::<u8>(), (&mut n as *mut hz_notice).cast::<u8>(), k)
+        };
+        if n.kind != HZ_NOTICE_SWITCHED {
+            return HZ_ERR_INVALID;
+        }
+        let cause = match n.cause {
+            HZ_SWITCH_CAUSE_FLIP => SwitchCause::Flip,
+            HZ_SWITCH_CAUSE_SILENCE => SwitchCause::Silence,
+            HZ_SWITCH_CAUSE_ROLLBACK => SwitchCause::Rollback,
+            _ => return HZ_ERR_INVALID,
+        };
+        let r = SwitchRecord {
+            recipient,
+            from: n.stream,
+            to: n.to_stream,
+            flip_id: n.flip_id,
+            cause,
+            seamless: n.seamless != 0,
+            stall_ns: n.stall_ns,
+            switch_ns: n.switch_ns,
+            verified: n.verified,
+            mismatched: n.mismatched,
+            matched: (n.has_matched != 0).then_some(PositionPair {
+                origin: n.matched_origin,
+                seq: n.matched_seq,
+                from_pos: n.matched_from_pos,
+                to_pos: n.matched_to_pos,
+            }),
+            cut_pos: n.other_pos,
+            first_pos: n.first_pos,
+        };
+        let mut count = BufWriter { buf: &mut [], len: 0 };
+        let _ = r.write_json(&mut count);
+        // SAFETY: non-null and writable per contract.
+        unsafe { *len = count.len };
+        if cap <= count.len {
+            return HZ_ERR_BUFFER_TOO_SMALL;
+        }
+        // SAFETY: `buf` is non-null (`cap` > 0) and the caller's `cap` writable bytes.
+        let out = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) };
+        let mut w = BufWriter { buf: out, len: 0 };
+        let _ = r.write_json(&mut w);
+        out[w.len] = 0;
+        HZ_OK
+    };
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or(HZ_ERR_PANIC)
+}
+
 /// Fills `*out` with the engine's statistics: set `out->struct_size` to `sizeof(hz_stats)`
 /// first. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`struct_size` below the first layout). Poll
 /// thread.

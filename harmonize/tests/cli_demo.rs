@@ -254,6 +254,31 @@ fn sim_quick_table_and_determinism() {
     ] {
         assert_eq!(policy(&v, "predictor")[k], policy(&w, "predictor")[k], "{k}");
     }
+    // The audit trail: one JSON line per switch, as many as the report counts, each naming its
+    // policy and recipient.
+    let audit = temp("quick-audit.jsonl");
+    let (a, _) = json(&[
+        "sim",
+        "--scenario",
+        &file,
+        "--json",
+        "--policy",
+        "predictor",
+        "--audit",
+        audit.to_str().unwrap(),
+    ]);
+    let lines: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len() as u64, u(policy(&a, "predictor"), "switches"));
+    for l in &lines {
+        assert_eq!((l["policy"].as_str(), l["version"].as_u64()), (Some("predictor"), Some(1)), "{l}");
+        assert!(l["recipient"].as_u64().is_some() && l["from"] != l["to"] && l["cause"] == "flip", "{l}");
+    }
+    let seamless = lines.iter().filter(|l| l["seamless"] == true).count() as u64;
+    assert_eq!(seamless, u(policy(&a, "predictor"), "seamless"));
     // Another seed, other arrivals.
     let (x, _) = json(&["sim", "--scenario", &file, "--json", "--policy", "never", "--seed", "99"]);
     assert_eq!(x["scenario"]["seed"], 99);

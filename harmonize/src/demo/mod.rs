@@ -70,6 +70,10 @@ pub struct RunFlags {
     /// all three.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "POLICY")]
     policy: Vec<PolicyArg>,
+    /// Write the audit trail: one JSON line per switch of every recipient under every policy
+    /// (the engine's switch record, docs/verify.md, with a "policy" key first).
+    #[arg(long, value_name = "FILE.jsonl")]
+    audit: Option<PathBuf>,
 }
 
 const DEMO_HELP: &str = "\
@@ -146,6 +150,9 @@ fn run(mut sc: Scenario, file: &str, f: &RunFlags, fleet: u32) -> Result<(), Str
         // Fail before the run, not after it, if the picture cannot be written.
         std::fs::File::create(path).map_err(|e| format!("--plot {}: cannot write: {e}", path.display()))?;
     }
+    if let Some(path) = &f.audit {
+        std::fs::File::create(path).map_err(|e| format!("--audit {}: cannot write: {e}", path.display()))?;
+    }
     let mut policies: Vec<PolicyKind> = Vec::new();
     for p in if f.policy.is_empty() {
         &[PolicyArg::Predictor, PolicyArg::Never, PolicyArg::Always][..]
@@ -195,6 +202,20 @@ fn run(mut sc: Scenario, file: &str, f: &RunFlags, fleet: u32) -> Result<(), Str
         if let Some(fl) = &fleet {
             print!("{}", crate::fleet::demo_table(fl));
         }
+    }
+    if let Some(path) = &f.audit {
+        let mut out = String::new();
+        for pass in &passes {
+            for r in &pass.recipients {
+                for s in &r.switches {
+                    let mut line = String::new();
+                    s.record.write_json(&mut line).map_err(|e| format!("--audit: {e}"))?;
+                    // `{"policy":"..",` then the record's own keys.
+                    out.push_str(&format!("{{\"policy\":\"{}\",{}", pass.policy.name(), &line[1..]));
+                }
+            }
+        }
+        std::fs::write(path, out).map_err(|e| format!("--audit {}: cannot write: {e}", path.display()))?;
     }
     if let Some(path) = &f.plot {
         let pass = &passes[plotted];

@@ -8,6 +8,7 @@
 //! switch, `ring` module `# Orderings`) and delivery goes on from it, the tracker dropping what
 //! was already delivered. Nothing on the poll path allocates.
 
+mod audit;
 mod conflate;
 mod dry_run;
 #[cfg(shm)]
@@ -24,6 +25,7 @@ mod storage;
 mod verify;
 mod wait;
 
+pub use audit::{SwitchRecord, SWITCH_RECORD_VERSION};
 pub use conflate::{
     conflation_store_bytes, MAX_CONFLATION_KEYS, MAX_CONFLATION_PAYLOAD, MAX_CONFLATION_STORE_BYTES,
 };

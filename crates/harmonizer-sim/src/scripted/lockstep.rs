@@ -63,6 +63,8 @@ pub struct SwitchRec {
     pub seamless: bool,
     /// The engine's stall, clock ns.
     pub stall_ns: u64,
+    /// The switch's audit record (docs/verify.md), the recipient's id in it.
+    pub record: harmonizer_core::engine::SwitchRecord,
 }
 
 /// What one recipient saw.
@@ -570,7 +572,10 @@ impl Handler for App {
             },
             Notice::Unsubscribe { stream } => self.requests.push(Req::Stop { stream }),
             Notice::Switched { from, to, seamless, stall_ns, .. } => {
-                self.switches.push(SwitchRec { t_ns: self.now_ns, from, to, seamless, stall_ns });
+                // The recipient's id goes in when the outcome is gathered.
+                let record = harmonizer_core::engine::SwitchRecord::from_notice(0, n)
+                    .expect("a Switched notice has a record");
+                self.switches.push(SwitchRec { t_ns: self.now_ns, from, to, seamless, stall_ns, record });
             }
             Notice::Gap { stream, from_seq, to_seq, .. } => {
                 self.gaps += 1;
@@ -859,7 +864,13 @@ pub fn run(
             out_of_order: app.out_of_order,
             corrupt: app.corrupt,
             lost: (missing + app.lost_notices).saturating_sub(conflated),
-            switches: std::mem::take(&mut app.switches),
+            switches: std::mem::take(&mut app.switches)
+                .into_iter()
+                .map(|s| SwitchRec {
+                    record: harmonizer_core::engine::SwitchRecord { recipient: id, ..s.record },
+                    ..s
+                })
+                .collect(),
             stats: *engine.stats(),
             rejected_malformed: app.rejected_malformed,
             rejected_other: app.rejected_other,
