@@ -164,6 +164,28 @@ fn check_fleet(v: &Value) {
     assert!(u(conf, "fetches") * 4 < u(ids, "fetches"), "{v}");
 }
 
+/// The demo's verification section (issue 17): a rollout onto a pipeline that carries other
+/// data delivers corrupted events without verification and none with it (the switch refused
+/// until the stream agrees again); nothing is lost either way.
+fn check_verification(v: &Value) {
+    let run = |on: bool| {
+        v["runs"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["verification"] == on))
+            .unwrap_or_else(|| panic!("no verification run {on} in {v}"))
+    };
+    let (off, on) = (run(false), run(true));
+    for r in [off, on] {
+        assert_eq!((u(r, "lost"), u(r, "duplicates"), u(r, "out_of_order")), (0, 0, 0), "{r}");
+    }
+    let n = u(v, "recipients");
+    assert!(u(off, "corrupt") > 0 && u(off, "mismatches") == 0 && u(off, "switches") == n, "{v}");
+    assert_eq!(u(on, "corrupt"), 0, "{v}");
+    assert_eq!(u(on, "switches_blocked"), n, "{v}");
+    assert_eq!(u(on, "switches"), n, "the second switch, after the corruption, goes through: {v}");
+    assert!(u(on, "mismatches") > 0 && u(on, "verified") > 0, "{v}");
+}
+
 #[test]
 fn demo_default_json() {
     // The fleet section with 128 recipients (its canary groups), not the default 256: a debug
@@ -172,6 +194,7 @@ fn demo_default_json() {
     // The policies' key order (the fleet section after them has its own keys).
     check_key_order(text.split("\n  \"fleet\"").next().expect("text"));
     check_fleet(&v["fleet"]);
+    check_verification(&v["verification"]);
     assert_eq!(v["scenario"]["name"], "demo");
     let names: Vec<&str> =
         v["policies"].as_array().expect("array").iter().filter_map(|p| p["name"].as_str()).collect();
@@ -298,6 +321,31 @@ fn sim_lookalikes() {
     let (v, _) = json(&["sim", "--scenario", &scenario("lookalikes.toml"), "--json", "--recipients", "3"]);
     check_exactly_once(&v);
     assert_eq!(u(&v["scenario"], "recipients"), 3);
+}
+
+/// The verification scenario on its own: the refused switch is in the plot, and under the
+/// manual policy nothing corrupted is delivered.
+#[test]
+fn sim_verify_plot_marks_the_refused_switch() {
+    let path = temp("verify.svg");
+    let p = path.display().to_string();
+    let file = scenario("verify.toml");
+    let (v, _) = json(&[
+        "sim",
+        "--scenario",
+        &file,
+        "--json",
+        "--policy",
+        "manual",
+        "--recipients",
+        "2",
+        "--plot",
+        &p,
+    ]);
+    check_exactly_once(&v);
+    assert_eq!(u(policy(&v, "manual"), "corrupt"), 0);
+    let svg = std::fs::read_to_string(&path).expect("the SVG was written");
+    assert!(svg.contains("switch refused: data differs"), "no refused switch in the plot");
 }
 
 #[test]

@@ -63,6 +63,7 @@ mod tests {
             ("quick", include_str!("../../scenarios/quick.toml")),
             ("rollout", include_str!("../../scenarios/rollout.toml")),
             ("lookalikes", include_str!("../../scenarios/lookalikes.toml")),
+            ("verify", super::super::verify::VERIFY_TOML),
         ] {
             let sc = parse(name, text).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(sc.name, name);

@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub(crate) mod file;
 mod plot;
 pub(crate) mod report;
+pub(crate) mod verify;
 
 use harmonizer_sim::scripted::scenario::Scenario;
 use harmonizer_sim::scripted::{lockstep, world, PolicyKind};
@@ -119,7 +120,7 @@ pub struct SimArgs {
 /// `harmonize demo`: the embedded default scenario.
 pub fn run_demo(a: DemoArgs) -> Result<(), String> {
     let sc = file::parse(file::DEMO_NAME, file::DEMO_TOML)?;
-    run(sc, file::DEMO_NAME, &a.flags, a.fleet)
+    run(sc, file::DEMO_NAME, &a.flags, a.fleet, true)
 }
 
 /// `harmonize sim --scenario FILE`.
@@ -127,10 +128,12 @@ pub fn run_sim(a: SimArgs) -> Result<(), String> {
     let file = a.scenario.display().to_string();
     let text = std::fs::read_to_string(&a.scenario).map_err(|e| format!("{file}: cannot read: {e}"))?;
     let sc = file::parse(&file, &text)?;
-    run(sc, &file, &a.flags, 0)
+    run(sc, &file, &a.flags, 0, false)
 }
 
-fn run(mut sc: Scenario, file: &str, f: &RunFlags, fleet: u32) -> Result<(), String> {
+/// `demo`: the demo's sections under the table (the fleet's when `fleet` is above 0, and
+/// verification's).
+fn run(mut sc: Scenario, file: &str, f: &RunFlags, fleet: u32, demo: bool) -> Result<(), String> {
     if let Some(seed) = f.seed {
         sc.seed = seed;
     }
@@ -182,25 +185,31 @@ fn run(mut sc: Scenario, file: &str, f: &RunFlags, fleet: u32) -> Result<(), Str
     bar.finish_and_clear();
     let rep = report::Report::new(&sc, file, &world, &passes);
     let fleet = if fleet > 0 { Some(crate::fleet::demo_section(fleet)?) } else { None };
+    let verification = if demo { Some(verify::demo_section()?) } else { None };
     if f.json {
-        match &fleet {
-            None => println!("{}", rep.to_json()?),
-            Some(fleet) => {
-                /// The report's keys in their order, then the fleet section.
-                #[derive(serde::Serialize)]
-                struct WithFleet<'a> {
-                    #[serde(flatten)]
-                    report: &'a report::Report,
-                    fleet: &'a crate::fleet::Report,
-                }
-                let v = WithFleet { report: &rep, fleet };
-                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| format!("json: {e}"))?);
+        if fleet.is_none() && verification.is_none() {
+            println!("{}", rep.to_json()?);
+        } else {
+            /// The report's keys in their order, then the demo's sections.
+            #[derive(serde::Serialize)]
+            struct WithSections<'a> {
+                #[serde(flatten)]
+                report: &'a report::Report,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                fleet: Option<&'a crate::fleet::Report>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                verification: Option<&'a verify::Section>,
             }
+            let v = WithSections { report: &rep, fleet: fleet.as_ref(), verification: verification.as_ref() };
+            println!("{}", serde_json::to_string_pretty(&v).map_err(|e| format!("json: {e}"))?);
         }
     } else {
         print!("{}", rep.to_table());
         if let Some(fl) = &fleet {
             print!("{}", crate::fleet::demo_table(fl));
+        }
+        if let Some(v) = &verification {
+            print!("{}", verify::demo_table(v));
         }
     }
     if let Some(path) = &f.audit {

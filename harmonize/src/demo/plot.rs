@@ -146,6 +146,21 @@ fn draw_on(
             (FONT, 14).into_font().color(&c),
         ))?;
     }
+    // Switches refused by content verification (docs/verify.md): a dashed line and its label.
+    for (t, note) in &tl.notes {
+        if !note.contains("blocked") {
+            continue;
+        }
+        let x = *t as f64 / 1e9;
+        chart.draw_series(DashedLineSeries::new(vec![(x, 0.0), (x, 1.0)], 6, 4, COLD.stroke_width(2)))?;
+        let (px, py) = chart.backend_coord(&(x, 0.79));
+        let (bx, by) = prob_area.get_base_pixel();
+        prob_area.draw(&Text::new(
+            "switch refused: data differs".to_string(),
+            (px - bx + 5, py - by),
+            (FONT, 14).into_font().color(&COLD),
+        ))?;
+    }
     // Probability per candidate stream (breaks where the stream is active), and the threshold.
     let has_prob = tl.samples.iter().any(|x| x.prob.iter().any(|p| p.is_finite()));
     for s in 0..streams {

@@ -395,7 +395,12 @@ fn feed_loop(
                 let h = world.header(s, f.cursor);
                 let data;
                 let payload: &[u8] = if rec.flip == NO_FLIP {
-                    data = world.marking.payload(rec.k, u64::from(world.origins));
+                    let mut d = world.marking.payload(rec.k, u64::from(world.origins));
+                    if rec.corrupt {
+                        // A faulty pipeline: the same event, other bytes.
+                        d[15] ^= 0x5A;
+                    }
+                    data = d;
                     &data
                 } else {
                     &world.payloads[rec.flip as usize]
@@ -469,6 +474,8 @@ struct App {
     requests: Vec<Req>,
     switches: Vec<SwitchRec>,
     now_ns: u64,
+    /// A mismatch was noted since the last switch or block (one note, not one per event).
+    mismatch_noted: bool,
     /// Notes for the plot (only for the plotted recipient).
     notes: Option<Vec<(u64, String)>>,
 }
@@ -498,6 +505,7 @@ impl App {
             requests: Vec::new(),
             switches: Vec::new(),
             now_ns: 0,
+            mismatch_noted: false,
             notes: notes.then(Vec::new),
         }
     }
@@ -576,6 +584,7 @@ impl Handler for App {
                 let record = harmonizer_core::engine::SwitchRecord::from_notice(0, n)
                     .expect("a Switched notice has a record");
                 self.switches.push(SwitchRec { t_ns: self.now_ns, from, to, seamless, stall_ns, record });
+                self.mismatch_noted = false;
             }
             Notice::Gap { stream, from_seq, to_seq, .. } => {
                 self.gaps += 1;
@@ -606,9 +615,14 @@ impl Handler for App {
                 self.note(format!("s{stream} silent {} ms, s{candidate} ahead", silent_ns / 1_000_000));
             }
             Notice::Mismatch { stream, origin, seq, .. } => {
-                self.note(format!("mismatch on s{stream}: origin {origin} seq {seq}"));
+                if !std::mem::replace(&mut self.mismatch_noted, true) {
+                    self.note(format!(
+                        "s{stream} differs from the delivered copy (origin {origin} seq {seq}, ...)"
+                    ));
+                }
             }
             Notice::SwitchBlocked { from, to, mismatched, .. } => {
+                self.mismatch_noted = false;
                 self.note(format!("switch s{from}->s{to} blocked: {mismatched} mismatched"));
             }
             Notice::ProbationFailed { stream, previous, anomaly, rolling_back } => {
@@ -683,6 +697,14 @@ pub fn run(
         cfg.identity_records = sc.engine.identity_records as usize;
         cfg.conflation_keys = sc.engine.conflation_keys as usize;
         cfg.conflation_payload = sc.engine.conflation_payload as usize;
+        cfg.verify_records = sc.engine.verify_records as usize;
+        if sc.engine.block_mismatched {
+            cfg.mismatch_policy = harmonizer_core::engine::MismatchPolicy::BlockSwitch;
+        }
+        cfg.probation = harmonizer_core::engine::Probation {
+            duration_ns: Scenario::ns(sc.engine.probation_ms / 1000.0),
+            ..harmonizer_core::engine::Probation::default()
+        };
         cfg.spread = Spread {
             max_ns: Scenario::ns(sc.engine.spread_max_ms / 1000.0),
             fraction: sc.engine.spread_fraction as f32,

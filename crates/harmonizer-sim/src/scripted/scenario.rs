@@ -171,6 +171,18 @@ pub struct EngineKeys {
     /// The conflation tier: the largest payload a store keeps, bytes.
     #[serde(default = "d_conflation_payload")]
     pub conflation_payload: u32,
+    /// Content verification (docs/verify.md): deliveries remembered while a candidate is
+    /// staged (0: off).
+    #[serde(default)]
+    pub verify_records: u32,
+    /// Refuse a switch to a stream that carried a mismatching copy (`MismatchPolicy::
+    /// BlockSwitch`) instead of only reporting it.
+    #[serde(default)]
+    pub block_mismatched: bool,
+    /// A probation after each switch, ms (0: off): a hole or a mismatch on the new stream
+    /// rolls back (docs/verify.md, "Rollback").
+    #[serde(default)]
+    pub probation_ms: f64,
 }
 
 fn d_conflation_payload() -> u32 {
@@ -192,6 +204,9 @@ impl Default for EngineKeys {
             identity_records: 0,
             conflation_keys: 0,
             conflation_payload: d_conflation_payload(),
+            verify_records: 0,
+            block_mismatched: false,
+            probation_ms: 0.0,
         }
     }
 }
@@ -423,6 +438,16 @@ pub enum Incident {
         /// How many events.
         events: u32,
     },
+    /// `stream` carries other payloads than the other streams for `events` consecutive events
+    /// (a faulty pipeline: its live path and its log alike).
+    Corrupt {
+        /// The first event after this time is the first corrupted, s.
+        at_s: f64,
+        /// The stream.
+        stream: u32,
+        /// How many events.
+        events: u32,
+    },
     /// The event rate rises by `factor` for `length_s` (no switch).
     Burst {
         /// Start, s.
@@ -594,6 +619,14 @@ impl Scenario {
             ));
         }
         check_range("app.search_lookback_ms", self.app.search_lookback_ms, 0.0, 3_600_000.0)?;
+        if self.engine.verify_records as usize > harmonizer_core::engine::MAX_VERIFY_RECORDS {
+            return Err(bad(
+                "engine.verify_records",
+                self.engine.verify_records,
+                &format!("at most {}", harmonizer_core::engine::MAX_VERIFY_RECORDS),
+            ));
+        }
+        check_range("engine.probation_ms", self.engine.probation_ms, 0.0, 3_600_000.0)?;
         if self.engine.identity_records as usize > harmonizer_core::ring::MAX_IDENTITIES {
             return Err(bad(
                 "engine.identity_records",
@@ -749,6 +782,13 @@ impl Scenario {
                 stream("stream", *s)?;
                 if !(1..=100_000).contains(events) {
                     return Err(bad(p("events"), events, "in [1, 100000]"));
+                }
+            }
+            Incident::Corrupt { at_s, stream: s, events } => {
+                at(*at_s)?;
+                stream("stream", *s)?;
+                if !(1..=1_000_000).contains(events) {
+                    return Err(bad(p("events"), events, "in [1, 1000000]"));
                 }
             }
             Incident::Burst { at_s, factor, length_s } => {

@@ -48,6 +48,8 @@ pub struct Rec {
     pub flags: u16,
     /// Lost on the live path (a fetch from the log still has it).
     pub dropped: bool,
+    /// Carries another payload than the event's own (`Incident::Corrupt`).
+    pub corrupt: bool,
 }
 
 /// One mark on the timeline.
@@ -181,6 +183,8 @@ struct Plan {
     deads: Vec<DeadSpan>,
     /// (stream, after, events): the live path loses that many events after that time.
     gaps: Vec<(usize, u64, u32)>,
+    /// `(stream, from, events)` corrupted, sorted by time.
+    corrupts: Vec<(usize, u64, u32)>,
     next_id: u64,
 }
 
@@ -236,6 +240,7 @@ fn plan(sc: &Scenario) -> Plan {
         surges: Vec::new(),
         deads: Vec::new(),
         gaps: Vec::new(),
+        corrupts: Vec::new(),
         next_id: 1000,
     };
     for (i, inc) in sc.incidents.iter().enumerate() {
@@ -357,6 +362,11 @@ fn plan(sc: &Scenario) -> Plan {
                 p.gaps.push((*stream as usize, t, *events));
                 p.mark(t, format!("s{stream} loses {events} events"));
             }
+            Incident::Corrupt { at_s, stream, events } => {
+                let t = ns(*at_s);
+                p.corrupts.push((*stream as usize, t, *events));
+                p.mark(t, format!("s{stream} corrupts {events} events"));
+            }
             Incident::Burst { at_s, factor, length_s } => {
                 let t = ns(*at_s);
                 let end = t + ns(*length_s);
@@ -383,6 +393,7 @@ fn plan(sc: &Scenario) -> Plan {
     p.flips.sort_by_key(|f| (f.t, f.payload));
     p.marks.sort_by_key(|m| m.t_ns);
     p.gaps.sort_by_key(|g| g.1);
+    p.corrupts.sort_by_key(|g| g.1);
     p
 }
 
@@ -403,6 +414,8 @@ pub fn render(sc: &Scenario) -> World {
     // Per stream: events still to lose from the current gap incident, and the next incident.
     let mut gap_left = vec![0u32; n];
     let mut next_gap = 0usize;
+    let mut corrupt_left = vec![0u32; n];
+    let mut next_corrupt = 0usize;
     let mut next_flip = 0usize;
     let mut ts = 0u64;
     let mut k = 0u64;
@@ -437,7 +450,15 @@ pub fn render(sc: &Scenario) -> World {
                 }
                 let (lag, _, _) = impairment(s, f.t);
                 let a = arrive(s, f.t, lag, &mut rng, &mut last_arrival);
-                log.push(Rec { arrival_ns: a, ts_ns: f.t, k, flip: f.payload, flags: 0, dropped: false });
+                log.push(Rec {
+                    arrival_ns: a,
+                    ts_ns: f.t,
+                    k,
+                    flip: f.payload,
+                    flags: 0,
+                    dropped: false,
+                    corrupt: false,
+                });
             }
             next_flip += 1;
         }
@@ -448,6 +469,10 @@ pub fn render(sc: &Scenario) -> World {
         while let Some(&(s, _, events)) = p.gaps.get(next_gap).filter(|g| g.1 < ts) {
             gap_left[s] += events;
             next_gap += 1;
+        }
+        while let Some(&(s, _, events)) = p.corrupts.get(next_corrupt).filter(|g| g.1 < ts) {
+            corrupt_left[s] += events;
+            next_corrupt += 1;
         }
         for (s, log) in streams.iter_mut().enumerate() {
             if dead(s, ts) {
@@ -463,8 +488,10 @@ pub fn render(sc: &Scenario) -> World {
             if marking.key(k, u64::from(sc.origins)).is_some() {
                 flags |= FLAG_CONFLATABLE;
             }
+            let corrupt = corrupt_left[s] > 0;
+            corrupt_left[s] = corrupt_left[s].saturating_sub(1);
             let a = arrive(s, ts, lag, &mut rng, &mut last_arrival);
-            log.push(Rec { arrival_ns: a, ts_ns: ts, k, flip: NO_FLIP, flags, dropped });
+            log.push(Rec { arrival_ns: a, ts_ns: ts, k, flip: NO_FLIP, flags, dropped, corrupt });
         }
         k += 1;
     }
