@@ -194,6 +194,33 @@ fn run(inp: &mut Input<'_>) -> Option<()> {
                         made
                     }
                 }
+                // Verification (small memories and maps; refused sizes and policies too) or a
+                // probation.
+                11 => match a % 4 {
+                    0 => hz_config_set_verify(
+                        cfg,
+                        (b % 600) as usize,
+                        ((b >> 16) % 70) as usize,
+                        (a >> 2) % 4,
+                        b >> 32,
+                    ),
+                    1 => hz_config_set_verify(
+                        cfg,
+                        HZ_MAX_VERIFY_RECORDS + (b % 2) as usize,
+                        HZ_MAX_MAP_RUNS + 1,
+                        1,
+                        0,
+                    ),
+                    _ => hz_config_set_probation(
+                        cfg,
+                        b % (1 << 34),
+                        u64::from(a >> 4) % 3,
+                        u64::from(a >> 6) % 4,
+                        b % 3,
+                        b % 5,
+                        a & 8,
+                    ),
+                },
                 13 => hz_config_set_spread(cfg, b % (1 << 32), a % 1200),
                 14 => hz_config_set_cold_switch_cost(cfg, b),
                 15 => match a % 8 {
@@ -470,10 +497,51 @@ fn ops(
                         hz_engine_give_up_gap(e)
                     }
                 }
-                _ => {
+                _ if op & 16 == 0 => {
                     let mut out = 0;
                     let origin = u32::from(inp.u8()?);
                     hz_engine_frontier(e, origin, &mut out)
+                }
+                // Verification's calls: the dry run, translation, the map, the audit line.
+                _ => {
+                    let (which, a, b) = (inp.u8()?, inp.u32()?, inp.u64()?);
+                    match which % 5 {
+                        0 => {
+                            // In the scratch buffer, which holds any size the library accepts.
+                            let size = inp.struct_size(size_of::<hz_dry_run>(), size_of::<hz_dry_run>())?;
+                            let d = scratch.as_mut_ptr().cast::<hz_dry_run>();
+                            d.cast::<usize>().write(size);
+                            hz_engine_evaluate_switch(e, a % 6, (a >> 8) % 5, d)
+                        }
+                        1 => {
+                            let (mut out, mut found) = (0u64, 0u32);
+                            hz_engine_translate(e, a % 5, (a >> 8) % 5, b, &mut out, &mut found)
+                        }
+                        2 => {
+                            let mut runs = [hz_map_run::default(); 8];
+                            let mut n = 0;
+                            let cap = (a % 10) as usize;
+                            let out = if cap == 9 { core::ptr::null_mut() } else { runs.as_mut_ptr() };
+                            hz_engine_position_map(e, out, cap.min(8), &mut n)
+                        }
+                        3 => hz_engine_position_map(e, core::ptr::null_mut(), 0, core::ptr::null_mut()),
+                        _ => {
+                            // A notice as a caller may hand it back: any kind, cause and size.
+                            let mut n =
+                                hz_notice::empty(if a & 1 == 0 { HZ_NOTICE_SWITCHED } else { a % 20 });
+                            n.cause = (a >> 1) % 5;
+                            n.has_matched = (a >> 4) & 1;
+                            n.verified = b;
+                            if which & 8 != 0 {
+                                // (At most its own size: the library reads that much.)
+                                n.struct_size = (usize::from(inp.u8()?) * 2).min(size_of::<hz_notice>());
+                            }
+                            let mut line = [0 as c_char; 300];
+                            let mut len = 0;
+                            let cap = (b % 301) as usize;
+                            hz_switch_record_json(&n, b, line.as_mut_ptr(), cap, &mut len)
+                        }
+                    }
                 }
             }
         };

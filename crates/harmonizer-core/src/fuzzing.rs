@@ -58,6 +58,12 @@ pub fn engine_ops(data: &[u8]) {
     cfg.identity_records = 16;
     cfg.conflation_keys = 4;
     cfg.conflation_payload = 16;
+    // Verification (copies differ whenever the input says so), refusals and rollbacks.
+    cfg.verify_records = 32;
+    cfg.map_runs = 8;
+    cfg.mismatch_policy = crate::engine::MismatchPolicy::BlockSwitch;
+    cfg.mismatch_window = 4;
+    cfg.probation = crate::engine::Probation { duration_ns: 50_000_000, max_holes: 1, ..Default::default() };
     let Ok((mut engine, mut producers)) = Engine::with(cfg, Box::new(ManualStage), Box::new(clock.clone()))
     else {
         return;
@@ -122,6 +128,13 @@ pub fn engine_ops(data: &[u8]) {
             6 => {
                 now += u64::from(b) * 10_000_000;
                 clock.set(now);
+            }
+            _ if c & 2 != 0 => {
+                // A dry run, and a translation, change nothing the check could see.
+                let action = if b & 1 == 0 { FlipAction::Switch } else { FlipAction::Switchback };
+                let d = engine.evaluate_switch(action, u32::from(a % 4));
+                assert!(!(d.seamless && d.first_gap.is_some()), "{d:?}");
+                let _ = engine.translate(u32::from(a % 3), u32::from(b % 3), u64::from(c));
             }
             _ => {
                 if c & 1 == 0 {
