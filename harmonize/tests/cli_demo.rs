@@ -184,6 +184,9 @@ fn check_verification(v: &Value) {
     assert_eq!(u(on, "switches_blocked"), n, "{v}");
     assert_eq!(u(on, "switches"), n, "the second switch, after the corruption, goes through: {v}");
     assert!(u(on, "mismatches") > 0 && u(on, "verified") > 0, "{v}");
+    // The position map, pair by pair against the scenario's positions: all exact.
+    assert!(u(on, "map_pairs") > 0 && u(on, "map_wrong") == 0, "{v}");
+    assert_eq!(u(off, "map_pairs"), 0);
 }
 
 #[test]

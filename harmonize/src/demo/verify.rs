@@ -29,6 +29,12 @@ pub(crate) struct Run {
     pub mismatches: u64,
     /// Events delivered with a payload that is not the event's own.
     pub corrupt: u64,
+    /// Pairs of the engines' position maps checked against the scenario's own positions.
+    pub map_pairs: u64,
+    /// Of those, wrong ones (must be 0).
+    pub map_wrong: u64,
+    /// Runs the maps began (72 bytes each).
+    pub map_runs: u64,
     /// Lost, duplicated or out-of-order events (must be 0).
     pub lost: u64,
     pub duplicates: u64,
@@ -65,6 +71,9 @@ pub(crate) fn demo_section() -> Result<Section, String> {
             verified: sum(&|r| r.stats.verified),
             mismatches: sum(&|r| r.stats.mismatches),
             corrupt: sum(&|r| r.corrupt),
+            map_pairs: sum(&|r| r.map_pairs),
+            map_wrong: sum(&|r| r.map_wrong),
+            map_runs: sum(&|r| r.stats.map_runs),
             lost: sum(&|r| r.lost),
             duplicates: sum(&|r| r.duplicates),
             out_of_order: sum(&|r| r.out_of_order),
@@ -90,8 +99,16 @@ pub(crate) fn demo_table(s: &Section) -> String {
         let _ = if r.verification {
             writeln!(
                 out,
-                "  with verification: {} mismatches reported, {} switches refused, {} made once the stream agreed again; {} corrupt events delivered ({} verified)",
-                r.mismatches, r.switches_blocked, r.switches, r.corrupt, r.verified
+                "  with verification: {} mismatches reported, {} switches refused, {} made once the stream agreed again; {} corrupt events delivered ({} verified)\n    position map: {} pairs in {} runs ({} bytes), checked against the scenario's own positions: {} wrong",
+                r.mismatches,
+                r.switches_blocked,
+                r.switches,
+                r.corrupt,
+                r.verified,
+                r.map_pairs,
+                r.map_runs,
+                r.map_runs * harmonizer_core::engine::MAP_RUN_BYTES as u64,
+                r.map_wrong
             )
         } else {
             writeln!(

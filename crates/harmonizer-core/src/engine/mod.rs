@@ -44,8 +44,8 @@ pub use probation::{Anomaly, Probation};
 pub use stats::Stats;
 pub use storage::StreamStorage;
 pub use verify::{
-    event_digest, verifier_bytes, MapRun, MismatchPolicy, PairCounts, PositionPair, MAX_MAP_RUNS,
-    MAX_VERIFY_RECORDS,
+    event_digest, verifier_bytes, MapRun, MismatchPolicy, PairCounts, PositionPair, MAP_RUN_BYTES,
+    MAX_MAP_RUNS, MAX_VERIFY_RECORDS,
 };
 
 use core::fmt;

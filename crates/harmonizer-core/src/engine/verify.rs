@@ -28,6 +28,8 @@ use crate::event::{EventHeader, FLAG_UPSTREAM_ERROR};
 pub const MAX_VERIFY_RECORDS: usize = 1 << 22;
 /// Largest position map, runs (72 bytes each: 72 MiB).
 pub const MAX_MAP_RUNS: usize = 1 << 20;
+/// Bytes one run of the position map takes.
+pub const MAP_RUN_BYTES: usize = core::mem::size_of::<RunSlot>();
 
 /// What a mismatch between the two copies of an event does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

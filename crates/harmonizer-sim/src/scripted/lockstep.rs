@@ -104,6 +104,11 @@ pub struct RecipientOutcome {
     /// `Conflated` notices whose range's undelivered events were not exactly the number the
     /// notice reported (must be 0).
     pub conflation_mismatches: u64,
+    /// Pairs of the engine's position map (docs/verify.md) checked against the world's own
+    /// positions at the end.
+    pub map_pairs: u64,
+    /// Of those, pairs that name a position the event does not have on a stream (must be 0).
+    pub map_wrong: u64,
 }
 
 /// One sample of the plotted recipient.
@@ -633,6 +638,41 @@ impl Handler for App {
     }
 }
 
+/// Per stream, the position of each logical event `k` on it (0: the stream does not carry it).
+fn ground_truth(world: &World) -> Vec<Vec<u64>> {
+    world
+        .streams
+        .iter()
+        .enumerate()
+        .map(|(s, log)| {
+            let mut pos = vec![0u64; world.events as usize];
+            for (i, r) in log.iter().enumerate() {
+                if r.flip == NO_FLIP {
+                    if let Some(p) = pos.get_mut(r.k as usize) {
+                        *p = world.header(s, i).pos;
+                    }
+                }
+            }
+            pos
+        })
+        .collect()
+}
+
+/// Checks every pair of `engine`'s position map against `truth`: (pairs, wrong ones).
+fn check_map(engine: &Engine, truth: &[Vec<u64>], origins: u64) -> (u64, u64) {
+    let (mut pairs, mut wrong) = (0, 0);
+    for run in engine.position_map() {
+        for j in 0..run.len {
+            let p = run.pair(j);
+            let k = (p.seq - 1) * origins + u64::from(p.origin);
+            let at = |s: u32| truth.get(s as usize).and_then(|t| t.get(k as usize)).copied();
+            pairs += 1;
+            wrong += u64::from(at(run.from) != Some(p.from_pos) || at(run.to) != Some(p.to_pos));
+        }
+    }
+    (pairs, wrong)
+}
+
 /// Builds the policy for recipient `id`.
 fn policy(
     kind: PolicyKind,
@@ -861,6 +901,8 @@ pub fn run(
         (t, fs, peak_staged, mean_staged)
     });
     let wall = started.elapsed();
+    // The ground truth of the position map: each stream's position of each logical event.
+    let truth = ground_truth(world);
     let mut recipients = Vec::with_capacity(n);
     for (((engine, app), &id), &fetched_records) in
         engines.iter().zip(apps.iter_mut()).zip(&ids).zip(&feed_stats.fetched)
@@ -872,6 +914,7 @@ pub fn run(
             let k = (seq - 1) * origins + u64::from(o);
             app.seen.get((k / 64) as usize).is_some_and(|w| w & (1 << (k % 64)) == 0)
         };
+        let (map_pairs, map_wrong) = check_map(engine, &truth, origins);
         let mut conflated = 0;
         let mut conflation_mismatches = 0;
         for &(o, from, to, dropped) in &app.conflated {
@@ -902,6 +945,8 @@ pub fn run(
             fetched_records,
             conflated,
             conflation_mismatches,
+            map_pairs,
+            map_wrong,
         });
     }
     let mut fleet = FleetSeries {
