@@ -271,6 +271,24 @@ def main():
     doc = json.loads(ffi.string(buf).decode())
     check(doc["version"] == 1 and doc["recipient"] == 1 and doc["stats"]["delivered"] == pool_a.stats()["delivered"],
           "metrics JSON: %r" % doc)
+    # Verification, probation and the dry run (issue 17, docs/verify.md) from Python.
+    with hz.Config(9, 2, 1 << 16, 64) as c:
+        try:
+            c.set("verify", 64, 16, 9, 10)
+            raise Failure("an unknown mismatch policy accepted")
+        except hz.HarmonizerError as e:
+            check(e.status == lib.HZ_ERR_INVALID and "HZ_MISMATCH_BLOCK_SWITCH" in str(e), "verify: %s" % e)
+        c.set("verify", 64, 16, lib.HZ_MISMATCH_BLOCK_SWITCH, 10).set("probation", 10**9, 0, 0, 0, 0, 1)
+        ve = hz.Engine(c)
+    d = ffi.new("hz_dry_run *")
+    d.struct_size = ffi.sizeof("hz_dry_run")
+    st(lib.hz_engine_evaluate_switch(ve._h, lib.HZ_FLIP_SWITCH, 1, d), lib.HZ_OK, "dry run")
+    check((d.to_stream, d.refusal, d.staged, d.seamless, d.stall_estimate_ns) == (1, 0, 0, 0, 100_000_000),
+          "dry run of a cold switch: %r" % ((d.to_stream, d.refusal, d.staged, d.seamless),))
+    vs = ve.stats()
+    check(vs["verified"] == 0 and vs["rollbacks"] == 0 and "map_runs_dropped" in vs, "verification counters: %r" % vs)
+    check(lib.HZ_NOTICE_MISMATCH == 14 and lib.HZ_NOTICE_PROBATION_FAILED == 16, "notice kinds")
+    ve.close()
     for e in pooled:
         st(lib.hz_engine_arm(e._h, 1), lib.HZ_OK, "arm")
         e.poll(64, lambda s, h, p: None)
