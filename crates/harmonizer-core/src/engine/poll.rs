@@ -124,12 +124,9 @@ impl Engine {
                 Step::Switch(_) if self.hold_from.is_some() => break,
                 Step::Switch(p) => self.switch(p, handler),
                 Step::Gap { origin, from, to } => {
-                    let outcome = self.on_gap(origin, from, to, handler);
-                    if self.on_probation.is_some() {
-                        // A hole may fail a probation: roll back before reading on.
-                        self.check_probation(handler);
-                    }
-                    if outcome == GapOutcome::Hold {
+                    // (A hole that fails a probation holds: the rollback comes at the end of
+                    // this poll, before anything else of the failing stream is read.)
+                    if self.on_gap(origin, from, to, handler) == GapOutcome::Hold {
                         break;
                     }
                 }

@@ -165,6 +165,11 @@ impl Engine {
             self.gap_told = Some((origin, from));
             if let Some(p) = self.on_probation.as_mut() {
                 p.holes += 1;
+                if p.holes > self.probation.max_holes && self.probation.roll_back && p.to == self.active {
+                    // The stream on probation failed it: read no further from it; the
+                    // rollback comes at the end of this poll (`check_probation`).
+                    return GapOutcome::Hold;
+                }
             }
             if !waited {
                 self.policy.gap(self.streams[self.active].id, to + 1 - from, self.now_ns);
