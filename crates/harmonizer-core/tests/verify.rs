@@ -405,3 +405,74 @@ fn the_dry_run_predicts_the_switch_that_follows() {
     assert!(r.notices().iter().any(|n| matches!(n, N::Blocked { to: 1, .. })));
     assert_eq!(e.active_stream(), 0);
 }
+
+/// Review: the corrupt copies and the flip are read in one poll: the switch is judged on counts
+/// that do not include them yet (the staged copies are matched at the next poll's trim), so
+/// BlockSwitch lets the recipient onto the corrupt stream; the copies are then dropped as
+/// duplicates and never compared at all.
+#[test]
+fn block_switch_judges_copies_delivered_in_the_same_poll_as_the_flip() {
+    let (mut e, mut p, _clock) = engine(config(MismatchPolicy::BlockSwitch, 10), Box::new(ManualStage));
+    let mut r = Recorder::default();
+    e.arm(1);
+    e.poll(64, &mut r);
+    for seq in 1..=10 {
+        push_corrupt(&mut p[1], seq);
+        push_data(&mut p[0], 0, seq).unwrap();
+    }
+    push_flip(&mut p[0], pos_of(0, 10) + 1, &flip(FlipAction::Switch, 9, 1));
+    poll_all(&mut e, &mut r);
+    let s = *e.stats();
+    assert_eq!(s.mismatches + s.verified + s.unverified, 10, "every copy judged: {s:?}");
+    assert_eq!(e.active_stream(), 0, "switched onto a stream whose 10 copies all differed");
+}
+
+/// Review: the dry run's own arithmetic on a staged record of seq u64::MAX.
+#[test]
+fn the_dry_run_does_not_overflow_on_the_last_seq() {
+    let (mut e, mut p, _clock) = engine(config(MismatchPolicy::Report, 10), Box::new(ManualStage));
+    let mut r = Recorder::default();
+    e.arm(1);
+    e.poll(64, &mut r);
+    let h = EventHeader { pos: 5, seq: u64::MAX, ts_ns: 0, origin: 0, kind: KIND_DATA, flags: 0 };
+    p[1].push(&h, &payload(0, u64::MAX)).unwrap();
+    e.poll(64, &mut r);
+    let d = e.evaluate_switch(FlipAction::Switch, 1); // panics: `h.seq + 1` (dry_run.rs:150)
+    assert_eq!(d.ahead, 1);
+}
+
+/// Review: docs/verify.md says a staged stream's counts are "reset when the stream is staged
+/// anew or either side becomes active". Stream 2 mismatches against stream 0; the recipient
+/// goes to stream 1 and back to 0; stream 2's old counts against 0 come back.
+#[test]
+fn counts_reset_when_the_active_side_becomes_active_again() {
+    let mut c = config(MismatchPolicy::Report, 10);
+    c.streams.push(c.streams[1]);
+    c.streams[2].id = 2;
+    let (mut e, mut p, _clock) = engine(c, Box::new(ManualStage));
+    let mut r = Recorder::default();
+    e.arm(1);
+    e.arm(2);
+    e.poll(64, &mut r);
+    for seq in 1..=5 {
+        push_data(&mut p[0], 0, seq).unwrap();
+        push_data(&mut p[1], 0, seq).unwrap();
+        if seq == 3 {
+            push_corrupt(&mut p[2], seq)
+        } else {
+            push_data(&mut p[2], 0, seq).unwrap()
+        }
+    }
+    poll_all(&mut e, &mut r);
+    assert_eq!(e.verification(2).mismatched, 1);
+    push_flip(&mut p[0], pos_of(0, 5) + 1, &flip(FlipAction::Switch, 9, 1));
+    push_data(&mut p[1], 0, 6).unwrap();
+    poll_all(&mut e, &mut r);
+    assert_eq!(e.active_stream(), 1);
+    push_flip(&mut p[1], pos_of(1, 6) + 1, &flip(FlipAction::Switch, 10, 0));
+    push_data(&mut p[0], 0, 6).unwrap();
+    push_data(&mut p[0], 0, 7).unwrap();
+    poll_all(&mut e, &mut r);
+    assert_eq!(e.active_stream(), 0, "{:?}", r.notices());
+    assert_eq!(e.verification(2).mismatched, 0, "stream 0 became active again");
+}

@@ -22,7 +22,8 @@ pub enum DryRunRefusal {
 /// What a switch would do now ([`Engine::evaluate_switch`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DryRun {
-    /// The target stream (for a SWITCHBACK, the previous stream; 0 when there is none).
+    /// The target stream (for a SWITCHBACK, the previous stream; when there is none, the
+    /// target asked for).
     pub to: u32,
     /// `None` when the switch would be made.
     pub refusal: Option<DryRunRefusal>,
@@ -115,7 +116,8 @@ impl Engine {
         // origins; others are judged against the tracker alone).
         let Engine { streams, tracker, .. } = self;
         let strict = tracker.mode() == crate::tracker::SeqMode::Strict;
-        let mut next = [0u64; 64]; // next seq expected, 0: as the tracker says
+        // Per origin, the last seq the window delivered (None: as the tracker says).
+        let mut last: [Option<u64>; 64] = [None; 64];
         let mut holed = [false; 64];
         if let Ok(mut view) = streams[to].consumer.staged() {
             let mut it = view.iter();
@@ -125,10 +127,11 @@ impl Engine {
                     continue;
                 }
                 let o = h.origin as usize;
-                let verdict = match next.get(o).copied().filter(|&n| n != 0) {
-                    Some(n) if h.seq < n => Verdict::Duplicate,
-                    Some(n) if h.seq == n || !strict => Verdict::Deliver,
-                    Some(n) => Verdict::Gap { expected: n },
+                let verdict = match last.get(o).copied().flatten() {
+                    Some(l) if h.seq <= l => Verdict::Duplicate,
+                    // `h.seq > l`, so `l + 1` does not overflow.
+                    Some(l) if h.seq == l + 1 || !strict => Verdict::Deliver,
+                    Some(l) => Verdict::Gap { expected: l + 1 },
                     None => tracker.check(h.origin, h.seq),
                 };
                 match verdict {
@@ -146,8 +149,8 @@ impl Engine {
                                 }
                             }
                         }
-                        if let Some(n) = next.get_mut(o) {
-                            *n = h.seq + 1;
+                        if let Some(l) = last.get_mut(o) {
+                            *l = Some(h.seq);
                         }
                     }
                     Verdict::UnknownOrigin => {}

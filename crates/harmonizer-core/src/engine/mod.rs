@@ -957,7 +957,9 @@ impl Engine {
     /// was staged (zero when it is not staged, verification is off, or nothing matched yet).
     pub fn verification(&self, stream: u32) -> PairCounts {
         match (self.index_of(stream), &self.verify) {
-            (Some(i), Some(v)) if i != self.active => v.counts(self.active, i),
+            (Some(i), Some(v)) if i != self.active && self.streams[i].consumer.role() == Role::Staged => {
+                v.counts(self.active, i)
+            }
             _ => PairCounts::default(),
         }
     }

@@ -637,12 +637,23 @@ impl Engine {
         let started_ns = self.clock.now_ns();
         let from = self.active;
         let to = p.to;
+        if self.verify.is_some() && self.streams[to].consumer.role() == Role::Staged {
+            // Judge the target's copies of what was delivered since the poll began, before
+            // deciding on them.
+            self.trim_staged(h);
+        }
         let counts = match self.verify.as_deref() {
-            Some(v) if v.blocks(from, to) => return self.block_switch(p, h),
+            // A rollback goes back to the stream the probation judged sound: never refused.
+            Some(v) if p.cause != SwitchCause::Rollback && v.blocks(from, to) => {
+                return self.block_switch(p, h)
+            }
             Some(v) => v.counts(from, to),
             None => super::PairCounts::default(),
         };
-        let cut_pos = self.streams[from].last_read_pos;
+        // Where the stream left was cut: its last record consumed; when a hole's event waits
+        // unread, the last event delivered (or dropped) from it before the hole.
+        let cut_pos =
+            if self.holding_gap { self.last_seen_pos(from) } else { self.streams[from].last_read_pos };
         if core::mem::take(&mut self.flip_deferred) {
             // It belonged to the stream we are leaving, met before its frontier was known.
             self.reject_superseded(h);
@@ -654,10 +665,11 @@ impl Engine {
             emit_switched(&mut self.in_flight, &mut self.stats, &*self.clock, 0, h);
         }
         if let Some(v) = self.verify.as_deref_mut() {
-            // Counted into this switch's record; the old stream, if kept staged, is verified
-            // afresh against the new one.
-            v.reset(to);
-            v.reset(from);
+            // Counted into this switch's record. Every count was against the stream left: each
+            // staged stream is verified afresh against the new one.
+            for i in 0..self.streams.len() {
+                v.reset(i);
+            }
         }
         self.end_recovery();
         self.resume_wait = None;
@@ -714,6 +726,13 @@ impl Engine {
         });
         self.refresh_verifying();
         self.begin_probation(from, to, p.cause);
+    }
+
+    /// The largest position of an event of stream `i` delivered, dropped or trimmed at or behind
+    /// the frontier (`seen`), 0 if none.
+    fn last_seen_pos(&self, i: usize) -> u64 {
+        let mo = self.max_origins;
+        self.seen[i * mo..(i + 1) * mo].iter().map(|at| at.next_pos.saturating_sub(1)).max().unwrap_or(0)
     }
 
     /// Refuses the switch `p` (`MismatchPolicy::BlockSwitch`): the recipient stays on the
@@ -994,6 +1013,9 @@ impl Engine {
             match (allowed[i], s.consumer.role()) {
                 (0, Role::Staged) => {
                     s.consumer.set_role(Role::Idle);
+                    if let Some(v) = self.verify.as_deref_mut() {
+                        v.reset(i); // nothing is verified of a stream not staged
+                    }
                     h.notice(&Notice::Unsubscribe { stream: s.id });
                 }
                 (0, _) => {}
@@ -1110,7 +1132,9 @@ impl Engine {
             lead_ns: newest.saturating_sub(self.last_delivered_ts),
         });
         if self.liveness.failover_on_silence {
-            self.stats.failovers += 1;
+            // Counted when made: verification may refuse it (`SwitchBlocked`).
+            let refused = self.verify.as_deref().is_some_and(|v| v.blocks(self.active, cand));
+            self.stats.failovers += u64::from(!refused);
             let p = PendingSwitch {
                 to: cand,
                 flip_id: 0,

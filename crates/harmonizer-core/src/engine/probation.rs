@@ -80,6 +80,9 @@ pub(super) struct OnProbation {
     pub(super) until_ns: u64,
     /// Holes met on `to` since the switch.
     pub(super) holes: u64,
+    /// The last hole counted, `(origin, last missing seq)`: a hole met again after a partial
+    /// fill keeps its end, so it is counted once.
+    pub(super) last_hole: Option<(u32, u64)>,
 }
 
 impl Engine {
@@ -92,7 +95,21 @@ impl Engine {
                 to,
                 until_ns: self.now_ns.saturating_add(self.probation.duration_ns),
                 holes: 0,
+                last_hole: None,
             });
+    }
+
+    /// Counts the hole `(origin, ..= to)` met on the active stream if it is on probation (each
+    /// hole once), and says whether it fails the probation with a rollback to come.
+    pub(super) fn probation_hole(&mut self, origin: u32, to: u64) -> bool {
+        let (now, active, cfg) = (self.now_ns, self.active, self.probation);
+        let Some(p) = self.on_probation.as_mut() else { return false };
+        if p.to != active || now >= p.until_ns || p.last_hole == Some((origin, to)) {
+            return false;
+        }
+        p.last_hole = Some((origin, to));
+        p.holes += 1;
+        p.holes > cfg.max_holes && cfg.roll_back
     }
 
     /// Once per poll while a stream is on probation: ends it when its time is up or another

@@ -163,17 +163,14 @@ impl Engine {
             // The policy hears of each gap once, before any fill (`ArmingPolicy::gap`); not
             // again for what is left of a hole being waited on after a partial fill.
             self.gap_told = Some((origin, from));
-            if let Some(p) = self.on_probation.as_mut() {
-                p.holes += 1;
-                if p.holes > self.probation.max_holes && self.probation.roll_back && p.to == self.active {
-                    // The stream on probation failed it: read no further from it; the
-                    // rollback comes at the end of this poll (`check_probation`).
-                    return GapOutcome::Hold;
-                }
-            }
             if !waited {
                 self.policy.gap(self.streams[self.active].id, to + 1 - from, self.now_ns);
             }
+        }
+        if self.on_probation.is_some() && self.probation_hole(origin, to) {
+            // The stream on probation failed it: read no further from it; the rollback comes
+            // at the end of this poll (`check_probation`).
+            return GapOutcome::Hold;
         }
         let (passed, offered) = self.fill_from_candidates(origin, to, h);
         if let Some(r) = self.recovery.as_mut() {
@@ -504,10 +501,13 @@ impl Engine {
         if let Some(f) = self.in_flight.as_mut() {
             f.gapped = true;
         }
-        let s = &mut self.streams[x];
-        if s.consumer.role() == Role::Idle {
-            s.consumer.set_role(Role::Staged);
+        if self.streams[x].consumer.role() == Role::Idle {
+            self.streams[x].consumer.set_role(Role::Staged);
+            if let Some(v) = self.verify.as_deref_mut() {
+                v.reset(x); // staged anew: verified afresh
+            }
         }
+        let s = &mut self.streams[x];
         let whole = s.consumer.max_records();
         s.consumer.set_window(whole);
         // What the window holds now lies past the hole (it did not fill it): it comes again
