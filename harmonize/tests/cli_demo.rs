@@ -333,6 +333,8 @@ fn sim_verify_plot_marks_the_refused_switch() {
     let path = temp("verify.svg");
     let p = path.display().to_string();
     let file = scenario("verify.toml");
+    let map = temp("verify-map.jsonl");
+    let m = map.display().to_string();
     let (v, _) = json(&[
         "sim",
         "--scenario",
@@ -344,9 +346,28 @@ fn sim_verify_plot_marks_the_refused_switch() {
         "2",
         "--plot",
         &p,
+        "--map",
+        &m,
     ]);
     check_exactly_once(&v);
     assert_eq!(u(policy(&v, "manual"), "corrupt"), 0);
+    // The position map, one JSON line per run: in this scenario a record's position on stream
+    // s is s * 10^9 + its index + 1, and both streams carry the same records in the same order
+    // (every event and every flip, no stream dead), so each verified pair sits at the same
+    // index on both.
+    let runs: Vec<Value> = std::fs::read_to_string(&map)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(!runs.is_empty());
+    for r in &runs {
+        assert_eq!(r["policy"], "manual", "{r}");
+        let (from, to) = (u(r, "from"), u(r, "to"));
+        assert!(from != to && u(r, "len") >= 1, "{r}");
+        assert_eq!(u(r, "from_pos") - from * 1_000_000_000, u(r, "to_pos") - to * 1_000_000_000, "{r}");
+        assert_eq!(u(r, "from_stride"), u(r, "to_stride"), "{r}");
+    }
     let svg = std::fs::read_to_string(&path).expect("the SVG was written");
     assert!(svg.contains("switch refused: data differs"), "no refused switch in the plot");
 }

@@ -75,6 +75,11 @@ pub struct RunFlags {
     /// (the engine's switch record, docs/verify.md, with a "policy" key first).
     #[arg(long, value_name = "FILE.jsonl")]
     audit: Option<PathBuf>,
+    /// Write every recipient's position map at the end (content verification on:
+    /// `engine.verify_records`): one JSON line per run, with its policy and recipient
+    /// (docs/verify.md, "The exact position map").
+    #[arg(long, value_name = "FILE.jsonl")]
+    map: Option<PathBuf>,
 }
 
 const DEMO_HELP: &str = "\
@@ -156,6 +161,9 @@ fn run(mut sc: Scenario, file: &str, f: &RunFlags, fleet: u32, demo: bool) -> Re
     if let Some(path) = &f.audit {
         std::fs::File::create(path).map_err(|e| format!("--audit {}: cannot write: {e}", path.display()))?;
     }
+    if let Some(path) = &f.map {
+        std::fs::File::create(path).map_err(|e| format!("--map {}: cannot write: {e}", path.display()))?;
+    }
     let mut policies: Vec<PolicyKind> = Vec::new();
     for p in if f.policy.is_empty() {
         &[PolicyArg::Predictor, PolicyArg::Never, PolicyArg::Always][..]
@@ -225,6 +233,30 @@ fn run(mut sc: Scenario, file: &str, f: &RunFlags, fleet: u32, demo: bool) -> Re
             }
         }
         std::fs::write(path, out).map_err(|e| format!("--audit {}: cannot write: {e}", path.display()))?;
+    }
+    if let Some(path) = &f.map {
+        let mut out = String::new();
+        for pass in &passes {
+            for r in &pass.recipients {
+                for m in &r.map {
+                    out.push_str(&format!(
+                        "{{\"policy\":\"{}\",\"recipient\":{},\"from\":{},\"to\":{},\"origin\":{},\"first_seq\":{},\"from_pos\":{},\"to_pos\":{},\"from_stride\":{},\"to_stride\":{},\"len\":{}}}\n",
+                        pass.policy.name(),
+                        r.id,
+                        m.from,
+                        m.to,
+                        m.origin,
+                        m.first_seq,
+                        m.from_pos,
+                        m.to_pos,
+                        m.from_stride,
+                        m.to_stride,
+                        m.len
+                    ));
+                }
+            }
+        }
+        std::fs::write(path, out).map_err(|e| format!("--map {}: cannot write: {e}", path.display()))?;
     }
     if let Some(path) = &f.plot {
         let pass = &passes[plotted];

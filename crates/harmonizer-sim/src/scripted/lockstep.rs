@@ -109,6 +109,8 @@ pub struct RecipientOutcome {
     pub map_pairs: u64,
     /// Of those, pairs that name a position the event does not have on a stream (must be 0).
     pub map_wrong: u64,
+    /// The engine's position map at the end, oldest run first (empty without verification).
+    pub map: Vec<harmonizer_core::engine::MapRun>,
 }
 
 /// One sample of the plotted recipient.
@@ -947,6 +949,7 @@ pub fn run(
             conflation_mismatches,
             map_pairs,
             map_wrong,
+            map: engine.position_map().copied().collect(),
         });
     }
     let mut fleet = FleetSeries {
