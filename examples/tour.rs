@@ -148,6 +148,9 @@ impl Handler for Check {
             Notice::SwitchBlocked { from, to, mismatched, .. } => {
                 format!("switch {from} -> {to} blocked: {mismatched} mismatched")
             }
+            Notice::DryRun { report } => {
+                format!("dry run: switch to {} seamless: {}", report.to, report.seamless)
+            }
             Notice::ProbationFailed { stream, anomaly, .. } => {
                 format!("stream {stream} failed its probation: {anomaly}")
             }

@@ -2145,6 +2145,8 @@ static void test_verify(recorder *r) {
     CHECK_ST(hz_config_set_verify(c, 64, 16, 9, 1), HZ_ERR_INVALID);
     CHECK(strstr(hz_config_last_error(c), "HZ_MISMATCH_BLOCK_SWITCH") != NULL);
     CHECK_OK(hz_config_set_verify(c, 64, 16, HZ_MISMATCH_BLOCK_SWITCH, 10));
+    CHECK_ST(hz_config_set_dry_run_switches(NULL, 1), HZ_ERR_NULL);
+    CHECK_OK(hz_config_set_dry_run_switches(c, 1));
     hz_engine *e = engine_from(c);
     hz_config_free(c);
     hz_producer *p0 = take(e, 0), *p1 = take(e, 1);
@@ -2213,7 +2215,11 @@ static void test_verify(recorder *r) {
     CHECK_OK(push_flip(p0, 1013, &f));
     rec_clear(r);
     drain(e, r);
+    /* The dry run reported just before the refusal said it. */
+    const nt_rec *dr = find_notice(r, HZ_NOTICE_DRY_RUN, 0);
+    CHECK(dr != NULL && dr->n.to_stream == 1 && dr->n.reason == HZ_DRY_RUN_BLOCKED && dr->n.seamless == 0);
     const nt_rec *b = find_notice(r, HZ_NOTICE_SWITCH_BLOCKED, 0);
+    CHECK(dr == NULL || b == NULL || dr < b);
     CHECK(b != NULL && b->n.stream == 0 && b->n.to_stream == 1 && b->n.flip_id == 81);
     CHECK(b != NULL && b->n.verified == 11 && b->n.mismatched == 1);
     CHECK(count_notices(r, HZ_NOTICE_SWITCHED) == 0);
@@ -2229,7 +2235,10 @@ static void test_verify(recorder *r) {
     drain(e, r);
     const nt_rec *sw = find_notice(r, HZ_NOTICE_SWITCHED, 0);
     CHECK(sw != NULL);
+    const nt_rec *dr2 = find_notice(r, HZ_NOTICE_DRY_RUN, 0);
+    CHECK(dr2 != NULL && dr2->n.reason == 0 && dr2->n.seamless == 1 && dr2->n.stall_ns == 0 && dr2->n.last_seq == 0);
     if (sw != NULL) {
+        CHECK(dr2 == NULL || dr2 < sw);
         CHECK(HZ_HAS_FIELD(&sw->n, hz_notice, first_pos));
         CHECK(sw->n.verified == 15 && sw->n.mismatched == 1 && sw->n.has_matched == 1);
         CHECK(sw->n.matched_seq == 16 && sw->n.matched_from_pos == 1016 && sw->n.matched_to_pos == 2032);

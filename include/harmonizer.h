@@ -309,6 +309,17 @@
 #define HZ_NOTICE_PROBATION_FAILED 16
 
 /*
+ Notice kind (`hz_config_set_dry_run_switches`): the dry run of the switch the engine is
+ about to make (or refuse) to `to_stream`, by the same rules, just before it: `seamless`,
+ `reason` (0, `HZ_REJECT_*` or `HZ_DRY_RUN_BLOCKED`), `stall_ns` (the stall estimate), the
+ first hole the target's window leaves (`origin`, `first_seq ..= last_seq`; `last_seq` 0:
+ none), `dropped` (events missing in all), `verified`, `mismatched`. The `SWITCHED` or
+ `SWITCH_BLOCKED` that follows says what the switch did. `hz_engine_evaluate_switch` gives
+ the whole report at any time.
+ */
+#define HZ_NOTICE_DRY_RUN 17
+
+/*
  `HZ_NOTICE_PROBATION_FAILED`: `anomaly_value` events differed from the previous stream's
  copies.
  */
@@ -1757,6 +1768,14 @@ hz_status hz_config_set_verify(hz_config *config, size_t records, size_t map_run
  Errors: `HZ_ERR_NULL`. The configuration's thread (one at a time).
  */
 hz_status hz_config_set_probation(hz_config *config, uint64_t duration_ns, uint64_t max_mismatches, uint64_t max_holes, uint64_t silence_ns, uint64_t max_lag_ns, uint32_t roll_back);
+
+/*
+ Before each switch it makes (or refuses), the engine reports the switch's dry run as a
+ `HZ_NOTICE_DRY_RUN` notice (non-zero; 0, the default: no such notices), so a prediction can
+ be compared with the `SWITCHED` that follows (docs/verify.md, "The dry run"). Errors:
+ `HZ_ERR_NULL`. The configuration's thread (one at a time).
+ */
+hz_status hz_config_set_dry_run_switches(hz_config *config, uint32_t enabled);
 
 /*
  After a switch, keep the old stream as a staged candidate (non-zero, the default) or

@@ -579,6 +579,18 @@ pub unsafe extern "C" fn hz_config_set_probation(
     })
 }
 
+/// Before each switch it makes (or refuses), the engine reports the switch's dry run as a
+/// `HZ_NOTICE_DRY_RUN` notice (non-zero; 0, the default: no such notices), so a prediction can
+/// be compared with the `SWITCHED` that follows (docs/verify.md, "The dry run"). Errors:
+/// `HZ_ERR_NULL`. The configuration's thread (one at a time).
+#[no_mangle]
+pub unsafe extern "C" fn hz_config_set_dry_run_switches(config: *mut hz_config, enabled: u32) -> hz_status {
+    with(config, |c| {
+        c.cfg.dry_run_switches = enabled != 0;
+        HZ_OK
+    })
+}
+
 /// After a switch, keep the old stream as a staged candidate (non-zero, the default) or
 /// release it with `HZ_NOTICE_UNSUBSCRIBE` (0). The policy has the last word: the manual
 /// policy stages the switchback target and always-stage stages every stream, so with those the

@@ -159,6 +159,14 @@ pub const HZ_NOTICE_SWITCH_BLOCKED: u32 = 15;
 /// `HZ_SWITCH_CAUSE_ROLLBACK` back to `to_stream` follows. Counted in
 /// `hz_stats.probation_failures`.
 pub const HZ_NOTICE_PROBATION_FAILED: u32 = 16;
+/// Notice kind (`hz_config_set_dry_run_switches`): the dry run of the switch the engine is
+/// about to make (or refuse) to `to_stream`, by the same rules, just before it: `seamless`,
+/// `reason` (0, `HZ_REJECT_*` or `HZ_DRY_RUN_BLOCKED`), `stall_ns` (the stall estimate), the
+/// first hole the target's window leaves (`origin`, `first_seq ..= last_seq`; `last_seq` 0:
+/// none), `dropped` (events missing in all), `verified`, `mismatched`. The `SWITCHED` or
+/// `SWITCH_BLOCKED` that follows says what the switch did. `hz_engine_evaluate_switch` gives
+/// the whole report at any time.
+pub const HZ_NOTICE_DRY_RUN: u32 = 17;
 /// `HZ_NOTICE_PROBATION_FAILED`: `anomaly_value` events differed from the previous stream's
 /// copies.
 pub const HZ_ANOMALY_MISMATCHES: u32 = 1;
@@ -800,6 +808,15 @@ fn c_reject(reason: RejectReason) -> u32 {
     }
 }
 
+fn dry_run_refusal(r: Option<harmonizer_core::engine::DryRunRefusal>) -> u32 {
+    use harmonizer_core::engine::DryRunRefusal;
+    match r {
+        None => 0,
+        Some(DryRunRefusal::Blocked) => HZ_DRY_RUN_BLOCKED,
+        Some(DryRunRefusal::Rejected(r)) => c_reject(r),
+    }
+}
+
 fn c_cause(cause: SwitchCause) -> u32 {
     match cause {
         SwitchCause::Flip => HZ_SWITCH_CAUSE_FLIP,
@@ -888,6 +905,17 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
                 Anomaly::Silence(ns) => (HZ_ANOMALY_SILENCE, ns),
                 Anomaly::Lag(ns) => (HZ_ANOMALY_LAG, ns),
             };
+        }
+        Notice::DryRun { report: d } => {
+            c = hz_notice::empty(HZ_NOTICE_DRY_RUN);
+            c.to_stream = d.to;
+            c.seamless = u32::from(d.seamless);
+            c.reason = dry_run_refusal(d.refusal);
+            (c.stall_ns, c.dropped, c.verified, c.mismatched) =
+                (d.stall_estimate_ns, d.missing, d.verified, d.mismatched);
+            if let Some((o, first, last)) = d.first_gap {
+                (c.origin, c.first_seq, c.last_seq) = (o, first, last);
+            }
         }
         Notice::SwitchBlocked { from, to, flip_id, cause, verified, mismatched } => {
             c = hz_notice::empty(HZ_NOTICE_SWITCH_BLOCKED);
@@ -1831,7 +1859,6 @@ pub unsafe extern "C" fn hz_engine_evaluate_switch(
     target: u32,
     out: *mut hz_dry_run,
 ) -> hz_status {
-    use harmonizer_core::engine::DryRunRefusal;
     use harmonizer_core::flip::FlipAction;
     with(engine, |e, err, _| {
         if out.is_null() {
@@ -1858,11 +1885,7 @@ pub unsafe extern "C" fn hz_engine_evaluate_switch(
         let mut c = hz_dry_run {
             struct_size: given,
             to_stream: d.to,
-            refusal: match d.refusal {
-                None => 0,
-                Some(DryRunRefusal::Blocked) => HZ_DRY_RUN_BLOCKED,
-                Some(DryRunRefusal::Rejected(r)) => c_reject(r),
-            },
+            refusal: dry_run_refusal(d.refusal),
             staged: u32::from(d.staged),
             seamless: u32::from(d.seamless),
             missing: d.missing,

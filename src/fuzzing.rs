@@ -211,6 +211,7 @@ fn run(inp: &mut Input<'_>) -> Option<()> {
                         1,
                         0,
                     ),
+                    3 => hz_config_set_dry_run_switches(cfg, a >> 2),
                     _ => hz_config_set_probation(
                         cfg,
                         b % (1 << 34),

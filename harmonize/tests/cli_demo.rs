@@ -236,6 +236,8 @@ fn sim_demo_file_equals_the_embedded_demo() {
             o.remove("wall_s");
         }
         v["scenario"].as_object_mut().expect("object").remove("file");
+        // The demo's own sections under the report (verification's; the fleet's is off here).
+        v.as_object_mut().expect("object").remove("verification");
         v
     };
     assert_eq!(strip(a), strip(b));
@@ -305,6 +307,13 @@ fn sim_quick_table_and_determinism() {
     }
     let seamless = lines.iter().filter(|l| l["seamless"] == true).count() as u64;
     assert_eq!(seamless, u(policy(&a, "predictor"), "seamless"));
+    // A dry run before each switch, and whether it said rightly if the switch would be
+    // seamless: every one here.
+    let (d, _) = json(&["sim", "--scenario", &file, "--json", "--policy", "predictor", "--dry-run"]);
+    let pd = policy(&d, "predictor");
+    assert_eq!(u(pd, "dry_runs"), u(pd, "switches"));
+    assert_eq!(u(pd, "dry_runs_agreed"), u(pd, "dry_runs"));
+    assert_eq!(u(pd, "switches"), u(policy(&a, "predictor"), "switches"), "a dry run changes nothing");
     // Another seed, other arrivals.
     let (x, _) = json(&["sim", "--scenario", &file, "--json", "--policy", "never", "--seed", "99"]);
     assert_eq!(x["scenario"]["seed"], 99);

@@ -476,3 +476,43 @@ fn counts_reset_when_the_active_side_becomes_active_again() {
     assert_eq!(e.active_stream(), 0, "{:?}", r.notices());
     assert_eq!(e.verification(2).mismatched, 0, "stream 0 became active again");
 }
+
+/// `EngineConfig::dry_run_switches`: each switch is preceded by its dry run, which says what
+/// the switch then does (here: not seamless, the hole 6..=26 its window left).
+#[test]
+fn a_dry_run_comes_before_each_switch_and_predicts_it() {
+    let mut c = config(MismatchPolicy::Report, 10);
+    c.default_window = 4;
+    c.dry_run_switches = true;
+    let (mut e, mut p, clock) = engine(c, Box::new(ManualStage));
+    let mut r = Recorder::default();
+    e.arm(1);
+    e.poll(64, &mut r);
+    for seq in 1..=30 {
+        push_data(&mut p[1], 0, seq).unwrap();
+    }
+    for seq in 1..=5 {
+        push_data(&mut p[0], 0, seq).unwrap();
+    }
+    poll_all(&mut e, &mut r);
+    push_flip(&mut p[0], pos_of(0, 5) + 1, &flip(FlipAction::Switch, 9, 1));
+    poll_all(&mut e, &mut r);
+    clock.advance(100_000_000);
+    poll_all(&mut e, &mut r);
+    let n = r.notices();
+    let at = n.iter().position(|x| matches!(x, N::DryRun(_))).expect("a dry run");
+    let N::DryRun(d) = &n[at] else { unreachable!() };
+    assert_eq!((d.to, d.seamless, d.first_gap, d.missing), (1, false, Some((0, 6, 26)), 21));
+    // The switch made right after it met that hole (its Switched comes once a re-read brings
+    // the events: not seamless).
+    let gap =
+        n.iter().position(|x| *x == N::Gap { stream: 1, origin: 0, from: 6, to: 26 }).expect("the hole");
+    assert!(at < gap, "{n:?}");
+    assert_eq!(e.active_stream(), 1);
+    for seq in 6..=35 {
+        push_data(&mut p[1], 0, seq).unwrap();
+    }
+    poll_all(&mut e, &mut r);
+    assert!(r.notices().contains(&N::Switched { from: 0, to: 1, flip_id: 9, seamless: false }));
+    assert_eq!(r.delivered(), (1..=35).map(|s| (0, s)).collect::<Vec<_>>());
+}

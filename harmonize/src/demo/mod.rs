@@ -80,6 +80,10 @@ pub struct RunFlags {
     /// (docs/verify.md, "The exact position map").
     #[arg(long, value_name = "FILE.jsonl")]
     map: Option<PathBuf>,
+    /// Report a dry run before each switch and count how often it said rightly whether the
+    /// switch would be seamless (docs/verify.md, "The dry run").
+    #[arg(long)]
+    dry_run: bool,
 }
 
 const DEMO_HELP: &str = "\
@@ -144,6 +148,9 @@ fn run(mut sc: Scenario, file: &str, f: &RunFlags, fleet: u32, demo: bool) -> Re
     }
     if let Some(n) = f.recipients {
         sc.recipients.count = n;
+    }
+    if f.dry_run {
+        sc.engine.dry_run_switches = true;
     }
     sc.validate().map_err(|e| format!("{file}: {e}"))?;
     if f.plot.is_some() && f.plot_recipient >= sc.recipients.count as usize {

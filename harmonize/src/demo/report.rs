@@ -66,6 +66,10 @@ pub struct Row {
     /// Push attempts that found an active ring full and were retried (backpressure), plus
     /// pushes refused for good (none expected).
     pub push_full: u64,
+    /// Switches a dry run was reported before (`--dry-run`).
+    pub dry_runs: u64,
+    /// Of those, switches whose dry run said what they then were (seamless or not).
+    pub dry_runs_agreed: u64,
     /// Per recipient.
     pub per_recipient: Vec<RecipientRow>,
 }
@@ -240,7 +244,7 @@ impl Report {
         );
         out.push('\n');
         let names: Vec<&str> = self.policies.iter().map(|r| r.name).collect();
-        let counters: [(&str, Counter); 8] = [
+        let counters: [(&str, Counter); 10] = [
             ("flips applied", |r| r.flips_applied),
             ("flips for other recipients (rollout evidence)", |r| r.flips_ignored),
             ("flips rejected: malformed", |r| r.flips_rejected_malformed),
@@ -249,6 +253,8 @@ impl Report {
             ("gaps re-read from the stream's log", |r| r.gaps),
             ("fetches (cold switches and re-reads)", |r| r.fetches),
             ("corrupt events (must be 0)", |r| r.corrupt),
+            ("switches with a dry run before them (--dry-run)", |r| r.dry_runs),
+            ("  of which the dry run said seamless or not rightly", |r| r.dry_runs_agreed),
         ];
         let lw = counters.iter().map(|c| c.0.len()).max().unwrap_or(0);
         let cw: Vec<usize> = names.iter().map(|n| n.len().max(9)).collect();
@@ -310,6 +316,10 @@ fn row(p: &PassOutcome) -> Row {
         wall_s: wall,
         scenario_s: p.end_ns as f64 / 1e9,
         push_full: p.push_full + p.push_errors,
+        dry_runs: sum(&|r| r.switches.iter().filter(|s| s.predicted_seamless.is_some()).count() as u64),
+        dry_runs_agreed: sum(&|r| {
+            r.switches.iter().filter(|s| s.predicted_seamless == Some(s.seamless)).count() as u64
+        }),
         per_recipient: rs
             .iter()
             .map(|r| RecipientRow {

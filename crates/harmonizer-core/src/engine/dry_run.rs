@@ -72,8 +72,40 @@ impl Engine {
     /// not trimmed). Compare it with the `Switched` notice (and any `Gap`) of the switch that
     /// follows.
     pub fn evaluate_switch(&mut self, action: FlipAction, target: u32) -> DryRun {
-        let mut d = DryRun {
-            to: target,
+        let mut d = self.blank_dry_run(target);
+        let to = match self.flip_target(action, target) {
+            Ok(i) if i == self.active => Err(RejectReason::AlreadyActive(self.streams[i].id)),
+            x => x,
+        };
+        match to {
+            Ok(i) => self.evaluate_index(i, d, true),
+            Err(why) => {
+                d.refusal = Some(DryRunRefusal::Rejected(why));
+                d
+            }
+        }
+    }
+
+    /// With `EngineConfig::dry_run_switches`: the dry run of the switch about to be made to
+    /// stream index `to`, as a notice (a rollback is never refused, so it is not judged for a
+    /// block).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn announce_dry_run<H: super::Handler>(
+        &mut self,
+        to: usize,
+        cause: super::SwitchCause,
+        h: &mut H,
+    ) {
+        let blank = self.blank_dry_run(self.streams[to].id);
+        let d = self.evaluate_index(to, blank, cause != super::SwitchCause::Rollback);
+        h.notice(&super::Notice::DryRun { report: &d });
+    }
+
+    /// A dry run that has found nothing yet.
+    pub(super) fn blank_dry_run(&self, to: u32) -> DryRun {
+        DryRun {
+            to,
             refusal: None,
             staged: false,
             seamless: false,
@@ -86,23 +118,17 @@ impl Engine {
             verified: 0,
             mismatched: 0,
             matched: None,
-        };
-        let to = match self.flip_target(action, target) {
-            Ok(i) if i == self.active => Err(RejectReason::AlreadyActive(self.streams[i].id)),
-            x => x,
-        };
-        let to = match to {
-            Ok(i) => i,
-            Err(why) => {
-                d.refusal = Some(DryRunRefusal::Rejected(why));
-                return d;
-            }
-        };
+        }
+    }
+
+    /// The dry run of a switch to stream index `to` (not the active one), filling `d`; the
+    /// verification block judged when `judge_block`.
+    pub(super) fn evaluate_index(&mut self, to: usize, mut d: DryRun, judge_block: bool) -> DryRun {
         d.to = self.streams[to].id;
         if let Some(v) = self.verify.as_deref() {
             let c = v.counts(self.active, to);
             (d.verified, d.mismatched, d.matched) = (c.verified, c.mismatched, c.last);
-            if v.blocks(self.active, to) {
+            if judge_block && v.blocks(self.active, to) {
                 d.refusal = Some(DryRunRefusal::Blocked);
             }
         }

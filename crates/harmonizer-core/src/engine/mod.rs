@@ -206,6 +206,9 @@ pub struct EngineConfig {
     /// After a switch, watch the new stream for a while and switch back on an anomaly
     /// (docs/verify.md, "Rollback"; off by default).
     pub probation: Probation,
+    /// Before each switch, report its dry run (`Notice::DryRun`), so the prediction can be
+    /// compared with what the switch then did. Off by default.
+    pub dry_run_switches: bool,
 }
 
 impl EngineConfig {
@@ -235,6 +238,7 @@ impl EngineConfig {
             mismatch_policy: MismatchPolicy::Report,
             mismatch_window: 1024,
             probation: Probation::default(),
+            dry_run_switches: false,
         }
     }
 }
@@ -440,6 +444,8 @@ struct StagingState {
     /// every poll while it is held, it is not tried (or counted) again. Here, in the box, for
     /// the same reason as the rest: it is rarely touched.
     conflation_tried: Option<(usize, u32, u64, u64)>,
+    /// `EngineConfig::dry_run_switches`, here for the same reason.
+    dry_run_switches: bool,
 }
 
 /// Per-stream engine state.
@@ -842,6 +848,7 @@ impl Engine {
                 start_at: [0; MAX_STREAMS],
                 announce_at: [0; MAX_STREAMS],
                 conflation_tried: None,
+                dry_run_switches: config.dry_run_switches,
             }),
             demand: StagingDemand::default(),
             max_frame,

@@ -133,6 +133,13 @@ pub enum Notice<'a> {
         /// The engine switches back to `previous` now.
         rolling_back: bool,
     },
+    /// With `EngineConfig::dry_run_switches`: the dry run of the switch the engine is about to
+    /// make (or refuse), computed just before it by the same rules (docs/verify.md, "The dry
+    /// run"). The `Switched` (or `SwitchBlocked`) that follows says what it did.
+    DryRun {
+        /// The prediction.
+        report: &'a super::DryRun,
+    },
     /// A switch was refused (`MismatchPolicy::BlockSwitch`): the target carried an event that
     /// differs from the copy delivered, among its last `mismatch_window` events matched. The
     /// recipient stays on `from`. Counted in `Stats::switches_blocked`.

@@ -642,6 +642,9 @@ impl Engine {
             // deciding on them.
             self.trim_staged(h);
         }
+        if self.staging.dry_run_switches {
+            self.announce_dry_run(to, p.cause, h);
+        }
         let counts = match self.verify.as_deref() {
             // A rollback goes back to the stream the probation judged sound: never refused.
             Some(v) if p.cause != SwitchCause::Rollback && v.blocks(from, to) => {

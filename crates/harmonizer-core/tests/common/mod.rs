@@ -109,6 +109,7 @@ pub enum N {
         anomaly: harmonizer_core::engine::Anomaly,
         rolling_back: bool,
     },
+    DryRun(harmonizer_core::engine::DryRun),
     /// A switch back after a failed probation (`SwitchCause::Rollback`).
     RolledBack {
         from: u32,
@@ -221,6 +222,7 @@ impl Handler for Recorder {
             Notice::ProbationFailed { stream, previous, anomaly, rolling_back } => {
                 N::ProbationFailed { stream, previous, anomaly, rolling_back }
             }
+            Notice::DryRun { report } => N::DryRun(*report),
         };
         self.seen.push(Seen::Notice(n));
     }

@@ -65,6 +65,8 @@ pub struct SwitchRec {
     pub stall_ns: u64,
     /// The switch's audit record (docs/verify.md), the recipient's id in it.
     pub record: harmonizer_core::engine::SwitchRecord,
+    /// With `engine.dry_run_switches`: whether the dry run just before it said seamless.
+    pub predicted_seamless: Option<bool>,
 }
 
 /// What one recipient saw.
@@ -483,6 +485,8 @@ struct App {
     now_ns: u64,
     /// A mismatch was noted since the last switch or block (one note, not one per event).
     mismatch_noted: bool,
+    /// The dry run of the switch about to be made (`Notice::DryRun`), until its `Switched`.
+    predicted: Option<bool>,
     /// Notes for the plot (only for the plotted recipient).
     notes: Option<Vec<(u64, String)>>,
 }
@@ -513,6 +517,7 @@ impl App {
             switches: Vec::new(),
             now_ns: 0,
             mismatch_noted: false,
+            predicted: None,
             notes: notes.then(Vec::new),
         }
     }
@@ -590,7 +595,16 @@ impl Handler for App {
                 // The recipient's id goes in when the outcome is gathered.
                 let record = harmonizer_core::engine::SwitchRecord::from_notice(0, n)
                     .expect("a Switched notice has a record");
-                self.switches.push(SwitchRec { t_ns: self.now_ns, from, to, seamless, stall_ns, record });
+                let predicted_seamless = self.predicted.take();
+                self.switches.push(SwitchRec {
+                    t_ns: self.now_ns,
+                    from,
+                    to,
+                    seamless,
+                    stall_ns,
+                    record,
+                    predicted_seamless,
+                });
                 self.mismatch_noted = false;
             }
             Notice::Gap { stream, from_seq, to_seq, .. } => {
@@ -628,7 +642,9 @@ impl Handler for App {
                     ));
                 }
             }
+            Notice::DryRun { report } => self.predicted = Some(report.seamless),
             Notice::SwitchBlocked { from, to, mismatched, .. } => {
+                self.predicted = None;
                 self.mismatch_noted = false;
                 self.note(format!("switch s{from}->s{to} blocked: {mismatched} mismatched"));
             }
@@ -740,6 +756,7 @@ pub fn run(
         cfg.conflation_keys = sc.engine.conflation_keys as usize;
         cfg.conflation_payload = sc.engine.conflation_payload as usize;
         cfg.verify_records = sc.engine.verify_records as usize;
+        cfg.dry_run_switches = sc.engine.dry_run_switches;
         if sc.engine.block_mismatched {
             cfg.mismatch_policy = harmonizer_core::engine::MismatchPolicy::BlockSwitch;
         }

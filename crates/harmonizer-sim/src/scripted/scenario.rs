@@ -183,6 +183,9 @@ pub struct EngineKeys {
     /// rolls back (docs/verify.md, "Rollback").
     #[serde(default)]
     pub probation_ms: f64,
+    /// Report a dry run before each switch (`Notice::DryRun`), compared with the switch.
+    #[serde(default)]
+    pub dry_run_switches: bool,
 }
 
 fn d_conflation_payload() -> u32 {
@@ -207,6 +210,7 @@ impl Default for EngineKeys {
             verify_records: 0,
             block_mismatched: false,
             probation_ms: 0.0,
+            dry_run_switches: false,
         }
     }
 }
