@@ -14,7 +14,7 @@ use super::{
 use harmonizer_core::clock::{Clock, MonotonicClock};
 use harmonizer_core::engine::{
     AlwaysStage, ArmingPolicy, BadEventReason, Engine, EngineError, Handler, ManualStage, MetricsFormat,
-    NeverStage, Notice, Purpose, RejectReason, StartAt, StreamProducer, SwitchCause,
+    NeverStage, Notice, Purpose, RejectReason, StartAt, StreamProducer, SwitchCause, SwitchRecord,
 };
 use harmonizer_core::event::EventHeader;
 use harmonizer_core::predict::policy::{Predictor, PredictorConfig, Preset};
@@ -808,6 +808,54 @@ fn c_reject(reason: RejectReason) -> u32 {
     }
 }
 
+/// A switch's record in a `HZ_NOTICE_SWITCHED` notice's fields; [`switched_from`] reads it
+/// back.
+fn switched_into(r: &SwitchRecord, c: &mut hz_notice) {
+    (c.stream, c.to_stream, c.flip_id) = (r.from, r.to, r.flip_id);
+    (c.seamless, c.stall_ns, c.switch_ns) = (u32::from(r.seamless), r.stall_ns, r.switch_ns);
+    c.cause = c_cause(r.cause);
+    (c.verified, c.mismatched, c.other_pos, c.first_pos) = (r.verified, r.mismatched, r.cut_pos, r.first_pos);
+    if let Some(m) = r.matched {
+        c.has_matched = 1;
+        (c.matched_origin, c.matched_seq) = (m.origin, m.seq);
+        (c.matched_from_pos, c.matched_to_pos) = (m.from_pos, m.to_pos);
+    }
+}
+
+/// The switch record a `HZ_NOTICE_SWITCHED` notice holds ([`switched_into`]'s inverse), for
+/// `recipient`; `None` for another kind or an unknown cause.
+fn switched_from(n: &hz_notice, recipient: u64) -> Option<SwitchRecord> {
+    if n.kind != HZ_NOTICE_SWITCHED {
+        return None;
+    }
+    let cause = match n.cause {
+        HZ_SWITCH_CAUSE_FLIP => SwitchCause::Flip,
+        HZ_SWITCH_CAUSE_SILENCE => SwitchCause::Silence,
+        HZ_SWITCH_CAUSE_ROLLBACK => SwitchCause::Rollback,
+        _ => return None,
+    };
+    Some(SwitchRecord {
+        recipient,
+        from: n.stream,
+        to: n.to_stream,
+        flip_id: n.flip_id,
+        cause,
+        seamless: n.seamless != 0,
+        stall_ns: n.stall_ns,
+        switch_ns: n.switch_ns,
+        verified: n.verified,
+        mismatched: n.mismatched,
+        matched: (n.has_matched != 0).then_some(harmonizer_core::engine::PositionPair {
+            origin: n.matched_origin,
+            seq: n.matched_seq,
+            from_pos: n.matched_from_pos,
+            to_pos: n.matched_to_pos,
+        }),
+        cut_pos: n.other_pos,
+        first_pos: n.first_pos,
+    })
+}
+
 fn dry_run_refusal(r: Option<harmonizer_core::engine::DryRunRefusal>) -> u32 {
     use harmonizer_core::engine::DryRunRefusal;
     match r {
@@ -865,29 +913,10 @@ fn to_c(n: &Notice<'_>) -> hz_notice {
             c = hz_notice::empty(HZ_NOTICE_UNSUBSCRIBE);
             c.stream = stream;
         }
-        Notice::Switched {
-            from,
-            to,
-            flip_id,
-            cause,
-            seamless,
-            stall_ns,
-            switch_ns,
-            verified,
-            mismatched,
-            matched,
-            cut_pos,
-            first_pos,
-        } => {
+        Notice::Switched { .. } => {
             c = hz_notice::empty(HZ_NOTICE_SWITCHED);
-            (c.stream, c.to_stream, c.flip_id) = (from, to, flip_id);
-            (c.seamless, c.stall_ns, c.switch_ns) = (u32::from(seamless), stall_ns, switch_ns);
-            c.cause = c_cause(cause);
-            (c.verified, c.mismatched, c.other_pos, c.first_pos) = (verified, mismatched, cut_pos, first_pos);
-            if let Some(m) = matched {
-                c.has_matched = 1;
-                (c.matched_origin, c.matched_seq) = (m.origin, m.seq);
-                (c.matched_from_pos, c.matched_to_pos) = (m.from_pos, m.to_pos);
+            if let Some(r) = SwitchRecord::from_notice(0, n) {
+                switched_into(&r, &mut c);
             }
         }
         Notice::Mismatch { stream, active, origin, seq, active_pos, pos } => {
@@ -1539,7 +1568,6 @@ pub unsafe extern "C" fn hz_switch_record_json(
     cap: usize,
     len: *mut usize,
 ) -> hz_status {
-    use harmonizer_core::engine::{PositionPair, SwitchRecord};
     let run = || {
         if notice.is_null() || len.is_null() {
             return HZ_ERR_NULL;
@@ -1562,35 +1590,7 @@ pub unsafe extern "C" fn hz_switch_record_json(
         unsafe {
             std::ptr::copy_nonoverlapping(notice.cast::<u8>(), (&mut n as *mut hz_notice).cast::<u8>(), k)
         };
-        if n.kind != HZ_NOTICE_SWITCHED {
-            return HZ_ERR_INVALID;
-        }
-        let cause = match n.cause {
-            HZ_SWITCH_CAUSE_FLIP => SwitchCause::Flip,
-            HZ_SWITCH_CAUSE_SILENCE => SwitchCause::Silence,
-            HZ_SWITCH_CAUSE_ROLLBACK => SwitchCause::Rollback,
-            _ => return HZ_ERR_INVALID,
-        };
-        let r = SwitchRecord {
-            recipient,
-            from: n.stream,
-            to: n.to_stream,
-            flip_id: n.flip_id,
-            cause,
-            seamless: n.seamless != 0,
-            stall_ns: n.stall_ns,
-            switch_ns: n.switch_ns,
-            verified: n.verified,
-            mismatched: n.mismatched,
-            matched: (n.has_matched != 0).then_some(PositionPair {
-                origin: n.matched_origin,
-                seq: n.matched_seq,
-                from_pos: n.matched_from_pos,
-                to_pos: n.matched_to_pos,
-            }),
-            cut_pos: n.other_pos,
-            first_pos: n.first_pos,
-        };
+        let Some(r) = switched_from(&n, recipient) else { return HZ_ERR_INVALID };
         let mut count = BufWriter { buf: &mut [], len: 0 };
         let _ = r.write_json(&mut count);
         // SAFETY: non-null and writable per contract.

@@ -9,7 +9,8 @@ mod common;
 
 use common::*;
 use harmonizer_core::engine::{
-    Anomaly, EngineConfig, Handler, ManualStage, Notice, Probation, StreamProducer, SwitchCause,
+    Anomaly, Engine, EngineConfig, Handler, ManualStage, MismatchPolicy, Notice, Probation, StreamProducer,
+    SwitchCause,
 };
 use harmonizer_core::flip::FlipAction;
 use harmonizer_core::ring::Record;
@@ -167,46 +168,15 @@ impl Handler for Loose {
     }
 }
 
-#[test]
-fn a_new_stream_carrying_different_data_is_rolled_back() {
+/// After the switch to stream 1 (on probation, verification on under `policy`), stream 1
+/// delivers seq 21 with another payload and then nothing; stream 0, staged, carries 21..=30
+/// with their own. The verification sees 21 at the next poll, after it was delivered: a
+/// rollback stops what follows, not that event (docs/verify.md).
+fn corrupt_21_after_the_switch(policy: MismatchPolicy) -> (Engine, Loose) {
     let probation = Probation { duration_ns: 1_000 * MS, ..Probation::default() };
     let mut c = config(probation);
     c.verify_records = 256;
-    let (mut e, mut p, clock) = engine(c, Box::new(ManualStage));
-    let mut h = Loose::default();
-    switch_after_20(&mut e, &mut p, &mut h);
-    // Stream 1 delivers seq 21 with another payload; stream 0, staged, carries the real one.
-    // The verification sees it at the next poll, after it was delivered: the rollback stops
-    // what follows, not that event (docs/verify.md).
-    for seq in 21..=30 {
-        push_data(&mut p[0], 0, seq).unwrap();
-        let mut bytes = payload(0, seq);
-        if seq == 21 {
-            bytes[0] ^= 0xFF;
-        }
-        if seq <= 21 {
-            p[1].push(&data(1, 0, seq), &bytes).unwrap();
-        }
-    }
-    clock.advance(MS);
-    for _ in 0..8 {
-        e.poll(64, &mut h);
-    }
-    assert_eq!(h.failed, [Anomaly::Mismatches(1)]);
-    assert_eq!(h.rollbacks, 1);
-    assert_eq!(e.active_stream(), 0);
-    let seqs: Vec<u64> = h.events.iter().map(|&(s, _)| s).collect();
-    assert_eq!(seqs, (1..=30).collect::<Vec<_>>(), "exactly once, in order");
-    let bad: Vec<u64> = h.events.iter().filter(|&&(_, ok)| !ok).map(|&(s, _)| s).collect();
-    assert_eq!(bad, [21], "only the event delivered before the mismatch was seen");
-}
-
-#[test]
-fn a_rollback_on_mismatches_is_not_blocked_by_block_switch() {
-    let probation = Probation { duration_ns: 1_000 * MS, ..Probation::default() };
-    let mut c = config(probation);
-    c.verify_records = 256;
-    c.mismatch_policy = harmonizer_core::engine::MismatchPolicy::BlockSwitch;
+    c.mismatch_policy = policy;
     let (mut e, mut p, clock) = engine(c, Box::new(ManualStage));
     let mut h = Loose::default();
     switch_after_20(&mut e, &mut p, &mut h);
@@ -225,6 +195,24 @@ fn a_rollback_on_mismatches_is_not_blocked_by_block_switch() {
     for _ in 0..8 {
         e.poll(64, &mut h);
     }
+    (e, h)
+}
+
+#[test]
+fn a_new_stream_carrying_different_data_is_rolled_back() {
+    let (e, h) = corrupt_21_after_the_switch(MismatchPolicy::Report);
+    assert_eq!(h.failed, [Anomaly::Mismatches(1)]);
+    assert_eq!(h.rollbacks, 1);
+    assert_eq!(e.active_stream(), 0);
+    let seqs: Vec<u64> = h.events.iter().map(|&(s, _)| s).collect();
+    assert_eq!(seqs, (1..=30).collect::<Vec<_>>(), "exactly once, in order");
+    let bad: Vec<u64> = h.events.iter().filter(|&&(_, ok)| !ok).map(|&(s, _)| s).collect();
+    assert_eq!(bad, [21], "only the event delivered before the mismatch was seen");
+}
+
+#[test]
+fn a_rollback_on_mismatches_is_not_blocked_by_block_switch() {
+    let (e, h) = corrupt_21_after_the_switch(MismatchPolicy::BlockSwitch);
     assert_eq!(h.failed, [Anomaly::Mismatches(1)]);
     assert_eq!(e.stats().rollbacks, 1, "counted as rolled back");
     assert_eq!(

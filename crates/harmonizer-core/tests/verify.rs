@@ -10,7 +10,9 @@
 mod common;
 
 use common::*;
-use harmonizer_core::engine::{EngineConfig, ManualStage, MapRun, MismatchPolicy, PositionPair};
+use harmonizer_core::engine::{
+    Engine, EngineConfig, ManualStage, MapRun, MismatchPolicy, PositionPair, StreamProducer,
+};
 use harmonizer_core::event::{EventHeader, KIND_DATA, KIND_HEARTBEAT};
 use harmonizer_core::flip::FlipAction;
 
@@ -316,6 +318,28 @@ fn on_generated_scenarios_every_pair_of_the_map_is_exact() {
     }
 }
 
+/// Stream 1, staged with a window of 4, leads stream 0 by 25: stream 0 delivered 1..=5, and
+/// stream 1's window evicted 6..=26 (with `EngineConfig::dry_run_switches` as given).
+fn short_window_lead(
+    dry_run_switches: bool,
+) -> (Engine, Vec<StreamProducer>, harmonizer_core::clock::ManualClock, Recorder) {
+    let mut c = config(MismatchPolicy::Report, 10);
+    c.default_window = 4;
+    c.dry_run_switches = dry_run_switches;
+    let (mut e, mut p, clock) = engine(c, Box::new(ManualStage));
+    let mut r = Recorder::default();
+    e.arm(1);
+    e.poll(64, &mut r);
+    for seq in 1..=30 {
+        push_data(&mut p[1], 0, seq).unwrap();
+    }
+    for seq in 1..=5 {
+        push_data(&mut p[0], 0, seq).unwrap();
+    }
+    poll_all(&mut e, &mut r);
+    (e, p, clock, r)
+}
+
 /// The dry run (`Engine::evaluate_switch`) predicts what the switch made right after it does:
 /// seamless or not, the hole it meets, the start of a cold switch, a block.
 #[test]
@@ -352,19 +376,7 @@ fn the_dry_run_predicts_the_switch_that_follows() {
 
     // 2. Staged, but its window of 4 evicted 6..=26 (it leads by 25): the hole is named exactly,
     // and the switch meets the same one.
-    let mut c = config(MismatchPolicy::Report, 10);
-    c.default_window = 4;
-    let (mut e, mut p, clock) = engine(c, Box::new(ManualStage));
-    let mut r = Recorder::default();
-    e.arm(1);
-    e.poll(64, &mut r);
-    for seq in 1..=30 {
-        push_data(&mut p[1], 0, seq).unwrap();
-    }
-    for seq in 1..=5 {
-        push_data(&mut p[0], 0, seq).unwrap();
-    }
-    poll_all(&mut e, &mut r);
+    let (mut e, mut p, clock, mut r) = short_window_lead(false);
     let d = e.evaluate_switch(FlipAction::Switch, 1);
     assert_eq!((d.staged, d.seamless, d.first_gap, d.missing), (true, false, Some((0, 6, 26)), 21));
     assert_eq!((d.duplicates, d.ahead, d.stall_estimate_ns), (0, 4, 100_000_000));
@@ -481,20 +493,7 @@ fn counts_reset_when_the_active_side_becomes_active_again() {
 /// the switch then does (here: not seamless, the hole 6..=26 its window left).
 #[test]
 fn a_dry_run_comes_before_each_switch_and_predicts_it() {
-    let mut c = config(MismatchPolicy::Report, 10);
-    c.default_window = 4;
-    c.dry_run_switches = true;
-    let (mut e, mut p, clock) = engine(c, Box::new(ManualStage));
-    let mut r = Recorder::default();
-    e.arm(1);
-    e.poll(64, &mut r);
-    for seq in 1..=30 {
-        push_data(&mut p[1], 0, seq).unwrap();
-    }
-    for seq in 1..=5 {
-        push_data(&mut p[0], 0, seq).unwrap();
-    }
-    poll_all(&mut e, &mut r);
+    let (mut e, mut p, clock, mut r) = short_window_lead(true);
     push_flip(&mut p[0], pos_of(0, 5) + 1, &flip(FlipAction::Switch, 9, 1));
     poll_all(&mut e, &mut r);
     clock.advance(100_000_000);

@@ -648,7 +648,8 @@ impl Engine {
         let counts = match self.verify.as_deref() {
             // A rollback goes back to the stream the probation judged sound: never refused.
             Some(v) if p.cause != SwitchCause::Rollback && v.blocks(from, to) => {
-                return self.block_switch(p, h)
+                let counts = v.counts(from, to);
+                return self.block_switch(p, counts, h);
             }
             Some(v) => v.counts(from, to),
             None => super::PairCounts::default(),
@@ -742,8 +743,7 @@ impl Engine {
     /// active stream, told why. A switch waiting for its cut-over is dropped with it.
     #[cold]
     #[inline(never)]
-    fn block_switch<H: Handler>(&mut self, p: PendingSwitch, h: &mut H) {
-        let c = self.verify.as_deref().map(|v| v.counts(self.active, p.to)).unwrap_or_default();
+    fn block_switch<H: Handler>(&mut self, p: PendingSwitch, c: super::PairCounts, h: &mut H) {
         self.pending = None;
         self.stats.switches_blocked += 1;
         h.notice(&Notice::SwitchBlocked {

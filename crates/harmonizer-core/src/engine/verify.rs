@@ -362,7 +362,7 @@ impl Verifier {
     }
 
     /// The map's runs, oldest first.
-    pub(super) fn runs(&self) -> impl Iterator<Item = &MapRun> + '_ {
+    pub(super) fn runs(&self) -> impl DoubleEndedIterator<Item = &MapRun> + '_ {
         let cap = self.runs.len() as u64;
         let first = self.last_serial.saturating_sub(cap) + 1;
         (first..=self.last_serial).map(move |s| &self.runs[((s - 1) % cap) as usize].run)
@@ -376,11 +376,7 @@ impl Verifier {
     /// The position on stream `b` of the event at `pos` on stream `a`, from the newest run that
     /// holds it; `None` when no run does.
     pub(super) fn translate(&self, a: u32, b: u32, pos: u64) -> Option<u64> {
-        let cap = self.runs.len() as u64;
-        let first = self.last_serial.saturating_sub(cap) + 1;
-        (first..=self.last_serial)
-            .rev()
-            .find_map(|s| self.runs[((s - 1) % cap) as usize].run.translate(a, b, pos))
+        self.runs().rev().find_map(|r| r.translate(a, b, pos))
     }
 }
 
