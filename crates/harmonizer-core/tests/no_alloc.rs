@@ -126,6 +126,65 @@ fn the_predictor_allocates_nothing() {
     run_without_allocating(Box::new(Predictor::with_default_model(1, cfg).unwrap()));
 }
 
+/// Issue 20: recording labelled snapshots, releasing them with their labels, the online steps
+/// and draining the rows allocate nothing (both rings are allocated when learning is enabled).
+#[test]
+fn recording_and_the_online_mode_allocate_nothing() {
+    use harmonizer_core::predict::{LabelledRow, LearnConfig, OnlineConfig, N_FEATURES};
+    let learn =
+        LearnConfig { record_rows: 4096, online: Some(OnlineConfig::default()), ..LearnConfig::default() };
+    let p = Predictor::with_default_model(1, PredictorConfig::preset(Preset::Aggressive))
+        .unwrap()
+        .with_learning(learn)
+        .unwrap();
+    let clock = ManualClock::at(1);
+    let (mut e, mut prod) =
+        Engine::with(EngineConfig::new(1, 2, 1 << 20, 2048), Box::new(p), Box::new(clock.clone())).unwrap();
+    let mk = |action, id, target| {
+        let mut f = Flip::new(action, id, target);
+        f.locator = b"somewhere";
+        f.to_vec().unwrap()
+    };
+    // Announce, switch, switch back, each flip a new id (a repeated id is the same flip).
+    let flips: Vec<Vec<u8>> = (0..30u64)
+        .map(|k| match k % 3 {
+            0 => mk(FlipAction::Announce, k + 1, 1),
+            1 => mk(FlipAction::Switch, k + 1, 1),
+            _ => mk(FlipAction::Switchback, k + 1, 0),
+        })
+        .collect();
+    let flip_header = |pos| EventHeader { pos, seq: 0, ts_ns: 0, origin: 0, kind: KIND_FLIP, flags: 0 };
+    let mut out = vec![LabelledRow { t_ns: 0, stream: 0, label: false, features: [0.0; N_FEATURES] }; 256];
+    let mut h = Check::default();
+    let mut drained = 0;
+    let ((), allocations) = counted(|| {
+        let mut seq = 0u64;
+        for round in 0..600u64 {
+            for _ in 0..10 {
+                for (i, pr) in prod.iter_mut().enumerate() {
+                    let _ = pr.push(&data(i as u32, seq), &[7u8; 48]);
+                }
+                seq += 1;
+            }
+            if round % 20 == 19 {
+                let f = &flips[(round / 20) as usize];
+                for pr in prod.iter_mut() {
+                    let _ = pr.push(&flip_header(0), f);
+                }
+            }
+            clock.advance(100_000_000);
+            while e.poll(64, &mut h) > 0 {}
+            if round % 50 == 0 {
+                drained += e.policy_mut::<Predictor>().unwrap().drain_history(&mut out);
+            }
+        }
+    });
+    assert_eq!(allocations, 0, "learning allocated on the poll path");
+    let s = e.policy_mut::<Predictor>().unwrap().learn_stats().unwrap();
+    assert!(s.updates > 500 && s.positives > 0 && drained >= 400, "{s:?}, drained {drained}");
+    assert!(h.switches >= 10, "switches {}", h.switches);
+}
+
 #[test]
 fn the_phi_rule_allocates_nothing() {
     run_without_allocating(Box::new(PhiRule::new(3.0, 0.1)));

@@ -8,6 +8,8 @@
 //! - [`policy`]: [`Predictor`], the arming policy: presets and cost ratio, hysteresis and
 //!   minimum hold, adaptive threshold, windows from the measured lead and predicted time to
 //!   switch, several candidates within the budget.
+//! - [`learn`]: labelled snapshots recorded from live operation, and the opt-in online update
+//!   of the model from them.
 //! - [`phi`]: the phi-accrual-style baseline every report shows beside the predictor.
 //! - `json` (private): the small strict JSON reader the model file needs.
 //!
@@ -18,11 +20,13 @@
 
 pub mod features;
 pub(crate) mod json;
+pub mod learn;
 pub mod model;
 pub mod phi;
 pub mod policy;
 
 pub use features::{FeatureState, FEATURE_NAMES, N_FEATURES};
+pub use learn::{LabelledRow, LearnConfig, LearnConfigError, LearnStats, OnlineConfig};
 pub use model::{
     read_model_file, Model, ModelError, ModelMeta, MAX_MODEL_BYTES, MODEL_FORMAT, MODEL_VERSION,
 };

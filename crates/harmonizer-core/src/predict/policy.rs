@@ -43,6 +43,7 @@
 //! the engine's default window (100) is used.
 
 use super::features::{exp_neg, FeatureState, ERROR_RATE, LOAD_BURST, N_FEATURES};
+use super::learn::{LabelledRow, LearnConfig, LearnConfigError, LearnStats, Learner};
 use super::model::{Model, ModelError};
 use crate::engine::{ArmingPolicy, Candidate, StagePlan, StageScore, MAX_STREAMS};
 use crate::flip::Flip;
@@ -325,6 +326,8 @@ pub struct Predictor {
     /// The last plan's feature vectors and logits, per candidate (for probes and reports).
     last: [(u32, f64, [f64; N_FEATURES]); MAX_STREAMS],
     last_len: usize,
+    /// Recording labelled snapshots and the online mode, when enabled (`learn.rs`).
+    learner: Option<Learner>,
 }
 
 impl Predictor {
@@ -343,6 +346,7 @@ impl Predictor {
             theta: 0.0,
             last: [(0, 0.0, [0.0; N_FEATURES]); MAX_STREAMS],
             last_len: 0,
+            learner: None,
         })
     }
 
@@ -351,17 +355,55 @@ impl Predictor {
         Self::new(recipient_id, default_model(), cfg)
     }
 
-    /// Replaces the model if it is valid; on error the current model stays.
+    /// Replaces the model if it is valid; on error the current model stays. With the online
+    /// mode on, later steps start from (and are bounded around) this model.
     pub fn set_model(&mut self, model: Model) -> Result<(), ModelError> {
         model.validate()?;
         self.model = model;
+        if let Some(l) = &mut self.learner {
+            l.reanchor(&self.model);
+        }
         Ok(())
     }
 
     /// Parses, validates and installs a JSON model; on error the current model stays.
     pub fn load_model_json(&mut self, text: &str) -> Result<(), ModelError> {
-        self.model = Model::from_json(text)?;
+        self.set_model(Model::from_json(text)?)
+    }
+
+    /// Starts recording labelled snapshots and/or the online mode (`learn.rs`). Allocates the
+    /// learner's two fixed rings here, once, fallibly; nothing after. Replaces an earlier
+    /// learner (its undrained rows are lost). Setup, not the poll path.
+    pub fn enable_learning(&mut self, cfg: LearnConfig) -> Result<(), LearnConfigError> {
+        self.learner = Some(Learner::new(cfg, &self.model)?);
         Ok(())
+    }
+
+    /// Builder form of [`enable_learning`](Self::enable_learning).
+    pub fn with_learning(mut self, cfg: LearnConfig) -> Result<Self, LearnConfigError> {
+        self.enable_learning(cfg)?;
+        Ok(self)
+    }
+
+    /// The learning configuration, if learning is on.
+    pub fn learn_config(&self) -> Option<&LearnConfig> {
+        self.learner.as_ref().map(Learner::config)
+    }
+
+    /// The learner's counters, if learning is on.
+    pub fn learn_stats(&self) -> Option<LearnStats> {
+        self.learner.as_ref().map(Learner::stats)
+    }
+
+    /// Moves up to `out.len()` recorded rows, oldest first, into `out`; returns how many (0
+    /// when recording is off). Allocation-free.
+    pub fn drain_history(&mut self, out: &mut [LabelledRow]) -> usize {
+        self.learner.as_mut().map_or(0, |l| l.drain(out))
+    }
+
+    /// Recorded rows waiting to be drained.
+    pub fn history_len(&self) -> usize {
+        self.learner.as_ref().map_or(0, Learner::recorded_len)
     }
 
     /// The model in use.
@@ -478,6 +520,9 @@ impl ArmingPolicy for Predictor {
 
     fn switched(&mut self, _from: u32, to: u32, now_ns: u64) {
         self.features.on_switch(to, now_ns);
+        if let Some(l) = &mut self.learner {
+            l.switched(to, now_ns, &mut self.model);
+        }
         // Both streams change role: what was measured of them as candidates no longer holds.
         // (Slots are found again by the next plan: the old stream appears as a candidate and
         // its slot restarts in the `staged_since_ns.is_none()` branch.)
@@ -491,6 +536,11 @@ impl ArmingPolicy for Predictor {
     fn plan(&mut self, candidates: &[Candidate], default_window: usize, now_ns: u64, plan: &mut StagePlan) {
         plan.clear();
         self.features.learn(candidates);
+        if let Some(l) = &mut self.learner {
+            // Rows whose horizon has passed are labelled (and, online, learned from) before
+            // this plan scores with the model.
+            l.release(now_ns, &mut self.model);
+        }
         let mut x = [0.0; N_FEATURES];
         self.features.global(now_ns, &mut x);
         let staged_any = candidates.iter().any(|c| c.staged);
@@ -505,6 +555,13 @@ impl ArmingPolicy for Predictor {
             self.last[self.last_len] = (c.stream, z, x);
             self.last_len += 1;
             z_max = z_max.max(z);
+        }
+        if let Some(l) = &mut self.learner {
+            if l.due(now_ns) {
+                for (stream, _, x) in &self.last[..self.last_len] {
+                    l.snapshot(now_ns, *stream, x);
+                }
+            }
         }
         // The cover rule needs P = Σ p_c, one `exp` per candidate. Skip it when it cannot fire:
         // p_c = σ(z_c) < e^(z_c), so P < n·e^(z_max); and σ(b) ≥ e^(min(b, 0))/2 for the lowest

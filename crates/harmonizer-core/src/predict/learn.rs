@@ -1,0 +1,406 @@
+//! Learning from the deployment: labelled feature snapshots recorded while the engine runs on
+//! real streams, and an opt-in online update of the model from them.
+//!
+//! # Labels, as training has them
+//!
+//! Every [`LearnConfig::every_ns`] (100 ms by default, the cadence `harmonize trace` uses) the
+//! predictor's plan takes a snapshot of each candidate's feature row, the same vector it scores.
+//! A snapshot taken at `t` for candidate `c` is **positive** when the recipient switches to `c`
+//! in `(t, t + horizon]` (any switch, also a switch and its switchback inside one horizon) and
+//! negative otherwise: `harmonizer_sim::replay::switch_to_within`'s rule, with the switch times
+//! the engine sees (the flip's arrival, not its upstream timestamp), and the model's horizon.
+//!
+//! A snapshot waits in a fixed ring until its label is known. Each switch marks the waiting
+//! snapshots of its target positive; a snapshot is *released* once its horizon has passed
+//! (`t + horizon < now`), checked at every plan, so rows come out in time order, one horizon
+//! after they were taken. A released row is:
+//! - kept for the application, when recording is on, in a second fixed ring that
+//!   [`Predictor::drain_history`](super::Predictor::drain_history) empties (the CLI's
+//!   `follow --record-history FILE` writes it in the history format `harmonize train` reads);
+//! - learned from, when the online mode is on (below).
+//!
+//! Both rings are allocated when learning is enabled and never grow: the poll path neither
+//! allocates nor does I/O. When the application does not drain fast enough, new rows are dropped
+//! and counted ([`LearnStats::rows_dropped`]); when more snapshots wait than the waiting ring
+//! holds (a model with a longer horizon was loaded), the oldest is dropped unlabelled and counted
+//! ([`LearnStats::pending_dropped`]).
+//!
+//! # The online mode
+//!
+//! Each released row is one step of stochastic gradient descent on the weighted logistic loss of
+//! the model that runs, in its standardised space (`z` = the row standardised and clipped by the
+//! model's own mean, scale and clip, which stay fixed):
+//!
+//! ```text
+//! p = σ(b + w·z),   c = positive_weight if y else 1
+//! w ← w − η · (c · (p − y) · z + λ · (w − w₀))
+//! b ← b − η · (c · (p − y)     + λ · (b − b₀))
+//! then every wᵢ and b is clamped to within max_drift of w₀ᵢ, b₀
+//! ```
+//!
+//! `w₀, b₀` is the model the deployment started from (the shipped one, or the last one the
+//! application installed with `set_model`/`load_model_json`, which resets the anchor). `λ`
+//! pulls back towards it and `max_drift` bounds how far any weight can go, so a burst of odd
+//! traffic cannot carry the model anywhere it could not come back from. One step is a dot
+//! product and a few adds per feature: allocation-free, at most one row per candidate per cadence.
+//!
+//! The rows' features are what the engine computed live, under the staging the running policy
+//! chose; training (`harmonize trace`) records them under a policy that never stages. The
+//! features that warn of a switch do not depend on this; docs/predictor.md discusses the rest.
+
+use super::features::N_FEATURES;
+use super::model::Model;
+use super::policy::sigmoid;
+
+/// Most snapshots that may wait for their labels at once (16 candidates × 4096 snapshots).
+pub const MAX_PENDING: usize = 1 << 16;
+/// Most labelled rows kept for the application (about 150 MiB at 152 bytes each).
+pub const MAX_RECORDED_ROWS: usize = 1 << 20;
+/// Shortest snapshot cadence: 1 ms.
+pub const MIN_EVERY_NS: u64 = 1_000_000;
+
+/// One labelled feature snapshot: the row `harmonize train` fits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LabelledRow {
+    /// Engine clock time of the snapshot, ns.
+    pub t_ns: u64,
+    /// The candidate stream.
+    pub stream: u32,
+    /// The recipient switched to `stream` within the model's horizon after `t_ns`.
+    pub label: bool,
+    /// The feature vector, in [`FEATURE_NAMES`](super::FEATURE_NAMES) order.
+    pub features: [f64; N_FEATURES],
+}
+
+/// The online update's settings (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OnlineConfig {
+    /// Step size `η` per labelled row, > 0.
+    pub learning_rate: f64,
+    /// Weight `c` of a positive row, > 0 (switches are rare: most rows are negative).
+    pub positive_weight: f64,
+    /// Pull `λ` back towards the starting model per step, ≥ 0.
+    pub prior_l2: f64,
+    /// No weight (nor the bias) moves further than this from the starting model, logit units
+    /// per standardised unit, > 0.
+    pub max_drift: f64,
+}
+
+impl Default for OnlineConfig {
+    /// The settings docs/predictor.md measured.
+    fn default() -> Self {
+        OnlineConfig { learning_rate: 0.02, positive_weight: 4.0, prior_l2: 1e-4, max_drift: 3.0 }
+    }
+}
+
+/// What to learn and record (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LearnConfig {
+    /// Snapshot cadence, ns (at least [`MIN_EVERY_NS`]).
+    pub every_ns: u64,
+    /// Labelled rows kept for the application to drain; 0: none are kept.
+    pub record_rows: usize,
+    /// Update the model from its own outcomes.
+    pub online: Option<OnlineConfig>,
+}
+
+impl Default for LearnConfig {
+    /// Snapshots every 100 ms, 4096 rows kept, no online update.
+    fn default() -> Self {
+        LearnConfig { every_ns: 100_000_000, record_rows: 4096, online: None }
+    }
+}
+
+/// A [`LearnConfig`] out of range: the field and why.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LearnConfigError(pub &'static str);
+
+impl core::fmt::Display for LearnConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "predictor learning: {}", self.0)
+    }
+}
+
+impl std::error::Error for LearnConfigError {}
+
+impl LearnConfig {
+    /// Checks every field's range.
+    pub fn validate(&self) -> Result<(), LearnConfigError> {
+        if self.every_ns < MIN_EVERY_NS {
+            return Err(LearnConfigError("every_ns is below 1 ms (MIN_EVERY_NS)"));
+        }
+        if self.record_rows > MAX_RECORDED_ROWS {
+            return Err(LearnConfigError("record_rows is above 2^20 (MAX_RECORDED_ROWS)"));
+        }
+        if let Some(o) = self.online {
+            let pos = |v: f64| v.is_finite() && v > 0.0;
+            if !pos(o.learning_rate) || o.learning_rate > 1.0 {
+                return Err(LearnConfigError("online learning_rate is not in (0, 1]"));
+            }
+            if !pos(o.positive_weight) || o.positive_weight > 1e3 {
+                return Err(LearnConfigError("online positive_weight is not in (0, 1000]"));
+            }
+            if !(o.prior_l2.is_finite() && (0.0..=1.0).contains(&o.prior_l2)) {
+                return Err(LearnConfigError("online prior_l2 is not in [0, 1]"));
+            }
+            if !pos(o.max_drift) || o.max_drift > 100.0 {
+                return Err(LearnConfigError("online max_drift is not in (0, 100]"));
+            }
+        }
+        if self.record_rows == 0 && self.online.is_none() {
+            return Err(LearnConfigError(
+                "neither recording (record_rows > 0) nor online learning is asked for",
+            ));
+        }
+        Ok(())
+    }
+
+    /// How many snapshots wait at once for a model of `horizon_ns`: one per cadence over the
+    /// horizon and two more, for each of the engine's streams, capped at [`MAX_PENDING`].
+    fn pending_slots(&self, horizon_ns: u64) -> usize {
+        let per = (horizon_ns / self.every_ns).saturating_add(2);
+        usize::try_from(per).unwrap_or(usize::MAX).saturating_mul(crate::engine::MAX_STREAMS).min(MAX_PENDING)
+    }
+}
+
+/// Counters of the learner.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LearnStats {
+    /// Snapshots taken (one per candidate per cadence).
+    pub snapshots: u64,
+    /// Rows released with their label.
+    pub labelled: u64,
+    /// Of them, positive.
+    pub positives: u64,
+    /// Rows kept for the application.
+    pub rows_recorded: u64,
+    /// Rows not kept because the application had not drained the ring.
+    pub rows_dropped: u64,
+    /// Snapshots dropped unlabelled because the waiting ring was full.
+    pub pending_dropped: u64,
+    /// Online steps taken.
+    pub updates: u64,
+    /// Largest distance of any weight (or the bias) from the starting model, now.
+    pub max_drift: f64,
+    /// Mean log loss of the rows learned from, before each step (decayed over about 1000
+    /// rows): falls as the model adapts.
+    pub recent_log_loss: f64,
+}
+
+/// A fixed-capacity FIFO, allocated once.
+#[derive(Debug)]
+struct Fifo<T> {
+    buf: Vec<T>,
+    head: usize,
+    len: usize,
+}
+
+impl<T: Copy> Fifo<T> {
+    #[cfg(test)]
+    fn new(cap: usize, fill: T) -> Self {
+        Fifo { buf: vec![fill; cap], head: 0, len: 0 }
+    }
+    fn cap(&self) -> usize {
+        self.buf.len()
+    }
+    fn is_full(&self) -> bool {
+        self.len == self.buf.len()
+    }
+    fn push(&mut self, v: T) {
+        debug_assert!(!self.is_full());
+        let i = (self.head + self.len) % self.buf.len();
+        self.buf[i] = v;
+        self.len += 1;
+    }
+    fn front(&self) -> Option<&T> {
+        (self.len > 0).then(|| &self.buf[self.head])
+    }
+    fn pop(&mut self) -> Option<T> {
+        let v = *self.front()?;
+        self.head = (self.head + 1) % self.buf.len();
+        self.len -= 1;
+        Some(v)
+    }
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        let (head, len, cap) = (self.head, self.len, self.buf.len());
+        let (a, b) = self.buf.split_at_mut(head);
+        let first = len.min(cap - head);
+        b[..first].iter_mut().chain(a[..len - first].iter_mut())
+    }
+}
+
+/// Records labelled snapshots and, optionally, adapts the model. Owned by the
+/// [`Predictor`](super::Predictor).
+#[derive(Debug)]
+pub(crate) struct Learner {
+    cfg: LearnConfig,
+    pending: Fifo<LabelledRow>,
+    out: Fifo<LabelledRow>,
+    next_ns: u64,
+    /// The model online steps start from and are bounded around.
+    anchor_weights: [f64; N_FEATURES],
+    anchor_bias: f64,
+    stats: LearnStats,
+}
+
+const EMPTY_ROW: LabelledRow = LabelledRow { t_ns: 0, stream: 0, label: false, features: [0.0; N_FEATURES] };
+
+impl Learner {
+    /// Allocates both rings (the only allocation the learner makes).
+    pub(crate) fn new(cfg: LearnConfig, model: &Model) -> Result<Self, LearnConfigError> {
+        cfg.validate()?;
+        let mut pending = Vec::new();
+        let slots = cfg.pending_slots(model.horizon_ns);
+        pending
+            .try_reserve_exact(slots)
+            .map_err(|_| LearnConfigError("cannot allocate the ring of snapshots awaiting labels"))?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(cfg.record_rows)
+            .map_err(|_| LearnConfigError("cannot allocate the ring of recorded rows (record_rows)"))?;
+        pending.resize(slots, EMPTY_ROW);
+        out.resize(cfg.record_rows, EMPTY_ROW);
+        Ok(Learner {
+            cfg,
+            pending: Fifo { buf: pending, head: 0, len: 0 },
+            out: Fifo { buf: out, head: 0, len: 0 },
+            next_ns: 0,
+            anchor_weights: model.weights,
+            anchor_bias: model.bias,
+            stats: LearnStats::default(),
+        })
+    }
+
+    pub(crate) fn config(&self) -> &LearnConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn stats(&self) -> LearnStats {
+        self.stats
+    }
+
+    /// The application installed another model: online steps now start from it.
+    pub(crate) fn reanchor(&mut self, model: &Model) {
+        self.anchor_weights = model.weights;
+        self.anchor_bias = model.bias;
+        self.stats.max_drift = 0.0;
+    }
+
+    /// Whether a snapshot is due at `now_ns` (and if so, schedules the next one).
+    #[inline]
+    pub(crate) fn due(&mut self, now_ns: u64) -> bool {
+        if now_ns < self.next_ns {
+            return false;
+        }
+        self.next_ns = (now_ns / self.cfg.every_ns + 1).saturating_mul(self.cfg.every_ns);
+        true
+    }
+
+    /// A candidate's row at `now_ns`.
+    pub(crate) fn snapshot(&mut self, now_ns: u64, stream: u32, features: &[f64; N_FEATURES]) {
+        if self.pending.cap() == 0 {
+            return;
+        }
+        if self.pending.is_full() {
+            self.pending.pop();
+            self.stats.pending_dropped += 1;
+        }
+        self.pending.push(LabelledRow { t_ns: now_ns, stream, label: false, features: *features });
+        self.stats.snapshots += 1;
+    }
+
+    /// The recipient switched to `to` at `now_ns`: rows whose horizon ended before it are
+    /// released first, then every waiting row of `to` is positive.
+    pub(crate) fn switched(&mut self, to: u32, now_ns: u64, model: &mut Model) {
+        self.release(now_ns, model);
+        for p in self.pending.iter_mut() {
+            if p.stream == to && p.t_ns < now_ns {
+                p.label = true;
+            }
+        }
+    }
+
+    /// Releases every row whose horizon has passed at `now_ns` (`t + horizon < now`).
+    pub(crate) fn release(&mut self, now_ns: u64, model: &mut Model) {
+        while let Some(p) = self.pending.front() {
+            if p.t_ns.saturating_add(model.horizon_ns) >= now_ns {
+                break;
+            }
+            let Some(p) = self.pending.pop() else { break };
+            self.labelled(&p, model);
+        }
+    }
+
+    fn labelled(&mut self, row: &LabelledRow, model: &mut Model) {
+        self.stats.labelled += 1;
+        self.stats.positives += u64::from(row.label);
+        if self.out.cap() > 0 {
+            if self.out.is_full() {
+                self.stats.rows_dropped += 1;
+            } else {
+                self.out.push(*row);
+                self.stats.rows_recorded += 1;
+            }
+        }
+        if let Some(o) = self.cfg.online {
+            self.step(&o, row, model);
+        }
+    }
+
+    /// One SGD step on the weighted logistic loss (module docs).
+    fn step(&mut self, o: &OnlineConfig, row: &LabelledRow, model: &mut Model) {
+        let mut z = [0.0; N_FEATURES];
+        model.standardise(&row.features, &mut z);
+        let logit = model.logit(&row.features);
+        let p = sigmoid(logit);
+        let y = f64::from(u8::from(row.label));
+        // Log loss before the step, for the decayed mean reported in the stats.
+        let loss = if row.label { -p.max(1e-15).ln() } else { -(1.0 - p).max(1e-15).ln() };
+        self.stats.recent_log_loss += (loss - self.stats.recent_log_loss) * 1e-3;
+        let c = if row.label { o.positive_weight } else { 1.0 };
+        let g = c * (p - y);
+        let mut drift = 0.0f64;
+        for ((w, &w0), &zi) in model.weights.iter_mut().zip(&self.anchor_weights).zip(&z) {
+            let stepped = *w - o.learning_rate * (g * zi + o.prior_l2 * (*w - w0));
+            *w = stepped.clamp(w0 - o.max_drift, w0 + o.max_drift);
+            drift = drift.max((*w - w0).abs());
+        }
+        let b0 = self.anchor_bias;
+        let b = model.bias - o.learning_rate * (g + o.prior_l2 * (model.bias - b0));
+        model.bias = b.clamp(b0 - o.max_drift, b0 + o.max_drift);
+        self.stats.max_drift = drift.max((model.bias - b0).abs());
+        self.stats.updates += 1;
+    }
+
+    /// Moves up to `out.len()` recorded rows, oldest first, into `out`; returns how many.
+    pub(crate) fn drain(&mut self, out: &mut [LabelledRow]) -> usize {
+        let mut n = 0;
+        while n < out.len() {
+            let Some(r) = self.out.pop() else { break };
+            out[n] = r;
+            n += 1;
+        }
+        n
+    }
+
+    /// Rows waiting to be drained.
+    pub(crate) fn recorded_len(&self) -> usize {
+        self.out.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_wraps_and_iterates_in_order() {
+        let mut f = Fifo::new(3, 0u32);
+        for v in 1..=3 {
+            f.push(v);
+        }
+        assert_eq!(f.pop(), Some(1));
+        f.push(4);
+        assert_eq!(f.iter_mut().map(|v| *v).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!((f.pop(), f.pop(), f.pop(), f.pop()), (Some(2), Some(3), Some(4), None));
+    }
+}
