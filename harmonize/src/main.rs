@@ -24,6 +24,7 @@ mod demo;
 mod fleet;
 mod flip;
 mod history;
+mod learn;
 mod predictor;
 
 #[derive(Parser)]

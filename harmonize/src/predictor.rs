@@ -20,6 +20,7 @@ use harmonizer_core::engine::{AlwaysStage, EngineError, NeverStage};
 use harmonizer_core::predict::policy::default_model;
 use harmonizer_core::predict::{Model, PhiRule, Predictor, PredictorConfig, Preset};
 use harmonizer_sim::eval::{evaluate, feature_snapshots, fit_snapshots, tune_phi, Report, TrainSettings};
+use harmonizer_sim::lofo::{online_learning, Family};
 use harmonizer_sim::replay::ReplayConfig;
 use harmonizer_sim::scenario::{generate, ScenarioParams, Trace};
 
@@ -144,6 +145,31 @@ pub struct EvalArgs {
     /// from 0.9 to 0.1, and the phi rule on a 6 x 6 grid, one row each (about 1 minute more).
     #[arg(long)]
     curve: bool,
+    /// Also replay the aggressive preset with the online mode on (the model learns from its
+    /// own outcomes as it runs; OnlineConfig::default()): row "predictor/aggressive+online".
+    #[arg(long)]
+    online: bool,
+    /// Instead of the policy table: leave one family out. For each family (or those of
+    /// --family), train without it, then replay the test trace, and the same seed with that
+    /// family alone, offline and online (about 15 s a family).
+    #[arg(long)]
+    leave_one_out: bool,
+    /// Families for --leave-one-out and --plot-online: announced, degradation, rollout, load,
+    /// switchback, stall (comma-separated); default all (--plot-online: load).
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',', value_parser = parse_family)]
+    family: Vec<Family>,
+    /// Draw, as SVG, the share of predictable switches made seamless so far on the test seed
+    /// with one family alone (--family, default load): the shipped model and one trained
+    /// without the family, each offline and online.
+    #[arg(long, value_name = "FILE.svg")]
+    plot_online: Option<PathBuf>,
+    /// Length in seconds of the training trace --leave-one-out and --plot-online train on;
+    /// default 3600, the whole training trace.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    train_duration: Option<u64>,
+    /// Draw the predictor rows' reliability curves (calibration) as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    reliability: Option<PathBuf>,
     /// Print JSON: {"policies": [{"name", "seamless_rate", "seamless_rate_predictable",
     /// "duty_cycle", "precision", "recall", "pr_auc", "brier", ...}]}.
     #[arg(long)]
@@ -174,6 +200,13 @@ Example:
   harmonize eval --model model.json
   harmonize eval --duration 120 --phi 5,0.1 --json
   harmonize eval --curve";
+
+fn parse_family(s: &str) -> Result<Family, String> {
+    Family::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+        format!("unknown family {s:?}: one of {}", names.join(", "))
+    })
+}
 
 /// A number, decimal or `0x` hex.
 pub fn parse_u64(s: &str) -> Result<u64, String> {
@@ -328,6 +361,9 @@ pub fn run_train(a: TrainArgs) -> Result<(), String> {
 }
 
 pub fn run_eval(a: EvalArgs) -> Result<(), String> {
+    if (a.leave_one_out || a.plot_online.is_some()) && a.model.is_some() {
+        return Err(String::from("--leave-one-out and --plot-online train their own models: drop --model"));
+    }
     let model = match &a.model {
         Some(path) => Model::load(path).map_err(|e| format!("{}: {e}", path.display()))?,
         None => default_model(),
@@ -342,6 +378,35 @@ pub fn run_eval(a: EvalArgs) -> Result<(), String> {
         duration_ns: a.duration.unwrap_or(base.duration_ns),
         ..base
     };
+    if a.leave_one_out || a.plot_online.is_some() {
+        if a.model.is_some() {
+            return Err(String::from(
+                "--leave-one-out and --plot-online train their own models: drop --model",
+            ));
+        }
+        let train = ScenarioParams::train();
+        let train = ScenarioParams { duration_ns: a.train_duration.unwrap_or(train.duration_ns), ..train };
+        let mut out = String::new();
+        if a.leave_one_out {
+            let families = if a.family.is_empty() { Family::ALL.to_vec() } else { a.family.clone() };
+            let rows = crate::learn::run_lofo(&families, &train, &p)?;
+            out.push_str(&if a.json {
+                crate::learn::lofo_json(&rows)?
+            } else {
+                crate::learn::lofo_table(&rows)
+            });
+        }
+        if let Some(path) = &a.plot_online {
+            let family = a.family.first().copied().unwrap_or(Family::Load);
+            let summary = crate::learn::plot_online(path, family, &train, &p)?;
+            eprintln!("{}: {} alone\n{summary}", path.display(), family.name());
+        }
+        let mut o = std::io::stdout().lock();
+        return o
+            .write_all(out.as_bytes())
+            .and_then(|()| o.flush())
+            .map_err(|e| format!("standard output: {e}"));
+    }
     let test = gen_trace(&p, what)?;
     let cfg = ReplayConfig { horizon_ns: model.horizon_ns, ..Default::default() };
     let (phi_t, err_t) = match a.phi {
@@ -376,6 +441,13 @@ pub fn run_eval(a: EvalArgs) -> Result<(), String> {
     ] {
         run(evaluate(&test, name, predictor(PredictorConfig::preset(preset))?, &cfg), name)?;
     }
+    if a.online {
+        let name = "predictor/aggressive+online";
+        let p = predictor(PredictorConfig::preset(Preset::Aggressive))?
+            .with_learning(online_learning())
+            .map_err(|e| e.to_string())?;
+        run(evaluate(&test, name, p, &cfg), name)?;
+    }
     let mut c = PredictorConfig::preset(Preset::Aggressive);
     c.adaptive.target_duty = Some(0.10);
     run(evaluate(&test, "predictor/duty10%", predictor(c)?, &cfg), "predictor/duty10%")?;
@@ -397,6 +469,9 @@ pub fn run_eval(a: EvalArgs) -> Result<(), String> {
         }
     }
     eprintln!("replayed the {what} trace {} times in {:.1} s", rows.len(), t0.elapsed().as_secs_f64());
+    if let Some(path) = &a.reliability {
+        crate::learn::plot_reliability(path, &rows)?;
+    }
     let text = if a.json { eval_json(&rows, (phi_t, err_t))? } else { eval_table(&rows) };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|e| format!("standard output: {e}"))
@@ -414,6 +489,7 @@ struct PolicyJson<'a> {
     recall: f64,
     pr_auc: f64,
     brier: f64,
+    ece: f64,
     mean_staged_bytes: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     phi_threshold: Option<f64>,
@@ -450,6 +526,7 @@ fn eval_json(rows: &[Report], phi: (f64, f64)) -> Result<String, String> {
                 recall: r.recall,
                 pr_auc: r.pr_auc,
                 brier: r.brier,
+                ece: r.ece,
                 mean_staged_bytes: r.mean_staged_bytes,
                 phi_threshold: is_phi.then_some(phi.0),
                 error_threshold: is_phi.then_some(phi.1),
@@ -482,7 +559,7 @@ fn eval_json(rows: &[Report], phi: (f64, f64)) -> Result<String, String> {
 
 fn eval_table(rows: &[Report]) -> String {
     let mut s = format!(
-        "{:<22} {:>13} {:>17} {:>6} {:>10} {:>9} {:>6} {:>6} {:>6} {:>8} {:>4}\n",
+        "{:<28} {:>13} {:>17} {:>6} {:>10} {:>9} {:>6} {:>6} {:>6} {:>6} {:>8} {:>4}\n",
         "policy",
         "seamless",
         "predictable",
@@ -492,13 +569,14 @@ fn eval_table(rows: &[Report]) -> String {
         "recall",
         "PR-AUC",
         "Brier",
+        "ECE",
         "stall99",
         "bad"
     );
     for r in rows {
         let bad = r.duplicates + r.out_of_order + r.missing + r.lost + r.push_dropped;
         s.push_str(&format!(
-            "{:<22} {:>5}/{:<3}{:>4.0}% {:>5}/{:<3}{:>7.1}% {:>5.1}% {:>10.0} {:>9.3} {:>6.3} {:>6.3} {:>6.4} {:>6.1}ms {:>4}\n",
+            "{:<28} {:>5}/{:<3}{:>4.0}% {:>5}/{:<3}{:>7.1}% {:>5.1}% {:>10.0} {:>9.3} {:>6.3} {:>6.3} {:>6.4} {:>6.4} {:>6.1}ms {:>4}\n",
             r.name,
             r.seamless,
             r.happened,
@@ -512,6 +590,7 @@ fn eval_table(rows: &[Report]) -> String {
             r.recall,
             r.pr_auc,
             r.brier,
+            r.ece,
             r.stall_p99_ns as f64 / 1e6,
             bad,
         ));

@@ -426,6 +426,128 @@ fn eval_json_has_the_documented_shape() {
     }
 }
 
+/// Issue 20: `eval --online` adds the online row; every row has its expected calibration
+/// error; `--reliability` draws the predictor rows' reliability curves.
+#[test]
+fn eval_online_row_calibration_and_reliability_plot() {
+    let d = dir("reliability");
+    let svg = d.join("rel.svg");
+    let out = ok(&[
+        "eval",
+        "--duration",
+        "60",
+        "--phi",
+        "5,0.1",
+        "--online",
+        "--reliability",
+        path(&svg),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let policies = v["policies"].as_array().unwrap();
+    let online =
+        policies.iter().find(|p| p["name"] == "predictor/aggressive+online").expect("the online row");
+    for k in ["duplicates", "out_of_order", "missing", "lost", "push_dropped"] {
+        assert_eq!(online[k].as_u64(), Some(0), "{k}: {online}");
+    }
+    for p in policies {
+        let ece = p["ece"].as_f64().unwrap_or_else(|| panic!("ece: {p}"));
+        assert!((0.0..=1.0).contains(&ece), "{ece}");
+    }
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") || text.starts_with("<?xml"), "an SVG");
+    for name in ["predictor/aggressive+online", "perfect calibration"] {
+        assert!(text.contains(name), "the legend names {name}");
+    }
+}
+
+/// Issue 20: `eval --leave-one-out` trains without each family asked and reports its switches
+/// on the test trace and on the family alone, offline and online; `--plot-online` draws the
+/// four curves.
+#[test]
+fn eval_leave_one_out_and_the_online_plot() {
+    let out = ok(&[
+        "eval",
+        "--leave-one-out",
+        "--family",
+        "rollout,load",
+        "--duration",
+        "120",
+        "--train-duration",
+        "300",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let families = v["families"].as_array().unwrap();
+    let names: Vec<&str> = families.iter().map(|f| f["family"].as_str().unwrap()).collect();
+    assert_eq!(names, ["rollout", "load"]);
+    for f in families {
+        for world in ["test", "alone"] {
+            for mode in ["offline", "online"] {
+                let s = &f[world][mode];
+                let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k}: {s}"));
+                assert!(n("seamless") <= n("predictable") && n("predictable") <= n("all_predictable"), "{s}");
+                assert!(
+                    n("seamless_after_first") <= n("after_first") && n("after_first") <= n("predictable"),
+                    "{s}"
+                );
+                assert!(n("all_seamless") <= n("all_predictable"), "{s}");
+                assert!((0.0..=1.0).contains(&s["duty"].as_f64().unwrap()), "{s}");
+            }
+            // Offline and online replay the same trace.
+            assert_eq!(f[world]["offline"]["predictable"], f[world]["online"]["predictable"]);
+        }
+        // The family alone: every predictable switch is the family's.
+        assert_eq!(f["alone"]["offline"]["predictable"], f["alone"]["offline"]["all_predictable"]);
+        assert!(f["alone"]["offline"]["predictable"].as_u64().unwrap() >= 3, "{f}");
+    }
+    let table = String::from_utf8(ok(&[
+        "eval",
+        "--leave-one-out",
+        "--family",
+        "stall",
+        "--duration",
+        "60",
+        "--train-duration",
+        "120",
+    ]))
+    .unwrap();
+    assert!(
+        table.contains("Leave one family out") && table.lines().any(|l| l.starts_with("stall ")),
+        "{table}"
+    );
+
+    assert!(fails(&["eval", "--leave-one-out", "--model", "m.json"]).contains("drop --model"));
+
+    let d = dir("plot_online");
+    let svg = d.join("online.svg");
+    let o = run(
+        &[
+            "eval",
+            "--plot-online",
+            path(&svg),
+            "--family",
+            "rollout",
+            "--duration",
+            "120",
+            "--train-duration",
+            "300",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for name in [
+        "shipped model, offline",
+        "shipped model, online",
+        "trained without it, offline",
+        "trained without it, online",
+    ] {
+        assert!(text.contains(name), "the legend names {name}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(name), "the summary names {name}");
+    }
+}
+
 /// `eval --curve`: a row per predictor threshold and per phi grid point after the policies,
 /// each delivering exactly once. (Duty need not be monotone between neighbouring thresholds:
 /// the hold and the windows depend on the path; the ends of the sweep are far apart.)
@@ -509,6 +631,8 @@ fn bad_flags_are_usage_errors() {
     assert!(usage_error(&["eval", "--phi", "5,0.1", "--tune-duration", "10"]).contains("cannot be used with"));
     assert!(usage_error(&["eval", "--duration", "1.5"]).contains("whole number of seconds"));
     assert!(usage_error(&["eval", "--frobnicate"]).contains("--frobnicate"));
+    assert!(usage_error(&["eval", "--leave-one-out", "--family", "gremlins"])
+        .contains("unknown family \"gremlins\""));
 }
 
 #[test]

@@ -188,6 +188,20 @@ fn learning_settings_out_of_range_are_refused_with_the_field_named() {
             },
             "prior_l2",
         ),
+        (
+            LearnConfig {
+                online: Some(OnlineConfig { prior_precision: 0.0, ..OnlineConfig::default() }),
+                ..LearnConfig::default()
+            },
+            "prior_precision",
+        ),
+        (
+            LearnConfig {
+                online: Some(OnlineConfig { memory_rows: 0.5, ..OnlineConfig::default() }),
+                ..LearnConfig::default()
+            },
+            "memory_rows",
+        ),
     ];
     for (cfg, field) in bad {
         let mut p = Predictor::with_default_model(7, PredictorConfig::default()).unwrap();

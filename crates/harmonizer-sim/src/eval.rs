@@ -31,7 +31,7 @@
 //!   score and the Brier score of its probability (meaningful only for a calibrated one);
 //! - the engine's delivery check: duplicates, out-of-order, missing (all must be 0).
 
-use super::metrics::{brier, pr_auc, Confusion};
+use super::metrics::{brier, pr_auc, reliability, Confusion, ReliabilityBin};
 use super::replay::{replay, Outcome, ReplayConfig, Scored, Snapshot};
 use super::scenario::Trace;
 use crate::train::{column_stats, fit_logistic, Samples, TrainConfig, TrainError};
@@ -74,6 +74,10 @@ pub struct Report {
     pub pr_auc: f64,
     /// Brier score of the policy's probability.
     pub brier: f64,
+    /// Reliability curve of the policy's probability on the snapshots (ten bins).
+    pub reliability: Vec<ReliabilityBin>,
+    /// Expected calibration error of the same.
+    pub ece: f64,
     /// Delivered data events.
     pub delivered: u64,
     /// Duplicates the application saw (must be 0).
@@ -117,6 +121,7 @@ pub fn report(trace: &Trace, name: String, o: &Outcome) -> Report {
     let pct = |q: f64| stalls.get(((stalls.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
     let probs: Vec<f64> = o.snapshots.iter().map(|s| s.prob).collect();
     let labels: Vec<bool> = o.snapshots.iter().map(|s| s.label).collect();
+    let (reliability, ece) = reliability(&probs, &labels);
     let mut c = Confusion { tp: 0, fp: 0, tn: 0, fn_: 0 };
     for row in &o.snapshots {
         match (row.staged, row.label) {
@@ -142,6 +147,8 @@ pub fn report(trace: &Trace, name: String, o: &Outcome) -> Report {
         recall: c.recall(),
         pr_auc: pr_auc(&probs, &labels),
         brier: brier(&probs, &labels),
+        reliability,
+        ece,
         delivered: o.delivered,
         duplicates: o.duplicates,
         out_of_order: o.out_of_order,

@@ -15,6 +15,7 @@
 
 pub mod eval;
 pub mod json;
+pub mod lofo;
 pub mod metrics;
 pub mod replay;
 pub mod scenario;

@@ -11,6 +11,10 @@
 //! - [`brier`]: the Brier score `(1/n) Σ (p_i − y_i)²`, the calibration-sensitive error of
 //!   predicted probabilities (0 is perfect, 0.25 is a constant 1/2).
 //!
+//! - [`reliability`]: the reliability curve (calibration): in each of ten equal bins of
+//!   predicted probability, the mean prediction against the share that came true, and the
+//!   expected calibration error `ECE = Σ_b (n_b / n) · |mean_b − share_b|`.
+//!
 //! Scores and labels are paired element-wise; if the slices differ in length the extra
 //! elements of the longer one are ignored. Sorting uses `f64::total_cmp`, with NaN scores treated
 //! as the lowest (and never predicted positive by [`confusion`]). Nothing here panics.
@@ -113,6 +117,49 @@ pub fn brier(probs: &[f64], labels: &[bool]) -> f64 {
     sum / n as f64
 }
 
+/// One bin of a reliability curve.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ReliabilityBin {
+    /// Lower edge of the bin (its upper edge is 0.1 higher; the last bin includes 1).
+    pub lo: f64,
+    /// Predictions in it.
+    pub n: u64,
+    /// Their mean.
+    pub mean_prob: f64,
+    /// The share of them that came true.
+    pub observed: f64,
+}
+
+/// The reliability curve over ten equal bins of `probs` (NaN ignored), and the expected
+/// calibration error (0 when there is nothing to bin).
+pub fn reliability(probs: &[f64], labels: &[bool]) -> (Vec<ReliabilityBin>, f64) {
+    let mut sums = [(0u64, 0.0f64, 0u64); 10];
+    for (&p, &y) in probs.iter().zip(labels) {
+        if p.is_nan() {
+            continue;
+        }
+        let b = ((p.clamp(0.0, 1.0) * 10.0) as usize).min(9);
+        sums[b].0 += 1;
+        sums[b].1 += p;
+        sums[b].2 += u64::from(y);
+    }
+    let total: u64 = sums.iter().map(|s| s.0).sum();
+    let mut ece = 0.0;
+    let bins = sums
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, sp, pos))| {
+            let (mean_prob, observed) =
+                if n > 0 { (sp / n as f64, pos as f64 / n as f64) } else { (0.0, 0.0) };
+            if total > 0 {
+                ece += n as f64 / total as f64 * (mean_prob - observed).abs();
+            }
+            ReliabilityBin { lo: i as f64 / 10.0, n, mean_prob, observed }
+        })
+        .collect();
+    (bins, ece)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +216,24 @@ mod tests {
         assert_eq!(pr_auc(&[], &[]), 0.0);
         // Mismatched lengths pair up to the shorter.
         assert_eq!(pr_auc(&[0.9, 0.1, 0.5], &[true]), 1.0);
+    }
+
+    #[test]
+    fn reliability_bins_and_ece() {
+        // 0.05 predicted ten times, one came true: calibrated; 0.95 predicted twice, neither.
+        let mut p = vec![0.05; 10];
+        let mut y = vec![false; 10];
+        y[0] = true;
+        p.extend([0.95, 0.95, f64::NAN]);
+        y.extend([false, false, true]);
+        let (bins, ece) = reliability(&p, &y);
+        assert_eq!(bins.len(), 10);
+        assert_eq!((bins[0].n, bins[9].n), (10, 2));
+        assert!((bins[0].mean_prob - 0.05).abs() < 1e-12 && (bins[0].observed - 0.1).abs() < 1e-12);
+        assert_eq!(bins[9].observed, 0.0);
+        let want = 10.0 / 12.0 * 0.05 + 2.0 / 12.0 * 0.95;
+        assert!((ece - want).abs() < 1e-12, "{ece} vs {want}");
+        assert_eq!(reliability(&[], &[]).1, 0.0);
     }
 
     #[test]

@@ -37,6 +37,7 @@ use harmonizer_core::flip::{Flip, MAX_FLIP_LEN};
 use harmonizer_core::predict::features::N_FEATURES;
 use harmonizer_core::predict::phi::PhiRule;
 use harmonizer_core::predict::policy::{sigmoid, Predictor};
+use harmonizer_core::predict::{LabelledRow, LearnStats, Model};
 use harmonizer_core::ring::{PushError, Record};
 
 /// Replay positions are the trace's positions times this, so events a stream dropped can be
@@ -136,6 +137,10 @@ pub struct Outcome {
     /// Records the application could not push because the active ring stayed full (must be
     /// 0: the engine drains it).
     pub push_dropped: u64,
+    /// The predictor's model at the end (changed by the online mode) and its learner's counters.
+    pub learned: Option<(Model, Option<LearnStats>)>,
+    /// The labelled rows the predictor recorded live (when recording is on), in time order.
+    pub history: Vec<LabelledRow>,
 }
 
 impl Outcome {
@@ -157,6 +162,15 @@ pub trait Scored: ArmingPolicy {
     /// After a plan: for each candidate, its probability of being switched to within the
     /// horizon, and the features it was scored on (if any). Calls `f(stream, prob, features)`.
     fn scores(&self, candidates: &[Candidate], f: &mut ScoreSink<'_>);
+    /// The model it ends with and what its learner counted, for a policy with a model.
+    fn learned(&self) -> Option<(Model, Option<LearnStats>)> {
+        None
+    }
+    /// The labelled rows its learner recorded and nobody drained (the predictor's, when
+    /// recording is on).
+    fn take_history(&mut self) -> Vec<LabelledRow> {
+        Vec::new()
+    }
 }
 
 impl Scored for Predictor {
@@ -164,6 +178,18 @@ impl Scored for Predictor {
         for (stream, z, x) in self.last_scores() {
             f(*stream, sigmoid(*z), Some(x));
         }
+    }
+    fn learned(&self) -> Option<(Model, Option<LearnStats>)> {
+        Some((self.model().clone(), self.learn_stats()))
+    }
+    fn take_history(&mut self) -> Vec<LabelledRow> {
+        let mut out = vec![
+            LabelledRow { t_ns: 0, stream: 0, label: false, features: [0.0; N_FEATURES] };
+            self.history_len()
+        ];
+        let n = self.drain_history(&mut out);
+        out.truncate(n);
+        out
     }
 }
 
@@ -219,9 +245,12 @@ struct Probed<P> {
     rows: Arc<Mutex<Vec<Snapshot>>>,
 }
 
-impl<P: Scored> ArmingPolicy for Probed<P> {
+impl<P: Scored + 'static> ArmingPolicy for Probed<P> {
     fn name(&self) -> &'static str {
         self.inner.name()
+    }
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
     }
     fn observe(&mut self, stream: u32, record: &Record<'_>, now_ns: u64) {
         self.inner.observe(stream, record, now_ns);
@@ -420,6 +449,9 @@ pub fn replay<P: Scored + 'static>(
         }
     }
     let stats = *engine.stats();
+    let (learned, history) = engine
+        .policy_mut::<Probed<P>>()
+        .map_or((None, Vec::new()), |p| (p.inner.learned(), p.inner.take_history()));
     drop(engine);
     let mut snapshots = std::mem::take(&mut *rows.lock().unwrap_or_else(|e| e.into_inner()));
     for row in &mut snapshots {
@@ -437,6 +469,8 @@ pub fn replay<P: Scored + 'static>(
         snapshots,
         stalls_ns: stalls,
         push_dropped,
+        learned,
+        history,
     })
 }
 

@@ -27,22 +27,31 @@
 //!
 //! # The online mode
 //!
-//! Each released row is one step of stochastic gradient descent on the weighted logistic loss of
-//! the model that runs, in its standardised space (`z` = the row standardised and clipped by the
-//! model's own mean, scale and clip, which stay fixed):
+//! Each released row is one step on the weighted logistic loss of the model that runs, in its
+//! standardised space (`z` = the row standardised and clipped by the model's own mean, scale
+//! and clip, which stay fixed), scaled per weight by the curvature seen so far (a diagonal
+//! Newton step, as AdaGrad scales by the gradients seen):
 //!
 //! ```text
 //! p = σ(b + w·z),   c = positive_weight if y else 1
-//! w ← w − η · (c · (p − y) · z + λ · (w − w₀))
-//! b ← b − η · (c · (p − y)     + λ · (b − b₀))
+//! qᵢ ← q₀ + (qᵢ − q₀)·(1 − 1/memory_rows) + c·p(1 − p)·zᵢ²        (the bias: zᵢ = 1)
+//! wᵢ ← wᵢ − η · (c·(p − y)·zᵢ + λ·(wᵢ − w₀ᵢ)) / qᵢ
 //! then every wᵢ and b is clamped to within max_drift of w₀ᵢ, b₀
 //! ```
 //!
 //! `w₀, b₀` is the model the deployment started from (the shipped one, or the last one the
-//! application installed with `set_model`/`load_model_json`, which resets the anchor). `λ`
-//! pulls back towards it and `max_drift` bounds how far any weight can go, so a burst of odd
-//! traffic cannot carry the model anywhere it could not come back from. One step is a dot
-//! product and a few adds per feature: allocation-free, at most one row per candidate per cadence.
+//! application installed with `set_model`/`load_model_json`, which resets the anchor). `q₀`
+//! (`prior_precision`) is how many rows' worth of evidence the starting model counts for per
+//! weight: a weight whose feature is rarely away from its mean keeps a small curvature and
+//! moves quickly when its feature does light up (a warning the model had not seen), while one
+//! exercised by every row moves slowly. The curvature forgets over `memory_rows` rows, so the
+//! model keeps adapting; `max_drift` bounds how far any weight can go, so a burst of odd
+//! traffic cannot carry the model anywhere it could not come back from, and `λ` (`prior_l2`,
+//! 0 by default) can pull it back. A plain gradient step with a constant rate was tried first:
+//! with a rate small enough not to hurt the model in its own world it did not learn a new
+//! family, and one large enough to learn did hurt (docs/predictor.md). One step is a dot
+//! product and a few multiply-adds per feature: allocation-free, at most one row per candidate
+//! per cadence.
 //!
 //! The rows' features are what the engine computed live, under the staging the running policy
 //! chose; training (`harmonize trace`) records them under a policy that never stages. The
@@ -75,21 +84,36 @@ pub struct LabelledRow {
 /// The online update's settings (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OnlineConfig {
-    /// Step size `η` per labelled row, > 0.
+    /// Step size `η` per labelled row, in (0, 10]; 1 is the diagonal Newton step.
     pub learning_rate: f64,
     /// Weight `c` of a positive row, > 0 (switches are rare: most rows are negative).
     pub positive_weight: f64,
     /// Pull `λ` back towards the starting model per step, ≥ 0.
     pub prior_l2: f64,
+    /// Curvature a weight starts with (`q₀`), > 0: the evidence, in rows, the starting model
+    /// is worth per feature. Steps are divided by each weight's curvature.
+    pub prior_precision: f64,
+    /// Rows of memory for the curvature: it decays towards `q₀` by `1/memory_rows` a row, so
+    /// the model keeps adapting. ≥ 1.
+    pub memory_rows: f64,
     /// No weight (nor the bias) moves further than this from the starting model, logit units
     /// per standardised unit, > 0.
     pub max_drift: f64,
 }
 
 impl Default for OnlineConfig {
-    /// The settings docs/predictor.md measured.
+    /// The settings docs/predictor.md measured, chosen on the development trace's world
+    /// (`ScenarioParams::validation()`): `q₀` = 200 learned every family but stalls from one
+    /// occurrence where 1000 did not, and cost its own world less than 50 did.
     fn default() -> Self {
-        OnlineConfig { learning_rate: 0.02, positive_weight: 4.0, prior_l2: 1e-4, max_drift: 3.0 }
+        OnlineConfig {
+            learning_rate: 1.0,
+            positive_weight: 1.0,
+            prior_l2: 0.0,
+            prior_precision: 200.0,
+            memory_rows: 20_000.0,
+            max_drift: 3.0,
+        }
     }
 }
 
@@ -134,8 +158,14 @@ impl LearnConfig {
         }
         if let Some(o) = self.online {
             let pos = |v: f64| v.is_finite() && v > 0.0;
-            if !pos(o.learning_rate) || o.learning_rate > 1.0 {
-                return Err(LearnConfigError("online learning_rate is not in (0, 1]"));
+            if !pos(o.learning_rate) || o.learning_rate > 10.0 {
+                return Err(LearnConfigError("online learning_rate is not in (0, 10]"));
+            }
+            if !pos(o.prior_precision) || o.prior_precision > 1e9 {
+                return Err(LearnConfigError("online prior_precision is not in (0, 1e9]"));
+            }
+            if !(o.memory_rows.is_finite() && o.memory_rows >= 1.0) {
+                return Err(LearnConfigError("online memory_rows is not a finite value >= 1"));
             }
             if !pos(o.positive_weight) || o.positive_weight > 1e3 {
                 return Err(LearnConfigError("online positive_weight is not in (0, 1000]"));
@@ -240,6 +270,8 @@ pub(crate) struct Learner {
     /// The model online steps start from and are bounded around.
     anchor_weights: [f64; N_FEATURES],
     anchor_bias: f64,
+    /// Per-weight curvature (and the bias's, last).
+    curvature: [f64; N_FEATURES + 1],
     stats: LearnStats,
 }
 
@@ -266,6 +298,7 @@ impl Learner {
             next_ns: 0,
             anchor_weights: model.weights,
             anchor_bias: model.bias,
+            curvature: [cfg.online.map_or(1.0, |o| o.prior_precision); N_FEATURES + 1],
             stats: LearnStats::default(),
         })
     }
@@ -350,24 +383,29 @@ impl Learner {
     fn step(&mut self, o: &OnlineConfig, row: &LabelledRow, model: &mut Model) {
         let mut z = [0.0; N_FEATURES];
         model.standardise(&row.features, &mut z);
-        let logit = model.logit(&row.features);
-        let p = sigmoid(logit);
+        let p = sigmoid(model.bias + model.weights.iter().zip(&z).map(|(w, z)| w * z).sum::<f64>());
         let y = f64::from(u8::from(row.label));
         // Log loss before the step, for the decayed mean reported in the stats.
         let loss = if row.label { -p.max(1e-15).ln() } else { -(1.0 - p).max(1e-15).ln() };
         self.stats.recent_log_loss += (loss - self.stats.recent_log_loss) * 1e-3;
         let c = if row.label { o.positive_weight } else { 1.0 };
         let g = c * (p - y);
+        let h = c * p * (1.0 - p);
+        let keep = 1.0 - 1.0 / o.memory_rows;
         let mut drift = 0.0f64;
-        for ((w, &w0), &zi) in model.weights.iter_mut().zip(&self.anchor_weights).zip(&z) {
-            let stepped = *w - o.learning_rate * (g * zi + o.prior_l2 * (*w - w0));
+        let mut update = |w: &mut f64, w0: f64, zi: f64, q: &mut f64| {
+            *q = o.prior_precision + (*q - o.prior_precision) * keep + h * zi * zi;
+            let stepped = *w - o.learning_rate * (g * zi + o.prior_l2 * (*w - w0)) / *q;
             *w = stepped.clamp(w0 - o.max_drift, w0 + o.max_drift);
             drift = drift.max((*w - w0).abs());
+        };
+        let (qw, qb) = self.curvature.split_at_mut(N_FEATURES);
+        for (((w, &w0), &zi), q) in model.weights.iter_mut().zip(&self.anchor_weights).zip(&z).zip(qw) {
+            update(w, w0, zi, q);
         }
-        let b0 = self.anchor_bias;
-        let b = model.bias - o.learning_rate * (g + o.prior_l2 * (model.bias - b0));
-        model.bias = b.clamp(b0 - o.max_drift, b0 + o.max_drift);
-        self.stats.max_drift = drift.max((model.bias - b0).abs());
+        // The bias: its feature is 1.
+        update(&mut model.bias, self.anchor_bias, 1.0, &mut qb[0]);
+        self.stats.max_drift = drift;
         self.stats.updates += 1;
     }
 
