@@ -2361,6 +2361,113 @@ static void test_metrics(recorder *r) {
     hz_engine_free(e);
 }
 
+/* Issue 20: the predictor records labelled feature snapshots while it runs, from C; the
+ * online mode adapts its model, which comes back out as a model file that loads again. */
+static void test_learn(recorder *r) {
+    /* Settings: checked when set, with the field named. */
+    hz_online_config o;
+    memset(&o, 0, sizeof o);
+    CHECK_ST(hz_online_config_default(&o), HZ_ERR_INVALID); /* struct_size 0 */
+    o.struct_size = sizeof o;
+    CHECK_OK(hz_online_config_default(&o));
+    CHECK(o.struct_size == sizeof o && o.learning_rate > 0 && o.prior_precision > 0 && o.max_drift > 0);
+    hz_config *c = cfg_new(7, 2);
+    CHECK_ST(hz_config_set_learning(NULL, 100000000, 64, NULL), HZ_ERR_NULL);
+    CHECK_ST(hz_config_set_learning(c, 1000, 64, NULL), HZ_ERR_CONFIG);
+    CHECK_CONTAINS(hz_config_last_error(c), "every_ns");
+    CHECK_ST(hz_config_set_learning(c, 100000000, HZ_MAX_HISTORY_ROWS + 1, NULL), HZ_ERR_CONFIG);
+    CHECK_CONTAINS(hz_config_last_error(c), "record_rows");
+    hz_online_config bad = o;
+    bad.learning_rate = 0.0;
+    CHECK_ST(hz_config_set_learning(c, 100000000, 64, &bad), HZ_ERR_CONFIG);
+    CHECK_CONTAINS(hz_config_last_error(c), "learning_rate");
+    bad = o;
+    bad.struct_size = 8;
+    CHECK_ST(hz_config_set_learning(c, 100000000, 64, &bad), HZ_ERR_INVALID);
+    CHECK_CONTAINS(hz_config_last_error(c), "struct_size");
+    /* Learning is the predictor's. */
+    CHECK_OK(hz_config_set_learning(c, 100000000, 4096, &o));
+    hz_engine *e = NULL;
+    CHECK_ST(hz_engine_new(c, &e), HZ_ERR_CONFIG);
+    CHECK_CONTAINS(hz_config_last_error(c), "HZ_POLICY_PREDICTOR");
+    CHECK_OK(hz_config_set_learning(c, 0, 0, NULL)); /* off again */
+    e = engine_from(c);
+    size_t count = SENT_SIZE;
+    CHECK_ST(hz_engine_drain_history(e, NULL, 0, &count), HZ_ERR_STATE);
+    hz_engine_free(e);
+
+    /* A predictor recording every 100 ms, online, on the application's clock. */
+    vclock v = {1000, 0};
+    CHECK_OK(hz_config_set_clock(c, vclock_read, &v));
+    CHECK_OK(hz_config_set_policy(c, HZ_POLICY_PREDICTOR));
+    CHECK_OK(hz_config_set_learning(c, 100000000, 4096, &o));
+    e = engine_from(c);
+    hz_config_free(c);
+    hz_producer *p[2] = {take(e, 0), take(e, 1)};
+    rec_clear(r);
+    /* 12 s of events every 10 ms on both streams; a switch to 1 at 3 s. */
+    uint64_t switch_at = 0;
+    for (uint64_t k = 1; k <= 1200; k++) {
+        v.now = k * 10000000ull;
+        for (int s = 0; s < 2; s++) (void)push_data(p[s], k, k);
+        if (k == 300) {
+            hz_flip f = mkflip(HZ_FLIP_SWITCH, 1, 77);
+            uint32_t active = 9;
+            CHECK_OK(hz_engine_active_stream(e, &active));
+            CHECK(active == 0);
+            CHECK_OK(push_flip(p[active], k, &f));
+            switch_at = v.now;
+        }
+        drain(e, r);
+    }
+    uint32_t active = 9;
+    CHECK_OK(hz_engine_active_stream(e, &active));
+    CHECK(active == 1);
+    hz_learn_stats ls;
+    memset(&ls, 0, sizeof ls);
+    ls.struct_size = sizeof ls;
+    CHECK_OK(hz_engine_learn_stats(e, &ls));
+    CHECK(ls.snapshots > 100 && ls.rows_recorded == ls.labelled && ls.rows_waiting == ls.rows_recorded);
+    CHECK(ls.updates == ls.labelled && ls.positives > 0 && ls.rows_dropped == 0);
+    /* Drain in small batches: every row is labelled by the switch that followed it. */
+    hz_history_row rows[16];
+    size_t total = 0, positives = 0;
+    CHECK_ST(hz_engine_drain_history(e, NULL, 16, &count), HZ_ERR_NULL);
+    CHECK_ST(hz_engine_drain_history(e, rows, 16, NULL), HZ_ERR_NULL);
+    for (;;) {
+        count = SENT_SIZE;
+        CHECK_OK(hz_engine_drain_history(e, rows, 16, &count));
+        CHECK(count <= 16);
+        if (count == 0) break;
+        for (size_t i = 0; i < count; i++) {
+            const hz_history_row *row = &rows[i];
+            uint32_t want = row->stream == 1 && row->t_ns < switch_at && row->t_ns + 5000000000ull >= switch_at;
+            CHECK(row->label == want);
+            CHECK(row->n_features == HZ_N_FEATURES && row->reserved == 0);
+            for (uint32_t f = HZ_N_FEATURES; f < HZ_HISTORY_MAX_FEATURES; f++) CHECK(row->features[f] == 0.0);
+            positives += row->label;
+        }
+        total += count;
+    }
+    CHECK(total == ls.rows_recorded && positives == ls.positives);
+    CHECK(strcmp(hz_feature_name(0), "load_burst") == 0);
+    CHECK(hz_feature_name(HZ_N_FEATURES) == NULL);
+    /* The adapted model comes out as a model file, and loads back. */
+    size_t len = SENT_SIZE;
+    CHECK_ST(hz_engine_model_json(e, NULL, 0, &len), HZ_ERR_BUFFER_TOO_SMALL);
+    CHECK(len > 100 && len < HZ_MAX_MODEL_BYTES);
+    char *json = malloc(len + 1);
+    CHECK(json != NULL);
+    CHECK_ST(hz_engine_model_json(e, json, len, &len), HZ_ERR_BUFFER_TOO_SMALL);
+    CHECK_OK(hz_engine_model_json(e, json, len + 1, &len));
+    CHECK(json[len] == 0 && strstr(json, "\"harmonizer-predictor\"") != NULL);
+    CHECK_OK(hz_engine_load_model(e, (const uint8_t *)json, len));
+    free(json);
+    hz_producer_free(p[0]);
+    hz_producer_free(p[1]);
+    hz_engine_free(e);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) model_path = argv[1];
     CHECK(hz_last_error() != NULL && strcmp(hz_last_error(), "") == 0);
@@ -2392,6 +2499,7 @@ int main(int argc, char **argv) {
     test_metrics(r);
     test_verify(r);
     test_probation(r);
+    test_learn(r);
     free(r);
     printf("api: all checks passed (harmonizer %s)\n", hz_version());
     return 0;

@@ -582,6 +582,28 @@
 #define HZ_FLIP_MAX_IDS 32
 
 /*
+ Room for features in `hz_history_row`: this build fills `HZ_N_FEATURES` of them (its
+ `n_features`), the rest are 0. Larger than today's count so a later library with more
+ features keeps the row's layout.
+ */
+#define HZ_HISTORY_MAX_FEATURES 32
+
+/*
+ How many features this build's predictor computes (`hz_feature_name` names them).
+ */
+#define HZ_N_FEATURES 17
+
+/*
+ Largest `record_rows` `hz_config_set_learning` takes.
+ */
+#define HZ_MAX_HISTORY_ROWS 1048576
+
+/*
+ Smallest snapshot cadence `hz_config_set_learning` takes, ns (1 ms).
+ */
+#define HZ_MIN_SNAPSHOT_NS 1000000
+
+/*
  Largest `capacity_bytes` `hz_pool_new` takes: 2^50 bytes (1 PiB).
  */
 #define HZ_MAX_POOL_BYTES 1125899906842624
@@ -1385,6 +1407,125 @@ typedef struct {
 } hz_flip;
 
 /*
+ The online mode's settings (docs/predictor.md): `hz_online_config_default` fills the
+ defaults. Size-tagged: set `struct_size` to `sizeof(hz_online_config)`.
+ */
+typedef struct {
+  /*
+   `sizeof(hz_online_config)`, set by the caller.
+   */
+  size_t struct_size;
+  /*
+   Step size per labelled row, in (0, 10]; 1 is the diagonal Newton step (default).
+   */
+  double learning_rate;
+  /*
+   Weight of a positive row, in (0, 1000] (default 1).
+   */
+  double positive_weight;
+  /*
+   Pull back towards the starting model per step, in [0, 1] (default 0).
+   */
+  double prior_l2;
+  /*
+   Evidence, in rows, the starting model counts for per weight, in (0, 1e9] (default 200).
+   */
+  double prior_precision;
+  /*
+   Rows of memory for each weight's curvature, at least 1 (default 20000).
+   */
+  double memory_rows;
+  /*
+   No weight moves further than this from the starting model, in (0, 100] (default 3).
+   */
+  double max_drift;
+} hz_online_config;
+
+/*
+ One labelled feature snapshot (the row `harmonize train` fits; the history format is in
+ `harmonize trace --help`): at `t_ns` (the engine's clock), candidate `stream`'s features;
+ `label` 1 when the recipient switched to `stream` within the model's horizon after `t_ns`.
+ Fixed layout: an array of rows is filled by `hz_engine_drain_history`.
+ */
+typedef struct {
+  /*
+   Engine clock time of the snapshot, ns.
+   */
+  uint64_t t_ns;
+  /*
+   The candidate stream.
+   */
+  uint32_t stream;
+  /*
+   1: switched to `stream` within the horizon; 0: not.
+   */
+  uint32_t label;
+  /*
+   Features filled (`HZ_N_FEATURES`), in `hz_feature_name` order.
+   */
+  uint32_t n_features;
+  /*
+   0.
+   */
+  uint32_t reserved;
+  /*
+   The features; entries past `n_features` are 0.
+   */
+  double features[HZ_HISTORY_MAX_FEATURES];
+} hz_history_row;
+
+/*
+ The learner's counters, as `hz_engine_learn_stats` fills them. Size-tagged: set
+ `struct_size` to `sizeof(hz_learn_stats)`.
+ */
+typedef struct {
+  /*
+   `sizeof(hz_learn_stats)`, set by the caller.
+   */
+  size_t struct_size;
+  /*
+   Snapshots taken (one per candidate per cadence).
+   */
+  uint64_t snapshots;
+  /*
+   Rows released with their label (one horizon after their snapshot).
+   */
+  uint64_t labelled;
+  /*
+   Of them, positive.
+   */
+  uint64_t positives;
+  /*
+   Rows kept for `hz_engine_drain_history`.
+   */
+  uint64_t rows_recorded;
+  /*
+   Rows not kept: the application had not drained the ring.
+   */
+  uint64_t rows_dropped;
+  /*
+   Snapshots dropped unlabelled: more waited than the ring sized for the horizon holds.
+   */
+  uint64_t pending_dropped;
+  /*
+   Online steps taken.
+   */
+  uint64_t updates;
+  /*
+   Rows waiting to be drained.
+   */
+  uint64_t rows_waiting;
+  /*
+   Largest distance of any weight (or the bias) from the starting model.
+   */
+  double max_drift;
+  /*
+   Mean log loss of the rows learned from, before each step (decayed over ~1000 rows).
+   */
+  double recent_log_loss;
+} hz_learn_stats;
+
+/*
  A pool's counters, as `hz_pool_stats` fills them (a function of that name, so the struct is
  named for what it holds). Set `struct_size` to `sizeof(hz_pool_counters)` before the call;
  fields a later library adds are appended.
@@ -2110,6 +2251,56 @@ hz_status hz_flip_encode(const hz_flip *flip, uint8_t *out, size_t cap, size_t *
  `HZ_ERR_BUFFER_TOO_SMALL` (more ids than `ids_cap`). Any thread.
  */
 hz_status hz_flip_decode(const uint8_t *bytes_ptr, size_t len, hz_flip *out, uint64_t *ids_buf, size_t ids_cap);
+
+/*
+ Fills `*out` with the online mode's defaults (`OnlineConfig::default()`), keeping its
+ `struct_size`. Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`struct_size`). Any thread.
+ */
+hz_status hz_online_config_default(hz_online_config *out);
+
+/*
+ Turns on the predictor's learning for engines made from `config` (used with
+ `HZ_POLICY_PREDICTOR`): a snapshot of every candidate's features each `every_ns` (at least
+ `HZ_MIN_SNAPSHOT_NS`; 100 ms is what training uses), labelled one horizon later; up to
+ `record_rows` labelled rows (at most `HZ_MAX_HISTORY_ROWS`) kept for
+ `hz_engine_drain_history`; and, when `online` is not NULL, the online mode with its settings
+ (read up to its `struct_size`). `record_rows` 0 with `online` NULL turns learning off. The
+ engine allocates its two rings when it is made (`HZ_ERR_NO_MEMORY` then), nothing after.
+ Errors: `HZ_ERR_NULL`, `HZ_ERR_INVALID` (`online->struct_size`), `HZ_ERR_CONFIG` (a value
+ out of range, named). The configuration's thread.
+ */
+hz_status hz_config_set_learning(hz_config *config, uint64_t every_ns, size_t record_rows, const hz_online_config *online);
+
+/*
+ Moves up to `cap` labelled rows, oldest first, into `rows` and their number to `*count` (0
+ when none wait, or learning records nothing). Allocates nothing. Errors: `HZ_ERR_NULL`
+ (`count`, or `rows` with `cap` above 0), `HZ_ERR_STATE` (the policy is not the predictor; from
+ a callback). Poll thread.
+ */
+hz_status hz_engine_drain_history(hz_engine *engine, hz_history_row *rows, size_t cap, size_t *count);
+
+/*
+ Fills `*out` with the learner's counters (all 0 when learning is off). Errors: `HZ_ERR_NULL`,
+ `HZ_ERR_INVALID` (`struct_size`), `HZ_ERR_STATE` (not the predictor; from a callback). Poll
+ thread.
+ */
+hz_status hz_engine_learn_stats(hz_engine *engine, hz_learn_stats *out);
+
+/*
+ Writes the predictor's model as it is now (with whatever the online mode changed) as a model
+ file (docs/predictor.md; `hz_engine_load_model` reads it back, bit for bit), NUL-terminated,
+ into `buf` (`cap` bytes), its length without the NUL to `*len`. Ask the length with `buf`
+ NULL and `cap` 0 (`HZ_ERR_BUFFER_TOO_SMALL`, `*len` set); allocates nothing. Errors:
+ `HZ_ERR_NULL` (`len`, or `buf` with `cap` above 0), `HZ_ERR_BUFFER_TOO_SMALL`, `HZ_ERR_STATE`
+ (not the predictor; from a callback). Poll thread.
+ */
+hz_status hz_engine_model_json(hz_engine *engine, char *buf, size_t cap, size_t *len);
+
+/*
+ The name of feature `i` (`0 .. HZ_N_FEATURES`) as the model file and the history name it
+ (static, NUL-terminated); NULL past the last. Any thread.
+ */
+const char *hz_feature_name(uint32_t i);
 
 /*
  Makes a staging pool of `capacity_bytes` (1 to `HZ_MAX_POOL_BYTES`), to be shared by

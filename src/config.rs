@@ -48,6 +48,8 @@ pub struct hz_config {
     pub(crate) preset: u32,
     /// The application's clock (`hz_config_set_clock`); `None`: the monotonic clock.
     pub(crate) clock: Option<AppClock>,
+    /// The predictor's learning (`hz_config_set_learning`); `None`: off.
+    pub(crate) learn: Option<harmonizer_core::predict::LearnConfig>,
     pub(crate) err: LastError,
 }
 
@@ -141,6 +143,7 @@ pub unsafe extern "C" fn hz_config_new(
             policy: HZ_POLICY_MANUAL,
             preset: HZ_PRESET_CONSERVATIVE,
             clock: None,
+            learn: None,
             err: LastError::default(),
         };
         // SAFETY: `out` is non-null and the caller provides a writable `hz_config *`.
@@ -162,7 +165,7 @@ pub unsafe extern "C" fn hz_config_free(config: *mut hz_config) {
 }
 
 /// Runs `f` on the configuration behind `config`, or returns `HZ_ERR_NULL`.
-fn with(config: *mut hz_config, f: impl FnOnce(&mut hz_config) -> u32) -> hz_status {
+pub(crate) fn with(config: *mut hz_config, f: impl FnOnce(&mut hz_config) -> u32) -> hz_status {
     guard(HZ_ERR_PANIC, || {
         // SAFETY: NULL or a live configuration from `hz_config_new`, used by one thread at a time.
         match unsafe { config.as_mut() } {

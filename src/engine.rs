@@ -34,8 +34,8 @@ pub struct hz_engine {
     inner: UnsafeCell<Inner>,
 }
 
-struct Inner {
-    engine: Engine,
+pub(crate) struct Inner {
+    pub(crate) engine: Engine,
     producers: Vec<Option<StreamProducer>>,
     /// Stream id of each producer slot.
     ids: Vec<u32>,
@@ -576,6 +576,12 @@ pub unsafe extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz
             return c.err.set(HZ_ERR_NULL, "out is NULL");
         }
         let recipient = c.cfg.recipient_id;
+        if c.learn.is_some() && c.policy != HZ_POLICY_PREDICTOR {
+            return c.err.set(
+                HZ_ERR_CONFIG,
+                "hz_config_set_learning: learning is the predictor's; set HZ_POLICY_PREDICTOR",
+            );
+        }
         let policy: Box<dyn ArmingPolicy> = match c.policy {
             HZ_POLICY_NEVER => Box::new(NeverStage),
             HZ_POLICY_ALWAYS => Box::new(AlwaysStage),
@@ -585,10 +591,17 @@ pub unsafe extern "C" fn hz_engine_new(config: *mut hz_config, out: *mut *mut hz
                     HZ_PRESET_AGGRESSIVE => Preset::Aggressive,
                     _ => Preset::Conservative,
                 };
-                match Predictor::with_default_model(recipient, PredictorConfig::preset(preset)) {
-                    Ok(p) => Box::new(p),
+                let mut p = match Predictor::with_default_model(recipient, PredictorConfig::preset(preset)) {
+                    Ok(p) => p,
                     Err(e) => return c.err.set(HZ_ERR_CONFIG, e.to_string()),
+                };
+                if let Some(l) = c.learn {
+                    // Validated when set; what fails here is the rings' allocation.
+                    if let Err(e) = p.enable_learning(l) {
+                        return c.err.set(HZ_ERR_NO_MEMORY, e.to_string());
+                    }
                 }
+                Box::new(p)
             }
             _ => Box::new(ManualStage),
         };
@@ -647,7 +660,7 @@ pub unsafe extern "C" fn hz_engine_free(engine: *mut hz_engine) {
 
 /// Runs `f` on the engine's inside, unless a poll on it is running its callbacks. A panic in
 /// `f` is recorded and counted on the handle.
-fn with(
+pub(crate) fn with(
     engine: *const hz_engine,
     f: impl FnOnce(&mut Inner, &LastError, &Cell<bool>) -> hz_status,
 ) -> hz_status {
@@ -1482,9 +1495,9 @@ pub const HZ_METRICS_OPENMETRICS: u32 = 1;
 pub const HZ_METRICS_JSON: u32 = 2;
 
 /// Counts what is written, and keeps what fits of it in `buf`.
-struct BufWriter<'a> {
-    buf: &'a mut [u8],
-    len: usize,
+pub(crate) struct BufWriter<'a> {
+    pub(crate) buf: &'a mut [u8],
+    pub(crate) len: usize,
 }
 
 impl std::fmt::Write for BufWriter<'_> {

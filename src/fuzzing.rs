@@ -196,7 +196,25 @@ fn run(inp: &mut Input<'_>) -> Option<()> {
                 }
                 // Verification (small memories and maps; refused sizes and policies too) or a
                 // probation.
-                11 => match a % 4 {
+                11 => match a % 6 {
+                    // Learning: small rings, online settings of any value and size.
+                    4 | 5 => {
+                        let mut o = hz_online_config {
+                            struct_size: size_of::<hz_online_config>(),
+                            ..Default::default()
+                        };
+                        hz_online_config_default(&mut o);
+                        if a & 64 != 0 {
+                            o.learning_rate = f64::from_bits(b);
+                            o.max_drift = f64::from(a >> 8);
+                        }
+                        if a & 128 != 0 {
+                            o.struct_size = (b % 80) as usize;
+                        }
+                        let online =
+                            if a % 6 == 4 { core::ptr::null() } else { &o as *const hz_online_config };
+                        hz_config_set_learning(cfg, b % (1 << 30), ((b >> 32) % 300) as usize, online)
+                    }
                     0 => hz_config_set_verify(
                         cfg,
                         (b % 600) as usize,
@@ -506,7 +524,34 @@ fn ops(
                 // Verification's calls: the dry run, translation, the map, the audit line.
                 _ => {
                     let (which, a, b) = (inp.u8()?, inp.u32()?, inp.u64()?);
-                    match which % 5 {
+                    match which % 8 {
+                        5 => {
+                            let mut rows = [hz_history_row {
+                                t_ns: 0,
+                                stream: 0,
+                                label: 0,
+                                n_features: 0,
+                                reserved: 0,
+                                features: [0.0; HZ_HISTORY_MAX_FEATURES],
+                            }; 4];
+                            let mut n = 0;
+                            let cap = (a % 6) as usize;
+                            let out = if cap == 5 { core::ptr::null_mut() } else { rows.as_mut_ptr() };
+                            hz_engine_drain_history(e, out, cap.min(4), &mut n)
+                        }
+                        6 => {
+                            let size =
+                                inp.struct_size(size_of::<hz_learn_stats>(), size_of::<hz_learn_stats>())?;
+                            let d = scratch.as_mut_ptr().cast::<hz_learn_stats>();
+                            d.cast::<usize>().write(size);
+                            hz_engine_learn_stats(e, d)
+                        }
+                        7 => {
+                            let mut text = [0 as c_char; 4096];
+                            let mut len = 0;
+                            let cap = (b % 4097) as usize;
+                            hz_engine_model_json(e, text.as_mut_ptr(), cap, &mut len)
+                        }
                         0 => {
                             // In the scratch buffer, which holds any size the library accepts.
                             let size = inp.struct_size(size_of::<hz_dry_run>(), size_of::<hz_dry_run>())?;

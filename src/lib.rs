@@ -54,6 +54,7 @@ mod engine;
 mod flip;
 #[doc(hidden)]
 pub mod fuzzing;
+mod learn;
 mod pool;
 mod producer;
 
@@ -63,6 +64,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 pub use config::*;
 pub use engine::*;
 pub use flip::*;
+pub use learn::*;
 pub use pool::*;
 pub use producer::*;
 

@@ -11,15 +11,18 @@
 //! - [`learn`]: labelled snapshots recorded from live operation, and the opt-in online update
 //!   of the model from them.
 //! - [`phi`]: the phi-accrual-style baseline every report shows beside the predictor.
-//! - `json` (private): the small strict JSON reader the model file needs.
+//! - `json` (private): the small strict JSON reader the model file needs;
+//!   [`json_write`]: the writer (the model file, and helpers for the tools' formats).
 //!
-//! Training (Newton/IRLS logistic regression with L2) and the model writer are offline work,
-//! in `harmonizer-sim` (`harmonizer_sim::train`, `harmonizer_sim::json`).
+//! Training (Newton/IRLS logistic regression with L2) is offline work, in `harmonizer-sim`
+//! (`harmonizer_sim::train`). The library writes models too ([`Model::write_json`]): a
+//! deployment whose online mode adapted its model can keep it.
 //!
 //! The design and the measured results are in `docs/predictor.md`.
 
 pub mod features;
 pub(crate) mod json;
+pub mod json_write;
 pub mod learn;
 pub mod model;
 pub mod phi;

@@ -338,6 +338,46 @@ impl Model {
         acc
     }
 
+    /// Writes the model as pretty-printed JSON: one key per line, arrays on one line, a final
+    /// newline. Reading it back with [`Model::from_json`] gives a bit-identical model. Writes to
+    /// any [`fmt::Write`] (count first, then write into a buffer: no allocation needed).
+    ///
+    /// This does not validate: an invalid model (see [`Model::validate`]) is written as
+    /// faithfully as JSON allows (NaN as `null`, infinities as `±1e999`) and is refused when
+    /// read back.
+    pub fn write_json(&self, s: &mut dyn fmt::Write) -> fmt::Result {
+        use super::json_write::{write_number, write_number_array, write_string, write_string_array};
+        s.write_str("{\n  \"format\": ")?;
+        write_string(s, MODEL_FORMAT)?;
+        write!(
+            s,
+            ",\n  \"version\": {MODEL_VERSION},\n  \"horizon_ns\": {},\n  \"clip\": ",
+            self.horizon_ns
+        )?;
+        write_number(s, self.clip)?;
+        s.write_str(",\n  \"features\": ")?;
+        write_string_array(s, &FEATURE_NAMES)?;
+        for (key, values) in [("mean", &self.mean), ("scale", &self.scale), ("weights", &self.weights)] {
+            write!(s, ",\n  \"{key}\": ")?;
+            write_number_array(s, values)?;
+        }
+        s.write_str(",\n  \"bias\": ")?;
+        write_number(s, self.bias)?;
+        s.write_str(",\n  \"meta\": {\n    \"trained_on\": ")?;
+        write_string(s, &self.meta.trained_on)?;
+        write!(s, ",\n    \"snapshots\": {},\n    \"l2\": ", self.meta.snapshots)?;
+        write_number(s, self.meta.l2)?;
+        s.write_str("\n  }\n}\n")
+    }
+
+    /// [`write_json`](Self::write_json) into a new `String`.
+    pub fn to_json(&self) -> String {
+        let mut s = String::with_capacity(1536 + self.meta.trained_on.len());
+        // Writing to a String cannot fail.
+        let _ = self.write_json(&mut s);
+        s
+    }
+
     /// Writes the standardised, clipped features `z[i]` of `x` into `out` (what [`Model::logit`]
     /// weighs; what training sees).
     #[inline]

@@ -3,7 +3,7 @@
 
 use super::*;
 use harmonizer_core::predict::model::{ModelError, ModelMeta};
-use harmonizer_core::predict::N_FEATURES;
+use harmonizer_core::predict::{FEATURE_NAMES, N_FEATURES};
 use proptest::prelude::*;
 
 /// The largest integer a model file stores: 2^53 - 1.
