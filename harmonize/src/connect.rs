@@ -20,6 +20,11 @@ use harmonizer_redis::{RedisPublisher, RedisUpstream};
 use serde::Serialize;
 
 use crate::predictor::parse_u64;
+use harmonizer_core::predict::policy::default_model;
+use harmonizer_core::predict::{
+    LabelledRow, LearnConfig, Model, OnlineConfig, Predictor, PredictorConfig, Preset, N_FEATURES,
+};
+use std::path::PathBuf;
 
 /// Which server, where.
 #[derive(Args, Clone)]
@@ -283,6 +288,8 @@ pub enum Staging {
     Manual,
     /// Every stream, all the time (`AlwaysStage`).
     Always,
+    /// The predictor with the shipped model (or `--model`), `--preset`'s threshold.
+    Predictor,
 }
 
 /// `harmonize follow`.
@@ -318,6 +325,116 @@ pub struct FollowArgs {
     /// Print every delivered event (stream, seq, payload) on standard output.
     #[arg(long)]
     print_events: bool,
+    /// With `--staging predictor`: its preset (conservative, balanced, aggressive).
+    #[arg(long, value_name = "NAME", default_value = "aggressive", value_parser = parse_preset)]
+    preset: Preset,
+    /// With `--staging predictor`: a model file to start from instead of the shipped model.
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+    /// With `--staging predictor`: record the predictor's labelled feature snapshots (every
+    /// 100 ms, labelled one horizon later) into FILE, the history `harmonize train` reads. Rows
+    /// whose horizon has not passed when follow stops are not written (their label is unknown).
+    #[arg(long, value_name = "FILE")]
+    record_history: Option<PathBuf>,
+    /// The history's encoding.
+    #[arg(long, value_enum, default_value = "csv")]
+    history_format: crate::history::Encoding,
+    /// With `--staging predictor`: the online mode (the model learns from its own outcomes as it
+    /// runs; OnlineConfig::default()).
+    #[arg(long)]
+    online: bool,
+    /// With `--staging predictor`: write the model as it is at the end (adapted, with
+    /// `--online`) to FILE, a model file `--model` and `hz_engine_load_model` read.
+    #[arg(long, value_name = "FILE")]
+    save_model: Option<PathBuf>,
+}
+
+fn parse_preset(s: &str) -> Result<Preset, String> {
+    Preset::from_name(s).ok_or_else(|| format!("unknown preset {s:?}: conservative, balanced or aggressive"))
+}
+
+/// The history `--record-history` writes: rows go to `FILE.part` as they are drained (memory
+/// stays bounded however long follow runs); at the end the header, which needs the span,
+/// is written to FILE and the rows copied after it.
+struct HistoryFile {
+    path: PathBuf,
+    part: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    enc: crate::history::Encoding,
+    line: String,
+    rows: Vec<LabelledRow>,
+    first_ns: Option<u64>,
+    last_ns: u64,
+    written: u64,
+}
+
+impl HistoryFile {
+    fn create(path: &std::path::Path, enc: crate::history::Encoding) -> Result<Self, String> {
+        let mut part = path.as_os_str().to_owned();
+        part.push(".part");
+        let part = PathBuf::from(part);
+        let f = std::fs::File::create(&part).map_err(|e| format!("{}: {e}", part.display()))?;
+        Ok(HistoryFile {
+            path: path.to_owned(),
+            part,
+            out: std::io::BufWriter::new(f),
+            enc,
+            line: String::new(),
+            rows: vec![LabelledRow { t_ns: 0, stream: 0, label: false, features: [0.0; N_FEATURES] }; 256],
+            first_ns: None,
+            last_ns: 0,
+            written: 0,
+        })
+    }
+
+    /// Drains the predictor's rows into the part file; times from the first row.
+    fn drain(&mut self, p: &mut Predictor) -> Result<(), String> {
+        loop {
+            let n = p.drain_history(&mut self.rows);
+            for r in &self.rows[..n] {
+                let first = *self.first_ns.get_or_insert(r.t_ns);
+                self.last_ns = r.t_ns;
+                crate::history::write_row(
+                    &mut self.out,
+                    self.enc,
+                    &mut self.line,
+                    r.t_ns - first,
+                    r.stream,
+                    r.label,
+                    &r.features,
+                )
+                .map_err(|e| format!("{}: {e}", self.part.display()))?;
+                self.written += 1;
+            }
+            if n < self.rows.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes FILE: the header, then the rows. Returns how many rows.
+    fn finish(mut self, horizon_ns: u64, every_ns: u64, source: String) -> Result<u64, String> {
+        use std::io::Write as _;
+        let part_err = |e: std::io::Error| format!("{}: {e}", self.part.display());
+        self.out.flush().map_err(part_err)?;
+        let span = self.last_ns - self.first_ns.unwrap_or(self.last_ns);
+        let header = crate::history::Header {
+            duration_ns: span + every_ns,
+            horizon_ns,
+            snapshot_every_ns: every_ns,
+            source,
+        };
+        let name = self.path.display().to_string();
+        let f = std::fs::File::create(&self.path).map_err(|e| format!("{name}: {e}"))?;
+        let mut out = std::io::BufWriter::new(f);
+        crate::history::write_header(&mut out, self.enc, &header).map_err(|e| format!("{name}: {e}"))?;
+        let mut rows =
+            std::fs::File::open(&self.part).map_err(|e| format!("{}: {e}", self.part.display()))?;
+        std::io::copy(&mut rows, &mut out).map_err(|e| format!("{name}: {e}"))?;
+        out.flush().map_err(|e| format!("{name}: {e}"))?;
+        let _ = std::fs::remove_file(&self.part);
+        Ok(self.written)
+    }
 }
 
 /// What `follow` counts.
@@ -457,9 +574,33 @@ pub fn run_follow(a: FollowArgs) -> Result<(), String> {
     let n = u32::try_from(a.streams.len()).map_err(|_| "too many --streams".to_string())?;
     let (engine, producers) = {
         let cfg = EngineConfig::new(a.recipient, n, 1 << 22, 1 << 16);
+        let predictor_only =
+            a.record_history.is_some() || a.online || a.save_model.is_some() || a.model.is_some();
+        if predictor_only && a.staging != Staging::Predictor {
+            return Err(String::from(
+                "--model, --record-history, --online and --save-model are the predictor's: add --staging predictor",
+            ));
+        }
         let policy: Box<dyn ArmingPolicy> = match a.staging {
             Staging::Manual => Box::new(ManualStage),
             Staging::Always => Box::new(AlwaysStage),
+            Staging::Predictor => {
+                let model = match &a.model {
+                    Some(path) => Model::load(path).map_err(|e| format!("{}: {e}", path.display()))?,
+                    None => default_model(),
+                };
+                let mut p = Predictor::new(a.recipient, model, PredictorConfig::preset(a.preset))
+                    .map_err(|e| format!("predictor: {e}"))?;
+                if a.record_history.is_some() || a.online {
+                    let learn = LearnConfig {
+                        record_rows: if a.record_history.is_some() { 1 << 16 } else { 0 },
+                        online: a.online.then(OnlineConfig::default),
+                        ..LearnConfig::default()
+                    };
+                    p.enable_learning(learn).map_err(|e| e.to_string())?;
+                }
+                Box::new(p)
+            }
         };
         Engine::with(cfg, policy, Box::new(harmonizer_core::clock::MonotonicClock::new()))
             .map_err(|e| format!("engine: {e}"))?
@@ -476,6 +617,10 @@ pub fn run_follow(a: FollowArgs) -> Result<(), String> {
     if a.from == From::Start {
         driver.engine_mut().resume_stream_at(0, 1);
     }
+    let mut history = match &a.record_history {
+        Some(path) => Some(HistoryFile::create(path, a.history_format)?),
+        None => None,
+    };
     let stop = stop_on_signals();
     let mut f = Follower {
         t: Totals::default(),
@@ -497,6 +642,9 @@ pub fn run_follow(a: FollowArgs) -> Result<(), String> {
     }
     loop {
         driver.run_once(&mut f, Duration::from_millis(50));
+        if let (Some(h), Some(p)) = (history.as_mut(), driver.engine_mut().policy_mut::<Predictor>()) {
+            h.drain(p)?;
+        }
         for line in f.lines.drain(..) {
             if a.json {
                 println!("{line}")
@@ -540,6 +688,28 @@ pub fn run_follow(a: FollowArgs) -> Result<(), String> {
         }
         if done {
             break;
+        }
+    }
+    if let Some(p) = driver.engine_mut().policy_mut::<Predictor>() {
+        if let Some(mut h) = history.take() {
+            h.drain(p)?;
+            let every = p.learn_config().map_or(100_000_000, |l| l.every_ns);
+            let source =
+                format!("harmonize follow --streams {} (recipient {})", a.streams.join(","), a.recipient);
+            let path = h.path.display().to_string();
+            let n = h.finish(p.model().horizon_ns, every, source)?;
+            eprintln!("{path}: {n} labelled rows");
+        }
+        if let Some(path) = &a.save_model {
+            std::fs::write(path, p.model().to_json()).map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Some(s) = p.learn_stats() {
+                eprintln!(
+                    "{}: the model after {} online steps (largest weight change {:.3})",
+                    path.display(),
+                    s.updates,
+                    s.max_drift
+                );
+            }
         }
     }
     let wall = began.elapsed().as_secs_f64();

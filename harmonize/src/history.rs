@@ -98,6 +98,16 @@ pub struct History {
 
 /// Writes `rows` under `header` to `out`.
 pub fn write(out: &mut dyn Write, enc: Encoding, header: &Header, rows: &[Snapshot]) -> std::io::Result<()> {
+    write_header(out, enc, header)?;
+    let mut line = String::with_capacity(512);
+    for r in rows {
+        write_row(out, enc, &mut line, r.t_ns, r.stream, r.label, &r.features)?;
+    }
+    Ok(())
+}
+
+/// Writes the header (CSV: its two lines; JSONL: the header object).
+pub fn write_header(out: &mut dyn Write, enc: Encoding, header: &Header) -> std::io::Result<()> {
     let mut line = String::with_capacity(512);
     match enc {
         Encoding::Csv => {
@@ -115,17 +125,6 @@ pub fn write(out: &mut dyn Write, enc: Encoding, header: &Header, rows: &[Snapsh
                 line.push_str(name);
             }
             line.push('\n');
-            out.write_all(line.as_bytes())?;
-            for r in rows {
-                line.clear();
-                let _ = write!(line, "{},{},{}", r.t_ns, r.stream, u8::from(r.label));
-                for v in r.features {
-                    // `{:?}` is the shortest form that parses back to the same bits.
-                    let _ = write!(line, ",{v:?}");
-                }
-                line.push('\n');
-                out.write_all(line.as_bytes())?;
-            }
         }
         Encoding::Jsonl => {
             let _ = write!(
@@ -143,29 +142,48 @@ pub fn write(out: &mut dyn Write, enc: Encoding, header: &Header, rows: &[Snapsh
                 json::write_string(&mut line, name);
             }
             line.push_str("]}\n");
-            out.write_all(line.as_bytes())?;
-            for r in rows {
-                line.clear();
-                let _ = write!(
-                    line,
-                    "{{\"t_ns\":{},\"candidate\":{},\"label\":{},\"features\":[",
-                    r.t_ns,
-                    r.stream,
-                    u8::from(r.label)
-                );
-                for (i, v) in r.features.iter().enumerate() {
-                    if i > 0 {
-                        line.push(',');
-                    }
-                    // Shortest round-trip form; NaN would be `null`, which the reader refuses.
-                    json::write_number(&mut line, *v);
-                }
-                line.push_str("]}\n");
-                out.write_all(line.as_bytes())?;
-            }
         }
     }
-    Ok(())
+    out.write_all(line.as_bytes())
+}
+
+/// Writes one row (`line` is scratch space, reused between rows).
+pub fn write_row(
+    out: &mut dyn Write,
+    enc: Encoding,
+    line: &mut String,
+    t_ns: u64,
+    candidate: u32,
+    label: bool,
+    features: &[f64; N_FEATURES],
+) -> std::io::Result<()> {
+    line.clear();
+    match enc {
+        Encoding::Csv => {
+            let _ = write!(line, "{t_ns},{candidate},{}", u8::from(label));
+            for v in features {
+                // `{:?}` is the shortest form that parses back to the same bits.
+                let _ = write!(line, ",{v:?}");
+            }
+            line.push('\n');
+        }
+        Encoding::Jsonl => {
+            let _ = write!(
+                line,
+                "{{\"t_ns\":{t_ns},\"candidate\":{candidate},\"label\":{},\"features\":[",
+                u8::from(label)
+            );
+            for (i, v) in features.iter().enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                // Shortest round-trip form; NaN would be `null`, which the reader refuses.
+                json::write_number(line, *v);
+            }
+            line.push_str("]}\n");
+        }
+    }
+    out.write_all(line.as_bytes())
 }
 
 /// `s` with line breaks replaced by spaces: the CSV header's `source` is the rest of one line.

@@ -146,6 +146,93 @@ fn flip_send_moves_a_live_follower() {
     assert_eq!(s["totals"]["switches_seamless"], 1, "stream fb was staged: {out}");
 }
 
+/// Issue 20: a predictor following real streams records the labelled history `harmonize
+/// train` reads, learns online, and saves the model it ends with. A feed of 20 s at 2000 events/s
+/// into two Redis streams, a switch to the second at 8 s and a switchback at 12 s.
+#[test]
+fn follow_records_a_history_that_trains_and_saves_its_model() {
+    let r = redis();
+    let url = format!("redis://127.0.0.1:{}/", r.port);
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_connect_history");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (history, saved, trained) = (dir.join("h.csv"), dir.join("adapted.json"), dir.join("trained.json"));
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let follower: Child = Command::new(env!("CARGO_BIN_EXE_harmonize"))
+        .args([
+            "follow",
+            "--redis",
+            &url,
+            "--streams",
+            "ha,hb",
+            "--from",
+            "start",
+            "--events",
+            "40000",
+            "--seconds",
+            "60",
+            "--json",
+            "--staging",
+            "predictor",
+            "--record-history",
+            &s(&history),
+            "--online",
+            "--save-model",
+            &s(&saved),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    ok(&[
+        "publish",
+        "--redis",
+        &url,
+        "--streams",
+        "ha,hb",
+        "--events",
+        "40000",
+        "--rate",
+        "2000",
+        "--flip",
+        "16000=switch:1:7",
+        "--flip",
+        "24000=switchback:0:8",
+    ]);
+    let o = follower.wait_with_output().unwrap();
+    let out = String::from_utf8(o.stdout).unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{out}{err}");
+    let sum = summary(&out);
+    assert_eq!(sum["exactly_once"], true, "{out}");
+    assert_eq!(sum["totals"]["delivered"], 40000, "{out}");
+    assert!(err.contains("labelled rows") && err.contains("online steps"), "{err}");
+    // The history: the documented header, one row per 100 ms per candidate, labelled by the
+    // switches that followed (the switch at 8 s: stream 1's rows in the 5 s before it).
+    let text = std::fs::read_to_string(&history).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("# harmonizer-history v1 duration_ns="), "{text}");
+    assert!(lines.next().unwrap().starts_with("t_ns,candidate,label,load_burst"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(rows.len() >= 100, "{} rows", rows.len());
+    assert!(rows.iter().all(|r| r.len() == 3 + 17));
+    let positives: Vec<_> = rows.iter().filter(|r| r[2] == "1").collect();
+    assert!(positives.len() >= 20 && positives.iter().any(|r| r[1] == "1"), "{} positives", positives.len());
+    assert!(rows.iter().any(|r| r[2] == "0"));
+    assert!(!dir.join("h.csv.part").exists(), "the part file is gone");
+    // It trains; the saved model is a model file.
+    ok(&["train", "--history", &s(&history), "-o", &s(&trained)]);
+    for m in [&trained, &saved] {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(m).unwrap()).unwrap();
+        assert_eq!(v["format"], "harmonizer-predictor", "{}", m.display());
+    }
+    ok(&["eval", "--model", &s(&saved), "--duration", "10", "--phi", "5,0.1"]);
+    // The predictor's flags need the predictor.
+    let o = harmonize(&["follow", "--redis", &url, "--streams", "ha", "--online", "--seconds", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--staging predictor"));
+}
+
 /// Bad specifications are refused with one line naming the flag.
 #[test]
 fn publish_refuses_bad_specs() {
