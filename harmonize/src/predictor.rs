@@ -49,6 +49,11 @@ pub struct TraceArgs {
     /// Scenario length in seconds; default: the training trace's, 3600.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     duration: Option<u64>,
+    /// Also write the scenario's records as a trace file (JSON lines, the format `harmonize eval
+    /// --trace` reads; `harmonize eval --help`). With --events the history is written only
+    /// when -o names a file.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
 }
 
 const TRACE_EXAMPLE: &str = "\
@@ -167,6 +172,10 @@ pub struct EvalArgs {
     /// default 3600, the whole training trace.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     train_duration: Option<u64>,
+    /// Replay this trace file instead of a generated trace (JSON lines: `harmonize trace
+    /// --events` and `harmonize follow --record-trace` write them; format below).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["validation", "seed", "duration", "leave_one_out", "plot_online"])]
+    trace: Option<PathBuf>,
     /// Draw the predictor rows' reliability curves (calibration) as SVG.
     #[arg(long, value_name = "FILE.svg")]
     reliability: Option<PathBuf>,
@@ -287,6 +296,24 @@ pub fn run_trace(a: TraceArgs) -> Result<(), String> {
         duration_ns: a.duration.unwrap_or(train.duration_ns),
         ..train
     };
+    if let Some(path) = &a.events {
+        let t = gen_trace(&p, "scenario")?;
+        let name = path.display().to_string();
+        let f = File::create(path).map_err(|e| format!("{name}: {e}"))?;
+        let mut out = BufWriter::new(f);
+        let source = trace_source(a.seed, a.duration).replacen(
+            "ScenarioParams::train()",
+            "ScenarioParams::train() parameters",
+            1,
+        );
+        harmonizer_sim::tracefile::export(&t, &source, &mut out)
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("{name}: {e}"))?;
+        eprintln!("wrote {} records to {name} in {:.2} s", t.records(), t0.elapsed().as_secs_f64());
+        if a.output.as_ref().is_none_or(|o| o.as_os_str() == "-") {
+            return Ok(());
+        }
+    }
     // Open the output first: a bad path fails before the replay, not after it.
     let (mut out, name) = create(a.output.as_ref())?;
     let written = (|| {
@@ -407,8 +434,32 @@ pub fn run_eval(a: EvalArgs) -> Result<(), String> {
             .and_then(|()| o.flush())
             .map_err(|e| format!("standard output: {e}"));
     }
-    let test = gen_trace(&p, what)?;
-    let cfg = ReplayConfig { horizon_ns: model.horizon_ns, ..Default::default() };
+    let (test, archive_complete, what) = match &a.trace {
+        None => (gen_trace(&p, what)?, true, what),
+        Some(path) => {
+            let t0 = Instant::now();
+            let name = path.display().to_string();
+            let f = File::open(path).map_err(|e| format!("{name}: {e}"))?;
+            let mut tf = harmonizer_sim::tracefile::read(&mut BufReader::new(f))
+                .map_err(|e| format!("{name}: {e}"))?;
+            let cfg = ReplayConfig { horizon_ns: model.horizon_ns, ..Default::default() };
+            harmonizer_sim::eval::resolve_trace_file(&mut tf, &cfg).map_err(|e| format!("{name}: {e}"))?;
+            let t = &tf.trace;
+            eprintln!(
+                "{name}: {} streams, {} records, {} switches ({} predictable, {} unlabelled), read in {:.2} s",
+                t.streams.len(),
+                t.records(),
+                t.switches.len(),
+                t.switches.iter().filter(|w| w.predictable).count(),
+                t.switches.iter().filter(|w| w.cause == harmonizer_sim::scenario::Cause::Unlabelled).count(),
+                t0.elapsed().as_secs_f64()
+            );
+            (tf.trace, tf.archive_complete, "recorded")
+        }
+    };
+    // A recorded stream archive: idle 30 s after the last record, as resolve_trace_file did.
+    let tail_ns = if archive_complete { 0 } else { 30 * SEC };
+    let cfg = ReplayConfig { horizon_ns: model.horizon_ns, archive_complete, tail_ns, ..Default::default() };
     let (phi_t, err_t) = match a.phi {
         Some(t) => t,
         None => {
@@ -416,7 +467,8 @@ pub fn run_eval(a: EvalArgs) -> Result<(), String> {
             let p = ScenarioParams { duration_ns: a.tune_duration.unwrap_or(train.duration_ns), ..train };
             let train_trace = gen_trace(&p, "training")?;
             let t0 = Instant::now();
-            let t = tune_phi(&train_trace, &cfg, 0.2).map_err(|e| format!("tuning the phi rule: {e}"))?;
+            let gen_cfg = ReplayConfig { archive_complete: true, ..cfg.clone() };
+            let t = tune_phi(&train_trace, &gen_cfg, 0.2).map_err(|e| format!("tuning the phi rule: {e}"))?;
             eprintln!(
                 "phi rule tuned on the training trace: phi >= {}, errors >= {} ({:.1} s)",
                 t.0,
@@ -509,6 +561,17 @@ struct PolicyJson<'a> {
     missing: u64,
     lost: u64,
     push_dropped: u64,
+    per_cause: Vec<CauseJson>,
+}
+
+/// One cause's switches in a policy's row of `eval --json`.
+#[derive(serde::Serialize)]
+struct CauseJson {
+    cause: &'static str,
+    switches: u64,
+    seamless: u64,
+    predictable: u64,
+    seamless_predictable: u64,
 }
 
 /// `{"policies": [...]}`, one [`PolicyJson`] per policy.
@@ -544,6 +607,17 @@ fn eval_json(rows: &[Report], phi: (f64, f64)) -> Result<String, String> {
                 missing: r.missing,
                 lost: r.lost,
                 push_dropped: r.push_dropped,
+                per_cause: r
+                    .per_cause
+                    .iter()
+                    .map(|c| CauseJson {
+                        cause: c.cause.name(),
+                        switches: c.switches as u64,
+                        seamless: c.seamless as u64,
+                        predictable: c.predictable as u64,
+                        seamless_predictable: c.seamless_predictable as u64,
+                    })
+                    .collect(),
             }
         })
         .collect();
@@ -599,5 +673,26 @@ fn eval_table(rows: &[Report]) -> String {
         "seamless: of the switches made; predictable: of the predictable switches; bad: duplicates, \
 out-of-order, missing, lost and dropped events (must be 0).\n",
     );
+    // Per cause: seamless of the switches, and of the predictable ones.
+    if let Some(first) = rows.first() {
+        s.push_str(&format!(
+            "\nper cause (seamless / switches; predictable seamless / predictable):\n{:<28}",
+            "policy"
+        ));
+        for c in &first.per_cause {
+            s.push_str(&format!(" {:>18}", c.cause.name()));
+        }
+        s.push('\n');
+        for r in rows {
+            s.push_str(&format!("{:<28}", r.name));
+            for c in &r.per_cause {
+                s.push_str(&format!(
+                    " {:>18}",
+                    format!("{}/{}; {}/{}", c.seamless, c.switches, c.seamless_predictable, c.predictable)
+                ));
+            }
+            s.push('\n');
+        }
+    }
     s
 }

@@ -33,7 +33,7 @@
 
 use super::metrics::{brier, pr_auc, reliability, Confusion, ReliabilityBin};
 use super::replay::{replay, Outcome, ReplayConfig, Scored, Snapshot};
-use super::scenario::Trace;
+use super::scenario::{Cause, Trace};
 use crate::train::{column_stats, fit_logistic, Samples, TrainConfig, TrainError};
 use harmonizer_core::engine::EngineError;
 use harmonizer_core::predict::features::{FEATURE_NAMES, N_FEATURES};
@@ -90,6 +90,24 @@ pub struct Report {
     pub lost: u64,
     /// Records the simulated application had to drop (must be 0).
     pub push_dropped: u64,
+    /// Per cause present in the trace (in [`Cause::ALL`] order, unlabelled last): switches,
+    /// seamless, predictable, seamless among the predictable.
+    pub per_cause: Vec<CauseCount>,
+}
+
+/// One cause's switches in a [`Report`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CauseCount {
+    /// The cause.
+    pub cause: Cause,
+    /// Its switches in the trace.
+    pub switches: usize,
+    /// Seamless among those the engine made.
+    pub seamless: usize,
+    /// Predictable among them.
+    pub predictable: usize,
+    /// Seamless among the predictable.
+    pub seamless_predictable: usize,
 }
 
 impl Report {
@@ -122,6 +140,25 @@ pub fn report(trace: &Trace, name: String, o: &Outcome) -> Report {
     let probs: Vec<f64> = o.snapshots.iter().map(|s| s.prob).collect();
     let labels: Vec<bool> = o.snapshots.iter().map(|s| s.label).collect();
     let (reliability, ece) = reliability(&probs, &labels);
+    let mut per_cause: Vec<CauseCount> = Cause::ALL
+        .into_iter()
+        .chain([Cause::Unlabelled])
+        .map(|cause| CauseCount { cause, switches: 0, seamless: 0, predictable: 0, seamless_predictable: 0 })
+        .collect();
+    for w in &trace.switches {
+        if let Some(c) = per_cause.iter_mut().find(|c| c.cause == w.cause) {
+            c.switches += 1;
+            c.predictable += usize::from(w.predictable);
+        }
+    }
+    for sw in o.switches.iter().filter(|s| s.seamless) {
+        let w = &trace.switches[sw.truth];
+        if let Some(c) = per_cause.iter_mut().find(|c| c.cause == w.cause) {
+            c.seamless += 1;
+            c.seamless_predictable += usize::from(w.predictable);
+        }
+    }
+    per_cause.retain(|c| c.switches > 0);
     let mut c = Confusion { tp: 0, fp: 0, tn: 0, fn_: 0 };
     for row in &o.snapshots {
         match (row.staged, row.label) {
@@ -155,6 +192,7 @@ pub fn report(trace: &Trace, name: String, o: &Outcome) -> Report {
         missing: o.missing,
         lost: o.stats.lost,
         push_dropped: o.push_dropped,
+        per_cause,
     }
 }
 
@@ -167,6 +205,29 @@ pub fn evaluate<P: Scored + 'static>(
 ) -> Result<Report, EngineError> {
     let o = replay(trace, policy, cfg)?;
     Ok(report(trace, name.into(), &o))
+}
+
+/// `cfg` for replaying a trace file: its archive, and with a `stream` archive, 30 s of idle
+/// polls after the last record (a hole no fetch can fill is held until the recovery gives up,
+/// and the simulated application then gives it up: reported lost).
+pub fn trace_file_config(tf: &crate::tracefile::TraceFile, cfg: &ReplayConfig) -> ReplayConfig {
+    ReplayConfig {
+        archive_complete: tf.archive_complete,
+        tail_ns: if tf.archive_complete { 0 } else { 30_000_000_000 },
+        ..cfg.clone()
+    }
+}
+
+/// Reads the switches the engine makes on a trace file's records (a replay that never
+/// stages: the flips decide which switches happen, not the staging) into its ground truth.
+pub fn resolve_trace_file(
+    tf: &mut crate::tracefile::TraceFile,
+    cfg: &ReplayConfig,
+) -> Result<(), EngineError> {
+    let cfg = ReplayConfig { snapshot_every_ns: 0, ..trace_file_config(tf, cfg) };
+    let o = replay(&tf.trace, harmonizer_core::engine::NeverStage, &cfg)?;
+    tf.resolve(&o.made);
+    Ok(())
 }
 
 /// The phi rule's thresholds that make the most predictable switches seamless on `trace` at a

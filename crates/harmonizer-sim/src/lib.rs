@@ -6,6 +6,7 @@
 //! - [`replay`]: one trace through a real [`Engine`](harmonizer_core::engine::Engine) and policy, on a
 //!   manual clock, with a simulated application that subscribes, fetches and re-reads.
 //! - [`eval`]: training the predictor from a trace and reporting each policy's results.
+//! - [`tracefile`]: recorded multi-stream traces (JSON lines): read, checked, written.
 //! - [`train`]: the logistic fit (Newton/IRLS with an L2 penalty) that training uses.
 //! - [`metrics`]: precision, recall, PR-AUC, Brier.
 //! - [`json`]: the model writer (the library reads models; training writes them) and the JSON
@@ -20,4 +21,5 @@ pub mod metrics;
 pub mod replay;
 pub mod scenario;
 pub mod scripted;
+pub mod tracefile;
 pub mod train;

@@ -63,6 +63,14 @@ pub struct ReplayConfig {
     /// The application polls at least this often, records or not (the timeout of its
     /// `Engine::wait`), so a silent active stream is seen as it happens; 0: only on arrivals.
     pub idle_poll_ns: u64,
+    /// A fetch (cold switch, re-read, fill) delivers every logical event, also those the
+    /// stream itself missed (the generator's archive); false: only the stream's own records
+    /// (a recorded trace, `archive: "stream"`).
+    pub archive_complete: bool,
+    /// After the last record, the application goes on polling (every `idle_poll_ns`) for this
+    /// long, so the engine's bounded waits (a re-read, a fill that never comes) run out and are
+    /// reported; 0: the replay ends with the last record.
+    pub tail_ns: u64,
 }
 
 impl Default for ReplayConfig {
@@ -75,6 +83,8 @@ impl Default for ReplayConfig {
             snapshot_every_ns: 100_000_000,
             horizon_ns: 2_000_000_000,
             idle_poll_ns: 100_000_000,
+            archive_complete: true,
+            tail_ns: 0,
         }
     }
 }
@@ -141,6 +151,8 @@ pub struct Outcome {
     pub learned: Option<(Model, Option<LearnStats>)>,
     /// The labelled rows the predictor recorded live (when recording is on), in time order.
     pub history: Vec<LabelledRow>,
+    /// Every switch the engine made: flip id (0 for a failover), from, to.
+    pub made: Vec<(u64, u32, u32)>,
 }
 
 impl Outcome {
@@ -306,6 +318,9 @@ struct Collect {
     out_of_order: u64,
     app: AppLog,
     switched: Vec<(u64, bool, u64)>,
+    made: Vec<(u64, u32, u32)>,
+    /// A hole the recovery could not fill is held (`Stuck`): the application gives it up.
+    stuck: bool,
 }
 
 impl Handler for Collect {
@@ -327,8 +342,12 @@ impl Handler for Collect {
                 log(&self.app, AppEvent::Subscribe { stream, from_pos: exact_pos(from), purpose })
             }
             Notice::Unsubscribe { stream } => log(&self.app, AppEvent::Unsubscribe { stream }),
-            Notice::Switched { flip_id, seamless, stall_ns, .. } => {
-                self.switched.push((flip_id, seamless, stall_ns))
+            Notice::Stuck { .. } => self.stuck = true,
+            // Given up, reported: the delivery resumes after the range, in order.
+            Notice::Lost { from_seq, to_seq, .. } if from_seq == self.last_seq + 1 => self.last_seq = to_seq,
+            Notice::Switched { flip_id, seamless, stall_ns, from, to, .. } => {
+                self.switched.push((flip_id, seamless, stall_ns));
+                self.made.push((flip_id, from, to));
             }
             _ => {}
         }
@@ -370,6 +389,8 @@ pub fn replay<P: Scored + 'static>(
         out_of_order: 0,
         app: app.clone(),
         switched: Vec::new(),
+        made: Vec::new(),
+        stuck: false,
     };
     let mut push_dropped = 0u64;
     let mut pending = Vec::new();
@@ -377,6 +398,7 @@ pub fn replay<P: Scored + 'static>(
     let mut last_t = 0u64;
     let mut switched = Vec::new();
     let mut stalls = Vec::new();
+    let mut tail_end: Option<u64> = None;
     loop {
         // The earliest next delivery over subscribed streams.
         let mut next: Option<(u64, usize)> = None;
@@ -391,20 +413,46 @@ pub fn replay<P: Scored + 'static>(
             }
         }
         // Runs until every subscribed stream is drained, past `duration_ns` if records arrive
-        // later (lag) or a fetch is still delivering.
-        let Some((t, s)) = next else { break };
+        // later (lag) or a fetch is still delivering; then idles for `tail_ns`.
+        let (t, s) = match next {
+            Some(n) => n,
+            None => {
+                let end = *tail_end.get_or_insert(last_t.saturating_add(cfg.tail_ns));
+                if cfg.tail_ns == 0 || cfg.idle_poll_ns == 0 || last_t >= end {
+                    break;
+                }
+                (u64::MAX, usize::MAX)
+            }
+        };
         // Nothing arrived for `idle_poll_ns`: the application's wait timed out; it polls.
         let idle_at = last_t.saturating_add(cfg.idle_poll_ns);
         let (t, s) = if cfg.idle_poll_ns > 0 && idle_at < t { (idle_at, None) } else { (t, Some(s)) };
+        if next.is_some() {
+            tail_end = None;
+        }
         clock.set(t);
         staged_byte_ns += engine.stats().staged_bytes as f64 * t.saturating_sub(last_t) as f64;
         last_t = t;
         if let Some(s) = s {
-            if !deliver_one(trace, s, &mut feeds[s], &mut producers[s], &mut engine, &mut h) {
+            if !deliver_one(
+                trace,
+                s,
+                &mut feeds[s],
+                &mut producers[s],
+                &mut engine,
+                &mut h,
+                cfg.archive_complete,
+            ) {
                 push_dropped += 1;
             }
         }
         drain(&mut engine, &mut h, 256);
+        if std::mem::take(&mut h.stuck) {
+            // Every re-read came back without the hole's events (a recorded stream that never
+            // had them): the application gives them up, reported `Lost`.
+            engine.give_up_gap();
+            drain(&mut engine, &mut h, 256);
+        }
         // The application's side of the notices, in the engine's order.
         pending.append(&mut app.lock().unwrap_or_else(|e| e.into_inner()));
         for e in pending.drain(..) {
@@ -471,6 +519,7 @@ pub fn replay<P: Scored + 'static>(
         push_dropped,
         learned,
         history,
+        made: h.made,
     })
 }
 
@@ -499,13 +548,14 @@ fn deliver_one(
     p: &mut StreamProducer,
     engine: &mut Engine,
     h: &mut Collect,
+    archive_complete: bool,
 ) -> bool {
     let records = &trace.streams[s];
     let r = records[f.cursor];
     if f.fetching && r.arrival_ns > f.live_after_ns {
         f.fetching = false; // caught up: live again, drops and all
     }
-    if f.fetching && r.header.kind == KIND_DATA {
+    if f.fetching && archive_complete && r.header.kind == KIND_DATA {
         // Owed seqs between the data record before the cursor and this one take positions
         // between theirs, offset by seq: the same position whichever fetch delivers them.
         let base = last_seq_before(records, f.cursor);

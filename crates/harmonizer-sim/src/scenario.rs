@@ -144,10 +144,13 @@ pub enum Cause {
     Switchback,
     /// The active stream stalled (silent while the others went on).
     Stall,
+    /// A switch of a recorded trace whose flip carries no cause (the generator never makes
+    /// one; not in [`Cause::ALL`]).
+    Unlabelled,
 }
 
 impl Cause {
-    /// Every cause, in declaration order.
+    /// Every cause the generator makes, in declaration order.
     pub const ALL: [Cause; 7] = [
         Cause::Announced,
         Cause::Degradation,
@@ -168,7 +171,13 @@ impl Cause {
             Cause::Load => "load",
             Cause::Switchback => "switchback",
             Cause::Stall => "stall",
+            Cause::Unlabelled => "unlabelled",
         }
+    }
+
+    /// Parses a name ([`Cause::name`]), `unlabelled` included.
+    pub fn from_name(s: &str) -> Option<Cause> {
+        Cause::ALL.into_iter().chain([Cause::Unlabelled]).find(|c| c.name() == s)
     }
 }
 

@@ -352,6 +352,7 @@ fn predictable_share_matches_the_parameters() {
             Cause::FailStop => assert!(!s.predictable && s.signal_ns == s.at_ns),
             Cause::Degradation | Cause::Load | Cause::Switchback | Cause::Stall => assert!(s.predictable),
             Cause::Announced | Cause::Rollout => {}
+            Cause::Unlabelled => panic!("the generator labels every switch"),
         }
     }
     // Each cause is picked about as often as its weight says: fail-stops are 1/12 of incidents.
