@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use harmonizer_connect::{Driver, DriverOptions, Report, Upstream};
+use harmonizer_connect::{ArrivalTap, Driver, DriverOptions, Report, Upstream};
 use harmonizer_core::engine::{
     AlwaysStage, ArmingPolicy, Engine, EngineConfig, Handler, ManualStage, Notice,
 };
@@ -343,10 +343,89 @@ pub struct FollowArgs {
     /// runs; OnlineConfig::default()).
     #[arg(long)]
     online: bool,
+    /// Record every record read from every stream, with its arrival time, as a trace file
+    /// (JSON lines, `archive: "stream"`; the format `harmonize eval --trace` replays: `harmonize
+    /// eval --help`). Needs `--staging always`, so every stream is read all the time.
+    /// Re-read records are written once. Flips carry no cause: add `cause`/`signal_ns` to label
+    /// them.
+    #[arg(long, value_name = "FILE")]
+    record_trace: Option<PathBuf>,
     /// With `--staging predictor`: write the model as it is at the end (adapted, with
     /// `--online`) to FILE, a model file `--model` and `hz_engine_load_model` read.
     #[arg(long, value_name = "FILE")]
     save_model: Option<PathBuf>,
+}
+
+/// `--record-trace`: the readers' tap sends each arrival here (bounded: what does not fit is
+/// counted, and the summary says the trace is incomplete); the main loop writes the lines.
+struct TraceRecorder {
+    rx: std::sync::mpsc::Receiver<(u64, u32, EventHeader, usize, Vec<u8>)>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+    out: std::io::BufWriter<std::fs::File>,
+    name: String,
+    /// Per stream: the last data seq written, and the flips written (a re-read reads them
+    /// again; the trace holds each record once).
+    last_seq: Vec<u64>,
+    flips: std::collections::HashSet<(u32, u64)>,
+    written: u64,
+}
+
+impl TraceRecorder {
+    fn create(
+        path: &std::path::Path,
+        streams: u32,
+        recipient: u64,
+        source: &str,
+    ) -> Result<(Self, ArrivalTap), String> {
+        let name = path.display().to_string();
+        let f = std::fs::File::create(path).map_err(|e| format!("{name}: {e}"))?;
+        let mut out = std::io::BufWriter::new(f);
+        harmonizer_sim::tracefile::write_header(&mut out, streams, recipient, 0, false, source)
+            .map_err(|e| format!("{name}: {e}"))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, u32, EventHeader, usize, Vec<u8>)>(1 << 16);
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let d = Arc::clone(&dropped);
+        let clock = harmonizer_core::clock::MonotonicClock::new();
+        let tap = ArrivalTap(Arc::new(move |stream, h: &EventHeader, payload: &[u8]| {
+            use harmonizer_core::clock::Clock as _;
+            // A flip's payload is recorded (decoded); a data payload only by its length.
+            let bytes = if h.kind == KIND_FLIP { payload.to_vec() } else { Vec::new() };
+            if tx.try_send((clock.now_ns(), stream, *h, payload.len(), bytes)).is_err() {
+                d.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+        let rec = TraceRecorder {
+            rx,
+            dropped,
+            out,
+            name,
+            last_seq: vec![0; streams as usize],
+            flips: Default::default(),
+            written: 0,
+        };
+        Ok((rec, tap))
+    }
+
+    fn drain(&mut self) -> Result<(), String> {
+        while let Ok((t, stream, h, len, bytes)) = self.rx.try_recv() {
+            if h.kind == KIND_FLIP {
+                let Ok(f) = Flip::decode(&bytes) else { continue };
+                if !self.flips.insert((stream, f.flip_id)) {
+                    continue;
+                }
+            } else if h.kind == KIND_DATA {
+                let s = stream as usize;
+                if h.seq <= self.last_seq[s] {
+                    continue; // read again by a re-read
+                }
+                self.last_seq[s] = h.seq;
+            }
+            harmonizer_sim::tracefile::write_record(&mut self.out, t, stream, &h, &bytes, len, None)
+                .map_err(|e| format!("{}: {e}", self.name))?;
+            self.written += 1;
+        }
+        Ok(())
+    }
 }
 
 fn parse_preset(s: &str) -> Result<Preset, String> {
@@ -605,7 +684,20 @@ pub fn run_follow(a: FollowArgs) -> Result<(), String> {
         Engine::with(cfg, policy, Box::new(harmonizer_core::clock::MonotonicClock::new()))
             .map_err(|e| format!("engine: {e}"))?
     };
-    let opts = DriverOptions::default();
+    if a.record_trace.is_some() && a.staging != Staging::Always {
+        return Err(String::from("--record-trace needs --staging always (every stream read all the time)"));
+    }
+    let mut opts = DriverOptions::default();
+    let mut trace = match &a.record_trace {
+        Some(path) => {
+            let source =
+                format!("harmonize follow --streams {} (recipient {})", a.streams.join(","), a.recipient);
+            let (rec, tap) = TraceRecorder::create(path, n, a.recipient, &source)?;
+            opts.tap = Some(tap);
+            Some(rec)
+        }
+        None => None,
+    };
     let mut driver = if let Some(url) = &a.server.redis {
         let up = RedisUpstream::new(url, a.streams.clone()).map_err(|e| format!("{url}: {e}"))?;
         start(engine, producers, up, opts)?
@@ -644,6 +736,9 @@ pub fn run_follow(a: FollowArgs) -> Result<(), String> {
         driver.run_once(&mut f, Duration::from_millis(50));
         if let (Some(h), Some(p)) = (history.as_mut(), driver.engine_mut().policy_mut::<Predictor>()) {
             h.drain(p)?;
+        }
+        if let Some(t) = trace.as_mut() {
+            t.drain()?;
         }
         for line in f.lines.drain(..) {
             if a.json {
@@ -688,6 +783,19 @@ pub fn run_follow(a: FollowArgs) -> Result<(), String> {
         }
         if done {
             break;
+        }
+    }
+    if let Some(mut t) = trace.take() {
+        t.drain()?;
+        use std::io::Write as _;
+        t.out.flush().map_err(|e| format!("{}: {e}", t.name))?;
+        let dropped = t.dropped.load(Ordering::Relaxed);
+        eprintln!("{}: {} records", t.name, t.written);
+        if dropped > 0 {
+            return Err(format!(
+                "{}: {dropped} arrivals did not fit the recorder's queue: the trace is incomplete",
+                t.name
+            ));
         }
     }
     if let Some(p) = driver.engine_mut().policy_mut::<Predictor>() {

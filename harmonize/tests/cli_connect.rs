@@ -233,6 +233,92 @@ fn follow_records_a_history_that_trains_and_saves_its_model() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--staging predictor"));
 }
 
+/// Issue 20: `follow --record-trace` writes every record of every stream with its arrival time
+/// (a hole of one stream, a flip, re-read records written once), and `eval --trace` replays it.
+#[test]
+fn follow_records_a_trace_that_eval_replays() {
+    let r = redis();
+    let url = format!("redis://127.0.0.1:{}/", r.port);
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli_connect_trace");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("t.jsonl");
+    let t = trace.to_str().unwrap();
+    ok(&[
+        "publish",
+        "--redis",
+        &url,
+        "--streams",
+        "ta,tb",
+        "--events",
+        "4000",
+        "--rate",
+        "0",
+        "--hole",
+        "ta=500..510",
+        "--flip",
+        "2000=switch:1:7",
+    ]);
+    let out = ok(&[
+        "follow",
+        "--redis",
+        &url,
+        "--streams",
+        "ta,tb",
+        "--from",
+        "start",
+        "--staging",
+        "always",
+        "--events",
+        "4000",
+        "--seconds",
+        "30",
+        "--json",
+        "--record-trace",
+        t,
+    ]);
+    assert_eq!(summary(&out)["exactly_once"], true, "{out}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["format"], "harmonizer-trace");
+    assert_eq!(lines[0]["archive"], "stream");
+    let count = |stream: u64, kind: &str| {
+        lines[1..].iter().filter(|l| l["stream"] == stream && l["kind"] == kind).count()
+    };
+    // What the recipient read: ta from its start (less its 11-event hole) at least through the
+    // flip at 2000; tb, staged live when follow began, at least from 2000 to the end.
+    let (a, b) = (count(0, "data"), count(1, "data"));
+    assert!((2000 - 11..=4000 - 11).contains(&a) && (2000..=4000).contains(&b), "{a} {b}");
+    for stream in [0u64, 1] {
+        let seqs: Vec<u64> = lines[1..]
+            .iter()
+            .filter(|l| l["stream"] == stream && l["kind"] == "data")
+            .map(|l| l["seq"].as_u64().unwrap())
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "stream {stream}: each record once, in order");
+        assert!(stream == 1 || !seqs.iter().any(|s| (500..=510).contains(s)), "ta's hole");
+    }
+    assert_eq!((count(0, "flip"), count(1, "flip")), (1, 1));
+    let flip = lines.iter().find(|l| l["kind"] == "flip").unwrap();
+    assert_eq!((flip["flip"]["action"].as_str(), flip["flip"]["id"].as_u64()), (Some("switch"), Some(7)));
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["eval", "--trace", t, "--phi", "5,0.1", "--json"])).unwrap();
+    for p in v["policies"].as_array().unwrap() {
+        assert_eq!(p["switches"], 1, "{p}");
+        assert_eq!(p["duplicates"].as_u64(), Some(0), "{p}");
+        assert_eq!(p["per_cause"][0]["cause"], "unlabelled", "{p}");
+    }
+    let always = v["policies"].as_array().unwrap().iter().find(|p| p["name"] == "always").unwrap();
+    let got = always["delivered"].as_u64().unwrap()
+        + always["lost"].as_u64().unwrap()
+        + always["missing"].as_u64().unwrap();
+    assert_eq!(got, 4000, "every event delivered, or reported lost: {always}");
+    // The trace needs every stream read all the time.
+    let o = harmonize(&["follow", "--redis", &url, "--streams", "ta", "--record-trace", t, "--seconds", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--staging always"));
+}
+
 /// Bad specifications are refused with one line naming the flag.
 #[test]
 fn publish_refuses_bad_specs() {

@@ -548,6 +548,38 @@ fn eval_leave_one_out_and_the_online_plot() {
     }
 }
 
+/// Issue 20: `trace --events` writes a generated scenario as a trace file; `eval --trace`
+/// replays it and reports what `eval` reports on the generated scenario itself, per cause too.
+#[test]
+fn eval_trace_replays_a_trace_file_as_the_generated_scenario() {
+    let d = dir("eval_trace");
+    let file = d.join("t.jsonl");
+    ok(&["trace", "--seed", "0x66696e61", "--duration", "120", "--events", path(&file)]);
+    let first = std::fs::read_to_string(&file).unwrap();
+    assert!(first.starts_with(r#"{"format":"harmonizer-trace","version":1,"#), "{}", &first[..200]);
+    let from_file: serde_json::Value =
+        serde_json::from_slice(&ok(&["eval", "--trace", path(&file), "--phi", "5,0.1", "--json"])).unwrap();
+    let generated: serde_json::Value = serde_json::from_slice(&ok(&[
+        "eval",
+        "--seed",
+        "0x66696e61",
+        "--duration",
+        "120",
+        "--phi",
+        "5,0.1",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(from_file, generated);
+    let causes = from_file["policies"][0]["per_cause"].as_array().unwrap();
+    assert!(!causes.is_empty() && causes.iter().all(|c| c["switches"].as_u64().unwrap() > 0), "{causes:?}");
+    // A broken file is refused with its line.
+    std::fs::write(&file, format!("{}\n{{\"arrival_ns\":1}}\n", first.lines().next().unwrap())).unwrap();
+    let err = fails(&["eval", "--trace", path(&file), "--phi", "5,0.1"]);
+    assert!(err.contains("line 2") && err.contains("missing field"), "{err}");
+    assert!(usage_error(&["eval", "--trace", path(&file), "--seed", "1"]).contains("cannot be used with"));
+}
+
 /// `eval --curve`: a row per predictor threshold and per phi grid point after the policies,
 /// each delivering exactly once. (Duty need not be monotone between neighbouring thresholds:
 /// the hold and the windows depend on the path; the ends of the sweep are far apart.)

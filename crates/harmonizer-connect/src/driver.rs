@@ -47,6 +47,23 @@ pub struct DriverOptions {
     pub full_report_after: Duration,
     /// Most events one [`Driver::run_once`] delivers.
     pub poll_max: usize,
+    /// Called on the reader's thread with every entry read from the upstream, before it is
+    /// pushed: the stream, the header and the payload (`harmonize follow --record-trace`
+    /// records arrivals with it). It must be quick and must not block.
+    pub tap: Option<ArrivalTap>,
+}
+
+/// What an [`ArrivalTap`] calls: stream, header, payload.
+pub type ArrivalFn = dyn Fn(u32, &harmonizer_core::event::EventHeader, &[u8]) + Send + Sync;
+
+/// A [`DriverOptions::tap`].
+#[derive(Clone)]
+pub struct ArrivalTap(pub Arc<ArrivalFn>);
+
+impl core::fmt::Debug for ArrivalTap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("ArrivalTap")
+    }
 }
 
 impl Default for DriverOptions {
@@ -58,6 +75,7 @@ impl Default for DriverOptions {
             reconnect_max: Duration::from_secs(2),
             full_report_after: Duration::from_secs(1),
             poll_max: 1024,
+            tap: None,
         }
     }
 }
@@ -433,6 +451,11 @@ impl<U: Upstream> ReaderCtx<U> {
                         self.up_again(&mut st);
                         for what in skipped.drain(..) {
                             self.report(Report::Skipped { stream: self.stream, what });
+                        }
+                        if let Some(tap) = &self.options.tap {
+                            for e in &buf {
+                                (tap.0)(self.stream, &e.header, &e.payload);
+                            }
                         }
                         st.pending.extend(buf.drain(..));
                     }

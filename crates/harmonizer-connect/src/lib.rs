@@ -14,6 +14,6 @@ pub mod entry;
 pub mod testing;
 pub mod upstream;
 
-pub use driver::{Driver, DriverOptions, Report};
+pub use driver::{ArrivalTap, Driver, DriverOptions, Report};
 pub use entry::{Entry, EntryError, Layout};
 pub use upstream::{describe_name, name_of, Reader, Seeked, Skipped, Start, Upstream, UpstreamError};

@@ -15,6 +15,8 @@
 //!   in lockstep through real engines under each arming policy: `harmonize demo` and `sim`.
 
 pub mod eval;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod json;
 pub mod lofo;
 pub mod metrics;

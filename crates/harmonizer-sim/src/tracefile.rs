@@ -36,8 +36,9 @@
 //! reported as `unlabelled`, not predictable.
 //!
 //! Every key is required except those named optional; unknown keys are refused. Limits: one
-//! origin (0: the replay's application tracks one sequence), at most [`MAX_RECORDS`] records and
-//! [`MAX_LINE`] bytes a line. A file that breaks a rule is refused with its line number and the
+//! origin (0: the replay's application tracks one sequence), at most [`MAX_RECORDS`] records,
+//! [`MAX_LINE`] bytes a line, and 7 days from the first arrival to the last
+//! ([`MAX_SPAN_NS`]). A file that breaks a rule is refused with its line number and the
 //! problem; nothing in it is trusted before it is checked.
 //!
 //! **Ground truth.** The recipient's switches are the ones the engine makes on the trace (a
@@ -62,6 +63,9 @@ pub const VERSION: u32 = 1;
 pub const MAX_RECORDS: usize = 50_000_000;
 /// Longest line, bytes.
 pub const MAX_LINE: usize = 16 * 1024;
+/// Longest time a trace may span, from its first arrival to its last (7 days): the replay
+/// polls at least every 100 ms of it.
+pub const MAX_SPAN_NS: u64 = 7 * 86_400 * 1_000_000_000;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -286,6 +290,7 @@ pub fn read(r: &mut dyn BufRead) -> Result<TraceFile, TraceFileError> {
     let mut payloads: Vec<Vec<u8>> = Vec::new();
     let mut flips: HashMap<u64, (u64, Option<Cause>, Option<u64>)> = HashMap::new();
     let (mut records, mut max_seq, mut end) = (0usize, 0u64, 0u64);
+    let mut first_arrival: Option<u64> = None;
     let mut line = 1;
     while read_line(r, &mut buf, line + 1)? {
         line += 1;
@@ -311,6 +316,13 @@ pub fn read(r: &mut dyn BufRead) -> Result<TraceFile, TraceFileError> {
             ));
         }
         last_arrival[s] = rec.arrival_ns;
+        let first = *first_arrival.get_or_insert(rec.arrival_ns);
+        if rec.arrival_ns.abs_diff(first) > MAX_SPAN_NS {
+            return Err(err(
+                line,
+                format!("arrival_ns {} is more than 7 days from the first record's {first}", rec.arrival_ns),
+            ));
+        }
         end = end.max(rec.arrival_ns);
         let kind = match rec.kind.as_str() {
             "data" => KIND_DATA,
@@ -419,15 +431,17 @@ pub fn write_header(
     out.write_all(b"\n")
 }
 
-/// Writes one record's line: `header` as received on `stream` at `arrival_ns`, `payload` its
-/// payload (decoded when a flip; only its length otherwise), `label` the cause and warning of
-/// the switch a flip makes.
+/// Writes one record's line: `header` as received on `stream` at `arrival_ns`; `payload` a
+/// flip's payload (decoded into its fields; ignored for other kinds), `len` the payload's
+/// length; `label` the cause and warning of the switch a flip makes.
+#[allow(clippy::too_many_arguments)]
 pub fn write_record(
     out: &mut dyn Write,
     arrival_ns: u64,
     stream: u32,
     header: &EventHeader,
     payload: &[u8],
+    len: usize,
     label: Option<(Cause, u64)>,
 ) -> std::io::Result<()> {
     let kind = match header.kind {
@@ -481,7 +495,7 @@ pub fn write_record(
         ts_ns: header.ts_ns,
         kind: kind.to_owned(),
         flags: header.flags,
-        len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+        len: u32::try_from(len).unwrap_or(u32::MAX),
         flip,
         cause: label.filter(|_| is_flip).map(|l| l.0.name().to_owned()),
         signal_ns: label.filter(|_| is_flip).map(|l| l.1),
@@ -510,6 +524,6 @@ pub fn export(trace: &Trace, source: &str, out: &mut dyn Write) -> std::io::Resu
         } else {
             Flip::decode(payload).ok().and_then(|f| labels.get(&f.flip_id).copied())
         };
-        write_record(out, r.arrival_ns, s as u32, &r.header, payload, label)?;
+        write_record(out, r.arrival_ns, s as u32, &r.header, payload, payload.len(), label)?;
     }
 }
