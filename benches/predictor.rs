@@ -24,7 +24,7 @@ use harmonizer_core::engine::{
     ArmingPolicy, Candidate, Engine, EngineConfig, Handler, NeverStage, Notice, StagePlan,
 };
 use harmonizer_core::event::{EventHeader, FLAG_UPSTREAM_ERROR, KIND_DATA};
-use harmonizer_core::predict::{Predictor, PredictorConfig, Preset};
+use harmonizer_core::predict::{LearnConfig, OnlineConfig, Predictor, PredictorConfig, Preset};
 use harmonizer_core::ring::Record;
 use harmonizer_sim::replay::{replay, ReplayConfig};
 use harmonizer_sim::scenario::{generate, ScenarioParams};
@@ -50,6 +50,14 @@ fn candidate(stream: u32, staged: bool) -> Candidate {
 
 fn predictor() -> Predictor {
     Predictor::with_default_model(7, PredictorConfig::preset(Preset::Aggressive)).expect("valid preset")
+}
+
+/// Recording labelled rows (the model stays the shipped one, so the plan scores as without);
+/// with `online`, learning from them too (the model then moves with the bench's world, in which
+/// no switch ever comes, and scores differently).
+fn learning(online: bool) -> Predictor {
+    let learn = LearnConfig { online: online.then(OnlineConfig::default), ..LearnConfig::default() };
+    predictor().with_learning(learn).expect("valid learning settings")
 }
 
 struct Sink(u64);
@@ -137,9 +145,34 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    {
+        // Issue 20: the same with recording and the online mode on (snapshots every 100 ms of
+        // the bench's clock, labelled and learned from 5 s later; the rows are never drained,
+        // so once the ring is full they are counted and dropped).
+        for (name, online) in [("plan_2_candidates_recording", false), ("plan_2_candidates_online", true)] {
+            let mut p = learning(online);
+            let mut now = 1_000u64;
+            let mut seq = 0u64;
+            let cands = [candidate(1, true), candidate(2, false)];
+            let mut plan = StagePlan::default();
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    seq += 1;
+                    now += 50_000;
+                    let h = header(seq);
+                    p.observe(0, &Record { header: &h, payload: &payload, after_drop: false }, now);
+                    p.plan(&cands, 100, now, &mut plan);
+                    black_box(plan.entries().len());
+                })
+            });
+            black_box(p.learn_stats());
+        }
+    }
     g.throughput(Throughput::Elements(64));
     poll64(&mut g, "poll64_never", Box::new(NeverStage));
     poll64(&mut g, "poll64_predictor", Box::new(predictor()));
+    poll64(&mut g, "poll64_predictor_recording", Box::new(learning(false)));
+    poll64(&mut g, "poll64_predictor_online", Box::new(learning(true)));
     let trace = generate(&ScenarioParams::small(1)).expect("a valid scenario");
     let cfg = ReplayConfig { snapshot_every_ns: 0, ..Default::default() };
     g.throughput(Throughput::Elements(trace.records() as u64));
