@@ -199,6 +199,17 @@ phi rule's thresholds are tuned on the training trace (the most predictable swit
 at <= 20% duty), where the predictor's own settings were chosen; nothing is tuned on the test
 trace. The whole run takes about 20 s in a release build.
 
+--trace FILE replays a recorded trace instead (JSON lines; `harmonize trace --events` and
+`harmonize follow --record-trace` write them; the format is in docs/predictor.md and
+crates/harmonizer-sim/src/tracefile.rs): a header object {\"format\":\"harmonizer-trace\",
+\"version\":1,\"streams\",\"recipient\",\"initial_stream\",\"archive\":\"complete\"|\"stream\",
+\"source\"}, then one object per record: arrival_ns, stream, pos, origin, seq, ts_ns, kind
+(data, flip, heartbeat), flags, len, and for a flip its fields (flip: {action, id, target,
+selector...}) and optionally the cause and signal_ns of the switch it makes. A per-cause table
+follows the policy table. --leave-one-out trains without each cause family and replays, offline
+and with the online mode (--online adds that row to the policy table); --reliability draws the
+calibration curves.
+
 Per policy: seamless rate (of the switches made, and of the predictable ones), duty cycle,
 mean staged bytes, and on 100 ms snapshots per candidate, precision and recall of what it
 staged against \"a switch to it follows within the horizon\", PR-AUC and Brier score. --json
