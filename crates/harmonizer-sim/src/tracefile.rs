@@ -19,8 +19,8 @@
 //! missed, as the generator's archive does; `"stream"`: a fetch delivers what the stream itself
 //! holds, as a recorded Redis or NATS stream does), `source` (free text).
 //!
-//! **Records.** `arrival_ns`: when the record reached the recipient (any clock, the same for
-//! every line; per stream non-decreasing); `stream`: `0..streams`; `pos`: its position in its
+//! **Records.** `arrival_ns`: when the record reached the recipient, in ns from the start of
+//! the recording (the same clock for every line; per stream non-decreasing); `stream`: `0..streams`; `pos`: its position in its
 //! stream (kept for reference: the replay numbers each stream's records from 1 in file order);
 //! `origin`, `seq`, `ts_ns`, `flags`: the event header; `kind`: `"data"`, `"flip"` or
 //! `"heartbeat"`; `len`: the payload's length (data payloads are not stored; the replay gives
@@ -37,8 +37,8 @@
 //!
 //! Every key is required except those named optional; unknown keys are refused. Limits: one
 //! origin (0: the replay's application tracks one sequence), at most [`MAX_RECORDS`] records,
-//! [`MAX_LINE`] bytes a line, and 7 days from the first arrival to the last
-//! ([`MAX_SPAN_NS`]). A file that breaks a rule is refused with its line number and the
+//! [`MAX_LINE`] bytes a line, and arrivals within 7 days of the recording's start
+//! ([`MAX_SPAN_NS`]: `arrival_ns` counts from it). A file that breaks a rule is refused with its line number and the
 //! problem; nothing in it is trusted before it is checked.
 //!
 //! **Ground truth.** The recipient's switches are the ones the engine makes on the trace (a
@@ -63,8 +63,8 @@ pub const VERSION: u32 = 1;
 pub const MAX_RECORDS: usize = 50_000_000;
 /// Longest line, bytes.
 pub const MAX_LINE: usize = 16 * 1024;
-/// Longest time a trace may span, from its first arrival to its last (7 days): the replay
-/// polls at least every 100 ms of it.
+/// Latest arrival a trace may hold (7 days from the recording's start, where its clock is 0):
+/// the replay's clock starts at 0 and polls at least every 100 ms of it.
 pub const MAX_SPAN_NS: u64 = 7 * 86_400 * 1_000_000_000;
 
 #[derive(Serialize, Deserialize)]
@@ -290,7 +290,6 @@ pub fn read(r: &mut dyn BufRead) -> Result<TraceFile, TraceFileError> {
     let mut payloads: Vec<Vec<u8>> = Vec::new();
     let mut flips: HashMap<u64, (u64, Option<Cause>, Option<u64>)> = HashMap::new();
     let (mut records, mut max_seq, mut end) = (0usize, 0u64, 0u64);
-    let mut first_arrival: Option<u64> = None;
     let mut line = 1;
     while read_line(r, &mut buf, line + 1)? {
         line += 1;
@@ -316,11 +315,15 @@ pub fn read(r: &mut dyn BufRead) -> Result<TraceFile, TraceFileError> {
             ));
         }
         last_arrival[s] = rec.arrival_ns;
-        let first = *first_arrival.get_or_insert(rec.arrival_ns);
-        if rec.arrival_ns.abs_diff(first) > MAX_SPAN_NS {
+        // The replay's clock starts at 0 and polls at least every 100 ms of it: arrivals count
+        // from the recording's start.
+        if rec.arrival_ns > MAX_SPAN_NS {
             return Err(err(
                 line,
-                format!("arrival_ns {} is more than 7 days from the first record's {first}", rec.arrival_ns),
+                format!(
+                    "arrival_ns {} is more than 7 days: arrivals count from the recording's start",
+                    rec.arrival_ns
+                ),
             ));
         }
         end = end.max(rec.arrival_ns);

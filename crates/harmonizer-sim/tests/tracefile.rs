@@ -120,6 +120,8 @@ fn malformed_trace_files_are_refused_with_line_and_reason() {
             "flip",
         ),
         (format!("{HEADER}\n\n"), 2, "empty line"),
+        // An epoch clock: the replay would poll from 0 for decades.
+        (format!("{HEADER}\n{}\n", data(1_700_000_000_000_000_000, 0, 1)), 2, "more than 7 days"),
         (format!("{HEADER}\n{}\n", "x".repeat(MAX_LINE + 1)), 2, "longer than"),
         (format!("{HEADER}\nnot json\n"), 2, "expected"),
     ];

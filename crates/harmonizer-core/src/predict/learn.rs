@@ -210,6 +210,8 @@ pub struct LearnStats {
     pub pending_dropped: u64,
     /// Online steps taken.
     pub updates: u64,
+    /// Rows not learned from: a feature was not finite.
+    pub skipped: u64,
     /// Largest distance of any weight (or the bias) from the starting model, now.
     pub max_drift: f64,
     /// Mean log loss of the rows learned from, before each step (decayed over about 1000
@@ -383,7 +385,13 @@ impl Learner {
     fn step(&mut self, o: &OnlineConfig, row: &LabelledRow, model: &mut Model) {
         let mut z = [0.0; N_FEATURES];
         model.standardise(&row.features, &mut z);
-        let p = sigmoid(model.bias + model.weights.iter().zip(&z).map(|(w, z)| w * z).sum::<f64>());
+        let logit = model.bias + model.weights.iter().zip(&z).map(|(w, z)| w * z).sum::<f64>();
+        if !logit.is_finite() {
+            // A non-finite feature would poison the weights for good: not learned from.
+            self.stats.skipped += 1;
+            return;
+        }
+        let p = sigmoid(logit);
         let y = f64::from(u8::from(row.label));
         // Log loss before the step, for the decayed mean reported in the stats.
         let loss = if row.label { -p.max(1e-15).ln() } else { -(1.0 - p).max(1e-15).ln() };
