@@ -171,13 +171,8 @@ fn parse_flip(spec: &str) -> Result<(u64, Vec<u8>), String> {
     let (seq, rest) = spec.split_once('=').ok_or_else(bad)?;
     let parts: Vec<&str> = rest.split(':').collect();
     let [action, target, id] = parts[..] else { return Err(bad()) };
-    let action = match action {
-        "switch" => FlipAction::Switch,
-        "announce" => FlipAction::Announce,
-        "cancel" => FlipAction::Cancel,
-        "switchback" => FlipAction::Switchback,
-        other => return Err(format!("--flip {spec}: unknown action {other}")),
-    };
+    let action =
+        FlipAction::from_name(action).ok_or_else(|| format!("--flip {spec}: unknown action {action}"))?;
     let target = u32::try_from(parse_u64(target)?).map_err(|_| bad())?;
     let flip = Flip { selector: Selector::All, ..Flip::new(action, parse_u64(id)?, target) };
     Ok((parse_u64(seq)?, flip.to_vec().map_err(|e| format!("--flip {spec}: {e}"))?))

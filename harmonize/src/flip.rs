@@ -71,15 +71,6 @@ impl Action {
     }
 }
 
-fn action_name(a: FlipAction) -> &'static str {
-    match a {
-        FlipAction::Switch => "switch",
-        FlipAction::Announce => "announce",
-        FlipAction::Cancel => "cancel",
-        FlipAction::Switchback => "switchback",
-    }
-}
-
 /// `harmonize flip encode`.
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
@@ -183,7 +174,7 @@ pub fn record(a: &FlipFields) -> Result<Vec<u8>, String> {
     let target = match (a.target, a.action) {
         (Some(t), _) => t,
         (None, Action::Switchback) => 0,
-        (None, other) => return Err(format!("--target is required for {}", action_name(other.to_lib()))),
+        (None, other) => return Err(format!("--target is required for {}", other.to_lib().name())),
     };
     let selector = if !a.ids.is_empty() {
         let ids = IdList::new(&a.ids)
@@ -228,7 +219,7 @@ pub fn decode(a: &DecodeArgs) -> Result<String, String> {
 fn describe(f: &Flip<'_>, bytes: &[u8]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "version: {FLIP_VERSION}");
-    let _ = writeln!(s, "action: {}", action_name(f.action));
+    let _ = writeln!(s, "action: {}", f.action.name());
     let _ = writeln!(s, "id: {}", f.flip_id);
     let _ = writeln!(s, "target: {}", f.target);
     let _ = writeln!(s, "cutover_pos: {}", f.cutover_pos);

@@ -37,6 +37,25 @@ pub enum FlipAction {
 }
 
 impl FlipAction {
+    /// Every action, in wire-value order.
+    pub const ALL: [FlipAction; 4] =
+        [FlipAction::Switch, FlipAction::Announce, FlipAction::Cancel, FlipAction::Switchback];
+
+    /// Its lowercase name (`"switchback"`), as the CLI and the trace file write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FlipAction::Switch => "switch",
+            FlipAction::Announce => "announce",
+            FlipAction::Cancel => "cancel",
+            FlipAction::Switchback => "switchback",
+        }
+    }
+
+    /// The action [`name`](Self::name) names.
+    pub fn from_name(s: &str) -> Option<FlipAction> {
+        FlipAction::ALL.into_iter().find(|a| a.name() == s)
+    }
+
     /// The action for a wire value.
     pub fn from_u8(v: u8) -> Option<FlipAction> {
         Some(match v {

@@ -203,28 +203,9 @@ fn read_line(r: &mut dyn BufRead, buf: &mut Vec<u8>, line: usize) -> Result<bool
     }
 }
 
-fn action_of(s: &str) -> Option<FlipAction> {
-    Some(match s {
-        "switch" => FlipAction::Switch,
-        "announce" => FlipAction::Announce,
-        "cancel" => FlipAction::Cancel,
-        "switchback" => FlipAction::Switchback,
-        _ => return None,
-    })
-}
-
-fn action_name(a: FlipAction) -> &'static str {
-    match a {
-        FlipAction::Switch => "switch",
-        FlipAction::Announce => "announce",
-        FlipAction::Cancel => "cancel",
-        FlipAction::Switchback => "switchback",
-    }
-}
-
 /// The flip's encoded payload, checked.
 fn encode_flip(f: &FlipLine, line: usize) -> Result<Vec<u8>, TraceFileError> {
-    let action = action_of(&f.action).ok_or_else(|| {
+    let action = FlipAction::from_name(&f.action).ok_or_else(|| {
         err(line, format!("flip action {:?}: switch, announce, cancel or switchback", f.action))
     })?;
     let selector = match f.selector.as_str() {
@@ -455,7 +436,7 @@ pub fn write_record(
     let flip = if header.kind == KIND_FLIP {
         match Flip::decode(payload) {
             Ok(f) => Some(FlipLine {
-                action: action_name(f.action).to_owned(),
+                action: f.action.name().to_owned(),
                 id: f.flip_id,
                 target: f.target,
                 expected_in_ns: f.expected_in_ns,
