@@ -27,7 +27,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::scenario::{Trace, TraceRecord, NO_FLIP};
-use harmonizer_core::clock::ManualClock;
+use harmonizer_core::clock::{Clock, ManualClock};
 use harmonizer_core::engine::{
     AlwaysStage, ArmingPolicy, Candidate, Engine, EngineConfig, EngineError, Handler, NeverStage, Notice,
     Purpose, StagePlan, StartAt, Stats, StreamProducer,
@@ -151,8 +151,8 @@ pub struct Outcome {
     pub learned: Option<(Model, Option<LearnStats>)>,
     /// The labelled rows the predictor recorded live (when recording is on), in time order.
     pub history: Vec<LabelledRow>,
-    /// Every switch the engine made: flip id (0 for a failover), from, to.
-    pub made: Vec<(u64, u32, u32)>,
+    /// Every switch the engine made, in order.
+    pub made: Vec<Made>,
 }
 
 impl Outcome {
@@ -311,6 +311,19 @@ struct Feed {
     live_after_ns: u64,
 }
 
+/// A switch the engine made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Made {
+    /// The flip that made it (0 for a failover).
+    pub flip_id: u64,
+    /// The stream delivered before.
+    pub from: u32,
+    /// The stream delivered after.
+    pub to: u32,
+    /// When, on the replay's clock (the trace's arrival clock): the cut-over consumed.
+    pub at_ns: u64,
+}
+
 struct Collect {
     last_seq: u64,
     delivered: u64,
@@ -318,7 +331,9 @@ struct Collect {
     out_of_order: u64,
     app: AppLog,
     switched: Vec<(u64, bool, u64)>,
-    made: Vec<(u64, u32, u32)>,
+    made: Vec<Made>,
+    /// The replay's clock, to date the switches.
+    clock: ManualClock,
     /// A hole the recovery could not fill is held (`Stuck`): the application gives it up.
     stuck: bool,
 }
@@ -347,7 +362,10 @@ impl Handler for Collect {
             Notice::Lost { from_seq, to_seq, .. } if from_seq == self.last_seq + 1 => self.last_seq = to_seq,
             Notice::Switched { flip_id, seamless, stall_ns, from, to, .. } => {
                 self.switched.push((flip_id, seamless, stall_ns));
-                self.made.push((flip_id, from, to));
+                // The notice comes when delivery is contiguous again; the switch itself (the
+                // cut-over consumed, when the policy hears of it) was `stall_ns` earlier.
+                let at_ns = self.clock.now_ns().saturating_sub(stall_ns);
+                self.made.push(Made { flip_id, from, to, at_ns });
             }
             _ => {}
         }
@@ -390,6 +408,7 @@ pub fn replay<P: Scored + 'static>(
         app: app.clone(),
         switched: Vec::new(),
         made: Vec::new(),
+        clock: clock.clone(),
         stuck: false,
     };
     let mut push_dropped = 0u64;

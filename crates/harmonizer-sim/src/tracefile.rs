@@ -42,8 +42,10 @@
 //! problem; nothing in it is trusted before it is checked.
 //!
 //! **Ground truth.** The recipient's switches are the ones the engine makes on the trace (a
-//! replay that never stages finds them; the flips decide, not the staging); each takes its
-//! cause and `signal_ns` from its flip's line.
+//! replay that never stages finds them; the flips decide, not the staging), dated on the
+//! arrival clock when the engine made them; each takes its cause from its flip's line, and its
+//! warning keeps the flip's lead `ts_ns − signal_ns` (so `ts_ns` may be on any clock, Unix
+//! time as a live recording has it or the recording's own).
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -368,23 +370,31 @@ pub fn read(r: &mut dyn BufRead) -> Result<TraceFile, TraceFileError> {
 }
 
 impl TraceFile {
-    /// Fills the trace's ground truth from the switches the engine made on it (`(flip id, from,
-    /// to)`, failovers excluded), each with its flip's time, cause and warning.
-    pub fn resolve(&mut self, made: &[(u64, u32, u32)]) {
+    /// Fills the trace's ground truth from the switches the engine made on it (failovers
+    /// excluded), each with its flip's cause and warning.
+    ///
+    /// A switch is dated when the engine made it, on the arrival clock the snapshots are taken
+    /// on (the recipient cannot know of a switch before its flip arrives), not at the flip's
+    /// `ts_ns`: a live recording stamps `ts_ns` on the upstream's clock (Unix time), which has
+    /// nothing to do with the arrival clock. The warning keeps its lead: `signal_ns` is the
+    /// switch's time less `ts_ns − signal_ns` of the flip (both on the upstream's clock), and
+    /// the switch is predictable when that lead is at least 1 s.
+    pub fn resolve(&mut self, made: &[crate::replay::Made]) {
         let mut switches: Vec<TruthSwitch> = made
             .iter()
-            .filter(|m| m.0 != 0)
-            .map(|&(flip_id, from, to)| {
-                let (at_ns, cause, signal) = self.flips.get(&flip_id).copied().unwrap_or((0, None, None));
-                let signal_ns = signal.unwrap_or(at_ns).min(at_ns);
+            .filter(|m| m.flip_id != 0)
+            .map(|m| {
+                let (ts_ns, cause, signal) =
+                    self.flips.get(&m.flip_id).copied().unwrap_or((m.at_ns, None, None));
+                let lead_ns = ts_ns - signal.unwrap_or(ts_ns).min(ts_ns);
                 TruthSwitch {
-                    at_ns,
-                    flip_id,
-                    from,
-                    to,
+                    at_ns: m.at_ns,
+                    flip_id: m.flip_id,
+                    from: m.from,
+                    to: m.to,
                     cause: cause.unwrap_or(Cause::Unlabelled),
-                    predictable: cause.is_some() && at_ns - signal_ns >= PREDICTABLE_LEAD_NS,
-                    signal_ns,
+                    predictable: cause.is_some() && lead_ns >= PREDICTABLE_LEAD_NS,
+                    signal_ns: m.at_ns.saturating_sub(lead_ns),
                 }
             })
             .collect();
