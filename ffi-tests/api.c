@@ -2375,6 +2375,9 @@ static void test_learn(recorder *r) {
     CHECK_ST(hz_config_set_learning(NULL, 100000000, 64, NULL), HZ_ERR_NULL);
     CHECK_ST(hz_config_set_learning(c, 1000, 64, NULL), HZ_ERR_CONFIG);
     CHECK_CONTAINS(hz_config_last_error(c), "every_ns");
+    /* 1 ms is allowed, but too fine for the default model's 5 s horizon (5002 x 16 waiting). */
+    CHECK_ST(hz_config_set_learning(c, HZ_MIN_SNAPSHOT_NS, 64, NULL), HZ_ERR_CONFIG);
+    CHECK_CONTAINS(hz_config_last_error(c), "too fine for the model's horizon");
     CHECK_ST(hz_config_set_learning(c, 100000000, HZ_MAX_HISTORY_ROWS + 1, NULL), HZ_ERR_CONFIG);
     CHECK_CONTAINS(hz_config_last_error(c), "record_rows");
     hz_online_config bad = o;

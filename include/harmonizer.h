@@ -1504,7 +1504,8 @@ typedef struct {
    */
   uint64_t rows_dropped;
   /*
-   Snapshots dropped unlabelled: more waited than the ring sized for the horizon holds.
+   Snapshots dropped unlabelled because the waiting ring was full: 0 unless something is
+   wrong (the ring grows with a longer model's horizon; a cadence too fine is refused).
    */
   uint64_t pending_dropped;
   /*
@@ -2261,7 +2262,9 @@ hz_status hz_online_config_default(hz_online_config *out);
 /*
  Turns on the predictor's learning for engines made from `config` (used with
  `HZ_POLICY_PREDICTOR`): a snapshot of every candidate's features each `every_ns` (at least
- `HZ_MIN_SNAPSHOT_NS`; 100 ms is what training uses), labelled one horizon later; up to
+ `HZ_MIN_SNAPSHOT_NS`, and coarse enough that the snapshots of one horizon, 16 streams'
+ worth, fit the waiting ring: 2 ms over the default model's 5 s; 100 ms is what training
+ uses), labelled one horizon later; up to
  `record_rows` labelled rows (at most `HZ_MAX_HISTORY_ROWS`) kept for
  `hz_engine_drain_history`; and, when `online` is not NULL, the online mode with its settings
  (read up to its `struct_size`). `record_rows` 0 with `online` NULL turns learning off. The

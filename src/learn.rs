@@ -94,7 +94,8 @@ pub struct hz_learn_stats {
     pub rows_recorded: u64,
     /// Rows not kept: the application had not drained the ring.
     pub rows_dropped: u64,
-    /// Snapshots dropped unlabelled: more waited than the ring sized for the horizon holds.
+    /// Snapshots dropped unlabelled because the waiting ring was full: 0 unless something is
+    /// wrong (the ring grows with a longer model's horizon; a cadence too fine is refused).
     pub pending_dropped: u64,
     /// Online steps taken.
     pub updates: u64,
@@ -150,7 +151,9 @@ pub unsafe extern "C" fn hz_online_config_default(out: *mut hz_online_config) ->
 
 /// Turns on the predictor's learning for engines made from `config` (used with
 /// `HZ_POLICY_PREDICTOR`): a snapshot of every candidate's features each `every_ns` (at least
-/// `HZ_MIN_SNAPSHOT_NS`; 100 ms is what training uses), labelled one horizon later; up to
+/// `HZ_MIN_SNAPSHOT_NS`, and coarse enough that the snapshots of one horizon, 16 streams'
+/// worth, fit the waiting ring: 2 ms over the default model's 5 s; 100 ms is what training
+/// uses), labelled one horizon later; up to
 /// `record_rows` labelled rows (at most `HZ_MAX_HISTORY_ROWS`) kept for
 /// `hz_engine_drain_history`; and, when `online` is not NULL, the online mode with its settings
 /// (read up to its `struct_size`). `record_rows` 0 with `online` NULL turns learning off. The
@@ -197,7 +200,8 @@ pub unsafe extern "C" fn hz_config_set_learning(
             return HZ_OK;
         }
         let l = LearnConfig { every_ns, record_rows, online };
-        if let Err(e) = l.validate() {
+        // The engine starts with the default model: its horizon bounds the cadence.
+        if let Err(e) = l.validate_for_horizon(harmonizer_core::predict::policy::default_model().horizon_ns) {
             return c.err.set(HZ_ERR_CONFIG, e.to_string());
         }
         c.learn = Some(l);

@@ -130,11 +130,9 @@ fn recorded_rows_carry_the_labels_of_the_switches_that_followed() {
         .any(|r| r.features[FEATURE_NAMES.iter().position(|n| *n == "since_switch").unwrap()] > 0.5));
 }
 
-/// A full ring of recorded rows drops new rows and counts them; a model with a longer horizon
-/// than the waiting ring was sized for drops the oldest waiting snapshots and counts them;
-/// nothing grows.
+/// A full ring of recorded rows drops new rows and counts them; nothing grows on the poll path.
 #[test]
-fn full_rings_drop_and_count() {
+fn a_full_ring_of_recorded_rows_drops_and_counts() {
     let learn = LearnConfig { record_rows: 10, ..LearnConfig::default() };
     let (mut e, _) = run(predictor(learn), 12 * SEC, &[]);
     let s = e.policy_mut::<Predictor>().unwrap().learn_stats().unwrap();
@@ -142,22 +140,41 @@ fn full_rings_drop_and_count() {
     assert_eq!(s.rows_dropped, s.labelled - 10);
     assert!(s.rows_dropped > 50, "{s:?}");
     assert_eq!(drain(&mut e).len(), 10);
+}
 
-    // Waiting room is sized for the 5 s horizon: 52 snapshots per stream; 100 s is too long.
+/// The waiting ring is sized for the 5 s horizon (52 snapshots per stream). A model with a
+/// 100 s horizon installed later grows it, so no snapshot is dropped unlabelled (it used to
+/// drop all but the newest 832 and label none); one whose horizon the cadence cannot follow
+/// within MAX_PENDING is refused and the current model stays.
+#[test]
+fn a_model_with_a_longer_horizon_grows_the_waiting_ring() {
     let mut long = default_model();
     long.horizon_ns = 100 * SEC;
     let mut p = predictor(LearnConfig::default());
     p.set_model(long).unwrap();
-    let (mut e, _) = run(p, 60 * SEC, &[]);
-    let s = e.policy_mut::<Predictor>().unwrap().learn_stats().unwrap();
-    assert_eq!(s.labelled, 0, "nothing is older than 100 s");
-    assert!(s.pending_dropped > 0 && s.pending_dropped + 52 * 16 >= s.snapshots, "{s:?}");
+    let (mut e, _) = run(p, 130 * SEC, &[]);
+    let p = e.policy_mut::<Predictor>().unwrap();
+    let s = p.learn_stats().unwrap();
+    assert_eq!(s.pending_dropped, 0, "{s:?}");
+    // Released: the snapshots older than 100 s at 130 s (10 ms, then 0.1 s .. 29.9 s), two
+    // candidates each.
+    assert_eq!(s.labelled, 2 * 300, "{s:?}");
+    assert_eq!(s.snapshots, 2 * 1301, "{s:?}");
+
+    let mut too_long = default_model();
+    too_long.horizon_ns = 1000 * SEC;
+    let e = p.set_model(too_long).unwrap_err();
+    assert!(e.to_string().contains("MAX_PENDING"), "{e}");
+    assert_eq!(e.code(), "learning");
+    assert_eq!(p.model().horizon_ns, 100 * SEC, "the current model stays");
 }
 
 #[test]
 fn learning_settings_out_of_range_are_refused_with_the_field_named() {
     let bad = [
         (LearnConfig { every_ns: 1_000, ..LearnConfig::default() }, "every_ns"),
+        // 1 ms is allowed, but not over the default model's 5 s horizon: 5002 × 16 snapshots.
+        (LearnConfig { every_ns: MS, ..LearnConfig::default() }, "too fine for the model's horizon"),
         (LearnConfig { record_rows: MAX_RECORDED_ROWS + 1, ..LearnConfig::default() }, "record_rows"),
         (LearnConfig { record_rows: 0, online: None, ..LearnConfig::default() }, "neither"),
         (

@@ -21,9 +21,12 @@
 //!
 //! Both rings are allocated when learning is enabled and never grow: the poll path neither
 //! allocates nor does I/O. When the application does not drain fast enough, new rows are dropped
-//! and counted ([`LearnStats::rows_dropped`]); when more snapshots wait than the waiting ring
-//! holds (a model with a longer horizon was loaded), the oldest is dropped unlabelled and counted
-//! ([`LearnStats::pending_dropped`]).
+//! and counted ([`LearnStats::rows_dropped`]). The waiting ring holds every snapshot one
+//! horizon takes, for 16 streams: a cadence too fine for the model's horizon (more than
+//! [`MAX_PENDING`] would wait) is refused when learning is enabled, and a model with a longer
+//! horizon, installed later, grows the ring then (fallibly; a model it cannot follow is refused
+//! and the current one stays). A snapshot dropped unlabelled because the ring was full
+//! ([`LearnStats::pending_dropped`]) would be a defect, counted where it cannot be prevented.
 //!
 //! # The online mode
 //!
@@ -185,11 +188,27 @@ impl LearnConfig {
         Ok(())
     }
 
-    /// How many snapshots wait at once for a model of `horizon_ns`: one per cadence over the
-    /// horizon and two more, for each of the engine's streams, capped at [`MAX_PENDING`].
-    fn pending_slots(&self, horizon_ns: u64) -> usize {
+    /// [`validate`](Self::validate), and whether the snapshots that wait over a model of
+    /// `horizon_ns` fit in [`MAX_PENDING`] (what enabling learning on a predictor with such a
+    /// model checks; the default model's horizon is 5 s).
+    pub fn validate_for_horizon(&self, horizon_ns: u64) -> Result<(), LearnConfigError> {
+        self.validate()?;
+        self.pending_slots(horizon_ns).map(|_| ())
+    }
+
+    /// How many snapshots may wait at once for a model of `horizon_ns`: one per cadence over
+    /// the horizon and two more, for each of the engine's streams. Refused above
+    /// [`MAX_PENDING`]: a cadence too fine for the horizon would drop snapshots unlabelled.
+    fn pending_slots(&self, horizon_ns: u64) -> Result<usize, LearnConfigError> {
         let per = (horizon_ns / self.every_ns).saturating_add(2);
-        usize::try_from(per).unwrap_or(usize::MAX).saturating_mul(crate::engine::MAX_STREAMS).min(MAX_PENDING)
+        usize::try_from(per)
+            .unwrap_or(usize::MAX)
+            .checked_mul(crate::engine::MAX_STREAMS)
+            .filter(|&n| n <= MAX_PENDING)
+            .ok_or(LearnConfigError(
+                "every_ns is too fine for the model's horizon: (horizon_ns / every_ns + 2) snapshots \
+                 for each of 16 streams would wait for their labels, more than MAX_PENDING (65536)",
+            ))
     }
 }
 
@@ -284,7 +303,7 @@ impl Learner {
     pub(crate) fn new(cfg: LearnConfig, model: &Model) -> Result<Self, LearnConfigError> {
         cfg.validate()?;
         let mut pending = Vec::new();
-        let slots = cfg.pending_slots(model.horizon_ns);
+        let slots = cfg.pending_slots(model.horizon_ns)?;
         pending
             .try_reserve_exact(slots)
             .map_err(|_| LearnConfigError("cannot allocate the ring of snapshots awaiting labels"))?;
@@ -311,6 +330,27 @@ impl Learner {
 
     pub(crate) fn stats(&self) -> LearnStats {
         self.stats
+    }
+
+    /// Makes room for the snapshots that wait over `model`'s horizon before it is installed:
+    /// the waiting ring grows (fallibly, keeping what waits) when the horizon is longer than
+    /// it was sized for. Refused, with nothing changed, when it would pass [`MAX_PENDING`] or
+    /// cannot be allocated. Setup (a model being installed), not the poll path.
+    pub(crate) fn fit_horizon(&mut self, model: &Model) -> Result<(), LearnConfigError> {
+        let slots = self.cfg.pending_slots(model.horizon_ns)?;
+        if slots <= self.pending.cap() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(slots)
+            .map_err(|_| LearnConfigError("cannot allocate the ring of snapshots awaiting labels"))?;
+        while let Some(row) = self.pending.pop() {
+            buf.push(row);
+        }
+        let len = buf.len();
+        buf.resize(slots, EMPTY_ROW);
+        self.pending = Fifo { buf, head: 0, len };
+        Ok(())
     }
 
     /// The application installed another model: online steps now start from it.

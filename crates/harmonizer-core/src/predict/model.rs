@@ -206,6 +206,10 @@ pub enum ModelError {
         /// The value found.
         found: f64,
     },
+    /// The model is valid but the predictor's learner (`learn.rs`) cannot follow its horizon:
+    /// the snapshots waiting for their labels over it would not fit its bounds, or their room
+    /// could not be allocated. The reason; the current model stays.
+    Learning(&'static str),
 }
 
 impl ModelError {
@@ -227,6 +231,7 @@ impl ModelError {
             ModelError::NotFinite { .. } => "not_finite",
             ModelError::NonPositive { .. } => "non_positive",
             ModelError::IntegerRange { .. } => "integer_range",
+            ModelError::Learning(_) => "learning",
         }
     }
 }
@@ -297,6 +302,7 @@ impl fmt::Display for ModelError {
                 "{key} must be a whole number from {min} to {MAX_INTEGER} (2^53 - 1), found {}",
                 show(*found)
             ),
+            ModelError::Learning(why) => write!(f, "the predictor's learning cannot take this model: {why}"),
         }
     }
 }

@@ -355,10 +355,16 @@ impl Predictor {
         Self::new(recipient_id, default_model(), cfg)
     }
 
-    /// Replaces the model if it is valid; on error the current model stays. With the online
-    /// mode on, later steps start from (and are bounded around) this model.
+    /// Replaces the model if it is valid; on error the current model stays. With learning on,
+    /// the ring of snapshots awaiting labels grows to the model's horizon if it must (the one
+    /// allocation here, fallible: [`ModelError::Learning`] when it cannot, or when the cadence
+    /// is too fine for the horizon); with the online mode on, later steps start from (and are
+    /// bounded around) this model.
     pub fn set_model(&mut self, model: Model) -> Result<(), ModelError> {
         model.validate()?;
+        if let Some(l) = &mut self.learner {
+            l.fit_horizon(&model).map_err(|e| ModelError::Learning(e.0))?;
+        }
         self.model = model;
         if let Some(l) = &mut self.learner {
             l.reanchor(&self.model);
