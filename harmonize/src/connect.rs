@@ -403,6 +403,14 @@ impl TraceRecorder {
 
     fn drain(&mut self) -> Result<(), String> {
         while let Ok((t, stream, h, len, bytes)) = self.rx.try_recv() {
+            if h.origin != 0 {
+                // Refused here rather than written into a file eval --trace would refuse.
+                return Err(format!(
+                    "{}: stream {stream} carries origin {}: a trace file (format version 1) holds \
+                     one origin, 0, so this feed cannot be recorded",
+                    self.name, h.origin
+                ));
+            }
             if h.kind == KIND_FLIP {
                 let Ok(f) = Flip::decode(&bytes) else { continue };
                 if !self.flips.insert((stream, f.flip_id)) {

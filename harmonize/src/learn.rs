@@ -190,8 +190,9 @@ pub fn plot_online(
     Ok(summary)
 }
 
-/// `--reliability FILE`: each predictor row's reliability curve.
-pub fn plot_reliability(path: &Path, rows: &[Report]) -> Result<(), String> {
+/// `--reliability FILE`: each predictor row's reliability curve; the labels' horizon in the
+/// axis title.
+pub fn plot_reliability(path: &Path, rows: &[Report], horizon_ns: u64) -> Result<(), String> {
     let series: Vec<(&str, Vec<(f64, f64)>)> = rows
         .iter()
         .filter(|r| r.name.starts_with("predictor/"))
@@ -207,7 +208,7 @@ pub fn plot_reliability(path: &Path, rows: &[Report]) -> Result<(), String> {
     draw_lines(
         path,
         "Reliability: mean predicted probability against the share that came true (ten bins)",
-        "predicted probability of a switch to the candidate within 5 s",
+        &format!("predicted probability of a switch to the candidate within {} s", horizon_ns as f64 / 1e9),
         "share that switched",
         (0.0, 1.0),
         &all,

@@ -533,7 +533,7 @@ pub fn run_eval(a: EvalArgs) -> Result<(), String> {
     }
     eprintln!("replayed the {what} trace {} times in {:.1} s", rows.len(), t0.elapsed().as_secs_f64());
     if let Some(path) = &a.reliability {
-        crate::learn::plot_reliability(path, &rows)?;
+        crate::learn::plot_reliability(path, &rows, cfg.horizon_ns)?;
     }
     let text = if a.json { eval_json(&rows, (phi_t, err_t))? } else { eval_table(&rows) };
     let mut out = std::io::stdout().lock();

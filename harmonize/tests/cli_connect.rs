@@ -317,6 +317,27 @@ fn follow_records_a_trace_that_eval_replays() {
     let o = harmonize(&["follow", "--redis", &url, "--streams", "ta", "--record-trace", t, "--seconds", "1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--staging always"));
+    // The format holds one origin: a feed of another is refused, not written into a file
+    // that eval --trace would refuse.
+    ok(&["publish", "--redis", &url, "--streams", "tc", "--events", "10", "--rate", "0", "--origin", "3"]);
+    let o = harmonize(&[
+        "follow",
+        "--redis",
+        &url,
+        "--streams",
+        "tc",
+        "--from",
+        "start",
+        "--staging",
+        "always",
+        "--record-trace",
+        t,
+        "--seconds",
+        "5",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("stream 0 carries origin 3") && err.contains("one origin"), "{err}");
 }
 
 /// Bad specifications are refused with one line naming the flag.
