@@ -2,8 +2,8 @@
 //! on a trace with it, offline and with the online mode (`harmonizer_core::predict::learn`).
 //!
 //! A *family* is a cause of switches the generator can leave out ([`Family::without`]): its
-//! weight in the [`CauseMix`](crate::scenario::CauseMix) (or, for switchbacks,
-//! `switchback_prob`) set to 0. Fail-stops are not a family here: they give no warning, so no
+//! weight in the [`CauseMix`](crate::scenario::CauseMix) (or, for switchbacks and failbacks,
+//! `switchback_prob` or `failback_prob`) set to 0. Fail-stops are not a family here: they give no warning, so no
 //! model makes them seamless.
 //!
 //! For a family `F`, [`leave_one_out`] trains a model on the training scenario without `F`
@@ -35,17 +35,20 @@ pub enum Family {
     Stall,
     /// Switchbacks after a fresh stream goes bad.
     Switchback,
+    /// Failbacks to a stream left in an incident, once it recovered.
+    Failback,
 }
 
 impl Family {
     /// Every family, in [`Cause`] order.
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Announced,
         Family::Degradation,
         Family::Rollout,
         Family::Load,
         Family::Switchback,
         Family::Stall,
+        Family::Failback,
     ];
 
     /// The cause its switches carry.
@@ -57,6 +60,7 @@ impl Family {
             Family::Load => Cause::Load,
             Family::Stall => Cause::Stall,
             Family::Switchback => Cause::Switchback,
+            Family::Failback => Cause::Failback,
         }
     }
 
@@ -71,14 +75,25 @@ impl Family {
     }
 
     /// `p` with this family alone: every other cause's weight 0 (fail-stops too), no
-    /// switchbacks. For switchbacks, the causes stay (a switchback follows another switch) and
-    /// every switch that may be followed by one is.
+    /// switchbacks or failbacks. For switchbacks, the causes stay (a switchback follows another
+    /// switch) and every switch that may be followed by one is. For failbacks, the incidents
+    /// that lead to one stay (degradations, fail-stops, stalls), with no switchbacks, and every
+    /// switch that may be followed by one is.
     pub fn only(self, p: &ScenarioParams) -> ScenarioParams {
         let mut q = Family::ALL.iter().filter(|&&g| g != self).fold(p.clone(), |q, g| g.without(&q));
         q.mix.fail_stop = 0.0;
         if self == Family::Switchback {
             q.mix = p.mix;
             q.switchback_prob = 1.0;
+        }
+        if self == Family::Failback {
+            q.mix = crate::scenario::CauseMix {
+                degradation: p.mix.degradation,
+                fail_stop: p.mix.fail_stop,
+                stall: p.mix.stall,
+                ..crate::scenario::CauseMix::NONE
+            };
+            q.failback_prob = 1.0;
         }
         q
     }
@@ -93,6 +108,7 @@ impl Family {
             Family::Load => q.mix.load = 0.0,
             Family::Stall => q.mix.stall = 0.0,
             Family::Switchback => q.switchback_prob = 0.0,
+            Family::Failback => q.failback_prob = 0.0,
         }
         q
     }

@@ -69,6 +69,12 @@
 //!   from 0.3 s after the switch, a SWITCHBACK (selector `Ids([recipient])`, target the stream
 //!   switched from) comes 2–5 s after the switch, and the bad stream recovers over 5 s. After a
 //!   degradation the stream switched back to is still recovering.
+//! - **Failback** ([`Cause::Failback`]): after a switch away from a degraded, dead or stalled
+//!   stream that no switchback undid, with probability `failback_prob` (0.5), the operators move
+//!   the recipient back once that stream has recovered: a SWITCH (`All` or `Ids`) to it 10–30 s
+//!   after its recovery ended (a degradation's recovery, a fail-stop's dead span; a stall's
+//!   stream is back at once). Its warning is the departure: the recipient left that stream in
+//!   trouble, which is all it can know (it does not read the stream it left).
 //!
 //! Independent of incidents (they may overlap them):
 //! - **Bursts**: background load bursts, the rate times 2–4 for 0.5–2 s, starting an
@@ -144,6 +150,8 @@ pub enum Cause {
     Switchback,
     /// The active stream stalled (silent while the others went on).
     Stall,
+    /// Back to a stream left in an incident (degradation, fail-stop, stall) once it recovered.
+    Failback,
     /// A switch of a recorded trace whose flip carries no cause (the generator never makes
     /// one; not in [`Cause::ALL`]).
     Unlabelled,
@@ -151,7 +159,7 @@ pub enum Cause {
 
 impl Cause {
     /// Every cause the generator makes, in declaration order.
-    pub const ALL: [Cause; 7] = [
+    pub const ALL: [Cause; 8] = [
         Cause::Announced,
         Cause::Degradation,
         Cause::FailStop,
@@ -159,6 +167,7 @@ impl Cause {
         Cause::Load,
         Cause::Switchback,
         Cause::Stall,
+        Cause::Failback,
     ];
 
     /// A short stable name (`"fail_stop"`).
@@ -171,6 +180,7 @@ impl Cause {
             Cause::Load => "load",
             Cause::Switchback => "switchback",
             Cause::Stall => "stall",
+            Cause::Failback => "failback",
             Cause::Unlabelled => "unlabelled",
         }
     }

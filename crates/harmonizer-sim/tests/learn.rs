@@ -78,11 +78,15 @@ fn families_are_left_out_and_kept_alone() {
         let alone = generate(&f.only(&base)).unwrap();
         let mine = alone.switches.iter().filter(|w| w.cause == f.cause()).count();
         assert!(mine >= 3, "{}: {mine}", f.name());
-        if f != Family::Switchback {
+        match f {
+            // Switchbacks and failbacks follow other switches: those stay.
+            Family::Switchback => assert!(alone.switches.iter().any(|w| w.cause != Cause::Switchback)),
+            Family::Failback => {
+                let leads = [Cause::Degradation, Cause::FailStop, Cause::Stall, Cause::Failback];
+                assert!(alone.switches.iter().all(|w| leads.contains(&w.cause)), "{:?}", alone.switches);
+            }
             // Only the family, and switchbacks after it are gone too (fail-stops too).
-            assert!(alone.switches.iter().all(|w| w.cause == f.cause()), "{}", f.name());
-        } else {
-            assert!(alone.switches.iter().any(|w| w.cause != Cause::Switchback));
+            _ => assert!(alone.switches.iter().all(|w| w.cause == f.cause()), "{}", f.name()),
         }
     }
     let trace = generate(&Family::Load.only(&base)).unwrap();

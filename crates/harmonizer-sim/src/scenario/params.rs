@@ -197,6 +197,21 @@ impl Default for SwitchbackParams {
     }
 }
 
+/// The shape of a failback (its probability is [`ScenarioParams::failback_prob`]): after an
+/// incident that made the recipient leave a stream (a degradation, a fail-stop, a stall), the
+/// operators move it back once that stream has recovered.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FailbackParams {
+    /// The SWITCH back comes this long after the stream recovered; default 10..30 s.
+    pub delay_ns: (u64, u64),
+}
+
+impl Default for FailbackParams {
+    fn default() -> Self {
+        FailbackParams { delay_ns: (10 * SEC, 30 * SEC) }
+    }
+}
+
 /// Background load bursts (no switch).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BurstParams {
@@ -258,6 +273,12 @@ pub struct ScenarioParams {
     pub switchback_prob: f64,
     /// The shape of a switchback.
     pub switchback: SwitchbackParams,
+    /// Probability that a switch away from a degraded, dead or stalled stream that was not
+    /// followed by a switchback is followed by a failback to it; default 0: the standard worlds
+    /// (training, validation, test) have none (docs/predictor.md, "Failback").
+    pub failback_prob: f64,
+    /// The shape of a failback.
+    pub failback: FailbackParams,
     /// Background load bursts.
     pub bursts: BurstParams,
     /// Mean gap between foreign flips (exponential); 0 = none. Default 12 s.
@@ -286,6 +307,8 @@ impl Default for ScenarioParams {
             stall: StallParams::default(),
             switchback_prob: 0.25,
             switchback: SwitchbackParams::default(),
+            failback_prob: 0.0,
+            failback: FailbackParams::default(),
             bursts: BurstParams::default(),
             foreign_flip_every_ns: 12 * SEC,
         }
@@ -418,6 +441,8 @@ impl ScenarioParams {
         probability_range("switchback.error", s.error)?;
         span("switchback.extra_lag_ns", s.extra_lag_ns)?;
         span("switchback.recover_ns", s.recover_ns)?;
+        probability("failback_prob", self.failback_prob)?;
+        span_range("failback.delay_ns", self.failback.delay_ns)?;
         let b = &self.bursts;
         span("bursts.every_ns", b.every_ns)?;
         factor_range("bursts.factor", b.factor)?;

@@ -192,6 +192,21 @@ impl Incident<'_> {
         self.busy = self.busy.max(shape.t3);
     }
 
+    /// Draws whether the recipient, moved away from `from` at `at` by an incident that is over
+    /// at `recovered`, is moved back once it has recovered, and plans it. Not after a
+    /// switchback (the recipient is on `from` again).
+    fn maybe_failback(&mut self, at: u64, from: u32, recovered: u64) {
+        // No draw at all when failbacks are off: the worlds without them stay as they were.
+        if self.p.failback_prob == 0.0 || self.active == from || !self.rng.bernoulli(self.p.failback_prob) {
+            return;
+        }
+        let back = recovered.max(self.busy) + self.rng.range_u64(self.p.failback.delay_ns);
+        let sel = self.broad();
+        let key = self.plan.flip(back, FlipAction::Switch, from, sel, 0);
+        // The warning is the departure from a stream in trouble.
+        self.switch(back, key, from, Cause::Failback, at);
+    }
+
     fn announced(&mut self, start: u64) {
         let a = self.p.announce;
         let u = self.rng.f64();
@@ -243,6 +258,7 @@ impl Incident<'_> {
             let key = self.plan.flip(end, FlipAction::Switch, to, sel, 0);
             self.switch(end, key, to, Cause::Degradation, start);
             self.maybe_switchback(end, from);
+            self.maybe_failback(end, from, shape.t3);
         }
     }
 
@@ -256,6 +272,7 @@ impl Incident<'_> {
         self.plan.deads.push(DeadSpan { stream: from, after: start, until });
         self.plan.episode(EpisodeKind::Dead, start, until, from);
         self.busy = self.busy.max(until);
+        self.maybe_failback(start, from, until);
     }
 
     /// The active stream stalls from `start`: events with `ts` in `[start, end]` all arrive at
@@ -285,6 +302,7 @@ impl Incident<'_> {
             let key = self.plan.flip(end, FlipAction::Switch, to, sel, 0);
             self.switch(end, key, to, Cause::Stall, start);
             self.maybe_switchback(end, from);
+            self.maybe_failback(end, from, end);
         }
     }
 

@@ -217,9 +217,11 @@ fn streams_show_their_lag_impairments_and_gaps() {
 fn every_cause_appears_in_the_training_trace() {
     let p = ScenarioParams::train();
     let t = gen(&p);
-    for cause in Cause::ALL {
+    // Failbacks are off in the standard worlds (`failback_prob` 0): the next test has them.
+    for cause in Cause::ALL.into_iter().filter(|&c| c != Cause::Failback) {
         assert!(t.switches.iter().any(|s| s.cause == cause), "no {} switch in train()", cause.name());
     }
+    assert!(!t.switches.iter().any(|s| s.cause == Cause::Failback));
     for kind in [
         EpisodeKind::FalseAlarm,
         EpisodeKind::AnnounceNever,
@@ -231,6 +233,55 @@ fn every_cause_appears_in_the_training_trace() {
     }
     check_structure(&t, &p);
     check_truth(&t, &p);
+}
+
+/// A failback returns to the stream the previous switch left, a degraded, dead or stalled
+/// one, 10–30 s after it recovered; a switchback in between rules it out.
+#[test]
+fn failbacks_return_to_the_stream_left_once_it_recovered() {
+    let p = ScenarioParams {
+        duration_ns: 1200 * SEC,
+        mix: CauseMix { degradation: 1.0, fail_stop: 1.0, stall: 1.0, ..CauseMix::NONE },
+        switchback_prob: 0.3,
+        failback_prob: 1.0,
+        ..sparse(ScenarioParams::small(11), 50.0)
+    };
+    let t = gen(&p);
+    check_structure(&t, &p);
+    check_truth(&t, &p);
+    let failbacks: Vec<_> =
+        t.switches.iter().enumerate().filter(|(_, s)| s.cause == Cause::Failback).collect();
+    assert!(failbacks.len() >= 10, "{}", failbacks.len());
+    let (lo, hi) = p.failback.delay_ns;
+    for &(i, fb) in &failbacks {
+        let before = &t.switches[i - 1];
+        assert!(matches!(before.cause, Cause::Degradation | Cause::FailStop | Cause::Stall), "{before:?}");
+        assert_eq!((fb.from, fb.to), (before.to, before.from), "back to the stream left");
+        assert_eq!(fb.signal_ns, before.at_ns, "the warning is the departure");
+        let recovered = match before.cause {
+            Cause::Degradation => before.at_ns + p.degradation.recover_ns,
+            Cause::FailStop => {
+                t.episodes
+                    .iter()
+                    .find(|e| e.kind == EpisodeKind::Dead && e.start_ns == before.at_ns)
+                    .unwrap()
+                    .end_ns
+            }
+            _ => before.at_ns,
+        };
+        assert!(fb.at_ns >= recovered + lo && fb.at_ns <= recovered + hi, "{fb:?} after {before:?}");
+    }
+    // Every degradation, fail-stop or stall switch not undone by a switchback fails back.
+    for (i, s) in t.switches.iter().enumerate() {
+        if matches!(s.cause, Cause::Degradation | Cause::FailStop | Cause::Stall) {
+            if let Some(next) = t.switches.get(i + 1) {
+                assert!(matches!(next.cause, Cause::Switchback | Cause::Failback), "{s:?} then {next:?}");
+            }
+        }
+    }
+    // Off, there are none (and nothing is drawn for them: `maybe_failback`).
+    let off = gen(&ScenarioParams { failback_prob: 0.0, ..p.clone() });
+    assert!(!off.switches.iter().any(|s| s.cause == Cause::Failback));
 }
 
 #[test]
@@ -350,7 +401,9 @@ fn predictable_share_matches_the_parameters() {
     for s in &t.switches {
         match s.cause {
             Cause::FailStop => assert!(!s.predictable && s.signal_ns == s.at_ns),
-            Cause::Degradation | Cause::Load | Cause::Switchback | Cause::Stall => assert!(s.predictable),
+            Cause::Degradation | Cause::Load | Cause::Switchback | Cause::Stall | Cause::Failback => {
+                assert!(s.predictable)
+            }
             Cause::Announced | Cause::Rollout => {}
             Cause::Unlabelled => panic!("the generator labels every switch"),
         }
@@ -430,6 +483,10 @@ fn validation_rejects_bad_parameters() {
     assert!(matches!(bad(&|p| p.mix.load = -2.0), ScenarioError::BadNumber { field: "mix.load", .. }));
     assert!(matches!(bad(&|p| p.mix.rollout = f64::NAN), ScenarioError::BadNumber { .. }));
     assert_eq!(bad(&|p| p.mix = CauseMix::NONE), ScenarioError::EmptyMix);
+    assert!(matches!(
+        bad(&|p| p.failback_prob = -0.5),
+        ScenarioError::BadNumber { field: "failback_prob", .. }
+    ));
     assert!(matches!(
         bad(&|p| p.switchback_prob = 1.5),
         ScenarioError::BadNumber { field: "switchback_prob", .. }
