@@ -591,7 +591,7 @@
 /*
  How many features this build's predictor computes (`hz_feature_name` names them).
  */
-#define HZ_N_FEATURES 17
+#define HZ_N_FEATURES 18
 
 /*
  Largest `record_rows` `hz_config_set_learning` takes.

@@ -19,7 +19,7 @@ use super::{
 /// features keeps the row's layout.
 pub const HZ_HISTORY_MAX_FEATURES: usize = 32;
 /// How many features this build's predictor computes (`hz_feature_name` names them).
-pub const HZ_N_FEATURES: u32 = 17;
+pub const HZ_N_FEATURES: u32 = 18;
 /// Largest `record_rows` `hz_config_set_learning` takes.
 pub const HZ_MAX_HISTORY_ROWS: usize = 1_048_576;
 /// Smallest snapshot cadence `hz_config_set_learning` takes, ns (1 ms).
@@ -367,6 +367,7 @@ pub extern "C" fn hz_feature_name(i: u32) -> *const c_char {
         c"cand_announce_due",
         c"cand_rollout_target",
         c"cand_previous",
+        c"cand_left_unwell_s",
     ];
     NAMES.get(i as usize).map_or(std::ptr::null(), |n| n.as_ptr())
 }

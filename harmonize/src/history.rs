@@ -21,7 +21,8 @@
 //!
 //! The header's fields come in this order, separated by one space; `source` is the rest of the
 //! line (free text, stored in the model's `meta.trained_on`). Line 2 is `t_ns,candidate,label`
-//! and then the 17 feature names of `harmonizer_core::predict::FEATURE_NAMES`, in model order.
+//! and then the 18 feature names of `harmonizer_core::predict::FEATURE_NAMES`, in model order
+//! (a history recorded by a build with other features is refused, saying how it differs).
 //!
 //! **JSONL.** Line 1 is a JSON object with the same header fields, and the feature names:
 //!

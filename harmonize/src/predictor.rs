@@ -65,7 +65,7 @@ const TRACE_LONG_HELP: &str = "\
 The history is the labelled feature snapshots that training fits. The scenario is the training
 trace, ScenarioParams::train() (seed 0x7261696e, 3600 s), unless --seed or --duration pick
 another. It is replayed through the real engine with a predictor that never stages; every
-100 ms each candidate's 17 features are recorded, labelled 1 when the recipient switches to
+100 ms each candidate's 18 features are recorded, labelled 1 when the recipient switches to
 that candidate within the 5 s horizon.
 
 History format, version 1 (UTF-8, one record per line):
@@ -80,7 +80,7 @@ History format, version 1 (UTF-8, one record per line):
     {\"t_ns\":100589468,\"candidate\":1,\"label\":0,\"features\":[-0.0022443863306174294,...]}
 
   t_ns: the snapshot's time from the trace's start, ns; candidate: the candidate stream's id;
-  label: 1 if the recipient switched to it within horizon_ns, else 0; then the 17 features, in
+  label: 1 if the recipient switched to it within horizon_ns, else 0; then the 18 features, in
   model order. Numbers are in Rust's shortest round-trip form, so they read back bit for bit;
   they must be finite. `harmonize train` splits the rows by time at 80% of duration_ns, fits
   them in file order, and stores source as the model's meta.trained_on.
@@ -160,7 +160,7 @@ pub struct EvalArgs {
     #[arg(long)]
     leave_one_out: bool,
     /// Families for --leave-one-out and --plot-online: announced, degradation, rollout, load,
-    /// switchback, stall (comma-separated); default all (--plot-online: load).
+    /// switchback, stall, failback (comma-separated); default all (--plot-online: load).
     #[arg(long, value_name = "NAME,...", value_delimiter = ',', value_parser = parse_family)]
     family: Vec<Family>,
     /// Draw, as SVG, the share of predictable switches made seamless so far on the test seed

@@ -215,7 +215,7 @@ fn follow_records_a_history_that_trains_and_saves_its_model() {
     assert!(lines.next().unwrap().starts_with("t_ns,candidate,label,load_burst"));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert!(rows.len() >= 100, "{} rows", rows.len());
-    assert!(rows.iter().all(|r| r.len() == 3 + 17));
+    assert!(rows.iter().all(|r| r.len() == 3 + harmonizer_core::predict::N_FEATURES));
     let positives: Vec<_> = rows.iter().filter(|r| r[2] == "1").collect();
     assert!(positives.len() >= 20 && positives.iter().any(|r| r[1] == "1"), "{} positives", positives.len());
     assert!(rows.iter().any(|r| r[2] == "0"));

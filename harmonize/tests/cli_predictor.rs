@@ -505,7 +505,7 @@ fn eval_leave_one_out_and_the_online_plot() {
         "eval",
         "--leave-one-out",
         "--family",
-        "stall",
+        "stall,failback",
         "--duration",
         "60",
         "--train-duration",
@@ -516,6 +516,9 @@ fn eval_leave_one_out_and_the_online_plot() {
         table.contains("Leave one family out") && table.lines().any(|l| l.starts_with("stall ")),
         "{table}"
     );
+    // Failbacks are off in the standard worlds: none in the test trace, some alone.
+    let failback = table.lines().find(|l| l.starts_with("failback ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(failback.contains("–"), "{failback}");
 
     assert!(fails(&["eval", "--leave-one-out", "--model", "m.json"]).contains("drop --model"));
 

@@ -67,6 +67,14 @@
 //! - `cand_rollout_target`: cohort flips excluding this recipient that name it as target (60 s
 //!   count).
 //! - `cand_previous`: 1 for the switchback target, times `since_switch`.
+//! - `cand_left_unwell_s`: for the stream the recipient left at the last switch, when it left
+//!   it in trouble, the seconds since (0 after 60 s, and for any other candidate): the wait
+//!   before a failback to it once it has recovered. In trouble means the stream was unhealthy
+//!   when it was left (errors at least 2%, gaps at 1/s or more over 10 s, `silence_s` at
+//!   least 0.5 s, lag 5 ms above its 120 s mean), or the switch was unplanned: no ANNOUNCE in force for its target, not a
+//!   cohort flip, not a SWITCHBACK, not during a load surge (`overload_s` below 1). A
+//!   fail-stop gives no warning, but its switch is unplanned. The recipient reads nothing of
+//!   the stream it left, so this is the last health it knew of it; set once per switch.
 //!
 //! A candidate the application armed is staged by the policy whatever its score, so arming is
 //! not a feature.
@@ -76,7 +84,7 @@ use crate::event::{EventHeader, FLAG_UPSTREAM_ERROR, KIND_FLIP, KIND_HEARTBEAT};
 use crate::flip::{splitmix64, Flip, FlipAction, Selector};
 
 /// How many features the model sees per candidate.
-pub const N_FEATURES: usize = 17;
+pub const N_FEATURES: usize = 18;
 
 /// Index of `load_burst` in the feature vector.
 pub const LOAD_BURST: usize = 0;
@@ -87,7 +95,7 @@ pub const ERROR_RATE: usize = 3;
 pub const N_GLOBAL: usize = 13;
 
 /// The feature names, in model order. The first [`N_GLOBAL`] describe the active stream and the
-/// recipient; the last 4 describe one candidate stream.
+/// recipient; the last 5 describe one candidate stream.
 pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "load_burst",
     "load_sustained",
@@ -106,6 +114,7 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "cand_announce_due",
     "cand_rollout_target",
     "cand_previous",
+    "cand_left_unwell_s",
 ];
 
 const SEC: f64 = 1e9;
@@ -210,6 +219,16 @@ struct Sums {
 /// A cohort flip older than this no longer counts as a rollout in progress, seconds.
 const ROLLOUT_WAIT_MAX_S: f64 = 30.0;
 
+/// `cand_left_unwell_s` is 0 this long after the switch, seconds.
+const LEFT_UNWELL_MAX_S: f64 = 60.0;
+/// Health thresholds of the stream being left, for `cand_left_unwell_s`: error share, lag
+/// above its 120 s mean (ms).
+const UNWELL_ERRORS: f64 = 0.02;
+const UNWELL_LAG_MS: f64 = 5.0;
+/// Gaps per second (10 s) and `silence_s` at which the stream being left counts as unhealthy.
+const UNWELL_GAPS_PER_S: f64 = 1.0;
+const UNWELL_SILENCE_S: f64 = 0.5;
+
 /// Mean gaps (at the 120 s rate) of silence that `silence_s` takes as normal.
 const SILENCE_GAPS: f64 = 20.0;
 /// Largest `silence_s`, seconds.
@@ -254,6 +273,11 @@ pub struct FeatureState {
     rate_now: f64,
     /// Peak `silence_s` of the active stream, decayed over `TAU_SILENCE_NS`.
     silence_peak: Decayed,
+    /// The flip for us read last announced its switch (an ANNOUNCE in force for its target, a
+    /// cohort selector, a SWITCHBACK): consumed by the next switch.
+    next_switch_planned: bool,
+    /// The stream left at the last switch was left in trouble (`cand_left_unwell_s`).
+    left_unwell: bool,
 }
 
 impl FeatureState {
@@ -277,6 +301,8 @@ impl FeatureState {
             ids: [None; MAX_STREAMS],
             rate_now: 0.0,
             silence_peak: Decayed::default(),
+            next_switch_planned: false,
+            left_unwell: false,
         }
     }
 
@@ -317,6 +343,14 @@ impl FeatureState {
     pub fn on_flip(&mut self, flip: &Flip<'_>, for_us: bool, now_ns: u64) {
         let target = self.slot_of(flip.target);
         if for_us {
+            self.next_switch_planned = match flip.action {
+                FlipAction::Switch => {
+                    matches!(flip.selector, Selector::Cohort { .. })
+                        || target.is_some_and(|i| self.announce_due_ns[i].is_some())
+                }
+                FlipAction::Switchback => true,
+                _ => self.next_switch_planned,
+            };
             match (flip.action, target) {
                 (FlipAction::Announce, Some(i)) => {
                     self.announce_due_ns[i] = Some(now_ns.saturating_add(flip.expected_in_ns));
@@ -345,6 +379,18 @@ impl FeatureState {
     /// the old stream.
     pub fn on_switch(&mut self, to: u32, now_ns: u64) {
         self.fold();
+        // The health of the stream being left, as last seen (sums not decayed to `now_ns`:
+        // they are as of its last record, the last thing known of it).
+        let s = &self.sums;
+        let errors = if s.n[0] > 1e-9 { s.errors_short / s.n[0] } else { 0.0 };
+        let mean_lag = |i: usize| if s.lag_n[i] > 1e-9 { s.lag[i] / s.lag_n[i] } else { 0.0 };
+        let unhealthy = errors >= UNWELL_ERRORS
+            || s.gaps_mid * SEC / TAU_MID_NS >= UNWELL_GAPS_PER_S
+            || self.silence_peak.value >= UNWELL_SILENCE_S
+            || mean_lag(0) - mean_lag(2) > UNWELL_LAG_MS;
+        let surge = self.overload_s.at(now_ns, TAU_MID_NS) >= 1.0;
+        self.left_unwell = unhealthy || !(self.next_switch_planned || surge);
+        self.next_switch_planned = false;
         self.last_switch_ns = Some(now_ns);
         // Rollout evidence was about leaving the old stream: this recipient has moved.
         self.last_cohort = None;
@@ -492,6 +538,17 @@ impl FeatureState {
         out[14] = due.map_or(0.0, |d| exp_neg(d.abs_diff(now_ns) as f64 / TAU_ANNOUNCE_NS));
         out[15] = self.rollout_target.get(i).map_or(0.0, |r| r.at(now_ns, TAU_FLIPS_NS));
         out[16] = if c.previous { out[10] } else { 0.0 };
+        out[17] = match self.last_switch_ns {
+            Some(t) if c.previous && self.left_unwell => {
+                let wait = now_ns.saturating_sub(t) as f64 / SEC;
+                if wait <= LEFT_UNWELL_MAX_S {
+                    wait
+                } else {
+                    0.0
+                }
+            }
+            _ => 0.0,
+        };
     }
 
     /// Events per second over the short time constant, as of the last
@@ -593,6 +650,83 @@ mod tests {
         f.on_switch(1, t + 60 * s);
         f.global(t + 60 * s + 1, &mut out);
         assert_eq!(out[12], 0.0);
+    }
+
+    fn flip(action: FlipAction, target: u32) -> Flip<'static> {
+        Flip {
+            action,
+            flip_id: 1,
+            target,
+            cutover_pos: 0,
+            resume_pos: 0,
+            not_before_ns: 0,
+            expected_in_ns: 3_000_000_000,
+            selector: Selector::All,
+            locator: &[],
+        }
+    }
+
+    /// `cand_left_unwell_s`: after an unplanned switch, the stream left (the `previous`
+    /// candidate, and no other) counts the seconds since, up to 60 s, then 0; after an announced
+    /// switch from a healthy stream it stays 0, and after one from a stream with errors it
+    /// counts again.
+    #[test]
+    fn the_stream_left_in_trouble_counts_the_wait_for_a_failback() {
+        const S: u64 = 1_000_000_000;
+        let cand = |stream: u32, previous: bool| Candidate {
+            stream,
+            index: stream as usize,
+            staged: false,
+            announced: false,
+            armed: false,
+            previous,
+            retained_bytes: 0,
+            evicted: 0,
+            window: 0,
+        };
+        let mut f = FeatureState::new(7);
+        f.learn(&[cand(1, false), cand(2, false)]);
+        let mut out = [0.0; N_FEATURES];
+        let mut t = S;
+        let flow = |f: &mut FeatureState, t: &mut u64, secs: u64, flags: u16| {
+            for _ in 0..secs * 100 {
+                *t += 10_000_000;
+                f.on_event(&data(*t - 1_000_000, flags), 0, *t);
+            }
+        };
+        flow(&mut f, &mut t, 30, 0);
+        // An unplanned SWITCH (a fail-stop: healthy until it): 0 → 1.
+        f.on_flip(&flip(FlipAction::Switch, 1), true, t);
+        f.on_switch(1, t);
+        let left = t;
+        f.learn(&[cand(0, true), cand(2, false)]);
+        flow(&mut f, &mut t, 20, 0);
+        f.global(t, &mut out);
+        f.candidate(&cand(0, true), t, &mut out);
+        assert!((out[17] - (t - left) as f64 / 1e9).abs() < 1e-9, "{}", out[17]);
+        f.candidate(&cand(2, false), t, &mut out);
+        assert_eq!(out[17], 0.0, "only the stream left");
+        f.candidate(&cand(0, true), left + 61 * S, &mut out);
+        assert_eq!(out[17], 0.0, "0 after 60 s");
+        // An announced switch from a healthy stream: 1 → 2.
+        f.on_flip(&flip(FlipAction::Announce, 2), true, t);
+        flow(&mut f, &mut t, 3, 0);
+        f.on_flip(&flip(FlipAction::Switch, 2), true, t);
+        f.on_switch(2, t);
+        flow(&mut f, &mut t, 10, 0);
+        f.global(t, &mut out);
+        f.candidate(&cand(1, true), t, &mut out);
+        assert_eq!(out[17], 0.0, "planned, healthy");
+        // An announced switch away from a stream with errors: 2 → 1.
+        f.on_flip(&flip(FlipAction::Announce, 1), true, t);
+        flow(&mut f, &mut t, 3, FLAG_UPSTREAM_ERROR);
+        f.on_flip(&flip(FlipAction::Switch, 1), true, t);
+        f.on_switch(1, t);
+        let left = t;
+        flow(&mut f, &mut t, 5, 0);
+        f.global(t, &mut out);
+        f.candidate(&cand(2, true), t, &mut out);
+        assert!((out[17] - (t - left) as f64 / 1e9).abs() < 1e-9, "unhealthy when left: {}", out[17]);
     }
 
     #[test]
