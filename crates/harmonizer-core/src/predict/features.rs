@@ -273,9 +273,11 @@ pub struct FeatureState {
     rate_now: f64,
     /// Peak `silence_s` of the active stream, decayed over `TAU_SILENCE_NS`.
     silence_peak: Decayed,
-    /// The flip for us read last announced its switch (an ANNOUNCE in force for its target, a
-    /// cohort selector, a SWITCHBACK): consumed by the next switch.
-    next_switch_planned: bool,
+    /// The target of the last switching flip for us, when that flip was planned (an ANNOUNCE in
+    /// force for its target, a cohort selector, a SWITCHBACK); consumed by the next switch,
+    /// which counts as planned only if it goes there (a flip the engine did not apply, or a
+    /// failover with no flip, leaves nothing behind for another switch).
+    next_switch_planned: Option<u32>,
     /// The stream left at the last switch was left in trouble (`cand_left_unwell_s`).
     left_unwell: bool,
 }
@@ -301,7 +303,7 @@ impl FeatureState {
             ids: [None; MAX_STREAMS],
             rate_now: 0.0,
             silence_peak: Decayed::default(),
-            next_switch_planned: false,
+            next_switch_planned: None,
             left_unwell: false,
         }
     }
@@ -344,11 +346,10 @@ impl FeatureState {
         let target = self.slot_of(flip.target);
         if for_us {
             self.next_switch_planned = match flip.action {
-                FlipAction::Switch => {
-                    matches!(flip.selector, Selector::Cohort { .. })
-                        || target.is_some_and(|i| self.announce_due_ns[i].is_some())
-                }
-                FlipAction::Switchback => true,
+                FlipAction::Switch => (matches!(flip.selector, Selector::Cohort { .. })
+                    || target.is_some_and(|i| self.announce_due_ns[i].is_some()))
+                .then_some(flip.target),
+                FlipAction::Switchback => Some(flip.target),
                 _ => self.next_switch_planned,
             };
             match (flip.action, target) {
@@ -389,8 +390,8 @@ impl FeatureState {
             || self.silence_peak.value >= UNWELL_SILENCE_S
             || mean_lag(0) - mean_lag(2) > UNWELL_LAG_MS;
         let surge = self.overload_s.at(now_ns, TAU_MID_NS) >= 1.0;
-        self.left_unwell = unhealthy || !(self.next_switch_planned || surge);
-        self.next_switch_planned = false;
+        let planned = self.next_switch_planned.take() == Some(to);
+        self.left_unwell = unhealthy || !(planned || surge);
         self.last_switch_ns = Some(now_ns);
         // Rollout evidence was about leaving the old stream: this recipient has moved.
         self.last_cohort = None;
@@ -727,6 +728,19 @@ mod tests {
         f.global(t, &mut out);
         f.candidate(&cand(2, true), t, &mut out);
         assert!((out[17] - (t - left) as f64 / 1e9).abs() < 1e-9, "unhealthy when left: {}", out[17]);
+        // A cohort SWITCH naming the active stream (the engine does not apply it), then a switch
+        // with no flip (a failover) from a healthy stream: unplanned, whatever that flip was.
+        flow(&mut f, &mut t, 30, 0);
+        let mut cohort = flip(FlipAction::Switch, 1);
+        cohort.selector = Selector::Cohort { basis_points: 10_000, salt: 3 };
+        f.on_flip(&cohort, true, t);
+        flow(&mut f, &mut t, 1, 0);
+        f.on_switch(2, t);
+        let left = t;
+        flow(&mut f, &mut t, 5, 0);
+        f.global(t, &mut out);
+        f.candidate(&cand(1, true), t, &mut out);
+        assert!((out[17] - (t - left) as f64 / 1e9).abs() < 1e-9, "a failover is unplanned: {}", out[17]);
     }
 
     #[test]
